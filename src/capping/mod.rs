@@ -1,0 +1,356 @@
+//! Per-user state that decisions read and events move: rolling-window render timestamps per
+//! campaign and per advertiser, the rolling 24 h ad load, pending reservations and hidden
+//! advertisers, plus the per-session placement state. This module holds the pure rules and the
+//! compact text encoding both backends store; the atomic updates live in the stores.
+//!
+//! Encoding (one Redis hash per user, mirrored by the embedded backend):
+//! `v` version (bumped by every write, the compare-and-set guard of decisions),
+//! `c:<campaign>` / `a:<advertiser>` / `d` comma-separated render times (ms), newest last,
+//! `r` reservations `decision|campaign|advertiser|expires_ms` joined by `;`,
+//! `h:<advertiser>` hidden-until (ms).
+
+use std::collections::HashMap;
+
+use crate::clock::Millis;
+use crate::domain::campaign::{Campaign, FrequencyCap};
+
+pub const DAY_MS: Millis = 86_400_000;
+/// `hide` (and `report`) stop an advertiser for this user for 90 days.
+pub const HIDE_MS: Millis = 90 * DAY_MS;
+/// Sessions are forgotten after this long without a decision.
+pub const SESSION_TTL_MS: Millis = 6 * 3_600_000;
+
+/// How long a user's stored state must live: past every window it holds, every reservation
+/// and (after a hide) the hide itself.
+pub fn user_ttl_ms(longest_window_ms: Millis, hide: bool) -> Millis {
+    longest_window_ms
+        .max(DAY_MS)
+        .max(if hide { HIDE_MS } else { 0 })
+        + DAY_MS
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub decision_id: String,
+    pub campaign: String,
+    pub advertiser: String,
+    pub expires_ms: Millis,
+}
+
+impl Reservation {
+    pub fn encode(&self) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.decision_id, self.campaign, self.advertiser, self.expires_ms
+        )
+    }
+
+    fn decode(raw: &str) -> Option<Self> {
+        let mut parts = raw.split('|');
+        Some(Self {
+            decision_id: parts.next()?.to_owned(),
+            campaign: parts.next()?.to_owned(),
+            advertiser: parts.next()?.to_owned(),
+            expires_ms: parts.next()?.parse().ok()?,
+        })
+    }
+}
+
+/// What the store knows about one user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserState {
+    pub version: u64,
+    pub campaign_renders: HashMap<String, Vec<Millis>>,
+    pub advertiser_renders: HashMap<String, Vec<Millis>>,
+    pub daily_renders: Vec<Millis>,
+    pub reservations: Vec<Reservation>,
+    pub hidden_until: HashMap<String, Millis>,
+}
+
+impl UserState {
+    /// Parses the stored hash. Unknown or corrupt fields are ignored rather than failing a
+    /// decision: the render-time checks in the store remain the authority.
+    pub fn from_fields<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut state = Self::default();
+        for (field, value) in fields {
+            match field.split_once(':') {
+                Some(("c", campaign)) => {
+                    state
+                        .campaign_renders
+                        .insert(campaign.to_owned(), parse_times(value));
+                }
+                Some(("a", advertiser)) => {
+                    state
+                        .advertiser_renders
+                        .insert(advertiser.to_owned(), parse_times(value));
+                }
+                Some(("h", advertiser)) => {
+                    if let Ok(until) = value.parse() {
+                        state.hidden_until.insert(advertiser.to_owned(), until);
+                    }
+                }
+                _ => match field {
+                    "v" => state.version = value.parse().unwrap_or(0),
+                    "d" => state.daily_renders = parse_times(value),
+                    "r" => {
+                        state.reservations =
+                            value.split(';').filter_map(Reservation::decode).collect()
+                    }
+                    _ => {}
+                },
+            }
+        }
+        state
+    }
+
+    fn live_reservations(&self, now: Millis) -> impl Iterator<Item = &Reservation> {
+        self.reservations.iter().filter(move |r| r.expires_ms > now)
+    }
+
+    pub fn is_hidden(&self, advertiser: &str, now: Millis) -> bool {
+        self.hidden_until
+            .get(advertiser)
+            .is_some_and(|until| *until > now)
+    }
+
+    /// True when one more slot of `campaign` keeps every cap, counting pending reservations.
+    pub fn caps_allow(&self, campaign: &Campaign, now: Millis) -> bool {
+        let id = campaign.id.as_str();
+        let renders = self
+            .campaign_renders
+            .get(id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let reserved = self
+            .live_reservations(now)
+            .filter(|r| r.campaign == id)
+            .count();
+        if !within_caps(&campaign.frequency_caps, renders, reserved, now) {
+            return false;
+        }
+        if campaign.advertiser_caps {
+            let adv = campaign.advertiser_id.as_str();
+            let renders = self
+                .advertiser_renders
+                .get(adv)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let reserved = self
+                .live_reservations(now)
+                .filter(|r| r.advertiser == adv)
+                .count();
+            return within_caps(&campaign.frequency_caps, renders, reserved, now);
+        }
+        true
+    }
+
+    /// How many more ads this user may get in the rolling 24 h, counting reservations.
+    pub fn daily_remaining(&self, max_per_day: u32, now: Millis) -> u32 {
+        let used =
+            count_since(&self.daily_renders, now - DAY_MS) + self.live_reservations(now).count();
+        max_per_day.saturating_sub(used as u32)
+    }
+}
+
+fn within_caps(caps: &[FrequencyCap], renders: &[Millis], reserved: usize, now: Millis) -> bool {
+    caps.iter().all(|cap| {
+        let window_start = now - cap.per_seconds as Millis * 1000;
+        count_since(renders, window_start) + reserved < cap.max as usize
+    })
+}
+
+/// Renders strictly after `start`: the window `(now - per, now]`.
+pub fn count_since(times: &[Millis], start: Millis) -> usize {
+    times.iter().filter(|t| **t > start).count()
+}
+
+fn parse_times(raw: &str) -> Vec<Millis> {
+    raw.split(',').filter_map(|t| t.parse().ok()).collect()
+}
+
+/// What a store must keep of a render list so every cap stays exact: the newest `count`
+/// entries younger than `window_ms`. Zero count means "do not record".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    pub count: u32,
+    pub window_ms: Millis,
+}
+
+impl Retention {
+    pub fn for_caps<'a>(caps: impl IntoIterator<Item = &'a FrequencyCap>) -> Self {
+        caps.into_iter().fold(Self::default(), |acc, cap| Self {
+            count: acc.count.max(cap.max),
+            window_ms: acc.window_ms.max(cap.per_seconds as Millis * 1000),
+        })
+    }
+
+    pub fn encode(self) -> String {
+        format!("{}:{}", self.count, self.window_ms)
+    }
+}
+
+/// Caps as the store scripts read them: `max:per_ms` joined by commas.
+pub fn encode_caps(caps: &[FrequencyCap]) -> String {
+    caps.iter()
+        .map(|cap| format!("{}:{}", cap.max, cap.per_seconds as Millis * 1000))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Placement state of one session across its requests: ads served so far and statuses the user
+/// has passed since the last ad (or since the session began, before its first ad).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionState {
+    pub served: u32,
+    pub carry: u32,
+}
+
+impl SessionState {
+    pub fn encode(self) -> String {
+        format!("{},{}", self.served, self.carry)
+    }
+
+    pub fn decode(raw: &str) -> Self {
+        let mut parts = raw.split(',').map(|p| p.parse().unwrap_or(0));
+        Self {
+            served: parts.next().unwrap_or(0),
+            carry: parts.next().unwrap_or(0),
+        }
+    }
+}
+
+/// Stable virtual shard of a user (FNV-1a): everything keyed by this user lives in it.
+pub fn shard_of(user: &str, shards: u32) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in user.bytes() {
+        hash ^= byte as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % shards as u64) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn campaign(caps: &[(u32, u32)], advertiser_caps: bool) -> Campaign {
+        let mut c: Campaign = serde_json::from_value(serde_json::json!({
+            "id": "cmp_0000000000000001", "advertiser_id": "adv_0000000000000001", "name": "c",
+            "status": "active", "start_at": "2026-01-01T00:00:00Z", "end_at": null,
+            "bid_cpm_micros": 1000000, "budget": null, "pacing": "asap", "priority": "auction",
+            "targeting": {}, "frequency_caps": [], "advertiser_caps": false, "objective": "awareness",
+            "chat": null, "created_at": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        c.frequency_caps = caps
+            .iter()
+            .map(|&(max, per_seconds)| FrequencyCap { max, per_seconds })
+            .collect();
+        c.advertiser_caps = advertiser_caps;
+        c
+    }
+
+    #[test]
+    fn parses_its_own_encoding() {
+        let r = Reservation {
+            decision_id: "d1".into(),
+            campaign: "cmp_x".into(),
+            advertiser: "adv_y".into(),
+            expires_ms: 99,
+        };
+        let encoded = r.encode();
+        let state = UserState::from_fields([
+            ("v", "7"),
+            ("c:cmp_x", "1,2,3"),
+            ("a:adv_y", "5"),
+            ("d", "1,2"),
+            ("r", encoded.as_str()),
+            ("h:adv_z", "1000"),
+            ("junk", "?"),
+        ]);
+        assert_eq!(state.version, 7);
+        assert_eq!(state.campaign_renders["cmp_x"], vec![1, 2, 3]);
+        assert_eq!(state.reservations, vec![r]);
+        assert!(state.is_hidden("adv_z", 999));
+        assert!(!state.is_hidden("adv_z", 1000));
+    }
+
+    #[test]
+    fn rolling_window_counts_renders_and_live_reservations() {
+        let c = campaign(&[(2, 3600)], false);
+        let now = 10_000_000;
+        let mut state = UserState::default();
+        state
+            .campaign_renders
+            .insert(c.id.as_str().into(), vec![now - 3_600_000, now - 10]);
+        // The render exactly one window ago has left the window.
+        assert!(state.caps_allow(&c, now));
+        state.reservations.push(Reservation {
+            decision_id: "d".into(),
+            campaign: c.id.as_str().into(),
+            advertiser: c.advertiser_id.as_str().into(),
+            expires_ms: now + 1,
+        });
+        assert!(!state.caps_allow(&c, now));
+        // Once the reservation expires it no longer holds the cap.
+        assert!(state.caps_allow(&c, now + 1));
+    }
+
+    #[test]
+    fn advertiser_caps_count_every_campaign_of_the_advertiser() {
+        let c = campaign(&[(1, 86_400)], true);
+        let mut state = UserState::default();
+        state
+            .advertiser_renders
+            .insert(c.advertiser_id.as_str().into(), vec![500]);
+        assert!(!state.caps_allow(&c, 1000));
+        let mut lenient = c.clone();
+        lenient.advertiser_caps = false;
+        assert!(state.caps_allow(&lenient, 1000));
+    }
+
+    #[test]
+    fn daily_load_counts_reservations() {
+        let mut state = UserState::default();
+        state.daily_renders = vec![DAY_MS, DAY_MS + 5];
+        assert_eq!(state.daily_remaining(3, DAY_MS + 10), 1);
+        assert_eq!(state.daily_remaining(3, 2 * DAY_MS + 1), 2);
+    }
+
+    #[test]
+    fn retention_and_shards() {
+        let caps = [
+            FrequencyCap {
+                max: 1,
+                per_seconds: 3600,
+            },
+            FrequencyCap {
+                max: 3,
+                per_seconds: 86_400,
+            },
+        ];
+        assert_eq!(
+            Retention::for_caps(&caps),
+            Retention {
+                count: 3,
+                window_ms: 86_400_000
+            }
+        );
+        assert_eq!(encode_caps(&caps), "1:3600000,3:86400000");
+        assert_eq!(shard_of("user-1", 1024), shard_of("user-1", 1024));
+        assert!(shard_of("user-1", 1024) < 1024);
+        assert_eq!(
+            SessionState::decode(
+                &SessionState {
+                    served: 2,
+                    carry: 5
+                }
+                .encode()
+            ),
+            SessionState {
+                served: 2,
+                carry: 5
+            }
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! Advertisers, campaigns and creatives: the writes (validated by `domain`, persisted by the
+//! store) and the in-memory [`Snapshot`] that every decision and auth check reads without locks.
+//! A write rebuilds the snapshot at once; other nodes notice the store's catalog version moving
+//! (polled by the refresher) and rebuild theirs.
+
+pub mod assets;
+pub mod snapshot;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use time::OffsetDateTime;
+
+use crate::domain::advertiser::{hash_api_key, new_api_key, Advertiser, NewAdvertiser};
+use crate::domain::campaign::{Campaign, CampaignInput, CampaignStatus};
+use crate::domain::creative::{Creative, CreativeStatus};
+use crate::domain::ids::{AdvertiserId, CampaignId, CreativeId};
+use crate::domain::ValidationError;
+use crate::metrics::Metrics;
+use crate::store::{CatalogRecord, Store, StoreError};
+
+pub use self::snapshot::Snapshot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub enum Moderation {
+    Approve,
+    Reject(String),
+}
+
+pub struct Catalog {
+    store: Arc<Store>,
+    current: ArcSwap<Snapshot>,
+    metrics: Arc<Metrics>,
+    /// Serialises this node's writes so a read-modify-write (PATCH) sees its own predecessor.
+    writes: tokio::sync::Mutex<()>,
+}
+
+impl Catalog {
+    pub async fn load(store: Arc<Store>, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
+        let data = store.load_catalog().await?;
+        Ok(Self {
+            store,
+            current: ArcSwap::from_pointee(Snapshot::build(data)),
+            metrics,
+            writes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Rebuilds the snapshot when the store's version moved (another node wrote).
+    pub async fn refresh(&self) -> Result<(), StoreError> {
+        if self.store.catalog_version().await? != self.snapshot().version {
+            self.reload().await?;
+        }
+        Ok(())
+    }
+
+    async fn reload(&self) -> Result<(), StoreError> {
+        let data = self.store.load_catalog().await?;
+        self.current.store(Arc::new(Snapshot::build(data)));
+        self.metrics.catalog_reloaded();
+        Ok(())
+    }
+
+    async fn persist(&self, record: CatalogRecord<'_>) -> Result<(), CatalogError> {
+        self.store.save(record).await?;
+        self.reload().await?;
+        Ok(())
+    }
+
+    pub async fn create_advertiser(
+        &self,
+        new: NewAdvertiser,
+        now: OffsetDateTime,
+    ) -> Result<(Advertiser, String), CatalogError> {
+        let (advertiser, key) = new.into_advertiser(now)?;
+        let _guard = self.writes.lock().await;
+        self.persist(CatalogRecord::Advertiser(&advertiser)).await?;
+        Ok((advertiser, key))
+    }
+
+    /// Issues a new key; the old one stops working as soon as each node's snapshot refreshes.
+    pub async fn rotate_key(&self, id: &AdvertiserId) -> Result<String, CatalogError> {
+        let _guard = self.writes.lock().await;
+        let mut advertiser = (**self
+            .snapshot()
+            .advertiser(id)
+            .ok_or(CatalogError::NotFound)?)
+        .clone();
+        let key = new_api_key();
+        advertiser.api_key_hash = hash_api_key(&key);
+        self.persist(CatalogRecord::Advertiser(&advertiser)).await?;
+        Ok(key)
+    }
+
+    pub async fn create_campaign(
+        &self,
+        owner: &Advertiser,
+        input: CampaignInput,
+        now: OffsetDateTime,
+    ) -> Result<Campaign, CatalogError> {
+        let campaign = Campaign::create(input, owner, now)?;
+        let _guard = self.writes.lock().await;
+        self.persist(CatalogRecord::Campaign(&campaign)).await?;
+        Ok(campaign)
+    }
+
+    pub async fn update_campaign(
+        &self,
+        owner: &Advertiser,
+        id: &CampaignId,
+        input: CampaignInput,
+    ) -> Result<Campaign, CatalogError> {
+        let _guard = self.writes.lock().await;
+        let current = self.owned_campaign(owner, id)?;
+        if current.status == CampaignStatus::Archived {
+            return Err(CatalogError::Conflict(
+                "an archived campaign cannot be changed".into(),
+            ));
+        }
+        let updated = (*current).clone().update(input, owner)?;
+        self.persist(CatalogRecord::Campaign(&updated)).await?;
+        Ok(updated)
+    }
+
+    /// Archives: never served again, history and spend stay.
+    pub async fn archive_campaign(
+        &self,
+        owner: &Advertiser,
+        id: &CampaignId,
+    ) -> Result<Campaign, CatalogError> {
+        let _guard = self.writes.lock().await;
+        let mut campaign = (*self.owned_campaign(owner, id)?).clone();
+        campaign.status = CampaignStatus::Archived;
+        self.persist(CatalogRecord::Campaign(&campaign)).await?;
+        Ok(campaign)
+    }
+
+    /// A campaign of another advertiser is indistinguishable from a missing one.
+    pub fn owned_campaign(
+        &self,
+        owner: &Advertiser,
+        id: &CampaignId,
+    ) -> Result<Arc<Campaign>, CatalogError> {
+        self.snapshot()
+            .campaign(id)
+            .filter(|c| c.advertiser_id == owner.id)
+            .cloned()
+            .ok_or(CatalogError::NotFound)
+    }
+
+    pub async fn add_creative(&self, creative: Creative) -> Result<Creative, CatalogError> {
+        let _guard = self.writes.lock().await;
+        let campaign = self
+            .snapshot()
+            .campaign(&creative.campaign_id)
+            .cloned()
+            .ok_or(CatalogError::NotFound)?;
+        if campaign.status == CampaignStatus::Archived {
+            return Err(CatalogError::Conflict(
+                "an archived campaign takes no creatives".into(),
+            ));
+        }
+        self.persist(CatalogRecord::Creative(&creative)).await?;
+        Ok(creative)
+    }
+
+    pub async fn moderate(
+        &self,
+        id: &CreativeId,
+        decision: Moderation,
+    ) -> Result<Creative, CatalogError> {
+        let _guard = self.writes.lock().await;
+        let mut creative = (**self.snapshot().creative(id).ok_or(CatalogError::NotFound)?).clone();
+        match decision {
+            Moderation::Approve => {
+                creative.status = CreativeStatus::Approved;
+                creative.reject_reason = None;
+            }
+            Moderation::Reject(reason) => {
+                creative.status = CreativeStatus::Rejected;
+                creative.reject_reason = Some(reason);
+            }
+        }
+        self.persist(CatalogRecord::Creative(&creative)).await?;
+        Ok(creative)
+    }
+}

@@ -1,0 +1,177 @@
+//! An immutable view of the catalog, rebuilt on change and swapped atomically. Decisions iterate
+//! [`Snapshot::servable`]: campaigns that are active with at least one approved creative, with
+//! everything a decision and an event need precomputed (caps encoding, retention).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::capping::{encode_caps, Retention};
+use crate::domain::advertiser::Advertiser;
+use crate::domain::campaign::{Campaign, CampaignStatus};
+use crate::domain::creative::{Creative, CreativeStatus};
+use crate::domain::ids::{AdvertiserId, CampaignId, CreativeId};
+use crate::store::CatalogData;
+
+/// A campaign that may be served, with its approved creatives.
+#[derive(Debug)]
+pub struct Servable {
+    pub campaign: Arc<Campaign>,
+    pub advertiser: Arc<Advertiser>,
+    pub creatives: Vec<Arc<Creative>>,
+}
+
+/// What the event path needs to know about a campaign's caps, in store encoding.
+#[derive(Debug, Clone, Default)]
+pub struct CapSpec {
+    pub campaign_caps: String,
+    pub campaign_keep: Retention,
+    /// Empty unless the campaign has `advertiser_caps`.
+    pub advertiser_caps: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub version: u64,
+    advertisers: HashMap<AdvertiserId, Arc<Advertiser>>,
+    by_key_hash: HashMap<String, AdvertiserId>,
+    campaigns: HashMap<CampaignId, Arc<Campaign>>,
+    creatives: HashMap<CreativeId, Arc<Creative>>,
+    cap_specs: HashMap<CampaignId, CapSpec>,
+    /// Per advertiser: what to keep of its cross-campaign render list (zero when none of its
+    /// campaigns uses advertiser-level caps, so nothing is stored).
+    advertiser_keep: HashMap<AdvertiserId, Retention>,
+    pub servable: Vec<Servable>,
+}
+
+impl Snapshot {
+    pub fn build(data: CatalogData) -> Self {
+        let advertisers: HashMap<_, _> = data
+            .advertisers
+            .into_iter()
+            .map(|a| (a.id.clone(), Arc::new(a)))
+            .collect();
+        let by_key_hash = advertisers
+            .values()
+            .map(|a| (a.api_key_hash.clone(), a.id.clone()))
+            .collect();
+        let campaigns: HashMap<_, _> = data
+            .campaigns
+            .into_iter()
+            .map(|c| (c.id.clone(), Arc::new(c)))
+            .collect();
+        let creatives: HashMap<_, _> = data
+            .creatives
+            .into_iter()
+            .map(|c| (c.id.clone(), Arc::new(c)))
+            .collect();
+
+        let mut approved: HashMap<&CampaignId, Vec<Arc<Creative>>> = HashMap::new();
+        let mut sorted: Vec<&Arc<Creative>> = creatives.values().collect();
+        sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        for creative in sorted
+            .into_iter()
+            .filter(|c| c.status == CreativeStatus::Approved)
+        {
+            approved
+                .entry(&creative.campaign_id)
+                .or_default()
+                .push(creative.clone());
+        }
+
+        let mut advertiser_keep: HashMap<AdvertiserId, Retention> = HashMap::new();
+        for campaign in campaigns.values().filter(|c| c.advertiser_caps) {
+            let keep = advertiser_keep
+                .entry(campaign.advertiser_id.clone())
+                .or_default();
+            let own = Retention::for_caps(&campaign.frequency_caps);
+            *keep = Retention {
+                count: keep.count.max(own.count),
+                window_ms: keep.window_ms.max(own.window_ms),
+            };
+        }
+        let cap_specs = campaigns
+            .values()
+            .map(|c| {
+                let caps = encode_caps(&c.frequency_caps);
+                let spec = CapSpec {
+                    campaign_keep: Retention::for_caps(&c.frequency_caps),
+                    advertiser_caps: if c.advertiser_caps {
+                        caps.clone()
+                    } else {
+                        String::new()
+                    },
+                    campaign_caps: caps,
+                };
+                (c.id.clone(), spec)
+            })
+            .collect();
+
+        let mut servable: Vec<Servable> = campaigns
+            .values()
+            .filter(|c| c.status == CampaignStatus::Active)
+            .filter_map(|c| {
+                Some(Servable {
+                    campaign: c.clone(),
+                    advertiser: advertisers.get(&c.advertiser_id)?.clone(),
+                    creatives: approved.remove(&c.id)?,
+                })
+            })
+            .collect();
+        // A stable order keeps decisions reproducible under a seeded RNG.
+        servable.sort_by(|a, b| a.campaign.id.cmp(&b.campaign.id));
+
+        Self {
+            version: data.version,
+            advertisers,
+            by_key_hash,
+            campaigns,
+            creatives,
+            cap_specs,
+            advertiser_keep,
+            servable,
+        }
+    }
+
+    pub fn advertiser(&self, id: &AdvertiserId) -> Option<&Arc<Advertiser>> {
+        self.advertisers.get(id)
+    }
+
+    pub fn advertiser_by_key_hash(&self, hash: &str) -> Option<&Arc<Advertiser>> {
+        self.by_key_hash
+            .get(hash)
+            .and_then(|id| self.advertisers.get(id))
+    }
+
+    pub fn advertisers(&self) -> impl Iterator<Item = &Arc<Advertiser>> {
+        self.advertisers.values()
+    }
+
+    pub fn campaign(&self, id: &CampaignId) -> Option<&Arc<Campaign>> {
+        self.campaigns.get(id)
+    }
+
+    pub fn campaigns_of<'a>(
+        &'a self,
+        owner: &'a AdvertiserId,
+    ) -> impl Iterator<Item = &'a Arc<Campaign>> + 'a {
+        self.campaigns
+            .values()
+            .filter(move |c| &c.advertiser_id == owner)
+    }
+
+    pub fn creative(&self, id: &CreativeId) -> Option<&Arc<Creative>> {
+        self.creatives.get(id)
+    }
+
+    pub fn creatives(&self) -> impl Iterator<Item = &Arc<Creative>> {
+        self.creatives.values()
+    }
+
+    pub fn cap_spec(&self, id: &CampaignId) -> Option<&CapSpec> {
+        self.cap_specs.get(id)
+    }
+
+    pub fn advertiser_keep(&self, id: &AdvertiserId) -> Retention {
+        self.advertiser_keep.get(id).copied().unwrap_or_default()
+    }
+}

@@ -1,0 +1,387 @@
+//! Typed settings, layered: the built-in `config/default.toml` < an optional `config/<env>.toml`
+//! (`STATUSADS_ENV=<env>`) or `--config FILE` < `STATUSADS__SECTION__KEY` environment variables.
+//! A bad value fails start-up with a message naming the key. Secrets never reach `Debug` output.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+const ENV_PREFIX: &str = "STATUSADS__";
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: [&str; 2] = ["store.cluster_nodes", "auth.client_tokens"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Parse { path: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub store: StoreSettings,
+    pub auth: AuthSettings,
+    pub tokens: TokenSettings,
+    pub ad_load: AdLoadSettings,
+    pub auction: AuctionSettings,
+    pub chat: ChatSettings,
+    pub demo: DemoSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub bind: String,
+    pub json_logs: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    pub redis_url: String,
+    pub cluster_nodes: Vec<String>,
+    pub data_dir: PathBuf,
+    pub shards: u32,
+    pub timeout_ms: u64,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub admin_token: String,
+    pub client_tokens: Vec<String>,
+}
+
+impl fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("admin_token", &"<redacted>")
+            .field(
+                "client_tokens",
+                &format_args!("<{} redacted>", self.client_tokens.len()),
+            )
+            .finish()
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    pub signing_key: String,
+    pub ttl_seconds: u32,
+    pub grace_seconds: u32,
+}
+
+impl fmt::Debug for TokenSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSettings")
+            .field("signing_key", &"<redacted>")
+            .field("ttl_seconds", &self.ttl_seconds)
+            .field("grace_seconds", &self.grace_seconds)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdLoadSettings {
+    pub first_after: u32,
+    pub min_gap: u32,
+    pub max_per_session: u32,
+    pub max_per_user_per_day: u32,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuctionSettings {
+    pub reserve_cpm_micros: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatSettings {
+    pub url_template: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoSettings {
+    /// `true`, `false` or `"auto"`: seed on the embedded backend (the quick start), not on Redis.
+    #[serde(deserialize_with = "seed_setting")]
+    pub seed: Option<bool>,
+}
+
+fn seed_setting<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Flag(bool),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Flag(flag) => Ok(Some(flag)),
+        Raw::Text(text) => match text.as_str() {
+            "auto" => Ok(None),
+            "true" => Ok(Some(true)),
+            "false" => Ok(Some(false)),
+            other => Err(serde::de::Error::custom(format!(
+                "expected true, false or \"auto\", got {other:?}"
+            ))),
+        },
+    }
+}
+
+impl Settings {
+    /// Loads the layered configuration from the process environment.
+    pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let env_file = std::env::var("STATUSADS_ENV")
+            .ok()
+            .map(|name| PathBuf::from(format!("config/{name}.toml")));
+        Self::from_layers(config_file.or(env_file.as_deref()), &env)
+    }
+
+    /// The defaults alone (what tests start from).
+    pub fn defaults() -> Self {
+        Self::from_layers(None, &[]).expect("built-in defaults are valid")
+    }
+
+    pub fn from_layers(file: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let mut root = parse_toml("config/default.toml (built in)", DEFAULTS)?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            merge(&mut root, parse_toml(&path.display().to_string(), &text)?);
+        }
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = rest.to_ascii_lowercase().replace("__", ".");
+            set_from_env(&mut root, &key, value)?;
+        }
+        let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(root))
+            .map_err(|err| ConfigError::Invalid {
+                key: err.path().to_string(),
+                message: err.inner().to_string(),
+            })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                message: message.into(),
+            })
+        };
+        if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
+            return invalid("http.bind", "must be host:port, e.g. 127.0.0.1:8080");
+        }
+        if !self.store.redis_url.is_empty() && !self.store.redis_url.starts_with("redis://") {
+            return invalid("store.redis_url", "must start with redis://");
+        }
+        if !self.store.cluster_nodes.is_empty() {
+            return invalid(
+                "store.cluster_nodes",
+                "Redis Cluster is not supported yet; use store.redis_url",
+            );
+        }
+        if !(1..=16384).contains(&self.store.shards) {
+            return invalid("store.shards", "must be between 1 and 16384");
+        }
+        if self.store.timeout_ms == 0 {
+            return invalid("store.timeout_ms", "must be positive");
+        }
+        if !self.tokens.signing_key.is_empty() && self.tokens.signing_key.len() < 32 {
+            return invalid("tokens.signing_key", "must be at least 32 characters");
+        }
+        if self.tokens.ttl_seconds < 10 {
+            return invalid("tokens.ttl_seconds", "must be at least 10");
+        }
+        if self.ad_load.max_per_session == 0 || self.ad_load.min_gap == 0 {
+            return invalid("ad_load", "max_per_session and min_gap must be positive");
+        }
+        if self.auction.reserve_cpm_micros < 0 {
+            return invalid("auction.reserve_cpm_micros", "must not be negative");
+        }
+        if !self.chat.url_template.contains("{number}") {
+            return invalid("chat.url_template", "must contain {number}");
+        }
+        Ok(())
+    }
+
+    /// Whether to seed demo data on an empty catalog.
+    pub fn seeds_demo(&self) -> bool {
+        self.demo.seed.unwrap_or(!self.uses_redis())
+    }
+
+    /// True when a Redis URL or cluster nodes are configured.
+    pub fn uses_redis(&self) -> bool {
+        !self.store.redis_url.is_empty() || !self.store.cluster_nodes.is_empty()
+    }
+}
+
+fn parse_toml(origin: &str, text: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>()
+        .map_err(|err| ConfigError::Parse {
+            path: origin.into(),
+            message: err.to_string(),
+        })
+}
+
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(into)), toml::Value::Table(from)) => merge(into, from),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Environment values are strings; give them the type the default has so that
+/// `STATUSADS__AD_LOAD__MIN_GAP=5` becomes an integer and unknown keys are named.
+fn set_from_env(root: &mut toml::Table, key: &str, raw: &str) -> Result<(), ConfigError> {
+    let unknown = || ConfigError::Invalid {
+        key: key.into(),
+        message: "unknown configuration key (from environment)".into(),
+    };
+    let (section, field) = key.split_once('.').ok_or_else(unknown)?;
+    let table = root
+        .get_mut(section)
+        .and_then(toml::Value::as_table_mut)
+        .ok_or_else(unknown)?;
+    let current = table.get(field).ok_or_else(unknown)?;
+    let bad = |what: &str| ConfigError::Invalid {
+        key: key.into(),
+        message: format!("expected {what}, got {raw:?}"),
+    };
+    let value = match current {
+        _ if LIST_KEYS.contains(&key) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.into()))
+                .collect(),
+        ),
+        toml::Value::Integer(_) => {
+            toml::Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?)
+        }
+        toml::Value::Boolean(_) => {
+            toml::Value::Boolean(raw.trim().parse().map_err(|_| bad("true or false"))?)
+        }
+        _ => toml::Value::String(raw.into()),
+    };
+    table.insert(field.into(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_design_table() {
+        let s = Settings::defaults();
+        assert_eq!(s.http.bind, "127.0.0.1:8080");
+        assert!(!s.uses_redis());
+        assert_eq!(s.store.data_dir, PathBuf::from("./data"));
+        assert_eq!(
+            s.ad_load,
+            AdLoadSettings {
+                first_after: 2,
+                min_gap: 4,
+                max_per_session: 3,
+                max_per_user_per_day: 10
+            }
+        );
+        assert_eq!(s.auction.reserve_cpm_micros, 500_000);
+        assert!(s.seeds_demo(), "the embedded quick start seeds demo data");
+    }
+
+    #[test]
+    fn environment_overrides_with_types_and_lists() {
+        let s = Settings::from_layers(
+            None,
+            &env(&[
+                ("STATUSADS__AD_LOAD__MIN_GAP", "6"),
+                ("STATUSADS__AUTH__CLIENT_TOKENS", "a, b,,c"),
+                ("STATUSADS__STORE__REDIS_URL", "redis://127.0.0.1:6379"),
+                ("STATUSADS__DEMO__SEED", "true"),
+                ("OTHER", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.ad_load.min_gap, 6);
+        assert_eq!(s.auth.client_tokens, vec!["a", "b", "c"]);
+        assert!(s.uses_redis());
+        assert!(s.seeds_demo());
+        let s = Settings::from_layers(
+            None,
+            &env(&[("STATUSADS__STORE__REDIS_URL", "redis://127.0.0.1:6379")]),
+        )
+        .unwrap();
+        assert!(
+            !s.seeds_demo(),
+            "redis deployments are not seeded unless asked"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = Settings::from_layers(None, &env(&[("STATUSADS__AD_LOAD__MIN_GAP", "many")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ad_load.min_gap"), "{err}");
+        let err = Settings::from_layers(None, &env(&[("STATUSADS__HTTP__BIND", "nowhere")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.bind"), "{err}");
+        let err = Settings::from_layers(None, &env(&[("STATUSADS__HTTP__TYPO", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.typo"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let s = Settings::from_layers(
+            None,
+            &env(&[
+                ("STATUSADS__AUTH__ADMIN_TOKEN", "super-secret-admin"),
+                (
+                    "STATUSADS__TOKENS__SIGNING_KEY",
+                    "0123456789abcdef0123456789abcdef-secret",
+                ),
+            ]),
+        )
+        .unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("super-secret-admin"));
+        assert!(!printed.contains("-secret"));
+    }
+}

@@ -1,0 +1,555 @@
+//! Campaigns: what an advertiser buys. [`CampaignInput`] is the writable subset of the API
+//! object (every field optional so that PATCH can send any subset); [`Campaign::create`] and
+//! [`Campaign::update`] apply every rule of API.md and produce a valid campaign or a 422 code.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
+
+use super::advertiser::Advertiser;
+use super::ids::{AdvertiserId, CampaignId};
+use super::targeting::Targeting;
+use super::{Micros, ValidationError};
+
+pub const MIN_BUDGET_MICROS: Micros = 1_000_000;
+pub const MAX_BID_CPM_MICROS: Micros = 1_000_000_000;
+pub const MAX_FREQUENCY_CAPS: usize = 4;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignStatus {
+    Active,
+    Paused,
+    Archived,
+}
+
+/// What the API shows: the stored status, refined by schedule and budget while active.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EffectiveStatus {
+    Active,
+    Paused,
+    Archived,
+    Exhausted,
+    Ended,
+    Scheduled,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Pacing {
+    #[default]
+    Even,
+    Asap,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Sponsorship,
+    #[default]
+    Auction,
+    House,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Sponsorship => "sponsorship",
+            Priority::Auction => "auction",
+            Priority::House => "house",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Objective {
+    #[default]
+    Awareness,
+    Chat,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    pub total_micros: Micros,
+    #[serde(default)]
+    pub daily_micros: Option<Micros>,
+}
+
+/// A rolling window: at most `max` renders in any `per_seconds` interval.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FrequencyCap {
+    pub max: u32,
+    pub per_seconds: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ChatSettings {
+    #[serde(default)]
+    pub prefilled_text: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Campaign {
+    pub id: CampaignId,
+    pub advertiser_id: AdvertiserId,
+    pub name: String,
+    pub status: CampaignStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub start_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub end_at: Option<OffsetDateTime>,
+    pub bid_cpm_micros: Micros,
+    pub budget: Option<Budget>,
+    pub pacing: Pacing,
+    pub priority: Priority,
+    pub targeting: Targeting,
+    pub frequency_caps: Vec<FrequencyCap>,
+    pub advertiser_caps: bool,
+    pub objective: Objective,
+    pub chat: Option<ChatSettings>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// The writable fields. Absent means "unchanged" (PATCH) or "default" (POST).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignInput {
+    pub name: Option<String>,
+    pub status: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub start_at: Option<OffsetDateTime>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub end_at: Option<Option<Rfc3339>>,
+    pub bid_cpm_micros: Option<Micros>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub budget: Option<Option<Budget>>,
+    pub pacing: Option<Pacing>,
+    pub priority: Option<Priority>,
+    pub targeting: Option<Targeting>,
+    pub frequency_caps: Option<Vec<FrequencyCap>>,
+    pub advertiser_caps: Option<bool>,
+    pub objective: Option<Objective>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub chat: Option<Option<ChatSettings>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(transparent)]
+pub struct Rfc3339(#[serde(with = "time::serde::rfc3339")] pub OffsetDateTime);
+
+/// Distinguishes an explicit `null` (Some(None): clear it) from an absent field (None).
+fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+impl Campaign {
+    pub fn create(
+        input: CampaignInput,
+        advertiser: &Advertiser,
+        now: OffsetDateTime,
+    ) -> Result<Self, ValidationError> {
+        let name = input
+            .name
+            .clone()
+            .ok_or_else(|| ValidationError::new("invalid_name", "name is required"))?;
+        let draft = Campaign {
+            id: CampaignId::generate(),
+            advertiser_id: advertiser.id.clone(),
+            name,
+            status: CampaignStatus::Active,
+            start_at: now,
+            end_at: None,
+            bid_cpm_micros: 0,
+            budget: None,
+            pacing: Pacing::default(),
+            priority: Priority::default(),
+            targeting: Targeting::default(),
+            frequency_caps: Vec::new(),
+            advertiser_caps: false,
+            objective: Objective::default(),
+            chat: None,
+            created_at: now,
+        };
+        draft.update(input, advertiser)
+    }
+
+    /// Applies a PATCH (or the POST body over defaults) and re-validates the whole campaign,
+    /// so rules that span fields (schedule, budget vs priority) always hold.
+    pub fn update(
+        mut self,
+        input: CampaignInput,
+        advertiser: &Advertiser,
+    ) -> Result<Self, ValidationError> {
+        if let Some(name) = input.name {
+            self.name = name.trim().to_owned();
+        }
+        if let Some(status) = input.status {
+            self.status = match status.as_str() {
+                "active" => CampaignStatus::Active,
+                "paused" => CampaignStatus::Paused,
+                _ => {
+                    return Err(ValidationError::new(
+                        "invalid_status",
+                        "status can be set to active or paused (DELETE archives)",
+                    ))
+                }
+            };
+        }
+        if let Some(start) = input.start_at {
+            self.start_at = start;
+        }
+        if let Some(end) = input.end_at {
+            self.end_at = end.map(|e| e.0);
+        }
+        if let Some(bid) = input.bid_cpm_micros {
+            self.bid_cpm_micros = bid;
+        }
+        if let Some(budget) = input.budget {
+            self.budget = budget;
+        }
+        if let Some(pacing) = input.pacing {
+            self.pacing = pacing;
+        }
+        if let Some(priority) = input.priority {
+            self.priority = priority;
+        }
+        if let Some(targeting) = input.targeting {
+            self.targeting = targeting;
+        }
+        if let Some(caps) = input.frequency_caps {
+            self.frequency_caps = caps;
+        }
+        if let Some(flag) = input.advertiser_caps {
+            self.advertiser_caps = flag;
+        }
+        if let Some(objective) = input.objective {
+            self.objective = objective;
+        }
+        if let Some(chat) = input.chat {
+            self.chat = chat;
+        }
+        self.validate(advertiser)?;
+        Ok(self)
+    }
+
+    fn validate(&self, advertiser: &Advertiser) -> Result<(), ValidationError> {
+        if self.name.is_empty() || self.name.chars().count() > 100 {
+            return Err(ValidationError::new(
+                "invalid_name",
+                "name must be 1-100 characters",
+            ));
+        }
+        if self.end_at.is_some_and(|end| end <= self.start_at) {
+            return Err(ValidationError::new(
+                "invalid_schedule",
+                "end_at must be after start_at",
+            ));
+        }
+        let billed = self.priority != Priority::House;
+        if billed && !(1..=MAX_BID_CPM_MICROS).contains(&self.bid_cpm_micros) {
+            return Err(ValidationError::new(
+                "invalid_bid",
+                format!("bid_cpm_micros must be between 1 and {MAX_BID_CPM_MICROS}"),
+            ));
+        }
+        if !billed && self.bid_cpm_micros != 0 {
+            return Err(ValidationError::new(
+                "invalid_bid",
+                "house campaigns are never billed: bid_cpm_micros must be 0",
+            ));
+        }
+        match (billed, self.budget) {
+            (true, None) => {
+                return Err(ValidationError::new(
+                    "budget_too_small",
+                    "budget.total_micros is required",
+                ))
+            }
+            (_, Some(budget)) => validate_budget(budget)?,
+            (false, None) => {}
+        }
+        self.targeting.validate()?;
+        if self.frequency_caps.len() > MAX_FREQUENCY_CAPS {
+            return Err(ValidationError::new(
+                "invalid_frequency_cap",
+                format!("at most {MAX_FREQUENCY_CAPS} frequency caps"),
+            ));
+        }
+        for cap in &self.frequency_caps {
+            if !(1..=1000).contains(&cap.max) || !(60..=31_536_000).contains(&cap.per_seconds) {
+                return Err(ValidationError::new(
+                    "invalid_frequency_cap",
+                    "each cap needs max in 1..1000 and per_seconds in 60..31536000",
+                ));
+            }
+        }
+        if self.objective == Objective::Chat && advertiser.chat_number.is_none() {
+            return Err(ValidationError::new(
+                "invalid_objective",
+                "a chat campaign needs an advertiser with a chat_number",
+            ));
+        }
+        if let Some(chat) = &self.chat {
+            if chat.prefilled_text.chars().count() > 500 {
+                return Err(ValidationError::new(
+                    "invalid_chat",
+                    "chat.prefilled_text is at most 500 characters",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The read-only refinements of `active` that API.md lists.
+    pub fn effective_status(&self, now: OffsetDateTime, spend: Spend) -> EffectiveStatus {
+        match self.status {
+            CampaignStatus::Paused => EffectiveStatus::Paused,
+            CampaignStatus::Archived => EffectiveStatus::Archived,
+            CampaignStatus::Active if now < self.start_at => EffectiveStatus::Scheduled,
+            CampaignStatus::Active if self.end_at.is_some_and(|end| now >= end) => {
+                EffectiveStatus::Ended
+            }
+            CampaignStatus::Active if !self.has_budget_left(spend) => EffectiveStatus::Exhausted,
+            CampaignStatus::Active => EffectiveStatus::Active,
+        }
+    }
+
+    pub fn has_budget_left(&self, spend: Spend) -> bool {
+        match (self.priority, self.budget) {
+            (Priority::House, _) | (_, None) => true,
+            (_, Some(budget)) => {
+                spend.total_micros < budget.total_micros
+                    && budget
+                        .daily_micros
+                        .is_none_or(|daily| spend.today_micros < daily)
+            }
+        }
+    }
+
+    /// Price of one render at a clearing CPM: micros per thousand, truncated (never rounds up
+    /// against the advertiser).
+    pub fn render_price(clearing_cpm_micros: Micros) -> Micros {
+        clearing_cpm_micros / 1000
+    }
+}
+
+fn validate_budget(budget: Budget) -> Result<(), ValidationError> {
+    if budget.total_micros < MIN_BUDGET_MICROS {
+        return Err(ValidationError::new(
+            "budget_too_small",
+            format!("budget.total_micros must be at least {MIN_BUDGET_MICROS}"),
+        ));
+    }
+    if let Some(daily) = budget.daily_micros {
+        if daily < MIN_BUDGET_MICROS {
+            return Err(ValidationError::new(
+                "budget_too_small",
+                format!("budget.daily_micros must be at least {MIN_BUDGET_MICROS}"),
+            ));
+        }
+        if daily > budget.total_micros {
+            return Err(ValidationError::new(
+                "invalid_budget",
+                "budget.daily_micros cannot exceed total_micros",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Spend of one campaign as the ledger knows it.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Spend {
+    pub total_micros: Micros,
+    pub today_micros: Micros,
+}
+
+/// The API object.
+#[derive(Debug, Serialize)]
+pub struct CampaignView<'a> {
+    pub id: &'a CampaignId,
+    pub advertiser_id: &'a AdvertiserId,
+    pub name: &'a str,
+    pub status: EffectiveStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub start_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub end_at: Option<OffsetDateTime>,
+    pub bid_cpm_micros: Micros,
+    pub budget: Option<Budget>,
+    pub pacing: Pacing,
+    pub priority: Priority,
+    pub targeting: &'a Targeting,
+    pub frequency_caps: &'a [FrequencyCap],
+    pub advertiser_caps: bool,
+    pub objective: Objective,
+    pub chat: Option<&'a ChatSettings>,
+    pub spend: Spend,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl<'a> CampaignView<'a> {
+    pub fn new(c: &'a Campaign, now: OffsetDateTime, spend: Spend) -> Self {
+        Self {
+            id: &c.id,
+            advertiser_id: &c.advertiser_id,
+            name: &c.name,
+            status: c.effective_status(now, spend),
+            start_at: c.start_at,
+            end_at: c.end_at,
+            bid_cpm_micros: c.bid_cpm_micros,
+            budget: c.budget,
+            pacing: c.pacing,
+            priority: c.priority,
+            targeting: &c.targeting,
+            frequency_caps: &c.frequency_caps,
+            advertiser_caps: c.advertiser_caps,
+            objective: c.objective,
+            chat: c.chat.as_ref(),
+            spend,
+            created_at: c.created_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::advertiser::NewAdvertiser;
+
+    fn advertiser(chat: bool) -> Advertiser {
+        NewAdvertiser {
+            name: "A".into(),
+            chat_number: chat.then(|| "+390612345678".into()),
+            currency: "EUR".into(),
+        }
+        .into_advertiser(OffsetDateTime::UNIX_EPOCH)
+        .unwrap()
+        .0
+    }
+
+    fn input(json: serde_json::Value) -> CampaignInput {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn valid() -> serde_json::Value {
+        serde_json::json!({"name": "Winter", "bid_cpm_micros": 2_500_000,
+            "budget": {"total_micros": 100_000_000, "daily_micros": 10_000_000}})
+    }
+
+    fn code_of(patch: serde_json::Value) -> &'static str {
+        let mut body = valid();
+        body.as_object_mut()
+            .unwrap()
+            .extend(patch.as_object().unwrap().clone());
+        Campaign::create(input(body), &advertiser(false), OffsetDateTime::UNIX_EPOCH)
+            .unwrap_err()
+            .code
+    }
+
+    #[test]
+    fn a_valid_campaign_gets_defaults() {
+        let c = Campaign::create(
+            input(valid()),
+            &advertiser(false),
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        assert_eq!(c.status, CampaignStatus::Active);
+        assert_eq!(c.priority, Priority::Auction);
+        assert_eq!(c.pacing, Pacing::Even);
+    }
+
+    #[test]
+    fn every_rule_has_its_code() {
+        use serde_json::json;
+        assert_eq!(code_of(json!({"name": ""})), "invalid_name");
+        assert_eq!(code_of(json!({"bid_cpm_micros": 0})), "invalid_bid");
+        assert_eq!(
+            code_of(json!({"budget": {"total_micros": 10}})),
+            "budget_too_small"
+        );
+        assert_eq!(code_of(json!({"budget": null})), "budget_too_small");
+        assert_eq!(
+            code_of(json!({"budget": {"total_micros": 2_000_000, "daily_micros": 3_000_000}})),
+            "invalid_budget"
+        );
+        assert_eq!(
+            code_of(json!({"start_at": "2026-12-01T00:00:00Z", "end_at": "2026-11-01T00:00:00Z"})),
+            "invalid_schedule"
+        );
+        assert_eq!(
+            code_of(json!({"frequency_caps": [{"max": 0, "per_seconds": 3600}]})),
+            "invalid_frequency_cap"
+        );
+        assert_eq!(
+            code_of(json!({"frequency_caps": [{"max": 1, "per_seconds": 59}]})),
+            "invalid_frequency_cap"
+        );
+        assert_eq!(
+            code_of(
+                json!({"frequency_caps": [{"max": 1, "per_seconds": 60}, {"max": 1, "per_seconds": 60},
+                {"max": 1, "per_seconds": 60}, {"max": 1, "per_seconds": 60}, {"max": 1, "per_seconds": 60}]})
+            ),
+            "invalid_frequency_cap"
+        );
+        assert_eq!(code_of(json!({"objective": "chat"})), "invalid_objective");
+        assert_eq!(code_of(json!({"status": "exhausted"})), "invalid_status");
+        assert_eq!(
+            code_of(json!({"targeting": {"countries": ["Italy"]}})),
+            "invalid_targeting"
+        );
+    }
+
+    #[test]
+    fn unknown_and_privacy_fields_are_rejected() {
+        let err = serde_json::from_value::<CampaignInput>(
+            serde_json::json!({"name": "x", "contacts": []}),
+        );
+        assert!(err.is_err());
+        let err = serde_json::from_value::<CampaignInput>(
+            serde_json::json!({"targeting": {"message_keywords": ["pizza"]}}),
+        );
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn effective_status_reflects_schedule_and_budget() {
+        let c = Campaign::create(
+            input(valid()),
+            &advertiser(false),
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        let later = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1);
+        assert_eq!(
+            c.effective_status(later, Spend::default()),
+            EffectiveStatus::Active
+        );
+        let spent = Spend {
+            total_micros: 100_000_000,
+            today_micros: 0,
+        };
+        assert_eq!(c.effective_status(later, spent), EffectiveStatus::Exhausted);
+        let today = Spend {
+            total_micros: 10_000_000,
+            today_micros: 10_000_000,
+        };
+        assert_eq!(c.effective_status(later, today), EffectiveStatus::Exhausted);
+        let early = OffsetDateTime::UNIX_EPOCH - time::Duration::days(1);
+        assert_eq!(
+            c.effective_status(early, Spend::default()),
+            EffectiveStatus::Scheduled
+        );
+    }
+}

@@ -1,0 +1,131 @@
+//! The client's slot request and the slots it gets back.
+
+use serde::{Deserialize, Serialize};
+
+use super::{UserId, ValidationError};
+
+pub const MAX_STATUSES: u32 = 500;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotRequestBody {
+    pub user: String,
+    #[serde(default)]
+    pub session: Option<String>,
+    pub statuses: u32,
+    #[serde(default)]
+    pub context: SlotContext,
+}
+
+/// Coarse signals only, every one optional (absent = unknown).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotContext {
+    pub country: Option<String>,
+    pub city: Option<String>,
+    pub language: Option<String>,
+    pub os: Option<String>,
+    pub age: Option<u8>,
+    #[serde(default)]
+    pub interests: Vec<String>,
+}
+
+/// A validated slot request.
+#[derive(Debug, Clone)]
+pub struct SlotRequest {
+    pub user: UserId,
+    pub session: Option<String>,
+    pub statuses: u32,
+    pub context: SlotContext,
+}
+
+impl SlotRequestBody {
+    pub fn parse(self) -> Result<SlotRequest, ValidationError> {
+        let user = UserId::parse(&self.user)?;
+        if self.statuses > MAX_STATUSES {
+            return Err(ValidationError::new(
+                "invalid_statuses",
+                "statuses must be 0-500",
+            ));
+        }
+        if let Some(session) = &self.session {
+            if session.is_empty()
+                || session.len() > 128
+                || !session.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(ValidationError::new(
+                    "invalid_session",
+                    "session must be 1-128 visible ASCII characters",
+                ));
+            }
+        }
+        let ctx = &self.context;
+        let too_long = |v: &Option<String>| v.as_ref().is_some_and(|s| s.len() > 100);
+        if too_long(&ctx.country)
+            || too_long(&ctx.city)
+            || too_long(&ctx.language)
+            || too_long(&ctx.os)
+        {
+            return Err(ValidationError::new(
+                "invalid_context",
+                "context values are at most 100 bytes",
+            ));
+        }
+        if ctx.interests.len() > 100 || ctx.interests.iter().any(|i| i.len() > 100) {
+            return Err(ValidationError::new(
+                "invalid_context",
+                "at most 100 interests of at most 100 bytes each",
+            ));
+        }
+        Ok(SlotRequest {
+            user,
+            session: self.session,
+            statuses: self.statuses,
+            context: self.context,
+        })
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SlotsResponse {
+    pub slots: Vec<Slot>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Slot {
+    pub position: u32,
+    pub token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: time::OffsetDateTime,
+    pub ad: Ad,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ad {
+    pub creative_id: String,
+    pub campaign_id: String,
+    pub advertiser: AdAdvertiser,
+    pub format: String,
+    pub asset_url: String,
+    pub width: u32,
+    pub height: u32,
+    pub duration_ms: Option<u64>,
+    pub headline: String,
+    pub body: String,
+    pub label: &'static str,
+    pub cta: Option<Cta>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AdAdvertiser {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Cta {
+    pub kind: &'static str,
+    pub label: String,
+    pub url: String,
+    pub click_id: String,
+}

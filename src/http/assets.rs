@@ -1,0 +1,48 @@
+//! Public, immutable creative media by SHA-256.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::media;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/assets/{sha256}", web::get().to(asset));
+}
+
+async fn asset(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let sha = path.into_inner();
+    let etag = format!("\"{sha}\"");
+    // The content is its name: a matching ETag never needs the bytes.
+    let cached = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let bytes = state
+        .assets
+        .get(&sha)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .ok_or(ApiError::NotFound)?;
+    let mut response = if cached {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
+        .insert_header((header::ETAG, etag));
+    if cached {
+        return Ok(response.finish());
+    }
+    let mime = media::inspect(&bytes)
+        .map(|info| info.mime)
+        .unwrap_or("application/octet-stream");
+    Ok(response.content_type(mime).body(bytes))
+}

@@ -1,0 +1,27 @@
+//! `POST /v1/events`: renders, views, clicks, hides and reports of served slots.
+
+use actix_web::{web, HttpResponse};
+
+use super::auth::Client;
+use super::error::ApiError;
+use super::AppState;
+use crate::domain::event::{EventBatch, EventsResponse, MAX_BATCH};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/events", web::post().to(events));
+}
+
+async fn events(
+    _: Client,
+    state: web::Data<AppState>,
+    body: web::Json<EventBatch>,
+) -> Result<HttpResponse, ApiError> {
+    let batch = body.into_inner();
+    if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
+        return Err(ApiError::InvalidRequest(format!(
+            "a batch holds 1 to {MAX_BATCH} events"
+        )));
+    }
+    let results = state.ledger.ingest(&batch.events).await?;
+    Ok(HttpResponse::Ok().json(EventsResponse { results }))
+}

@@ -1,0 +1,68 @@
+//! The actix-web boundary: one file per resource, each with a `configure(cfg)`; handlers parse,
+//! call one domain operation and map the result. No store command is issued from here.
+
+pub mod advertisers;
+pub mod assets;
+pub mod auth;
+pub mod campaigns;
+pub mod creatives;
+pub mod error;
+pub mod events;
+pub mod operations;
+pub mod reports;
+pub mod slots;
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::catalog::assets::AssetStore;
+use crate::catalog::Catalog;
+use crate::clock::SharedClock;
+use crate::ledger::{Ledger, SpendBoard};
+use crate::metrics::Metrics;
+use crate::serving::Server;
+use crate::store::Store;
+
+use self::error::ApiError;
+
+/// JSON bodies are limited to 64 KiB (API.md).
+pub const JSON_LIMIT: usize = 64 * 1024;
+
+/// Everything handlers reach, shared by all workers.
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub catalog: Arc<Catalog>,
+    pub server: Arc<Server>,
+    pub ledger: Arc<Ledger>,
+    pub spend: Arc<SpendBoard>,
+    pub assets: AssetStore,
+    pub metrics: Arc<Metrics>,
+    pub clock: SharedClock,
+    pub admin_token: String,
+    pub client_tokens: Vec<String>,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(JSON_LIMIT)
+            .error_handler(|err, _| ApiError::from(err).into()),
+    )
+    .app_data(
+        web::QueryConfig::default().error_handler(|err, _| {
+            ApiError::InvalidRequest(format!("invalid query: {err}")).into()
+        }),
+    )
+    .configure(operations::configure)
+    .configure(advertisers::configure)
+    .configure(campaigns::configure)
+    .configure(creatives::configure)
+    .configure(assets::configure)
+    .configure(reports::configure)
+    .configure(slots::configure)
+    .configure(events::configure)
+    .default_service(web::to(|| async {
+        Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
+    }));
+}

@@ -1,0 +1,150 @@
+//! Counting and billing. [`Ledger::ingest`] turns a batch of client events into per-event
+//! statuses: tokens are verified here (signature, expiry), then each shard's events go to the
+//! store in one atomic script that dedupes, checks caps, appends the ledger record and moves the
+//! derived counters and spend. [`SpendBoard`] is the spend snapshot that budget checks read,
+//! refreshed from the store at least every second. Reports read the derived counters.
+
+pub mod report;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use futures_util::future::try_join_all;
+
+use crate::capping::{self, Retention};
+use crate::catalog::Catalog;
+use crate::clock::{utc_day, SharedClock};
+use crate::domain::campaign::Spend;
+use crate::domain::event::{ClientEvent, EventResult, EventStatus, RejectReason};
+use crate::domain::ids::CampaignId;
+use crate::metrics::Metrics;
+use crate::store::{EventOutcome, EventWrite, Store, StoreError};
+use crate::tokens::TokenKeys;
+
+/// Dedupe state outlives the token's last valid moment by this much, so a late retry is still
+/// recognised as a duplicate rather than re-judged.
+const DEDUPE_MARGIN_MS: i64 = 3_600_000;
+
+pub struct Ledger {
+    pub store: Arc<Store>,
+    pub catalog: Arc<Catalog>,
+    pub keys: Arc<TokenKeys>,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+    pub shards: u32,
+    pub grace_ms: i64,
+    pub daily_max: u32,
+}
+
+impl Ledger {
+    /// One result per event, in order. A store failure fails the whole batch (nothing was
+    /// acknowledged, so the client retries and dedupe makes the retry safe).
+    pub async fn ingest(&self, events: &[ClientEvent]) -> Result<Vec<EventResult>, StoreError> {
+        let now_ms = self.clock.now_ms();
+        let day = utc_day(now_ms);
+        let snapshot = self.catalog.snapshot();
+        let mut results: Vec<Option<EventResult>> = vec![None; events.len()];
+        // shard -> (indexes into `events`, writes)
+        let mut by_shard: BTreeMap<u32, (Vec<usize>, Vec<EventWrite>)> = BTreeMap::new();
+
+        for (index, event) in events.iter().enumerate() {
+            let Ok(claims) = self.keys.verify(&event.token) else {
+                results[index] = Some(EventResult::of(EventStatus::Invalid));
+                continue;
+            };
+            if now_ms > claims.expires_at_ms + self.grace_ms {
+                results[index] = Some(EventResult::of(EventStatus::Expired));
+                continue;
+            }
+            // A validly signed token names a campaign we created; if it is gone the record
+            // cannot be billed correctly, so it is refused as invalid rather than guessed.
+            let Some(spec) = snapshot.cap_spec(&claims.campaign) else {
+                results[index] = Some(EventResult::of(EventStatus::Invalid));
+                continue;
+            };
+            let shard = capping::shard_of(claims.user.as_str(), self.shards);
+            let advertiser_keep = snapshot.advertiser_keep(&claims.advertiser);
+            let longest = spec.campaign_keep.window_ms.max(advertiser_keep.window_ms);
+            let write = EventWrite {
+                kind: event.kind,
+                token_ttl_ms: claims.expires_at_ms + self.grace_ms - now_ms + DEDUPE_MARGIN_MS,
+                user_ttl_ms: capping::user_ttl_ms(longest, event.kind.hides()),
+                decision_id: claims.decision_id,
+                user: claims.user.as_str().to_owned(),
+                campaign: claims.campaign.to_string(),
+                advertiser: claims.advertiser.to_string(),
+                price_micros: claims.price_micros,
+                campaign_caps: spec.campaign_caps.clone(),
+                advertiser_caps: spec.advertiser_caps.clone(),
+                campaign_keep: spec.campaign_keep,
+                advertiser_keep: Retention {
+                    count: advertiser_keep.count,
+                    window_ms: advertiser_keep.window_ms,
+                },
+                daily_max: self.daily_max,
+                client_at: event
+                    .at
+                    .and_then(|at| {
+                        at.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                    .unwrap_or_default(),
+            };
+            let entry = by_shard.entry(shard).or_default();
+            entry.0.push(index);
+            entry.1.push(write);
+        }
+
+        let outcomes = try_join_all(
+            by_shard
+                .iter()
+                .map(|(shard, (_, writes))| self.store.apply_events(*shard, now_ms, day, writes)),
+        )
+        .await?;
+        for ((indexes, _), outcomes) in by_shard.values().zip(outcomes) {
+            for (index, outcome) in indexes.iter().zip(outcomes) {
+                results[*index] = Some(match outcome {
+                    EventOutcome::Accepted => EventResult::of(EventStatus::Accepted),
+                    EventOutcome::Duplicate => EventResult::of(EventStatus::Duplicate),
+                    EventOutcome::OutOfOrder => EventResult::rejected(RejectReason::OutOfOrder),
+                    EventOutcome::CapReached => EventResult::rejected(RejectReason::CapReached),
+                });
+            }
+        }
+        let results: Vec<EventResult> = results
+            .into_iter()
+            .map(|r| r.expect("every event has a result"))
+            .collect();
+        for (event, result) in events.iter().zip(&results) {
+            self.metrics.event(event.kind, result.status);
+        }
+        Ok(results)
+    }
+}
+
+/// The spend snapshot decisions and campaign views read; swapped whole, never locked.
+#[derive(Default)]
+pub struct SpendBoard {
+    current: ArcSwap<HashMap<CampaignId, Spend>>,
+}
+
+impl SpendBoard {
+    pub fn current(&self) -> Arc<HashMap<CampaignId, Spend>> {
+        self.current.load_full()
+    }
+
+    pub fn of(&self, campaign: &CampaignId) -> Spend {
+        self.current
+            .load()
+            .get(campaign)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub async fn refresh(&self, store: &Store, now_ms: i64) -> Result<(), StoreError> {
+        let spend = store.spend(utc_day(now_ms)).await?;
+        self.current.store(Arc::new(spend));
+        Ok(())
+    }
+}

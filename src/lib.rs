@@ -1,0 +1,38 @@
+//! statusads: sponsored items in a messaging app's Status feed. It decides which ads go between a
+//! user's statuses, caps how often each user sees them, counts every billable render exactly once
+//! and bills advertisers from a durable ledger.
+//!
+//! # Layout
+//!
+//! - [`config`]: typed settings, layered defaults < file < `STATUSADS__*` environment.
+//! - [`startup`]: `Application::build` wires store, catalog, refresher and HTTP server.
+//! - [`clock`]: `now` as an injectable dependency (tests move time, scripts receive it).
+//! - [`domain`]: parse-once newtypes and entities; validation with stable error codes.
+//! - [`catalog`]: advertisers, campaigns, creatives; the lock-free snapshot decisions read;
+//!   content-addressed creative assets.
+//! - [`media`]: recognising uploads by content and checking size, 9:16 and duration by headers.
+//! - [`selection`]: pure decision logic: eligibility, placement, tiers, second-price auction.
+//! - [`capping`]: per-user state rules: rolling-window caps, reservations, hides, sessions.
+//! - [`serving`]: the slot-decision use case (load user, decide, commit reservations, sign).
+//! - [`tokens`]: signed, expiring slot tokens with key ids.
+//! - [`ledger`]: event ingestion (dedupe, caps, spend, append), spend snapshot, reports.
+//! - [`store`]: the `redis` and `embedded` backends behind catalog, capping and ledger.
+//! - [`http`]: the actix-web boundary, one module per resource, one error table.
+//! - [`metrics`]: the one catalogue of Prometheus metrics.
+//! - [`demo`]: demo data for the quick start.
+
+pub mod capping;
+pub mod catalog;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod http;
+pub mod ledger;
+pub mod media;
+pub mod metrics;
+pub mod selection;
+pub mod serving;
+pub mod startup;
+pub mod store;
+pub mod tokens;

@@ -1,0 +1,115 @@
+//! The `statusads` command line: `serve` (the default) and `seed-demo`. Nothing else lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use statusads::clock::SystemClock;
+use statusads::config::Settings;
+use statusads::startup::{Application, GeneratedSecrets};
+
+#[derive(Parser)]
+#[command(
+    name = "statusads",
+    about = "Sponsored items in the Status feed: decide, cap, count, bill."
+)]
+struct Cli {
+    /// A TOML file layered over the built-in defaults (environment variables still win).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service (what a bare `statusads` does).
+    Serve,
+    /// Seed demo data into an empty catalog, print the key and exit.
+    SeedDemo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("statusads: bad configuration: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(settings.http.json_logs);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(settings).await,
+            Command::SeedDemo => {
+                settings.demo.seed = Some(true);
+                settings.http.bind = "127.0.0.1:0".into();
+                let (_, secrets) = Application::build(settings, Arc::new(SystemClock))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match secrets.demo_api_key {
+                    Some(key) => println!("demo advertiser API key: {key}"),
+                    None => println!("the catalog is not empty; nothing seeded"),
+                }
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("statusads: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let backend = if settings.uses_redis() {
+        "redis"
+    } else {
+        "embedded"
+    };
+    let (app, secrets) = Application::build(settings.clone(), Arc::new(SystemClock))
+        .await
+        .map_err(|e| format!("cannot start: {e}"))?;
+    print_generated(&secrets, app.port());
+    tracing::info!(address = %format!("http://{}", settings.http.bind), backend, "statusads ready");
+    app.run_until_stopped().await.map_err(|e| e.to_string())
+}
+
+/// Generated secrets go to stdout once, never to the log.
+fn print_generated(secrets: &GeneratedSecrets, port: u16) {
+    if let Some(token) = &secrets.admin_token {
+        println!("operator token (generated): {token}");
+    }
+    if let Some(token) = &secrets.client_token {
+        println!("client token (generated):   {token}");
+        println!(
+            "try: curl -s -X POST http://127.0.0.1:{port}/v1/slots -H 'Authorization: Bearer {token}' \
+             -H 'Content-Type: application/json' -d '{{\"user\":\"u1\",\"session\":\"s1\",\"statuses\":12}}'"
+        );
+    }
+    if let Some(key) = &secrets.demo_api_key {
+        println!("demo advertiser API key:    {key}");
+    }
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STATUSADS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

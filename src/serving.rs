@@ -1,0 +1,229 @@
+//! The slot-decision use case: read the user's state (one round trip), decide (pure), commit the
+//! reservations only if the user's state did not move meanwhile (one script), sign the tokens.
+//! A store outage answers no slots, quickly: the feed must never wait for ads.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use crate::capping::{self, Reservation};
+use crate::catalog::Catalog;
+use crate::clock::{utc_day, SharedClock};
+use crate::config::{AdLoadSettings, ChatSettings};
+use crate::domain::campaign::Objective;
+use crate::domain::ids::new_decision_id;
+use crate::domain::slot::{Ad, AdAdvertiser, Cta, Slot, SlotRequest};
+use crate::ledger::SpendBoard;
+use crate::metrics::{DecisionOutcome, Metrics};
+use crate::selection::{self, DecisionInput, Placement};
+use crate::store::{DecisionCommit, Store};
+use crate::tokens::{Claims, TokenKeys};
+
+/// Concurrent decisions for one user are rare; after this many lost races, serve nothing.
+const COMMIT_ATTEMPTS: usize = 3;
+
+pub struct Server {
+    pub store: Arc<Store>,
+    pub catalog: Arc<Catalog>,
+    pub spend: Arc<SpendBoard>,
+    pub keys: Arc<TokenKeys>,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+    pub policy: AdLoadSettings,
+    pub reserve_cpm_micros: i64,
+    pub token_ttl_ms: i64,
+    pub grace_ms: i64,
+    pub shards: u32,
+    pub chat: ChatSettings,
+}
+
+impl Server {
+    pub async fn slots(&self, request: &SlotRequest) -> Vec<Slot> {
+        let started = Instant::now();
+        let result = self.decide_and_commit(request).await;
+        let outcome = match &result {
+            Ok(slots) if slots.is_empty() => DecisionOutcome::Empty,
+            Ok(_) => DecisionOutcome::Filled,
+            Err(err) => {
+                tracing::warn!(error = %err, "decision without store: serving no slots");
+                DecisionOutcome::Unavailable
+            }
+        };
+        self.metrics.decision(outcome, started.elapsed());
+        result.unwrap_or_default()
+    }
+
+    async fn decide_and_commit(
+        &self,
+        request: &SlotRequest,
+    ) -> Result<Vec<Slot>, crate::store::StoreError> {
+        let user = request.user.as_str();
+        let shard = capping::shard_of(user, self.shards);
+        let session = request.session.as_deref();
+        let mut rng = SmallRng::from_entropy();
+        for _ in 0..COMMIT_ATTEMPTS {
+            let (state, session_state) = self.store.load_user(shard, user, session).await?;
+            let now_ms = self.clock.now_ms();
+            let snapshot = self.catalog.snapshot();
+            let spend = self.spend.current();
+            let decision = selection::decide(
+                &DecisionInput {
+                    snapshot: &snapshot,
+                    spend: &spend,
+                    user: &state,
+                    session: session_state,
+                    request,
+                    policy: self.policy,
+                    reserve_cpm_micros: self.reserve_cpm_micros,
+                    now_ms,
+                },
+                &mut rng,
+            );
+            if decision.placements.is_empty() {
+                // Nothing to reserve. Not recording the statuses passed only makes the next
+                // request of this session more conservative, never less.
+                return Ok(Vec::new());
+            }
+            let expires_ms = now_ms + self.token_ttl_ms;
+            let planned: Vec<(String, &Placement<'_>)> = decision
+                .placements
+                .iter()
+                .map(|p| (new_decision_id(), p))
+                .collect();
+            let longest_window = planned
+                .iter()
+                .map(|(_, p)| {
+                    capping::Retention::for_caps(&p.servable.campaign.frequency_caps).window_ms
+                })
+                .max()
+                .unwrap_or(0);
+            let commit = DecisionCommit {
+                shard,
+                user,
+                session,
+                expected_version: state.version,
+                now_ms,
+                day: utc_day(now_ms),
+                // A reservation holds until the last moment its token can still render.
+                reservations: planned
+                    .iter()
+                    .map(|(id, p)| Reservation {
+                        decision_id: id.clone(),
+                        campaign: p.servable.campaign.id.to_string(),
+                        advertiser: p.servable.campaign.advertiser_id.to_string(),
+                        expires_ms: expires_ms + self.grace_ms,
+                    })
+                    .collect(),
+                session_after: decision.session_after,
+                user_ttl_ms: capping::user_ttl_ms(longest_window, false),
+            };
+            if !self.store.commit_decision(&commit).await? {
+                self.metrics.decision_conflict();
+                continue;
+            }
+            return Ok(planned
+                .into_iter()
+                .map(|(id, p)| self.slot(request, id, p, expires_ms))
+                .collect());
+        }
+        Ok(Vec::new())
+    }
+
+    fn slot(
+        &self,
+        request: &SlotRequest,
+        decision_id: String,
+        placement: &Placement<'_>,
+        expires_ms: i64,
+    ) -> Slot {
+        let campaign = &placement.servable.campaign;
+        let advertiser = &placement.servable.advertiser;
+        let creative = placement.creative;
+        self.metrics.slot_served(campaign.priority);
+        let token = self.keys.sign(&Claims {
+            decision_id: decision_id.clone(),
+            user: request.user.clone(),
+            campaign: campaign.id.clone(),
+            creative: creative.id.clone(),
+            advertiser: advertiser.id.clone(),
+            price_micros: placement.price_micros,
+            expires_at_ms: expires_ms,
+        });
+        let cta = match (campaign.objective, advertiser.chat_number.as_deref()) {
+            (Objective::Chat, Some(number)) => Some(Cta {
+                kind: "chat",
+                label: creative.cta_label.clone(),
+                url: chat_url(
+                    &self.chat.url_template,
+                    number,
+                    campaign
+                        .chat
+                        .as_ref()
+                        .map(|c| c.prefilled_text.as_str())
+                        .unwrap_or(""),
+                ),
+                // The decision id doubles as the click id: unique, unguessable, and already
+                // bound to campaign and advertiser by the token.
+                click_id: decision_id,
+            }),
+            _ => None,
+        };
+        Slot {
+            position: placement.position,
+            token,
+            expires_at: crate::clock::datetime_from_ms(expires_ms),
+            ad: Ad {
+                creative_id: creative.id.to_string(),
+                campaign_id: campaign.id.to_string(),
+                advertiser: AdAdvertiser {
+                    id: advertiser.id.to_string(),
+                    name: advertiser.name.clone(),
+                },
+                format: creative.format.clone(),
+                asset_url: creative.asset.url.clone(),
+                width: creative.asset.width,
+                height: creative.asset.height,
+                duration_ms: creative.asset.duration_ms,
+                headline: creative.headline.clone(),
+                body: creative.body.clone(),
+                label: "Sponsored",
+                cta,
+            },
+        }
+    }
+}
+
+/// Fills the configured chat URL template; the number loses its '+', the text is
+/// percent-encoded (RFC 3986 unreserved characters pass through).
+pub fn chat_url(template: &str, number: &str, text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    template
+        .replace("{number}", number.trim_start_matches('+'))
+        .replace("{text}", &encoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_urls_are_percent_encoded() {
+        assert_eq!(
+            chat_url(
+                "https://wa.me/{number}?text={text}",
+                "+390612345678",
+                "Hi! I saw your ad & café"
+            ),
+            "https://wa.me/390612345678?text=Hi%21%20I%20saw%20your%20ad%20%26%20caf%C3%A9"
+        );
+    }
+}

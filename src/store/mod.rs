@@ -1,0 +1,239 @@
+//! The backends behind the catalog, user state and ledger. Both implement the same operations
+//! with the same semantics (one contract test suite runs against both):
+//!
+//! - [`redis`](RedisStore): production, many stateless nodes over one Redis.
+//! - embedded: one node, process memory plus files under `data_dir` (see `embedded`).
+//!
+//! Dispatch is a plain enum rather than a trait object: two variants, no boxing of futures.
+
+pub mod embedded;
+pub mod redis;
+
+use std::collections::HashMap;
+
+use crate::capping::{Retention, SessionState, UserState};
+use crate::clock::Millis;
+use crate::domain::advertiser::Advertiser;
+use crate::domain::campaign::{Campaign, Spend};
+use crate::domain::creative::Creative;
+use crate::domain::event::EventType;
+use crate::domain::ids::CampaignId;
+use crate::domain::Micros;
+
+pub use self::embedded::EmbeddedStore;
+pub use self::redis::RedisStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend did not answer in time or the connection failed: an outage, retryable.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered something this code cannot understand: a bug or corruption.
+    #[error("store error: {0}")]
+    Corrupt(String),
+}
+
+/// Everything the catalog persists, loaded at once.
+#[derive(Debug, Default, Clone)]
+pub struct CatalogData {
+    pub version: u64,
+    pub advertisers: Vec<Advertiser>,
+    pub campaigns: Vec<Campaign>,
+    pub creatives: Vec<Creative>,
+}
+
+/// One catalog record to persist.
+pub enum CatalogRecord<'a> {
+    Advertiser(&'a Advertiser),
+    Campaign(&'a Campaign),
+    Creative(&'a Creative),
+}
+
+/// A decision to commit for one user (see `reserve.lua`).
+pub struct DecisionCommit<'a> {
+    pub shard: u32,
+    pub user: &'a str,
+    pub session: Option<&'a str>,
+    pub expected_version: u64,
+    pub now_ms: Millis,
+    pub day: u32,
+    pub reservations: Vec<crate::capping::Reservation>,
+    pub session_after: SessionState,
+    pub user_ttl_ms: Millis,
+}
+
+/// One verified event, with what the store needs to apply it without the catalog.
+pub struct EventWrite {
+    pub kind: EventType,
+    pub decision_id: String,
+    pub user: String,
+    pub campaign: String,
+    pub advertiser: String,
+    pub price_micros: Micros,
+    pub token_ttl_ms: Millis,
+    pub user_ttl_ms: Millis,
+    pub campaign_caps: String,
+    pub advertiser_caps: String,
+    pub campaign_keep: Retention,
+    pub advertiser_keep: Retention,
+    pub daily_max: u32,
+    pub client_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    Accepted,
+    Duplicate,
+    OutOfOrder,
+    CapReached,
+}
+
+impl EventOutcome {
+    fn from_code(code: i64) -> Result<Self, StoreError> {
+        Ok(match code {
+            1 => Self::Accepted,
+            2 => Self::Duplicate,
+            3 => Self::OutOfOrder,
+            4 => Self::CapReached,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown event outcome {other}"
+                )))
+            }
+        })
+    }
+}
+
+/// Counters of one campaign on one UTC day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DayCounters {
+    pub served: u64,
+    pub rendered: u64,
+    pub viewed: u64,
+    pub clicks: u64,
+    pub hides: u64,
+    pub reports: u64,
+    pub conversations: u64,
+    pub messages: u64,
+    pub spend_micros: Micros,
+}
+
+impl DayCounters {
+    /// Stats field suffixes, in the order of [`DayCounters::set`].
+    pub const FIELDS: [&'static str; 9] = ["s", "r", "v", "c", "h", "p", "cv", "m", "$"];
+
+    pub fn set(&mut self, field_index: usize, value: i64) {
+        let v = value.max(0) as u64;
+        match field_index {
+            0 => self.served += v,
+            1 => self.rendered += v,
+            2 => self.viewed += v,
+            3 => self.clicks += v,
+            4 => self.hides += v,
+            5 => self.reports += v,
+            6 => self.conversations += v,
+            7 => self.messages += v,
+            _ => self.spend_micros += value,
+        }
+    }
+
+    pub fn add(&mut self, other: &DayCounters) {
+        self.served += other.served;
+        self.rendered += other.rendered;
+        self.viewed += other.viewed;
+        self.clicks += other.clicks;
+        self.hides += other.hides;
+        self.reports += other.reports;
+        self.conversations += other.conversations;
+        self.messages += other.messages;
+        self.spend_micros += other.spend_micros;
+    }
+
+    /// The stats field suffix an event type increments.
+    pub fn field_of(kind: EventType) -> &'static str {
+        match kind {
+            EventType::Render => "r",
+            EventType::View => "v",
+            EventType::Click => "c",
+            EventType::Hide => "h",
+            EventType::Report => "p",
+        }
+    }
+}
+
+pub enum Store {
+    Redis(RedisStore),
+    Embedded(EmbeddedStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Redis($store) => $call,
+            Store::Embedded($store) => $call,
+        }
+    };
+}
+
+impl Store {
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Store::Redis(_) => "redis",
+            Store::Embedded(_) => "embedded",
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping().await)
+    }
+
+    pub async fn load_catalog(&self) -> Result<CatalogData, StoreError> {
+        dispatch!(self, s => s.load_catalog().await)
+    }
+
+    pub async fn catalog_version(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.catalog_version().await)
+    }
+
+    pub async fn save(&self, record: CatalogRecord<'_>) -> Result<(), StoreError> {
+        dispatch!(self, s => s.save(record).await)
+    }
+
+    pub async fn load_user(
+        &self,
+        shard: u32,
+        user: &str,
+        session: Option<&str>,
+    ) -> Result<(UserState, SessionState), StoreError> {
+        dispatch!(self, s => s.load_user(shard, user, session).await)
+    }
+
+    /// Returns false when the user's state changed since it was read (decide again).
+    pub async fn commit_decision(&self, commit: &DecisionCommit<'_>) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.commit_decision(commit).await)
+    }
+
+    /// Applies the events of one shard atomically; one outcome per event, in order.
+    pub async fn apply_events(
+        &self,
+        shard: u32,
+        now_ms: Millis,
+        day: u32,
+        events: &[EventWrite],
+    ) -> Result<Vec<EventOutcome>, StoreError> {
+        dispatch!(self, s => s.apply_events(shard, now_ms, day, events).await)
+    }
+
+    /// Spend of every campaign: total and on `day`.
+    pub async fn spend(&self, day: u32) -> Result<HashMap<CampaignId, Spend>, StoreError> {
+        dispatch!(self, s => s.spend(day).await)
+    }
+
+    pub async fn campaign_report(
+        &self,
+        campaign: &CampaignId,
+        days: &[u32],
+    ) -> Result<Vec<DayCounters>, StoreError> {
+        dispatch!(self, s => s.campaign_report(campaign, days).await)
+    }
+}

@@ -1,0 +1,81 @@
+//! The one Redis key schema. Everything keyed by a user carries its virtual shard as a hash tag
+//! (`{s417}`), so all keys one event touches share a cluster slot and one script can update them
+//! atomically. Catalog keys share the `{catalog}` tag so a catalog write is one MULTI.
+
+pub const CATALOG_ADVERTISERS: &str = "catalog:{catalog}:advertisers";
+pub const CATALOG_CAMPAIGNS: &str = "catalog:{catalog}:campaigns";
+pub const CATALOG_CREATIVES: &str = "catalog:{catalog}:creatives";
+pub const CATALOG_VERSION: &str = "catalog:{catalog}:version";
+
+/// Caps, reservations, hides and version of one user.
+pub fn user(shard: u32, user: &str) -> String {
+    format!("u:{{s{shard}}}:{user}")
+}
+
+/// Placement state of one session of one user.
+pub fn session(shard: u32, user: &str, session: &str) -> String {
+    format!("sess:{{s{shard}}}:{user}:{session}")
+}
+
+/// Dedupe flags of one served slot (decision).
+pub fn token(shard: u32, decision_id: &str) -> String {
+    format!("t:{{s{shard}}}:{decision_id}")
+}
+
+/// The shard's ledger stream: one record per accepted event.
+pub fn ledger(shard: u32) -> String {
+    format!("ledger:{{s{shard}}}")
+}
+
+/// Derived per-campaign-day counters of the shard: field `<campaign>|<YYYYMMDD>|<stat>`.
+pub fn stats(shard: u32) -> String {
+    format!("stats:{{s{shard}}}")
+}
+
+/// Derived total spend per campaign in the shard.
+pub fn spend_total(shard: u32) -> String {
+    format!("spend:{{s{shard}}}")
+}
+
+/// Derived spend per campaign in the shard on one UTC day.
+pub fn spend_day(shard: u32, day: u32) -> String {
+    format!("spend:{{s{shard}}}:{day}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The part Redis Cluster hashes: the first `{...}`.
+    fn hash_tag(key: &str) -> &str {
+        let open = key.find('{').unwrap();
+        let close = key[open..].find('}').unwrap() + open;
+        &key[open + 1..close]
+    }
+
+    #[test]
+    fn everything_an_event_touches_shares_the_shard_tag() {
+        let keys = [
+            user(417, "u{ser}"),
+            session(417, "u", "s"),
+            token(417, "abc"),
+            ledger(417),
+            stats(417),
+            spend_total(417),
+            spend_day(417, 20261126),
+        ];
+        for key in &keys {
+            assert_eq!(hash_tag(key), "s417", "{key}");
+        }
+        assert_eq!(user(417, "u{ser}"), "u:{s417}:u{ser}");
+        assert_eq!(spend_day(3, 20261126), "spend:{s3}:20261126");
+        for key in [
+            CATALOG_ADVERTISERS,
+            CATALOG_CAMPAIGNS,
+            CATALOG_CREATIVES,
+            CATALOG_VERSION,
+        ] {
+            assert_eq!(hash_tag(key), "catalog");
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! The Redis backend. Every call is bounded by `store.timeout_ms` (an outage must never hold a
+//! request), scripts are loaded once and invoked by SHA (`redis::Script` falls back to loading on
+//! NOSCRIPT), and `now` is always passed in.
+
+pub mod keys;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+
+use super::{
+    CatalogData, CatalogRecord, DayCounters, DecisionCommit, EventOutcome, EventWrite, StoreError,
+};
+use crate::capping::{SessionState, UserState, HIDE_MS, SESSION_TTL_MS};
+use crate::clock::Millis;
+use crate::domain::campaign::Spend;
+use crate::domain::ids::CampaignId;
+use crate::metrics::{Metrics, RedisOp};
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    shards: u32,
+    timeout: Duration,
+    reserve: Script,
+    events: Script,
+    metrics: Arc<Metrics>,
+}
+
+impl RedisStore {
+    pub async fn connect(
+        url: &str,
+        shards: u32,
+        timeout_ms: u64,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
+        let client =
+            redis::Client::open(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let timeout = Duration::from_millis(timeout_ms);
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(timeout)
+            .set_response_timeout(timeout)
+            .set_number_of_retries(1);
+        let conn = tokio::time::timeout(
+            timeout * 4,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable(format!("no answer from {url}")))?
+        .map_err(unavailable)?;
+        Ok(Self {
+            conn,
+            shards,
+            timeout,
+            reserve: Script::new(include_str!("scripts/reserve.lua")),
+            events: Script::new(include_str!("scripts/events.lua")),
+            metrics,
+        })
+    }
+
+    /// Runs one Redis interaction under the timeout and records its latency.
+    async fn call<T, F>(&self, op: RedisOp, fut: F) -> Result<T, StoreError>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.timeout, fut).await;
+        self.metrics.redis_latency(op, started.elapsed());
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => {
+                self.metrics.redis_error(op);
+                Err(classify(err))
+            }
+            Err(_) => {
+                self.metrics.redis_error(op);
+                Err(StoreError::Unavailable(format!(
+                    "{} timed out",
+                    op.as_str()
+                )))
+            }
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.call(RedisOp::Ping, async move {
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn load_catalog(&self) -> Result<CatalogData, StoreError> {
+        let mut conn = self.conn.clone();
+        type Raw = (
+            Option<u64>,
+            HashMap<String, String>,
+            HashMap<String, String>,
+            HashMap<String, String>,
+        );
+        let (version, advertisers, campaigns, creatives): Raw = self
+            .call(RedisOp::Catalog, async move {
+                redis::pipe()
+                    .atomic()
+                    .get(keys::CATALOG_VERSION)
+                    .hgetall(keys::CATALOG_ADVERTISERS)
+                    .hgetall(keys::CATALOG_CAMPAIGNS)
+                    .hgetall(keys::CATALOG_CREATIVES)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(CatalogData {
+            version: version.unwrap_or(0),
+            advertisers: decode_all(advertisers)?,
+            campaigns: decode_all(campaigns)?,
+            creatives: decode_all(creatives)?,
+        })
+    }
+
+    pub async fn catalog_version(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let version: Option<u64> = self
+            .call(RedisOp::Catalog, async move {
+                conn.get(keys::CATALOG_VERSION).await
+            })
+            .await?;
+        Ok(version.unwrap_or(0))
+    }
+
+    pub async fn save(&self, record: CatalogRecord<'_>) -> Result<(), StoreError> {
+        let (key, id, json) = match record {
+            CatalogRecord::Advertiser(a) => {
+                (keys::CATALOG_ADVERTISERS, a.id.to_string(), encode(a)?)
+            }
+            CatalogRecord::Campaign(c) => (keys::CATALOG_CAMPAIGNS, c.id.to_string(), encode(c)?),
+            CatalogRecord::Creative(c) => (keys::CATALOG_CREATIVES, c.id.to_string(), encode(c)?),
+        };
+        let mut conn = self.conn.clone();
+        self.call(RedisOp::Catalog, async move {
+            redis::pipe()
+                .atomic()
+                .hset(key, id, json)
+                .ignore()
+                .incr(keys::CATALOG_VERSION, 1)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    pub async fn load_user(
+        &self,
+        shard: u32,
+        user: &str,
+        session: Option<&str>,
+    ) -> Result<(UserState, SessionState), StoreError> {
+        let user_key = keys::user(shard, user);
+        let session_key = session.map(|s| keys::session(shard, user, s));
+        let mut conn = self.conn.clone();
+        let (fields, session_raw): (Vec<(String, String)>, Option<String>) = self
+            .call(RedisOp::LoadUser, async move {
+                let mut pipe = redis::pipe();
+                pipe.hgetall(&user_key);
+                match &session_key {
+                    Some(key) => pipe.get(key),
+                    None => pipe.cmd("ECHO").arg(""),
+                };
+                pipe.query_async(&mut conn).await
+            })
+            .await?;
+        let state = UserState::from_fields(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let session = session_raw
+            .filter(|s| !s.is_empty())
+            .map(|s| SessionState::decode(&s))
+            .unwrap_or_default();
+        Ok((state, session))
+    }
+
+    pub async fn commit_decision(&self, commit: &DecisionCommit<'_>) -> Result<bool, StoreError> {
+        let mut invocation = self.reserve.prepare_invoke();
+        invocation
+            .key(keys::user(commit.shard, commit.user))
+            .key(keys::session(
+                commit.shard,
+                commit.user,
+                commit.session.unwrap_or(""),
+            ))
+            .key(keys::stats(commit.shard))
+            .arg(commit.expected_version)
+            .arg(commit.now_ms)
+            .arg(commit.user_ttl_ms)
+            .arg(commit.session_after.encode())
+            .arg(SESSION_TTL_MS)
+            .arg(if commit.session.is_some() { "1" } else { "0" })
+            .arg(commit.day)
+            .arg(commit.reservations.len());
+        for reservation in &commit.reservations {
+            invocation
+                .arg(reservation.encode())
+                .arg(&reservation.campaign);
+        }
+        let mut conn = self.conn.clone();
+        let committed: i64 = self
+            .call(RedisOp::Reserve, async move {
+                invocation.invoke_async(&mut conn).await
+            })
+            .await?;
+        Ok(committed == 1)
+    }
+
+    pub async fn apply_events(
+        &self,
+        shard: u32,
+        now_ms: Millis,
+        day: u32,
+        events: &[EventWrite],
+    ) -> Result<Vec<EventOutcome>, StoreError> {
+        let mut invocation = self.events.prepare_invoke();
+        invocation
+            .key(keys::ledger(shard))
+            .key(keys::stats(shard))
+            .key(keys::spend_total(shard))
+            .key(keys::spend_day(shard, day))
+            .arg(now_ms)
+            .arg(day)
+            .arg(events.len());
+        for event in events {
+            // The argument order is the FIELDS list at the top of events.lua.
+            invocation
+                .key(keys::user(shard, &event.user))
+                .key(keys::token(shard, &event.decision_id));
+            invocation
+                .arg(event.kind.as_str())
+                .arg(&event.decision_id)
+                .arg(&event.campaign)
+                .arg(&event.advertiser)
+                .arg(event.price_micros)
+                .arg(event.token_ttl_ms)
+                .arg(event.user_ttl_ms)
+                .arg(&event.campaign_caps)
+                .arg(&event.advertiser_caps)
+                .arg(event.campaign_keep.encode())
+                .arg(event.advertiser_keep.encode())
+                .arg(event.daily_max)
+                .arg(HIDE_MS)
+                .arg(&event.client_at);
+        }
+        let mut conn = self.conn.clone();
+        let codes: Vec<i64> = self
+            .call(RedisOp::Events, async move {
+                invocation.invoke_async(&mut conn).await
+            })
+            .await?;
+        if codes.len() != events.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} outcomes for {} events",
+                codes.len(),
+                events.len()
+            )));
+        }
+        self.metrics
+            .ledger_appended(codes.iter().filter(|c| **c == 1).count() as u64);
+        codes.into_iter().map(EventOutcome::from_code).collect()
+    }
+
+    pub async fn spend(&self, day: u32) -> Result<HashMap<CampaignId, Spend>, StoreError> {
+        let mut pipe = redis::pipe();
+        for shard in 0..self.shards {
+            pipe.hgetall(keys::spend_total(shard))
+                .hgetall(keys::spend_day(shard, day));
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<HashMap<String, i64>> = self
+            .call(
+                RedisOp::Spend,
+                async move { pipe.query_async(&mut conn).await },
+            )
+            .await?;
+        let mut spend: HashMap<CampaignId, Spend> = HashMap::new();
+        for (index, reply) in replies.into_iter().enumerate() {
+            for (campaign, micros) in reply {
+                let Some(id) = CampaignId::parse(&campaign) else {
+                    continue;
+                };
+                let entry = spend.entry(id).or_default();
+                if index % 2 == 0 {
+                    entry.total_micros += micros;
+                } else {
+                    entry.today_micros += micros;
+                }
+            }
+        }
+        Ok(spend)
+    }
+
+    pub async fn campaign_report(
+        &self,
+        campaign: &CampaignId,
+        days: &[u32],
+    ) -> Result<Vec<DayCounters>, StoreError> {
+        let fields: Vec<String> = days
+            .iter()
+            .flat_map(|day| {
+                DayCounters::FIELDS
+                    .iter()
+                    .map(move |f| format!("{campaign}|{day}|{f}"))
+            })
+            .collect();
+        let mut pipe = redis::pipe();
+        for shard in 0..self.shards {
+            pipe.cmd("HMGET").arg(keys::stats(shard)).arg(&fields);
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<Vec<Option<i64>>> = self
+            .call(
+                RedisOp::Report,
+                async move { pipe.query_async(&mut conn).await },
+            )
+            .await?;
+        let mut rows = vec![DayCounters::default(); days.len()];
+        for reply in replies {
+            for (index, value) in reply.into_iter().enumerate() {
+                if let Some(value) = value {
+                    let per_day = DayCounters::FIELDS.len();
+                    rows[index / per_day].set(index % per_day, value);
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
+
+fn unavailable(err: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(err.to_string())
+}
+
+fn classify(err: redis::RedisError) -> StoreError {
+    if err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+    {
+        StoreError::Unavailable(err.to_string())
+    } else {
+        StoreError::Corrupt(err.to_string())
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decode_all<T: serde::de::DeserializeOwned>(
+    raw: HashMap<String, String>,
+) -> Result<Vec<T>, StoreError> {
+    raw.into_values()
+        .map(|json| serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .collect()
+}

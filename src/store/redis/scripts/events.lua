@@ -1,0 +1,147 @@
+-- Applies a batch of verified events of one shard atomically: dedupe per (token, type), caps,
+-- hides, the ledger append and the derived counters and spend. Every key lives in the shard's
+-- hash slot, so this is one script even on a Redis Cluster, and a crash leaves all or nothing.
+--
+-- KEYS[1] ledger stream, KEYS[2] stats hash, KEYS[3] spend totals hash, KEYS[4] today's spend
+-- hash, then per event: user hash, token state key.
+-- ARGV[1] now_ms, ARGV[2] day (YYYYMMDD), ARGV[3] event count, then FIELDS values per event:
+--   type, decision_id, campaign, advertiser, price_micros, token_ttl_ms, user_ttl_ms,
+--   campaign_caps ("max:per_ms,..."), advertiser_caps (same, "" when off),
+--   campaign_keep ("count:window_ms"), advertiser_keep ("count:window_ms", count 0 = off),
+--   daily_max, hide_ms, client_at
+-- Returns one code per event: 1 accepted, 2 duplicate, 3 out of order, 4 cap reached.
+local FIELDS = 14
+local BITS = {render = 1, view = 2, click = 4, hide = 8, report = 16}
+local REFUSED = 32
+local STAT = {render = 'r', view = 'v', click = 'c', hide = 'h', report = 'p'}
+local DAY_MS = 86400000
+
+local now = tonumber(ARGV[1])
+local now_s = ARGV[1]
+local day = ARGV[2]
+local count = tonumber(ARGV[3])
+
+local function times(raw)
+  local out = {}
+  if raw then
+    for t in string.gmatch(raw, '[^,]+') do
+      out[#out + 1] = t
+    end
+  end
+  return out
+end
+
+local function count_since(list, start)
+  local n = 0
+  for _, t in ipairs(list) do
+    if tonumber(t) > start then
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- True when one more render keeps every "max:per_ms" cap over the list.
+local function allows(list, caps)
+  for max, per in string.gmatch(caps, '(%d+):(%d+)') do
+    if count_since(list, now - tonumber(per)) >= tonumber(max) then
+      return false
+    end
+  end
+  return true
+end
+
+-- Appends now and keeps the newest `keep_n` entries younger than `keep_ms`.
+local function append(list, keep)
+  local keep_n, keep_ms = string.match(keep, '(%d+):(%d+)')
+  keep_n, keep_ms = tonumber(keep_n), tonumber(keep_ms)
+  list[#list + 1] = now_s
+  local out = {}
+  for i = math.max(1, #list - keep_n + 1), #list do
+    if tonumber(list[i]) > now - keep_ms then
+      out[#out + 1] = list[i]
+    end
+  end
+  return table.concat(out, ',')
+end
+
+local function drop_reservation(user, decision)
+  local current = redis.call('HGET', user, 'r')
+  if not current then
+    return
+  end
+  local kept = {}
+  for entry in string.gmatch(current, '[^;]+') do
+    local did, _, _, expires = string.match(entry, '^([^|]*)|([^|]*)|([^|]*)|(%d+)$')
+    if did ~= decision and tonumber(expires or '0') > now then
+      kept[#kept + 1] = entry
+    end
+  end
+  if #kept > 0 then
+    redis.call('HSET', user, 'r', table.concat(kept, ';'))
+  else
+    redis.call('HDEL', user, 'r')
+  end
+end
+
+local results = {}
+for i = 1, count do
+  local a = 3 + (i - 1) * FIELDS
+  local kind, decision, campaign, advertiser = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local price = tonumber(ARGV[a + 5])
+  local token_ttl, user_ttl = ARGV[a + 6], tonumber(ARGV[a + 7])
+  local caps, adv_caps, keep_c, keep_a = ARGV[a + 8], ARGV[a + 9], ARGV[a + 10], ARGV[a + 11]
+  local daily_max, hide_ms, client_at = tonumber(ARGV[a + 12]), tonumber(ARGV[a + 13]), ARGV[a + 14]
+  local user, token = KEYS[4 + 2 * i - 1], KEYS[4 + 2 * i]
+  local bit = BITS[kind]
+  local flags = tonumber(redis.call('GET', token) or '0')
+  local code
+  if bit == nil then
+    code = 3
+  elseif bit == 1 and flags % 64 >= REFUSED then
+    code = 4
+  elseif math.floor(flags / bit) % 2 == 1 then
+    code = 2
+  elseif (kind == 'view' or kind == 'click') and flags % 2 == 0 then
+    code = 3
+  else
+    code = 1
+    if kind == 'render' then
+      local renders = times(redis.call('HGET', user, 'c:' .. campaign))
+      local adv_renders = times(redis.call('HGET', user, 'a:' .. advertiser))
+      local daily = times(redis.call('HGET', user, 'd'))
+      if not allows(renders, caps) or (adv_caps ~= '' and not allows(adv_renders, adv_caps))
+          or count_since(daily, now - DAY_MS) >= daily_max then
+        code = 4
+        redis.call('SET', token, flags + REFUSED, 'PX', token_ttl)
+      else
+        drop_reservation(user, decision)
+        redis.call('HSET', user, 'c:' .. campaign, append(renders, keep_c))
+        if string.match(keep_a, '^(%d+)') ~= '0' then
+          redis.call('HSET', user, 'a:' .. advertiser, append(adv_renders, keep_a))
+        end
+        redis.call('HSET', user, 'd', append(daily, daily_max .. ':' .. DAY_MS))
+      end
+    elseif kind == 'hide' or kind == 'report' then
+      redis.call('HSET', user, 'h:' .. advertiser, string.format('%.0f', now + hide_ms))
+    end
+    if code == 1 then
+      redis.call('SET', token, flags + bit, 'PX', token_ttl)
+      redis.call('HINCRBY', user, 'v', 1)
+      if redis.call('PTTL', user) < user_ttl then
+        redis.call('PEXPIRE', user, user_ttl)
+      end
+      local billed = (kind == 'render' and price > 0) and price or 0
+      redis.call('XADD', KEYS[1], '*', 'id', decision .. ':' .. kind, 'type', kind, 'campaign', campaign,
+        'advertiser', advertiser, 'price', billed, 'at_ms', now_s, 'client_at', client_at)
+      redis.call('HINCRBY', KEYS[2], campaign .. '|' .. day .. '|' .. STAT[kind], 1)
+      if billed > 0 then
+        redis.call('HINCRBY', KEYS[2], campaign .. '|' .. day .. '|$', billed)
+        redis.call('HINCRBY', KEYS[3], campaign, billed)
+        redis.call('HINCRBY', KEYS[4], campaign, billed)
+      end
+    end
+  end
+  results[i] = code
+end
+return results

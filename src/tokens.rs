@@ -1,0 +1,198 @@
+//! Slot tokens: `v1.<kid>.<payload>.<mac>`, base64url, HMAC-SHA256 over everything before the
+//! last dot. The payload binds the decision, user, campaign, creative, advertiser, price and expiry,
+//! so an event can be billed from the token alone and nothing in it can be altered. The key id lets
+//! keys rotate: a verifier keeps old keys until their last tokens expire.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::clock::Millis;
+use crate::domain::ids::{AdvertiserId, CampaignId, CreativeId};
+use crate::domain::{Micros, UserId};
+
+type HmacSha256 = Hmac<Sha256>;
+
+const VERSION: &str = "v1";
+
+/// What a token proves about one served slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub decision_id: String,
+    pub user: UserId,
+    pub campaign: CampaignId,
+    pub creative: CreativeId,
+    pub advertiser: AdvertiserId,
+    pub price_micros: Micros,
+    pub expires_at_ms: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    /// Malformed, unknown key id, bad signature or altered payload.
+    Invalid,
+}
+
+#[derive(Clone)]
+struct SigningKey {
+    kid: String,
+    mac: HmacSha256,
+}
+
+/// Signs with the newest key, verifies with any known key.
+#[derive(Clone)]
+pub struct TokenKeys {
+    current: SigningKey,
+    previous: Vec<SigningKey>,
+}
+
+impl TokenKeys {
+    pub fn new(secret: &[u8], previous: &[&[u8]]) -> Self {
+        Self {
+            current: SigningKey::new(secret),
+            previous: previous.iter().map(|s| SigningKey::new(s)).collect(),
+        }
+    }
+
+    pub fn sign(&self, claims: &Claims) -> String {
+        let payload = [
+            claims.decision_id.as_str(),
+            claims.user.as_str(),
+            claims.campaign.as_str(),
+            claims.creative.as_str(),
+            claims.advertiser.as_str(),
+            &claims.price_micros.to_string(),
+            &claims.expires_at_ms.to_string(),
+        ]
+        .join("\n");
+        let mut token = format!(
+            "{VERSION}.{}.{}",
+            self.current.kid,
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let mut mac = self.current.mac.clone();
+        mac.update(token.as_bytes());
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
+        token
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        if token.len() > 1024 {
+            return Err(TokenError::Invalid);
+        }
+        let (signed, mac_b64) = token.rsplit_once('.').ok_or(TokenError::Invalid)?;
+        let mut parts = signed.splitn(3, '.');
+        let (Some(VERSION), Some(kid), Some(payload_b64)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Invalid);
+        };
+        let key = std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|k| k.kid == kid)
+            .ok_or(TokenError::Invalid)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(mac_b64)
+            .map_err(|_| TokenError::Invalid)?;
+        let mut mac = key.mac.clone();
+        mac.update(signed.as_bytes());
+        // Constant-time comparison: no timing oracle for forging a tag byte by byte.
+        mac.verify_slice(&tag).map_err(|_| TokenError::Invalid)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload_b64)
+            .map_err(|_| TokenError::Invalid)?;
+        let payload = std::str::from_utf8(&payload).map_err(|_| TokenError::Invalid)?;
+        parse_claims(payload).ok_or(TokenError::Invalid)
+    }
+}
+
+impl SigningKey {
+    fn new(secret: &[u8]) -> Self {
+        let kid = hex::encode(&Sha256::digest(secret)[..4]);
+        let mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts any key length");
+        Self { kid, mac }
+    }
+}
+
+fn parse_claims(payload: &str) -> Option<Claims> {
+    let mut fields = payload.split('\n');
+    let claims = Claims {
+        decision_id: fields.next()?.to_owned(),
+        user: UserId::parse(fields.next()?).ok()?,
+        campaign: CampaignId::parse(fields.next()?)?,
+        creative: CreativeId::parse(fields.next()?)?,
+        advertiser: AdvertiserId::parse(fields.next()?)?,
+        price_micros: fields.next()?.parse().ok()?,
+        expires_at_ms: fields.next()?.parse().ok()?,
+    };
+    (fields.next().is_none() && claims.decision_id.len() == 32).then_some(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::new_decision_id;
+
+    fn claims() -> Claims {
+        Claims {
+            decision_id: new_decision_id(),
+            user: UserId::parse("user-1").unwrap(),
+            campaign: CampaignId::generate(),
+            creative: CreativeId::generate(),
+            advertiser: AdvertiserId::generate(),
+            price_micros: 2500,
+            expires_at_ms: 1_800_000_000_000,
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let keys = TokenKeys::new(b"k1-0123456789abcdef0123456789abcdef", &[]);
+        let c = claims();
+        assert_eq!(keys.verify(&keys.sign(&c)), Ok(c));
+    }
+
+    #[test]
+    fn forged_or_altered_tokens_are_invalid() {
+        let keys = TokenKeys::new(b"k1-0123456789abcdef0123456789abcdef", &[]);
+        let other = TokenKeys::new(b"k2-0123456789abcdef0123456789abcdef", &[]);
+        let token = keys.sign(&claims());
+        assert_eq!(
+            keys.verify(&other.sign(&claims())),
+            Err(TokenError::Invalid)
+        );
+        // Change the price inside the payload, keep the old tag.
+        let parts: Vec<&str> = token.split('.').collect();
+        let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
+        let altered = URL_SAFE_NO_PAD.encode(payload.replace("\n2500\n", "\n1\n"));
+        let forged = format!("{}.{}.{}.{}", parts[0], parts[1], altered, parts[3]);
+        assert_eq!(keys.verify(&forged), Err(TokenError::Invalid));
+        for garbage in [
+            "",
+            ".",
+            "v1...",
+            "v1.x.y.z",
+            &token[..token.len() - 2],
+            "v2.a.b.c",
+        ] {
+            assert_eq!(
+                keys.verify(garbage),
+                Err(TokenError::Invalid),
+                "{garbage:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn previous_keys_still_verify() {
+        let old = TokenKeys::new(b"old-0123456789abcdef0123456789abcdef", &[]);
+        let rotated = TokenKeys::new(
+            b"new-0123456789abcdef0123456789abcdef",
+            &[b"old-0123456789abcdef0123456789abcdef"],
+        );
+        let c = claims();
+        assert_eq!(rotated.verify(&old.sign(&c)), Ok(c));
+    }
+}
