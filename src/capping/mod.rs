@@ -311,8 +311,10 @@ mod tests {
 
     #[test]
     fn daily_load_counts_reservations() {
-        let mut state = UserState::default();
-        state.daily_renders = vec![DAY_MS, DAY_MS + 5];
+        let state = UserState {
+            daily_renders: vec![DAY_MS, DAY_MS + 5],
+            ..UserState::default()
+        };
         assert_eq!(state.daily_remaining(3, DAY_MS + 10), 1);
         assert_eq!(state.daily_remaining(3, 2 * DAY_MS + 1), 2);
     }

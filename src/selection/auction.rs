@@ -23,7 +23,7 @@ pub fn run<T>(mut bids: Vec<Bid<'_, T>>, reserve: Micros, rng: &mut impl Rng) ->
     bids.retain(|b| b.cpm_micros >= reserve);
     // Shuffle, then a stable sort: equal bids end up in random order.
     bids.shuffle(rng);
-    bids.sort_by(|a, b| b.cpm_micros.cmp(&a.cpm_micros));
+    bids.sort_by_key(|b| std::cmp::Reverse(b.cpm_micros));
     let mut ranked = bids.into_iter();
     let winner = ranked.next()?;
     let runner_up = ranked

@@ -1,0 +1,11 @@
+//! API tests against the real application and a real store. One binary (faster to link); each
+//! module covers one capability. Behaviour tests run on both backends via `contract!`.
+
+mod campaigns;
+mod caps;
+mod creatives;
+mod events;
+mod isolation;
+mod operations;
+mod placement;
+mod support;

@@ -1,0 +1,273 @@
+//! The application under test, built in-process on port 0 against a real store.
+
+use std::sync::Arc;
+
+use actix_web::web;
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use statusads::clock::{Clock, ManualClock};
+use statusads::config::Settings;
+use statusads::http::AppState;
+use statusads::media;
+use statusads::startup::Application;
+use time::macros::datetime;
+
+use super::redis_server::RedisServer;
+use super::scratch::ScratchDir;
+
+pub const ADMIN: &str = "test-admin-token";
+pub const CLIENT: &str = "test-client-token";
+pub const SIGNING_KEY: &str = "test-signing-key-0123456789abcdef0123456789";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Redis,
+    Embedded,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub state: web::Data<AppState>,
+    pub redis: Option<RedisServer>,
+    /// Kept for its lifetime: the app's files live here until the test ends.
+    pub _data_dir: ScratchDir,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_on(
+        (backend == Backend::Redis).then(RedisServer::start),
+        configure,
+    )
+    .await
+}
+
+/// The app on a given Redis (e.g. a durable one), or on the embedded backend when `None`.
+pub async fn spawn_app_on(
+    redis: Option<RedisServer>,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let data_dir = ScratchDir::new("app");
+    let mut settings = Settings::defaults();
+    settings.http.bind = "127.0.0.1:0".into();
+    settings.store.data_dir = data_dir.path().to_path_buf();
+    settings.store.redis_url = redis.as_ref().map(RedisServer::url).unwrap_or_default();
+    // Few shards keep spend and report scans cheap; the key schema is the same.
+    settings.store.shards = 16;
+    settings.auth.admin_token = ADMIN.into();
+    settings.auth.client_tokens = vec![CLIENT.into()];
+    settings.tokens.signing_key = SIGNING_KEY.into();
+    settings.demo.seed = Some(false);
+    configure(&mut settings);
+    let clock = ManualClock::new(datetime!(2026-11-26 10:00:00 UTC));
+    let (app, _) = Application::build(settings, clock.clone())
+        .await
+        .expect("the app starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state.clone();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        http: reqwest::Client::new(),
+        clock,
+        state,
+        redis,
+        _data_dir: data_dir,
+    }
+}
+
+/// A valid 9:16 image.
+pub fn portrait_png() -> Vec<u8> {
+    media::png::solid_png(1080, 1920, [200, 30, 30])
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Response {
+        self.send(reqwest::Method::POST, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.send(reqwest::Method::GET, path, Some(token), None)
+            .await
+    }
+
+    /// Creates an advertiser; returns (id, api key).
+    pub async fn advertiser(&self, name: &str) -> (String, String) {
+        let res = self
+            .post(
+                "/v1/advertisers",
+                ADMIN,
+                json!({"name": name, "chat_number": "+390612345678", "currency": "EUR"}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let body: Value = res.json().await.unwrap();
+        (
+            body["id"].as_str().unwrap().into(),
+            body["api_key"].as_str().unwrap().into(),
+        )
+    }
+
+    pub async fn campaign(&self, key: &str, extra: Value) -> String {
+        let mut body = json!({"name": "Campaign", "bid_cpm_micros": 2_000_000, "pacing": "asap",
+            "budget": {"total_micros": 1_000_000_000}});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let res = self.post("/v1/campaigns", key, body).await;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().into()
+    }
+
+    pub async fn upload(
+        &self,
+        key: &str,
+        campaign: &str,
+        file: Vec<u8>,
+        filename: &str,
+        meta: Value,
+    ) -> Response {
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(file).file_name(filename.to_owned()),
+            )
+            .text("meta", meta.to_string());
+        self.http
+            .post(self.url(&format!("/v1/campaigns/{campaign}/creatives")))
+            .bearer_auth(key)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A campaign with an approved creative: servable.
+    pub async fn live_campaign(&self, key: &str, extra: Value) -> String {
+        let campaign = self.campaign(key, extra).await;
+        let res = self
+            .upload(
+                key,
+                &campaign,
+                portrait_png(),
+                "ad.png",
+                json!({"headline": "Pizza!"}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let creative: Value = res.json().await.unwrap();
+        let res = self
+            .post(
+                &format!("/v1/creatives/{}/approve", creative["id"].as_str().unwrap()),
+                ADMIN,
+                json!({}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        campaign
+    }
+
+    pub async fn slots(&self, user: &str, session: Option<&str>, statuses: u32) -> Vec<Value> {
+        let mut body = json!({"user": user, "statuses": statuses});
+        if let Some(session) = session {
+            body["session"] = json!(session);
+        }
+        let res = self.post("/v1/slots", CLIENT, body).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        body["slots"].as_array().unwrap().clone()
+    }
+
+    /// Sends events, returns each result's status.
+    pub async fn events(&self, events: &[(&str, &str)]) -> Vec<String> {
+        let at = statusads::clock::datetime_from_ms(self.clock.now_ms())
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let events: Vec<Value> = events
+            .iter()
+            .map(|(token, kind)| json!({"token": token, "type": kind, "at": at}))
+            .collect();
+        let res = self
+            .post("/v1/events", CLIENT, json!({ "events": events }))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["status"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    pub async fn render(&self, token: &str) -> String {
+        self.events(&[(token, "render")]).await.remove(0)
+    }
+
+    pub async fn report_totals(&self, key: &str, campaign: &str) -> Value {
+        let res = self
+            .get(
+                &format!("/v1/reports/campaigns/{campaign}?from=2026-11-01&to=2026-11-30"),
+                key,
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        body["totals"].clone()
+    }
+
+    /// Asset files stored on disk.
+    pub fn stored_assets(&self) -> usize {
+        self.state.assets.count().unwrap()
+    }
+
+    /// Waits for the spend snapshot's next refresh (budget checks read it).
+    pub async fn refresh_spend(&self) {
+        self.state
+            .spend
+            .refresh(&self.state.store, self.clock.now_ms())
+            .await
+            .unwrap();
+    }
+}
+
+/// The campaign ids in a slots answer.
+pub fn campaigns_of(slots: &[Value]) -> Vec<String> {
+    slots
+        .iter()
+        .map(|s| s["ad"]["campaign_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+pub fn token_of(slot: &Value) -> String {
+    slot["token"].as_str().unwrap().to_owned()
+}

@@ -1,0 +1,31 @@
+//! What every API test needs: a real store (a fresh `redis-server`, or the embedded backend in a
+//! scratch directory), the application on port 0 with a manual clock, and an HTTP client.
+
+pub mod app;
+pub mod redis_server;
+pub mod scratch;
+
+pub use app::{spawn_app, spawn_app_with, Backend, TestApp};
+
+/// Runs one async behaviour test against both backends: the contract suite.
+#[macro_export]
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod on_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Redis).await
+                }
+            )*
+        }
+        mod on_embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Embedded).await
+                }
+            )*
+        }
+    };
+}
