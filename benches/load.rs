@@ -29,7 +29,8 @@ use statusads::store::CatalogRecord;
 
 const CLIENT: &str = "bench-client-token";
 const COUNTRIES: [&str; 20] = [
-    "IT", "FR", "DE", "ES", "PT", "GB", "IE", "NL", "BE", "AT", "CH", "PL", "SE", "NO", "DK", "FI", "GR", "RO", "BR", "IN",
+    "IT", "FR", "DE", "ES", "PT", "GB", "IE", "NL", "BE", "AT", "CH", "PL", "SE", "NO", "DK", "FI",
+    "GR", "RO", "BR", "IN",
 ];
 const USERS: u32 = 1_000_000;
 
@@ -43,7 +44,11 @@ struct Args {
 fn args() -> Args {
     let raw: Vec<String> = std::env::args().collect();
     let value = |name: &str, default: u64| {
-        raw.iter().position(|a| a == name).and_then(|i| raw.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+        raw.iter()
+            .position(|a| a == name)
+            .and_then(|i| raw.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
     Args {
         campaigns: value("--campaigns", 10_000) as usize,
@@ -57,9 +62,22 @@ struct Redis(Child, u16);
 
 impl Redis {
     fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server on PATH");
@@ -82,7 +100,11 @@ impl Drop for Redis {
 
 fn main() {
     let args = args();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(run(args));
 }
 
@@ -97,21 +119,29 @@ async fn run(args: Args) {
     settings.auth.admin_token = "bench-admin-token".into();
     settings.auth.client_tokens = vec![CLIENT.into()];
     settings.demo.seed = Some(false);
-    let (app, _) = Application::build(settings, Arc::new(SystemClock)).await.expect("app starts");
+    let (app, _) = Application::build(settings, Arc::new(SystemClock))
+        .await
+        .expect("app starts");
     let port = app.port();
     let state = app.state.clone();
     tokio::spawn(app.run_until_stopped());
 
     let started = Instant::now();
     seed(&state, campaigns).await;
-    eprintln!("seeded {campaigns} campaigns in {:.1}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "seeded {campaigns} campaigns in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 
     // Sanity: a decision with ads, in process.
     let request = SlotRequest {
         user: UserId::parse("bench-user").unwrap(),
         session: None,
         statuses: 12,
-        context: SlotContext { country: Some("IT".into()), ..SlotContext::default() },
+        context: SlotContext {
+            country: Some("IT".into()),
+            ..SlotContext::default()
+        },
     };
     let slots = state.server.slots(&request).await;
     assert!(!slots.is_empty(), "the synthetic catalog serves ads");
@@ -134,22 +164,45 @@ async fn run(args: Args) {
     let events_file = scripts.join("events.txt");
     std::fs::write(&events_file, batches.join("\n")).unwrap();
     let events_script = scripts.join("events.lua");
-    std::fs::write(&events_script, events_lua(&events_file.display().to_string())).unwrap();
+    std::fs::write(
+        &events_script,
+        events_lua(&events_file.display().to_string()),
+    )
+    .unwrap();
     let events = wrk(&args, &format!("{base}/v1/events"), Some(&events_script));
 
     let rss_kib = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
         .unwrap_or_default();
-    println!("\n## statusads load ({} campaigns, {} connections, {} s per endpoint, 2 cores)", campaigns, args.connections, args.seconds);
+    println!(
+        "\n## statusads load ({} campaigns, {} connections, {} s per endpoint, 2 cores)",
+        campaigns, args.connections, args.seconds
+    );
     println!("| measure | value |\n|---|---|");
     println!("| /healthz requests/s | {:.0} |", healthz.rps);
     println!("| /v1/slots decisions/s | {:.0} |", decisions.rps);
-    println!("| decisions / healthz ratio | {:.2} |", decisions.rps / healthz.rps);
-    println!("| decision latency p50 / p99 | {} / {} |", decisions.p50, decisions.p99);
+    println!(
+        "| decisions / healthz ratio | {:.2} |",
+        decisions.rps / healthz.rps
+    );
+    println!(
+        "| decision latency p50 / p99 | {} / {} |",
+        decisions.p50, decisions.p99
+    );
     println!("| events/s (batches of 10) | {:.0} |", events.rps * 10.0);
-    println!("| non-2xx responses (slots, events) | {}, {} |", decisions.errors, events.errors);
-    println!("| service RSS (MiB, includes the bench harness) | {:.0} |", rss_kib.parse::<f64>().unwrap_or(0.0) / 1024.0);
+    println!(
+        "| non-2xx responses (slots, events) | {}, {} |",
+        decisions.errors, events.errors
+    );
+    println!(
+        "| service RSS (MiB, includes the bench harness) | {:.0} |",
+        rss_kib.parse::<f64>().unwrap_or(0.0) / 1024.0
+    );
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 
@@ -163,9 +216,13 @@ async fn seed(state: &statusads::http::AppState, campaigns: usize) {
     let mut advertiser = None;
     for i in 0..campaigns {
         if i % 10 == 0 {
-            let (adv, _) = NewAdvertiser { name: format!("Advertiser {i}"), chat_number: None, currency: "EUR".into() }
-                .into_advertiser(now)
-                .unwrap();
+            let (adv, _) = NewAdvertiser {
+                name: format!("Advertiser {i}"),
+                chat_number: None,
+                currency: "EUR".into(),
+            }
+            .into_advertiser(now)
+            .unwrap();
             store.save(CatalogRecord::Advertiser(&adv)).await.unwrap();
             advertiser = Some(adv);
         }
@@ -174,14 +231,27 @@ async fn seed(state: &statusads::http::AppState, campaigns: usize) {
         body.insert("name", format!("Campaign {i}").into());
         body.insert("bid_cpm_micros", rng.gen_range(500_000..5_000_000).into());
         body.insert("pacing", "asap".into());
-        body.insert("budget", serde_json::json!({"total_micros": 1_000_000_000_000i64}));
-        body.insert("frequency_caps", serde_json::json!([{"max": 3, "per_seconds": 86400}]));
+        body.insert(
+            "budget",
+            serde_json::json!({"total_micros": 1_000_000_000_000i64}),
+        );
+        body.insert(
+            "frequency_caps",
+            serde_json::json!([{"max": 3, "per_seconds": 86400}]),
+        );
         if rng.gen_bool(0.7) {
-            body.insert("targeting", serde_json::json!({"countries": [COUNTRIES.choose(&mut rng).unwrap()]}));
+            body.insert(
+                "targeting",
+                serde_json::json!({"countries": [COUNTRIES.choose(&mut rng).unwrap()]}),
+            );
         }
-        let input: CampaignInput = serde_json::from_value(serde_json::to_value(&body).unwrap()).unwrap();
+        let input: CampaignInput =
+            serde_json::from_value(serde_json::to_value(&body).unwrap()).unwrap();
         let campaign = Campaign::create(input, adv, now).unwrap();
-        store.save(CatalogRecord::Campaign(&campaign)).await.unwrap();
+        store
+            .save(CatalogRecord::Campaign(&campaign))
+            .await
+            .unwrap();
         let creative = Creative {
             id: CreativeId::generate(),
             campaign_id: campaign.id.clone(),
@@ -203,7 +273,10 @@ async fn seed(state: &statusads::http::AppState, campaigns: usize) {
             },
             created_at: now,
         };
-        store.save(CatalogRecord::Creative(&creative)).await.unwrap();
+        store
+            .save(CatalogRecord::Creative(&creative))
+            .await
+            .unwrap();
     }
     state.catalog.refresh().await.unwrap();
 }
@@ -217,15 +290,28 @@ async fn event_batches(state: &statusads::http::AppState, batches: usize) -> Vec
             user: UserId::parse(&format!("event-user-{user}")).unwrap(),
             session: None,
             statuses: 20,
-            context: SlotContext { country: Some(COUNTRIES[user as usize % COUNTRIES.len()].into()), ..SlotContext::default() },
+            context: SlotContext {
+                country: Some(COUNTRIES[user as usize % COUNTRIES.len()].into()),
+                ..SlotContext::default()
+            },
         };
-        tokens.extend(state.server.slots(&request).await.into_iter().map(|s| s.token));
+        tokens.extend(
+            state
+                .server
+                .slots(&request)
+                .await
+                .into_iter()
+                .map(|s| s.token),
+        );
     }
     tokens
         .chunks(10)
         .take(batches)
         .map(|chunk| {
-            let events: Vec<_> = chunk.iter().map(|t| serde_json::json!({"token": t, "type": "render"})).collect();
+            let events: Vec<_> = chunk
+                .iter()
+                .map(|t| serde_json::json!({"token": t, "type": "render"}))
+                .collect();
             serde_json::json!({ "events": events }).to_string()
         })
         .collect()
@@ -282,12 +368,17 @@ struct WrkResult {
 
 fn wrk(args: &Args, url: &str, script: Option<&std::path::Path>) -> WrkResult {
     let mut cmd = Command::new("wrk");
-    cmd.args(["-t1", &format!("-c{}", args.connections), &format!("-d{}s", args.seconds)]);
+    cmd.args([
+        "-t1",
+        &format!("-c{}", args.connections),
+        &format!("-d{}s", args.seconds),
+    ]);
     let fallback;
     let script = match script {
         Some(path) => path,
         None => {
-            fallback = std::env::temp_dir().join(format!("statusads-get-{}.lua", std::process::id()));
+            fallback =
+                std::env::temp_dir().join(format!("statusads-get-{}.lua", std::process::id()));
             std::fs::write(&fallback, LATENCY_REPORT).unwrap();
             &fallback
         }
@@ -295,8 +386,15 @@ fn wrk(args: &Args, url: &str, script: Option<&std::path::Path>) -> WrkResult {
     cmd.arg("-s").arg(script).arg(url);
     let output = cmd.output().expect("wrk on PATH (apt-get install wrk)");
     let text = String::from_utf8_lossy(&output.stdout);
-    let line = text.lines().find(|l| l.starts_with("BENCH ")).unwrap_or_else(|| panic!("wrk output: {text}"));
-    let numbers: Vec<u64> = line.split_whitespace().skip(1).map(|n| n.parse().unwrap()).collect();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("BENCH "))
+        .unwrap_or_else(|| panic!("wrk output: {text}"));
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|n| n.parse().unwrap())
+        .collect();
     let micros = |us: u64| format!("{:.2} ms", us as f64 / 1000.0);
     WrkResult {
         rps: numbers[0] as f64 / (numbers[1] as f64 / 1e6),
