@@ -95,6 +95,7 @@ pub enum RedisOp {
     Events,
     Spend,
     Report,
+    Ledger,
 }
 
 impl RedisOp {
@@ -117,6 +118,7 @@ impl RedisOp {
             Self::Events => "events",
             Self::Spend => "spend",
             Self::Report => "report",
+            Self::Ledger => "ledger",
         }
     }
 }
@@ -187,8 +189,8 @@ pub struct Metrics {
     decision_conflicts: AtomicU64,
     events: [AtomicU64; 25],
     ledger_appends: AtomicU64,
-    redis_duration: [Histogram; 7],
-    redis_errors: [AtomicU64; 7],
+    redis_duration: [Histogram; 8],
+    redis_errors: [AtomicU64; 8],
     catalog_reloads: AtomicU64,
     http_responses: [AtomicU64; 5],
 }

@@ -67,11 +67,10 @@ impl Server {
             let (state, session_state) = self.store.load_user(shard, user, session).await?;
             let now_ms = self.clock.now_ms();
             let snapshot = self.catalog.snapshot();
-            let spend = self.spend.current();
             let decision = selection::decide(
                 &DecisionInput {
                     snapshot: &snapshot,
-                    spend: &spend,
+                    budgets: &*self.spend,
                     user: &state,
                     session: session_state,
                     request,
@@ -87,11 +86,30 @@ impl Server {
                 return Ok(Vec::new());
             }
             let expires_ms = now_ms + self.token_ttl_ms;
+            // A reservation (of caps and of budget) holds until the last moment its token can
+            // still render.
+            let hold_until = expires_ms + self.grace_ms;
+            // Budget first, atomically: a slot whose budget concurrent decisions have just
+            // taken is dropped here rather than served.
             let planned: Vec<(String, &Placement<'_>)> = decision
                 .placements
                 .iter()
-                .map(|p| (new_decision_id(), p))
+                .filter_map(|p| {
+                    let id = new_decision_id();
+                    let held =
+                        self.spend
+                            .try_hold(&id, &p.servable.campaign, p.price_micros, hold_until);
+                    held.then_some((id, p))
+                })
                 .collect();
+            if planned.is_empty() {
+                return Ok(Vec::new());
+            }
+            let session_after = selection::placement::advance(
+                session_state,
+                request.statuses,
+                planned.iter().map(|(_, p)| p.position),
+            );
             let longest_window = planned
                 .iter()
                 .map(|(_, p)| {
@@ -106,20 +124,25 @@ impl Server {
                 expected_version: state.version,
                 now_ms,
                 day: utc_day(now_ms),
-                // A reservation holds until the last moment its token can still render.
                 reservations: planned
                     .iter()
                     .map(|(id, p)| Reservation {
                         decision_id: id.clone(),
                         campaign: p.servable.campaign.id.to_string(),
                         advertiser: p.servable.campaign.advertiser_id.to_string(),
-                        expires_ms: expires_ms + self.grace_ms,
+                        expires_ms: hold_until,
                     })
                     .collect(),
-                session_after: decision.session_after,
+                session_after,
                 user_ttl_ms: capping::user_ttl_ms(longest_window, false),
             };
-            if !self.store.commit_decision(&commit).await? {
+            let committed = self.store.commit_decision(&commit).await;
+            if !matches!(committed, Ok(true)) {
+                for (id, _) in &planned {
+                    self.spend.release(id);
+                }
+            }
+            if !committed? {
                 self.metrics.decision_conflict();
                 continue;
             }

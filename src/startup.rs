@@ -128,6 +128,7 @@ impl Application {
             shards: settings.store.shards,
             grace_ms,
             daily_max: settings.ad_load.max_per_user_per_day,
+            spend: spend.clone(),
         });
         let state = web::Data::new(AppState {
             store: store.clone(),
@@ -193,6 +194,23 @@ impl Application {
         self.refresher.abort();
         result
     }
+}
+
+/// The configured backend: Redis when a URL is set, otherwise embedded under `data_dir`.
+pub async fn open_store(settings: &Settings, metrics: Arc<Metrics>) -> Result<Store, StartupError> {
+    Ok(if settings.uses_redis() {
+        Store::Redis(
+            RedisStore::connect(
+                &settings.store.redis_url,
+                settings.store.shards,
+                settings.store.timeout_ms,
+                metrics,
+            )
+            .await?,
+        )
+    } else {
+        Store::Embedded(EmbeddedStore::open(&settings.store.data_dir)?)
+    })
 }
 
 /// Keeps the catalog and spend snapshots fresh; errors are logged and retried next tick.

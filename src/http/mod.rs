@@ -8,6 +8,7 @@ pub mod campaigns;
 pub mod creatives;
 pub mod error;
 pub mod events;
+pub mod invoices;
 pub mod operations;
 pub mod reports;
 pub mod slots;
@@ -60,6 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(creatives::configure)
     .configure(assets::configure)
     .configure(reports::configure)
+    .configure(invoices::configure)
     .configure(slots::configure)
     .configure(events::configure)
     .default_service(web::to(|| async {

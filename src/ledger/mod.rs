@@ -4,19 +4,22 @@
 //! derived counters and spend. [`SpendBoard`] is the spend snapshot that budget checks read,
 //! refreshed from the store at least every second. Reports read the derived counters.
 
+pub mod invoice;
+pub mod reconcile;
 pub mod report;
+pub mod spend;
 
-use std::collections::{BTreeMap, HashMap};
+pub use self::spend::SpendBoard;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use futures_util::future::try_join_all;
 
 use crate::capping::{self, Retention};
 use crate::catalog::Catalog;
 use crate::clock::{utc_day, SharedClock};
-use crate::domain::campaign::Spend;
-use crate::domain::event::{ClientEvent, EventResult, EventStatus, RejectReason};
+use crate::domain::event::{ClientEvent, EventResult, EventStatus, EventType, RejectReason};
 use crate::domain::ids::CampaignId;
 use crate::metrics::Metrics;
 use crate::store::{EventOutcome, EventWrite, Store, StoreError};
@@ -35,6 +38,7 @@ pub struct Ledger {
     pub shards: u32,
     pub grace_ms: i64,
     pub daily_max: u32,
+    pub spend: Arc<SpendBoard>,
 }
 
 impl Ledger {
@@ -102,8 +106,14 @@ impl Ledger {
                 .map(|(shard, (_, writes))| self.store.apply_events(*shard, now_ms, day, writes)),
         )
         .await?;
-        for ((indexes, _), outcomes) in by_shard.values().zip(outcomes) {
-            for (index, outcome) in indexes.iter().zip(outcomes) {
+        for ((indexes, writes), outcomes) in by_shard.values().zip(outcomes) {
+            for ((index, write), outcome) in indexes.iter().zip(writes).zip(outcomes) {
+                if outcome == EventOutcome::Accepted && write.kind == EventType::Render {
+                    if let Some(campaign) = CampaignId::parse(&write.campaign) {
+                        self.spend
+                            .rendered(&write.decision_id, &campaign, write.price_micros);
+                    }
+                }
                 results[*index] = Some(match outcome {
                     EventOutcome::Accepted => EventResult::of(EventStatus::Accepted),
                     EventOutcome::Duplicate => EventResult::of(EventStatus::Duplicate),
@@ -120,31 +130,5 @@ impl Ledger {
             self.metrics.event(event.kind, result.status);
         }
         Ok(results)
-    }
-}
-
-/// The spend snapshot decisions and campaign views read; swapped whole, never locked.
-#[derive(Default)]
-pub struct SpendBoard {
-    current: ArcSwap<HashMap<CampaignId, Spend>>,
-}
-
-impl SpendBoard {
-    pub fn current(&self) -> Arc<HashMap<CampaignId, Spend>> {
-        self.current.load_full()
-    }
-
-    pub fn of(&self, campaign: &CampaignId) -> Spend {
-        self.current
-            .load()
-            .get(campaign)
-            .copied()
-            .unwrap_or_default()
-    }
-
-    pub async fn refresh(&self, store: &Store, now_ms: i64) -> Result<(), StoreError> {
-        let spend = store.spend(utc_day(now_ms)).await?;
-        self.current.store(Arc::new(spend));
-        Ok(())
     }
 }

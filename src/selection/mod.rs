@@ -26,9 +26,21 @@ use crate::domain::ids::CampaignId;
 use crate::domain::slot::SlotRequest;
 use crate::domain::Micros;
 
+/// What decisions need to know about money, per campaign.
+pub trait Budgets {
+    /// Spend to check budgets against (the ledger plus this node's outstanding commitments).
+    fn committed(&self, campaign: &CampaignId) -> Spend;
+}
+
+impl Budgets for HashMap<CampaignId, Spend> {
+    fn committed(&self, campaign: &CampaignId) -> Spend {
+        self.get(campaign).copied().unwrap_or_default()
+    }
+}
+
 pub struct DecisionInput<'a> {
     pub snapshot: &'a Snapshot,
-    pub spend: &'a HashMap<CampaignId, Spend>,
+    pub budgets: &'a dyn Budgets,
     pub user: &'a UserState,
     pub session: SessionState,
     pub request: &'a SlotRequest,
@@ -111,7 +123,7 @@ fn eligible(servable: &Servable, input: &DecisionInput<'_>) -> bool {
         && campaign.end_at.is_none_or(|end| now < end)
         && (campaign.priority != Priority::Auction
             || campaign.bid_cpm_micros >= input.reserve_cpm_micros)
-        && campaign.has_budget_left(input.spend.get(&campaign.id).copied().unwrap_or_default())
+        && campaign.has_budget_left(input.budgets.committed(&campaign.id))
         && campaign.targeting.matches(&input.request.context)
         && !input
             .user

@@ -482,6 +482,10 @@ impl State {
         if billed > 0 {
             *self
                 .stats
+                .entry(format!("{}|{day}|b", e.campaign))
+                .or_default() += 1;
+            *self
+                .stats
                 .entry(format!("{}|{day}|$", e.campaign))
                 .or_default() += billed;
             *self.spend_total.entry(e.campaign.clone()).or_default() += billed;

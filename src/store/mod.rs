@@ -19,6 +19,7 @@ use crate::domain::creative::Creative;
 use crate::domain::event::EventType;
 use crate::domain::ids::CampaignId;
 use crate::domain::Micros;
+use crate::ledger::reconcile::{Derived, LedgerRecord};
 
 pub use self::embedded::EmbeddedStore;
 pub use self::redis::RedisStore;
@@ -116,11 +117,14 @@ pub struct DayCounters {
     pub conversations: u64,
     pub messages: u64,
     pub spend_micros: Micros,
+    /// Renders that were billed (price > 0): the invoice quantity.
+    #[serde(skip)]
+    pub billed_renders: u64,
 }
 
 impl DayCounters {
     /// Stats field suffixes, in the order of [`DayCounters::set`].
-    pub const FIELDS: [&'static str; 9] = ["s", "r", "v", "c", "h", "p", "cv", "m", "$"];
+    pub const FIELDS: [&'static str; 10] = ["s", "r", "v", "c", "h", "p", "cv", "m", "$", "b"];
 
     pub fn set(&mut self, field_index: usize, value: i64) {
         let v = value.max(0) as u64;
@@ -133,7 +137,8 @@ impl DayCounters {
             5 => self.reports += v,
             6 => self.conversations += v,
             7 => self.messages += v,
-            _ => self.spend_micros += value,
+            8 => self.spend_micros += value,
+            _ => self.billed_renders += v,
         }
     }
 
@@ -147,6 +152,7 @@ impl DayCounters {
         self.conversations += other.conversations;
         self.messages += other.messages;
         self.spend_micros += other.spend_micros;
+        self.billed_renders += other.billed_renders;
     }
 
     /// The stats field suffix an event type increments.
@@ -227,6 +233,39 @@ impl Store {
     /// Spend of every campaign: total and on `day`.
     pub async fn spend(&self, day: u32) -> Result<HashMap<CampaignId, Spend>, StoreError> {
         dispatch!(self, s => s.spend(day).await)
+    }
+
+    /// Every ledger record of a shard, oldest first; `None` where the backend keeps no separate
+    /// ledger to reconcile against (embedded: its journal is replayed into derived state).
+    pub async fn ledger_records(
+        &self,
+        shard: u32,
+    ) -> Result<Option<Vec<LedgerRecord>>, StoreError> {
+        match self {
+            Store::Redis(s) => s.ledger_records(shard).await.map(Some),
+            Store::Embedded(_) => Ok(None),
+        }
+    }
+
+    /// The derived counters and spend of a shard as currently stored.
+    pub async fn derived_state(&self, shard: u32) -> Result<Derived, StoreError> {
+        match self {
+            Store::Redis(s) => s.derived_state(shard).await,
+            Store::Embedded(_) => Ok(Derived::default()),
+        }
+    }
+
+    /// Replaces a shard's derived state by `expected` (fields only in `actual` are removed).
+    pub async fn write_derived(
+        &self,
+        shard: u32,
+        expected: &Derived,
+        actual: &Derived,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Redis(s) => s.write_derived(shard, expected, actual).await,
+            Store::Embedded(_) => Ok(()),
+        }
     }
 
     pub async fn campaign_report(

@@ -201,21 +201,32 @@ async fn paused_archived_and_exhausted_campaigns_are_not_served(backend: Backend
     .await;
     assert_eq!(app.slots("u2", None, 12).await.len(), 1);
 
-    let mut rendered = 0;
-    for user in 0..100 {
-        let slots = app.slots(&format!("spender{user}"), None, 12).await;
-        if slots.is_empty() {
-            break;
+    let spend_all = |prefix: &'static str| {
+        let app = &app;
+        async move {
+            let mut rendered = 0;
+            for user in 0..100 {
+                let slots = app.slots(&format!("{prefix}{user}"), None, 12).await;
+                let Some(slot) = slots.first() else { break };
+                assert_eq!(
+                    app.render(slot["token"].as_str().unwrap()).await,
+                    "accepted"
+                );
+                rendered += 1;
+                app.refresh_spend().await;
+            }
+            rendered
         }
-        assert_eq!(
-            app.render(slots[0]["token"].as_str().unwrap()).await,
-            "accepted"
-        );
-        rendered += 1;
-        app.refresh_spend().await;
-    }
-    assert_eq!(rendered, 10, "served-but-unrendered slots spend nothing");
+    };
+    assert_eq!(
+        spend_all("spender").await,
+        8,
+        "the two unrendered slots still hold their budget"
+    );
+    // Their tokens lapse (ttl + grace): the held budget returns.
+    app.clock.advance_secs(900 + 300);
     app.refresh_spend().await;
+    assert_eq!(spend_all("late-spender").await, 2);
     let shown: Value = app
         .get(&format!("/v1/campaigns/{id}"), &key)
         .await

@@ -1,6 +1,7 @@
 //! API tests against the real application and a real store. One binary (faster to link); each
 //! module covers one capability. Behaviour tests run on both backends via `contract!`.
 
+mod billing;
 mod campaigns;
 mod caps;
 mod creatives;

@@ -19,6 +19,7 @@ use crate::capping::{SessionState, UserState, HIDE_MS, SESSION_TTL_MS};
 use crate::clock::Millis;
 use crate::domain::campaign::Spend;
 use crate::domain::ids::CampaignId;
+use crate::ledger::reconcile::{Derived, LedgerRecord, EVENT_STATS};
 use crate::metrics::{Metrics, RedisOp};
 
 pub struct RedisStore {
@@ -334,6 +335,158 @@ impl RedisStore {
         }
         Ok(rows)
     }
+}
+
+impl RedisStore {
+    pub async fn ledger_records(&self, shard: u32) -> Result<Vec<LedgerRecord>, StoreError> {
+        type Entry = (String, Vec<String>);
+        let key = keys::ledger(shard);
+        let mut records = Vec::new();
+        let mut start = "-".to_owned();
+        loop {
+            let mut conn = self.conn.clone();
+            let (key, from) = (key.clone(), start.clone());
+            let page: Vec<Entry> = self
+                .call(RedisOp::Ledger, async move {
+                    redis::cmd("XRANGE")
+                        .arg(&key)
+                        .arg(&from)
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(5000)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?;
+            let Some((last, _)) = page.last() else { break };
+            start = format!("({last}");
+            for (stream_id, fields) in &page {
+                records.push(parse_record(stream_id, fields)?);
+            }
+        }
+        Ok(records)
+    }
+
+    pub async fn derived_state(&self, shard: u32) -> Result<Derived, StoreError> {
+        let mut conn = self.conn.clone();
+        let (stats, totals, day_keys): (HashMap<String, i64>, HashMap<String, i64>, Vec<String>) =
+            self.call(RedisOp::Ledger, async move {
+                let stats: HashMap<String, i64> = conn.hgetall(keys::stats(shard)).await?;
+                let totals: HashMap<String, i64> = conn.hgetall(keys::spend_total(shard)).await?;
+                let pattern = format!("{}:*", keys::spend_total(shard));
+                let mut day_keys = Vec::new();
+                let mut iter: redis::AsyncIter<String> = conn.scan_match(pattern).await?;
+                while let Some(key) = iter.next_item().await {
+                    day_keys.push(key);
+                }
+                Ok((stats, totals, day_keys))
+            })
+            .await?;
+        let mut derived = Derived {
+            stats: stats
+                .into_iter()
+                .filter(|(field, _)| is_event_stat(field))
+                .collect(),
+            spend_total: totals.into_iter().collect(),
+            ..Derived::default()
+        };
+        for key in day_keys {
+            let Some(day) = key.rsplit(':').next().and_then(|d| d.parse::<u32>().ok()) else {
+                continue;
+            };
+            let mut conn = self.conn.clone();
+            let day_key = key.clone();
+            let spend: HashMap<String, i64> = self
+                .call(RedisOp::Ledger, async move { conn.hgetall(day_key).await })
+                .await?;
+            derived.spend_day.extend(
+                spend
+                    .into_iter()
+                    .map(|(campaign, micros)| ((day, campaign), micros)),
+            );
+        }
+        Ok(derived)
+    }
+
+    pub async fn write_derived(
+        &self,
+        shard: u32,
+        expected: &Derived,
+        actual: &Derived,
+    ) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let stats = keys::stats(shard);
+        for field in actual
+            .stats
+            .keys()
+            .filter(|f| !expected.stats.contains_key(*f))
+        {
+            pipe.hdel(&stats, field);
+        }
+        for (field, value) in &expected.stats {
+            pipe.hset(&stats, field, value);
+        }
+        let totals = keys::spend_total(shard);
+        for campaign in actual
+            .spend_total
+            .keys()
+            .filter(|c| !expected.spend_total.contains_key(*c))
+        {
+            pipe.hdel(&totals, campaign);
+        }
+        for (campaign, value) in &expected.spend_total {
+            pipe.hset(&totals, campaign, value);
+        }
+        for (day, campaign) in actual
+            .spend_day
+            .keys()
+            .filter(|k| !expected.spend_day.contains_key(*k))
+        {
+            pipe.hdel(keys::spend_day(shard, *day), campaign);
+        }
+        for ((day, campaign), value) in &expected.spend_day {
+            pipe.hset(keys::spend_day(shard, *day), campaign, value);
+        }
+        let mut conn = self.conn.clone();
+        self.call(RedisOp::Ledger, async move {
+            pipe.query_async::<()>(&mut conn).await
+        })
+        .await
+    }
+}
+
+fn is_event_stat(field: &str) -> bool {
+    field
+        .rsplit('|')
+        .next()
+        .is_some_and(|stat| EVENT_STATS.contains(&stat))
+}
+
+fn parse_record(stream_id: &str, fields: &[String]) -> Result<LedgerRecord, StoreError> {
+    let get = |name: &str| {
+        fields
+            .chunks(2)
+            .find(|pair| pair.first().map(String::as_str) == Some(name))
+            .and_then(|pair| pair.get(1))
+            .ok_or_else(|| StoreError::Corrupt(format!("ledger record {stream_id} lacks {name}")))
+    };
+    let kind: crate::domain::event::EventType =
+        serde_json::from_value(serde_json::Value::String(get("type")?.clone())).map_err(|_| {
+            StoreError::Corrupt(format!("ledger record {stream_id} has an unknown type"))
+        })?;
+    let number = |name: &str| -> Result<i64, StoreError> {
+        get(name)?
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("ledger record {stream_id}: bad {name}")))
+    };
+    Ok(LedgerRecord {
+        id: get("id")?.clone(),
+        kind,
+        campaign: get("campaign")?.clone(),
+        price_micros: number("price")?,
+        at_ms: number("at_ms")?,
+    })
 }
 
 fn unavailable(err: redis::RedisError) -> StoreError {

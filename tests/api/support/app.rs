@@ -25,9 +25,14 @@ pub enum Backend {
     Embedded,
 }
 
-pub struct TestApp {
+/// HTTP helpers against a running service (in process or a real process).
+pub struct Api {
     pub address: String,
     pub http: reqwest::Client,
+}
+
+pub struct TestApp {
+    pub api: Api,
     pub clock: Arc<ManualClock>,
     pub state: web::Data<AppState>,
     pub redis: Option<RedisServer>,
@@ -72,8 +77,10 @@ pub async fn spawn_app_on(
     let state = app.state.clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
-        address,
-        http: reqwest::Client::new(),
+        api: Api {
+            address,
+            http: reqwest::Client::new(),
+        },
         clock,
         state,
         redis,
@@ -86,7 +93,31 @@ pub fn portrait_png() -> Vec<u8> {
     media::png::solid_png(1080, 1920, [200, 30, 30])
 }
 
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
 impl TestApp {
+    /// Asset files stored on disk.
+    pub fn stored_assets(&self) -> usize {
+        self.state.assets.count().unwrap()
+    }
+
+    /// Refreshes the spend snapshot now (budget checks read it; the app also does every second).
+    pub async fn refresh_spend(&self) {
+        self.state
+            .spend
+            .refresh(&self.state.store, self.clock.now_ms())
+            .await
+            .unwrap();
+    }
+}
+
+impl Api {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
@@ -209,12 +240,11 @@ impl TestApp {
 
     /// Sends events, returns each result's status.
     pub async fn events(&self, events: &[(&str, &str)]) -> Vec<String> {
-        let at = statusads::clock::datetime_from_ms(self.clock.now_ms())
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap();
         let events: Vec<Value> = events
             .iter()
-            .map(|(token, kind)| json!({"token": token, "type": kind, "at": at}))
+            .map(
+                |(token, kind)| json!({"token": token, "type": kind, "at": "2026-11-26T10:00:00Z"}),
+            )
             .collect();
         let res = self
             .post("/v1/events", CLIENT, json!({ "events": events }))
@@ -243,20 +273,6 @@ impl TestApp {
         assert_eq!(res.status(), StatusCode::OK);
         let body: Value = res.json().await.unwrap();
         body["totals"].clone()
-    }
-
-    /// Asset files stored on disk.
-    pub fn stored_assets(&self) -> usize {
-        self.state.assets.count().unwrap()
-    }
-
-    /// Waits for the spend snapshot's next refresh (budget checks read it).
-    pub async fn refresh_spend(&self) {
-        self.state
-            .spend
-            .refresh(&self.state.store, self.clock.now_ms())
-            .await
-            .unwrap();
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod redis_server;
 pub mod scratch;
+pub mod service;
 
 pub use app::{spawn_app, spawn_app_with, Backend, TestApp};
 

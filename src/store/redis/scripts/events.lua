@@ -136,6 +136,7 @@ for i = 1, count do
         'advertiser', advertiser, 'price', billed, 'at_ms', now_s, 'client_at', client_at)
       redis.call('HINCRBY', KEYS[2], campaign .. '|' .. day .. '|' .. STAT[kind], 1)
       if billed > 0 then
+        redis.call('HINCRBY', KEYS[2], campaign .. '|' .. day .. '|b', 1)
         redis.call('HINCRBY', KEYS[2], campaign .. '|' .. day .. '|$', billed)
         redis.call('HINCRBY', KEYS[3], campaign, billed)
         redis.call('HINCRBY', KEYS[4], campaign, billed)

@@ -1,0 +1,499 @@
+//! Money: budgets never overspent, daily budgets roll over at UTC midnight, invoices equal the
+//! ledger, reconcile finds drift, and a `kill -9` loses and doubles nothing.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use statusads::ledger::reconcile;
+use time::macros::datetime;
+
+use crate::contract;
+use crate::support::app::{token_of, Api, ADMIN, CLIENT};
+use crate::support::redis_server::RedisServer;
+use crate::support::service::ServiceProcess;
+use crate::support::{spawn_app, Backend};
+
+/// The decision id inside a token: the ledger record of its render is `<id>:render`.
+fn decision_of(token: &str) -> String {
+    let payload = URL_SAFE_NO_PAD
+        .decode(token.split('.').nth(2).unwrap())
+        .unwrap();
+    String::from_utf8(payload)
+        .unwrap()
+        .split('\n')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+async fn concurrent_renders_never_overspend_the_budget(backend: Backend) {
+    let app = Arc::new(spawn_app(backend).await);
+    let (_, key) = app.advertiser("Small budget").await;
+    // 10,000 micros per render (sponsorships pay their bid): the budget pays exactly 100.
+    let campaign = app
+        .live_campaign(&key, json!({"priority": "sponsorship", "bid_cpm_micros": 10_000_000, "budget": {"total_micros": 1_000_000}}))
+        .await;
+    let tasks: Vec<_> = (0..16)
+        .map(|task| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let (mut accepted, mut empty) = (0, 0);
+                for i in 0..400 {
+                    let slots = app.slots(&format!("t{task}-u{i}"), None, 12).await;
+                    let Some(slot) = slots.first() else {
+                        empty += 1;
+                        if empty > 20 {
+                            break;
+                        }
+                        continue;
+                    };
+                    if app.render(&token_of(slot)).await == "accepted" {
+                        accepted += 1;
+                    }
+                    if i % 7 == 0 {
+                        app.refresh_spend().await;
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    let mut accepted: u64 = futures_util::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .sum();
+    // A refresh briefly counts fresh renders twice (conservative), so the racing clients may
+    // give up a little early; a last sequential pass uses what is left.
+    app.refresh_spend().await;
+    for i in 0..200 {
+        let slots = app.slots(&format!("last-{i}"), None, 12).await;
+        let Some(slot) = slots.first() else { break };
+        assert_eq!(app.render(&token_of(slot)).await, "accepted");
+        accepted += 1;
+        app.refresh_spend().await;
+    }
+    let shown: Value = app
+        .get(&format!("/v1/campaigns/{campaign}"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let spend = shown["spend"]["total_micros"].as_i64().unwrap();
+    // One node: ledger + outstanding commitments + the next render must fit, so the bound is 0.
+    assert!(spend <= 1_000_000, "overspent: {spend}");
+    assert_eq!(spend, accepted as i64 * 10_000);
+    assert_eq!(accepted, 100, "the whole budget is usable");
+    assert_eq!(shown["status"], "exhausted");
+    let invoice: Value = app
+        .get("/v1/invoices/2026-11", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(invoice["total_micros"], spend);
+    assert_eq!(invoice["lines"][0]["quantity"], accepted);
+}
+
+async fn daily_budget_rolls_over_at_utc_midnight_and_month_end(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.clock.set(datetime!(2026-11-30 23:50:00 UTC));
+    let (_, key) = app.advertiser("Daily").await;
+    // 100,000 micros per render; 1,000,000 a day = 10 renders a day.
+    let campaign = app
+        .live_campaign(
+            &key,
+            json!({"priority": "sponsorship", "bid_cpm_micros": 100_000_000,
+                   "budget": {"total_micros": 10_000_000, "daily_micros": 1_000_000}}),
+        )
+        .await;
+    let mut rendered = 0;
+    for user in 0..15 {
+        let slots = app.slots(&format!("u{user}"), None, 12).await;
+        if let Some(slot) = slots.first() {
+            assert_eq!(app.render(&token_of(slot)).await, "accepted");
+            rendered += 1;
+        }
+    }
+    assert_eq!(rendered, 10);
+    app.refresh_spend().await;
+    let shown: Value = app
+        .get(&format!("/v1/campaigns/{campaign}"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["status"], "exhausted");
+    assert_eq!(
+        shown["spend"],
+        json!({"total_micros": 1_000_000, "today_micros": 1_000_000})
+    );
+
+    app.clock.set(datetime!(2026-11-30 23:59:59 UTC));
+    app.refresh_spend().await;
+    assert!(app.slots("late", None, 12).await.is_empty());
+    app.clock.set(datetime!(2026-12-01 00:00:00 UTC));
+    app.refresh_spend().await;
+    let shown: Value = app
+        .get(&format!("/v1/campaigns/{campaign}"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        shown["spend"],
+        json!({"total_micros": 1_000_000, "today_micros": 0})
+    );
+    assert_eq!(shown["status"], "active");
+    let slots = app.slots("early", None, 12).await;
+    assert_eq!(app.render(&token_of(&slots[0])).await, "accepted");
+
+    // Reports and invoices put each render on its UTC day and month.
+    let report: Value = app
+        .get(
+            &format!("/v1/reports/campaigns/{campaign}?from=2026-11-30&to=2026-12-01"),
+            &key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["rows"][0]["spend_micros"], 1_000_000);
+    assert_eq!(report["rows"][1]["spend_micros"], 100_000);
+    let november: Value = app
+        .get("/v1/invoices/2026-11", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(november["total_micros"], 1_000_000);
+    let december: Value = app
+        .get("/v1/invoices/2026-12", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(december["total_micros"], 100_000);
+}
+
+async fn invoices_equal_the_ledger_and_skip_house(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (adv, key) = app.advertiser("Billed").await;
+    let (_, other_key) = app.advertiser("Other").await;
+    let a = app
+        .live_campaign(
+            &key,
+            json!({"priority": "sponsorship", "bid_cpm_micros": 3_000_000}),
+        )
+        .await;
+    let mut renders = 0;
+    for user in 0..5 {
+        let slots = app.slots(&format!("a{user}"), None, 12).await;
+        assert_eq!(app.render(&token_of(&slots[0])).await, "accepted");
+        renders += 1;
+    }
+    app.send(
+        reqwest::Method::PATCH,
+        &format!("/v1/campaigns/{a}"),
+        Some(&key),
+        Some(json!({"status": "paused"})),
+    )
+    .await;
+    let house = app
+        .live_campaign(
+            &key,
+            json!({"priority": "house", "bid_cpm_micros": 0, "budget": null}),
+        )
+        .await;
+    let slots = app.slots("h", None, 12).await;
+    assert_eq!(slots[0]["ad"]["campaign_id"], house.as_str());
+    assert_eq!(app.render(&token_of(&slots[0])).await, "accepted");
+
+    let invoice: Value = app
+        .get("/v1/invoices/2026-11", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(invoice["advertiser_id"], adv.as_str());
+    assert_eq!(invoice["currency"], "EUR");
+    assert_eq!(invoice["month"], "2026-11");
+    assert_eq!(
+        invoice["lines"],
+        json!([{"kind": "impressions", "campaign_id": a, "quantity": renders, "amount_micros": renders * 3000}])
+    );
+    assert_eq!(invoice["total_micros"], renders * 3000);
+    let report = app.report_totals(&key, &a).await;
+    assert_eq!(report["spend_micros"], invoice["total_micros"]);
+
+    let res = app
+        .http
+        .get(app.url("/v1/invoices/2026-11"))
+        .bearer_auth(&key)
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert_eq!(
+        res.text().await.unwrap(),
+        format!("kind,campaign_id,category,country,quantity,amount_micros\r\nimpressions,{a},,,{renders},{}\r\n", renders * 3000)
+    );
+    let other: Value = app
+        .get("/v1/invoices/2026-11", &other_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (other["lines"].clone(), other["total_micros"].clone()),
+        (json!([]), json!(0))
+    );
+    let october: Value = app
+        .get("/v1/invoices/2026-10", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(october["total_micros"], 0);
+    let res = app.get("/v1/invoices/2026-13", &key).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        app.get("/v1/invoices/2026-11", ADMIN).await.status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
+contract!(
+    concurrent_renders_never_overspend_the_budget,
+    daily_budget_rolls_over_at_utc_midnight_and_month_end,
+    invoices_equal_the_ledger_and_skip_house,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_finds_and_repairs_drift() {
+    let app = spawn_app(Backend::Redis).await;
+    let (_, key) = app.advertiser("Drift").await;
+    let campaign = app
+        .live_campaign(
+            &key,
+            json!({"priority": "sponsorship", "bid_cpm_micros": 2_000_000}),
+        )
+        .await;
+    for user in 0..20 {
+        let slots = app.slots(&format!("u{user}"), None, 12).await;
+        app.events(&[
+            (&token_of(&slots[0]), "render"),
+            (&token_of(&slots[0]), "view"),
+        ])
+        .await;
+    }
+    let store = &app.state.store;
+    let clean = reconcile::reconcile(store, 16, false).await.unwrap();
+    assert_eq!((clean.records, clean.duplicates), (40, 0));
+    assert!(clean.differences.is_empty(), "{:?}", clean.differences);
+
+    // Drift: someone edits derived state by hand.
+    let mut conn = app.redis.as_ref().unwrap().connection();
+    let drifted_shard = (0..16)
+        .find(|s| {
+            redis::cmd("HEXISTS")
+                .arg(format!("spend:{{s{s}}}"))
+                .arg(&campaign)
+                .query::<bool>(&mut conn)
+                .unwrap()
+        })
+        .unwrap();
+    redis::cmd("HINCRBY")
+        .arg(format!("spend:{{s{drifted_shard}}}"))
+        .arg(&campaign)
+        .arg(1)
+        .query::<i64>(&mut conn)
+        .unwrap();
+    redis::cmd("HSET")
+        .arg(format!("stats:{{s{drifted_shard}}}"))
+        .arg("cmp_ffffffffffffffff|20261126|r")
+        .arg(9)
+        .query::<i64>(&mut conn)
+        .unwrap();
+    let found = reconcile::reconcile(store, 16, false).await.unwrap();
+    assert_eq!(found.differences.len(), 2, "{:?}", found.differences);
+    let repaired = reconcile::reconcile(store, 16, true).await.unwrap();
+    assert_eq!(repaired.differences.len(), 2);
+    let after = reconcile::reconcile(store, 16, false).await.unwrap();
+    assert!(after.differences.is_empty(), "{:?}", after.differences);
+    assert_eq!(
+        app.report_totals(&key, &campaign).await["spend_micros"],
+        20 * 2000
+    );
+}
+
+/// Renders stream in from several clients while the service is `kill -9`ed and restarted, then
+/// Redis is `kill -9`ed and restarted (AOF, appendfsync always). Clients retry until they get an
+/// answer, as the app does. Every acknowledged render must be in the ledger exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_and_doubles_nothing() {
+    let mut redis = RedisServer::start_durable();
+    let mut service = ServiceProcess::start(&redis.url()).await;
+    let api = Arc::new(Api {
+        address: service.api.address.clone(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap(),
+    });
+    let (_, key) = api.advertiser("Crash").await;
+    api.live_campaign(
+        &key,
+        json!({"priority": "sponsorship", "bid_cpm_micros": 2_000_000}),
+    )
+    .await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|client| {
+            let (api, stop) = (api.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    i += 1;
+                    let body = json!({"user": format!("c{client}-u{i}"), "statuses": 12});
+                    let Ok(res) = api
+                        .http
+                        .post(api.url("/v1/slots"))
+                        .bearer_auth(CLIENT)
+                        .json(&body)
+                        .send()
+                        .await
+                    else {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    };
+                    let Ok(answer) = res.json::<Value>().await else {
+                        continue;
+                    };
+                    let Some(token) = answer["slots"][0]["token"].as_str().map(str::to_owned)
+                    else {
+                        continue;
+                    };
+                    // Retry the render until the service answers it.
+                    loop {
+                        let body = json!({"events": [{"token": token, "type": "render"}]});
+                        let sent = api
+                            .http
+                            .post(api.url("/v1/events"))
+                            .bearer_auth(CLIENT)
+                            .json(&body)
+                            .send()
+                            .await;
+                        if let Ok(res) = sent {
+                            if res.status() == StatusCode::OK {
+                                let result: Value = res.json().await.unwrap();
+                                let status =
+                                    result["results"][0]["status"].as_str().unwrap().to_owned();
+                                assert!(status == "accepted" || status == "duplicate", "{status}");
+                                acknowledged.push(decision_of(&token));
+                                break;
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    service.kill9();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    service.restart().await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    redis.restart();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop.store(true, Ordering::SeqCst);
+    let acknowledged: Vec<String> = futures_util::future::join_all(clients)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    assert!(
+        acknowledged.len() > 20,
+        "the stream ran: {}",
+        acknowledged.len()
+    );
+
+    // The ledger, read straight from Redis.
+    let mut conn = redis.connection();
+    let mut records: HashMap<String, usize> = HashMap::new();
+    let mut ledger_spend = 0i64;
+    for shard in 0..16 {
+        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(format!("ledger:{{s{shard}}}"))
+            .arg("-")
+            .arg("+")
+            .query(&mut conn)
+            .unwrap();
+        for (_, fields) in entries {
+            let field = |name: &str| {
+                fields
+                    .chunks(2)
+                    .find(|p| p[0] == name)
+                    .map(|p| p[1].clone())
+                    .unwrap()
+            };
+            *records.entry(field("id")).or_default() += 1;
+            ledger_spend += field("price").parse::<i64>().unwrap();
+        }
+    }
+    for decision in &acknowledged {
+        assert_eq!(
+            records.get(&format!("{decision}:render")),
+            Some(&1),
+            "acknowledged render {decision}"
+        );
+    }
+    assert!(records.values().all(|n| *n == 1), "no record twice");
+    assert_eq!(
+        records.len(),
+        acknowledged.len(),
+        "nothing in the ledger that was not acknowledged"
+    );
+    assert_eq!(ledger_spend, acknowledged.len() as i64 * 2000);
+
+    let month = time::OffsetDateTime::now_utc();
+    let month = format!("{}-{:02}", month.year(), u8::from(month.month()));
+    let invoice: Value = api
+        .get(&format!("/v1/invoices/{month}"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(invoice["total_micros"], ledger_spend);
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_statusads"))
+        .arg("reconcile")
+        .env("STATUSADS__STORE__REDIS_URL", redis.url())
+        .env("STATUSADS__STORE__SHARDS", "16")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}");
+    assert!(
+        printed.contains("derived state matches the ledger"),
+        "{printed}"
+    );
+}
