@@ -230,8 +230,9 @@ async fn refresh_forever(
                 }
             }
             _ = spend_tick.tick() => {
-                if let Err(err) = spend.refresh(&store, clock.now_ms()).await {
-                    tracing::warn!(error = %err, "spend refresh failed");
+                match spend.refresh(&store, clock.now_ms()).await {
+                    Ok(()) => spend.update_pacing(&catalog.snapshot(), clock.now_ms()),
+                    Err(err) => tracing::warn!(error = %err, "spend refresh failed"),
                 }
             }
         }

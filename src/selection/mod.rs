@@ -8,6 +8,7 @@
 //! An advertiser appears at most once per response.
 
 pub mod auction;
+pub mod pacing;
 pub mod placement;
 
 use std::collections::{HashMap, HashSet};
@@ -20,7 +21,7 @@ use crate::capping::{SessionState, UserState};
 use crate::catalog::snapshot::{Servable, Snapshot};
 use crate::clock::Millis;
 use crate::config::AdLoadSettings;
-use crate::domain::campaign::{Campaign, Priority, Spend};
+use crate::domain::campaign::{Campaign, Pacing, Priority, Spend};
 use crate::domain::creative::Creative;
 use crate::domain::ids::CampaignId;
 use crate::domain::slot::SlotRequest;
@@ -30,6 +31,11 @@ use crate::domain::Micros;
 pub trait Budgets {
     /// Spend to check budgets against (the ledger plus this node's outstanding commitments).
     fn committed(&self, campaign: &CampaignId) -> Spend;
+
+    /// Probability that an even-paced campaign takes part in a decision (see [`pacing`]).
+    fn pacing_throttle(&self, _campaign: &CampaignId) -> f64 {
+        1.0
+    }
 }
 
 impl Budgets for HashMap<CampaignId, Spend> {
@@ -83,7 +89,7 @@ pub fn decide<'a>(input: &DecisionInput<'a>, rng: &mut impl Rng) -> Decision<'a>
             .snapshot
             .servable
             .iter()
-            .filter(|s| eligible(s, input))
+            .filter(|s| eligible(s, input) && paced_in(s, input, rng))
             .collect();
         let mut used_advertisers = HashSet::new();
         for position in positions {
@@ -129,6 +135,13 @@ fn eligible(servable: &Servable, input: &DecisionInput<'_>) -> bool {
             .user
             .is_hidden(campaign.advertiser_id.as_str(), input.now_ms)
         && input.user.caps_allow(campaign, input.now_ms)
+}
+
+/// Even pacing: the campaign takes part with its current throttle probability.
+fn paced_in(servable: &Servable, input: &DecisionInput<'_>, rng: &mut impl Rng) -> bool {
+    let campaign = &servable.campaign;
+    campaign.pacing != Pacing::Even
+        || rng.gen::<f64>() < input.budgets.pacing_throttle(&campaign.id)
 }
 
 /// The best candidate by tier and its clearing CPM.

@@ -235,6 +235,14 @@ impl Store {
         dispatch!(self, s => s.spend(day).await)
     }
 
+    /// Records this node as alive at `now_ms`; returns how many nodes are (1 when embedded).
+    pub async fn heartbeat(&self, node: &str, now_ms: Millis) -> Result<u32, StoreError> {
+        match self {
+            Store::Redis(s) => s.heartbeat(node, now_ms).await,
+            Store::Embedded(_) => Ok(1),
+        }
+    }
+
     /// Every ledger record of a shard, oldest first; `None` where the backend keeps no separate
     /// ledger to reconcile against (embedded: its journal is replayed into derived state).
     pub async fn ledger_records(

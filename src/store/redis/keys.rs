@@ -6,6 +6,8 @@ pub const CATALOG_ADVERTISERS: &str = "catalog:{catalog}:advertisers";
 pub const CATALOG_CAMPAIGNS: &str = "catalog:{catalog}:campaigns";
 pub const CATALOG_CREATIVES: &str = "catalog:{catalog}:creatives";
 pub const CATALOG_VERSION: &str = "catalog:{catalog}:version";
+/// Node heartbeats: node id -> last refresh (ms). Budget shares divide by the live count.
+pub const NODES: &str = "nodes:{catalog}";
 
 /// Caps, reservations, hides and version of one user.
 pub fn user(shard: u32, user: &str) -> String {

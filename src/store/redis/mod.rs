@@ -337,7 +337,37 @@ impl RedisStore {
     }
 }
 
+/// A node that has not refreshed for this long is no longer counted alive.
+const NODE_ALIVE_MS: Millis = 5_000;
+
 impl RedisStore {
+    pub async fn heartbeat(&self, node: &str, now_ms: Millis) -> Result<u32, StoreError> {
+        let mut conn = self.conn.clone();
+        let node = node.to_owned();
+        let beats: HashMap<String, Millis> = self
+            .call(RedisOp::Catalog, async move {
+                let (_, beats): ((), HashMap<String, Millis>) = redis::pipe()
+                    .hset(keys::NODES, &node, now_ms)
+                    .hgetall(keys::NODES)
+                    .query_async(&mut conn)
+                    .await?;
+                let stale: Vec<&String> = beats
+                    .iter()
+                    .filter(|(_, at)| **at < now_ms - NODE_ALIVE_MS * 12)
+                    .map(|(n, _)| n)
+                    .collect();
+                if !stale.is_empty() {
+                    conn.hdel::<_, _, ()>(keys::NODES, stale).await?;
+                }
+                Ok(beats)
+            })
+            .await?;
+        Ok(beats
+            .values()
+            .filter(|at| **at > now_ms - NODE_ALIVE_MS)
+            .count() as u32)
+    }
+
     pub async fn ledger_records(&self, shard: u32) -> Result<Vec<LedgerRecord>, StoreError> {
         type Entry = (String, Vec<String>);
         let key = keys::ledger(shard);
