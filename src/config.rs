@@ -35,7 +35,41 @@ pub struct Settings {
     pub ad_load: AdLoadSettings,
     pub auction: AuctionSettings,
     pub chat: ChatSettings,
+    pub messaging: MessagingSettings,
     pub demo: DemoSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagingSettings {
+    pub default_micros: i64,
+    pub category_defaults: CategoryPrices,
+    #[serde(default)]
+    pub prices: Vec<crate::messaging::PriceRow>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryPrices {
+    pub utility: i64,
+    pub marketing: i64,
+    pub authentication: i64,
+}
+
+impl MessagingSettings {
+    pub fn price_table(&self) -> crate::messaging::PriceTable {
+        use crate::messaging::Category;
+        let d = self.category_defaults;
+        crate::messaging::PriceTable::new(
+            self.prices.clone(),
+            vec![
+                (Category::Utility, d.utility),
+                (Category::Marketing, d.marketing),
+                (Category::Authentication, d.authentication),
+            ],
+            self.default_micros,
+        )
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -220,6 +254,33 @@ impl Settings {
         if self.auction.reserve_cpm_micros < 0 {
             return invalid("auction.reserve_cpm_micros", "must not be negative");
         }
+        let m = &self.messaging;
+        let defaults = [
+            m.default_micros,
+            m.category_defaults.utility,
+            m.category_defaults.marketing,
+            m.category_defaults.authentication,
+        ];
+        if defaults
+            .iter()
+            .chain(m.prices.iter().map(|p| &p.micros))
+            .any(|micros| *micros < 0)
+        {
+            return invalid("messaging", "prices must not be negative");
+        }
+        if let Some(row) = m
+            .prices
+            .iter()
+            .find(|p| p.country.len() != 2 || !p.country.bytes().all(|b| b.is_ascii_uppercase()))
+        {
+            return invalid(
+                "messaging.prices",
+                &format!(
+                    "country {:?} is not an ISO 3166-1 alpha-2 code",
+                    row.country
+                ),
+            );
+        }
         if !self.chat.url_template.contains("{number}") {
             return invalid("chat.url_template", "must contain {number}");
         }
@@ -321,6 +382,19 @@ mod tests {
         );
         assert_eq!(s.auction.reserve_cpm_micros, 500_000);
         assert!(s.seeds_demo(), "the embedded quick start seeds demo data");
+        let prices = s.messaging.price_table();
+        assert_eq!(
+            prices.price("IT", crate::messaging::Category::Marketing),
+            61_000
+        );
+        assert_eq!(
+            prices.price("FR", crate::messaging::Category::Marketing),
+            40_000
+        );
+        assert_eq!(
+            prices.price("FR", crate::messaging::Category::Utility),
+            8_000
+        );
     }
 
     #[test]

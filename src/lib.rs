@@ -15,7 +15,9 @@
 //! - [`capping`]: per-user state rules: rolling-window caps, reservations, hides, sessions.
 //! - [`serving`]: the slot-decision use case (load user, decide, commit reservations, sign).
 //! - [`tokens`]: signed, expiring slot tokens with key ids.
-//! - [`ledger`]: event ingestion (dedupe, caps, spend, append), spend snapshot, reports.
+//! - [`ledger`]: event ingestion (dedupe, caps, spend, append), spend holds and pacing,
+//!   reports, invoices, reconciliation, click-to-chat conversions and business messages.
+//! - [`messaging`]: pure rating of business messages (service windows, free entry points).
 //! - [`store`]: the `redis` and `embedded` backends behind catalog, capping and ledger.
 //! - [`http`]: the actix-web boundary, one module per resource, one error table.
 //! - [`metrics`]: the one catalogue of Prometheus metrics.
@@ -30,6 +32,7 @@ pub mod domain;
 pub mod http;
 pub mod ledger;
 pub mod media;
+pub mod messaging;
 pub mod metrics;
 pub mod selection;
 pub mod serving;

@@ -64,6 +64,21 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "counter",
         "HTTP responses by status class.",
     ),
+    ("statusads_conversions_total", "counter", "Click-to-chat conversions by type and status."),
+    ("statusads_messages_total", "counter", "Business messages by template category (none for free-form and inbound) and outcome (rating reason, refused or duplicate)."),
+    ("statusads_message_charges_total", "counter", "Business messages that were charged."),
+];
+
+const CONVERSION_TYPES: [&str; 2] = ["conversation_started", "message"];
+const CONVERSION_STATUSES: [&str; 3] = ["accepted", "duplicate", "unknown_click"];
+const MESSAGE_CATEGORIES: [&str; 4] = ["none", "utility", "marketing", "authentication"];
+const MESSAGE_OUTCOMES: [&str; 6] = [
+    "inbound",
+    "service_window",
+    "free_entry_point",
+    "rated",
+    "refused",
+    "duplicate",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +111,7 @@ pub enum RedisOp {
     Spend,
     Report,
     Ledger,
+    Messaging,
 }
 
 impl RedisOp {
@@ -119,6 +135,7 @@ impl RedisOp {
             Self::Spend => "spend",
             Self::Report => "report",
             Self::Ledger => "ledger",
+            Self::Messaging => "messaging",
         }
     }
 }
@@ -189,10 +206,13 @@ pub struct Metrics {
     decision_conflicts: AtomicU64,
     events: [AtomicU64; 25],
     ledger_appends: AtomicU64,
-    redis_duration: [Histogram; 8],
-    redis_errors: [AtomicU64; 8],
+    redis_duration: [Histogram; 9],
+    redis_errors: [AtomicU64; 9],
     catalog_reloads: AtomicU64,
     http_responses: [AtomicU64; 5],
+    conversions: [AtomicU64; 6],
+    messages: [AtomicU64; 24],
+    message_charges: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -208,6 +228,9 @@ impl Default for Metrics {
             redis_errors: counters(),
             catalog_reloads: AtomicU64::new(0),
             http_responses: counters(),
+            conversions: counters(),
+            messages: counters(),
+            message_charges: AtomicU64::new(0),
         }
     }
 }
@@ -255,6 +278,22 @@ impl Metrics {
     pub fn http_response(&self, status: u16) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
         self.http_responses[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn conversion(&self, kind: &'static str, status: &'static str) {
+        let index = index_of(&CONVERSION_TYPES, &kind) * CONVERSION_STATUSES.len()
+            + index_of(&CONVERSION_STATUSES, &status);
+        self.conversions[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn message(&self, category: &'static str, outcome: &'static str) {
+        let index = index_of(&MESSAGE_CATEGORIES, &category) * MESSAGE_OUTCOMES.len()
+            + index_of(&MESSAGE_OUTCOMES, &outcome);
+        self.messages[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn message_charged(&self) {
+        self.message_charges.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition of every metric in the catalogue.
@@ -314,10 +353,47 @@ impl Metrics {
                         let _ = writeln!(out, "{name}{{class=\"{class}\"}} {}", load(c));
                     }
                 }
+                "statusads_conversions_total" => render_grid(
+                    &mut out,
+                    name,
+                    ("type", &CONVERSION_TYPES),
+                    ("status", &CONVERSION_STATUSES),
+                    &self.conversions,
+                ),
+                "statusads_messages_total" => render_grid(
+                    &mut out,
+                    name,
+                    ("category", &MESSAGE_CATEGORIES),
+                    ("outcome", &MESSAGE_OUTCOMES),
+                    &self.messages,
+                ),
+                "statusads_message_charges_total" => {
+                    let _ = writeln!(out, "{name} {}", load(&self.message_charges));
+                }
                 other => unreachable!("metric {other} is in the catalogue but never rendered"),
             }
         }
         out
+    }
+}
+
+/// A counter with two closed label sets, stored row-major.
+fn render_grid(
+    out: &mut String,
+    name: &str,
+    rows: (&str, &[&str]),
+    columns: (&str, &[&str]),
+    values: &[AtomicU64],
+) {
+    for (i, row) in rows.1.iter().enumerate() {
+        for (j, column) in columns.1.iter().enumerate() {
+            let value = values[i * columns.1.len() + j].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}{{{}=\"{row}\",{}=\"{column}\"}} {value}",
+                rows.0, columns.0
+            );
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use crate::config::{AdLoadSettings, ChatSettings};
 use crate::domain::campaign::Objective;
 use crate::domain::ids::new_decision_id;
 use crate::domain::slot::{Ad, AdAdvertiser, Cta, Slot, SlotRequest};
+use crate::ledger::conversions::click_id;
 use crate::ledger::SpendBoard;
 use crate::metrics::{DecisionOutcome, Metrics};
 use crate::selection::{self, DecisionInput, Placement};
@@ -148,7 +149,7 @@ impl Server {
             }
             return Ok(planned
                 .into_iter()
-                .map(|(id, p)| self.slot(request, id, p, expires_ms))
+                .map(|(id, p)| self.slot(request, shard, id, p, expires_ms))
                 .collect());
         }
         Ok(Vec::new())
@@ -157,6 +158,7 @@ impl Server {
     fn slot(
         &self,
         request: &SlotRequest,
+        shard: u32,
         decision_id: String,
         placement: &Placement<'_>,
         expires_ms: i64,
@@ -175,22 +177,22 @@ impl Server {
             expires_at_ms: expires_ms,
         });
         let cta = match (campaign.objective, advertiser.chat_number.as_deref()) {
-            (Objective::Chat, Some(number)) => Some(Cta {
-                kind: "chat",
-                label: creative.cta_label.clone(),
-                url: chat_url(
-                    &self.chat.url_template,
-                    number,
-                    campaign
-                        .chat
-                        .as_ref()
-                        .map(|c| c.prefilled_text.as_str())
-                        .unwrap_or(""),
-                ),
-                // The decision id doubles as the click id: unique, unguessable, and already
-                // bound to campaign and advertiser by the token.
-                click_id: decision_id,
-            }),
+            (Objective::Chat, Some(number)) => {
+                // The click id names the decision (unique, unguessable, bound to campaign and
+                // advertiser by the token) and the user's shard, where the click is recorded.
+                let click_id = click_id(shard, &decision_id);
+                let text = campaign
+                    .chat
+                    .as_ref()
+                    .map(|c| c.prefilled_text.as_str())
+                    .unwrap_or("");
+                Some(Cta {
+                    kind: "chat",
+                    label: creative.cta_label.clone(),
+                    url: chat_url(&self.chat.url_template, number, text, &click_id),
+                    click_id,
+                })
+            }
             _ => None,
         };
         Slot {
@@ -218,9 +220,16 @@ impl Server {
     }
 }
 
-/// Fills the configured chat URL template; the number loses its '+', the text is
-/// percent-encoded (RFC 3986 unreserved characters pass through).
-pub fn chat_url(template: &str, number: &str, text: &str) -> String {
+/// Fills the configured chat URL template: `{number}` without its '+', `{text}` and
+/// `{click_id}` percent-encoded (RFC 3986 unreserved characters pass through).
+pub fn chat_url(template: &str, number: &str, text: &str, click_id: &str) -> String {
+    template
+        .replace("{number}", number.trim_start_matches('+'))
+        .replace("{text}", &percent_encode(text))
+        .replace("{click_id}", &percent_encode(click_id))
+}
+
+fn percent_encode(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len() * 3);
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
@@ -229,9 +238,7 @@ pub fn chat_url(template: &str, number: &str, text: &str) -> String {
             encoded.push_str(&format!("%{byte:02X}"));
         }
     }
-    template
-        .replace("{number}", number.trim_start_matches('+'))
-        .replace("{text}", &encoded)
+    encoded
 }
 
 #[cfg(test)]
@@ -242,11 +249,12 @@ mod tests {
     fn chat_urls_are_percent_encoded() {
         assert_eq!(
             chat_url(
-                "https://wa.me/{number}?text={text}",
+                "https://wa.me/{number}?text={text}&ref={click_id}",
                 "+390612345678",
-                "Hi! I saw your ad & café"
+                "Hi! I saw your ad & café",
+                "c1.ab"
             ),
-            "https://wa.me/390612345678?text=Hi%21%20I%20saw%20your%20ad%20%26%20caf%C3%A9"
+            "https://wa.me/390612345678?text=Hi%21%20I%20saw%20your%20ad%20%26%20caf%C3%A9&ref=c1.ab"
         );
     }
 }

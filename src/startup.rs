@@ -141,6 +141,8 @@ impl Application {
             clock: clock.clone(),
             admin_token,
             client_tokens,
+            prices: settings.messaging.price_table(),
+            shards: settings.store.shards,
         });
         let refresher = tokio::spawn(refresh_forever(catalog, spend, store, clock));
 

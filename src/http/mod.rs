@@ -5,10 +5,12 @@ pub mod advertisers;
 pub mod assets;
 pub mod auth;
 pub mod campaigns;
+pub mod conversions;
 pub mod creatives;
 pub mod error;
 pub mod events;
 pub mod invoices;
+pub mod messages;
 pub mod operations;
 pub mod reports;
 pub mod slots;
@@ -42,6 +44,8 @@ pub struct AppState {
     pub clock: SharedClock,
     pub admin_token: String,
     pub client_tokens: Vec<String>,
+    pub prices: crate::messaging::PriceTable,
+    pub shards: u32,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -64,6 +68,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(invoices::configure)
     .configure(slots::configure)
     .configure(events::configure)
+    .configure(conversions::configure)
+    .configure(messages::configure)
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
     }));

@@ -1,5 +1,5 @@
 //! Monthly invoices per advertiser: one line per billed campaign (renders billed and their
-//! amount), later one per (message category, country). Amounts come from the counters the
+//! amount) and one per (message category, country) of charged business messages. Amounts come from the counters the
 //! ledger script moves with every record, so the invoice equals the ledger to the micro
 //! (`statusads reconcile` proves it). House campaigns are never billed and never appear.
 
@@ -88,6 +88,20 @@ pub async fn monthly(
                 amount_micros: amount,
             });
         }
+    }
+    let month_key = days[0] / 100;
+    for billed in store
+        .message_billing(month_key, advertiser.id.as_str())
+        .await?
+    {
+        lines.push(InvoiceLine {
+            kind: "messages",
+            campaign_id: None,
+            category: Some(billed.category),
+            country: Some(billed.country),
+            quantity: billed.quantity,
+            amount_micros: billed.amount_micros,
+        });
     }
     let total_micros = lines.iter().map(|l| l.amount_micros).sum();
     Ok(Ok(Invoice {

@@ -4,7 +4,9 @@
 //! derived counters and spend. [`SpendBoard`] is the spend snapshot that budget checks read,
 //! refreshed from the store at least every second. Reports read the derived counters.
 
+pub mod conversions;
 pub mod invoice;
+pub mod messages;
 pub mod reconcile;
 pub mod report;
 pub mod spend;

@@ -12,12 +12,42 @@ use crate::domain::event::EventType;
 use crate::domain::Micros;
 use crate::store::{DayCounters, Store, StoreError};
 
+/// What a ledger record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerKind {
+    Event(EventType),
+    /// A click-to-chat conversation started (`conversation_started`).
+    Conversation,
+    /// A message through a click-to-chat ad (`message`).
+    ConversionMessage,
+    /// A rated business message (`business_message`), charged or free.
+    BusinessMessage,
+}
+
+impl LedgerKind {
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "conversation_started" => Self::Conversation,
+            "message" => Self::ConversionMessage,
+            "business_message" => Self::BusinessMessage,
+            other => Self::Event(
+                serde_json::from_value(serde_json::Value::String(other.to_owned())).ok()?,
+            ),
+        })
+    }
+}
+
 /// One ledger record as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerRecord {
     pub id: String,
-    pub kind: EventType,
+    pub kind: LedgerKind,
+    /// Empty for business messages (they belong to the advertiser, not a campaign).
     pub campaign: String,
+    pub advertiser: String,
+    /// Business messages: the billed category ("" when free) and the country.
+    pub category: String,
+    pub country: String,
     pub price_micros: Micros,
     pub at_ms: Millis,
 }
@@ -25,14 +55,16 @@ pub struct LedgerRecord {
 /// The state the event script derives from records, keyed as stored.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Derived {
-    /// `<campaign>|<day>|<stat>` for the event stats (r, v, c, h, p, b, $).
+    /// `<campaign>|<day>|<stat>` for the stats records move (r, v, c, h, p, b, $, cv, m).
     pub stats: BTreeMap<String, i64>,
     pub spend_total: BTreeMap<String, i64>,
     pub spend_day: BTreeMap<(u32, String), i64>,
+    /// (`YYYYMM`, `<advertiser>|<category>|<country>|q|$`) of charged business messages.
+    pub message_billing: BTreeMap<(u32, String), i64>,
 }
 
 /// Stats that come from ledger records (not `s`, served).
-pub const EVENT_STATS: [&str; 7] = ["r", "v", "c", "h", "p", "b", "$"];
+pub const EVENT_STATS: [&str; 9] = ["r", "v", "c", "h", "p", "b", "$", "cv", "m"];
 
 impl Derived {
     pub fn from_records<'a>(records: impl IntoIterator<Item = &'a LedgerRecord>) -> (Self, u64) {
@@ -45,32 +77,52 @@ impl Derived {
                 duplicates += 1;
                 continue;
             }
-            let day = utc_day(record.at_ms);
-            let stat = DayCounters::field_of(record.kind);
-            *derived
-                .stats
-                .entry(format!("{}|{day}|{stat}", record.campaign))
-                .or_default() += 1;
-            if record.price_micros > 0 {
-                *derived
-                    .stats
-                    .entry(format!("{}|{day}|b", record.campaign))
-                    .or_default() += 1;
-                *derived
-                    .stats
-                    .entry(format!("{}|{day}|$", record.campaign))
-                    .or_default() += record.price_micros;
-                *derived
-                    .spend_total
-                    .entry(record.campaign.clone())
-                    .or_default() += record.price_micros;
-                *derived
-                    .spend_day
-                    .entry((day, record.campaign.clone()))
-                    .or_default() += record.price_micros;
-            }
+            derived.add(record);
         }
         (derived, duplicates)
+    }
+
+    fn add(&mut self, record: &LedgerRecord) {
+        let day = utc_day(record.at_ms);
+        let mut stat = |name: &str, by: i64| {
+            *self
+                .stats
+                .entry(format!("{}|{day}|{name}", record.campaign))
+                .or_default() += by;
+        };
+        match record.kind {
+            LedgerKind::Event(kind) => {
+                stat(DayCounters::field_of(kind), 1);
+                if record.price_micros > 0 {
+                    stat("b", 1);
+                    stat("$", record.price_micros);
+                    *self.spend_total.entry(record.campaign.clone()).or_default() +=
+                        record.price_micros;
+                    *self
+                        .spend_day
+                        .entry((day, record.campaign.clone()))
+                        .or_default() += record.price_micros;
+                }
+            }
+            LedgerKind::Conversation => stat("cv", 1),
+            LedgerKind::ConversionMessage => stat("m", 1),
+            LedgerKind::BusinessMessage if record.price_micros > 0 => {
+                let month = day / 100;
+                let field = format!(
+                    "{}|{}|{}",
+                    record.advertiser, record.category, record.country
+                );
+                *self
+                    .message_billing
+                    .entry((month, format!("{field}|q")))
+                    .or_default() += 1;
+                *self
+                    .message_billing
+                    .entry((month, format!("{field}|$")))
+                    .or_default() += record.price_micros;
+            }
+            LedgerKind::BusinessMessage => {}
+        }
     }
 
     /// Human-readable differences between what the ledger says (`self`) and `actual`.
@@ -98,6 +150,12 @@ impl Derived {
         diff("stat", &self.stats, &actual.stats, &mut out);
         diff("spend", &self.spend_total, &actual.spend_total, &mut out);
         diff("spend on day", &self.spend_day, &actual.spend_day, &mut out);
+        diff(
+            "message billing",
+            &self.message_billing,
+            &actual.message_billing,
+            &mut out,
+        );
         out
     }
 }
@@ -149,8 +207,11 @@ mod tests {
     fn record(id: &str, kind: EventType, price: Micros) -> LedgerRecord {
         LedgerRecord {
             id: id.into(),
-            kind,
+            kind: LedgerKind::Event(kind),
             campaign: "cmp_a".into(),
+            advertiser: "adv_a".into(),
+            category: String::new(),
+            country: String::new(),
             price_micros: price,
             at_ms: 1_795_000_000_000,
         }

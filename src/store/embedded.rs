@@ -19,7 +19,8 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CatalogData, CatalogRecord, DayCounters, DecisionCommit, EventOutcome, EventWrite, StoreError,
+    CatalogData, CatalogRecord, ConversionOutcome, ConversionWrite, DayCounters, DecisionCommit,
+    EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome, StoreError,
 };
 use crate::capping::{count_since, SessionState, UserState, DAY_MS, HIDE_MS};
 use crate::clock::Millis;
@@ -52,6 +53,31 @@ enum Entry {
         day: u32,
         events: Vec<JournaledEvent>,
     },
+    Conversion {
+        decision_id: String,
+        advertiser: String,
+        kind: String,
+        day: u32,
+        at_ms: Millis,
+    },
+    Message {
+        advertiser: String,
+        user: String,
+        message_id: String,
+        new_state: String,
+        result: String,
+        category: String,
+        country: String,
+        price_micros: i64,
+        month: u32,
+    },
+}
+
+#[derive(Default)]
+struct Click {
+    advertiser: String,
+    campaign: String,
+    conversation: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -82,6 +108,13 @@ struct State {
     stats: HashMap<String, i64>,
     spend_total: HashMap<String, i64>,
     spend_day: HashMap<(u32, String), i64>,
+    clicks: HashMap<String, Click>,
+    /// (advertiser, user) -> encoded conversation
+    conversations: HashMap<(String, String), String>,
+    /// (advertiser, message id) -> stored result
+    messages: HashMap<(String, String), String>,
+    /// (month, `<advertiser>|<category>|<country>|q|$`) -> value
+    message_billing: HashMap<(u32, String), i64>,
 }
 
 pub struct EmbeddedStore {
@@ -315,6 +348,131 @@ impl EmbeddedStore {
     }
 }
 
+impl EmbeddedStore {
+    pub async fn click_owner(
+        &self,
+        _shard: u32,
+        decision_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .inner
+            .lock()
+            .0
+            .clicks
+            .get(decision_id)
+            .map(|c| c.advertiser.clone()))
+    }
+
+    pub async fn apply_conversion(
+        &self,
+        write: &ConversionWrite<'_>,
+    ) -> Result<ConversionOutcome, StoreError> {
+        let outcome = |state: &State| match state.clicks.get(write.decision_id) {
+            Some(click) if click.advertiser == write.advertiser => {
+                if write.kind == "conversation_started" && click.conversation {
+                    ConversionOutcome::Duplicate
+                } else {
+                    ConversionOutcome::Accepted
+                }
+            }
+            _ => ConversionOutcome::UnknownClick,
+        };
+        let entry = Entry::Conversion {
+            decision_id: write.decision_id.to_owned(),
+            advertiser: write.advertiser.to_owned(),
+            kind: write.kind.to_owned(),
+            day: write.day,
+            at_ms: write.at_ms,
+        };
+        // Decided and journaled under one lock: only accepted conversions are journaled.
+        let mut decided = ConversionOutcome::UnknownClick;
+        self.commit(
+            entry,
+            |state| {
+                decided = outcome(state);
+                decided == ConversionOutcome::Accepted
+            },
+            State::apply,
+        )?;
+        Ok(decided)
+    }
+
+    pub async fn load_conversation(
+        &self,
+        _shard: u32,
+        advertiser: &str,
+        user: &str,
+        message_id: &str,
+    ) -> Result<(String, Option<String>), StoreError> {
+        let guard = self.inner.lock();
+        let state = &guard.0;
+        Ok((
+            state
+                .conversations
+                .get(&(advertiser.to_owned(), user.to_owned()))
+                .cloned()
+                .unwrap_or_default(),
+            state
+                .messages
+                .get(&(advertiser.to_owned(), message_id.to_owned()))
+                .cloned(),
+        ))
+    }
+
+    pub async fn commit_message(
+        &self,
+        commit: &MessageCommit<'_>,
+    ) -> Result<MessageOutcome, StoreError> {
+        let entry = Entry::Message {
+            advertiser: commit.advertiser.to_owned(),
+            user: commit.user.to_owned(),
+            message_id: commit.message_id.to_owned(),
+            new_state: commit.new_state.clone(),
+            result: commit.result.clone(),
+            category: commit.category.to_owned(),
+            country: commit.country.to_owned(),
+            price_micros: commit.price_micros,
+            month: commit.month,
+        };
+        let mut outcome = MessageOutcome::Conflict;
+        self.commit(
+            entry,
+            |state| {
+                let key = (commit.advertiser.to_owned(), commit.message_id.to_owned());
+                if let Some(result) = state.messages.get(&key) {
+                    outcome = MessageOutcome::Duplicate(result.clone());
+                    return false;
+                }
+                let current = state
+                    .conversations
+                    .get(&(commit.advertiser.to_owned(), commit.user.to_owned()));
+                if current.map(String::as_str).unwrap_or("") != commit.expected_state {
+                    return false;
+                }
+                outcome = MessageOutcome::Committed;
+                true
+            },
+            State::apply,
+        )?;
+        Ok(outcome)
+    }
+
+    pub async fn message_billing(
+        &self,
+        month: u32,
+        advertiser: &str,
+    ) -> Result<Vec<MessageBilling>, StoreError> {
+        let guard = self.inner.lock();
+        let fields = guard
+            .0
+            .message_billing
+            .iter()
+            .filter(|((m, _), _)| *m == month)
+            .map(|((_, f), v)| (f, v));
+        Ok(super::sum_message_billing(fields, advertiser))
+    }
+}
+
 fn decode_records<T: serde::de::DeserializeOwned>(
     state: &State,
     kind: &str,
@@ -387,6 +545,57 @@ impl State {
                 events,
             } => {
                 self.apply_events(*now_ms, *day, events);
+            }
+            Entry::Conversion {
+                decision_id,
+                kind,
+                day,
+                ..
+            } => {
+                let Some(click) = self.clicks.get_mut(decision_id) else {
+                    return;
+                };
+                let stat = if kind == "conversation_started" {
+                    click.conversation = true;
+                    "cv"
+                } else {
+                    "m"
+                };
+                *self
+                    .stats
+                    .entry(format!("{}|{day}|{stat}", click.campaign))
+                    .or_default() += 1;
+            }
+            Entry::Message {
+                advertiser,
+                user,
+                message_id,
+                new_state,
+                result,
+                category,
+                country,
+                price_micros,
+                month,
+            } => {
+                let conversation = (advertiser.clone(), user.clone());
+                if new_state.is_empty() {
+                    self.conversations.remove(&conversation);
+                } else {
+                    self.conversations.insert(conversation, new_state.clone());
+                }
+                self.messages
+                    .insert((advertiser.clone(), message_id.clone()), result.clone());
+                if *price_micros > 0 {
+                    let field = format!("{advertiser}|{category}|{country}");
+                    *self
+                        .message_billing
+                        .entry((*month, format!("{field}|q")))
+                        .or_default() += 1;
+                    *self
+                        .message_billing
+                        .entry((*month, format!("{field}|$")))
+                        .or_default() += price_micros;
+                }
             }
         }
     }
@@ -462,6 +671,10 @@ impl State {
             fields.insert("d".into(), append(daily, (e.daily_max, DAY_MS), now));
         } else if e.kind.hides() {
             fields.insert(format!("h:{}", e.advertiser), (now + HIDE_MS).to_string());
+        } else if e.kind == EventType::Click {
+            let click = self.clicks.entry(e.decision_id.clone()).or_default();
+            click.advertiser.clone_from(&e.advertiser);
+            click.campaign.clone_from(&e.campaign);
         }
         bump_version(fields);
         self.tokens

@@ -81,6 +81,69 @@ pub struct EventWrite {
     pub client_at: String,
 }
 
+/// How long a click stays attributable to conversions.
+pub const CLICK_TTL_MS: Millis = 30 * 86_400_000;
+/// How long a business message's rating is kept to answer duplicates of it.
+pub const MESSAGE_DEDUPE_MS: Millis = 35 * 86_400_000;
+
+/// A click-to-chat conversion to attribute (see `conversion.lua`).
+pub struct ConversionWrite<'a> {
+    pub shard: u32,
+    pub decision_id: &'a str,
+    pub advertiser: &'a str,
+    /// `conversation_started` or `message`.
+    pub kind: &'a str,
+    pub day: u32,
+    pub at_ms: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversionOutcome {
+    Accepted,
+    Duplicate,
+    UnknownClick,
+}
+
+/// A rated business message to record if the conversation did not move (see `message.lua`).
+pub struct MessageCommit<'a> {
+    pub shard: u32,
+    pub advertiser: &'a str,
+    pub user: &'a str,
+    pub message_id: &'a str,
+    /// The stored conversation the rating was computed from ("" = none).
+    pub expected_state: &'a str,
+    /// The conversation after the message ("" = nothing to keep).
+    pub new_state: String,
+    pub state_ttl_ms: Millis,
+    /// What a duplicate of this message will be answered.
+    pub result: String,
+    pub category: &'a str,
+    pub country: &'a str,
+    pub price_micros: Micros,
+    pub at_ms: Millis,
+    pub month: u32,
+    pub direction: &'a str,
+    pub reason: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageOutcome {
+    Committed,
+    /// The conversation changed since it was read: rate again.
+    Conflict,
+    /// Seen before; carries the stored result.
+    Duplicate(String),
+}
+
+/// Charged messages of one advertiser in a month, per (category, country).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageBilling {
+    pub category: String,
+    pub country: String,
+    pub quantity: u64,
+    pub amount_micros: Micros,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventOutcome {
     Accepted,
@@ -167,6 +230,40 @@ impl DayCounters {
     }
 }
 
+/// Sums `<advertiser>|<category>|<country>|q|$` fields of month billing hashes for one advertiser.
+pub fn sum_message_billing<'a>(
+    fields: impl Iterator<Item = (&'a String, &'a i64)>,
+    advertiser: &str,
+) -> Vec<MessageBilling> {
+    let mut lines: std::collections::BTreeMap<(String, String), MessageBilling> =
+        Default::default();
+    for (field, value) in fields {
+        let mut parts = field.split('|');
+        let (Some(adv), Some(category), Some(country), Some(what)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if adv != advertiser {
+            continue;
+        }
+        let line = lines
+            .entry((category.to_owned(), country.to_owned()))
+            .or_insert_with(|| MessageBilling {
+                category: category.to_owned(),
+                country: country.to_owned(),
+                quantity: 0,
+                amount_micros: 0,
+            });
+        match what {
+            "q" => line.quantity += (*value).max(0) as u64,
+            "$" => line.amount_micros += value,
+            _ => {}
+        }
+    }
+    lines.into_values().collect()
+}
+
 pub enum Store {
     Redis(RedisStore),
     Embedded(EmbeddedStore),
@@ -233,6 +330,49 @@ impl Store {
     /// Spend of every campaign: total and on `day`.
     pub async fn spend(&self, day: u32) -> Result<HashMap<CampaignId, Spend>, StoreError> {
         dispatch!(self, s => s.spend(day).await)
+    }
+
+    /// The advertiser a click (by decision id) belongs to, if the click was recorded.
+    pub async fn click_owner(
+        &self,
+        shard: u32,
+        decision_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        dispatch!(self, s => s.click_owner(shard, decision_id).await)
+    }
+
+    pub async fn apply_conversion(
+        &self,
+        write: &ConversionWrite<'_>,
+    ) -> Result<ConversionOutcome, StoreError> {
+        dispatch!(self, s => s.apply_conversion(write).await)
+    }
+
+    /// The stored conversation state ("" = none) and, if this message id was seen, its result.
+    pub async fn load_conversation(
+        &self,
+        shard: u32,
+        advertiser: &str,
+        user: &str,
+        message_id: &str,
+    ) -> Result<(String, Option<String>), StoreError> {
+        dispatch!(self, s => s.load_conversation(shard, advertiser, user, message_id).await)
+    }
+
+    pub async fn commit_message(
+        &self,
+        commit: &MessageCommit<'_>,
+    ) -> Result<MessageOutcome, StoreError> {
+        dispatch!(self, s => s.commit_message(commit).await)
+    }
+
+    /// An advertiser's charged messages in a month (`YYYYMM`).
+    pub async fn message_billing(
+        &self,
+        month: u32,
+        advertiser: &str,
+    ) -> Result<Vec<MessageBilling>, StoreError> {
+        dispatch!(self, s => s.message_billing(month, advertiser).await)
     }
 
     /// Records this node as alive at `now_ms`; returns how many nodes are (1 when embedded).

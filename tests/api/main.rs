@@ -4,6 +4,7 @@
 mod billing;
 mod campaigns;
 mod caps;
+mod chat;
 mod creatives;
 mod events;
 mod isolation;

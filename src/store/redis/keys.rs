@@ -24,6 +24,35 @@ pub fn token(shard: u32, decision_id: &str) -> String {
     format!("t:{{s{shard}}}:{decision_id}")
 }
 
+/// A click-to-chat click: advertiser and campaign, whether a conversation started. Lives in
+/// the clicking user's shard (the click id names it) so the click event sets it atomically.
+pub fn click(shard: u32, decision_id: &str) -> String {
+    format!("click:{{s{shard}}}:{decision_id}")
+}
+
+/// Service-window state of one (advertiser, user) conversation.
+pub fn conversation(shard: u32, advertiser: &str, user: &str) -> String {
+    format!("conv:{{s{shard}}}:{advertiser}:{user}")
+}
+
+/// The rating of one business message, kept to answer its duplicates.
+pub fn message(shard: u32, advertiser: &str, message_id: &str) -> String {
+    format!("msg:{{s{shard}}}:{advertiser}:{message_id}")
+}
+
+/// Charged business messages of the shard in one month: `<advertiser>|<category>|<country>|q|$`.
+pub fn message_billing(shard: u32, month: u32) -> String {
+    format!("bill:{{s{shard}}}:{month}")
+}
+
+/// SCAN patterns of the per-period keys of a shard: (spend per day, message billing per month).
+pub fn period_patterns(shard: u32) -> (String, String) {
+    (
+        format!("spend:{{s{shard}}}:*"),
+        format!("bill:{{s{shard}}}:*"),
+    )
+}
+
 /// The shard's ledger stream: one record per accepted event.
 pub fn ledger(shard: u32) -> String {
     format!("ledger:{{s{shard}}}")
@@ -65,6 +94,10 @@ mod tests {
             stats(417),
             spend_total(417),
             spend_day(417, 20261126),
+            click(417, "abc"),
+            conversation(417, "adv_1", "u{x}"),
+            message(417, "adv_1", "m-1"),
+            message_billing(417, 202611),
         ];
         for key in &keys {
             assert_eq!(hash_tag(key), "s417", "{key}");

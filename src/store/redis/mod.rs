@@ -13,13 +13,15 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
 use super::{
-    CatalogData, CatalogRecord, DayCounters, DecisionCommit, EventOutcome, EventWrite, StoreError,
+    CatalogData, CatalogRecord, ConversionOutcome, ConversionWrite, DayCounters, DecisionCommit,
+    EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome, StoreError,
+    CLICK_TTL_MS, MESSAGE_DEDUPE_MS,
 };
 use crate::capping::{SessionState, UserState, HIDE_MS, SESSION_TTL_MS};
 use crate::clock::Millis;
 use crate::domain::campaign::Spend;
 use crate::domain::ids::CampaignId;
-use crate::ledger::reconcile::{Derived, LedgerRecord, EVENT_STATS};
+use crate::ledger::reconcile::{Derived, LedgerKind, LedgerRecord, EVENT_STATS};
 use crate::metrics::{Metrics, RedisOp};
 
 pub struct RedisStore {
@@ -28,6 +30,8 @@ pub struct RedisStore {
     timeout: Duration,
     reserve: Script,
     events: Script,
+    conversion: Script,
+    message: Script,
     metrics: Arc<Metrics>,
 }
 
@@ -58,6 +62,8 @@ impl RedisStore {
             timeout,
             reserve: Script::new(include_str!("scripts/reserve.lua")),
             events: Script::new(include_str!("scripts/events.lua")),
+            conversion: Script::new(include_str!("scripts/conversion.lua")),
+            message: Script::new(include_str!("scripts/message.lua")),
             metrics,
         })
     }
@@ -235,7 +241,8 @@ impl RedisStore {
             // The argument order is the FIELDS list at the top of events.lua.
             invocation
                 .key(keys::user(shard, &event.user))
-                .key(keys::token(shard, &event.decision_id));
+                .key(keys::token(shard, &event.decision_id))
+                .key(keys::click(shard, &event.decision_id));
             invocation
                 .arg(event.kind.as_str())
                 .arg(&event.decision_id)
@@ -250,7 +257,8 @@ impl RedisStore {
                 .arg(event.advertiser_keep.encode())
                 .arg(event.daily_max)
                 .arg(HIDE_MS)
-                .arg(&event.client_at);
+                .arg(&event.client_at)
+                .arg(CLICK_TTL_MS);
         }
         let mut conn = self.conn.clone();
         let codes: Vec<i64> = self
@@ -337,6 +345,133 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    pub async fn click_owner(
+        &self,
+        shard: u32,
+        decision_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = keys::click(shard, decision_id);
+        self.call(
+            RedisOp::Messaging,
+            async move { conn.hget(key, "adv").await },
+        )
+        .await
+    }
+
+    pub async fn apply_conversion(
+        &self,
+        write: &ConversionWrite<'_>,
+    ) -> Result<ConversionOutcome, StoreError> {
+        let mut invocation = self.conversion.prepare_invoke();
+        invocation
+            .key(keys::click(write.shard, write.decision_id))
+            .key(keys::ledger(write.shard))
+            .key(keys::stats(write.shard))
+            .arg(write.advertiser)
+            .arg(write.kind)
+            .arg(write.day)
+            .arg(write.at_ms)
+            .arg(write.decision_id);
+        let mut conn = self.conn.clone();
+        let code: i64 = self
+            .call(RedisOp::Messaging, async move {
+                invocation.invoke_async(&mut conn).await
+            })
+            .await?;
+        Ok(match code {
+            1 => ConversionOutcome::Accepted,
+            2 => ConversionOutcome::Duplicate,
+            _ => ConversionOutcome::UnknownClick,
+        })
+    }
+
+    pub async fn load_conversation(
+        &self,
+        shard: u32,
+        advertiser: &str,
+        user: &str,
+        message_id: &str,
+    ) -> Result<(String, Option<String>), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.get(keys::conversation(shard, advertiser, user))
+            .get(keys::message(shard, advertiser, message_id));
+        let mut conn = self.conn.clone();
+        let (state, seen): (Option<String>, Option<String>) = self
+            .call(RedisOp::Messaging, async move {
+                pipe.query_async(&mut conn).await
+            })
+            .await?;
+        Ok((state.unwrap_or_default(), seen))
+    }
+
+    pub async fn commit_message(
+        &self,
+        commit: &MessageCommit<'_>,
+    ) -> Result<MessageOutcome, StoreError> {
+        let mut invocation = self.message.prepare_invoke();
+        invocation
+            .key(keys::conversation(
+                commit.shard,
+                commit.advertiser,
+                commit.user,
+            ))
+            .key(keys::message(
+                commit.shard,
+                commit.advertiser,
+                commit.message_id,
+            ))
+            .key(keys::ledger(commit.shard))
+            .key(keys::message_billing(commit.shard, commit.month))
+            .arg(commit.expected_state)
+            .arg(&commit.new_state)
+            .arg(commit.state_ttl_ms)
+            .arg(&commit.result)
+            .arg(MESSAGE_DEDUPE_MS)
+            .arg(commit.advertiser)
+            .arg(commit.category)
+            .arg(commit.country)
+            .arg(commit.price_micros)
+            .arg(commit.at_ms)
+            .arg(commit.message_id)
+            .arg(commit.direction)
+            .arg(commit.reason);
+        let mut conn = self.conn.clone();
+        let reply: (i64, Option<String>) = self
+            .call(RedisOp::Messaging, async move {
+                invocation.invoke_async(&mut conn).await
+            })
+            .await?;
+        Ok(match reply {
+            (1, _) => MessageOutcome::Committed,
+            (2, Some(result)) => MessageOutcome::Duplicate(result),
+            _ => MessageOutcome::Conflict,
+        })
+    }
+
+    pub async fn message_billing(
+        &self,
+        month: u32,
+        advertiser: &str,
+    ) -> Result<Vec<MessageBilling>, StoreError> {
+        let mut pipe = redis::pipe();
+        for shard in 0..self.shards {
+            pipe.hgetall(keys::message_billing(shard, month));
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<HashMap<String, i64>> = self
+            .call(RedisOp::Messaging, async move {
+                pipe.query_async(&mut conn).await
+            })
+            .await?;
+        Ok(super::sum_message_billing(
+            replies.iter().flatten(),
+            advertiser,
+        ))
+    }
+}
+
 /// A node that has not refreshed for this long is no longer counted alive.
 const NODE_ALIVE_MS: Millis = 5_000;
 
@@ -399,17 +534,13 @@ impl RedisStore {
 
     pub async fn derived_state(&self, shard: u32) -> Result<Derived, StoreError> {
         let mut conn = self.conn.clone();
-        let (stats, totals, day_keys): (HashMap<String, i64>, HashMap<String, i64>, Vec<String>) =
-            self.call(RedisOp::Ledger, async move {
-                let stats: HashMap<String, i64> = conn.hgetall(keys::stats(shard)).await?;
-                let totals: HashMap<String, i64> = conn.hgetall(keys::spend_total(shard)).await?;
-                let pattern = format!("{}:*", keys::spend_total(shard));
-                let mut day_keys = Vec::new();
-                let mut iter: redis::AsyncIter<String> = conn.scan_match(pattern).await?;
-                while let Some(key) = iter.next_item().await {
-                    day_keys.push(key);
-                }
-                Ok((stats, totals, day_keys))
+        let (stats, totals): (HashMap<String, i64>, HashMap<String, i64>) = self
+            .call(RedisOp::Ledger, async move {
+                redis::pipe()
+                    .hgetall(keys::stats(shard))
+                    .hgetall(keys::spend_total(shard))
+                    .query_async(&mut conn)
+                    .await
             })
             .await?;
         let mut derived = Derived {
@@ -420,22 +551,41 @@ impl RedisStore {
             spend_total: totals.into_iter().collect(),
             ..Derived::default()
         };
-        for key in day_keys {
-            let Some(day) = key.rsplit(':').next().and_then(|d| d.parse::<u32>().ok()) else {
-                continue;
-            };
-            let mut conn = self.conn.clone();
-            let day_key = key.clone();
-            let spend: HashMap<String, i64> = self
-                .call(RedisOp::Ledger, async move { conn.hgetall(day_key).await })
-                .await?;
-            derived.spend_day.extend(
-                spend
-                    .into_iter()
-                    .map(|(campaign, micros)| ((day, campaign), micros)),
-            );
+        // Per-day spend and per-month message billing live in one key per period.
+        let (spend_days, billing_months) = keys::period_patterns(shard);
+        for (pattern, is_billing) in [(spend_days, false), (billing_months, true)] {
+            for key in self.scan(pattern).await? {
+                let Some(period) = key.rsplit(':').next().and_then(|d| d.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                let mut conn = self.conn.clone();
+                let values: HashMap<String, i64> = self
+                    .call(RedisOp::Ledger, async move { conn.hgetall(key).await })
+                    .await?;
+                for (field, value) in values {
+                    if is_billing {
+                        derived.message_billing.insert((period, field), value);
+                    } else {
+                        derived.spend_day.insert((period, field), value);
+                    }
+                }
+            }
         }
         Ok(derived)
+    }
+
+    async fn scan(&self, pattern: String) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        self.call(RedisOp::Ledger, async move {
+            let mut found = Vec::new();
+            let mut iter: redis::AsyncIter<String> = conn.scan_match(pattern).await?;
+            while let Some(key) = iter.next_item().await {
+                found.push(key);
+            }
+            Ok(found)
+        })
+        .await
     }
 
     pub async fn write_derived(
@@ -478,6 +628,16 @@ impl RedisStore {
         for ((day, campaign), value) in &expected.spend_day {
             pipe.hset(keys::spend_day(shard, *day), campaign, value);
         }
+        for (month, field) in actual
+            .message_billing
+            .keys()
+            .filter(|k| !expected.message_billing.contains_key(*k))
+        {
+            pipe.hdel(keys::message_billing(shard, *month), field);
+        }
+        for ((month, field), value) in &expected.message_billing {
+            pipe.hset(keys::message_billing(shard, *month), field, value);
+        }
         let mut conn = self.conn.clone();
         self.call(RedisOp::Ledger, async move {
             pipe.query_async::<()>(&mut conn).await
@@ -494,26 +654,32 @@ fn is_event_stat(field: &str) -> bool {
 }
 
 fn parse_record(stream_id: &str, fields: &[String]) -> Result<LedgerRecord, StoreError> {
-    let get = |name: &str| {
+    let field = |name: &str| {
         fields
             .chunks(2)
             .find(|pair| pair.first().map(String::as_str) == Some(name))
             .and_then(|pair| pair.get(1))
+    };
+    let get = |name: &str| {
+        field(name)
             .ok_or_else(|| StoreError::Corrupt(format!("ledger record {stream_id} lacks {name}")))
     };
-    let kind: crate::domain::event::EventType =
-        serde_json::from_value(serde_json::Value::String(get("type")?.clone())).map_err(|_| {
-            StoreError::Corrupt(format!("ledger record {stream_id} has an unknown type"))
-        })?;
+    let kind = LedgerKind::parse(get("type")?).ok_or_else(|| {
+        StoreError::Corrupt(format!("ledger record {stream_id} has an unknown type"))
+    })?;
     let number = |name: &str| -> Result<i64, StoreError> {
         get(name)?
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("ledger record {stream_id}: bad {name}")))
     };
+    let optional = |name: &str| field(name).cloned().unwrap_or_default();
     Ok(LedgerRecord {
         id: get("id")?.clone(),
         kind,
-        campaign: get("campaign")?.clone(),
+        campaign: optional("campaign"),
+        advertiser: optional("advertiser"),
+        category: optional("category"),
+        country: optional("country"),
         price_micros: number("price")?,
         at_ms: number("at_ms")?,
     })

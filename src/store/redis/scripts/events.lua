@@ -3,14 +3,14 @@
 -- hash slot, so this is one script even on a Redis Cluster, and a crash leaves all or nothing.
 --
 -- KEYS[1] ledger stream, KEYS[2] stats hash, KEYS[3] spend totals hash, KEYS[4] today's spend
--- hash, then per event: user hash, token state key.
+-- hash, then per event: user hash, token state key, click key.
 -- ARGV[1] now_ms, ARGV[2] day (YYYYMMDD), ARGV[3] event count, then FIELDS values per event:
 --   type, decision_id, campaign, advertiser, price_micros, token_ttl_ms, user_ttl_ms,
 --   campaign_caps ("max:per_ms,..."), advertiser_caps (same, "" when off),
 --   campaign_keep ("count:window_ms"), advertiser_keep ("count:window_ms", count 0 = off),
---   daily_max, hide_ms, client_at
+--   daily_max, hide_ms, client_at, click_ttl_ms
 -- Returns one code per event: 1 accepted, 2 duplicate, 3 out of order, 4 cap reached.
-local FIELDS = 14
+local FIELDS = 15
 local BITS = {render = 1, view = 2, click = 4, hide = 8, report = 16}
 local REFUSED = 32
 local STAT = {render = 'r', view = 'v', click = 'c', hide = 'h', report = 'p'}
@@ -92,7 +92,8 @@ for i = 1, count do
   local token_ttl, user_ttl = ARGV[a + 6], tonumber(ARGV[a + 7])
   local caps, adv_caps, keep_c, keep_a = ARGV[a + 8], ARGV[a + 9], ARGV[a + 10], ARGV[a + 11]
   local daily_max, hide_ms, client_at = tonumber(ARGV[a + 12]), tonumber(ARGV[a + 13]), ARGV[a + 14]
-  local user, token = KEYS[4 + 2 * i - 1], KEYS[4 + 2 * i]
+  local click_ttl = ARGV[a + 15]
+  local user, token, click = KEYS[4 + 3 * i - 2], KEYS[4 + 3 * i - 1], KEYS[4 + 3 * i]
   local bit = BITS[kind]
   local flags = tonumber(redis.call('GET', token) or '0')
   local code
@@ -124,6 +125,10 @@ for i = 1, count do
       end
     elseif kind == 'hide' or kind == 'report' then
       redis.call('HSET', user, 'h:' .. advertiser, string.format('%.0f', now + hide_ms))
+    elseif kind == 'click' then
+      -- Conversions find the click by its id and attribute to this campaign.
+      redis.call('HSET', click, 'adv', advertiser, 'cmp', campaign)
+      redis.call('PEXPIRE', click, click_ttl)
     end
     if code == 1 then
       redis.call('SET', token, flags + bit, 'PX', token_ttl)
