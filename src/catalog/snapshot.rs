@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use crate::capping::{encode_caps, Retention};
 use crate::domain::advertiser::Advertiser;
-use crate::domain::campaign::{Campaign, CampaignStatus};
+use crate::domain::campaign::{Campaign, CampaignStatus, Priority};
 use crate::domain::creative::{Creative, CreativeStatus};
 use crate::domain::ids::{AdvertiserId, CampaignId, CreativeId};
+use crate::selection::index::EligibilityIndex;
 use crate::store::CatalogData;
 
 /// A campaign that may be served, with its approved creatives.
@@ -41,6 +42,16 @@ pub struct Snapshot {
     /// campaigns uses advertiser-level caps, so nothing is stored).
     advertiser_keep: HashMap<AdvertiserId, Retention>,
     pub servable: Vec<Servable>,
+    /// Targeting index over `servable`, by position.
+    pub index: EligibilityIndex,
+}
+
+fn tier_rank(priority: Priority) -> u8 {
+    match priority {
+        Priority::Sponsorship => 0,
+        Priority::Auction => 1,
+        Priority::House => 2,
+    }
 }
 
 impl Snapshot {
@@ -117,8 +128,20 @@ impl Snapshot {
                 })
             })
             .collect();
-        // A stable order keeps decisions reproducible under a seeded RNG.
-        servable.sort_by(|a, b| a.campaign.id.cmp(&b.campaign.id));
+        // Tier, then highest bid first: the order the auction ranks candidates in, so a decision
+        // walking the index can stop early (see `selection`). Ids make it deterministic.
+        servable.sort_by(|a, b| {
+            let rank = |s: &Servable| {
+                (
+                    tier_rank(s.campaign.priority),
+                    std::cmp::Reverse(s.campaign.bid_cpm_micros),
+                )
+            };
+            rank(a)
+                .cmp(&rank(b))
+                .then_with(|| a.campaign.id.cmp(&b.campaign.id))
+        });
+        let index = EligibilityIndex::build(servable.iter().map(|s| &s.campaign.targeting));
 
         Self {
             version: data.version,
@@ -129,6 +152,7 @@ impl Snapshot {
             cap_specs,
             advertiser_keep,
             servable,
+            index,
         }
     }
 

@@ -1,0 +1,141 @@
+//! Criterion micro-benchmarks of the hot path's pure parts: a slot decision over 1k / 10k / 100k
+//! active campaigns (the eligibility index keeps cost sub-linear), token sign and verify, cap
+//! evaluation, and preparing an event batch of 10 (token verification dominates).
+//!
+//! `cargo bench --bench decisions`
+
+#[path = "support/synthetic.rs"]
+mod synthetic;
+
+use std::collections::HashMap;
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use statusads::capping::{SessionState, UserState};
+use statusads::catalog::Snapshot;
+use statusads::config::AdLoadSettings;
+use statusads::domain::campaign::Spend;
+use statusads::domain::ids::{new_decision_id, CampaignId};
+use statusads::domain::slot::SlotRequest;
+use statusads::domain::UserId;
+use statusads::selection::{self, DecisionInput};
+use statusads::tokens::{Claims, TokenKeys};
+
+const POLICY: AdLoadSettings = AdLoadSettings {
+    first_after: 2,
+    min_gap: 4,
+    max_per_session: 3,
+    max_per_user_per_day: 10,
+};
+const NOW_MS: i64 = 1_795_000_000_000;
+
+fn decisions(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decide");
+    for campaigns in [1_000, 10_000, 100_000] {
+        let snapshot = Snapshot::build(synthetic::catalog(campaigns, 7));
+        let spend: HashMap<CampaignId, Spend> = HashMap::new();
+        let user = UserState::default();
+        let mut rng = StdRng::seed_from_u64(1);
+        let requests: Vec<SlotRequest> = (0..256)
+            .map(|i| SlotRequest {
+                user: UserId::parse(&format!("u{i}")).unwrap(),
+                session: None,
+                statuses: 12,
+                context: synthetic::context(&mut rng),
+            })
+            .collect();
+        let mut next = 0;
+        group.bench_with_input(
+            BenchmarkId::from_parameter(campaigns),
+            &campaigns,
+            |b, _| {
+                b.iter(|| {
+                    next = (next + 1) % requests.len();
+                    let input = DecisionInput {
+                        snapshot: &snapshot,
+                        budgets: &spend,
+                        user: &user,
+                        session: SessionState::default(),
+                        request: &requests[next],
+                        policy: POLICY,
+                        reserve_cpm_micros: 500_000,
+                        now_ms: NOW_MS,
+                    };
+                    black_box(selection::decide(&input, &mut rng).placements.len())
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn claims() -> Claims {
+    Claims {
+        decision_id: new_decision_id(),
+        user: UserId::parse("user-123456").unwrap(),
+        campaign: statusads::domain::ids::CampaignId::generate(),
+        creative: statusads::domain::ids::CreativeId::generate(),
+        advertiser: statusads::domain::ids::AdvertiserId::generate(),
+        price_micros: 2_500,
+        expires_at_ms: NOW_MS + 900_000,
+    }
+}
+
+fn tokens(c: &mut Criterion) {
+    let keys = TokenKeys::new(b"bench-signing-key-0123456789abcdef", &[]);
+    let claim = claims();
+    let token = keys.sign(&claim);
+    c.bench_function("token/sign", |b| {
+        b.iter(|| black_box(keys.sign(black_box(&claim))))
+    });
+    c.bench_function("token/verify", |b| {
+        b.iter(|| black_box(keys.verify(black_box(&token)).is_ok()))
+    });
+    let batch: Vec<String> = (0..10).map(|_| keys.sign(&claims())).collect();
+    c.bench_function("events/verify_batch_of_10", |b| {
+        b.iter(|| black_box(batch.iter().filter(|t| keys.verify(t).is_ok()).count()))
+    });
+}
+
+fn caps(c: &mut Criterion) {
+    let data = synthetic::catalog(50, 3);
+    let campaign = data.campaigns[0].clone();
+    // A heavy user: renders of 50 campaigns, 3 reservations, 10 renders today.
+    let mut fields: Vec<(String, String)> = data
+        .campaigns
+        .iter()
+        .map(|c| {
+            (
+                format!("c:{}", c.id),
+                format!("{},{}", NOW_MS - 7_200_000, NOW_MS - 60_000),
+            )
+        })
+        .collect();
+    fields.push((
+        "d".into(),
+        (0..10)
+            .map(|i| (NOW_MS - i * 60_000).to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    ));
+    fields.push((
+        "r".into(),
+        format!("d1|{}|adv|{}", campaign.id, NOW_MS + 1000),
+    ));
+    let state = UserState::from_fields(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    c.bench_function("caps/parse_user_state_50_campaigns", |b| {
+        b.iter(|| {
+            black_box(
+                UserState::from_fields(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .version,
+            )
+        })
+    });
+    c.bench_function("caps/allow", |b| {
+        b.iter(|| black_box(state.caps_allow(black_box(&campaign), NOW_MS)))
+    });
+}
+
+criterion_group!(benches, decisions, tokens, caps);
+criterion_main!(benches);
