@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn candidates_are_a_superset_of_exact_matches_and_prune_the_rest() {
-        let campaigns = vec![
+        let campaigns = [
             targeting(&[], &[], None),
             targeting(&["IT"], &[], None),
             targeting(&["FR"], &[], None),

@@ -138,12 +138,8 @@ fn candidates<'a>(
         let servable = &snapshot.servable[i];
         let campaign = &servable.campaign;
         match campaign.priority {
-            Priority::Auction => {
-                if cutoff.is_some_and(|bid| campaign.bid_cpm_micros < bid) {
-                    // Everything further is lower, and house is not needed either.
-                    break;
-                }
-            }
+            // Everything further is lower, and house is not needed either.
+            Priority::Auction if cutoff.is_some_and(|bid| campaign.bid_cpm_micros < bid) => break,
             Priority::House if sponsors.union(&bidders).count() >= slots => break,
             _ => {}
         }
@@ -257,7 +253,7 @@ mod tests {
             // Sponsorships are random draws; leave them out of every other catalog so the
             // auction comparison below runs.
             let priority = match rng.gen_range(0..10) {
-                0 if seed % 2 == 0 => "sponsorship",
+                0 if seed.is_multiple_of(2) => "sponsorship",
                 1 => "house",
                 _ => "auction",
             };
