@@ -7,31 +7,21 @@
 //! Needs `redis-server` and `wrk` on PATH. Under `cargo test` (no `--bench` argument) it only
 //! checks that it can seed a small catalog and answer one decision.
 
-use std::collections::HashMap;
+#[path = "support/synthetic.rs"]
+mod synthetic;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::seq::SliceRandom;
-use rand::Rng;
-use statusads::catalog::assets::AssetStore;
-use statusads::clock::{Clock, SystemClock};
+use statusads::clock::SystemClock;
 use statusads::config::Settings;
-use statusads::domain::advertiser::NewAdvertiser;
-use statusads::domain::campaign::{Campaign, CampaignInput};
-use statusads::domain::creative::{Asset, Creative, CreativeStatus};
-use statusads::domain::ids::CreativeId;
 use statusads::domain::slot::{SlotContext, SlotRequest};
 use statusads::domain::UserId;
-use statusads::media;
 use statusads::startup::Application;
 use statusads::store::CatalogRecord;
 
 const CLIENT: &str = "bench-client-token";
-const COUNTRIES: [&str; 20] = [
-    "IT", "FR", "DE", "ES", "PT", "GB", "IE", "NL", "BE", "AT", "CH", "PL", "SE", "NO", "DK", "FI",
-    "GR", "RO", "BR", "IN",
-];
 const USERS: u32 = 1_000_000;
 
 struct Args {
@@ -77,6 +67,8 @@ impl Redis {
                 "",
                 "--appendonly",
                 "no",
+                "--logfile",
+                "/tmp/statusads-load-redis.log",
             ])
             .stdout(Stdio::null())
             .spawn()
@@ -119,29 +111,32 @@ async fn run(args: Args) {
     settings.auth.admin_token = "bench-admin-token".into();
     settings.auth.client_tokens = vec![CLIENT.into()];
     settings.demo.seed = Some(false);
+    // Seed before the service starts: this measures serving a catalog, not absorbing a burst of
+    // 200k catalog writes (each of which would trigger a snapshot rebuild).
+    let started = Instant::now();
+    let metrics = Arc::new(statusads::metrics::Metrics::default());
+    let store = statusads::startup::open_store(&settings, metrics)
+        .await
+        .expect("store");
+    seed(&store, campaigns).await;
+    drop(store);
     let (app, _) = Application::build(settings, Arc::new(SystemClock))
         .await
         .expect("app starts");
+    eprintln!(
+        "seeded and loaded {campaigns} campaigns in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     let port = app.port();
     let state = app.state.clone();
     tokio::spawn(app.run_until_stopped());
-
-    let started = Instant::now();
-    seed(&state, campaigns).await;
-    eprintln!(
-        "seeded {campaigns} campaigns in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
 
     // Sanity: a decision with ads, in process.
     let request = SlotRequest {
         user: UserId::parse("bench-user").unwrap(),
         session: None,
         statuses: 12,
-        context: SlotContext {
-            country: Some("IT".into()),
-            ..SlotContext::default()
-        },
+        context: SlotContext::default(),
     };
     let slots = state.server.slots(&request).await;
     assert!(!slots.is_empty(), "the synthetic catalog serves ads");
@@ -155,21 +150,36 @@ async fn run(args: Args) {
     let scripts = data_dir.join("wrk");
     std::fs::create_dir_all(&scripts).unwrap();
     let healthz = wrk(&args, &format!("{base}/healthz"), None);
+    let slots_file = scripts.join("slots.txt");
+    std::fs::write(&slots_file, slot_bodies(20_000).join("\n")).unwrap();
     let slots_script = scripts.join("slots.lua");
-    std::fs::write(&slots_script, slots_lua()).unwrap();
+    std::fs::write(&slots_script, replay_lua(&slots_file.display().to_string())).unwrap();
     let decisions = wrk(&args, &format!("{base}/v1/slots"), Some(&slots_script));
 
     // Events: batches of 10 renders of real tokens, from decisions made in process.
-    let batches = event_batches(&state, 4000).await;
+    let batches = event_batches(&state, 20_000).await;
+    let ledger_before = ledger_records(redis.1);
     let events_file = scripts.join("events.txt");
     std::fs::write(&events_file, batches.join("\n")).unwrap();
     let events_script = scripts.join("events.lua");
     std::fs::write(
         &events_script,
-        events_lua(&events_file.display().to_string()),
+        replay_lua(&events_file.display().to_string()),
     )
     .unwrap();
-    let events = wrk(&args, &format!("{base}/v1/events"), Some(&events_script));
+    // A short run: every batch renders fresh tokens only until the supply is used up.
+    let event_args = Args {
+        seconds: args.seconds.min(2),
+        ..args
+    };
+    let events = wrk(
+        &event_args,
+        &format!("{base}/v1/events"),
+        Some(&events_script),
+    );
+    let accepted_per_s =
+        (ledger_records(redis.1) - ledger_before) as f64 / event_args.seconds as f64;
+    let cap_entry_bytes = bytes_per_cap_entry(redis.1);
 
     let rss_kib = std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -194,11 +204,16 @@ async fn run(args: Args) {
         "| decision latency p50 / p99 | {} / {} |",
         decisions.p50, decisions.p99
     );
-    println!("| events/s (batches of 10) | {:.0} |", events.rps * 10.0);
+    println!(
+        "| events/s (batches of 10; all answered) | {:.0} |",
+        events.rps * 10.0
+    );
+    println!("| of which accepted (new ledger records)/s | {accepted_per_s:.0} |");
     println!(
         "| non-2xx responses (slots, events) | {}, {} |",
         decisions.errors, events.errors
     );
+    println!("| Redis bytes per (user, campaign) cap entry | {cap_entry_bytes:.0} |");
     println!(
         "| service RSS (MiB, includes the bench harness) | {:.0} |",
         rss_kib.parse::<f64>().unwrap_or(0.0) / 1024.0
@@ -206,94 +221,85 @@ async fn run(args: Args) {
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 
-/// Synthetic catalog: one advertiser per 10 campaigns; 70% target one country, the rest any.
-async fn seed(state: &statusads::http::AppState, campaigns: usize) {
-    let store = &state.store;
-    let now = SystemClock.now();
-    let png = media::png::solid_png(1080, 1920, [10, 120, 200]);
-    let sha = AssetStore::digest(&png);
-    let mut rng = rand::thread_rng();
-    let mut advertiser = None;
-    for i in 0..campaigns {
-        if i % 10 == 0 {
-            let (adv, _) = NewAdvertiser {
-                name: format!("Advertiser {i}"),
-                chat_number: None,
-                currency: "EUR".into(),
-            }
-            .into_advertiser(now)
-            .unwrap();
-            store.save(CatalogRecord::Advertiser(&adv)).await.unwrap();
-            advertiser = Some(adv);
-        }
-        let adv = advertiser.as_ref().unwrap();
-        let mut body: HashMap<&str, serde_json::Value> = HashMap::new();
-        body.insert("name", format!("Campaign {i}").into());
-        body.insert("bid_cpm_micros", rng.gen_range(500_000..5_000_000).into());
-        body.insert("pacing", "asap".into());
-        body.insert(
-            "budget",
-            serde_json::json!({"total_micros": 1_000_000_000_000i64}),
-        );
-        body.insert(
-            "frequency_caps",
-            serde_json::json!([{"max": 3, "per_seconds": 86400}]),
-        );
-        if rng.gen_bool(0.7) {
-            body.insert(
-                "targeting",
-                serde_json::json!({"countries": [COUNTRIES.choose(&mut rng).unwrap()]}),
-            );
-        }
-        let input: CampaignInput =
-            serde_json::from_value(serde_json::to_value(&body).unwrap()).unwrap();
-        let campaign = Campaign::create(input, adv, now).unwrap();
+/// The synthetic catalog of `support/synthetic.rs`, written straight to the store, then loaded.
+async fn seed(store: &statusads::store::Store, campaigns: usize) {
+    let data = synthetic::catalog(campaigns, 11);
+    for advertiser in &data.advertisers {
         store
-            .save(CatalogRecord::Campaign(&campaign))
-            .await
-            .unwrap();
-        let creative = Creative {
-            id: CreativeId::generate(),
-            campaign_id: campaign.id.clone(),
-            advertiser_id: adv.id.clone(),
-            status: CreativeStatus::Approved,
-            reject_reason: None,
-            format: "image".into(),
-            headline: "Bench".into(),
-            body: String::new(),
-            cta_label: "Learn more".into(),
-            asset: Asset {
-                url: format!("/assets/{sha}"),
-                sha256: sha.clone(),
-                mime: "image/png".into(),
-                width: 1080,
-                height: 1920,
-                duration_ms: None,
-                bytes: png.len() as u64,
-            },
-            created_at: now,
-        };
-        store
-            .save(CatalogRecord::Creative(&creative))
+            .save(CatalogRecord::Advertiser(advertiser))
             .await
             .unwrap();
     }
-    state.catalog.refresh().await.unwrap();
+    for campaign in &data.campaigns {
+        store.save(CatalogRecord::Campaign(campaign)).await.unwrap();
+    }
+    for creative in &data.creatives {
+        store.save(CatalogRecord::Creative(creative)).await.unwrap();
+    }
+}
+
+/// Ledger records in every shard stream.
+fn ledger_records(port: u16) -> u64 {
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    (0..1024)
+        .map(|s| {
+            redis::cmd("XLEN")
+                .arg(format!("ledger:{{s{s}}}"))
+                .query::<u64>(&mut conn)
+                .unwrap()
+        })
+        .sum()
+}
+
+/// Redis memory per (user, campaign) cap entry: sampled user hashes' `MEMORY USAGE` divided by
+/// the campaign entries (`c:` fields) they hold. Whole-hash overhead is included.
+fn bytes_per_cap_entry(port: u16) -> f64 {
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("SCAN")
+        .arg(0)
+        .arg("MATCH")
+        .arg("u:*")
+        .arg("COUNT")
+        .arg(5000)
+        .query::<(u64, Vec<String>)>(&mut conn)
+        .unwrap()
+        .1;
+    let (mut bytes, mut entries) = (0u64, 0u64);
+    for key in keys.iter().take(2000) {
+        let usage: Option<u64> = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(key)
+            .arg("SAMPLES")
+            .arg(0)
+            .query(&mut conn)
+            .unwrap();
+        let fields: Vec<String> = redis::cmd("HKEYS").arg(key).query(&mut conn).unwrap();
+        bytes += usage.unwrap_or(0);
+        entries += fields.iter().filter(|f| f.starts_with("c:")).count() as u64;
+    }
+    if entries == 0 {
+        return 0.0;
+    }
+    bytes as f64 / entries as f64
 }
 
 async fn event_batches(state: &statusads::http::AppState, batches: usize) -> Vec<String> {
     let mut tokens = Vec::new();
     let mut user = 0u32;
+    let mut rng = rand::thread_rng();
     while tokens.len() < batches * 10 {
         user += 1;
         let request = SlotRequest {
             user: UserId::parse(&format!("event-user-{user}")).unwrap(),
             session: None,
             statuses: 20,
-            context: SlotContext {
-                country: Some(COUNTRIES[user as usize % COUNTRIES.len()].into()),
-                ..SlotContext::default()
-            },
+            context: synthetic::context(&mut rng),
         };
         tokens.extend(
             state
@@ -317,27 +323,24 @@ async fn event_batches(state: &statusads::http::AppState, batches: usize) -> Vec
         .collect()
 }
 
-fn slots_lua() -> String {
-    let countries: Vec<String> = COUNTRIES.iter().map(|c| format!("\"{c}\"")).collect();
-    format!(
-        r#"local countries = {{{}}}
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {CLIENT}"
-request = function()
-  -- Zipf-like (log-uniform) users: a few heavy users, a long tail.
-  local user = math.floor(math.exp(math.random() * math.log({USERS})))
-  local country = countries[math.random(#countries)]
-  local body = '{{"user":"u' .. user .. '","statuses":12,"context":{{"country":"' .. country .. '"}}}}'
-  return wrk.format(nil, nil, nil, body)
-end
-{}"#,
-        countries.join(","),
-        LATENCY_REPORT
-    )
+/// Slot requests in the synthetic distribution, users log-uniform over 1M (a Zipf-like few
+/// heavy users and a long tail).
+fn slot_bodies(count: usize) -> Vec<String> {
+    let mut rng = rand::thread_rng();
+    (0..count)
+        .map(|_| {
+            let user = (rand::Rng::gen::<f64>(&mut rng) * (USERS as f64).ln()).exp() as u32;
+            let context = synthetic::context(&mut rng);
+            serde_json::json!({"user": format!("u{user}"), "statuses": 12, "context": {
+                "country": context.country, "language": context.language, "os": context.os,
+                "age": context.age, "interests": context.interests}})
+            .to_string()
+        })
+        .collect()
 }
 
-fn events_lua(path: &str) -> String {
+/// A wrk script that POSTs the lines of `path` in turn.
+fn replay_lua(path: &str) -> String {
     format!(
         r#"local bodies = {{}}
 for line in io.lines("{path}") do bodies[#bodies + 1] = line end

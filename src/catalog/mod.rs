@@ -6,6 +6,7 @@
 pub mod assets;
 pub mod snapshot;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -17,7 +18,7 @@ use crate::domain::creative::{Creative, CreativeStatus};
 use crate::domain::ids::{AdvertiserId, CampaignId, CreativeId};
 use crate::domain::ValidationError;
 use crate::metrics::Metrics;
-use crate::store::{CatalogRecord, Store, StoreError};
+use crate::store::{CatalogData, CatalogRecord, Store, StoreError};
 
 pub use self::snapshot::Snapshot;
 
@@ -33,6 +34,36 @@ pub enum CatalogError {
     Store(#[from] StoreError),
 }
 
+/// The catalog's records by id.
+#[derive(Default)]
+struct Records {
+    version: u64,
+    advertisers: HashMap<AdvertiserId, Advertiser>,
+    campaigns: HashMap<CampaignId, Campaign>,
+    creatives: HashMap<CreativeId, Creative>,
+}
+
+impl Records {
+    fn apply(&mut self, changes: CatalogData) {
+        self.version = changes.version;
+        self.advertisers
+            .extend(changes.advertisers.into_iter().map(|a| (a.id.clone(), a)));
+        self.campaigns
+            .extend(changes.campaigns.into_iter().map(|c| (c.id.clone(), c)));
+        self.creatives
+            .extend(changes.creatives.into_iter().map(|c| (c.id.clone(), c)));
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot::build(CatalogData {
+            version: self.version,
+            advertisers: self.advertisers.values().cloned().collect(),
+            campaigns: self.campaigns.values().cloned().collect(),
+            creatives: self.creatives.values().cloned().collect(),
+        })
+    }
+}
+
 pub enum Moderation {
     Approve,
     Reject(String),
@@ -41,6 +72,8 @@ pub enum Moderation {
 pub struct Catalog {
     store: Arc<Store>,
     current: ArcSwap<Snapshot>,
+    /// Every record as of `records.version`, the base that changes are applied to.
+    records: tokio::sync::Mutex<Records>,
     metrics: Arc<Metrics>,
     /// Serialises this node's writes so a read-modify-write (PATCH) sees its own predecessor.
     writes: tokio::sync::Mutex<()>,
@@ -49,9 +82,12 @@ pub struct Catalog {
 impl Catalog {
     pub async fn load(store: Arc<Store>, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
         let data = store.load_catalog().await?;
+        let mut records = Records::default();
+        records.apply(data);
         Ok(Self {
             store,
-            current: ArcSwap::from_pointee(Snapshot::build(data)),
+            current: ArcSwap::from_pointee(records.snapshot()),
+            records: tokio::sync::Mutex::new(records),
             metrics,
             writes: tokio::sync::Mutex::new(()),
         })
@@ -61,24 +97,23 @@ impl Catalog {
         self.current.load_full()
     }
 
-    /// Rebuilds the snapshot when the store's version moved (another node wrote).
+    /// Rebuilds the snapshot when the store's version moved (a write here or on another node),
+    /// reading only the records that changed since.
     pub async fn refresh(&self) -> Result<(), StoreError> {
-        if self.store.catalog_version().await? != self.snapshot().version {
-            self.reload().await?;
+        let mut records = self.records.lock().await;
+        if self.store.catalog_version().await? == records.version {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    async fn reload(&self) -> Result<(), StoreError> {
-        let data = self.store.load_catalog().await?;
-        self.current.store(Arc::new(Snapshot::build(data)));
+        let changes = self.store.catalog_changes(records.version).await?;
+        records.apply(changes);
+        self.current.store(Arc::new(records.snapshot()));
         self.metrics.catalog_reloaded();
         Ok(())
     }
 
     async fn persist(&self, record: CatalogRecord<'_>) -> Result<(), CatalogError> {
         self.store.save(record).await?;
-        self.reload().await?;
+        self.refresh().await?;
         Ok(())
     }
 

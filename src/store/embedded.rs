@@ -99,7 +99,8 @@ struct JournaledEvent {
 #[derive(Default)]
 struct State {
     catalog_version: u64,
-    catalog: HashMap<String, HashMap<String, String>>,
+    /// kind -> id -> (catalog version of its last change, JSON)
+    catalog: HashMap<String, HashMap<String, (u64, String)>>,
     /// user -> fields, the same fields as the Redis user hash.
     users: HashMap<String, HashMap<String, String>>,
     sessions: HashMap<(String, String), String>,
@@ -190,13 +191,17 @@ impl EmbeddedStore {
     }
 
     pub async fn load_catalog(&self) -> Result<CatalogData, StoreError> {
+        self.catalog_changes(0).await
+    }
+
+    pub async fn catalog_changes(&self, since: u64) -> Result<CatalogData, StoreError> {
         let guard = self.inner.lock();
         let state = &guard.0;
         Ok(CatalogData {
             version: state.catalog_version,
-            advertisers: decode_records(state, "advertiser")?,
-            campaigns: decode_records(state, "campaign")?,
-            creatives: decode_records(state, "creative")?,
+            advertisers: decode_records(state, "advertiser", since)?,
+            campaigns: decode_records(state, "campaign", since)?,
+            creatives: decode_records(state, "creative", since)?,
         })
     }
 
@@ -473,16 +478,19 @@ impl EmbeddedStore {
     }
 }
 
+/// Records of `kind` changed after catalog version `since` (0: all).
 fn decode_records<T: serde::de::DeserializeOwned>(
     state: &State,
     kind: &str,
+    since: u64,
 ) -> Result<Vec<T>, StoreError> {
     state
         .catalog
         .get(kind)
         .into_iter()
         .flat_map(|records| records.values())
-        .map(|json| serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .filter(|(version, _)| *version > since)
+        .map(|(_, json)| serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string())))
         .collect()
 }
 
@@ -499,11 +507,11 @@ impl State {
     fn apply(&mut self, entry: &Entry) {
         match entry {
             Entry::Catalog { kind, id, json } => {
+                self.catalog_version += 1;
                 self.catalog
                     .entry(kind.clone())
                     .or_default()
-                    .insert(id.clone(), json.clone());
-                self.catalog_version += 1;
+                    .insert(id.clone(), (self.catalog_version, json.clone()));
             }
             Entry::Decision {
                 user,

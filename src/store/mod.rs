@@ -294,6 +294,11 @@ impl Store {
         dispatch!(self, s => s.load_catalog().await)
     }
 
+    /// The records changed after catalog version `since`, and the version they bring it to.
+    pub async fn catalog_changes(&self, since: u64) -> Result<CatalogData, StoreError> {
+        dispatch!(self, s => s.catalog_changes(since).await)
+    }
+
     pub async fn catalog_version(&self) -> Result<u64, StoreError> {
         dispatch!(self, s => s.catalog_version().await)
     }

@@ -6,6 +6,8 @@ pub const CATALOG_ADVERTISERS: &str = "catalog:{catalog}:advertisers";
 pub const CATALOG_CAMPAIGNS: &str = "catalog:{catalog}:campaigns";
 pub const CATALOG_CREATIVES: &str = "catalog:{catalog}:creatives";
 pub const CATALOG_VERSION: &str = "catalog:{catalog}:version";
+/// Which record changed at which catalog version (ZSET, member `<kind>:<id>`).
+pub const CATALOG_CHANGES: &str = "catalog:{catalog}:changes";
 /// Node heartbeats: node id -> last refresh (ms). Budget shares divide by the live count.
 pub const NODES: &str = "nodes:{catalog}";
 

@@ -24,14 +24,18 @@ use crate::domain::ids::CampaignId;
 use crate::ledger::reconcile::{Derived, LedgerKind, LedgerRecord, EVENT_STATS};
 use crate::metrics::{Metrics, RedisOp};
 
+const BULK_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub struct RedisStore {
     conn: ConnectionManager,
+    bulk: ConnectionManager,
     shards: u32,
     timeout: Duration,
     reserve: Script,
     events: Script,
     conversion: Script,
     message: Script,
+    catalog_save: Script,
     metrics: Arc<Metrics>,
 }
 
@@ -51,19 +55,34 @@ impl RedisStore {
             .set_number_of_retries(1);
         let conn = tokio::time::timeout(
             timeout * 4,
-            ConnectionManager::new_with_config(client, config),
+            ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable(format!("no answer from {url}")))?
+        .map_err(unavailable)?;
+        // Bulk reads (catalog, spend, reports, ledger) get their own connection: a large reply
+        // must not queue the next decision behind it on the multiplexed hot-path connection.
+        let bulk_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(timeout)
+            .set_response_timeout(BULK_TIMEOUT)
+            .set_number_of_retries(1);
+        let bulk = tokio::time::timeout(
+            timeout * 4,
+            ConnectionManager::new_with_config(client, bulk_config),
         )
         .await
         .map_err(|_| StoreError::Unavailable(format!("no answer from {url}")))?
         .map_err(unavailable)?;
         Ok(Self {
             conn,
+            bulk,
             shards,
             timeout,
             reserve: Script::new(include_str!("scripts/reserve.lua")),
             events: Script::new(include_str!("scripts/events.lua")),
             conversion: Script::new(include_str!("scripts/conversion.lua")),
             message: Script::new(include_str!("scripts/message.lua")),
+            catalog_save: Script::new(include_str!("scripts/catalog_save.lua")),
             metrics,
         })
     }
@@ -74,7 +93,15 @@ impl RedisStore {
         F: Future<Output = redis::RedisResult<T>>,
     {
         let started = Instant::now();
-        let result = tokio::time::timeout(self.timeout, fut).await;
+        // Bulk reads off the request path (whole catalog, ledger scans) move far more data than
+        // a decision; they get a budget of their own.
+        let timeout = match op {
+            RedisOp::Catalog | RedisOp::Ledger | RedisOp::Spend | RedisOp::Report => {
+                self.timeout.max(BULK_TIMEOUT)
+            }
+            _ => self.timeout,
+        };
+        let result = tokio::time::timeout(timeout, fut).await;
         self.metrics.redis_latency(op, started.elapsed());
         match result {
             Ok(Ok(value)) => Ok(value),
@@ -102,7 +129,7 @@ impl RedisStore {
     }
 
     pub async fn load_catalog(&self) -> Result<CatalogData, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.bulk.clone();
         type Raw = (
             Option<u64>,
             HashMap<String, String>,
@@ -123,14 +150,14 @@ impl RedisStore {
             .await?;
         Ok(CatalogData {
             version: version.unwrap_or(0),
-            advertisers: decode_all(advertisers)?,
-            campaigns: decode_all(campaigns)?,
-            creatives: decode_all(creatives)?,
+            advertisers: decode_all(advertisers.into_values())?,
+            campaigns: decode_all(campaigns.into_values())?,
+            creatives: decode_all(creatives.into_values())?,
         })
     }
 
     pub async fn catalog_version(&self) -> Result<u64, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.bulk.clone();
         let version: Option<u64> = self
             .call(RedisOp::Catalog, async move {
                 conn.get(keys::CATALOG_VERSION).await
@@ -140,25 +167,90 @@ impl RedisStore {
     }
 
     pub async fn save(&self, record: CatalogRecord<'_>) -> Result<(), StoreError> {
-        let (key, id, json) = match record {
-            CatalogRecord::Advertiser(a) => {
-                (keys::CATALOG_ADVERTISERS, a.id.to_string(), encode(a)?)
-            }
-            CatalogRecord::Campaign(c) => (keys::CATALOG_CAMPAIGNS, c.id.to_string(), encode(c)?),
-            CatalogRecord::Creative(c) => (keys::CATALOG_CREATIVES, c.id.to_string(), encode(c)?),
+        let (key, kind, id, json) = match record {
+            CatalogRecord::Advertiser(a) => (
+                keys::CATALOG_ADVERTISERS,
+                "advertiser",
+                a.id.to_string(),
+                encode(a)?,
+            ),
+            CatalogRecord::Campaign(c) => (
+                keys::CATALOG_CAMPAIGNS,
+                "campaign",
+                c.id.to_string(),
+                encode(c)?,
+            ),
+            CatalogRecord::Creative(c) => (
+                keys::CATALOG_CREATIVES,
+                "creative",
+                c.id.to_string(),
+                encode(c)?,
+            ),
         };
-        let mut conn = self.conn.clone();
+        let mut invocation = self.catalog_save.prepare_invoke();
+        invocation
+            .key(key)
+            .key(keys::CATALOG_VERSION)
+            .key(keys::CATALOG_CHANGES)
+            .arg(&id)
+            .arg(json)
+            .arg(format!("{kind}:{id}"));
+        let mut conn = self.bulk.clone();
         self.call(RedisOp::Catalog, async move {
-            redis::pipe()
-                .atomic()
-                .hset(key, id, json)
-                .ignore()
-                .incr(keys::CATALOG_VERSION, 1)
-                .ignore()
-                .query_async::<()>(&mut conn)
-                .await
+            invocation.invoke_async::<u64>(&mut conn).await
         })
         .await
+        .map(drop)
+    }
+
+    /// Records changed after catalog version `since`, with the version they bring it to.
+    pub async fn catalog_changes(&self, since: u64) -> Result<CatalogData, StoreError> {
+        let mut conn = self.bulk.clone();
+        let (version, members): (Option<u64>, Vec<String>) = self
+            .call(RedisOp::Catalog, async move {
+                redis::pipe()
+                    .atomic()
+                    .get(keys::CATALOG_VERSION)
+                    .zrangebyscore(keys::CATALOG_CHANGES, format!("({since}"), "+inf")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let mut ids: HashMap<&str, Vec<&str>> = HashMap::new();
+        for member in &members {
+            if let Some((kind, id)) = member.split_once(':') {
+                ids.entry(kind).or_default().push(id);
+            }
+        }
+        let mut pipe = redis::pipe();
+        let kinds = [
+            ("advertiser", keys::CATALOG_ADVERTISERS),
+            ("campaign", keys::CATALOG_CAMPAIGNS),
+            ("creative", keys::CATALOG_CREATIVES),
+        ];
+        for (kind, key) in kinds {
+            // HMGET needs at least one field; an impossible id keeps the reply shape fixed.
+            let wanted = ids.get(kind).cloned().unwrap_or_default();
+            pipe.cmd("HMGET")
+                .arg(key)
+                .arg(if wanted.is_empty() { vec!["-"] } else { wanted });
+        }
+        let mut conn = self.bulk.clone();
+        let (advertisers, campaigns, creatives): (
+            Vec<Option<String>>,
+            Vec<Option<String>>,
+            Vec<Option<String>>,
+        ) = self
+            .call(RedisOp::Catalog, async move {
+                pipe.query_async(&mut conn).await
+            })
+            .await?;
+        Ok(CatalogData {
+            version: version.unwrap_or(0),
+            advertisers: decode_all(advertisers.into_iter().flatten())?,
+            campaigns: decode_all(campaigns.into_iter().flatten())?,
+            creatives: decode_all(creatives.into_iter().flatten())?,
+        })
     }
 
     pub async fn load_user(
@@ -284,7 +376,7 @@ impl RedisStore {
             pipe.hgetall(keys::spend_total(shard))
                 .hgetall(keys::spend_day(shard, day));
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.bulk.clone();
         let replies: Vec<HashMap<String, i64>> = self
             .call(
                 RedisOp::Spend,
@@ -325,7 +417,7 @@ impl RedisStore {
         for shard in 0..self.shards {
             pipe.cmd("HMGET").arg(keys::stats(shard)).arg(&fields);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.bulk.clone();
         let replies: Vec<Vec<Option<i64>>> = self
             .call(
                 RedisOp::Report,
@@ -459,11 +551,12 @@ impl RedisStore {
         for shard in 0..self.shards {
             pipe.hgetall(keys::message_billing(shard, month));
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.bulk.clone();
         let replies: Vec<HashMap<String, i64>> = self
-            .call(RedisOp::Messaging, async move {
-                pipe.query_async(&mut conn).await
-            })
+            .call(
+                RedisOp::Report,
+                async move { pipe.query_async(&mut conn).await },
+            )
             .await?;
         Ok(super::sum_message_billing(
             replies.iter().flatten(),
@@ -477,7 +570,7 @@ const NODE_ALIVE_MS: Millis = 5_000;
 
 impl RedisStore {
     pub async fn heartbeat(&self, node: &str, now_ms: Millis) -> Result<u32, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.bulk.clone();
         let node = node.to_owned();
         let beats: HashMap<String, Millis> = self
             .call(RedisOp::Catalog, async move {
@@ -509,7 +602,7 @@ impl RedisStore {
         let mut records = Vec::new();
         let mut start = "-".to_owned();
         loop {
-            let mut conn = self.conn.clone();
+            let mut conn = self.bulk.clone();
             let (key, from) = (key.clone(), start.clone());
             let page: Vec<Entry> = self
                 .call(RedisOp::Ledger, async move {
@@ -533,7 +626,7 @@ impl RedisStore {
     }
 
     pub async fn derived_state(&self, shard: u32) -> Result<Derived, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.bulk.clone();
         let (stats, totals): (HashMap<String, i64>, HashMap<String, i64>) = self
             .call(RedisOp::Ledger, async move {
                 redis::pipe()
@@ -559,7 +652,7 @@ impl RedisStore {
                 else {
                     continue;
                 };
-                let mut conn = self.conn.clone();
+                let mut conn = self.bulk.clone();
                 let values: HashMap<String, i64> = self
                     .call(RedisOp::Ledger, async move { conn.hgetall(key).await })
                     .await?;
@@ -576,7 +669,7 @@ impl RedisStore {
     }
 
     async fn scan(&self, pattern: String) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.bulk.clone();
         self.call(RedisOp::Ledger, async move {
             let mut found = Vec::new();
             let mut iter: redis::AsyncIter<String> = conn.scan_match(pattern).await?;
@@ -638,7 +731,7 @@ impl RedisStore {
         for ((month, field), value) in &expected.message_billing {
             pipe.hset(keys::message_billing(shard, *month), field, value);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.bulk.clone();
         self.call(RedisOp::Ledger, async move {
             pipe.query_async::<()>(&mut conn).await
         })
@@ -706,9 +799,9 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 }
 
 fn decode_all<T: serde::de::DeserializeOwned>(
-    raw: HashMap<String, String>,
+    raw: impl IntoIterator<Item = String>,
 ) -> Result<Vec<T>, StoreError> {
-    raw.into_values()
+    raw.into_iter()
         .map(|json| serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string())))
         .collect()
 }
