@@ -236,11 +236,8 @@ impl RedisStore {
                 .arg(if wanted.is_empty() { vec!["-"] } else { wanted });
         }
         let mut conn = self.bulk.clone();
-        let (advertisers, campaigns, creatives): (
-            Vec<Option<String>>,
-            Vec<Option<String>>,
-            Vec<Option<String>>,
-        ) = self
+        type Found = Vec<Option<String>>;
+        let (advertisers, campaigns, creatives): (Found, Found, Found) = self
             .call(RedisOp::Catalog, async move {
                 pipe.query_async(&mut conn).await
             })
