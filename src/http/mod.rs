@@ -5,6 +5,7 @@ pub mod advertisers;
 pub mod assets;
 pub mod auth;
 pub mod campaigns;
+pub mod console;
 pub mod conversions;
 pub mod creatives;
 pub mod error;
@@ -60,6 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }),
     )
     .configure(operations::configure)
+    .configure(console::configure)
     .configure(advertisers::configure)
     .configure(campaigns::configure)
     .configure(creatives::configure)

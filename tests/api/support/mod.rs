@@ -2,6 +2,7 @@
 //! scratch directory), the application on port 0 with a manual clock, and an HTTP client.
 
 pub mod app;
+pub mod browser;
 pub mod redis_server;
 pub mod scratch;
 pub mod service;

@@ -1,0 +1,119 @@
+//! The console in a real headless Chromium: an advertiser signs in, creates a campaign, uploads
+//! an image and sees the 9:16 preview; the operator approves it; the ad is then served.
+
+use serde_json::json;
+
+use crate::support::app::{portrait_png, ADMIN};
+use crate::support::browser::Browser;
+use crate::support::scratch::ScratchDir;
+use crate::support::{spawn_app, Backend};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advertiser_and_operator_flows_in_chromium() {
+    let app = spawn_app(Backend::Embedded).await;
+    let (_, key) = app.advertiser("Browser Bistro").await;
+    let browser = Browser::start(1280, 1000).await;
+    browser.open(&app.url("/console")).await;
+
+    browser.type_into("#token-input", &key).await;
+    browser.click("#sign-in").await;
+    browser
+        .wait_for(
+            "advertiser role",
+            "return document.querySelector('#role').textContent === 'advertiser'",
+        )
+        .await;
+
+    browser
+        .type_into("#campaign-name", "Browser campaign")
+        .await;
+    browser.type_into("#campaign-bid", "2.5").await;
+    browser.type_into("#campaign-budget-total", "100").await;
+    browser.click("#campaign-submit").await;
+    let campaign = browser
+        .wait_for("the new campaign row", "const row = document.querySelector('#campaign-list [data-campaign-id]'); return row && row.dataset.campaignId")
+        .await;
+    let campaign = campaign.as_str().unwrap().to_owned();
+    assert!(campaign.starts_with("cmp_"));
+
+    // A validation error from the API is shown next to the form.
+    browser.type_into("#campaign-name", "Too cheap").await;
+    browser.type_into("#campaign-bid", "2.5").await;
+    browser.type_into("#campaign-budget-total", "0.01").await;
+    browser.click("#campaign-submit").await;
+    let error = browser
+        .wait_for(
+            "the form error",
+            "return document.querySelector('#form-error').textContent",
+        )
+        .await;
+    assert!(
+        error.as_str().unwrap().contains("budget_too_small"),
+        "{error}"
+    );
+
+    browser.click("button[data-panel='panel-creatives']").await;
+    let dir = ScratchDir::new("upload");
+    let file = dir.path().join("ad.png");
+    std::fs::write(&file, portrait_png()).unwrap();
+    browser.eval(&format!("const s = document.querySelector('#creative-campaign'); s.value = '{campaign}'; s.dispatchEvent(new Event('change')); return true;")).await;
+    browser.choose_file("#creative-file", &file).await;
+    browser.type_into("#creative-headline", "Pasta night").await;
+    browser
+        .type_into("#creative-body", "Two for one, only this week")
+        .await;
+    let preview = browser
+        .wait_for("the 9:16 preview", "const m = document.querySelector('#preview-media'); return m && m.src && m.src.startsWith('blob:') && !m.hidden && m.complete")
+        .await;
+    assert_eq!(preview, json!(true));
+    let ratio = browser.eval("const r = document.querySelector('#preview').getBoundingClientRect(); return r.width / r.height;").await;
+    assert!(
+        (ratio.as_f64().unwrap() - 9.0 / 16.0).abs() < 0.02,
+        "phone frame is 9:16: {ratio}"
+    );
+    let shot = browser.screenshot().await;
+    assert_eq!(&shot[..8], b"\x89PNG\r\n\x1a\n");
+    let artefacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-preview.png");
+    std::fs::write(&artefacts, &shot).unwrap();
+    println!("screenshot: {}", artefacts.display());
+
+    browser.click("#creative-submit").await;
+    browser
+        .wait_for("the pending creative", "return document.querySelector('#creative-list').textContent.toLowerCase().includes('pending')")
+        .await;
+    assert!(
+        app.slots("u1", None, 12).await.is_empty(),
+        "pending creatives are not served"
+    );
+
+    // The operator approves it from the moderation queue.
+    browser.click("#sign-out").await;
+    browser.type_into("#token-input", ADMIN).await;
+    browser.click("#sign-in").await;
+    browser
+        .wait_for(
+            "operator role",
+            "return document.querySelector('#role').textContent === 'operator'",
+        )
+        .await;
+    let creative = browser
+        .wait_for("the queued creative", "const i = document.querySelector('#moderation-list [data-creative-id]'); return i && i.dataset.creativeId")
+        .await;
+    browser
+        .click(&format!(
+            "#moderation-list [data-creative-id='{}'] .approve",
+            creative.as_str().unwrap()
+        ))
+        .await;
+    browser
+        .wait_for(
+            "the queue to empty",
+            "return !document.querySelector('#moderation-list [data-creative-id]')",
+        )
+        .await;
+
+    let slots = app.slots("u1", None, 12).await;
+    assert_eq!(slots.len(), 1);
+    assert_eq!(slots[0]["ad"]["campaign_id"], campaign.as_str());
+    assert_eq!(slots[0]["ad"]["headline"], "Pasta night");
+}
