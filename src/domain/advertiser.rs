@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use super::ids::AdvertiserId;
 use super::ValidationError;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Advertiser {
     pub id: AdvertiserId,
     pub name: String,
@@ -19,7 +19,7 @@ pub struct Advertiser {
     pub created_at: OffsetDateTime,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAdvertiser {
     pub name: String,
@@ -95,7 +95,7 @@ pub fn hash_api_key(key: &str) -> String {
 }
 
 /// The operator's view: everything but the key hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AdvertiserView<'a> {
     pub id: &'a AdvertiserId,
     pub name: &'a str,

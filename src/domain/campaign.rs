@@ -14,7 +14,7 @@ pub const MIN_BUDGET_MICROS: Micros = 1_000_000;
 pub const MAX_BID_CPM_MICROS: Micros = 1_000_000_000;
 pub const MAX_FREQUENCY_CAPS: usize = 4;
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CampaignStatus {
     Active,
@@ -23,7 +23,7 @@ pub enum CampaignStatus {
 }
 
 /// What the API shows: the stored status, refined by schedule and budget while active.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EffectiveStatus {
     Active,
@@ -34,7 +34,7 @@ pub enum EffectiveStatus {
     Scheduled,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Pacing {
     #[default]
@@ -42,7 +42,9 @@ pub enum Pacing {
     Asap,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, Hash)]
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, Hash, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     Sponsorship,
@@ -61,7 +63,7 @@ impl Priority {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Objective {
     #[default]
@@ -69,7 +71,7 @@ pub enum Objective {
     Chat,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
     pub total_micros: Micros,
@@ -78,14 +80,14 @@ pub struct Budget {
 }
 
 /// A rolling window: at most `max` renders in any `per_seconds` interval.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FrequencyCap {
     pub max: u32,
     pub per_seconds: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatSettings {
     #[serde(default)]
@@ -116,7 +118,7 @@ pub struct Campaign {
 }
 
 /// The writable fields. Absent means "unchanged" (PATCH) or "default" (POST).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignInput {
     pub name: Option<String>,
@@ -138,7 +140,7 @@ pub struct CampaignInput {
     pub chat: Option<Option<ChatSettings>>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct Rfc3339(#[serde(with = "time::serde::rfc3339")] pub OffsetDateTime);
 
@@ -367,14 +369,14 @@ fn validate_budget(budget: Budget) -> Result<(), ValidationError> {
 }
 
 /// Spend of one campaign as the ledger knows it.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Spend {
     pub total_micros: Micros,
     pub today_micros: Micros,
 }
 
 /// The API object.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CampaignView<'a> {
     pub id: &'a CampaignId,
     pub advertiser_id: &'a AdvertiserId,

@@ -11,7 +11,7 @@ pub const MAX_BODY_CHARS: usize = 125;
 pub const MAX_CTA_CHARS: usize = 20;
 pub const MAX_REASON_CHARS: usize = 500;
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CreativeStatus {
     Pending,
@@ -19,7 +19,7 @@ pub enum CreativeStatus {
     Rejected,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Asset {
     pub url: String,
     pub sha256: String,
@@ -30,7 +30,7 @@ pub struct Asset {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Creative {
     pub id: CreativeId,
     pub campaign_id: CampaignId,
@@ -53,7 +53,7 @@ fn skip_owner(_: &AdvertiserId) -> bool {
 }
 
 /// The `meta` part of an upload.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreativeMeta {
     #[serde(default)]
@@ -93,7 +93,7 @@ impl CreativeMeta {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rejection {
     pub reason: String,

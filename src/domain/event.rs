@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 pub const MAX_BATCH: usize = 100;
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventType {
     Render,
@@ -55,13 +55,13 @@ impl EventType {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventBatch {
     pub events: Vec<ClientEvent>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientEvent {
     pub token: String,
@@ -73,7 +73,7 @@ pub struct ClientEvent {
     pub at: Option<time::OffsetDateTime>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventStatus {
     Accepted,
@@ -104,7 +104,7 @@ impl EventStatus {
 }
 
 /// Why an event was `rejected`; an optional extra field beside `status`.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
     /// `view`/`click` before the token's `render`.
@@ -113,7 +113,7 @@ pub enum RejectReason {
     CapReached,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct EventResult {
     pub status: EventStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -136,7 +136,7 @@ impl EventResult {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventsResponse {
     pub results: Vec<EventResult>,
 }

@@ -7,7 +7,18 @@ use serde::{Deserialize, Serialize};
 
 macro_rules! id_type {
     ($name:ident, $prefix:literal) => {
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(
+            Debug,
+            Clone,
+            PartialEq,
+            Eq,
+            Hash,
+            PartialOrd,
+            Ord,
+            Serialize,
+            Deserialize,
+            utoipa::ToSchema,
+        )]
         #[serde(transparent)]
         pub struct $name(String);
 

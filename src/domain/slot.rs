@@ -6,7 +6,7 @@ use super::{UserId, ValidationError};
 
 pub const MAX_STATUSES: u32 = 500;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlotRequestBody {
     pub user: String,
@@ -18,7 +18,7 @@ pub struct SlotRequestBody {
 }
 
 /// Coarse signals only, every one optional (absent = unknown).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlotContext {
     pub country: Option<String>,
@@ -86,12 +86,12 @@ impl SlotRequestBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SlotsResponse {
     pub slots: Vec<Slot>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Slot {
     pub position: u32,
     pub token: String,
@@ -100,7 +100,7 @@ pub struct Slot {
     pub ad: Ad,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Ad {
     pub creative_id: String,
     pub campaign_id: String,
@@ -116,13 +116,13 @@ pub struct Ad {
     pub cta: Option<Cta>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AdAdvertiser {
     pub id: String,
     pub name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Cta {
     pub kind: &'static str,
     pub label: String,

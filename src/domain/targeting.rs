@@ -9,7 +9,7 @@ use super::ValidationError;
 const MAX_LIST: usize = 250;
 const OPERATING_SYSTEMS: [&str; 4] = ["android", "ios", "web", "kaios"];
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Targeting {
     #[serde(default)]
@@ -26,7 +26,7 @@ pub struct Targeting {
     pub interests: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgeRange {
     pub min: u8,

@@ -1,13 +1,31 @@
 //! Operator endpoints for advertisers.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
 
 use super::auth::Operator;
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::advertiser::{AdvertiserView, NewAdvertiser};
 use crate::domain::ids::AdvertiserId;
+
+/// `201` of `POST /v1/advertisers`: the only time the key is shown.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AdvertiserCreated<'a> {
+    #[serde(flatten)]
+    pub advertiser: AdvertiserView<'a>,
+    pub api_key: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AdvertiserList<'a> {
+    pub advertisers: Vec<AdvertiserView<'a>>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiKey {
+    pub api_key: String,
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/advertisers", web::post().to(create))
@@ -20,14 +38,14 @@ async fn create(
     state: web::Data<AppState>,
     body: web::Json<NewAdvertiser>,
 ) -> Result<HttpResponse, ApiError> {
-    let (advertiser, key) = state
+    let (advertiser, api_key) = state
         .catalog
         .create_advertiser(body.into_inner(), state.clock.now())
         .await?;
-    let mut view = serde_json::to_value(AdvertiserView::from(&advertiser))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    view["api_key"] = json!(key);
-    Ok(HttpResponse::Created().json(view))
+    Ok(HttpResponse::Created().json(AdvertiserCreated {
+        advertiser: AdvertiserView::from(&advertiser),
+        api_key,
+    }))
 }
 
 async fn list(_: Operator, state: web::Data<AppState>) -> HttpResponse {
@@ -37,7 +55,7 @@ async fn list(_: Operator, state: web::Data<AppState>) -> HttpResponse {
         .map(|a| AdvertiserView::from(&**a))
         .collect();
     advertisers.sort_by_key(|a| a.created_at);
-    HttpResponse::Ok().json(json!({ "advertisers": advertisers }))
+    HttpResponse::Ok().json(AdvertiserList { advertisers })
 }
 
 async fn rotate_key(
@@ -47,5 +65,5 @@ async fn rotate_key(
 ) -> Result<HttpResponse, ApiError> {
     let id = AdvertiserId::parse(&path).ok_or(ApiError::NotFound)?;
     let key = state.catalog.rotate_key(&id).await?;
-    Ok(HttpResponse::Created().json(json!({ "api_key": key })))
+    Ok(HttpResponse::Created().json(ApiKey { api_key: key }))
 }

@@ -1,13 +1,19 @@
 //! Advertiser endpoints for campaigns. Another advertiser's campaign is a 404.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
 
 use super::auth::AdvertiserAuth;
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::campaign::{Campaign, CampaignInput, CampaignView};
 use crate::domain::ids::CampaignId;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CampaignList {
+    #[schema(value_type = Vec<crate::domain::campaign::CampaignView>)]
+    pub campaigns: Vec<serde_json::Value>,
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/campaigns", web::post().to(create))
@@ -43,7 +49,7 @@ async fn list(AdvertiserAuth(owner): AdvertiserAuth, state: web::Data<AppState>)
     let mut campaigns: Vec<_> = snapshot.campaigns_of(&owner.id).collect();
     campaigns.sort_by_key(|c| (c.created_at, c.id.clone()));
     let views: Vec<_> = campaigns.into_iter().map(|c| view(&state, c)).collect();
-    HttpResponse::Ok().json(json!({ "campaigns": views }))
+    HttpResponse::Ok().json(CampaignList { campaigns: views })
 }
 
 async fn show(

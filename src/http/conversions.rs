@@ -2,12 +2,17 @@
 //! and messages sent through click-to-chat ads.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
 
 use super::auth::Operator;
 use super::error::ApiError;
 use super::AppState;
-use crate::ledger::conversions::{self, ConversionBody};
+use crate::ledger::conversions::{self, ConversionBody, ConversionStatus};
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConversionResult {
+    pub status: ConversionStatus,
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/conversions", web::post().to(convert));
@@ -27,5 +32,5 @@ async fn convert(
     )
     .await?
     .ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(json!({ "status": status })))
+    Ok(HttpResponse::Ok().json(ConversionResult { status }))
 }

@@ -5,7 +5,7 @@ use actix_multipart::{Multipart, MultipartError};
 use actix_web::{web, HttpResponse};
 use futures_util::TryStreamExt;
 use serde::Deserialize;
-use serde_json::json;
+use serde::Serialize;
 
 use super::auth::{AdvertiserAuth, Operator};
 use super::campaigns::parse_id;
@@ -20,6 +20,12 @@ use crate::media::{self, MediaError};
 const MAX_FILE_BYTES: usize = media::MAX_VIDEO_BYTES;
 const MAX_META_BYTES: usize = 4 * 1024;
 const MAX_PARTS: usize = 4;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreativeList<'a> {
+    #[schema(value_type = Vec<Creative>)]
+    pub creatives: Vec<&'a std::sync::Arc<Creative>>,
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/campaigns/{id}/creatives", web::post().to(upload))
@@ -145,7 +151,7 @@ async fn list(
         .filter(|c| c.campaign_id == campaign.id)
         .collect();
     creatives.sort_by_key(|c| (c.created_at, c.id.clone()));
-    Ok(HttpResponse::Ok().json(json!({ "creatives": creatives })))
+    Ok(HttpResponse::Ok().json(CreativeList { creatives }))
 }
 
 async fn show(
@@ -206,5 +212,5 @@ async fn moderation_queue(
         .filter(|c| c.status == wanted)
         .collect();
     creatives.sort_by_key(|c| (c.created_at, c.id.clone()));
-    HttpResponse::Ok().json(json!({ "creatives": creatives }))
+    HttpResponse::Ok().json(CreativeList { creatives })
 }

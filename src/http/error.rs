@@ -4,7 +4,7 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::catalog::CatalogError;
 use crate::domain::ValidationError;
@@ -32,6 +32,19 @@ pub enum ApiError {
     Unavailable(String),
     #[error("internal error")]
     Internal(String),
+}
+
+/// Every error response: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code (see the error table).
+    pub code: &'static str,
+    pub message: String,
 }
 
 /// Code and status of every error, in one place.
@@ -96,7 +109,12 @@ impl ResponseError for ApiError {
         if matches!(self, Self::Unavailable(_)) {
             response.insert_header((header::RETRY_AFTER, "1"));
         }
-        response.json(json!({"error": {"code": self.code(), "message": self.to_string()}}))
+        response.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+            },
+        })
     }
 }
 

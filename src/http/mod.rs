@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod invoices;
 pub mod messages;
+pub mod openapi;
 pub mod operations;
 pub mod reports;
 pub mod slots;
@@ -62,6 +63,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .configure(operations::configure)
     .configure(console::configure)
+    .configure(openapi::configure)
     .configure(advertisers::configure)
     .configure(campaigns::configure)
     .configure(creatives::configure)

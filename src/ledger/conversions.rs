@@ -24,7 +24,7 @@ pub fn parse_click_id(raw: &str, shards: u32) -> Option<(u32, &str)> {
     valid.then_some((shard, decision))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversionType {
     ConversationStarted,
@@ -40,7 +40,7 @@ impl ConversionType {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConversionBody {
     pub advertiser_id: String,
@@ -50,7 +50,7 @@ pub struct ConversionBody {
     pub at: Rfc3339,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversionStatus {
     Accepted,

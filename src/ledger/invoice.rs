@@ -12,7 +12,7 @@ use crate::domain::campaign::Priority;
 use crate::domain::{Micros, ValidationError};
 use crate::store::{Store, StoreError};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InvoiceLine {
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -25,7 +25,7 @@ pub struct InvoiceLine {
     pub amount_micros: Micros,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Invoice {
     pub advertiser_id: String,
     pub month: String,

@@ -23,7 +23,7 @@ use crate::store::{MessageCommit, MessageOutcome, Store, StoreError};
 const ATTEMPTS: usize = 5;
 const DAY_MS: Millis = 86_400_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageBody {
     pub id: String,
@@ -40,7 +40,7 @@ pub struct MessageBody {
     pub at: Rfc3339,
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct MessageResult {
     pub status: &'static str,
     pub charge_micros: Micros,

@@ -17,14 +17,14 @@ pub struct ReportQuery {
     pub to: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReportRow {
     pub date: String,
     #[serde(flatten)]
     pub counters: DayCounters,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Report {
     pub rows: Vec<ReportRow>,
     pub totals: DayCounters,

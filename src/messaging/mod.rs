@@ -38,7 +38,7 @@ pub const SERVICE_WINDOW_MS: Millis = 24 * 3_600_000;
 /// Length of a free entry point, counted from the click inbound.
 pub const ENTRY_POINT_MS: Millis = 72 * 3_600_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// User → business.
@@ -47,7 +47,7 @@ pub enum Direction {
     Outbound,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
     FreeForm,
@@ -55,7 +55,7 @@ pub enum MessageKind {
 }
 
 /// Template category; also the billing category.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     Utility,

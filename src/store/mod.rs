@@ -169,7 +169,7 @@ impl EventOutcome {
 }
 
 /// Counters of one campaign on one UTC day.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct DayCounters {
     pub served: u64,
     pub rendered: u64,

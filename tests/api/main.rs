@@ -10,6 +10,7 @@ mod creatives;
 mod events;
 mod isolation;
 mod observability;
+mod openapi;
 mod operations;
 mod placement;
 mod support;

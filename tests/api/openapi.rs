@@ -1,0 +1,218 @@
+//! `/openapi.json`: a valid OpenAPI 3 document covering every registered route, and real
+//! responses that match it (checked by `openapi-spec-validator` and `jsonschema` from PyPI).
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use statusads::http::openapi::ROUTES;
+
+use crate::support::app::{token_of, ADMIN, CLIENT};
+use crate::support::scratch::ScratchDir;
+use crate::support::{spawn_app, Backend};
+
+/// Every `.route("path", web::method())` the `configure` functions register.
+fn registered_routes() -> BTreeSet<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
+    let mut found = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let compact: String = text.split_whitespace().collect::<Vec<_>>().join("");
+        for piece in compact.split(".route(\"").skip(1) {
+            let Some((path, rest)) = piece.split_once('"') else {
+                continue;
+            };
+            let Some(method) = rest
+                .strip_prefix(",web::")
+                .and_then(|r| r.split_once("()"))
+                .map(|(m, _)| m)
+            else {
+                continue;
+            };
+            found.insert((method.to_uppercase(), path.to_owned()));
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_is_documented_and_real_responses_match() {
+    let documented: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method_name().to_owned(), r.path.to_owned()))
+        .collect();
+    let registered = registered_routes();
+    assert!(registered.len() > 20, "{registered:?}");
+    for route in &registered {
+        let static_file = route.1.starts_with("/console/");
+        assert!(
+            static_file || documented.contains(route),
+            "{route:?} is registered but not in the OpenAPI document"
+        );
+    }
+    for route in &documented {
+        assert!(
+            registered.contains(route),
+            "{route:?} is documented but not registered"
+        );
+    }
+
+    let app = spawn_app(Backend::Redis).await;
+    let doc: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+
+    let mut samples = Vec::new();
+    let mut record = |method: &str, path: &str, status: u16, body: Value| {
+        samples.push(json!({"method": method, "path": path, "status": status, "body": body}));
+    };
+    let res = app
+        .post(
+            "/v1/advertisers",
+            ADMIN,
+            json!({"name": "Doc", "chat_number": "+390612345678", "currency": "EUR"}),
+        )
+        .await;
+    let created: Value = res.json().await.unwrap();
+    record("POST", "/v1/advertisers", 201, created.clone());
+    let key = created["api_key"].as_str().unwrap().to_owned();
+    record(
+        "GET",
+        "/v1/advertisers",
+        200,
+        app.get("/v1/advertisers", ADMIN)
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    let res = app
+        .post(
+            "/v1/campaigns",
+            &key,
+            json!({"name": "x", "bid_cpm_micros": 0, "budget": {"total_micros": 100_000_000}}),
+        )
+        .await;
+    record("POST", "/v1/campaigns", 422, res.json().await.unwrap());
+    let campaign = app
+        .live_campaign(
+            &key,
+            json!({"objective": "chat", "chat": {"prefilled_text": "Hi"}}),
+        )
+        .await;
+    record(
+        "GET",
+        "/v1/campaigns/{id}",
+        200,
+        app.get(&format!("/v1/campaigns/{campaign}"), &key)
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    record(
+        "GET",
+        "/v1/campaigns",
+        200,
+        app.get("/v1/campaigns", &key).await.json().await.unwrap(),
+    );
+    record(
+        "GET",
+        "/v1/campaigns/{id}/creatives",
+        200,
+        app.get(&format!("/v1/campaigns/{campaign}/creatives"), &key)
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    record(
+        "GET",
+        "/v1/moderation/creatives",
+        200,
+        app.get("/v1/moderation/creatives?status=approved", ADMIN)
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    let res = app
+        .post(
+            "/v1/slots",
+            CLIENT,
+            json!({"user": "u1", "statuses": 12, "context": {"country": "IT"}}),
+        )
+        .await;
+    let slots: Value = res.json().await.unwrap();
+    record("POST", "/v1/slots", 200, slots.clone());
+    let token = token_of(&slots["slots"][0]);
+    let res = app.post("/v1/events", CLIENT, json!({"events": [{"token": token, "type": "render"}, {"token": token, "type": "view"}, {"token": "bad", "type": "click"}]})).await;
+    record("POST", "/v1/events", 200, res.json().await.unwrap());
+    app.events(&[(&token, "click")]).await;
+    let click = slots["slots"][0]["ad"]["cta"]["click_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let adv = created["id"].as_str().unwrap();
+    let res = app.post("/v1/conversions", ADMIN, json!({"advertiser_id": adv, "click_id": click, "type": "conversation_started", "at": "2026-11-26T10:00:00Z"})).await;
+    record("POST", "/v1/conversions", 200, res.json().await.unwrap());
+    let res = app
+        .post("/v1/messages", ADMIN, json!({"id": "m1", "advertiser_id": adv, "user": "w", "direction": "outbound", "kind": "template", "category": "marketing", "country": "IT", "at": "2026-11-26T10:00:00Z"}))
+        .await;
+    record("POST", "/v1/messages", 200, res.json().await.unwrap());
+    let res = app.post("/v1/messages", ADMIN, json!({"id": "m2", "advertiser_id": adv, "user": "w2", "direction": "outbound", "kind": "free_form", "country": "IT", "at": "2026-11-26T10:00:00Z"})).await;
+    record("POST", "/v1/messages", 422, res.json().await.unwrap());
+    record(
+        "GET",
+        "/v1/reports/campaigns/{id}",
+        200,
+        app.get(
+            &format!("/v1/reports/campaigns/{campaign}?from=2026-11-25&to=2026-11-26"),
+            &key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap(),
+    );
+    record(
+        "GET",
+        "/v1/invoices/{month}",
+        200,
+        app.get("/v1/invoices/2026-11", &key)
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    let res = app.send(Method::GET, "/v1/campaigns", None, None).await;
+    record("GET", "/v1/campaigns", 401, res.json().await.unwrap());
+
+    let dir = ScratchDir::new("openapi");
+    let (doc_path, samples_path) = (
+        dir.path().join("openapi.json"),
+        dir.path().join("samples.json"),
+    );
+    std::fs::write(&doc_path, doc.to_string()).unwrap();
+    std::fs::write(&samples_path, Value::Array(samples).to_string()).unwrap();
+    let output = std::process::Command::new("python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openapi_check.py"))
+        .arg(&doc_path)
+        .arg(&samples_path)
+        .output()
+        .expect("python3");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{printed}");
+    assert!(printed.contains("responses match"), "{printed}");
+}
