@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use statusads::clock::SystemClock;
 use statusads::config::Settings;
-use statusads::domain::slot::{SlotContext, SlotRequest};
+use statusads::domain::slot::SlotRequest;
 use statusads::domain::UserId;
 use statusads::startup::Application;
 use statusads::store::CatalogRecord;
@@ -111,6 +111,9 @@ async fn run(args: Args) {
     settings.auth.admin_token = "bench-admin-token".into();
     settings.auth.client_tokens = vec![CLIENT.into()];
     settings.demo.seed = Some(false);
+    // Measure the service, not the limits (heavy synthetic users would hit the per-user limit).
+    settings.rate_limits.client_per_second = 0.0;
+    settings.rate_limits.user_per_minute = 0.0;
     // Seed before the service starts: this measures serving a catalog, not absorbing a burst of
     // 200k catalog writes (each of which would trigger a snapshot rebuild).
     let started = Instant::now();
@@ -131,15 +134,19 @@ async fn run(args: Args) {
     let state = app.state.clone();
     tokio::spawn(app.run_until_stopped());
 
-    // Sanity: a decision with ads, in process.
-    let request = SlotRequest {
-        user: UserId::parse("bench-user").unwrap(),
-        session: None,
-        statuses: 12,
-        context: SlotContext::default(),
-    };
-    let slots = state.server.slots(&request).await;
-    assert!(!slots.is_empty(), "the synthetic catalog serves ads");
+    // Sanity: requests in the synthetic distribution get ads, in process.
+    let mut rng = rand::thread_rng();
+    let mut served = 0;
+    for i in 0..100 {
+        let request = SlotRequest {
+            user: UserId::parse(&format!("bench-user-{i}")).unwrap(),
+            session: None,
+            statuses: 12,
+            context: synthetic::context(&mut rng),
+        };
+        served += state.server.slots(&request).await.len();
+    }
+    assert!(served > 0, "the synthetic catalog serves ads");
     if !args.full {
         eprintln!("load: smoke run only (pass --bench via `cargo bench` for the measurement)");
         let _ = std::fs::remove_dir_all(&data_dir);

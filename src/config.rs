@@ -36,7 +36,19 @@ pub struct Settings {
     pub auction: AuctionSettings,
     pub chat: ChatSettings,
     pub messaging: MessagingSettings,
+    pub rate_limits: RateLimitSettings,
     pub demo: DemoSettings,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub client_per_second: f64,
+    pub client_burst: f64,
+    pub user_per_minute: f64,
+    pub user_burst: f64,
+    pub advertiser_per_second: f64,
+    pub advertiser_burst: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -344,6 +356,9 @@ fn set_from_env(root: &mut toml::Table, key: &str, raw: &str) -> Result<(), Conf
         ),
         toml::Value::Integer(_) => {
             toml::Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?)
+        }
+        toml::Value::Float(_) => {
+            toml::Value::Float(raw.trim().parse().map_err(|_| bad("a number"))?)
         }
         toml::Value::Boolean(_) => {
             toml::Value::Boolean(raw.trim().parse().map_err(|_| bad("true or false"))?)

@@ -67,6 +67,8 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     ("statusads_conversions_total", "counter", "Click-to-chat conversions by type and status."),
     ("statusads_messages_total", "counter", "Business messages by template category (none for free-form and inbound) and outcome (rating reason, refused or duplicate)."),
     ("statusads_message_charges_total", "counter", "Business messages that were charged."),
+    ("statusads_rate_limited_total", "counter", "Requests refused with 429, by limit scope (client token, user, advertiser)."),
+    ("statusads_panics_total", "counter", "Request handlers that panicked (answered 500; the worker survives)."),
 ];
 
 const CONVERSION_TYPES: [&str; 2] = ["conversation_started", "message"];
@@ -80,6 +82,25 @@ const MESSAGE_OUTCOMES: [&str; 6] = [
     "refused",
     "duplicate",
 ];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitScope {
+    Client,
+    User,
+    Advertiser,
+}
+
+impl RateLimitScope {
+    const ALL: [Self; 3] = [Self::Client, Self::User, Self::Advertiser];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::User => "user",
+            Self::Advertiser => "advertiser",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecisionOutcome {
@@ -213,6 +234,8 @@ pub struct Metrics {
     conversions: [AtomicU64; 6],
     messages: [AtomicU64; 24],
     message_charges: AtomicU64,
+    rate_limited: [AtomicU64; 3],
+    panics: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -231,6 +254,8 @@ impl Default for Metrics {
             conversions: counters(),
             messages: counters(),
             message_charges: AtomicU64::new(0),
+            rate_limited: counters(),
+            panics: AtomicU64::new(0),
         }
     }
 }
@@ -290,6 +315,14 @@ impl Metrics {
         let index = index_of(&MESSAGE_CATEGORIES, &category) * MESSAGE_OUTCOMES.len()
             + index_of(&MESSAGE_OUTCOMES, &outcome);
         self.messages[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn rate_limited(&self, scope: RateLimitScope) {
+        self.rate_limited[index_of(&RateLimitScope::ALL, &scope)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn panicked(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn message_charged(&self) {
@@ -367,6 +400,14 @@ impl Metrics {
                     ("outcome", &MESSAGE_OUTCOMES),
                     &self.messages,
                 ),
+                "statusads_rate_limited_total" => {
+                    for (scope, c) in RateLimitScope::ALL.iter().zip(&self.rate_limited) {
+                        let _ = writeln!(out, "{name}{{scope=\"{}\"}} {}", scope.as_str(), load(c));
+                    }
+                }
+                "statusads_panics_total" => {
+                    let _ = writeln!(out, "{name} {}", load(&self.panics));
+                }
                 "statusads_message_charges_total" => {
                     let _ = writeln!(out, "{name} {}", load(&self.message_charges));
                 }

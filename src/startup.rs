@@ -6,9 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
 use actix_web::dev::{Server as HttpServer, Service};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, App};
+use futures_util::FutureExt;
 use rand::Rng;
 use tracing::Instrument;
 
@@ -57,6 +60,15 @@ impl Application {
     pub async fn build(
         settings: Settings,
         clock: SharedClock,
+    ) -> Result<(Self, GeneratedSecrets), StartupError> {
+        Self::build_with_routes(settings, clock, |_| {}).await
+    }
+
+    /// As [`build`](Self::build), with extra routes (tests use it to mount failure probes).
+    pub async fn build_with_routes(
+        settings: Settings,
+        clock: SharedClock,
+        extra_routes: fn(&mut web::ServiceConfig),
     ) -> Result<(Self, GeneratedSecrets), StartupError> {
         let metrics = Arc::new(Metrics::default());
         let data_dir = settings.store.data_dir.clone();
@@ -143,6 +155,7 @@ impl Application {
             client_tokens,
             prices: settings.messaging.price_table(),
             shards: settings.store.shards,
+            rate_limits: crate::http::rate_limit::RateLimits::new(&settings.rate_limits),
         });
         let refresher = tokio::spawn(refresh_forever(catalog, spend, store, clock));
 
@@ -160,7 +173,16 @@ impl Application {
                     let metrics = metrics.clone();
                     let fut = srv.call(req);
                     async move {
-                        let mut res = fut.await?;
+                        // A panicking handler answers 500 (no internals) and the worker lives on.
+                        let mut res = match AssertUnwindSafe(fut).catch_unwind().await {
+                            Ok(res) => res?,
+                            Err(_) => {
+                                metrics.panicked();
+                                metrics.http_response(500);
+                                tracing::error!("request handler panicked");
+                                return Err(http::error::ApiError::Internal("handler panicked".into()).into());
+                            }
+                        };
                         metrics.http_response(res.status().as_u16());
                         if let Ok(value) = HeaderValue::from_str(&request_id) {
                             res.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
@@ -170,8 +192,13 @@ impl Application {
                     }
                     .instrument(span)
                 })
+                .configure(extra_routes)
                 .configure(http::configure)
         })
+        // Slow clients (slow-loris) lose their connection instead of holding a worker slot.
+        .client_request_timeout(Duration::from_secs(5))
+        .client_disconnect_timeout(Duration::from_secs(2))
+        .keep_alive(Duration::from_secs(30))
         .listen(listener)?
         .shutdown_timeout(10)
         .run();

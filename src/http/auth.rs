@@ -13,10 +13,12 @@ use subtle::ConstantTimeEq;
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::advertiser::{hash_api_key, Advertiser};
+use crate::metrics::RateLimitScope;
 
 pub enum Role {
     Operator,
-    Client,
+    /// Which configured client token (its position), the key of its rate limit.
+    Client(usize),
     Advertiser(Arc<Advertiser>),
 }
 
@@ -24,10 +26,13 @@ fn equal(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
+fn state_of(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::Internal("no app state".into()))
+}
+
 pub fn role_of(req: &HttpRequest) -> Result<Role, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::Internal("no app state".into()))?;
+    let state = state_of(req)?;
     let token = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -43,9 +48,13 @@ pub fn role_of(req: &HttpRequest) -> Result<Role, ApiError> {
     let client = state
         .client_tokens
         .iter()
-        .fold(false, |found, t| found | equal(token, t));
-    if client {
-        return Ok(Role::Client);
+        .enumerate()
+        .fold(
+            None,
+            |found, (i, t)| if equal(token, t) { Some(i) } else { found },
+        );
+    if let Some(index) = client {
+        return Ok(Role::Client(index));
     }
     state
         .catalog
@@ -72,32 +81,37 @@ pub enum Reader {
 }
 
 macro_rules! extractor {
-    ($ty:ty, |$role:ident| $body:expr) => {
+    ($ty:ty, |$req:ident, $role:ident| $body:expr) => {
         impl FromRequest for $ty {
             type Error = ApiError;
             type Future = Ready<Result<Self, ApiError>>;
 
             fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+                let $req = req;
                 ready(role_of(req).and_then(|$role| $body))
             }
         }
     };
 }
 
-extractor!(Operator, |role| match role {
+extractor!(Operator, |_req, role| match role {
     Role::Operator => Ok(Operator),
     _ => Err(ApiError::Forbidden),
 });
-extractor!(Client, |role| match role {
-    Role::Client => Ok(Client),
+extractor!(Client, |req, role| match role {
+    Role::Client(index) => state_of(req)?
+        .limit(RateLimitScope::Client, &index.to_string())
+        .map(|()| Client),
     _ => Err(ApiError::Forbidden),
 });
-extractor!(AdvertiserAuth, |role| match role {
-    Role::Advertiser(a) => Ok(AdvertiserAuth(a)),
+extractor!(AdvertiserAuth, |req, role| match role {
+    Role::Advertiser(a) => state_of(req)?
+        .limit(RateLimitScope::Advertiser, a.id.as_str())
+        .map(|()| AdvertiserAuth(a)),
     _ => Err(ApiError::Forbidden),
 });
-extractor!(Reader, |role| match role {
+extractor!(Reader, |_req, role| match role {
     Role::Operator => Ok(Reader::Operator),
     Role::Advertiser(a) => Ok(Reader::Advertiser(a)),
-    Role::Client => Err(ApiError::Forbidden),
+    Role::Client(_) => Err(ApiError::Forbidden),
 });

@@ -28,6 +28,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{}", .0.message)]
     Validation(ValidationError),
+    #[error("too many requests; retry after {0} s")]
+    RateLimited(u64),
     #[error("the store is unavailable, retry later")]
     Unavailable(String),
     #[error("internal error")]
@@ -75,6 +77,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Validation(v) => v.code,
+            Self::RateLimited(_) => "rate_limited",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -106,8 +109,14 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Unavailable(_)) {
-            response.insert_header((header::RETRY_AFTER, "1"));
+        match self {
+            Self::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            Self::RateLimited(seconds) => {
+                response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+            }
+            _ => {}
         }
         response.json(ErrorBody {
             error: ErrorDetail {
@@ -175,6 +184,7 @@ mod tests {
             (ApiError::PayloadTooLarge("x".into()), 413),
             (ApiError::UnsupportedMediaType("x".into()), 415),
             (ApiError::validation("invalid_aspect_ratio", "x"), 422),
+            (ApiError::RateLimited(2), 429),
             (ApiError::Unavailable("x".into()), 503),
             (ApiError::Internal("secret detail".into()), 500),
         ];

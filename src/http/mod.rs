@@ -14,6 +14,7 @@ pub mod invoices;
 pub mod messages;
 pub mod openapi;
 pub mod operations;
+pub mod rate_limit;
 pub mod reports;
 pub mod slots;
 
@@ -48,6 +49,16 @@ pub struct AppState {
     pub client_tokens: Vec<String>,
     pub prices: crate::messaging::PriceTable,
     pub shards: u32,
+    pub rate_limits: rate_limit::RateLimits,
+}
+
+impl AppState {
+    /// Takes one token of `scope` for `key`, or the 429 to answer.
+    pub fn limit(&self, scope: crate::metrics::RateLimitScope, key: &str) -> Result<(), ApiError> {
+        self.rate_limits
+            .check(scope, key, self.clock.now_ms(), &self.metrics)
+            .map_err(ApiError::RateLimited)
+    }
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

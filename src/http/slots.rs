@@ -6,6 +6,7 @@ use super::auth::Client;
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::slot::{SlotRequestBody, SlotsResponse};
+use crate::metrics::RateLimitScope;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/slots", web::post().to(slots));
@@ -17,6 +18,7 @@ async fn slots(
     body: web::Json<SlotRequestBody>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner().parse()?;
+    state.limit(RateLimitScope::User, request.user.as_str())?;
     let slots = state.server.slots(&request).await;
     Ok(HttpResponse::Ok().json(SlotsResponse { slots }))
 }

@@ -8,6 +8,7 @@ mod chat;
 mod console;
 mod creatives;
 mod events;
+mod hardening;
 mod isolation;
 mod observability;
 mod openapi;

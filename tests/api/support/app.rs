@@ -57,6 +57,15 @@ pub async fn spawn_app_on(
     redis: Option<RedisServer>,
     configure: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    spawn_app_full(redis, configure, |_| {}).await
+}
+
+/// The full form: a store, settings and extra routes (failure probes).
+pub async fn spawn_app_full(
+    redis: Option<RedisServer>,
+    configure: impl FnOnce(&mut Settings),
+    extra_routes: fn(&mut actix_web::web::ServiceConfig),
+) -> TestApp {
     let data_dir = ScratchDir::new("app");
     let mut settings = Settings::defaults();
     settings.http.bind = "127.0.0.1:0".into();
@@ -70,7 +79,7 @@ pub async fn spawn_app_on(
     settings.demo.seed = Some(false);
     configure(&mut settings);
     let clock = ManualClock::new(datetime!(2026-11-26 10:00:00 UTC));
-    let (app, _) = Application::build(settings, clock.clone())
+    let (app, _) = Application::build_with_routes(settings, clock.clone(), extra_routes)
         .await
         .expect("the app starts");
     let address = format!("http://127.0.0.1:{}", app.port());
