@@ -10,7 +10,11 @@ use serde::Deserialize;
 const DEFAULTS: &str = include_str!("../config/default.toml");
 const ENV_PREFIX: &str = "STATUSADS__";
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: [&str; 2] = ["store.cluster_nodes", "auth.client_tokens"];
+const LIST_KEYS: [&str; 3] = [
+    "store.cluster_nodes",
+    "auth.client_tokens",
+    "tokens.previous_signing_keys",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -124,6 +128,7 @@ impl fmt::Debug for AuthSettings {
 #[serde(deny_unknown_fields)]
 pub struct TokenSettings {
     pub signing_key: String,
+    pub previous_signing_keys: Vec<String>,
     pub ttl_seconds: u32,
     pub grace_seconds: u32,
 }
@@ -132,6 +137,10 @@ impl fmt::Debug for TokenSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenSettings")
             .field("signing_key", &"<redacted>")
+            .field(
+                "previous_signing_keys",
+                &format_args!("<{} redacted>", self.previous_signing_keys.len()),
+            )
             .field("ttl_seconds", &self.ttl_seconds)
             .field("grace_seconds", &self.grace_seconds)
             .finish()

@@ -103,7 +103,13 @@ impl Application {
             "" => signing_key_of(&data_dir)?,
             key => key.to_owned(),
         };
-        let keys = Arc::new(TokenKeys::new(signing_key.as_bytes(), &[]));
+        let previous: Vec<&[u8]> = settings
+            .tokens
+            .previous_signing_keys
+            .iter()
+            .map(|k| k.as_bytes())
+            .collect();
+        let keys = Arc::new(TokenKeys::new(signing_key.as_bytes(), &previous));
 
         let catalog = Arc::new(Catalog::load(store.clone(), metrics.clone()).await?);
         let assets = AssetStore::open(&data_dir)?;

@@ -188,3 +188,28 @@ contract!(
     view_and_click_need_a_render_first,
     malformed_batches_are_400_and_change_nothing,
 );
+
+/// Rotating the signing key: a token signed before the rotation still renders (the old key is in
+/// `tokens.previous_signing_keys`); without it, the same token is invalid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_signing_keys_keep_verifying_old_tokens() {
+    let before = spawn_app(Backend::Redis).await;
+    let (_, key) = before.advertiser("Rotate").await;
+    before.live_campaign(&key, json!({})).await;
+    let token = token_of(&before.slots("u1", None, 12).await[0]);
+    let redis_url = before.redis.as_ref().unwrap().url();
+    let new_key = "rotated-signing-key-0123456789abcdef0123456789";
+    let rotated = crate::support::app::spawn_app_on(None, |s| {
+        s.store.redis_url = redis_url.clone();
+        s.tokens.signing_key = new_key.into();
+        s.tokens.previous_signing_keys = vec![crate::support::app::SIGNING_KEY.into()];
+    })
+    .await;
+    assert_eq!(rotated.render(&token).await, "accepted");
+    let forgotten = crate::support::app::spawn_app_on(None, |s| {
+        s.store.redis_url = redis_url.clone();
+        s.tokens.signing_key = new_key.into();
+    })
+    .await;
+    assert_eq!(forgotten.events(&[(&token, "view")]).await, vec!["invalid"]);
+}
