@@ -216,3 +216,33 @@ async fn every_route_is_documented_and_real_responses_match() {
     assert!(output.status.success(), "{printed}");
     assert!(printed.contains("responses match"), "{printed}");
 }
+
+/// Schemathesis (PyPI) generates requests from the document, as each role: no 5xx, and every
+/// response matches its documented schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_errors_or_schema_violations() {
+    let app = spawn_app(Backend::Embedded).await;
+    let (_, key) = app.advertiser("Fuzzed").await;
+    app.live_campaign(&key, json!({})).await;
+    for token in [ADMIN, key.as_str(), CLIENT] {
+        let output = std::process::Command::new("schemathesis")
+            .arg("run")
+            .arg(app.url("/openapi.json"))
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {token}"))
+            .args([
+                "--max-examples",
+                "10",
+                "--seed",
+                "1",
+                "-c",
+                "not_a_server_error,response_schema_conformance",
+            ])
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("schemathesis (pip install schemathesis)");
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{printed}");
+        assert!(printed.contains("passed"), "{printed}");
+    }
+}
