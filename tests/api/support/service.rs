@@ -16,6 +16,8 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
+    /// The service on Redis, or on the embedded backend when `redis_url` is empty (its journal
+    /// stays in this process's data dir across restarts).
     pub async fn start(redis_url: &str) -> Self {
         let port = free_port();
         let mut service = Self {
