@@ -639,7 +639,10 @@ async fn embedded_kill_9_keeps_every_acknowledged_render_once() {
     let mut service = ServiceProcess::start("").await;
     let api = Arc::new(Api {
         address: service.api.address.clone(),
-        http: reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap(),
     });
     let (_, key) = api.advertiser("Embedded crash").await;
     let campaign = api
@@ -656,13 +659,35 @@ async fn embedded_kill_9_keeps_every_acknowledged_render_once() {
                 while !stop.load(Ordering::SeqCst) {
                     i += 1;
                     let body = json!({"user": format!("e{client}-{i}"), "statuses": 12});
-                    let Ok(res) = api.http.post(api.url("/v1/slots")).bearer_auth(CLIENT).json(&body).send().await else { break };
-                    let Ok(answer) = res.json::<Value>().await else { break };
-                    let Some(token) = answer["slots"][0]["token"].as_str().map(str::to_owned) else { continue };
+                    let Ok(res) = api
+                        .http
+                        .post(api.url("/v1/slots"))
+                        .bearer_auth(CLIENT)
+                        .json(&body)
+                        .send()
+                        .await
+                    else {
+                        break;
+                    };
+                    let Ok(answer) = res.json::<Value>().await else {
+                        break;
+                    };
+                    let Some(token) = answer["slots"][0]["token"].as_str().map(str::to_owned)
+                    else {
+                        continue;
+                    };
                     let body = json!({"events": [{"token": token, "type": "render"}]});
-                    let sent = api.http.post(api.url("/v1/events")).bearer_auth(CLIENT).json(&body).send().await;
+                    let sent = api
+                        .http
+                        .post(api.url("/v1/events"))
+                        .bearer_auth(CLIENT)
+                        .json(&body)
+                        .send()
+                        .await;
                     let acknowledged = match sent {
-                        Ok(res) if res.status() == StatusCode::OK => res.json::<Value>().await.is_ok(),
+                        Ok(res) if res.status() == StatusCode::OK => {
+                            res.json::<Value>().await.is_ok()
+                        }
                         _ => false,
                     };
                     tokens.push((token, acknowledged));
@@ -677,27 +702,46 @@ async fn embedded_kill_9_keeps_every_acknowledged_render_once() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     service.kill9();
     stop.store(true, Ordering::SeqCst);
-    let tokens: Vec<(String, bool)> = futures_util::future::join_all(clients).await.into_iter().flat_map(Result::unwrap).collect();
+    let tokens: Vec<(String, bool)> = futures_util::future::join_all(clients)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
     let acknowledged = tokens.iter().filter(|(_, ack)| *ack).count();
     assert!(acknowledged > 10, "the stream ran: {acknowledged}");
     service.restart().await;
 
-    let before = api.report_totals(&key, &campaign).await["rendered"].as_u64().unwrap() as usize;
-    assert!(before >= acknowledged && before <= tokens.len(), "{before} counted, {acknowledged} acknowledged, {} sent", tokens.len());
+    let before = api.report_totals(&key, &campaign).await["rendered"]
+        .as_u64()
+        .unwrap() as usize;
+    assert!(
+        before >= acknowledged && before <= tokens.len(),
+        "{before} counted, {acknowledged} acknowledged, {} sent",
+        tokens.len()
+    );
     let mut newly = 0;
     for (token, ack) in &tokens {
         let status = api.render(token).await;
         if *ack {
-            assert_eq!(status, "duplicate", "an acknowledged render survived the kill");
+            assert_eq!(
+                status, "duplicate",
+                "an acknowledged render survived the kill"
+            );
         } else if status == "accepted" {
             newly += 1;
         }
     }
     // Every token is now counted exactly once.
     let totals = api.report_totals(&key, &campaign).await;
-    assert_eq!(totals["rendered"].as_u64().unwrap() as usize, before + newly);
+    assert_eq!(
+        totals["rendered"].as_u64().unwrap() as usize,
+        before + newly
+    );
     assert_eq!(before + newly, tokens.len());
-    assert_eq!(totals["spend_micros"].as_i64().unwrap(), tokens.len() as i64 * 2000);
+    assert_eq!(
+        totals["spend_micros"].as_i64().unwrap(),
+        tokens.len() as i64 * 2000
+    );
     // Caps came back from the journal: these users already saw their one ad today.
     assert!(api.slots("e0-1", None, 12).await.is_empty());
     assert_eq!(api.slots("fresh", None, 12).await.len(), 1);
