@@ -56,6 +56,18 @@ impl Reservation {
     }
 }
 
+/// The encoded reservations `raw` minus those expired at `now` and the one of `release`
+/// (a decision that just rendered): the pruning both stores apply on every write.
+pub fn live_reservations(raw: &str, now: Millis, release: Option<&str>) -> Vec<String> {
+    raw.split(';')
+        .filter(|entry| {
+            Reservation::decode(entry)
+                .is_some_and(|r| r.expires_ms > now && Some(r.decision_id.as_str()) != release)
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
 /// What the store knows about one user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserState {
@@ -307,6 +319,26 @@ mod tests {
         let mut lenient = c.clone();
         lenient.advertiser_caps = false;
         assert!(state.caps_allow(&lenient, 1000));
+    }
+
+    #[test]
+    fn pruning_drops_expired_and_released_reservations() {
+        let r = |d: &str, exp: Millis| {
+            Reservation {
+                decision_id: d.into(),
+                campaign: "c".into(),
+                advertiser: "a".into(),
+                expires_ms: exp,
+            }
+            .encode()
+        };
+        let raw = [r("d1", 10), r("d2", 20), r("d3", 30)].join(";");
+        assert_eq!(
+            live_reservations(&raw, 10, None),
+            vec![r("d2", 20), r("d3", 30)]
+        );
+        assert_eq!(live_reservations(&raw, 10, Some("d3")), vec![r("d2", 20)]);
+        assert!(live_reservations("garbage;;|", 0, None).is_empty());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::{
     CatalogData, CatalogRecord, ConversionOutcome, ConversionWrite, DayCounters, DecisionCommit,
     EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome, StoreError,
 };
-use crate::capping::{count_since, SessionState, UserState, DAY_MS, HIDE_MS};
+use crate::capping::{count_since, live_reservations, SessionState, UserState, DAY_MS, HIDE_MS};
 use crate::clock::Millis;
 use crate::domain::campaign::Spend;
 use crate::domain::event::EventType;
@@ -522,19 +522,9 @@ impl State {
                 session_after,
             } => {
                 let fields = self.users.entry(user.clone()).or_default();
-                let mut kept: Vec<String> = fields
+                let mut kept = fields
                     .get("r")
-                    .map(|r| {
-                        r.split(';')
-                            .filter(|e| {
-                                e.rsplit('|')
-                                    .next()
-                                    .and_then(|x| x.parse::<Millis>().ok())
-                                    .is_some_and(|x| x > *now_ms)
-                            })
-                            .map(str::to_owned)
-                            .collect()
-                    })
+                    .map(|r| live_reservations(r, *now_ms, None))
                     .unwrap_or_default();
                 for (encoded, campaign) in reservations {
                     kept.push(encoded.clone());
@@ -648,23 +638,10 @@ impl State {
                     .insert(e.decision_id.clone(), (flags | REFUSED, token_expiry));
                 return EventOutcome::CapReached;
             }
-            let kept: Vec<&str> = fields
+            let kept = fields
                 .get("r")
-                .map(|r| {
-                    r.split(';')
-                        .filter(|entry| {
-                            let mut parts = entry.split('|');
-                            let did = parts.next();
-                            let expires = parts
-                                .nth(2)
-                                .and_then(|x| x.parse::<Millis>().ok())
-                                .unwrap_or(0);
-                            did != Some(e.decision_id.as_str()) && expires > now
-                        })
-                        .collect()
-                })
+                .map(|r| live_reservations(r, now, Some(&e.decision_id)).join(";"))
                 .unwrap_or_default();
-            let kept = kept.join(";");
             set_or_remove(fields, "r", kept);
             fields.insert(
                 format!("c:{}", e.campaign),
