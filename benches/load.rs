@@ -261,8 +261,9 @@ fn ledger_records(port: u16) -> u64 {
         .sum()
 }
 
-/// Redis memory per (user, campaign) cap entry: sampled user hashes' `MEMORY USAGE` divided by
-/// the campaign entries (`c:` fields) they hold. Whole-hash overhead is included.
+/// Redis memory per (user, campaign) cap entry: for sampled user hashes, `MEMORY USAGE` of the
+/// hash minus that of a copy without its campaign entries, divided by the entries: what each
+/// entry adds (the user's fixed overhead, version, daily list and reservations excluded).
 fn bytes_per_cap_entry(port: u16) -> f64 {
     let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
         .unwrap()
@@ -277,18 +278,41 @@ fn bytes_per_cap_entry(port: u16) -> f64 {
         .query::<(u64, Vec<String>)>(&mut conn)
         .unwrap()
         .1;
-    let (mut bytes, mut entries) = (0u64, 0u64);
-    for key in keys.iter().take(2000) {
-        let usage: Option<u64> = redis::cmd("MEMORY")
+    let usage = |conn: &mut redis::Connection, key: &str| -> u64 {
+        redis::cmd("MEMORY")
             .arg("USAGE")
             .arg(key)
             .arg("SAMPLES")
             .arg(0)
-            .query(&mut conn)
-            .unwrap();
+            .query::<Option<u64>>(conn)
+            .unwrap()
+            .unwrap_or(0)
+    };
+    let (mut bytes, mut entries) = (0u64, 0u64);
+    for key in keys.iter().take(2000) {
         let fields: Vec<String> = redis::cmd("HKEYS").arg(key).query(&mut conn).unwrap();
-        bytes += usage.unwrap_or(0);
-        entries += fields.iter().filter(|f| f.starts_with("c:")).count() as u64;
+        let cap_fields: Vec<&String> = fields
+            .iter()
+            .filter(|f| f.starts_with('c') && f.len() == 17)
+            .collect();
+        if cap_fields.is_empty() || cap_fields.len() == fields.len() {
+            continue;
+        }
+        let copy = "bench:copy";
+        redis::cmd("COPY")
+            .arg(key)
+            .arg(copy)
+            .arg("REPLACE")
+            .query::<i64>(&mut conn)
+            .unwrap();
+        redis::cmd("HDEL")
+            .arg(copy)
+            .arg(&cap_fields)
+            .query::<i64>(&mut conn)
+            .unwrap();
+        bytes += usage(&mut conn, key).saturating_sub(usage(&mut conn, copy));
+        entries += cap_fields.len() as u64;
+        redis::cmd("DEL").arg(copy).query::<i64>(&mut conn).unwrap();
     }
     if entries == 0 {
         return 0.0;

@@ -3,11 +3,17 @@
 //! advertisers, plus the per-session placement state. This module holds the pure rules and the
 //! compact text encoding both backends store; the atomic updates live in the stores.
 //!
-//! Encoding (one Redis hash per user, mirrored by the embedded backend):
+//! Encoding (one Redis hash per user, mirrored by the embedded backend), compact because there is
+//! one entry per (user, campaign) seen:
 //! `v` version (bumped by every write, the compare-and-set guard of decisions),
-//! `c:<campaign>` / `a:<advertiser>` / `d` comma-separated render times (ms), newest last,
+//! `c<campaign hex>` / `a<advertiser hex>` / `d` comma-separated render times in whole seconds
+//! (rounded up), newest last,
 //! `r` reservations `decision|campaign|advertiser|expires_ms` joined by `;`,
-//! `h:<advertiser>` hidden-until (ms).
+//! `h<advertiser hex>` hidden-until (ms).
+//!
+//! Windows are checked in whole seconds: a render stored as `ceil(t)` counts while
+//! `ceil(t) > floor(now) - per`, which holds whenever the exact `t > now - per` does, so
+//! rounding can only keep a render in its window a little longer, never release it early.
 
 use std::collections::HashMap;
 
@@ -19,6 +25,31 @@ pub const DAY_MS: Millis = 86_400_000;
 pub const HIDE_MS: Millis = 90 * DAY_MS;
 /// Sessions are forgotten after this long without a decision.
 pub const SESSION_TTL_MS: Millis = 6 * 3_600_000;
+
+/// The hash field of a campaign's render times: `c` and the id's hex part.
+pub fn campaign_field(campaign: &str) -> String {
+    format!("c{}", campaign.strip_prefix("cmp_").unwrap_or(campaign))
+}
+
+/// The hash field of an advertiser's render times (advertiser-level caps).
+pub fn advertiser_field(advertiser: &str) -> String {
+    format!("a{}", advertiser.strip_prefix("adv_").unwrap_or(advertiser))
+}
+
+/// The hash field of an advertiser hidden by this user.
+pub fn hide_field(advertiser: &str) -> String {
+    format!("h{}", advertiser.strip_prefix("adv_").unwrap_or(advertiser))
+}
+
+/// A render's stored time: whole seconds, rounded up.
+pub fn render_stamp(now_ms: Millis) -> i64 {
+    (now_ms + 999).div_euclid(1000)
+}
+
+/// `now` for window checks: whole seconds, rounded down.
+pub fn window_now(now_ms: Millis) -> i64 {
+    now_ms.div_euclid(1000)
+}
 
 /// How long a user's stored state must live: past every window it holds, every reservation
 /// and (after a hide) the hide itself.
@@ -72,9 +103,10 @@ pub fn live_reservations(raw: &str, now: Millis, release: Option<&str>) -> Vec<S
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserState {
     pub version: u64,
-    pub campaign_renders: HashMap<String, Vec<Millis>>,
-    pub advertiser_renders: HashMap<String, Vec<Millis>>,
-    pub daily_renders: Vec<Millis>,
+    /// Render times in whole seconds (see the module docs), by campaign id.
+    pub campaign_renders: HashMap<String, Vec<i64>>,
+    pub advertiser_renders: HashMap<String, Vec<i64>>,
+    pub daily_renders: Vec<i64>,
     pub reservations: Vec<Reservation>,
     pub hidden_until: HashMap<String, Millis>,
 }
@@ -85,20 +117,22 @@ impl UserState {
     pub fn from_fields<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut state = Self::default();
         for (field, value) in fields {
-            match field.split_once(':') {
-                Some(("c", campaign)) => {
+            // Id fields are one letter and the id's 16 hex digits.
+            let id = field.get(1..).filter(|hex| hex.len() == 16);
+            match (field.as_bytes().first(), id) {
+                (Some(b'c'), Some(hex)) => {
                     state
                         .campaign_renders
-                        .insert(campaign.to_owned(), parse_times(value));
+                        .insert(format!("cmp_{hex}"), parse_times(value));
                 }
-                Some(("a", advertiser)) => {
+                (Some(b'a'), Some(hex)) => {
                     state
                         .advertiser_renders
-                        .insert(advertiser.to_owned(), parse_times(value));
+                        .insert(format!("adv_{hex}"), parse_times(value));
                 }
-                Some(("h", advertiser)) => {
+                (Some(b'h'), Some(hex)) => {
                     if let Ok(until) = value.parse() {
-                        state.hidden_until.insert(advertiser.to_owned(), until);
+                        state.hidden_until.insert(format!("adv_{hex}"), until);
                     }
                 }
                 _ => match field {
@@ -158,25 +192,25 @@ impl UserState {
 
     /// How many more ads this user may get in the rolling 24 h, counting reservations.
     pub fn daily_remaining(&self, max_per_day: u32, now: Millis) -> u32 {
-        let used =
-            count_since(&self.daily_renders, now - DAY_MS) + self.live_reservations(now).count();
+        let used = count_since(&self.daily_renders, window_now(now) - DAY_MS / 1000)
+            + self.live_reservations(now).count();
         max_per_day.saturating_sub(used as u32)
     }
 }
 
-fn within_caps(caps: &[FrequencyCap], renders: &[Millis], reserved: usize, now: Millis) -> bool {
+fn within_caps(caps: &[FrequencyCap], renders: &[i64], reserved: usize, now: Millis) -> bool {
     caps.iter().all(|cap| {
-        let window_start = now - cap.per_seconds as Millis * 1000;
+        let window_start = window_now(now) - cap.per_seconds as i64;
         count_since(renders, window_start) + reserved < cap.max as usize
     })
 }
 
-/// Renders strictly after `start`: the window `(now - per, now]`.
-pub fn count_since(times: &[Millis], start: Millis) -> usize {
+/// Renders (whole seconds) strictly after `start`: the window `(now - per, now]`.
+pub fn count_since(times: &[i64], start: i64) -> usize {
     times.iter().filter(|t| **t > start).count()
 }
 
-fn parse_times(raw: &str) -> Vec<Millis> {
+fn parse_times(raw: &str) -> Vec<i64> {
     raw.split(',').filter_map(|t| t.parse().ok()).collect()
 }
 
@@ -196,15 +230,16 @@ impl Retention {
         })
     }
 
+    /// `count:window_seconds`, as the stores read it.
     pub fn encode(self) -> String {
-        format!("{}:{}", self.count, self.window_ms)
+        format!("{}:{}", self.count, self.window_ms / 1000)
     }
 }
 
-/// Caps as the store scripts read them: `max:per_ms` joined by commas.
+/// Caps as the stores read them: `max:per_seconds` joined by commas.
 pub fn encode_caps(caps: &[FrequencyCap]) -> String {
     caps.iter()
-        .map(|cap| format!("{}:{}", cap.max, cap.per_seconds as Millis * 1000))
+        .map(|cap| format!("{}:{}", cap.max, cap.per_seconds))
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -264,27 +299,44 @@ mod tests {
 
     #[test]
     fn parses_its_own_encoding() {
+        let (cmp, adv, hidden) = (
+            "cmp_00000000000000aa",
+            "adv_00000000000000bb",
+            "adv_00000000000000cc",
+        );
         let r = Reservation {
             decision_id: "d1".into(),
-            campaign: "cmp_x".into(),
-            advertiser: "adv_y".into(),
+            campaign: cmp.into(),
+            advertiser: adv.into(),
             expires_ms: 99,
         };
         let encoded = r.encode();
+        let (c, a, h) = (
+            campaign_field(cmp),
+            advertiser_field(adv),
+            hide_field(hidden),
+        );
+        assert_eq!(
+            c, "c00000000000000aa",
+            "one letter and 16 hex digits: compact per entry"
+        );
         let state = UserState::from_fields([
             ("v", "7"),
-            ("c:cmp_x", "1,2,3"),
-            ("a:adv_y", "5"),
+            (c.as_str(), "1,2,3"),
+            (a.as_str(), "5"),
             ("d", "1,2"),
             ("r", encoded.as_str()),
-            ("h:adv_z", "1000"),
+            (h.as_str(), "1000"),
             ("junk", "?"),
+            ("cshort", "1"),
         ]);
         assert_eq!(state.version, 7);
-        assert_eq!(state.campaign_renders["cmp_x"], vec![1, 2, 3]);
+        assert_eq!(state.campaign_renders[cmp], vec![1, 2, 3]);
+        assert_eq!(state.advertiser_renders[adv], vec![5]);
+        assert_eq!(state.campaign_renders.len(), 1);
         assert_eq!(state.reservations, vec![r]);
-        assert!(state.is_hidden("adv_z", 999));
-        assert!(!state.is_hidden("adv_z", 1000));
+        assert!(state.is_hidden(hidden, 999));
+        assert!(!state.is_hidden(hidden, 1000));
     }
 
     #[test]
@@ -292,11 +344,22 @@ mod tests {
         let c = campaign(&[(2, 3600)], false);
         let now = 10_000_000;
         let mut state = UserState::default();
+        // Stored in whole seconds: one render exactly an hour ago, one just now.
         state
             .campaign_renders
-            .insert(c.id.as_str().into(), vec![now - 3_600_000, now - 10]);
+            .insert(c.id.as_str().into(), vec![10_000 - 3600, 10_000]);
         // The render exactly one window ago has left the window.
         assert!(state.caps_allow(&c, now));
+        // Rounding never releases early: a render stored as second 6401 (rounded up from
+        // 6400.5) still counts at 10000.9 s, although exactly it left at 10000.5 s.
+        state
+            .campaign_renders
+            .insert(c.id.as_str().into(), vec![6401, 10_000]);
+        assert!(!state.caps_allow(&c, 10_000_900));
+        assert!(state.caps_allow(&c, 10_001_000));
+        state
+            .campaign_renders
+            .insert(c.id.as_str().into(), vec![10_000 - 3600, 10_000]);
         state.reservations.push(Reservation {
             decision_id: "d".into(),
             campaign: c.id.as_str().into(),
@@ -315,10 +378,10 @@ mod tests {
         state
             .advertiser_renders
             .insert(c.advertiser_id.as_str().into(), vec![500]);
-        assert!(!state.caps_allow(&c, 1000));
+        assert!(!state.caps_allow(&c, 1_000_000));
         let mut lenient = c.clone();
         lenient.advertiser_caps = false;
-        assert!(state.caps_allow(&lenient, 1000));
+        assert!(state.caps_allow(&lenient, 1_000_000));
     }
 
     #[test]
@@ -343,12 +406,13 @@ mod tests {
 
     #[test]
     fn daily_load_counts_reservations() {
+        let day_s = DAY_MS / 1000;
         let state = UserState {
-            daily_renders: vec![DAY_MS, DAY_MS + 5],
+            daily_renders: vec![day_s, day_s + 5],
             ..UserState::default()
         };
-        assert_eq!(state.daily_remaining(3, DAY_MS + 10), 1);
-        assert_eq!(state.daily_remaining(3, 2 * DAY_MS + 1), 2);
+        assert_eq!(state.daily_remaining(3, DAY_MS + 10_000), 1);
+        assert_eq!(state.daily_remaining(3, 2 * DAY_MS + 1000), 2);
     }
 
     #[test]
@@ -370,7 +434,10 @@ mod tests {
                 window_ms: 86_400_000
             }
         );
-        assert_eq!(encode_caps(&caps), "1:3600000,3:86400000");
+        assert_eq!(encode_caps(&caps), "1:3600,3:86400");
+        assert_eq!(Retention::for_caps(&caps).encode(), "3:86400");
+        assert_eq!((render_stamp(1_500), window_now(1_500)), (2, 1));
+        assert_eq!((render_stamp(2_000), window_now(2_000)), (2, 2));
         assert_eq!(shard_of("user-1", 1024), shard_of("user-1", 1024));
         assert!(shard_of("user-1", 1024) < 1024);
         assert_eq!(

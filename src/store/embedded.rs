@@ -22,7 +22,10 @@ use super::{
     CatalogData, CatalogRecord, ConversionOutcome, ConversionWrite, DayCounters, DecisionCommit,
     EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome, StoreError,
 };
-use crate::capping::{count_since, live_reservations, SessionState, UserState, DAY_MS, HIDE_MS};
+use crate::capping::{
+    advertiser_field, campaign_field, count_since, hide_field, live_reservations, render_stamp,
+    window_now, SessionState, UserState, DAY_MS, HIDE_MS,
+};
 use crate::clock::Millis;
 use crate::domain::campaign::Spend;
 use crate::domain::event::EventType;
@@ -626,13 +629,17 @@ impl State {
             return EventOutcome::OutOfOrder;
         }
         let fields = self.users.entry(e.user.clone()).or_default();
+        let (campaign_field, advertiser_field) =
+            (campaign_field(&e.campaign), advertiser_field(&e.advertiser));
+        let now_floor = window_now(now);
         if e.kind == EventType::Render {
-            let renders = times(fields.get(&format!("c:{}", e.campaign)));
-            let adv_renders = times(fields.get(&format!("a:{}", e.advertiser)));
+            let renders = times(fields.get(&campaign_field));
+            let adv_renders = times(fields.get(&advertiser_field));
             let daily = times(fields.get("d"));
-            if !allows(&renders, &e.campaign_caps, now)
-                || (!e.advertiser_caps.is_empty() && !allows(&adv_renders, &e.advertiser_caps, now))
-                || count_since(&daily, now - DAY_MS) >= e.daily_max as usize
+            if !allows(&renders, &e.campaign_caps, now_floor)
+                || (!e.advertiser_caps.is_empty()
+                    && !allows(&adv_renders, &e.advertiser_caps, now_floor))
+                || count_since(&daily, now_floor - DAY_MS / 1000) >= e.daily_max as usize
             {
                 self.tokens
                     .insert(e.decision_id.clone(), (flags | REFUSED, token_expiry));
@@ -643,19 +650,16 @@ impl State {
                 .map(|r| live_reservations(r, now, Some(&e.decision_id)).join(";"))
                 .unwrap_or_default();
             set_or_remove(fields, "r", kept);
-            fields.insert(
-                format!("c:{}", e.campaign),
-                append(renders, e.campaign_keep, now),
-            );
+            fields.insert(campaign_field, append(renders, e.campaign_keep, now));
             if e.advertiser_keep.0 > 0 {
                 fields.insert(
-                    format!("a:{}", e.advertiser),
+                    advertiser_field,
                     append(adv_renders, e.advertiser_keep, now),
                 );
             }
             fields.insert("d".into(), append(daily, (e.daily_max, DAY_MS), now));
         } else if e.kind.hides() {
-            fields.insert(format!("h:{}", e.advertiser), (now + HIDE_MS).to_string());
+            fields.insert(hide_field(&e.advertiser), (now + HIDE_MS).to_string());
         } else if e.kind == EventType::Click {
             let click = self.clicks.entry(e.decision_id.clone()).or_default();
             click.advertiser.clone_from(&e.advertiser);
@@ -706,25 +710,30 @@ fn set_or_remove(fields: &mut HashMap<String, String>, key: &str, value: String)
     }
 }
 
-fn times(raw: Option<&String>) -> Vec<Millis> {
+/// Render times, whole seconds.
+fn times(raw: Option<&String>) -> Vec<i64> {
     raw.map(|r| r.split(',').filter_map(|t| t.parse().ok()).collect())
         .unwrap_or_default()
 }
 
-fn allows(renders: &[Millis], caps: &str, now: Millis) -> bool {
+/// True when one more render keeps every `max:per_seconds` cap (`now_floor`: whole seconds).
+fn allows(renders: &[i64], caps: &str, now_floor: i64) -> bool {
     caps.split(',').filter(|c| !c.is_empty()).all(|cap| {
         let mut parts = cap.split(':').map(|x| x.parse::<i64>().unwrap_or(0));
         let (max, per) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-        (count_since(renders, now - per) as i64) < max
+        (count_since(renders, now_floor - per) as i64) < max
     })
 }
 
-fn append(mut list: Vec<Millis>, (keep_n, keep_ms): (u32, Millis), now: Millis) -> String {
-    list.push(now);
+/// Appends a render at `now` and keeps the newest `keep_n` younger than `keep_ms` (mirrors
+/// `append` in events.lua, in whole seconds).
+fn append(mut list: Vec<i64>, (keep_n, keep_ms): (u32, Millis), now: Millis) -> String {
+    list.push(render_stamp(now));
     let skip = list.len().saturating_sub(keep_n as usize);
+    let oldest = window_now(now) - keep_ms / 1000;
     list[skip..]
         .iter()
-        .filter(|t| **t > now - keep_ms)
+        .filter(|t| **t > oldest)
         .map(|t| t.to_string())
         .collect::<Vec<_>>()
         .join(",")

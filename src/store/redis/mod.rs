@@ -17,7 +17,7 @@ use super::{
     EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome, StoreError,
     CLICK_TTL_MS, MESSAGE_DEDUPE_MS,
 };
-use crate::capping::{SessionState, UserState, HIDE_MS, SESSION_TTL_MS};
+use crate::capping::{self, SessionState, UserState, HIDE_MS, SESSION_TTL_MS};
 use crate::clock::Millis;
 use crate::domain::campaign::Spend;
 use crate::domain::ids::CampaignId;
@@ -347,7 +347,10 @@ impl RedisStore {
                 .arg(event.daily_max)
                 .arg(HIDE_MS)
                 .arg(&event.client_at)
-                .arg(CLICK_TTL_MS);
+                .arg(CLICK_TTL_MS)
+                .arg(capping::campaign_field(&event.campaign))
+                .arg(capping::advertiser_field(&event.advertiser))
+                .arg(capping::hide_field(&event.advertiser));
         }
         let mut conn = self.conn.clone();
         let codes: Vec<i64> = self

@@ -6,18 +6,22 @@
 -- hash, then per event: user hash, token state key, click key.
 -- ARGV[1] now_ms, ARGV[2] day (YYYYMMDD), ARGV[3] event count, then FIELDS values per event:
 --   type, decision_id, campaign, advertiser, price_micros, token_ttl_ms, user_ttl_ms,
---   campaign_caps ("max:per_ms,..."), advertiser_caps (same, "" when off),
---   campaign_keep ("count:window_ms"), advertiser_keep ("count:window_ms", count 0 = off),
---   daily_max, hide_ms, client_at, click_ttl_ms
+--   campaign_caps ("max:per_seconds,..."), advertiser_caps (same, "" when off),
+--   campaign_keep ("count:window_seconds"), advertiser_keep (same, count 0 = off),
+--   daily_max, hide_ms, client_at, click_ttl_ms, and the user-hash fields of the campaign's
+--   and the advertiser's render times and of the advertiser's hide (capping::*_field).
+-- Render times are stored in whole seconds rounded up and windows checked against `now`
+-- rounded down (see src/capping): rounding never releases a render early.
 -- Returns one code per event: 1 accepted, 2 duplicate, 3 out of order, 4 cap reached.
-local FIELDS = 15
+local FIELDS = 18
 local BITS = {render = 1, view = 2, click = 4, hide = 8, report = 16}
 local REFUSED = 32
 local STAT = {render = 'r', view = 'v', click = 'c', hide = 'h', report = 'p'}
-local DAY_MS = 86400000
+local DAY_S = 86400
 
 local now = tonumber(ARGV[1])
-local now_s = ARGV[1]
+local now_floor = math.floor(now / 1000)
+local stamp = string.format('%d', math.ceil(now / 1000))
 local day = ARGV[2]
 local count = tonumber(ARGV[3])
 
@@ -44,21 +48,21 @@ end
 -- True when one more render keeps every "max:per_ms" cap over the list.
 local function allows(list, caps)
   for max, per in string.gmatch(caps, '(%d+):(%d+)') do
-    if count_since(list, now - tonumber(per)) >= tonumber(max) then
+    if count_since(list, now_floor - tonumber(per)) >= tonumber(max) then
       return false
     end
   end
   return true
 end
 
--- Appends now and keeps the newest `keep_n` entries younger than `keep_ms`.
+-- Appends this render and keeps the newest `keep_n` entries younger than `keep_s`.
 local function append(list, keep)
-  local keep_n, keep_ms = string.match(keep, '(%d+):(%d+)')
-  keep_n, keep_ms = tonumber(keep_n), tonumber(keep_ms)
-  list[#list + 1] = now_s
+  local keep_n, keep_s = string.match(keep, '(%d+):(%d+)')
+  keep_n, keep_s = tonumber(keep_n), tonumber(keep_s)
+  list[#list + 1] = stamp
   local out = {}
   for i = math.max(1, #list - keep_n + 1), #list do
-    if tonumber(list[i]) > now - keep_ms then
+    if tonumber(list[i]) > now_floor - keep_s then
       out[#out + 1] = list[i]
     end
   end
@@ -93,6 +97,7 @@ for i = 1, count do
   local caps, adv_caps, keep_c, keep_a = ARGV[a + 8], ARGV[a + 9], ARGV[a + 10], ARGV[a + 11]
   local daily_max, hide_ms, client_at = tonumber(ARGV[a + 12]), tonumber(ARGV[a + 13]), ARGV[a + 14]
   local click_ttl = ARGV[a + 15]
+  local campaign_field, advertiser_field, hide_field = ARGV[a + 16], ARGV[a + 17], ARGV[a + 18]
   local user, token, click = KEYS[4 + 3 * i - 2], KEYS[4 + 3 * i - 1], KEYS[4 + 3 * i]
   local bit = BITS[kind]
   local flags = tonumber(redis.call('GET', token) or '0')
@@ -108,23 +113,23 @@ for i = 1, count do
   else
     code = 1
     if kind == 'render' then
-      local renders = times(redis.call('HGET', user, 'c:' .. campaign))
-      local adv_renders = times(redis.call('HGET', user, 'a:' .. advertiser))
+      local renders = times(redis.call('HGET', user, campaign_field))
+      local adv_renders = times(redis.call('HGET', user, advertiser_field))
       local daily = times(redis.call('HGET', user, 'd'))
       if not allows(renders, caps) or (adv_caps ~= '' and not allows(adv_renders, adv_caps))
-          or count_since(daily, now - DAY_MS) >= daily_max then
+          or count_since(daily, now_floor - DAY_S) >= daily_max then
         code = 4
         redis.call('SET', token, flags + REFUSED, 'PX', token_ttl)
       else
         drop_reservation(user, decision)
-        redis.call('HSET', user, 'c:' .. campaign, append(renders, keep_c))
+        redis.call('HSET', user, campaign_field, append(renders, keep_c))
         if string.match(keep_a, '^(%d+)') ~= '0' then
-          redis.call('HSET', user, 'a:' .. advertiser, append(adv_renders, keep_a))
+          redis.call('HSET', user, advertiser_field, append(adv_renders, keep_a))
         end
-        redis.call('HSET', user, 'd', append(daily, daily_max .. ':' .. DAY_MS))
+        redis.call('HSET', user, 'd', append(daily, daily_max .. ':' .. DAY_S))
       end
     elseif kind == 'hide' or kind == 'report' then
-      redis.call('HSET', user, 'h:' .. advertiser, string.format('%.0f', now + hide_ms))
+      redis.call('HSET', user, hide_field, string.format('%.0f', now + hide_ms))
     elseif kind == 'click' then
       -- Conversions find the click by its id and attribute to this campaign.
       redis.call('HSET', click, 'adv', advertiser, 'cmp', campaign)
@@ -138,7 +143,7 @@ for i = 1, count do
       end
       local billed = (kind == 'render' and price > 0) and price or 0
       redis.call('XADD', KEYS[1], '*', 'id', decision .. ':' .. kind, 'type', kind, 'campaign', campaign,
-        'advertiser', advertiser, 'price', billed, 'at_ms', now_s, 'client_at', client_at)
+        'advertiser', advertiser, 'price', billed, 'at_ms', ARGV[1], 'client_at', client_at)
       redis.call('HINCRBY', KEYS[2], campaign .. '|' .. day .. '|' .. STAT[kind], 1)
       if billed > 0 then
         redis.call('HINCRBY', KEYS[2], campaign .. '|' .. day .. '|b', 1)
