@@ -103,6 +103,7 @@ pub struct StoreSettings {
     pub data_dir: PathBuf,
     pub shards: u32,
     pub timeout_ms: u64,
+    pub spool_max_bytes: u64,
 }
 
 #[derive(Clone, Deserialize)]

@@ -69,6 +69,8 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     ("statusads_message_charges_total", "counter", "Business messages that were charged."),
     ("statusads_rate_limited_total", "counter", "Requests refused with 429, by limit scope (client token, user, advertiser)."),
     ("statusads_panics_total", "counter", "Request handlers that panicked (answered 500; the worker survives)."),
+    ("statusads_spool_events", "gauge", "Events acknowledged during a Redis outage and waiting in the local spool."),
+    ("statusads_spool_replayed_total", "counter", "Spooled events replayed into Redis after an outage."),
 ];
 
 const CONVERSION_TYPES: [&str; 2] = ["conversation_started", "message"];
@@ -236,6 +238,8 @@ pub struct Metrics {
     message_charges: AtomicU64,
     rate_limited: [AtomicU64; 3],
     panics: AtomicU64,
+    spool_events: AtomicU64,
+    spool_replayed: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -256,6 +260,8 @@ impl Default for Metrics {
             message_charges: AtomicU64::new(0),
             rate_limited: counters(),
             panics: AtomicU64::new(0),
+            spool_events: AtomicU64::new(0),
+            spool_replayed: AtomicU64::new(0),
         }
     }
 }
@@ -319,6 +325,11 @@ impl Metrics {
 
     pub fn rate_limited(&self, scope: RateLimitScope) {
         self.rate_limited[index_of(&RateLimitScope::ALL, &scope)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn spool(&self, pending: u64, replayed: u64) {
+        self.spool_events.store(pending, Ordering::Relaxed);
+        self.spool_replayed.fetch_add(replayed, Ordering::Relaxed);
     }
 
     pub fn panicked(&self) {
@@ -404,6 +415,12 @@ impl Metrics {
                     for (scope, c) in RateLimitScope::ALL.iter().zip(&self.rate_limited) {
                         let _ = writeln!(out, "{name}{{scope=\"{}\"}} {}", scope.as_str(), load(c));
                     }
+                }
+                "statusads_spool_events" => {
+                    let _ = writeln!(out, "{name} {}", load(&self.spool_events));
+                }
+                "statusads_spool_replayed_total" => {
+                    let _ = writeln!(out, "{name} {}", load(&self.spool_replayed));
                 }
                 "statusads_panics_total" => {
                     let _ = writeln!(out, "{name} {}", load(&self.panics));

@@ -147,6 +147,13 @@ impl Application {
             grace_ms,
             daily_max: settings.ad_load.max_per_user_per_day,
             spend: spend.clone(),
+            spool: match store.backend_name() {
+                "redis" => Some(Arc::new(crate::ledger::spool::Spool::open(
+                    &data_dir,
+                    settings.store.spool_max_bytes,
+                )?)),
+                _ => None,
+            },
         });
         let state = web::Data::new(AppState {
             store: store.clone(),
@@ -163,7 +170,13 @@ impl Application {
             shards: settings.store.shards,
             rate_limits: crate::http::rate_limit::RateLimits::new(&settings.rate_limits),
         });
-        let refresher = tokio::spawn(refresh_forever(catalog, spend, store, clock));
+        let refresher = tokio::spawn(refresh_forever(
+            catalog,
+            spend,
+            store,
+            clock,
+            state.ledger.clone(),
+        ));
 
         let listener = TcpListener::bind(&settings.http.bind)?;
         let port = listener.local_addr()?.port();
@@ -254,6 +267,7 @@ async fn refresh_forever(
     spend: Arc<SpendBoard>,
     store: Arc<Store>,
     clock: SharedClock,
+    ledger: Arc<Ledger>,
 ) {
     let mut catalog_tick = tokio::time::interval(CATALOG_POLL);
     let mut spend_tick = tokio::time::interval(SPEND_REFRESH);
@@ -265,6 +279,7 @@ async fn refresh_forever(
                 }
             }
             _ = spend_tick.tick() => {
+                ledger.drain_spool().await;
                 match spend.refresh(&store, clock.now_ms()).await {
                     Ok(()) => spend.update_pacing(&catalog.snapshot(), clock.now_ms()),
                     Err(err) => tracing::warn!(error = %err, "spend refresh failed"),

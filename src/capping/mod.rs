@@ -216,7 +216,7 @@ fn parse_times(raw: &str) -> Vec<i64> {
 
 /// What a store must keep of a render list so every cap stays exact: the newest `count`
 /// entries younger than `window_ms`. Zero count means "do not record".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Retention {
     pub count: u32,
     pub window_ms: Millis,

@@ -10,6 +10,7 @@ pub mod messages;
 pub mod reconcile;
 pub mod report;
 pub mod spend;
+pub mod spool;
 
 pub use self::spend::SpendBoard;
 
@@ -41,6 +42,63 @@ pub struct Ledger {
     pub grace_ms: i64,
     pub daily_max: u32,
     pub spend: Arc<SpendBoard>,
+    /// Where events wait out a Redis outage (`None` on the embedded backend).
+    pub spool: Option<Arc<spool::Spool>>,
+}
+
+impl Ledger {
+    /// Applies one shard's events, or spools them while Redis is away (or while earlier events
+    /// still wait in the spool, so none overtakes them).
+    async fn apply_or_spool(
+        &self,
+        shard: u32,
+        now_ms: i64,
+        day: u32,
+        writes: &[EventWrite],
+    ) -> Result<Applied, StoreError> {
+        let Some(spool) = &self.spool else {
+            return self
+                .store
+                .apply_events(shard, now_ms, day, writes)
+                .await
+                .map(Applied::Now);
+        };
+        if spool.pending() == 0 {
+            match self.store.apply_events(shard, now_ms, day, writes).await {
+                Err(StoreError::Unavailable(reason)) => {
+                    tracing::warn!(%reason, "Redis unavailable: spooling events")
+                }
+                other => return other.map(Applied::Now),
+            }
+        }
+        spool
+            .push(shard, now_ms, day, writes)
+            .await
+            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        self.metrics.spool(spool.pending(), 0);
+        Ok(Applied::Spooled)
+    }
+
+    /// Replays the spool once Redis answers again; called by the refresher.
+    pub async fn drain_spool(&self) {
+        let Some(spool) = &self.spool else { return };
+        if spool.pending() == 0 {
+            return;
+        }
+        match spool.drain(&self.store).await {
+            Ok(replayed) => {
+                tracing::info!(replayed, "outage spool replayed");
+                self.metrics.spool(spool.pending(), replayed);
+            }
+            Err(err) => tracing::debug!(error = %err, "spool replay waits for Redis"),
+        }
+    }
+}
+
+/// What happened to one shard's events.
+enum Applied {
+    Now(Vec<EventOutcome>),
+    Spooled,
 }
 
 impl Ledger {
@@ -102,13 +160,18 @@ impl Ledger {
             entry.1.push(write);
         }
 
-        let outcomes = try_join_all(
+        let applied = try_join_all(
             by_shard
                 .iter()
-                .map(|(shard, (_, writes))| self.store.apply_events(*shard, now_ms, day, writes)),
+                .map(|(shard, (_, writes))| self.apply_or_spool(*shard, now_ms, day, writes)),
         )
         .await?;
-        for ((indexes, writes), outcomes) in by_shard.values().zip(outcomes) {
+        for ((indexes, writes), applied) in by_shard.values().zip(applied) {
+            let outcomes = match applied {
+                Applied::Now(outcomes) => outcomes,
+                // Durably queued: acknowledged now, counted (exactly once) on replay.
+                Applied::Spooled => vec![EventOutcome::Accepted; writes.len()],
+            };
             for ((index, write), outcome) in indexes.iter().zip(writes).zip(outcomes) {
                 if outcome == EventOutcome::Accepted && write.kind == EventType::Render {
                     if let Some(campaign) = CampaignId::parse(&write.campaign) {

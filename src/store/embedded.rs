@@ -182,7 +182,7 @@ impl EmbeddedStore {
             return Ok(None);
         }
         let json = serde_json::to_string(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let line = format!("{:08x} {json}\n", crc32(json.as_bytes()));
+        let line = super::lines::encode(&json);
         file.write_all(line.as_bytes())
             .and_then(|_| file.sync_data())
             .map_err(|e| StoreError::Unavailable(format!("journal write failed: {e}")))?;
@@ -740,26 +740,7 @@ fn append(mut list: Vec<i64>, (keep_n, keep_ms): (u32, Millis), now: Millis) -> 
 }
 
 fn decode_line(line: &str) -> Option<Entry> {
-    let line = line.strip_suffix('\n')?;
-    let (sum, json) = line.split_once(' ')?;
-    (u32::from_str_radix(sum, 16).ok()? == crc32(json.as_bytes())).then_some(())?;
-    serde_json::from_str(json).ok()
-}
-
-/// CRC-32 (IEEE), bitwise: journal lines are short and this keeps the dependency tree lean.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= byte as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    serde_json::from_str(super::lines::decode(line)?).ok()
 }
 
 mod erased {
@@ -772,24 +753,5 @@ mod erased {
         fn json(&self) -> serde_json::Result<String> {
             serde_json::to_string(self)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crc32_matches_the_standard_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-    }
-
-    #[test]
-    fn torn_lines_are_never_misread() {
-        let json = r#"{"op":"catalog","kind":"campaign","id":"x","json":"{}"}"#;
-        let good = format!("{:08x} {json}\n", crc32(json.as_bytes()));
-        assert!(decode_line(&good).is_some());
-        assert!(decode_line(&good[..good.len() - 5]).is_none());
-        assert!(decode_line(&good.replace("campaign", "campaigm")).is_none());
     }
 }

@@ -7,6 +7,7 @@
 //! Dispatch is a plain enum rather than a trait object: two variants, no boxing of futures.
 
 pub mod embedded;
+pub mod lines;
 pub mod redis;
 
 use std::collections::HashMap;
@@ -64,6 +65,7 @@ pub struct DecisionCommit<'a> {
 }
 
 /// One verified event, with what the store needs to apply it without the catalog.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EventWrite {
     pub kind: EventType,
     pub decision_id: String,

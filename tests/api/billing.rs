@@ -340,8 +340,9 @@ async fn reconcile_finds_and_repairs_drift() {
 }
 
 /// Renders stream in from several clients while the service is `kill -9`ed and restarted, then
-/// Redis is `kill -9`ed and restarted (AOF, appendfsync always). Clients retry until they get an
-/// answer, as the app does. Every acknowledged render must be in the ledger exactly once.
+/// Redis is `kill -9`ed and restarted (AOF, appendfsync always; meanwhile renders go to the
+/// outage spool). Clients retry until they get an answer, as the app does. Every acknowledged
+/// render must end up in the ledger exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_and_doubles_nothing() {
     let mut redis = RedisServer::start_durable();
@@ -435,7 +436,28 @@ async fn kill_9_loses_and_doubles_nothing() {
         acknowledged.len() > 20,
         "the stream ran: {}",
         acknowledged.len()
-    );
+    ); // Renders acknowledged while Redis was down sit in the service's spool until it replays
+       // them (within a refresh tick of Redis returning).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = api
+            .http
+            .get(api.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("statusads_spool_events 0") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spool never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // The ledger, read straight from Redis.
     let mut conn = redis.connection();
