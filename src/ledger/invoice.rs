@@ -1,14 +1,13 @@
 //! Monthly invoices per advertiser: one line per billed campaign (renders billed and their
 //! amount) and one per (message category, country) of charged business messages. Amounts come from the counters the
 //! ledger script moves with every record, so the invoice equals the ledger to the micro
-//! (`statusads reconcile` proves it). House campaigns are never billed and never appear.
+//! (`statusads reconcile` proves it). House renders are priced 0 and never make a line.
 
 use serde::Serialize;
 use time::{Date, Month};
 
 use crate::catalog::Snapshot;
 use crate::domain::advertiser::Advertiser;
-use crate::domain::campaign::Priority;
 use crate::domain::{Micros, ValidationError};
 use crate::store::{Store, StoreError};
 
@@ -67,10 +66,9 @@ pub async fn monthly(
         Ok(days) => days,
         Err(err) => return Ok(Err(err)),
     };
-    let mut campaigns: Vec<_> = snapshot
-        .campaigns_of(&advertiser.id)
-        .filter(|c| c.priority != Priority::House)
-        .collect();
+    // Every campaign, house included: a campaign switched to house after billed renders still
+    // owes them (house renders themselves are priced 0 and make no line).
+    let mut campaigns: Vec<_> = snapshot.campaigns_of(&advertiser.id).collect();
     campaigns.sort_by(|a, b| a.id.cmp(&b.id));
     let mut lines = Vec::new();
     for campaign in campaigns {

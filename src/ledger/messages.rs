@@ -97,7 +97,10 @@ impl Messages<'_> {
         let valid_click = match (&body.click_id, body.direction) {
             (Some(click), Direction::Inbound) => match parse_click_id(click, self.shards) {
                 Some((shard, decision)) => {
-                    self.store.click_owner(shard, decision).await?.as_deref()
+                    self.store
+                        .click_owner(shard, decision, at_ms)
+                        .await?
+                        .as_deref()
                         == Some(advertiser.id.as_str())
                 }
                 None => false,

@@ -6,7 +6,7 @@
 //! events queue behind it, so a view never overtakes its spooled render.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -40,6 +40,7 @@ pub struct Spool {
     file: tokio::sync::Mutex<File>,
     bytes: AtomicU64,
     events: AtomicU64,
+    damaged: std::sync::atomic::AtomicBool,
 }
 
 impl Spool {
@@ -64,6 +65,7 @@ impl Spool {
             file: tokio::sync::Mutex::new(file),
             bytes: AtomicU64::new(bytes),
             events: AtomicU64::new(events),
+            damaged: Default::default(),
         })
     }
 
@@ -88,11 +90,19 @@ impl Spool {
         };
         let line = lines::encode(&serde_json::to_string(&batch).map_err(std::io::Error::other)?);
         let mut file = self.file.lock().await;
+        if self.damaged.load(Ordering::SeqCst) {
+            return Err(SpoolError::Io(std::io::Error::other(
+                "spool damaged by an earlier write error",
+            )));
+        }
         if self.bytes.load(Ordering::SeqCst) + line.len() as u64 > self.max_bytes {
             return Err(SpoolError::Full);
         }
-        file.write_all(line.as_bytes())?;
-        file.sync_data()?;
+        if let Err(failed) = lines::append_durably(&mut file, &line) {
+            // A partial line left behind would hide every later batch: stop taking more.
+            self.damaged.store(!failed.repaired, Ordering::SeqCst);
+            return Err(SpoolError::Io(failed.error));
+        }
         self.bytes.fetch_add(line.len() as u64, Ordering::SeqCst);
         self.events.fetch_add(events.len() as u64, Ordering::SeqCst);
         Ok(())

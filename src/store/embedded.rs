@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use parking_lot::Mutex;
@@ -81,6 +81,8 @@ struct Click {
     advertiser: String,
     campaign: String,
     conversation: bool,
+    /// Like the Redis key's TTL: a click is attributable for `CLICK_TTL_MS`.
+    expires_ms: Millis,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -123,6 +125,8 @@ struct State {
 
 pub struct EmbeddedStore {
     inner: Mutex<(State, File)>,
+    /// Set when a failed write could not be cut back: no further writes are accepted.
+    damaged: std::sync::atomic::AtomicBool,
 }
 
 impl EmbeddedStore {
@@ -165,6 +169,7 @@ impl EmbeddedStore {
         file.sync_all().map_err(io)?;
         Ok(Self {
             inner: Mutex::new((state, file)),
+            damaged: Default::default(),
         })
     }
 
@@ -183,9 +188,21 @@ impl EmbeddedStore {
         }
         let json = serde_json::to_string(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let line = super::lines::encode(&json);
-        file.write_all(line.as_bytes())
-            .and_then(|_| file.sync_data())
-            .map_err(|e| StoreError::Unavailable(format!("journal write failed: {e}")))?;
+        if self.damaged.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "journal damaged by an earlier write error; restart".into(),
+            ));
+        }
+        if let Err(failed) = super::lines::append_durably(file, &line) {
+            if !failed.repaired {
+                self.damaged
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            return Err(StoreError::Unavailable(format!(
+                "journal write failed: {}",
+                failed.error
+            )));
+        }
         Ok(Some(apply(state, &entry)))
     }
 
@@ -361,6 +378,7 @@ impl EmbeddedStore {
         &self,
         _shard: u32,
         decision_id: &str,
+        at_ms: Millis,
     ) -> Result<Option<String>, StoreError> {
         Ok(self
             .inner
@@ -368,6 +386,7 @@ impl EmbeddedStore {
             .0
             .clicks
             .get(decision_id)
+            .filter(|click| at_ms < click.expires_ms)
             .map(|c| c.advertiser.clone()))
     }
 
@@ -375,7 +394,11 @@ impl EmbeddedStore {
         &self,
         write: &ConversionWrite<'_>,
     ) -> Result<ConversionOutcome, StoreError> {
-        let outcome = |state: &State| match state.clicks.get(write.decision_id) {
+        let outcome = |state: &State| match state
+            .clicks
+            .get(write.decision_id)
+            .filter(|c| write.at_ms < c.expires_ms)
+        {
             Some(click) if click.advertiser == write.advertiser => {
                 if write.kind == "conversation_started" && click.conversation {
                     ConversionOutcome::Duplicate
@@ -664,6 +687,7 @@ impl State {
             let click = self.clicks.entry(e.decision_id.clone()).or_default();
             click.advertiser.clone_from(&e.advertiser);
             click.campaign.clone_from(&e.campaign);
+            click.expires_ms = now + super::CLICK_TTL_MS;
         }
         bump_version(fields);
         self.tokens

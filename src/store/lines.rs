@@ -14,6 +14,37 @@ pub fn decode(line: &str) -> Option<&str> {
     (u32::from_str_radix(sum, 16).ok()? == crc32(json.as_bytes())).then_some(json)
 }
 
+/// A failed durable append, and whether the file was cut back to its previous end.
+#[derive(Debug)]
+pub struct AppendError {
+    pub error: std::io::Error,
+    /// False: a partial line may remain; the file must not take more lines.
+    pub repaired: bool,
+}
+
+/// Appends `line` and fsyncs. On failure the file is cut back to where it ended, so a partial
+/// line can never sit in front of later, acknowledged ones (they would be unreadable after it).
+pub fn append_durably(file: &mut std::fs::File, line: &str) -> Result<(), AppendError> {
+    use std::io::Write;
+    let end = file
+        .metadata()
+        .map_err(|error| AppendError {
+            error,
+            repaired: true,
+        })?
+        .len();
+    match file
+        .write_all(line.as_bytes())
+        .and_then(|_| file.sync_data())
+    {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            let repaired = file.set_len(end).and_then(|_| file.sync_all()).is_ok();
+            Err(AppendError { error, repaired })
+        }
+    }
+}
+
 /// CRC-32 (IEEE), bitwise: records are short and this keeps the dependency tree lean.
 fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = !0u32;

@@ -340,12 +340,17 @@ impl Store {
     }
 
     /// The advertiser a click (by decision id) belongs to, if the click was recorded.
+    /// (`at_ms`: when the asking message happened; a click is attributable for `CLICK_TTL_MS`.)
     pub async fn click_owner(
         &self,
         shard: u32,
         decision_id: &str,
+        at_ms: Millis,
     ) -> Result<Option<String>, StoreError> {
-        dispatch!(self, s => s.click_owner(shard, decision_id).await)
+        match self {
+            Store::Redis(s) => s.click_owner(shard, decision_id).await,
+            Store::Embedded(s) => s.click_owner(shard, decision_id, at_ms).await,
+        }
     }
 
     pub async fn apply_conversion(

@@ -259,6 +259,23 @@ async fn invoices_equal_the_ledger_and_skip_house(backend: Backend) {
         (other["lines"].clone(), other["total_micros"].clone()),
         (json!([]), json!(0))
     );
+    // Switching the campaign to house afterwards does not erase what it was billed.
+    let res = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/v1/campaigns/{a}"),
+            Some(&key),
+            Some(json!({"priority": "house", "bid_cpm_micros": 0})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let after: Value = app
+        .get("/v1/invoices/2026-11", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["total_micros"], renders * 3000);
     let october: Value = app
         .get("/v1/invoices/2026-10", &key)
         .await

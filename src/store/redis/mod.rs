@@ -783,7 +783,19 @@ fn unavailable(err: redis::RedisError) -> StoreError {
 }
 
 fn classify(err: redis::RedisError) -> StoreError {
-    if err.is_io_error()
+    use redis::ErrorKind;
+    // Loading after a restart, a read-only replica or a failover in progress: Redis is away
+    // for now (spool and retry), not broken.
+    let transient = matches!(
+        err.kind(),
+        ErrorKind::BusyLoadingError
+            | ErrorKind::ReadOnly
+            | ErrorKind::MasterDown
+            | ErrorKind::TryAgain
+            | ErrorKind::ClusterDown
+    );
+    if transient
+        || err.is_io_error()
         || err.is_timeout()
         || err.is_connection_dropped()
         || err.is_connection_refusal()
