@@ -65,8 +65,8 @@ impl Server {
         let session = request.session.as_deref();
         let mut rng = SmallRng::from_entropy();
         for _ in 0..COMMIT_ATTEMPTS {
-            let (state, session_state) = self.store.load_user(shard, user, session).await?;
             let now_ms = self.clock.now_ms();
+            let (state, session_state) = self.store.load_user(shard, user, session, now_ms).await?;
             let snapshot = self.catalog.snapshot();
             let decision = selection::decide(
                 &DecisionInput {

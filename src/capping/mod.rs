@@ -253,15 +253,22 @@ pub struct SessionState {
 }
 
 impl SessionState {
-    pub fn encode(self) -> String {
-        format!("{},{}", self.served, self.carry)
+    /// `served,carry,forget_after_ms`: the expiry travels in the value so that both backends
+    /// forget a session at the same (injected) time; Redis's key TTL only collects garbage.
+    pub fn encode(self, now_ms: Millis) -> String {
+        format!("{},{},{}", self.served, self.carry, now_ms + SESSION_TTL_MS)
     }
 
-    pub fn decode(raw: &str) -> Self {
-        let mut parts = raw.split(',').map(|p| p.parse().unwrap_or(0));
+    /// The stored session as of `now_ms`: a fresh one once it has been forgotten.
+    pub fn decode(raw: &str, now_ms: Millis) -> Self {
+        let mut parts = raw.split(',').map(|p| p.parse::<i64>().unwrap_or(0));
+        let (served, carry, forget_after) = (parts.next(), parts.next(), parts.next());
+        if forget_after.is_none_or(|until| now_ms >= until) {
+            return Self::default();
+        }
         Self {
-            served: parts.next().unwrap_or(0),
-            carry: parts.next().unwrap_or(0),
+            served: served.unwrap_or(0) as u32,
+            carry: carry.unwrap_or(0) as u32,
         }
     }
 }
@@ -440,18 +447,24 @@ mod tests {
         assert_eq!((render_stamp(2_000), window_now(2_000)), (2, 2));
         assert_eq!(shard_of("user-1", 1024), shard_of("user-1", 1024));
         assert!(shard_of("user-1", 1024) < 1024);
+        let session = SessionState {
+            served: 2,
+            carry: 5,
+        };
+        let stored = session.encode(1_000);
         assert_eq!(
-            SessionState::decode(
-                &SessionState {
-                    served: 2,
-                    carry: 5
-                }
-                .encode()
-            ),
-            SessionState {
-                served: 2,
-                carry: 5
-            }
+            SessionState::decode(&stored, 1_000 + SESSION_TTL_MS - 1),
+            session
+        );
+        assert_eq!(
+            SessionState::decode(&stored, 1_000 + SESSION_TTL_MS),
+            SessionState::default(),
+            "forgotten"
+        );
+        assert_eq!(
+            SessionState::decode("2,5", 0),
+            SessionState::default(),
+            "no expiry: not trusted"
         );
     }
 }

@@ -254,6 +254,7 @@ impl EmbeddedStore {
         _shard: u32,
         user: &str,
         session: Option<&str>,
+        now_ms: Millis,
     ) -> Result<(UserState, SessionState), StoreError> {
         let guard = self.inner.lock();
         let state = &guard.0;
@@ -265,7 +266,7 @@ impl EmbeddedStore {
         );
         let session_state = session
             .and_then(|s| state.sessions.get(&(user.to_owned(), s.to_owned())))
-            .map(|raw| SessionState::decode(raw))
+            .map(|raw| SessionState::decode(raw, now_ms))
             .unwrap_or_default();
         Ok((user_state, session_state))
     }
@@ -281,7 +282,7 @@ impl EmbeddedStore {
                 .iter()
                 .map(|r| (r.encode(), r.campaign.clone()))
                 .collect(),
-            session_after: commit.session_after.encode(),
+            session_after: commit.session_after.encode(commit.now_ms),
         };
         let committed = self.commit(
             entry,

@@ -309,13 +309,16 @@ impl Store {
         dispatch!(self, s => s.save(record).await)
     }
 
+    /// A user's state and, if named, the placement state of their session (sessions are
+    /// forgotten `SESSION_TTL_MS` after their last decision, measured from `now_ms`).
     pub async fn load_user(
         &self,
         shard: u32,
         user: &str,
         session: Option<&str>,
+        now_ms: Millis,
     ) -> Result<(UserState, SessionState), StoreError> {
-        dispatch!(self, s => s.load_user(shard, user, session).await)
+        dispatch!(self, s => s.load_user(shard, user, session, now_ms).await)
     }
 
     /// Returns false when the user's state changed since it was read (decide again).

@@ -50,6 +50,19 @@ async fn positions_obey_the_policy_across_a_session(backend: Backend) {
         vec![2, 6, 10]
     );
 
+    // A session is forgotten six hours after its last decision (on both backends, by the
+    // injected clock): the same id then starts afresh.
+    app.clock.advance_secs(6 * 3600 - 1);
+    assert!(
+        app.slots("u1", Some("s1"), 12).await.is_empty(),
+        "still the same session"
+    );
+    app.clock.advance_secs(1);
+    assert_eq!(
+        positions(&app.slots("u1", Some("s1"), 12).await),
+        vec![2, 6, 10]
+    );
+
     // Without a session each request stands alone.
     assert_eq!(positions(&app.slots("u3", None, 5).await), vec![2]);
 }

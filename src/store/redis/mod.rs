@@ -255,6 +255,7 @@ impl RedisStore {
         shard: u32,
         user: &str,
         session: Option<&str>,
+        now_ms: Millis,
     ) -> Result<(UserState, SessionState), StoreError> {
         let user_key = keys::user(shard, user);
         let session_key = session.map(|s| keys::session(shard, user, s));
@@ -273,7 +274,7 @@ impl RedisStore {
         let state = UserState::from_fields(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let session = session_raw
             .filter(|s| !s.is_empty())
-            .map(|s| SessionState::decode(&s))
+            .map(|s| SessionState::decode(&s, now_ms))
             .unwrap_or_default();
         Ok((state, session))
     }
@@ -291,7 +292,7 @@ impl RedisStore {
             .arg(commit.expected_version)
             .arg(commit.now_ms)
             .arg(commit.user_ttl_ms)
-            .arg(commit.session_after.encode())
+            .arg(commit.session_after.encode(commit.now_ms))
             .arg(SESSION_TTL_MS)
             .arg(if commit.session.is_some() { "1" } else { "0" })
             .arg(commit.day)
