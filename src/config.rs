@@ -252,10 +252,15 @@ impl Settings {
         if !self.store.redis_url.is_empty() && !self.store.redis_url.starts_with("redis://") {
             return invalid("store.redis_url", "must start with redis://");
         }
-        if !self.store.cluster_nodes.is_empty() {
+        if let Some(bad) = self
+            .store
+            .cluster_nodes
+            .iter()
+            .find(|n| !n.starts_with("redis://"))
+        {
             return invalid(
                 "store.cluster_nodes",
-                "Redis Cluster is not supported yet; use store.redis_url",
+                &format!("{bad:?} must start with redis://"),
             );
         }
         if !(1..=16384).contains(&self.store.shards) {

@@ -73,19 +73,7 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let data_dir = settings.store.data_dir.clone();
         std::fs::create_dir_all(&data_dir)?;
-        let store = Arc::new(if settings.uses_redis() {
-            Store::Redis(
-                RedisStore::connect(
-                    &settings.store.redis_url,
-                    settings.store.shards,
-                    settings.store.timeout_ms,
-                    metrics.clone(),
-                )
-                .await?,
-            )
-        } else {
-            Store::Embedded(EmbeddedStore::open(&data_dir)?)
-        });
+        let store = Arc::new(open_store(&settings, metrics.clone()).await?);
         let mut secrets = GeneratedSecrets::default();
         let admin_token = non_empty_or(&settings.auth.admin_token, || {
             let token = random_secret("sa_admin_");
@@ -250,6 +238,7 @@ pub async fn open_store(settings: &Settings, metrics: Arc<Metrics>) -> Result<St
         Store::Redis(
             RedisStore::connect(
                 &settings.store.redis_url,
+                &settings.store.cluster_nodes,
                 settings.store.shards,
                 settings.store.timeout_ms,
                 metrics,

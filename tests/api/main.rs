@@ -5,6 +5,7 @@ mod billing;
 mod campaigns;
 mod caps;
 mod chat;
+mod cluster;
 mod console;
 mod creatives;
 mod events;

@@ -26,9 +26,49 @@ use crate::metrics::{Metrics, RedisOp};
 
 const BULK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A connection to standalone Redis or to a Redis Cluster. Every command (and every pipeline
+/// or script) this store sends touches keys of one hash slot, so the cluster client can route
+/// it; only the per-shard scans need one request per shard there (see `per_shard`).
+#[derive(Clone)]
+// Cloned for every call: boxing the larger variant would allocate on the hot path instead.
+#[allow(clippy::large_enum_variant)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
 pub struct RedisStore {
-    conn: ConnectionManager,
-    bulk: ConnectionManager,
+    conn: Conn,
+    bulk: Conn,
+    cluster: bool,
     shards: u32,
     timeout: Duration,
     reserve: Script,
@@ -40,40 +80,60 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
+    /// Connects to `url`, or to the Redis Cluster behind `cluster_nodes` when any are given.
     pub async fn connect(
         url: &str,
+        cluster_nodes: &[String],
         shards: u32,
         timeout_ms: u64,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
-        let client =
-            redis::Client::open(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let timeout = Duration::from_millis(timeout_ms);
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(timeout)
-            .set_response_timeout(timeout)
-            .set_number_of_retries(1);
-        let conn = tokio::time::timeout(
-            timeout * 4,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable(format!("no answer from {url}")))?
-        .map_err(unavailable)?;
+        let no_answer =
+            || StoreError::Unavailable(format!("no answer from {url}{}", cluster_nodes.join(",")));
         // Bulk reads (catalog, spend, reports, ledger) get their own connection: a large reply
         // must not queue the next decision behind it on the multiplexed hot-path connection.
-        let bulk_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(timeout)
-            .set_response_timeout(BULK_TIMEOUT)
-            .set_number_of_retries(1);
-        let bulk = tokio::time::timeout(
-            timeout * 4,
-            ConnectionManager::new_with_config(client, bulk_config),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable(format!("no answer from {url}")))?
-        .map_err(unavailable)?;
+        let (conn, bulk) = if cluster_nodes.is_empty() {
+            let client =
+                redis::Client::open(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            let manager = |response_timeout| {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(timeout)
+                    .set_response_timeout(response_timeout)
+                    .set_number_of_retries(1);
+                ConnectionManager::new_with_config(client.clone(), config)
+            };
+            let conn = tokio::time::timeout(timeout * 4, manager(timeout))
+                .await
+                .map_err(|_| no_answer())?
+                .map_err(unavailable)?;
+            let bulk = tokio::time::timeout(timeout * 4, manager(BULK_TIMEOUT))
+                .await
+                .map_err(|_| no_answer())?
+                .map_err(unavailable)?;
+            (Conn::Single(conn), Conn::Single(bulk))
+        } else {
+            let cluster = |response_timeout| {
+                redis::cluster::ClusterClient::builder(cluster_nodes.to_vec())
+                    .connection_timeout(timeout)
+                    .response_timeout(response_timeout)
+                    .retries(1)
+                    .build()
+            };
+            let conn = cluster(timeout).map_err(unavailable)?;
+            let bulk = cluster(BULK_TIMEOUT).map_err(unavailable)?;
+            let conn = tokio::time::timeout(timeout * 8, conn.get_async_connection())
+                .await
+                .map_err(|_| no_answer())?
+                .map_err(unavailable)?;
+            let bulk = tokio::time::timeout(timeout * 8, bulk.get_async_connection())
+                .await
+                .map_err(|_| no_answer())?
+                .map_err(unavailable)?;
+            (Conn::Cluster(conn), Conn::Cluster(bulk))
+        };
         Ok(Self {
+            cluster: matches!(conn, Conn::Cluster(_)),
             conn,
             bulk,
             shards,
@@ -85,6 +145,35 @@ impl RedisStore {
             catalog_save: Script::new(include_str!("scripts/catalog_save.lua")),
             metrics,
         })
+    }
+
+    /// One pipeline per shard (each within the shard's slot), as one round trip on standalone
+    /// Redis or as concurrent per-shard requests on a cluster (pipelines there cannot span nodes).
+    async fn per_shard<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        op: RedisOp,
+        build: impl Fn(u32, &mut redis::Pipeline),
+    ) -> Result<Vec<T>, StoreError> {
+        if !self.cluster {
+            let mut pipe = redis::pipe();
+            for shard in 0..self.shards {
+                build(shard, &mut pipe);
+            }
+            let mut conn = self.bulk.clone();
+            return self
+                .call(op, async move { pipe.query_async(&mut conn).await })
+                .await;
+        }
+        let requests = (0..self.shards).map(|shard| {
+            let mut pipe = redis::pipe();
+            build(shard, &mut pipe);
+            let mut conn = self.bulk.clone();
+            async move { pipe.query_async::<Vec<T>>(&mut conn).await }
+        });
+        let replies = self
+            .call(op, futures_util::future::try_join_all(requests))
+            .await?;
+        Ok(replies.into_iter().flatten().collect())
     }
 
     /// Runs one Redis interaction under the timeout and records its latency.
@@ -138,8 +227,9 @@ impl RedisStore {
         );
         let (version, advertisers, campaigns, creatives): Raw = self
             .call(RedisOp::Catalog, async move {
+                // Not MULTI (a cluster client may not route it); read the version first: any
+                // record newer than it is fetched again by the next refresh.
                 redis::pipe()
-                    .atomic()
                     .get(keys::CATALOG_VERSION)
                     .hgetall(keys::CATALOG_ADVERTISERS)
                     .hgetall(keys::CATALOG_CAMPAIGNS)
@@ -208,8 +298,9 @@ impl RedisStore {
         let mut conn = self.bulk.clone();
         let (version, members): (Option<u64>, Vec<String>) = self
             .call(RedisOp::Catalog, async move {
+                // Not MULTI (a cluster client may not route it); read the version first: any
+                // record newer than it is fetched again by the next refresh.
                 redis::pipe()
-                    .atomic()
                     .get(keys::CATALOG_VERSION)
                     .zrangebyscore(keys::CATALOG_CHANGES, format!("({since}"), "+inf")
                     .query_async(&mut conn)
@@ -372,17 +463,11 @@ impl RedisStore {
     }
 
     pub async fn spend(&self, day: u32) -> Result<HashMap<CampaignId, Spend>, StoreError> {
-        let mut pipe = redis::pipe();
-        for shard in 0..self.shards {
-            pipe.hgetall(keys::spend_total(shard))
-                .hgetall(keys::spend_day(shard, day));
-        }
-        let mut conn = self.bulk.clone();
         let replies: Vec<HashMap<String, i64>> = self
-            .call(
-                RedisOp::Spend,
-                async move { pipe.query_async(&mut conn).await },
-            )
+            .per_shard(RedisOp::Spend, |shard, pipe| {
+                pipe.hgetall(keys::spend_total(shard))
+                    .hgetall(keys::spend_day(shard, day));
+            })
             .await?;
         let mut spend: HashMap<CampaignId, Spend> = HashMap::new();
         for (index, reply) in replies.into_iter().enumerate() {
@@ -414,16 +499,10 @@ impl RedisStore {
                     .map(move |f| format!("{campaign}|{day}|{f}"))
             })
             .collect();
-        let mut pipe = redis::pipe();
-        for shard in 0..self.shards {
-            pipe.cmd("HMGET").arg(keys::stats(shard)).arg(&fields);
-        }
-        let mut conn = self.bulk.clone();
         let replies: Vec<Vec<Option<i64>>> = self
-            .call(
-                RedisOp::Report,
-                async move { pipe.query_async(&mut conn).await },
-            )
+            .per_shard(RedisOp::Report, |shard, pipe| {
+                pipe.cmd("HMGET").arg(keys::stats(shard)).arg(&fields);
+            })
             .await?;
         let mut rows = vec![DayCounters::default(); days.len()];
         for reply in replies {
@@ -548,16 +627,10 @@ impl RedisStore {
         month: u32,
         advertiser: &str,
     ) -> Result<Vec<MessageBilling>, StoreError> {
-        let mut pipe = redis::pipe();
-        for shard in 0..self.shards {
-            pipe.hgetall(keys::message_billing(shard, month));
-        }
-        let mut conn = self.bulk.clone();
         let replies: Vec<HashMap<String, i64>> = self
-            .call(
-                RedisOp::Report,
-                async move { pipe.query_async(&mut conn).await },
-            )
+            .per_shard(RedisOp::Report, |shard, pipe| {
+                pipe.hgetall(keys::message_billing(shard, month));
+            })
             .await?;
         Ok(super::sum_message_billing(
             replies.iter().flatten(),
@@ -627,6 +700,12 @@ impl RedisStore {
     }
 
     pub async fn derived_state(&self, shard: u32) -> Result<Derived, StoreError> {
+        if self.cluster {
+            // SCAN would have to visit every node; not built yet.
+            return Err(StoreError::Corrupt(
+                "reconcile is not supported on Redis Cluster yet".into(),
+            ));
+        }
         let mut conn = self.bulk.clone();
         let (stats, totals): (HashMap<String, i64>, HashMap<String, i64>) = self
             .call(RedisOp::Ledger, async move {
@@ -689,7 +768,6 @@ impl RedisStore {
         actual: &Derived,
     ) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
-        pipe.atomic();
         let stats = keys::stats(shard);
         for field in actual
             .stats

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod browser;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod scratch;
 pub mod service;
