@@ -4,6 +4,11 @@
 //! counters, spend and the catalog come back exactly (`now` is recorded with each entry, which
 //! makes replay deterministic).
 //!
+//! Group commit: a write appends its line under the state lock, then waits (without the lock)
+//! until a dedicated thread's next fsync covers it; one fsync serves every write in between.
+//! Every answer that depends on the journal waits for the lines before it, so nothing is
+//! acknowledged before it is durable.
+//!
 //! Journal lines are `<crc32 hex> <json>`. A torn or corrupt tail (a crash mid-write) fails its
 //! checksum, is reported and cut off; it was never acknowledged.
 //!
@@ -14,6 +19,8 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -125,8 +132,49 @@ struct State {
 
 pub struct EmbeddedStore {
     inner: Mutex<(State, File)>,
-    /// Set when a failed write could not be cut back: no further writes are accepted.
-    damaged: std::sync::atomic::AtomicBool,
+    /// Set when a write could not be cut back or an fsync failed: no further writes.
+    damaged: Arc<AtomicBool>,
+    /// Group commit: lines written so far (under `inner`), and the count known to be on disk.
+    written: Arc<AtomicU64>,
+    synced: tokio::sync::watch::Receiver<u64>,
+    wake: Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        let (closed, signal) = &*self.wake;
+        *closed.lock() = true;
+        signal.notify_one();
+    }
+}
+
+/// The group-commit thread: one fsync covers every line written since the last one, then
+/// wakes everyone waiting for those lines. A failed fsync fails them all (never acknowledged).
+fn sync_forever(
+    file: File,
+    written: Arc<AtomicU64>,
+    synced: tokio::sync::watch::Sender<u64>,
+    damaged: Arc<AtomicBool>,
+    wake: Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
+) {
+    let (closed, signal) = &*wake;
+    loop {
+        {
+            let mut closed = closed.lock();
+            while !*closed && written.load(Ordering::SeqCst) == *synced.borrow() {
+                signal.wait_for(&mut closed, std::time::Duration::from_millis(50));
+            }
+            if *closed {
+                return;
+            }
+        }
+        let target = written.load(Ordering::SeqCst);
+        if let Err(err) = file.sync_data() {
+            tracing::error!(error = %err, "journal fsync failed; refusing further writes");
+            damaged.store(true, Ordering::SeqCst);
+        }
+        synced.send_replace(target);
+    }
 }
 
 impl EmbeddedStore {
@@ -167,43 +215,85 @@ impl EmbeddedStore {
             .map_err(io)?;
         file.set_len(valid_len).map_err(io)?;
         file.sync_all().map_err(io)?;
+        let (sync_file, damaged, written) = (
+            file.try_clone().map_err(io)?,
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let (synced_tx, synced) = tokio::sync::watch::channel(0);
+        let wake = Arc::new((parking_lot::Mutex::new(false), parking_lot::Condvar::new()));
+        let (w, d, k) = (written.clone(), damaged.clone(), wake.clone());
+        std::thread::Builder::new()
+            .name("journal-sync".into())
+            .spawn(move || sync_forever(sync_file, w, synced_tx, d, k))
+            .map_err(io)?;
         Ok(Self {
             inner: Mutex::new((state, file)),
-            damaged: Default::default(),
+            damaged,
+            written,
+            synced,
+            wake,
         })
     }
 
+    /// Waits until every line written up to `line` is on disk (group commit).
+    async fn durable(&self, line: u64) -> Result<(), StoreError> {
+        let mut synced = self.synced.clone();
+        if *synced.borrow() < line {
+            self.wake.1.notify_one();
+            synced
+                .wait_for(|on_disk| *on_disk >= line)
+                .await
+                .map_err(|_| StoreError::Unavailable("journal sync stopped".into()))?;
+        }
+        if self.damaged.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "journal fsync failed; restart".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Journals then applies under one lock, so the journal order is the apply order; `guard`
-    /// decides (under the same lock) whether the entry happens at all.
-    fn commit<T>(
+    /// decides (under the same lock) whether the entry happens at all. Either way the answer
+    /// waits until every line written so far is on disk: an outcome that depends on an earlier
+    /// entry (a duplicate, a refused compare-and-set) is never given before that entry is durable.
+    async fn commit<T>(
         &self,
         entry: Entry,
         guard: impl FnOnce(&State) -> bool,
         apply: impl FnOnce(&mut State, &Entry) -> T,
     ) -> Result<Option<T>, StoreError> {
-        let mut locked = self.inner.lock();
-        let (state, file) = &mut *locked;
-        if !guard(state) {
-            return Ok(None);
-        }
-        let json = serde_json::to_string(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let line = super::lines::encode(&json);
-        if self.damaged.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(StoreError::Unavailable(
-                "journal damaged by an earlier write error; restart".into(),
-            ));
-        }
-        if let Err(failed) = super::lines::append_durably(file, &line) {
-            if !failed.repaired {
-                self.damaged
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
+        let (result, line) = {
+            let mut locked = self.inner.lock();
+            let (state, file) = &mut *locked;
+            if !guard(state) {
+                (None, self.written.load(Ordering::SeqCst))
+            } else {
+                if self.damaged.load(Ordering::SeqCst) {
+                    return Err(StoreError::Unavailable(
+                        "journal damaged by an earlier write error; restart".into(),
+                    ));
+                }
+                let json = serde_json::to_string(&entry)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if let Err(failed) = super::lines::append(file, &super::lines::encode(&json)) {
+                    if !failed.repaired {
+                        self.damaged.store(true, Ordering::SeqCst);
+                    }
+                    return Err(StoreError::Unavailable(format!(
+                        "journal write failed: {}",
+                        failed.error
+                    )));
+                }
+                (
+                    Some(apply(state, &entry)),
+                    self.written.fetch_add(1, Ordering::SeqCst) + 1,
+                )
             }
-            return Err(StoreError::Unavailable(format!(
-                "journal write failed: {}",
-                failed.error
-            )));
-        }
-        Ok(Some(apply(state, &entry)))
+        };
+        self.durable(line).await?;
+        Ok(result)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -245,7 +335,8 @@ impl EmbeddedStore {
             },
             |_| true,
             State::apply,
-        )?;
+        )
+        .await?;
         Ok(())
     }
 
@@ -284,11 +375,13 @@ impl EmbeddedStore {
                 .collect(),
             session_after: commit.session_after.encode(commit.now_ms),
         };
-        let committed = self.commit(
-            entry,
-            |state| version_of(state, commit.user) == commit.expected_version,
-            State::apply,
-        )?;
+        let committed = self
+            .commit(
+                entry,
+                |state| version_of(state, commit.user) == commit.expected_version,
+                State::apply,
+            )
+            .await?;
         Ok(committed.is_some())
     }
 
@@ -320,18 +413,20 @@ impl EmbeddedStore {
                 })
                 .collect(),
         };
-        let outcomes = self.commit(
-            entry,
-            |_| true,
-            |state, entry| match entry {
-                Entry::Events {
-                    now_ms,
-                    day,
-                    events,
-                } => state.apply_events(*now_ms, *day, events),
-                _ => unreachable!("an events entry"),
-            },
-        )?;
+        let outcomes = self
+            .commit(
+                entry,
+                |_| true,
+                |state, entry| match entry {
+                    Entry::Events {
+                        now_ms,
+                        day,
+                        events,
+                    } => state.apply_events(*now_ms, *day, events),
+                    _ => unreachable!("an events entry"),
+                },
+            )
+            .await?;
         Ok(outcomes.unwrap_or_default())
     }
 
@@ -425,7 +520,8 @@ impl EmbeddedStore {
                 decided == ConversionOutcome::Accepted
             },
             State::apply,
-        )?;
+        )
+        .await?;
         Ok(decided)
     }
 
@@ -436,19 +532,27 @@ impl EmbeddedStore {
         user: &str,
         message_id: &str,
     ) -> Result<(String, Option<String>), StoreError> {
-        let guard = self.inner.lock();
-        let state = &guard.0;
-        Ok((
-            state
-                .conversations
-                .get(&(advertiser.to_owned(), user.to_owned()))
-                .cloned()
-                .unwrap_or_default(),
-            state
-                .messages
-                .get(&(advertiser.to_owned(), message_id.to_owned()))
-                .cloned(),
-        ))
+        let (found, line) = {
+            let guard = self.inner.lock();
+            let state = &guard.0;
+            let found = (
+                state
+                    .conversations
+                    .get(&(advertiser.to_owned(), user.to_owned()))
+                    .cloned()
+                    .unwrap_or_default(),
+                state
+                    .messages
+                    .get(&(advertiser.to_owned(), message_id.to_owned()))
+                    .cloned(),
+            );
+            (found, self.written.load(Ordering::SeqCst))
+        };
+        // A duplicate is answered from here: only once the original is on disk.
+        if found.1.is_some() {
+            self.durable(line).await?;
+        }
+        Ok(found)
     }
 
     pub async fn commit_message(
@@ -485,7 +589,8 @@ impl EmbeddedStore {
                 true
             },
             State::apply,
-        )?;
+        )
+        .await?;
         Ok(outcome)
     }
 

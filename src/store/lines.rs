@@ -25,6 +25,15 @@ pub struct AppendError {
 /// Appends `line` and fsyncs. On failure the file is cut back to where it ended, so a partial
 /// line can never sit in front of later, acknowledged ones (they would be unreadable after it).
 pub fn append_durably(file: &mut std::fs::File, line: &str) -> Result<(), AppendError> {
+    append_with(file, line, true)
+}
+
+/// As [`append_durably`] without the fsync (a group commit syncs many appends at once).
+pub fn append(file: &mut std::fs::File, line: &str) -> Result<(), AppendError> {
+    append_with(file, line, false)
+}
+
+fn append_with(file: &mut std::fs::File, line: &str, sync: bool) -> Result<(), AppendError> {
     use std::io::Write;
     let end = file
         .metadata()
@@ -33,10 +42,10 @@ pub fn append_durably(file: &mut std::fs::File, line: &str) -> Result<(), Append
             repaired: true,
         })?
         .len();
-    match file
-        .write_all(line.as_bytes())
-        .and_then(|_| file.sync_data())
-    {
+    let written =
+        file.write_all(line.as_bytes())
+            .and_then(|_| if sync { file.sync_data() } else { Ok(()) });
+    match written {
         Ok(()) => Ok(()),
         Err(error) => {
             let repaired = file.set_len(end).and_then(|_| file.sync_all()).is_ok();
