@@ -72,7 +72,11 @@ pub fn ms_from_datetime(at: OffsetDateTime) -> Millis {
 
 /// The UTC day of an instant as `YYYYMMDD`, the granularity of reports and daily budgets.
 pub fn utc_day(ms: Millis) -> u32 {
-    let date = datetime_from_ms(ms).date();
+    day_key(datetime_from_ms(ms).date())
+}
+
+/// A date as the `YYYYMMDD` key of stored counters (its month is `key / 100`, `YYYYMM`).
+pub fn day_key(date: time::Date) -> u32 {
     date.year() as u32 * 10_000 + u8::from(date.month()) as u32 * 100 + date.day() as u32
 }
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 use time::{Date, Month};
 
 use crate::catalog::Snapshot;
+use crate::clock::day_key;
 use crate::domain::advertiser::Advertiser;
 use crate::domain::{Micros, ValidationError};
 use crate::store::{Store, StoreError};
@@ -47,7 +48,7 @@ pub fn month_days(month: &str) -> Result<Vec<u32>, ValidationError> {
     let mut day = Date::from_calendar_date(year, month_of_year, 1).map_err(|_| invalid())?;
     let mut days = Vec::with_capacity(31);
     while day.month() == month_of_year {
-        days.push(year as u32 * 10_000 + number as u32 * 100 + day.day() as u32);
+        days.push(day_key(day));
         match day.next_day() {
             Some(next) => day = next,
             None => break,

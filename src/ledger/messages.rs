@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use super::conversions::parse_click_id;
 use crate::capping::shard_of;
 use crate::catalog::Catalog;
-use crate::clock::{datetime_from_ms, ms_from_datetime, Millis};
+use crate::clock::{datetime_from_ms, day_key, ms_from_datetime, Millis};
 use crate::domain::campaign::Rfc3339;
 use crate::domain::ids::AdvertiserId;
 use crate::domain::{Micros, UserId, ValidationError};
@@ -166,7 +166,7 @@ impl Messages<'_> {
                 country: &body.country,
                 price_micros: charge,
                 at_ms,
-                month: date.year() as u32 * 100 + u8::from(date.month()) as u32,
+                month: day_key(date) / 100,
                 direction: match body.direction {
                     Direction::Inbound => "inbound",
                     Direction::Outbound => "outbound",

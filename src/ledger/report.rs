@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use time::{Date, Duration};
 
+use crate::clock::day_key;
 use crate::domain::ids::CampaignId;
 use crate::domain::ValidationError;
 use crate::store::{DayCounters, Store, StoreError};
@@ -68,10 +69,7 @@ pub async fn campaign_report(
         dates.push(day);
         day = day.next_day().expect("dates in range");
     }
-    let keys: Vec<u32> = dates
-        .iter()
-        .map(|d| d.year() as u32 * 10_000 + u8::from(d.month()) as u32 * 100 + d.day() as u32)
-        .collect();
+    let keys: Vec<u32> = dates.iter().copied().map(day_key).collect();
     let counters = store.campaign_report(campaign, &keys).await?;
     let mut totals = DayCounters::default();
     let rows = dates
