@@ -453,28 +453,13 @@ async fn kill_9_loses_and_doubles_nothing() {
         acknowledged.len() > 20,
         "the stream ran: {}",
         acknowledged.len()
-    ); // Renders acknowledged while Redis was down sit in the service's spool until it replays
-       // them (within a refresh tick of Redis returning).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let metrics = api
-            .http
-            .get(api.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metrics.contains("statusads_spool_events 0") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the spool never drained"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    );
+    // Renders acknowledged while Redis was down sit in the service's spool until it replays
+    // them (within a refresh tick of Redis returning).
+    api.wait_for_metrics("the spool to drain", |m| {
+        m.contains("statusads_spool_events 0")
+    })
+    .await;
 
     // The ledger, read straight from Redis.
     let mut conn = redis.connection();

@@ -186,15 +186,7 @@ async fn rate_limits_answer_429_with_retry_after() {
         app.get("/v1/campaigns", &key).await.status(),
         StatusCode::TOO_MANY_REQUESTS
     );
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("statusads_rate_limited_total{scope=\"user\"} 1"),
         "{metrics}"
@@ -233,14 +225,6 @@ async fn a_panicking_handler_answers_500_and_the_service_lives_on() {
             StatusCode::OK
         );
     }
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("statusads_panics_total 6"), "{metrics}");
 }

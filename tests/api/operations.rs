@@ -29,15 +29,7 @@ async fn health_ready_and_metrics() {
     app.live_campaign(&key, json!({})).await;
     let slots = app.slots("u1", None, 12).await;
     app.render(slots[0]["token"].as_str().unwrap()).await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains("statusads_events_total{type=\"render\",status=\"accepted\"} 1"),
         "{text}"
@@ -106,41 +98,15 @@ async fn redis_outage_spools_events_and_replays_them_exactly_once() {
         assert_eq!(app.render(token).await, "accepted");
     }
     assert_eq!(app.render(&tokens[4]).await, "accepted");
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("statusads_spool_events 7"), "{metrics}");
 
     // Redis back (AOF, appendfsync always): the refresher replays the spool.
     app.redis.as_mut().unwrap().restart();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let metrics = app
-            .http
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metrics.contains("statusads_spool_events 0")
-            && metrics.contains("statusads_spool_replayed_total 7")
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the spool was not replayed: {metrics}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    app.wait_for_metrics("the spool replay", |m| {
+        m.contains("statusads_spool_events 0") && m.contains("statusads_spool_replayed_total 7")
+    })
+    .await;
     // After the outage: new renders go straight to Redis again.
     for token in &tokens[10..] {
         assert_eq!(app.render(token).await, "accepted");
