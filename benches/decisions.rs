@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use statusads::capping::{SessionState, UserState};
+use statusads::capping::{self, SessionState, UserState};
 use statusads::catalog::Snapshot;
 use statusads::config::AdLoadSettings;
 use statusads::domain::campaign::Spend;
@@ -101,34 +101,38 @@ fn tokens(c: &mut Criterion) {
 fn caps(c: &mut Criterion) {
     let data = synthetic::catalog(50, 3);
     let campaign = data.campaigns[0].clone();
-    // A heavy user: renders of 50 campaigns, 3 reservations, 10 renders today.
+    // A heavy user, stored as the stores store it: renders of 50 campaigns, 10 renders today,
+    // one reservation.
+    let now_s = NOW_MS / 1000;
     let mut fields: Vec<(String, String)> = data
         .campaigns
         .iter()
         .map(|c| {
             (
-                format!("c:{}", c.id),
-                format!("{},{}", NOW_MS - 7_200_000, NOW_MS - 60_000),
+                capping::campaign_field(c.id.as_str()),
+                capping::encode_stamps(&[now_s - 7_200, now_s - 60]),
             )
         })
         .collect();
     fields.push((
         "d".into(),
-        (0..10)
-            .map(|i| (NOW_MS - i * 60_000).to_string())
-            .collect::<Vec<_>>()
-            .join(","),
+        capping::encode_stamps(&(0..10).map(|i| now_s - i * 60).collect::<Vec<_>>()),
     ));
-    fields.push((
-        "r".into(),
-        format!("d1|{}|adv|{}", campaign.id, NOW_MS + 1000),
-    ));
+    let reservation = capping::Reservation {
+        decision_id: "0123456789abcdef0123456789abcdef".into(),
+        campaign: campaign.id.to_string(),
+        advertiser: campaign.advertiser_id.to_string(),
+        expires_ms: NOW_MS + 1000,
+    };
+    fields.push((reservation.field(), reservation.value()));
     let state = UserState::from_fields(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    assert_eq!(state.campaign_renders.len(), 50, "the fixture parses");
     c.bench_function("caps/parse_user_state_50_campaigns", |b| {
         b.iter(|| {
             black_box(
                 UserState::from_fields(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                    .version,
+                    .reservations
+                    .len(),
             )
         })
     });

@@ -161,7 +161,13 @@ async fn run(args: Args) {
     std::fs::write(&slots_file, slot_bodies(20_000).join("\n")).unwrap();
     let slots_script = scripts.join("slots.lua");
     std::fs::write(&slots_script, replay_lua(&slots_file.display().to_string())).unwrap();
+    let filled_before = counter(&state, "statusads_decisions_total{outcome=\"filled\"}");
+    let scripts_before = script_calls(redis.1);
     let decisions = wrk(&args, &format!("{base}/v1/slots"), Some(&slots_script));
+    // The decision path's only Redis call is the commit script (the background refreshers use
+    // plain commands), so script calls per decision are its round trips.
+    let commits = script_calls(redis.1) - scripts_before;
+    let filled = counter(&state, "statusads_decisions_total{outcome=\"filled\"}") - filled_before;
 
     // Events: batches of 10 renders of real tokens, from decisions made in process.
     let batches = event_batches(&state, 20_000).await;
@@ -212,6 +218,15 @@ async fn run(args: Args) {
         decisions.p50, decisions.p99
     );
     println!(
+        "| decisions with ads | {:.0}% |",
+        100.0 * filled / decisions.requests as f64
+    );
+    println!(
+        "| Redis round trips per decision (all / with ads) | {:.2} / {:.2} |",
+        commits / decisions.requests as f64,
+        commits / filled.max(1.0)
+    );
+    println!(
         "| events/s (batches of 10; all answered) | {:.0} |",
         events.rps * 10.0
     );
@@ -243,6 +258,39 @@ async fn seed(store: &statusads::store::Store, campaigns: usize) {
     for creative in &data.creatives {
         store.save(CatalogRecord::Creative(creative)).await.unwrap();
     }
+}
+
+/// A counter of the service's own /metrics text.
+fn counter(state: &statusads::http::AppState, series: &str) -> f64 {
+    state
+        .metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Lua script calls Redis has served (EVALSHA and EVAL).
+fn script_calls(port: u16) -> f64 {
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut conn)
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .sum()
 }
 
 /// Ledger records in every shard stream.
@@ -394,6 +442,7 @@ const LATENCY_REPORT: &str = r#"done = function(summary, latency, requests)
 end"#;
 
 struct WrkResult {
+    requests: u64,
     rps: f64,
     p50: String,
     p99: String,
@@ -431,6 +480,7 @@ fn wrk(args: &Args, url: &str, script: Option<&std::path::Path>) -> WrkResult {
         .collect();
     let micros = |us: u64| format!("{:.2} ms", us as f64 / 1000.0);
     WrkResult {
+        requests: numbers[0],
         rps: numbers[0] as f64 / (numbers[1] as f64 / 1e6),
         p50: micros(numbers[2]),
         p99: micros(numbers[3]),

@@ -32,7 +32,7 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     (
         "statusads_decision_conflicts_total",
         "counter",
-        "Decisions recomputed because the user's state changed under them.",
+        "Decisions recomputed on the live user state their commit returned (the node's copy of the user was stale or assumed).",
     ),
     (
         "statusads_events_total",
@@ -128,7 +128,6 @@ impl DecisionOutcome {
 pub enum RedisOp {
     Ping,
     Catalog,
-    LoadUser,
     Reserve,
     Events,
     Spend,
@@ -138,10 +137,9 @@ pub enum RedisOp {
 }
 
 impl RedisOp {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 6] = [
         Self::Ping,
         Self::Catalog,
-        Self::LoadUser,
         Self::Reserve,
         Self::Events,
         Self::Spend,
@@ -152,7 +150,6 @@ impl RedisOp {
         match self {
             Self::Ping => "ping",
             Self::Catalog => "catalog",
-            Self::LoadUser => "load_user",
             Self::Reserve => "reserve",
             Self::Events => "events",
             Self::Spend => "spend",

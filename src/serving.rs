@@ -1,6 +1,8 @@
-//! The slot-decision use case: read the user's state (one round trip), decide (pure), commit the
-//! reservations only if the user's state did not move meanwhile (one script), sign the tokens.
-//! A store outage answers no slots, quickly: the feed must never wait for ads.
+//! The slot-decision use case: decide (pure) on this node's last view of the user (or, for a
+//! user it has not seen, on a new user), commit the reservations with one script that checks
+//! the decision against the live state and, if it does not hold, answers that state to decide
+//! again on (see `capping::recent`), then sign the tokens. The common decision is one round
+//! trip. A store outage answers no slots, quickly: the feed must never wait for ads.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,7 +10,8 @@ use std::time::Instant;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
-use crate::capping::{self, Reservation};
+use crate::capping::recent::{Assumed, RecentUsers};
+use crate::capping::{self, Reservation, SessionState};
 use crate::catalog::Catalog;
 use crate::clock::{utc_day, SharedClock};
 use crate::config::{AdLoadSettings, ChatSettings};
@@ -19,14 +22,16 @@ use crate::ledger::conversions::click_id;
 use crate::ledger::SpendBoard;
 use crate::metrics::{DecisionOutcome, Metrics};
 use crate::selection::{self, DecisionInput, Placement};
-use crate::store::{DecisionCommit, Store};
+use crate::store::{CommitOutcome, DecisionCommit, Store, UserView};
 use crate::tokens::{Claims, TokenKeys};
 
-/// Concurrent decisions for one user are rare; after this many lost races, serve nothing.
+/// A stale view costs one more attempt; concurrent decisions for one user are rare. After this
+/// many attempts, serve nothing.
 const COMMIT_ATTEMPTS: usize = 3;
 
 pub struct Server {
     pub store: Arc<Store>,
+    pub recent: Arc<RecentUsers>,
     pub catalog: Arc<Catalog>,
     pub spend: Arc<SpendBoard>,
     pub keys: Arc<TokenKeys>,
@@ -64,15 +69,20 @@ impl Server {
         let shard = capping::shard_of(user, self.shards);
         let session = request.session.as_deref();
         let mut rng = SmallRng::from_entropy();
+        let mut assumed = self.recent.assume(user, session, self.clock.now_ms());
         for _ in 0..COMMIT_ATTEMPTS {
             let now_ms = self.clock.now_ms();
-            let (state, session_state) = self.store.load_user(shard, user, session, now_ms).await?;
+            let session_state = assumed
+                .session
+                .as_deref()
+                .map(|stored| SessionState::decode(stored, now_ms))
+                .unwrap_or_default();
             let snapshot = self.catalog.snapshot();
             let decision = selection::decide(
                 &DecisionInput {
                     snapshot: &snapshot,
                     budgets: &*self.spend,
-                    user: &state,
+                    user: &assumed.state,
                     session: session_state,
                     request,
                     policy: self.policy,
@@ -82,8 +92,10 @@ impl Server {
                 &mut rng,
             );
             if decision.placements.is_empty() {
-                // Nothing to reserve. Not recording the statuses passed only makes the next
-                // request of this session more conservative, never less.
+                // Final without asking the store: a view is at most as strict as the live state
+                // (up to `recent::MAX_AGE_MS`), an assumed new user the least strict of all. Not
+                // recording the statuses passed only makes the session's next request more
+                // conservative, never less.
                 return Ok(Vec::new());
             }
             let expires_ms = now_ms + self.token_ttl_ms;
@@ -122,7 +134,11 @@ impl Server {
                 shard,
                 user,
                 session,
-                expected_version: state.version,
+                session_seen: assumed.session.as_deref(),
+                proof: selection::proof(
+                    planned.iter().map(|(_, p)| *p),
+                    self.policy.max_per_user_per_day,
+                ),
                 now_ms,
                 day: utc_day(now_ms),
                 reservations: planned
@@ -137,20 +153,42 @@ impl Server {
                 session_after,
                 user_ttl_ms: capping::user_ttl_ms(longest_window, false),
             };
-            let committed = self.store.commit_decision(&commit).await;
-            if !matches!(committed, Ok(true)) {
+            let outcome = self.store.commit_decision(&commit).await;
+            if !matches!(outcome, Ok(CommitOutcome::Committed)) {
                 for (id, _) in &planned {
                     self.spend.release(id);
                 }
             }
-            if !committed? {
-                self.metrics.decision_conflict();
-                continue;
+            match outcome? {
+                CommitOutcome::Committed => {
+                    let slots = planned
+                        .into_iter()
+                        .map(|(id, p)| self.slot(request, shard, id, p, expires_ms))
+                        .collect();
+                    let session_stored = session.map(|id| (id, session_after.encode(now_ms)));
+                    self.recent.committed(
+                        user,
+                        assumed.state,
+                        &commit.reservations,
+                        session_stored,
+                        now_ms,
+                    );
+                    return Ok(slots);
+                }
+                CommitOutcome::Stale(live) => {
+                    self.metrics.decision_conflict();
+                    let UserView {
+                        state,
+                        session: stored,
+                    } = *live;
+                    self.recent
+                        .saw(user, state.clone(), session.zip(stored.clone()), now_ms);
+                    assumed = Assumed {
+                        state,
+                        session: stored,
+                    };
+                }
             }
-            return Ok(planned
-                .into_iter()
-                .map(|(id, p)| self.slot(request, shard, id, p, expires_ms))
-                .collect());
         }
         Ok(Vec::new())
     }

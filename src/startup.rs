@@ -111,8 +111,10 @@ impl Application {
         spend.refresh(&store, clock.now_ms()).await?;
 
         let grace_ms = settings.tokens.grace_seconds as i64 * 1000;
+        let recent = Arc::new(crate::capping::recent::RecentUsers::default());
         let server = Arc::new(Server {
             store: store.clone(),
+            recent: recent.clone(),
             catalog: catalog.clone(),
             spend: spend.clone(),
             keys: keys.clone(),
@@ -127,6 +129,7 @@ impl Application {
         });
         let ledger = Arc::new(Ledger {
             store: store.clone(),
+            recent,
             catalog: catalog.clone(),
             keys,
             clock: clock.clone(),

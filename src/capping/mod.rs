@@ -1,19 +1,22 @@
 //! Per-user state that decisions read and events move: rolling-window render timestamps per
 //! campaign and per advertiser, the rolling 24 h ad load, pending reservations and hidden
-//! advertisers, plus the per-session placement state. This module holds the pure rules and the
-//! compact text encoding both backends store; the atomic updates live in the stores.
+//! advertisers, plus the per-session placement state. This module holds the pure rules (including
+//! the check a decision must pass against the live state to commit) and the compact text
+//! encoding both backends store; the atomic updates live in the stores.
 //!
-//! Encoding (one Redis hash per user, mirrored by the embedded backend), compact because there is
-//! one entry per (user, campaign) seen:
-//! `v` version (bumped by every write, the compare-and-set guard of decisions),
-//! `c<campaign hex>` / `a<advertiser hex>` / `d` comma-separated render times in whole seconds
-//! (rounded up), newest last,
-//! `r` reservations `decision|campaign|advertiser|expires_ms` joined by `;`,
-//! `h<advertiser hex>` hidden-until (ms).
+//! Encoding: one Redis hash per user, mirrored by the embedded backend. There is one field per
+//! (user, campaign) seen, so every field and value is kept under 64 bytes: Redis then keeps the
+//! hash as a listpack (no per-entry pointers), which is what makes an entry cost ~30 bytes.
+//! - `c<campaign hex>` / `a<advertiser hex>` / `d`: render times (see [`encode_stamps`]), newest
+//!   last, of the campaign, the advertiser (advertiser-level caps) and of every ad (daily load);
+//! - `r<decision id>`: a reservation, `<campaign hex>|<advertiser hex>|<expires_ms>`;
+//! - `h<advertiser hex>`: the advertiser is hidden until this time (ms).
 //!
 //! Windows are checked in whole seconds: a render stored as `ceil(t)` counts while
 //! `ceil(t) > floor(now) - per`, which holds whenever the exact `t > now - per` does, so
 //! rounding can only keep a render in its window a little longer, never release it early.
+
+pub mod recent;
 
 use std::collections::HashMap;
 
@@ -25,20 +28,30 @@ pub const DAY_MS: Millis = 86_400_000;
 pub const HIDE_MS: Millis = 90 * DAY_MS;
 /// Sessions are forgotten after this long without a decision.
 pub const SESSION_TTL_MS: Millis = 6 * 3_600_000;
+/// Render times count whole seconds from here (2000-01-01T00:00:00Z): six base-36 digits then
+/// last until 2068.
+pub const STAMP_EPOCH_S: i64 = 946_684_800;
+const STAMP_WIDTH: usize = 6;
+const STAMP_MAX: i64 = 36_i64.pow(STAMP_WIDTH as u32) - 1;
 
 /// The hash field of a campaign's render times: `c` and the id's hex part.
 pub fn campaign_field(campaign: &str) -> String {
-    format!("c{}", campaign.strip_prefix("cmp_").unwrap_or(campaign))
+    format!("c{}", hex_of(campaign))
 }
 
 /// The hash field of an advertiser's render times (advertiser-level caps).
 pub fn advertiser_field(advertiser: &str) -> String {
-    format!("a{}", advertiser.strip_prefix("adv_").unwrap_or(advertiser))
+    format!("a{}", hex_of(advertiser))
 }
 
 /// The hash field of an advertiser hidden by this user.
 pub fn hide_field(advertiser: &str) -> String {
-    format!("h{}", advertiser.strip_prefix("adv_").unwrap_or(advertiser))
+    format!("h{}", hex_of(advertiser))
+}
+
+/// The 16 hex digits of a `cmp_…` / `adv_…` id: what the compact fields store.
+pub fn hex_of(id: &str) -> &str {
+    id.split_once('_').map_or(id, |(_, hex)| hex)
 }
 
 /// A render's stored time: whole seconds, rounded up.
@@ -49,6 +62,38 @@ pub fn render_stamp(now_ms: Millis) -> i64 {
 /// `now` for window checks: whole seconds, rounded down.
 pub fn window_now(now_ms: Millis) -> i64 {
     now_ms.div_euclid(1000)
+}
+
+/// Render times (unix seconds) as stored: six base-36 digits each (seconds since
+/// [`STAMP_EPOCH_S`]), no separator. Ten renders fit the 64 bytes that keep the hash compact,
+/// where decimal with commas took 109.
+pub fn encode_stamps(stamps: &[i64]) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = String::with_capacity(stamps.len() * STAMP_WIDTH);
+    for stamp in stamps {
+        let mut n = (stamp - STAMP_EPOCH_S).clamp(0, STAMP_MAX);
+        let mut digits = [b'0'; STAMP_WIDTH];
+        for digit in digits.iter_mut().rev() {
+            *digit = DIGITS[(n % 36) as usize];
+            n /= 36;
+        }
+        out.extend(digits.iter().map(|d| *d as char));
+    }
+    out
+}
+
+/// The inverse of [`encode_stamps`]; a malformed chunk is skipped.
+pub fn decode_stamps(raw: &str) -> Vec<i64> {
+    raw.as_bytes()
+        .chunks(STAMP_WIDTH)
+        .filter_map(|chunk| {
+            let text = std::str::from_utf8(chunk).ok()?;
+            (chunk.len() == STAMP_WIDTH)
+                .then(|| i64::from_str_radix(text, 36).ok())
+                .flatten()
+                .map(|n| n + STAMP_EPOCH_S)
+        })
+        .collect()
 }
 
 /// How long a user's stored state must live: past every window it holds, every reservation
@@ -69,40 +114,40 @@ pub struct Reservation {
 }
 
 impl Reservation {
-    pub fn encode(&self) -> String {
+    /// The hash field holding this reservation.
+    pub fn field(&self) -> String {
+        format!("r{}", self.decision_id)
+    }
+
+    /// The field's value: `<campaign hex>|<advertiser hex>|<expires_ms>`.
+    pub fn value(&self) -> String {
         format!(
-            "{}|{}|{}|{}",
-            self.decision_id, self.campaign, self.advertiser, self.expires_ms
+            "{}|{}|{}",
+            hex_of(&self.campaign),
+            hex_of(&self.advertiser),
+            self.expires_ms
         )
     }
 
-    fn decode(raw: &str) -> Option<Self> {
-        let mut parts = raw.split('|');
+    fn decode(decision_id: &str, value: &str) -> Option<Self> {
+        let mut parts = value.split('|');
         Some(Self {
-            decision_id: parts.next()?.to_owned(),
-            campaign: parts.next()?.to_owned(),
-            advertiser: parts.next()?.to_owned(),
+            decision_id: decision_id.to_owned(),
+            campaign: format!("cmp_{}", parts.next()?),
+            advertiser: format!("adv_{}", parts.next()?),
             expires_ms: parts.next()?.parse().ok()?,
         })
     }
 }
 
-/// The encoded reservations `raw` minus those expired at `now` and the one of `release`
-/// (a decision that just rendered): the pruning both stores apply on every write.
-pub fn live_reservations(raw: &str, now: Millis, release: Option<&str>) -> Vec<String> {
-    raw.split(';')
-        .filter(|entry| {
-            Reservation::decode(entry)
-                .is_some_and(|r| r.expires_ms > now && Some(r.decision_id.as_str()) != release)
-        })
-        .map(str::to_owned)
-        .collect()
+/// The expiry of a stored reservation value (`None` when corrupt: prune it).
+pub fn reservation_expiry(value: &str) -> Option<Millis> {
+    value.rsplit('|').next()?.parse().ok()
 }
 
 /// What the store knows about one user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserState {
-    pub version: u64,
     /// Render times in whole seconds (see the module docs), by campaign id.
     pub campaign_renders: HashMap<String, Vec<i64>>,
     pub advertiser_renders: HashMap<String, Vec<i64>>,
@@ -113,37 +158,32 @@ pub struct UserState {
 
 impl UserState {
     /// Parses the stored hash. Unknown or corrupt fields are ignored rather than failing a
-    /// decision: the render-time checks in the store remain the authority.
+    /// decision: the checks in the store's scripts remain the authority.
     pub fn from_fields<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut state = Self::default();
         for (field, value) in fields {
+            let Some(rest) = field.get(1..) else { continue };
             // Id fields are one letter and the id's 16 hex digits.
-            let id = field.get(1..).filter(|hex| hex.len() == 16);
-            match (field.as_bytes().first(), id) {
+            let hex = Some(rest).filter(|hex| hex.len() == 16);
+            match (field.as_bytes().first(), hex) {
                 (Some(b'c'), Some(hex)) => {
                     state
                         .campaign_renders
-                        .insert(format!("cmp_{hex}"), parse_times(value));
+                        .insert(format!("cmp_{hex}"), decode_stamps(value));
                 }
                 (Some(b'a'), Some(hex)) => {
                     state
                         .advertiser_renders
-                        .insert(format!("adv_{hex}"), parse_times(value));
+                        .insert(format!("adv_{hex}"), decode_stamps(value));
                 }
                 (Some(b'h'), Some(hex)) => {
                     if let Ok(until) = value.parse() {
                         state.hidden_until.insert(format!("adv_{hex}"), until);
                     }
                 }
-                _ => match field {
-                    "v" => state.version = value.parse().unwrap_or(0),
-                    "d" => state.daily_renders = parse_times(value),
-                    "r" => {
-                        state.reservations =
-                            value.split(';').filter_map(Reservation::decode).collect()
-                    }
-                    _ => {}
-                },
+                (Some(b'r'), _) => state.reservations.extend(Reservation::decode(rest, value)),
+                _ if field == "d" => state.daily_renders = decode_stamps(value),
+                _ => {}
             }
         }
         state
@@ -161,31 +201,46 @@ impl UserState {
 
     /// True when one more slot of `campaign` keeps every cap, counting pending reservations.
     pub fn caps_allow(&self, campaign: &Campaign, now: Millis) -> bool {
-        let id = campaign.id.as_str();
-        let renders = self
-            .campaign_renders
-            .get(id)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        self.within(
+            campaign.id.as_str(),
+            campaign.advertiser_id.as_str(),
+            &campaign.frequency_caps,
+            campaign.advertiser_caps,
+            now,
+        )
+    }
+
+    fn within(
+        &self,
+        campaign: &str,
+        advertiser: &str,
+        caps: &[FrequencyCap],
+        advertiser_caps: bool,
+        now: Millis,
+    ) -> bool {
         let reserved = self
             .live_reservations(now)
-            .filter(|r| r.campaign == id)
+            .filter(|r| r.campaign == campaign)
             .count();
-        if !within_caps(&campaign.frequency_caps, renders, reserved, now) {
+        if !within_caps(
+            caps,
+            renders_of(&self.campaign_renders, campaign),
+            reserved,
+            now,
+        ) {
             return false;
         }
-        if campaign.advertiser_caps {
-            let adv = campaign.advertiser_id.as_str();
-            let renders = self
-                .advertiser_renders
-                .get(adv)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
+        if advertiser_caps {
             let reserved = self
                 .live_reservations(now)
-                .filter(|r| r.advertiser == adv)
+                .filter(|r| r.advertiser == advertiser)
                 .count();
-            return within_caps(&campaign.frequency_caps, renders, reserved, now);
+            return within_caps(
+                caps,
+                renders_of(&self.advertiser_renders, advertiser),
+                reserved,
+                now,
+            );
         }
         true
     }
@@ -196,6 +251,59 @@ impl UserState {
             + self.live_reservations(now).count();
         max_per_day.saturating_sub(used as u32)
     }
+
+    /// Whether a decision taken on some earlier or assumed copy of this state may commit on
+    /// this (live) one: every campaign its outcome rests on is still eligible for the user and
+    /// its slots still fit the daily load. `reserve.lua` applies the same rule in Redis.
+    pub fn admits(&self, proof: &DecisionProof, now: Millis) -> bool {
+        proof.checks.iter().all(|check| {
+            !self.is_hidden(&check.advertiser, now)
+                && self.within(
+                    &check.campaign,
+                    &check.advertiser,
+                    &check.caps,
+                    check.advertiser_caps,
+                    now,
+                )
+        }) && self.daily_remaining(proof.daily_max, now) >= proof.slots
+    }
+}
+
+/// What must still hold on the user's live state for a decision to commit. The decision was
+/// computed on a copy that may be stale (this node's last view of the user) or assumed (a user
+/// this node has not seen); it commits only if it is exactly what the live state would allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionProof {
+    /// The winners and the runner-ups that set their prices: if one of these were no longer
+    /// eligible, the live state would pick or price differently.
+    pub checks: Vec<CapCheck>,
+    /// Slots the decision reserves.
+    pub slots: u32,
+    pub daily_max: u32,
+}
+
+/// One campaign's eligibility rule as it depends on the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapCheck {
+    pub campaign: String,
+    pub advertiser: String,
+    pub caps: Vec<FrequencyCap>,
+    pub advertiser_caps: bool,
+}
+
+impl CapCheck {
+    pub fn of(campaign: &Campaign) -> Self {
+        Self {
+            campaign: campaign.id.to_string(),
+            advertiser: campaign.advertiser_id.to_string(),
+            caps: campaign.frequency_caps.clone(),
+            advertiser_caps: campaign.advertiser_caps,
+        }
+    }
+}
+
+fn renders_of<'a>(renders: &'a HashMap<String, Vec<i64>>, id: &str) -> &'a [i64] {
+    renders.get(id).map(Vec::as_slice).unwrap_or(&[])
 }
 
 fn within_caps(caps: &[FrequencyCap], renders: &[i64], reserved: usize, now: Millis) -> bool {
@@ -208,10 +316,6 @@ fn within_caps(caps: &[FrequencyCap], renders: &[i64], reserved: usize, now: Mil
 /// Renders (whole seconds) strictly after `start`: the window `(now - per, now]`.
 pub fn count_since(times: &[i64], start: i64) -> usize {
     times.iter().filter(|t| **t > start).count()
-}
-
-fn parse_times(raw: &str) -> Vec<i64> {
-    raw.split(',').filter_map(|t| t.parse().ok()).collect()
 }
 
 /// What a store must keep of a render list so every cap stays exact: the newest `count`
@@ -312,12 +416,11 @@ mod tests {
             "adv_00000000000000cc",
         );
         let r = Reservation {
-            decision_id: "d1".into(),
+            decision_id: "0123456789abcdef0123456789abcdef".into(),
             campaign: cmp.into(),
             advertiser: adv.into(),
-            expires_ms: 99,
+            expires_ms: 1_795_000_000_000,
         };
-        let encoded = r.encode();
         let (c, a, h) = (
             campaign_field(cmp),
             advertiser_field(adv),
@@ -327,23 +430,71 @@ mod tests {
             c, "c00000000000000aa",
             "one letter and 16 hex digits: compact per entry"
         );
+        assert_eq!(r.field(), "r0123456789abcdef0123456789abcdef");
+        assert_eq!(r.value(), "00000000000000aa|00000000000000bb|1795000000000");
+        // Redis keeps a hash compact (listpack) only while every field and value is <= 64 bytes.
+        assert!(r.field().len() <= 64 && r.value().len() <= 64);
+        let (value, stamps) = (r.value(), encode_stamps(&[1_795_000_001, 1_795_000_002]));
         let state = UserState::from_fields([
-            ("v", "7"),
-            (c.as_str(), "1,2,3"),
-            (a.as_str(), "5"),
-            ("d", "1,2"),
-            ("r", encoded.as_str()),
+            (c.as_str(), stamps.as_str()),
+            (a.as_str(), encode_stamps(&[1_795_000_005]).as_str()),
+            ("d", stamps.as_str()),
+            (r.field().as_str(), value.as_str()),
             (h.as_str(), "1000"),
             ("junk", "?"),
             ("cshort", "1"),
         ]);
-        assert_eq!(state.version, 7);
-        assert_eq!(state.campaign_renders[cmp], vec![1, 2, 3]);
-        assert_eq!(state.advertiser_renders[adv], vec![5]);
+        assert_eq!(
+            state.campaign_renders[cmp],
+            vec![1_795_000_001, 1_795_000_002]
+        );
+        assert_eq!(state.advertiser_renders[adv], vec![1_795_000_005]);
+        assert_eq!(state.daily_renders, vec![1_795_000_001, 1_795_000_002]);
         assert_eq!(state.campaign_renders.len(), 1);
         assert_eq!(state.reservations, vec![r]);
+        assert_eq!(reservation_expiry(&value), Some(1_795_000_000_000));
         assert!(state.is_hidden(hidden, 999));
         assert!(!state.is_hidden(hidden, 1000));
+    }
+
+    #[test]
+    fn render_times_are_six_base36_digits_each() {
+        let times = [STAMP_EPOCH_S, 1_795_000_000, STAMP_EPOCH_S + STAMP_MAX];
+        let encoded = encode_stamps(&times);
+        assert_eq!(encoded.len(), 18);
+        assert_eq!(&encoded[..6], "000000");
+        assert_eq!(decode_stamps(&encoded), times);
+        // A full day of the default ad load (10) still fits one compact listpack value.
+        assert_eq!(encode_stamps(&[1_795_000_000; 10]).len(), 60);
+        // Malformed input is skipped, never misread.
+        assert_eq!(decode_stamps("zz!zzz00000"), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn a_decision_commits_only_if_the_live_state_still_admits_it() {
+        let c = campaign(&[(1, 3600)], false);
+        let now = 1_795_000_000_000;
+        let proof = DecisionProof {
+            checks: vec![CapCheck::of(&c)],
+            slots: 2,
+            daily_max: 3,
+        };
+        let mut live = UserState::default();
+        assert!(live.admits(&proof, now));
+        // The daily load: one render today plus two slots fits 3, two renders do not.
+        live.daily_renders = vec![window_now(now) - 10];
+        assert!(live.admits(&proof, now));
+        live.daily_renders.push(window_now(now) - 5);
+        assert!(!live.admits(&proof, now));
+        live.daily_renders.clear();
+        // A campaign the decision rests on reached its cap elsewhere meanwhile.
+        live.campaign_renders
+            .insert(c.id.to_string(), vec![window_now(now) - 60]);
+        assert!(!live.admits(&proof, now));
+        live.campaign_renders.clear();
+        live.hidden_until
+            .insert(c.advertiser_id.to_string(), now + 1);
+        assert!(!live.admits(&proof, now));
     }
 
     #[test]
@@ -389,26 +540,6 @@ mod tests {
         let mut lenient = c.clone();
         lenient.advertiser_caps = false;
         assert!(state.caps_allow(&lenient, 1_000_000));
-    }
-
-    #[test]
-    fn pruning_drops_expired_and_released_reservations() {
-        let r = |d: &str, exp: Millis| {
-            Reservation {
-                decision_id: d.into(),
-                campaign: "c".into(),
-                advertiser: "a".into(),
-                expires_ms: exp,
-            }
-            .encode()
-        };
-        let raw = [r("d1", 10), r("d2", 20), r("d3", 30)].join(";");
-        assert_eq!(
-            live_reservations(&raw, 10, None),
-            vec![r("d2", 20), r("d3", 30)]
-        );
-        assert_eq!(live_reservations(&raw, 10, Some("d3")), vec![r("d2", 20)]);
-        assert!(live_reservations("garbage;;|", 0, None).is_empty());
     }
 
     #[test]

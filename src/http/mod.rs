@@ -72,7 +72,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             ApiError::InvalidRequest(format!("invalid query: {err}")).into()
         }),
     )
+    // The router tries resources in this order, and each path with a `{param}` costs a regex
+    // match: the app's hot static routes (slots, events) go first, before any such path.
     .configure(operations::configure)
+    .configure(slots::configure)
+    .configure(events::configure)
+    .configure(conversions::configure)
+    .configure(messages::configure)
     .configure(console::configure)
     .configure(openapi::configure)
     .configure(advertisers::configure)
@@ -81,10 +87,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(assets::configure)
     .configure(reports::configure)
     .configure(invoices::configure)
-    .configure(slots::configure)
-    .configure(events::configure)
-    .configure(conversions::configure)
-    .configure(messages::configure)
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
     }));

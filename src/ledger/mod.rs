@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use futures_util::future::try_join_all;
 
+use crate::capping::recent::RecentUsers;
 use crate::capping::{self, Retention};
 use crate::catalog::Catalog;
 use crate::clock::{utc_day, SharedClock};
@@ -34,6 +35,8 @@ const DEDUPE_MARGIN_MS: i64 = 3_600_000;
 
 pub struct Ledger {
     pub store: Arc<Store>,
+    /// Views of users whose state events move are dropped (see `capping::recent`).
+    pub recent: Arc<RecentUsers>,
     pub catalog: Arc<Catalog>,
     pub keys: Arc<TokenKeys>,
     pub clock: SharedClock,
@@ -173,6 +176,11 @@ impl Ledger {
                 Applied::Spooled => vec![EventOutcome::Accepted; writes.len()],
             };
             for ((index, write), outcome) in indexes.iter().zip(writes).zip(outcomes) {
+                if outcome == EventOutcome::Accepted
+                    && (write.kind == EventType::Render || write.kind.hides())
+                {
+                    self.recent.forget(&write.user);
+                }
                 if outcome == EventOutcome::Accepted && write.kind == EventType::Render {
                     if let Some(campaign) = CampaignId::parse(&write.campaign) {
                         self.spend

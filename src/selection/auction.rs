@@ -17,6 +17,8 @@ pub struct Bid<'a, T> {
 pub struct Win<T> {
     pub item: T,
     pub clearing_cpm_micros: Micros,
+    /// The competing bid that set the price, if one did (else the reserve or no competition).
+    pub price_setter: Option<T>,
 }
 
 pub fn run<T>(mut bids: Vec<Bid<'_, T>>, reserve: Micros, rng: &mut impl Rng) -> Option<Win<T>> {
@@ -26,16 +28,16 @@ pub fn run<T>(mut bids: Vec<Bid<'_, T>>, reserve: Micros, rng: &mut impl Rng) ->
     bids.sort_by_key(|b| std::cmp::Reverse(b.cpm_micros));
     let mut ranked = bids.into_iter();
     let winner = ranked.next()?;
-    let runner_up = ranked
-        .find(|b| b.advertiser != winner.advertiser)
-        .map(|b| b.cpm_micros);
+    let runner_up = ranked.find(|b| b.advertiser != winner.advertiser);
     let clearing = runner_up
-        .unwrap_or(reserve)
+        .as_ref()
+        .map_or(reserve, |b| b.cpm_micros)
         .max(reserve)
         .min(winner.cpm_micros);
     Some(Win {
         item: winner.item,
         clearing_cpm_micros: clearing,
+        price_setter: runner_up.map(|b| b.item),
     })
 }
 
@@ -73,7 +75,8 @@ mod tests {
             win,
             Some(Win {
                 item: "a",
-                clearing_cpm_micros: 2_000_000
+                clearing_cpm_micros: 2_000_000,
+                price_setter: Some("b"),
             })
         );
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::capping::{SessionState, UserState};
+use crate::capping::{CapCheck, DecisionProof, SessionState, UserState};
 use crate::catalog::snapshot::{Servable, Snapshot};
 use crate::clock::Millis;
 use crate::config::AdLoadSettings;
@@ -63,6 +63,8 @@ pub struct Placement<'a> {
     pub creative: &'a Arc<Creative>,
     /// What one render of this slot costs the advertiser (0 for house).
     pub price_micros: Micros,
+    /// The competing campaign whose bid set the price (second-price auctions).
+    pub price_setter: Option<&'a Servable>,
 }
 
 #[derive(Debug)]
@@ -90,7 +92,8 @@ pub fn decide<'a>(input: &DecisionInput<'a>, rng: &mut impl Rng) -> Decision<'a>
         let mut used_advertisers = HashSet::new();
         for position in positions {
             candidates.retain(|s| !used_advertisers.contains(&s.campaign.advertiser_id));
-            let Some((servable, clearing_cpm)) = pick(&candidates, input.reserve_cpm_micros, rng)
+            let Some((servable, clearing_cpm, price_setter)) =
+                pick(&candidates, input.reserve_cpm_micros, rng)
             else {
                 break;
             };
@@ -104,6 +107,7 @@ pub fn decide<'a>(input: &DecisionInput<'a>, rng: &mut impl Rng) -> Decision<'a>
                 servable,
                 creative,
                 price_micros: Campaign::render_price(clearing_cpm),
+                price_setter,
             });
         }
     }
@@ -115,6 +119,33 @@ pub fn decide<'a>(input: &DecisionInput<'a>, rng: &mut impl Rng) -> Decision<'a>
     Decision {
         placements,
         session_after,
+    }
+}
+
+/// What the live user state must still allow for `placements`, decided on some copy of it, to
+/// be exactly the decision the live state gives: each winner and each price-setting runner-up
+/// still eligible (the others can only have been outbid by them), and the daily load.
+pub fn proof<'p, 'a: 'p>(
+    placements: impl IntoIterator<Item = &'p Placement<'a>>,
+    daily_max: u32,
+) -> DecisionProof {
+    let mut checks: Vec<CapCheck> = Vec::new();
+    let mut slots = 0;
+    for placement in placements {
+        slots += 1;
+        for servable in std::iter::once(placement.servable).chain(placement.price_setter) {
+            if !checks
+                .iter()
+                .any(|c| c.campaign == servable.campaign.id.as_str())
+            {
+                checks.push(CapCheck::of(&servable.campaign));
+            }
+        }
+    }
+    DecisionProof {
+        checks,
+        slots,
+        daily_max,
     }
 }
 
@@ -185,12 +216,12 @@ fn paced_in(servable: &Servable, input: &DecisionInput<'_>, rng: &mut impl Rng) 
         || rng.gen::<f64>() < input.budgets.pacing_throttle(&campaign.id)
 }
 
-/// The best candidate by tier and its clearing CPM.
+/// The best candidate by tier, its clearing CPM and the competitor that set it.
 fn pick<'a>(
     candidates: &[&'a Servable],
     reserve: Micros,
     rng: &mut impl Rng,
-) -> Option<(&'a Servable, Micros)> {
+) -> Option<(&'a Servable, Micros, Option<&'a Servable>)> {
     let tier = |priority| {
         candidates
             .iter()
@@ -199,7 +230,7 @@ fn pick<'a>(
     };
     let sponsorships: Vec<&Servable> = tier(Priority::Sponsorship).collect();
     if let Some(chosen) = sponsorships.choose(rng) {
-        return Some((chosen, chosen.campaign.bid_cpm_micros));
+        return Some((chosen, chosen.campaign.bid_cpm_micros, None));
     }
     let bids: Vec<auction::Bid<&Servable>> = tier(Priority::Auction)
         .map(|s| auction::Bid {
@@ -209,10 +240,10 @@ fn pick<'a>(
         })
         .collect();
     if let Some(won) = auction::run(bids, reserve, rng) {
-        return Some((won.item, won.clearing_cpm_micros));
+        return Some((won.item, won.clearing_cpm_micros, won.price_setter));
     }
     let house: Vec<&Servable> = tier(Priority::House).collect();
-    house.choose(rng).map(|chosen| (*chosen, 0))
+    house.choose(rng).map(|chosen| (*chosen, 0, None))
 }
 
 #[cfg(test)]
@@ -295,7 +326,7 @@ mod tests {
             .collect();
         let mut out = Vec::new();
         for _ in 0..slots {
-            let Some((s, price)) = pick(&all, input.reserve_cpm_micros, rng) else {
+            let Some((s, price, _)) = pick(&all, input.reserve_cpm_micros, rng) else {
                 break;
             };
             out.push((s.campaign.id.to_string(), price));

@@ -26,12 +26,13 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CatalogData, CatalogRecord, ConversionOutcome, ConversionWrite, DayCounters, DecisionCommit,
-    EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome, StoreError,
+    CatalogData, CatalogRecord, CommitOutcome, ConversionOutcome, ConversionWrite, DayCounters,
+    DecisionCommit, EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome,
+    StoreError, UserView,
 };
 use crate::capping::{
-    advertiser_field, campaign_field, count_since, hide_field, live_reservations, render_stamp,
-    window_now, SessionState, UserState, DAY_MS, HIDE_MS,
+    advertiser_field, campaign_field, count_since, decode_stamps, encode_stamps, hide_field,
+    render_stamp, reservation_expiry, window_now, UserState, DAY_MS, HIDE_MS,
 };
 use crate::clock::Millis;
 use crate::domain::campaign::Spend;
@@ -55,7 +56,8 @@ enum Entry {
         session: Option<String>,
         now_ms: Millis,
         day: u32,
-        reservations: Vec<(String, String)>,
+        /// (field, value, campaign) of each reservation.
+        reservations: Vec<(String, String, String)>,
         session_after: String,
     },
     Events {
@@ -340,29 +342,12 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    pub async fn load_user(
+    /// Mirrors `reserve.lua`: commits under the lock if the live state admits the decision,
+    /// else answers that live state.
+    pub async fn commit_decision(
         &self,
-        _shard: u32,
-        user: &str,
-        session: Option<&str>,
-        now_ms: Millis,
-    ) -> Result<(UserState, SessionState), StoreError> {
-        let guard = self.inner.lock();
-        let state = &guard.0;
-        let fields = state.users.get(user);
-        let user_state = UserState::from_fields(
-            fields
-                .into_iter()
-                .flat_map(|f| f.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-        );
-        let session_state = session
-            .and_then(|s| state.sessions.get(&(user.to_owned(), s.to_owned())))
-            .map(|raw| SessionState::decode(raw, now_ms))
-            .unwrap_or_default();
-        Ok((user_state, session_state))
-    }
-
-    pub async fn commit_decision(&self, commit: &DecisionCommit<'_>) -> Result<bool, StoreError> {
+        commit: &DecisionCommit<'_>,
+    ) -> Result<CommitOutcome, StoreError> {
         let entry = Entry::Decision {
             user: commit.user.to_owned(),
             session: commit.session.map(str::to_owned),
@@ -371,18 +356,32 @@ impl EmbeddedStore {
             reservations: commit
                 .reservations
                 .iter()
-                .map(|r| (r.encode(), r.campaign.clone()))
+                .map(|r| (r.field(), r.value(), r.campaign.clone()))
                 .collect(),
             session_after: commit.session_after.encode(commit.now_ms),
         };
+        let mut refused = None;
         let committed = self
             .commit(
                 entry,
-                |state| version_of(state, commit.user) == commit.expected_version,
+                |state| {
+                    let view = state.view(commit.user, commit.session);
+                    let holds = commit
+                        .session
+                        .is_none_or(|_| view.session.as_deref() == commit.session_seen)
+                        && view.state.admits(&commit.proof, commit.now_ms);
+                    if !holds {
+                        refused = Some(view);
+                    }
+                    holds
+                },
                 State::apply,
             )
             .await?;
-        Ok(committed.is_some())
+        Ok(match (committed, refused) {
+            (Some(()), _) => CommitOutcome::Committed,
+            (None, view) => CommitOutcome::Stale(Box::new(view.unwrap_or_default())),
+        })
     }
 
     pub async fn apply_events(
@@ -626,16 +625,21 @@ fn decode_records<T: serde::de::DeserializeOwned>(
         .collect()
 }
 
-fn version_of(state: &State, user: &str) -> u64 {
-    state
-        .users
-        .get(user)
-        .and_then(|f| f.get("v"))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 impl State {
+    fn view(&self, user: &str, session: Option<&str>) -> UserView {
+        UserView {
+            state: UserState::from_fields(
+                self.users
+                    .get(user)
+                    .into_iter()
+                    .flat_map(|f| f.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            ),
+            session: session
+                .and_then(|s| self.sessions.get(&(user.to_owned(), s.to_owned())))
+                .cloned(),
+        }
+    }
+
     fn apply(&mut self, entry: &Entry) {
         match entry {
             Entry::Catalog { kind, id, json } => {
@@ -654,16 +658,14 @@ impl State {
                 session_after,
             } => {
                 let fields = self.users.entry(user.clone()).or_default();
-                let mut kept = fields
-                    .get("r")
-                    .map(|r| live_reservations(r, *now_ms, None))
-                    .unwrap_or_default();
-                for (encoded, campaign) in reservations {
-                    kept.push(encoded.clone());
+                fields.retain(|field, value| {
+                    !field.starts_with('r')
+                        || reservation_expiry(value).is_some_and(|e| e > *now_ms)
+                });
+                for (field, value, campaign) in reservations {
+                    fields.insert(field.clone(), value.clone());
                     *self.stats.entry(format!("{campaign}|{day}|s")).or_default() += 1;
                 }
-                set_or_remove(fields, "r", kept.join(";"));
-                bump_version(fields);
                 if let Some(session) = session {
                     self.sessions
                         .insert((user.clone(), session.clone()), session_after.clone());
@@ -774,11 +776,7 @@ impl State {
                     .insert(e.decision_id.clone(), (flags | REFUSED, token_expiry));
                 return EventOutcome::CapReached;
             }
-            let kept = fields
-                .get("r")
-                .map(|r| live_reservations(r, now, Some(&e.decision_id)).join(";"))
-                .unwrap_or_default();
-            set_or_remove(fields, "r", kept);
+            fields.remove(&format!("r{}", e.decision_id));
             fields.insert(campaign_field, append(renders, e.campaign_keep, now));
             if e.advertiser_keep.0 > 0 {
                 fields.insert(
@@ -795,7 +793,6 @@ impl State {
             click.campaign.clone_from(&e.campaign);
             click.expires_ms = now + super::CLICK_TTL_MS;
         }
-        bump_version(fields);
         self.tokens
             .insert(e.decision_id.clone(), (flags | bit, token_expiry));
         let billed = if e.kind == EventType::Render {
@@ -827,23 +824,9 @@ impl State {
     }
 }
 
-fn bump_version(fields: &mut HashMap<String, String>) {
-    let version: u64 = fields.get("v").and_then(|v| v.parse().ok()).unwrap_or(0);
-    fields.insert("v".into(), (version + 1).to_string());
-}
-
-fn set_or_remove(fields: &mut HashMap<String, String>, key: &str, value: String) {
-    if value.is_empty() {
-        fields.remove(key);
-    } else {
-        fields.insert(key.into(), value);
-    }
-}
-
 /// Render times, whole seconds.
 fn times(raw: Option<&String>) -> Vec<i64> {
-    raw.map(|r| r.split(',').filter_map(|t| t.parse().ok()).collect())
-        .unwrap_or_default()
+    raw.map(|r| decode_stamps(r)).unwrap_or_default()
 }
 
 /// True when one more render keeps every `max:per_seconds` cap (`now_floor`: whole seconds).
@@ -861,12 +844,12 @@ fn append(mut list: Vec<i64>, (keep_n, keep_ms): (u32, Millis), now: Millis) -> 
     list.push(render_stamp(now));
     let skip = list.len().saturating_sub(keep_n as usize);
     let oldest = window_now(now) - keep_ms / 1000;
-    list[skip..]
+    let kept: Vec<i64> = list[skip..]
         .iter()
-        .filter(|t| **t > oldest)
-        .map(|t| t.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
+        .copied()
+        .filter(|t| *t > oldest)
+        .collect();
+    encode_stamps(&kept)
 }
 
 fn decode_line(line: &str) -> Option<Entry> {

@@ -12,7 +12,7 @@ pub mod redis;
 
 use std::collections::HashMap;
 
-use crate::capping::{Retention, SessionState, UserState};
+use crate::capping::{DecisionProof, Retention, SessionState, UserState};
 use crate::clock::Millis;
 use crate::domain::advertiser::Advertiser;
 use crate::domain::campaign::{Campaign, Spend};
@@ -56,12 +56,32 @@ pub struct DecisionCommit<'a> {
     pub shard: u32,
     pub user: &'a str,
     pub session: Option<&'a str>,
-    pub expected_version: u64,
+    /// The stored session value the decision assumed (`None`: no such session yet); compared
+    /// exactly, so concurrent requests of one session cannot both place by the same state.
+    pub session_seen: Option<&'a str>,
+    /// What the live user state must still allow.
+    pub proof: DecisionProof,
     pub now_ms: Millis,
     pub day: u32,
     pub reservations: Vec<crate::capping::Reservation>,
     pub session_after: SessionState,
     pub user_ttl_ms: Millis,
+}
+
+/// The live state of one user, as a commit that could not happen returns it.
+#[derive(Debug, Clone, Default)]
+pub struct UserView {
+    pub state: UserState,
+    /// The stored value of the requested session, if there is one.
+    pub session: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum CommitOutcome {
+    Committed,
+    /// The decision does not hold on the live state, which comes back in the same answer:
+    /// decide again on it.
+    Stale(Box<UserView>),
 }
 
 /// One verified event, with what the store needs to apply it without the catalog.
@@ -309,20 +329,12 @@ impl Store {
         dispatch!(self, s => s.save(record).await)
     }
 
-    /// A user's state and, if named, the placement state of their session (sessions are
-    /// forgotten `SESSION_TTL_MS` after their last decision, measured from `now_ms`).
-    pub async fn load_user(
+    /// Commits the decision if the live user state still allows it (all or nothing), else
+    /// returns that live state. One round trip: the read rides on the commit.
+    pub async fn commit_decision(
         &self,
-        shard: u32,
-        user: &str,
-        session: Option<&str>,
-        now_ms: Millis,
-    ) -> Result<(UserState, SessionState), StoreError> {
-        dispatch!(self, s => s.load_user(shard, user, session, now_ms).await)
-    }
-
-    /// Returns false when the user's state changed since it was read (decide again).
-    pub async fn commit_decision(&self, commit: &DecisionCommit<'_>) -> Result<bool, StoreError> {
+        commit: &DecisionCommit<'_>,
+    ) -> Result<CommitOutcome, StoreError> {
         dispatch!(self, s => s.commit_decision(commit).await)
     }
 

@@ -183,3 +183,69 @@ contract!(
     daily_ad_load_is_a_rolling_day,
     hidden_advertisers_are_never_served,
 );
+
+/// Two nodes on one Redis, each deciding on its own (stale) view of the user: the commit checks
+/// the decision against the live state, so a view that missed the other node's renders can
+/// neither exceed a cap nor price a slot off a runner-up the user can no longer be shown.
+#[tokio::test]
+async fn a_stale_view_on_another_node_never_breaks_a_cap_or_a_price() {
+    let a = spawn_app(Backend::Redis).await;
+    let url = a.redis.as_ref().unwrap().url();
+    let b = crate::support::app::spawn_app_on(None, |s| s.store.redis_url = url).await;
+    let once = json!({"max": 1, "per_seconds": 86400});
+    let mut keys = Vec::new();
+    for name in ["X", "Y", "Z"] {
+        keys.push(a.advertiser(name).await.1);
+    }
+    // One slot per answer (3 statuses, the first after 2); bids X > Y > Z.
+    let x = a
+        .live_campaign(
+            &keys[0],
+            json!({"bid_cpm_micros": 3_000_000, "frequency_caps": [once]}),
+        )
+        .await;
+    let y = a
+        .live_campaign(
+            &keys[1],
+            json!({"bid_cpm_micros": 2_000_000, "frequency_caps": [once]}),
+        )
+        .await;
+    let z = a
+        .live_campaign(&keys[2], json!({"bid_cpm_micros": 1_000_000}))
+        .await;
+    b.state.catalog.refresh().await.unwrap();
+
+    // Caps: A serves X and remembers that; B (assuming a new user) proposes X, is refused by
+    // the live reservation, serves Y, which renders there.
+    assert_eq!(campaigns_of(&a.slots("u1", None, 3).await), vec![x.clone()]);
+    let on_b = b.slots("u1", None, 3).await;
+    assert_eq!(campaigns_of(&on_b), vec![y.clone()]);
+    assert_eq!(b.render(&token_of(&on_b[0])).await, "accepted");
+    // A's view lacks that render and would pick Y; the live state says Z.
+    assert_eq!(campaigns_of(&a.slots("u1", None, 3).await), vec![z.clone()]);
+
+    // Prices: X renders for u2 on B; then W outbids everyone. A has never seen u2: on a new
+    // user W wins at X's bid, but X is capped for u2, so the exact price is Y's bid.
+    let on_b = b.slots("u2", None, 3).await;
+    assert_eq!(campaigns_of(&on_b), vec![x.clone()]);
+    assert_eq!(b.render(&token_of(&on_b[0])).await, "accepted");
+    let w_key = a.advertiser("W").await.1;
+    let w = a
+        .live_campaign(&w_key, json!({"bid_cpm_micros": 4_000_000}))
+        .await;
+    let on_a = a.slots("u2", None, 3).await;
+    assert_eq!(campaigns_of(&on_a), vec![w.clone()]);
+    assert_eq!(a.render(&token_of(&on_a[0])).await, "accepted");
+    assert_eq!(
+        a.report_totals(&w_key, &w).await["spend_micros"],
+        2_000,
+        "second price off the best bid u2 can still be shown (Y: 2 CPM = 2000 micros a render)"
+    );
+    assert!(
+        a.metrics()
+            .await
+            .lines()
+            .any(|l| l.starts_with("statusads_decision_conflicts_total ") && !l.ends_with(" 0")),
+        "the refused commits were recomputed"
+    );
+}

@@ -13,11 +13,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
 use super::{
-    CatalogData, CatalogRecord, ConversionOutcome, ConversionWrite, DayCounters, DecisionCommit,
-    EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome, StoreError,
-    CLICK_TTL_MS, MESSAGE_DEDUPE_MS,
+    CatalogData, CatalogRecord, CommitOutcome, ConversionOutcome, ConversionWrite, DayCounters,
+    DecisionCommit, EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome,
+    StoreError, UserView, CLICK_TTL_MS, MESSAGE_DEDUPE_MS,
 };
-use crate::capping::{self, SessionState, UserState, HIDE_MS, SESSION_TTL_MS};
+use crate::capping::{self, UserState, HIDE_MS, SESSION_TTL_MS};
 use crate::clock::Millis;
 use crate::domain::campaign::Spend;
 use crate::domain::ids::CampaignId;
@@ -138,8 +138,15 @@ impl RedisStore {
             bulk,
             shards,
             timeout,
-            reserve: Script::new(include_str!("scripts/reserve.lua")),
-            events: Script::new(include_str!("scripts/events.lua")),
+            // The scripts that touch a user's hash share its decoding and cap rules.
+            reserve: Script::new(concat!(
+                include_str!("scripts/user_state.lua"),
+                include_str!("scripts/reserve.lua")
+            )),
+            events: Script::new(concat!(
+                include_str!("scripts/user_state.lua"),
+                include_str!("scripts/events.lua")
+            )),
             conversion: Script::new(include_str!("scripts/conversion.lua")),
             message: Script::new(include_str!("scripts/message.lua")),
             catalog_save: Script::new(include_str!("scripts/catalog_save.lua")),
@@ -341,36 +348,10 @@ impl RedisStore {
         })
     }
 
-    pub async fn load_user(
+    pub async fn commit_decision(
         &self,
-        shard: u32,
-        user: &str,
-        session: Option<&str>,
-        now_ms: Millis,
-    ) -> Result<(UserState, SessionState), StoreError> {
-        let user_key = keys::user(shard, user);
-        let session_key = session.map(|s| keys::session(shard, user, s));
-        let mut conn = self.conn.clone();
-        let (fields, session_raw): (Vec<(String, String)>, Option<String>) = self
-            .call(RedisOp::LoadUser, async move {
-                let mut pipe = redis::pipe();
-                pipe.hgetall(&user_key);
-                match &session_key {
-                    Some(key) => pipe.get(key),
-                    None => pipe.cmd("ECHO").arg(""),
-                };
-                pipe.query_async(&mut conn).await
-            })
-            .await?;
-        let state = UserState::from_fields(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let session = session_raw
-            .filter(|s| !s.is_empty())
-            .map(|s| SessionState::decode(&s, now_ms))
-            .unwrap_or_default();
-        Ok((state, session))
-    }
-
-    pub async fn commit_decision(&self, commit: &DecisionCommit<'_>) -> Result<bool, StoreError> {
+        commit: &DecisionCommit<'_>,
+    ) -> Result<CommitOutcome, StoreError> {
         let mut invocation = self.reserve.prepare_invoke();
         invocation
             .key(keys::user(commit.shard, commit.user))
@@ -380,26 +361,36 @@ impl RedisStore {
                 commit.session.unwrap_or(""),
             ))
             .key(keys::stats(commit.shard))
-            .arg(commit.expected_version)
             .arg(commit.now_ms)
             .arg(commit.user_ttl_ms)
+            .arg(if commit.session.is_some() { "1" } else { "0" })
+            .arg(commit.session_seen.unwrap_or(""))
             .arg(commit.session_after.encode(commit.now_ms))
             .arg(SESSION_TTL_MS)
-            .arg(if commit.session.is_some() { "1" } else { "0" })
             .arg(commit.day)
-            .arg(commit.reservations.len());
+            .arg(commit.proof.daily_max)
+            .arg(commit.reservations.len())
+            .arg(commit.proof.checks.len());
         for reservation in &commit.reservations {
             invocation
-                .arg(reservation.encode())
+                .arg(reservation.field())
+                .arg(reservation.value())
                 .arg(&reservation.campaign);
         }
+        for check in &commit.proof.checks {
+            invocation
+                .arg(capping::hex_of(&check.campaign))
+                .arg(capping::hex_of(&check.advertiser))
+                .arg(capping::encode_caps(&check.caps))
+                .arg(if check.advertiser_caps { "1" } else { "0" });
+        }
         let mut conn = self.conn.clone();
-        let committed: i64 = self
+        let reply: redis::Value = self
             .call(RedisOp::Reserve, async move {
                 invocation.invoke_async(&mut conn).await
             })
             .await?;
-        Ok(committed == 1)
+        live_view(reply)
     }
 
     pub async fn apply_events(
@@ -855,6 +846,39 @@ fn parse_record(stream_id: &str, fields: &[String]) -> Result<LedgerRecord, Stor
         price_micros: number("price")?,
         at_ms: number("at_ms")?,
     })
+}
+
+/// `reserve.lua`'s answer: 1, or the live user hash (flat field, value list) and session value.
+fn live_view(reply: redis::Value) -> Result<CommitOutcome, StoreError> {
+    use redis::Value;
+    let text = |value: &Value| match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(text) => Some(text.clone()),
+        _ => None,
+    };
+    let corrupt = || StoreError::Corrupt("unexpected reply from reserve.lua".into());
+    match reply {
+        Value::Int(1) => Ok(CommitOutcome::Committed),
+        Value::Array(parts) => {
+            let [Value::Array(flat), session] = parts.as_slice() else {
+                return Err(corrupt());
+            };
+            let flat: Vec<String> = flat
+                .iter()
+                .map(text)
+                .collect::<Option<_>>()
+                .ok_or_else(corrupt)?;
+            let state = UserState::from_fields(
+                flat.chunks(2)
+                    .filter_map(|pair| Some((pair.first()?.as_str(), pair.get(1)?.as_str()))),
+            );
+            Ok(CommitOutcome::Stale(Box::new(UserView {
+                state,
+                session: text(session).filter(|s| !s.is_empty()),
+            })))
+        }
+        _ => Err(corrupt()),
+    }
 }
 
 fn unavailable(err: redis::RedisError) -> StoreError {

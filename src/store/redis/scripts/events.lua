@@ -10,82 +10,31 @@
 --   campaign_keep ("count:window_seconds"), advertiser_keep (same, count 0 = off),
 --   daily_max, hide_ms, client_at, click_ttl_ms, and the user-hash fields of the campaign's
 --   and the advertiser's render times and of the advertiser's hide (capping::*_field).
--- Render times are stored in whole seconds rounded up and windows checked against `now`
--- rounded down (see src/capping): rounding never releases a render early.
+-- The shared user_state.lua is prepended (render time encoding, cap checks).
 -- Returns one code per event: 1 accepted, 2 duplicate, 3 out of order, 4 cap reached.
 local FIELDS = 18
 local BITS = {render = 1, view = 2, click = 4, hide = 8, report = 16}
 local REFUSED = 32
 local STAT = {render = 'r', view = 'v', click = 'c', hide = 'h', report = 'p'}
-local DAY_S = 86400
-
-local now = tonumber(ARGV[1])
-local now_floor = math.floor(now / 1000)
-local stamp = string.format('%d', math.ceil(now / 1000))
 local day = ARGV[2]
 local count = tonumber(ARGV[3])
+local stamp = math.ceil(now / 1000)
+local stamp_digits = encode_stamp(stamp)
 
-local function times(raw)
-  local out = {}
-  if raw then
-    for t in string.gmatch(raw, '[^,]+') do
-      out[#out + 1] = t
-    end
-  end
-  return out
-end
-
-local function count_since(list, start)
-  local n = 0
-  for _, t in ipairs(list) do
-    if tonumber(t) > start then
-      n = n + 1
-    end
-  end
-  return n
-end
-
--- True when one more render keeps every "max:per_ms" cap over the list.
-local function allows(list, caps)
-  for max, per in string.gmatch(caps, '(%d+):(%d+)') do
-    if count_since(list, now_floor - tonumber(per)) >= tonumber(max) then
-      return false
-    end
-  end
-  return true
-end
-
--- Appends this render and keeps the newest `keep_n` entries younger than `keep_s`.
-local function append(list, keep)
+-- Appends this render to a list read by stamps() and keeps the newest `keep_n` entries younger
+-- than `keep_s`.
+local function append(list, digits, keep)
   local keep_n, keep_s = string.match(keep, '(%d+):(%d+)')
   keep_n, keep_s = tonumber(keep_n), tonumber(keep_s)
   list[#list + 1] = stamp
+  digits[#digits + 1] = stamp_digits
   local out = {}
   for i = math.max(1, #list - keep_n + 1), #list do
-    if tonumber(list[i]) > now_floor - keep_s then
-      out[#out + 1] = list[i]
+    if list[i] > now_floor - keep_s then
+      out[#out + 1] = digits[i]
     end
   end
-  return table.concat(out, ',')
-end
-
-local function drop_reservation(user, decision)
-  local current = redis.call('HGET', user, 'r')
-  if not current then
-    return
-  end
-  local kept = {}
-  for entry in string.gmatch(current, '[^;]+') do
-    local did, _, _, expires = string.match(entry, '^([^|]*)|([^|]*)|([^|]*)|(%d+)$')
-    if did ~= decision and tonumber(expires or '0') > now then
-      kept[#kept + 1] = entry
-    end
-  end
-  if #kept > 0 then
-    redis.call('HSET', user, 'r', table.concat(kept, ';'))
-  else
-    redis.call('HDEL', user, 'r')
-  end
+  return table.concat(out)
 end
 
 local results = {}
@@ -113,20 +62,20 @@ for i = 1, count do
   else
     code = 1
     if kind == 'render' then
-      local renders = times(redis.call('HGET', user, campaign_field))
-      local adv_renders = times(redis.call('HGET', user, advertiser_field))
-      local daily = times(redis.call('HGET', user, 'd'))
-      if not allows(renders, caps) or (adv_caps ~= '' and not allows(adv_renders, adv_caps))
+      local renders, renders_digits = stamps(redis.call('HGET', user, campaign_field))
+      local adv_renders, adv_digits = stamps(redis.call('HGET', user, advertiser_field))
+      local daily, daily_digits = stamps(redis.call('HGET', user, 'd'))
+      if not allows(renders, caps, 0) or (adv_caps ~= '' and not allows(adv_renders, adv_caps, 0))
           or count_since(daily, now_floor - DAY_S) >= daily_max then
         code = 4
         redis.call('SET', token, flags + REFUSED, 'PX', token_ttl)
       else
-        drop_reservation(user, decision)
-        redis.call('HSET', user, campaign_field, append(renders, keep_c))
+        redis.call('HDEL', user, 'r' .. decision)
+        redis.call('HSET', user, campaign_field, append(renders, renders_digits, keep_c))
         if string.match(keep_a, '^(%d+)') ~= '0' then
-          redis.call('HSET', user, advertiser_field, append(adv_renders, keep_a))
+          redis.call('HSET', user, advertiser_field, append(adv_renders, adv_digits, keep_a))
         end
-        redis.call('HSET', user, 'd', append(daily, daily_max .. ':' .. DAY_S))
+        redis.call('HSET', user, 'd', append(daily, daily_digits, daily_max .. ':' .. DAY_S))
       end
     elseif kind == 'hide' or kind == 'report' then
       redis.call('HSET', user, hide_field, string.format('%.0f', now + hide_ms))
@@ -137,7 +86,6 @@ for i = 1, count do
     end
     if code == 1 then
       redis.call('SET', token, flags + bit, 'PX', token_ttl)
-      redis.call('HINCRBY', user, 'v', 1)
       if redis.call('PTTL', user) < user_ttl then
         redis.call('PEXPIRE', user, user_ttl)
       end

@@ -1,0 +1,166 @@
+//! This node's last view of the users it served: what a decision is computed on, so that the
+//! common decision costs one store round trip (the commit) instead of a read and a commit.
+//!
+//! A view is only ever a hint. The commit checks the decision against the live state
+//! ([`super::UserState::admits`]) and, when it does not hold, answers that live state to decide
+//! again on; a user this node has not seen is assumed new. So a stale view can cost a second
+//! round trip, never a cap. It can make a decision more conservative than the live state would
+//! (a reservation here that another node has since turned into a shorter-lived render), which
+//! the age limit and forgetting a user on their events bound.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+
+use parking_lot::Mutex;
+
+use super::{Reservation, UserState};
+use crate::clock::Millis;
+
+/// Views older than this are not used: the bound on how long a view can stay more conservative
+/// than the live state.
+pub const MAX_AGE_MS: Millis = 30_000;
+const SHARDS: usize = 64;
+/// Users remembered per shard; a full shard starts over (cheap, and a lost view only costs a
+/// round trip).
+const PER_SHARD: usize = 4_096;
+
+/// What a decision is computed on.
+#[derive(Debug, Clone, Default)]
+pub struct Assumed {
+    pub state: UserState,
+    /// The stored value of the requested session as last seen (`None`: assumed new).
+    pub session: Option<String>,
+}
+
+#[derive(Debug)]
+struct Seen {
+    state: UserState,
+    /// (session id, stored value) of the user's last session seen.
+    session: Option<(String, String)>,
+    at_ms: Millis,
+}
+
+pub struct RecentUsers {
+    shards: Vec<Mutex<HashMap<String, Seen>>>,
+    hasher: RandomState,
+}
+
+impl Default for RecentUsers {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl RecentUsers {
+    fn shard(&self, user: &str) -> &Mutex<HashMap<String, Seen>> {
+        &self.shards[self.hasher.hash_one(user) as usize % SHARDS]
+    }
+
+    /// The view to decide on: the last one seen if young enough, else a new user.
+    pub fn assume(&self, user: &str, session: Option<&str>, now_ms: Millis) -> Assumed {
+        let shard = self.shard(user).lock();
+        let Some(seen) = shard
+            .get(user)
+            .filter(|seen| now_ms - seen.at_ms < MAX_AGE_MS && seen.at_ms <= now_ms)
+        else {
+            return Assumed::default();
+        };
+        Assumed {
+            state: seen.state.clone(),
+            session: match (&seen.session, session) {
+                (Some((id, value)), Some(wanted)) if id == wanted => Some(value.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    /// Remembers the live state a commit answered.
+    pub fn saw(
+        &self,
+        user: &str,
+        state: UserState,
+        session: Option<(&str, String)>,
+        now_ms: Millis,
+    ) {
+        let mut shard = self.shard(user).lock();
+        if shard.len() >= PER_SHARD && !shard.contains_key(user) {
+            shard.clear();
+        }
+        shard.insert(
+            user.to_owned(),
+            Seen {
+                state,
+                session: session.map(|(id, value)| (id.to_owned(), value)),
+                at_ms: now_ms,
+            },
+        );
+    }
+
+    /// Remembers a committed decision: the state it was decided on plus its reservations.
+    pub fn committed(
+        &self,
+        user: &str,
+        mut state: UserState,
+        reservations: &[Reservation],
+        session: Option<(&str, String)>,
+        now_ms: Millis,
+    ) {
+        state.reservations.retain(|r| r.expires_ms > now_ms);
+        state.reservations.extend_from_slice(reservations);
+        self.saw(user, state, session, now_ms);
+    }
+
+    /// Drops the view of a user whose state an event just moved.
+    pub fn forget(&self, user: &str) {
+        self.shard(user).lock().remove(user);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_are_young_per_session_and_forgettable() {
+        let recent = RecentUsers::default();
+        let mut state = UserState::default();
+        state.daily_renders.push(1);
+        recent.saw("u", state.clone(), Some(("s1", "1,2,3".into())), 1_000);
+        let seen = recent.assume("u", Some("s1"), 1_000 + MAX_AGE_MS - 1);
+        assert_eq!(seen.state, state);
+        assert_eq!(seen.session.as_deref(), Some("1,2,3"));
+        assert_eq!(recent.assume("u", Some("s2"), 1_000).session, None);
+        assert_eq!(recent.assume("u", None, 1_000).session, None);
+        // Too old, or from the future of a clock set back: assumed new.
+        assert_eq!(
+            recent.assume("u", None, 1_000 + MAX_AGE_MS).state,
+            UserState::default()
+        );
+        assert_eq!(recent.assume("u", None, 999).state, UserState::default());
+        recent.forget("u");
+        assert_eq!(recent.assume("u", None, 1_000).state, UserState::default());
+    }
+
+    #[test]
+    fn a_commit_adds_its_reservations_and_drops_expired_ones() {
+        let recent = RecentUsers::default();
+        let reservation = |id: &str, expires_ms| Reservation {
+            decision_id: id.into(),
+            campaign: "cmp_1".into(),
+            advertiser: "adv_1".into(),
+            expires_ms,
+        };
+        let state = UserState {
+            reservations: vec![reservation("old", 10)],
+            ..UserState::default()
+        };
+        recent.committed("u", state, &[reservation("new", 500)], None, 100);
+        assert_eq!(
+            recent.assume("u", None, 100).state.reservations,
+            vec![reservation("new", 500)]
+        );
+    }
+}

@@ -1,0 +1,64 @@
+-- Shared by the scripts that read or write a user's hash; prepended to each at load time. See
+-- src/capping for the encoding (mirrored there in Rust). ARGV[1] is always now_ms.
+-- Render times are stored in whole seconds rounded up and windows checked against `now`
+-- rounded down: rounding never releases a render early.
+local now = tonumber(ARGV[1])
+local now_floor = math.floor(now / 1000)
+local DAY_S = 86400
+local STAMP_EPOCH, STAMP_WIDTH, STAMP_MAX = 946684800, 6, 36 ^ 6 - 1
+local DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
+
+-- Render times (unix seconds) of a stored list, six base-36 digits each with no separator, and
+-- the digits of each (kept so that rewriting a list encodes only what is new).
+local function stamps(raw)
+  local out, digits = {}, {}
+  if raw then
+    for i = 1, #raw - STAMP_WIDTH + 1, STAMP_WIDTH do
+      local text = string.sub(raw, i, i + STAMP_WIDTH - 1)
+      local n = tonumber(text, 36)
+      if n then
+        out[#out + 1] = n + STAMP_EPOCH
+        digits[#digits + 1] = text
+      end
+    end
+  end
+  return out, digits
+end
+
+local function encode_stamp(seconds)
+  local n = math.max(0, math.min(seconds - STAMP_EPOCH, STAMP_MAX))
+  local out = {}
+  for i = STAMP_WIDTH, 1, -1 do
+    local d = n % 36
+    out[i] = string.sub(DIGITS, d + 1, d + 1)
+    n = (n - d) / 36
+  end
+  return table.concat(out)
+end
+
+local function count_since(list, start)
+  local n = 0
+  for _, t in ipairs(list) do
+    if t > start then
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- True when one more on top of `reserved` keeps every "max:per_seconds" cap over the list.
+local function allows(list, caps, reserved)
+  for max, per in string.gmatch(caps, '(%d+):(%d+)') do
+    if count_since(list, now_floor - tonumber(per)) + reserved >= tonumber(max) then
+      return false
+    end
+  end
+  return true
+end
+
+-- A reservation field's value: campaign hex, advertiser hex, expiry (ms).
+local function reservation(value)
+  local campaign, advertiser, expires = string.match(value, '^([^|]*)|([^|]*)|(%d+)$')
+  return campaign, advertiser, tonumber(expires or '0')
+end
+
