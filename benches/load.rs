@@ -162,16 +162,21 @@ async fn run(args: Args) {
     let slots_script = scripts.join("slots.lua");
     std::fs::write(&slots_script, replay_lua(&slots_file.display().to_string())).unwrap();
     let filled_before = counter(&state, "statusads_decisions_total{outcome=\"filled\"}");
-    let scripts_before = script_calls(redis.1);
+    let scripts_before = script_stats(redis.1);
     let decisions = wrk(&args, &format!("{base}/v1/slots"), Some(&slots_script));
     // The decision path's only Redis call is the commit script (the background refreshers use
     // plain commands), so script calls per decision are its round trips.
-    let commits = script_calls(redis.1) - scripts_before;
+    let (commits, commit_us) = script_stats(redis.1).since(scripts_before);
+    // /healthz again: this machine's throughput drifts by tens of percent between runs, so the
+    // ratio is taken against the mean of the runs just before and just after the decisions.
+    let healthz_after = wrk(&args, &format!("{base}/healthz"), None);
+    let healthz_rps = (healthz.rps + healthz_after.rps) / 2.0;
     let filled = counter(&state, "statusads_decisions_total{outcome=\"filled\"}") - filled_before;
 
     // Events: batches of 10 renders of real tokens, from decisions made in process.
     let batches = event_batches(&state, 20_000).await;
     let ledger_before = ledger_records(redis.1);
+    let scripts_before = script_stats(redis.1);
     let events_file = scripts.join("events.txt");
     std::fs::write(&events_file, batches.join("\n")).unwrap();
     let events_script = scripts.join("events.lua");
@@ -192,6 +197,7 @@ async fn run(args: Args) {
     );
     let accepted_per_s =
         (ledger_records(redis.1) - ledger_before) as f64 / event_args.seconds as f64;
+    let (batches_applied, batch_us) = script_stats(redis.1).since(scripts_before);
     let cap_entry_bytes = bytes_per_cap_entry(redis.1);
 
     let rss_kib = std::fs::read_to_string("/proc/self/status")
@@ -207,11 +213,14 @@ async fn run(args: Args) {
         campaigns, args.connections, args.seconds
     );
     println!("| measure | value |\n|---|---|");
-    println!("| /healthz requests/s | {:.0} |", healthz.rps);
+    println!(
+        "| /healthz requests/s (before / after the decisions) | {:.0} / {:.0} |",
+        healthz.rps, healthz_after.rps
+    );
     println!("| /v1/slots decisions/s | {:.0} |", decisions.rps);
     println!(
-        "| decisions / healthz ratio | {:.2} |",
-        decisions.rps / healthz.rps
+        "| decisions / healthz ratio (against their mean) | {:.2} |",
+        decisions.rps / healthz_rps
     );
     println!(
         "| decision latency p50 / p99 | {} / {} |",
@@ -231,6 +240,11 @@ async fn run(args: Args) {
         events.rps * 10.0
     );
     println!("| of which accepted (new ledger records)/s | {accepted_per_s:.0} |");
+    println!(
+        "| Redis CPU per commit script / per shard batch of events | {:.1} / {:.1} µs |",
+        commit_us / commits.max(1.0),
+        batch_us / batches_applied.max(1.0)
+    );
     println!(
         "| non-2xx responses (slots, events) | {}, {} |",
         decisions.errors, events.errors
@@ -270,8 +284,21 @@ fn counter(state: &statusads::http::AppState, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Lua script calls Redis has served (EVALSHA and EVAL).
-fn script_calls(port: u16) -> f64 {
+/// Lua script calls Redis has served (EVALSHA and EVAL) and the CPU they took.
+#[derive(Clone, Copy)]
+struct ScriptStats {
+    calls: f64,
+    usec: f64,
+}
+
+impl ScriptStats {
+    /// (calls, microseconds) since `before`.
+    fn since(self, before: Self) -> (f64, f64) {
+        (self.calls - before.calls, self.usec - before.usec)
+    }
+}
+
+fn script_stats(port: u16) -> ScriptStats {
     let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
         .unwrap()
         .get_connection()
@@ -280,17 +307,24 @@ fn script_calls(port: u16) -> f64 {
         .arg("commandstats")
         .query(&mut conn)
         .unwrap();
+    let field = |line: &str, name: &str| -> f64 {
+        line.split(&format!("{name}="))
+            .nth(1)
+            .and_then(|rest| rest.split(',').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
     info.lines()
         .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .filter_map(|l| {
-            l.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<f64>()
-                .ok()
-        })
-        .sum()
+        .fold(
+            ScriptStats {
+                calls: 0.0,
+                usec: 0.0,
+            },
+            |acc, l| ScriptStats {
+                calls: acc.calls + field(l, "calls"),
+                usec: acc.usec + field(l, "usec"),
+            },
+        )
 }
 
 /// Ledger records in every shard stream.
@@ -419,17 +453,22 @@ fn slot_bodies(count: usize) -> Vec<String> {
 }
 
 /// A wrk script that POSTs the lines of `path` in turn.
+/// The requests are formatted once, in `init`: formatting each on the fly cost wrk (which shares
+/// the 2 cores with the service) a third of the machine.
 fn replay_lua(path: &str) -> String {
     format!(
-        r#"local bodies = {{}}
+        r#"local bodies, requests = {{}}, {{}}
 for line in io.lines("{path}") do bodies[#bodies + 1] = line end
 local i = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {CLIENT}"
+init = function(args)
+  for j, body in ipairs(bodies) do requests[j] = wrk.format(nil, nil, nil, body) end
+end
 request = function()
-  i = i % #bodies + 1
-  return wrk.format(nil, nil, nil, bodies[i])
+  i = i % #requests + 1
+  return requests[i]
 end
 {LATENCY_REPORT}"#
     )

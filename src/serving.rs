@@ -168,7 +168,7 @@ impl Server {
                     let session_stored = session.map(|id| (id, session_after.encode(now_ms)));
                     self.recent.committed(
                         user,
-                        assumed.state,
+                        &assumed.state,
                         &commit.reservations,
                         session_stored,
                         now_ms,
@@ -181,8 +181,13 @@ impl Server {
                         state,
                         session: stored,
                     } = *live;
-                    self.recent
-                        .saw(user, state.clone(), session.zip(stored.clone()), now_ms);
+                    let state = Arc::new(state);
+                    self.recent.saw(
+                        user,
+                        Arc::clone(&state),
+                        session.zip(stored.clone()),
+                        now_ms,
+                    );
                     assumed = Assumed {
                         state,
                         session: stored,
