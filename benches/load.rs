@@ -2,7 +2,7 @@
 //! over loopback. Prints, from one run on one machine: `/healthz` requests/s, slot decisions/s
 //! with p50/p99, their ratio, event ingestion (batches of 10) and the service's RSS.
 //!
-//! `cargo bench --bench load -- --campaigns 10000 --seconds 10 --connections 32`
+//! `cargo bench --bench load -- --campaigns 10000 --seconds 10 --connections 32 --requests 300000`
 //!
 //! Needs `redis-server` and `wrk` on PATH. Under `cargo test` (no `--bench` argument) it only
 //! checks that it can seed a small catalog and answer one decision.
@@ -23,9 +23,15 @@ use statusads::store::CatalogRecord;
 
 const CLIENT: &str = "bench-client-token";
 const USERS: u32 = 1_000_000;
+/// Distinct slot requests wrk cycles through by default: enough that a run reaches far into the
+/// long tail of users (about half the decisions place ads, as in a feed where most users are
+/// under their daily load) rather than replaying a few thousand heavy users who have long
+/// exhausted it (`--requests 20000`: one decision in ten places ads).
+const SLOT_REQUESTS: u64 = 300_000;
 
 struct Args {
     campaigns: usize,
+    requests: usize,
     seconds: u64,
     connections: u32,
     full: bool,
@@ -42,6 +48,7 @@ fn args() -> Args {
     };
     Args {
         campaigns: value("--campaigns", 10_000) as usize,
+        requests: value("--requests", SLOT_REQUESTS) as usize,
         seconds: value("--seconds", 10),
         connections: value("--connections", 32) as u32,
         full: raw.iter().any(|a| a == "--bench"),
@@ -158,7 +165,7 @@ async fn run(args: Args) {
     std::fs::create_dir_all(&scripts).unwrap();
     let healthz = wrk(&args, &format!("{base}/healthz"), None);
     let slots_file = scripts.join("slots.txt");
-    std::fs::write(&slots_file, slot_bodies(20_000).join("\n")).unwrap();
+    std::fs::write(&slots_file, slot_bodies(args.requests).join("\n")).unwrap();
     let slots_script = scripts.join("slots.lua");
     std::fs::write(&slots_script, replay_lua(&slots_file.display().to_string())).unwrap();
     let filled_before = counter(&state, "statusads_decisions_total{outcome=\"filled\"}");
@@ -209,8 +216,8 @@ async fn run(args: Args) {
         })
         .unwrap_or_default();
     println!(
-        "\n## statusads load ({} campaigns, {} connections, {} s per endpoint, 2 cores)",
-        campaigns, args.connections, args.seconds
+        "\n## statusads load ({} campaigns, {} distinct slot requests, {} connections, {} s per endpoint, 2 cores)",
+        campaigns, args.requests, args.connections, args.seconds
     );
     println!("| measure | value |\n|---|---|");
     println!(

@@ -21,9 +21,9 @@ use crate::clock::Millis;
 /// than the live state.
 pub const MAX_AGE_MS: Millis = 30_000;
 const SHARDS: usize = 64;
-/// Users remembered per shard; a full shard starts over (cheap, and a lost view only costs a
-/// round trip).
-const PER_SHARD: usize = 4_096;
+/// Users remembered per shard (65,536 in all, a few tens of MB); a full shard starts over:
+/// cheap, and a lost view only costs a round trip.
+const PER_SHARD: usize = 1_024;
 
 /// What a decision is computed on.
 #[derive(Debug, Clone, Default)]

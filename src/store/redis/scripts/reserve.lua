@@ -67,11 +67,14 @@ end
 if #expired > 0 then
   redis.call('HDEL', user, unpack(expired))
 end
+-- One HSET for every reservation: each redis.call costs ~2 us of Redis's one core.
+local writes = {}
 for i = 0, r - 1 do
   local a = 10 + 3 * i
-  redis.call('HSET', user, ARGV[a + 1], ARGV[a + 2])
+  writes[2 * i + 1], writes[2 * i + 2] = ARGV[a + 1], ARGV[a + 2]
   redis.call('HINCRBY', stats, ARGV[a + 3] .. '|' .. day .. '|s', 1)
 end
+redis.call('HSET', user, unpack(writes))
 local ttl = tonumber(ARGV[2])
 if redis.call('PTTL', user) < ttl then
   redis.call('PEXPIRE', user, ttl)
