@@ -28,7 +28,10 @@ const USERS: u32 = 1_000_000;
 /// under their daily load) rather than replaying a few thousand heavy users who have long
 /// exhausted it (`--requests 20000`: one decision in ten places ads).
 const SLOT_REQUESTS: u64 = 300_000;
+/// Alternating /healthz and decision runs (see `run`).
+const ROUNDS: u64 = 4;
 
+#[derive(Clone, Copy)]
 struct Args {
     campaigns: usize,
     requests: usize,
@@ -163,22 +166,49 @@ async fn run(args: Args) {
     let base = format!("http://127.0.0.1:{port}");
     let scripts = data_dir.join("wrk");
     std::fs::create_dir_all(&scripts).unwrap();
-    let healthz = wrk(&args, &format!("{base}/healthz"), None);
     let slots_file = scripts.join("slots.txt");
     std::fs::write(&slots_file, slot_bodies(args.requests).join("\n")).unwrap();
     let slots_script = scripts.join("slots.lua");
     std::fs::write(&slots_script, replay_lua(&slots_file.display().to_string())).unwrap();
     let filled_before = counter(&state, "statusads_decisions_total{outcome=\"filled\"}");
     let scripts_before = script_stats(redis.1);
-    let decisions = wrk(&args, &format!("{base}/v1/slots"), Some(&slots_script));
+    // This machine's speed drifts by tens of percent within minutes, so /healthz and decisions
+    // alternate in short rounds and each round's ratio compares neighbours; the median is
+    // reported.
+    let round = Args {
+        seconds: (args.seconds / ROUNDS).max(1),
+        ..args
+    };
+    let (mut healthz, mut decisions) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        healthz.push(wrk(&round, &format!("{base}/healthz"), None));
+        decisions.push(wrk(
+            &round,
+            &format!("{base}/v1/slots"),
+            Some(&slots_script),
+        ));
+    }
     // The decision path's only Redis call is the commit script (the background refreshers use
     // plain commands), so script calls per decision are its round trips.
     let (commits, commit_us) = script_stats(redis.1).since(scripts_before);
-    // /healthz again: this machine's throughput drifts by tens of percent between runs, so the
-    // ratio is taken against the mean of the runs just before and just after the decisions.
-    let healthz_after = wrk(&args, &format!("{base}/healthz"), None);
-    let healthz_rps = (healthz.rps + healthz_after.rps) / 2.0;
     let filled = counter(&state, "statusads_decisions_total{outcome=\"filled\"}") - filled_before;
+    let decided: u64 = decisions.iter().map(|d| d.requests).sum();
+    let mut ratios: Vec<f64> = healthz
+        .iter()
+        .zip(&decisions)
+        .map(|(h, d)| d.rps / h.rps)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0
+    };
+    let per_round = |runs: &[WrkResult]| {
+        runs.iter()
+            .map(|r| format!("{:.0}", r.rps))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
 
     // Events: batches of 10 renders of real tokens, from decisions made in process.
     let batches = event_batches(&state, 20_000).await;
@@ -221,25 +251,31 @@ async fn run(args: Args) {
     );
     println!("| measure | value |\n|---|---|");
     println!(
-        "| /healthz requests/s (before / after the decisions) | {:.0} / {:.0} |",
-        healthz.rps, healthz_after.rps
-    );
-    println!("| /v1/slots decisions/s | {:.0} |", decisions.rps);
-    println!(
-        "| decisions / healthz ratio (against their mean) | {:.2} |",
-        decisions.rps / healthz_rps
+        "| /healthz requests/s, per round | {} |",
+        per_round(&healthz)
     );
     println!(
-        "| decision latency p50 / p99 | {} / {} |",
-        decisions.p50, decisions.p99
+        "| /v1/slots decisions/s, per round | {} |",
+        per_round(&decisions)
+    );
+    println!(
+        "| decisions / healthz ratio: median (lowest-highest round) | {:.2} ({:.2}-{:.2}) |",
+        median(ratios.clone()),
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
+    println!(
+        "| decision latency p50 (median round) / p99 (worst round) | {:.2} / {:.2} ms |",
+        median(decisions.iter().map(|d| d.p50_ms).collect()),
+        decisions.iter().map(|d| d.p99_ms).fold(0.0, f64::max)
     );
     println!(
         "| decisions with ads | {:.0}% |",
-        100.0 * filled / decisions.requests as f64
+        100.0 * filled / decided as f64
     );
     println!(
         "| Redis round trips per decision (all / with ads) | {:.2} / {:.2} |",
-        commits / decisions.requests as f64,
+        commits / decided as f64,
         commits / filled.max(1.0)
     );
     println!(
@@ -254,7 +290,8 @@ async fn run(args: Args) {
     );
     println!(
         "| non-2xx responses (slots, events) | {}, {} |",
-        decisions.errors, events.errors
+        decisions.iter().map(|d| d.errors).sum::<u64>(),
+        events.errors
     );
     println!("| Redis bytes per (user, campaign) cap entry | {cap_entry_bytes:.0} |");
     println!(
@@ -490,8 +527,8 @@ end"#;
 struct WrkResult {
     requests: u64,
     rps: f64,
-    p50: String,
-    p99: String,
+    p50_ms: f64,
+    p99_ms: f64,
     errors: u64,
 }
 
@@ -524,12 +561,11 @@ fn wrk(args: &Args, url: &str, script: Option<&std::path::Path>) -> WrkResult {
         .skip(1)
         .map(|n| n.parse().unwrap())
         .collect();
-    let micros = |us: u64| format!("{:.2} ms", us as f64 / 1000.0);
     WrkResult {
         requests: numbers[0],
         rps: numbers[0] as f64 / (numbers[1] as f64 / 1e6),
-        p50: micros(numbers[2]),
-        p99: micros(numbers[3]),
+        p50_ms: numbers[2] as f64 / 1000.0,
+        p99_ms: numbers[3] as f64 / 1000.0,
         errors: numbers[4],
     }
 }
