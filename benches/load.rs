@@ -210,31 +210,15 @@ async fn run(args: Args) {
             .join(" / ")
     };
 
-    // Events: batches of 10 renders of real tokens, from decisions made in process.
-    let batches = event_batches(&state, 20_000).await;
-    let ledger_before = ledger_records(redis.1);
-    let scripts_before = script_stats(redis.1);
-    let events_file = scripts.join("events.txt");
-    std::fs::write(&events_file, batches.join("\n")).unwrap();
-    let events_script = scripts.join("events.lua");
-    std::fs::write(
-        &events_script,
-        replay_lua(&events_file.display().to_string()),
-    )
-    .unwrap();
-    // A short run: every batch renders fresh tokens only until the supply is used up.
-    let event_args = Args {
-        seconds: args.seconds.min(2),
-        ..args
-    };
-    let events = wrk(
-        &event_args,
-        &format!("{base}/v1/events"),
-        Some(&events_script),
-    );
-    let accepted_per_s =
-        (ledger_records(redis.1) - ledger_before) as f64 / event_args.seconds as f64;
-    let (batches_applied, batch_us) = script_stats(redis.1).since(scripts_before);
+    // Events: batches of 10 events of real tokens, from decisions made in process, in the two
+    // shapes of `BatchShape`.
+    let mut events = Vec::new();
+    for shape in [BatchShape::Device, BatchShape::Mixed] {
+        let batches = event_batches(&state, 20_000, shape).await;
+        events.push(drive_events(
+            &args, &base, &scripts, redis.1, shape, &batches,
+        ));
+    }
     let cap_entry_bytes = bytes_per_cap_entry(redis.1);
 
     let rss_kib = std::fs::read_to_string("/proc/self/status")
@@ -278,20 +262,27 @@ async fn run(args: Args) {
         commits / decided as f64,
         commits / filled.max(1.0)
     );
+    for run in &events {
+        println!(
+            "| events/s, {} (all answered / accepted) | {:.0} / {:.0} |",
+            run.shape.describe(),
+            run.wrk.rps * 10.0,
+            run.accepted_per_s
+        );
+        println!(
+            "| Redis CPU per events script call ({:.1} per batch) | {:.1} µs |",
+            run.script_calls / run.wrk.requests.max(1) as f64,
+            run.script_us / run.script_calls.max(1.0)
+        );
+    }
     println!(
-        "| events/s (batches of 10; all answered) | {:.0} |",
-        events.rps * 10.0
-    );
-    println!("| of which accepted (new ledger records)/s | {accepted_per_s:.0} |");
-    println!(
-        "| Redis CPU per commit script / per shard batch of events | {:.1} / {:.1} µs |",
-        commit_us / commits.max(1.0),
-        batch_us / batches_applied.max(1.0)
+        "| Redis CPU per decision commit script | {:.1} µs |",
+        commit_us / commits.max(1.0)
     );
     println!(
         "| non-2xx responses (slots, events) | {}, {} |",
         decisions.iter().map(|d| d.errors).sum::<u64>(),
-        events.errors
+        events.iter().map(|e| e.wrk.errors).sum::<u64>()
     );
     println!("| Redis bytes per (user, campaign) cap entry | {cap_entry_bytes:.0} |");
     println!(
@@ -446,38 +437,131 @@ fn bytes_per_cap_entry(port: u16) -> f64 {
     bytes as f64 / entries as f64
 }
 
-async fn event_batches(state: &statusads::http::AppState, batches: usize) -> Vec<String> {
-    let mut tokens = Vec::new();
-    let mut user = 0u32;
-    let mut rng = rand::thread_rng();
-    while tokens.len() < batches * 10 {
-        user += 1;
-        let request = SlotRequest {
-            user: UserId::parse(&format!("event-user-{user}")).unwrap(),
-            session: None,
-            statuses: 20,
-            context: synthetic::context(&mut rng),
-        };
-        tokens.extend(
-            state
-                .server
-                .slots(&request)
-                .await
-                .into_iter()
-                .map(|s| s.token),
-        );
+/// How a batch of 10 events is made up.
+#[derive(Clone, Copy)]
+enum BatchShape {
+    /// What one device sends: its user's renders of the slots of two decisions (5-6) and views
+    /// of the rest. One user, so one shard and one script call per batch.
+    Device,
+    /// Renders only, of consecutive users' slots (about 4 users, so about 4 shards and script
+    /// calls per batch): the costlier shape.
+    Mixed,
+}
+
+impl BatchShape {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Device => "device batches (one user: ~6 renders + ~4 views)",
+            Self::Mixed => "mixed batches (10 renders, ~4 users)",
+        }
     }
-    tokens
-        .chunks(10)
-        .take(batches)
-        .map(|chunk| {
-            let events: Vec<_> = chunk
-                .iter()
-                .map(|t| serde_json::json!({"token": t, "type": "render"}))
-                .collect();
-            serde_json::json!({ "events": events }).to_string()
-        })
-        .collect()
+}
+
+async fn event_batches(
+    state: &statusads::http::AppState,
+    batches: usize,
+    shape: BatchShape,
+) -> Vec<String> {
+    let mut rng = rand::thread_rng();
+    let mut out = Vec::new();
+    let mut pending: Vec<(String, &str)> = Vec::new();
+    let mut user = 0u32;
+    while out.len() < batches {
+        user += 1;
+        let tag = match shape {
+            BatchShape::Device => "device",
+            BatchShape::Mixed => "mixed",
+        };
+        let id = UserId::parse(&format!("{tag}-user-{user}")).unwrap();
+        let decisions = if matches!(shape, BatchShape::Device) {
+            2
+        } else {
+            1
+        };
+        let mut tokens = Vec::new();
+        for _ in 0..decisions {
+            let request = SlotRequest {
+                user: id.clone(),
+                session: None,
+                statuses: 20,
+                context: synthetic::context(&mut rng),
+            };
+            tokens.extend(
+                state
+                    .server
+                    .slots(&request)
+                    .await
+                    .into_iter()
+                    .map(|s| s.token),
+            );
+        }
+        match shape {
+            BatchShape::Device if tokens.len() >= 5 => {
+                let views =
+                    tokens[..10usize.saturating_sub(tokens.len()).min(tokens.len())].to_vec();
+                let batch = tokens
+                    .into_iter()
+                    .map(|t| (t, "render"))
+                    .chain(views.into_iter().map(|t| (t, "view")));
+                out.push(batch_json(batch));
+            }
+            BatchShape::Device => {}
+            BatchShape::Mixed => {
+                pending.extend(tokens.into_iter().map(|t| (t, "render")));
+                while pending.len() >= 10 && out.len() < batches {
+                    out.push(batch_json(pending.drain(..10)));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn batch_json<'a>(events: impl Iterator<Item = (String, &'a str)>) -> String {
+    let events: Vec<_> = events
+        .map(|(token, kind)| serde_json::json!({"token": token, "type": kind}))
+        .collect();
+    serde_json::json!({ "events": events }).to_string()
+}
+
+struct EventsRun {
+    shape: BatchShape,
+    wrk: WrkResult,
+    accepted_per_s: f64,
+    script_calls: f64,
+    script_us: f64,
+}
+
+/// A short run (every batch carries fresh tokens only until the supply is used up), counting
+/// what the ledger accepted and what the scripts cost Redis.
+fn drive_events(
+    args: &Args,
+    base: &str,
+    scripts: &std::path::Path,
+    redis_port: u16,
+    shape: BatchShape,
+    batches: &[String],
+) -> EventsRun {
+    let ledger_before = ledger_records(redis_port);
+    let scripts_before = script_stats(redis_port);
+    let file = scripts.join("events.txt");
+    std::fs::write(&file, batches.join("\n")).unwrap();
+    let script = scripts.join("events.lua");
+    std::fs::write(&script, replay_lua(&file.display().to_string())).unwrap();
+    let short = Args {
+        seconds: args.seconds.min(2),
+        ..*args
+    };
+    let wrk = wrk(&short, &format!("{base}/v1/events"), Some(&script));
+    let accepted = ledger_records(redis_port) - ledger_before;
+    let (script_calls, script_us) = script_stats(redis_port).since(scripts_before);
+    EventsRun {
+        shape,
+        wrk,
+        accepted_per_s: accepted as f64 / short.seconds as f64,
+        script_calls,
+        script_us,
+    }
 }
 
 /// Slot requests in the synthetic distribution, users log-uniform over 1M (a Zipf-like few

@@ -38,6 +38,9 @@ local function append(list, digits, keep)
 end
 
 local results = {}
+-- User hashes this batch wrote, and how long each must now live: extended once per user after
+-- the loop (a device's batch is one user's; each redis.call costs ~2 us of Redis's one core).
+local extend = {}
 for i = 1, count do
   local a = 3 + (i - 1) * FIELDS
   local kind, decision, campaign, advertiser = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
@@ -89,8 +92,8 @@ for i = 1, count do
     end
     if code == 1 then
       redis.call('SET', token, flags + bit, 'PX', token_ttl)
-      if redis.call('PTTL', user) < user_ttl then
-        redis.call('PEXPIRE', user, user_ttl)
+      if kind == 'render' or kind == 'hide' or kind == 'report' then
+        extend[user] = math.max(extend[user] or 0, user_ttl)
       end
       local billed = (kind == 'render' and price > 0) and price or 0
       redis.call('XADD', KEYS[1], '*', 'id', decision .. ':' .. kind, 'type', kind, 'campaign', campaign,
@@ -105,5 +108,10 @@ for i = 1, count do
     end
   end
   results[i] = code
+end
+for user, ttl in pairs(extend) do
+  if redis.call('PTTL', user) < ttl then
+    redis.call('PEXPIRE', user, ttl)
+  end
 end
 return results
