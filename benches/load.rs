@@ -169,7 +169,11 @@ async fn run(args: Args) {
     let slots_file = scripts.join("slots.txt");
     std::fs::write(&slots_file, slot_bodies(args.requests).join("\n")).unwrap();
     let slots_script = scripts.join("slots.lua");
-    std::fs::write(&slots_script, replay_lua(&slots_file.display().to_string())).unwrap();
+    std::fs::write(
+        &slots_script,
+        replay_lua(&slots_file.display().to_string(), None),
+    )
+    .unwrap();
     let filled_before = counter(&state, "statusads_decisions_total{outcome=\"filled\"}");
     let scripts_before = script_stats(redis.1);
     // This machine's speed drifts by tens of percent within minutes, so /healthz and decisions
@@ -203,6 +207,21 @@ async fn run(args: Args) {
         v.sort_by(f64::total_cmp);
         (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0
     };
+    // DESIGN's latency target is the p99 at half the decision throughput: each connection
+    // pauses so that the offered load is about half of what the rounds reached.
+    let p50_ms = median(decisions.iter().map(|d| d.p50_ms).collect());
+    let full_rps = median(decisions.iter().map(|d| d.rps).collect());
+    let pause_ms = (1000.0 * args.connections as f64 / (full_rps / 2.0) - p50_ms).max(1.0);
+    let half_script = scripts.join("slots-half.lua");
+    std::fs::write(
+        &half_script,
+        replay_lua(
+            &slots_file.display().to_string(),
+            Some(pause_ms.round() as u64),
+        ),
+    )
+    .unwrap();
+    let half = wrk(&round, &format!("{base}/v1/slots"), Some(&half_script));
     let per_round = |runs: &[WrkResult]| {
         runs.iter()
             .map(|r| format!("{:.0}", r.rps))
@@ -252,6 +271,10 @@ async fn run(args: Args) {
         "| decision latency p50 (median round) / p99 (worst round) | {:.2} / {:.2} ms |",
         median(decisions.iter().map(|d| d.p50_ms).collect()),
         decisions.iter().map(|d| d.p99_ms).fold(0.0, f64::max)
+    );
+    println!(
+        "| at about half load ({:.0} decisions/s): p50 / p99 | {:.2} / {:.2} ms |",
+        half.rps, half.p50_ms, half.p99_ms
     );
     println!(
         "| decisions with ads | {:.0}% |",
@@ -547,7 +570,7 @@ fn drive_events(
     let file = scripts.join("events.txt");
     std::fs::write(&file, batches.join("\n")).unwrap();
     let script = scripts.join("events.lua");
-    std::fs::write(&script, replay_lua(&file.display().to_string())).unwrap();
+    std::fs::write(&script, replay_lua(&file.display().to_string(), None)).unwrap();
     let short = Args {
         seconds: args.seconds.min(2),
         ..*args
@@ -583,7 +606,11 @@ fn slot_bodies(count: usize) -> Vec<String> {
 /// A wrk script that POSTs the lines of `path` in turn.
 /// The requests are formatted once, in `init`: formatting each on the fly cost wrk (which shares
 /// the 2 cores with the service) a third of the machine.
-fn replay_lua(path: &str) -> String {
+/// With `delay_ms`, each connection waits that long between requests (a lighter, steady load).
+fn replay_lua(path: &str, delay_ms: Option<u64>) -> String {
+    let delay = delay_ms
+        .map(|ms| format!("delay = function() return {ms} end\n"))
+        .unwrap_or_default();
     format!(
         r#"local bodies, requests = {{}}, {{}}
 for line in io.lines("{path}") do bodies[#bodies + 1] = line end
@@ -598,7 +625,7 @@ request = function()
   i = i % #requests + 1
   return requests[i]
 end
-{LATENCY_REPORT}"#
+{delay}{LATENCY_REPORT}"#
     )
 }
 
