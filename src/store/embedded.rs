@@ -32,7 +32,7 @@ use super::{
 };
 use crate::capping::{
     advertiser_field, campaign_field, count_since, decode_stamps, encode_stamps, hide_field,
-    render_stamp, reservation_expiry, window_now, UserState, DAY_MS, HIDE_MS,
+    render_stamp, reservation_expiry, window_now, Reservation, UserState, DAY_MS, HIDE_MS,
 };
 use crate::clock::Millis;
 use crate::domain::campaign::Spend;
@@ -56,8 +56,7 @@ enum Entry {
         session: Option<String>,
         now_ms: Millis,
         day: u32,
-        /// (field, value, campaign) of each reservation.
-        reservations: Vec<(String, String, String)>,
+        reservations: Vec<JournaledReservation>,
         session_after: String,
     },
     Events {
@@ -83,6 +82,37 @@ enum Entry {
         price_micros: i64,
         month: u32,
     },
+}
+
+/// A reservation as journaled: `(field, value, campaign)` of the user hash (see `capping`), or
+/// `(encoded, campaign)` as builds before the compact user hash wrote it, read on replay so
+/// that their journals keep working.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum JournaledReservation {
+    Fields(String, String, String),
+    Encoded(String, String),
+}
+
+impl JournaledReservation {
+    /// `(field, value, campaign)`; `None` for an earlier entry that does not parse.
+    fn fields(&self) -> Option<(String, String, &str)> {
+        match self {
+            Self::Fields(field, value, campaign) => {
+                Some((field.clone(), value.clone(), campaign.as_str()))
+            }
+            Self::Encoded(encoded, campaign) => {
+                let mut parts = encoded.split('|');
+                let reservation = Reservation {
+                    decision_id: parts.next()?.to_owned(),
+                    campaign: parts.next()?.to_owned(),
+                    advertiser: parts.next()?.to_owned(),
+                    expires_ms: parts.next()?.parse().ok()?,
+                };
+                Some((reservation.field(), reservation.value(), campaign.as_str()))
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -195,19 +225,24 @@ impl EmbeddedStore {
                 if read == 0 {
                     break;
                 }
-                match decode_line(&line) {
-                    Some(entry) => {
-                        state.apply(&entry);
-                        valid_len += read as u64;
-                    }
-                    None => {
-                        tracing::warn!(
-                            offset = valid_len,
-                            "journal tail is torn or corrupt; cutting it off"
-                        );
-                        break;
-                    }
-                }
+                // A line whose checksum fails is a torn tail (the crash came mid-write): cut it.
+                // A whole line this build cannot read is never cut: what follows it was
+                // acknowledged, so refuse to start rather than lose it.
+                let Some(json) = super::lines::decode(&line) else {
+                    tracing::warn!(
+                        offset = valid_len,
+                        "journal tail is torn or corrupt; cutting it off"
+                    );
+                    break;
+                };
+                let entry: Entry = serde_json::from_str(json).map_err(|err| {
+                    StoreError::Corrupt(format!(
+                        "journal entry at byte {valid_len} cannot be read ({err}); \
+                         it was written whole, so nothing is cut"
+                    ))
+                })?;
+                state.apply(&entry);
+                valid_len += read as u64;
             }
         }
         let file = OpenOptions::new()
@@ -356,7 +391,7 @@ impl EmbeddedStore {
             reservations: commit
                 .reservations
                 .iter()
-                .map(|r| (r.field(), r.value(), r.campaign.clone()))
+                .map(|r| JournaledReservation::Fields(r.field(), r.value(), r.campaign.clone()))
                 .collect(),
             session_after: commit.session_after.encode(commit.now_ms),
         };
@@ -662,8 +697,8 @@ impl State {
                     !field.starts_with('r')
                         || reservation_expiry(value).is_some_and(|e| e > *now_ms)
                 });
-                for (field, value, campaign) in reservations {
-                    fields.insert(field.clone(), value.clone());
+                for (field, value, campaign) in reservations.iter().filter_map(|r| r.fields()) {
+                    fields.insert(field, value);
                     *self.stats.entry(format!("{campaign}|{day}|s")).or_default() += 1;
                 }
                 if let Some(session) = session {
@@ -852,10 +887,6 @@ fn append(mut list: Vec<i64>, (keep_n, keep_ms): (u32, Millis), now: Millis) -> 
     encode_stamps(&kept)
 }
 
-fn decode_line(line: &str) -> Option<Entry> {
-    serde_json::from_str(super::lines::decode(line)?).ok()
-}
-
 mod erased {
     /// Lets `save` serialise the three record types through one closure.
     pub trait Json {
@@ -866,5 +897,72 @@ mod erased {
         fn json(&self) -> serde_json::Result<String> {
             serde_json::to_string(self)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal_with(lines: &[&str]) -> (std::path::PathBuf, u64) {
+        let dir = std::env::temp_dir().join(format!(
+            "statusads-journal-{}-{}",
+            std::process::id(),
+            crate::domain::ids::new_decision_id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text: String = lines.concat();
+        std::fs::write(dir.join(JOURNAL), &text).unwrap();
+        (dir, text.len() as u64)
+    }
+
+    fn decision(reservations: &str) -> String {
+        super::super::lines::encode(&format!(
+            r#"{{"op":"decision","user":"u1","session":null,"now_ms":1795000000000,"day":20261123,"reservations":{reservations},"session_after":"1,0,0"}}"#
+        ))
+    }
+
+    #[tokio::test]
+    async fn journals_of_earlier_builds_replay() {
+        // Before the compact user hash, a reservation was journaled as one encoded string.
+        let old = decision(
+            r#"[["d1|cmp_00000000000000aa|adv_00000000000000bb|1795000900000","cmp_00000000000000aa"]]"#,
+        );
+        let (dir, _) = journal_with(&[&old]);
+        let store = EmbeddedStore::open(&dir).unwrap();
+        let fields = store.inner.lock().0.users["u1"].clone();
+        assert_eq!(
+            fields.get("rd1").map(String::as_str),
+            Some("00000000000000aa|00000000000000bb|1795000900000")
+        );
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_torn_tail_is_cut_but_an_unreadable_whole_entry_stops_the_start() {
+        let good = decision("[]");
+        let (dir, whole) = journal_with(&[&good, "0badc0de {\"op\":\"deci"]);
+        drop(EmbeddedStore::open(&dir).unwrap());
+        assert_eq!(
+            std::fs::metadata(dir.join(JOURNAL)).unwrap().len(),
+            good.len() as u64,
+            "the torn tail was cut (it was {whole} bytes)"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // A checksummed entry this build cannot read, with acknowledged entries after it.
+        let unknown = super::super::lines::encode(r#"{"op":"from_the_future"}"#);
+        let (dir, len) = journal_with(&[&good, &unknown, &good]);
+        assert!(matches!(
+            EmbeddedStore::open(&dir),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(
+            std::fs::metadata(dir.join(JOURNAL)).unwrap().len(),
+            len,
+            "nothing was cut"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
