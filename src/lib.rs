@@ -12,8 +12,9 @@
 //!   content-addressed creative assets.
 //! - [`media`]: recognising uploads by content and checking size, 9:16 and duration by headers.
 //! - [`selection`]: pure decision logic: eligibility, placement, tiers, second-price auction.
-//! - [`capping`]: per-user state rules: rolling-window caps, reservations, hides, sessions.
-//! - [`serving`]: the slot-decision use case (load user, decide, commit reservations, sign).
+//! - [`capping`]: per-user state rules: rolling-window caps, reservations, hides, sessions, the
+//!   check a decision must pass on the live state, and this node's recent views of users.
+//! - [`serving`]: the slot-decision use case (decide on the recent view, commit-or-recompute, sign).
 //! - [`tokens`]: signed, expiring slot tokens with key ids.
 //! - [`ledger`]: event ingestion (dedupe, caps, spend, append), spend holds and pacing,
 //!   reports, invoices, reconciliation, click-to-chat conversions and business messages.
