@@ -92,10 +92,9 @@ impl Server {
                 &mut rng,
             );
             if decision.placements.is_empty() {
-                // Final without asking the store: a view is at most as strict as the live state
-                // (up to `recent::MAX_AGE_MS`), an assumed new user the least strict of all. Not
-                // recording the statuses passed only makes the session's next request more
-                // conservative, never less.
+                // Answered without the store: no ad is never a cap or a price broken, and a view
+                // stricter than the live state is bounded (see `capping::recent`). Not recording
+                // the statuses passed only makes the session's next request more conservative.
                 return Ok(Vec::new());
             }
             let expires_ms = now_ms + self.token_ttl_ms;
@@ -137,7 +136,9 @@ impl Server {
                 session_seen: assumed.session.as_deref(),
                 proof: selection::proof(
                     planned.iter().map(|(_, p)| *p),
+                    &assumed.state,
                     self.policy.max_per_user_per_day,
+                    now_ms,
                 ),
                 now_ms,
                 day: utc_day(now_ms),
@@ -168,7 +169,7 @@ impl Server {
                     let session_stored = session.map(|id| (id, session_after.encode(now_ms)));
                     self.recent.committed(
                         user,
-                        &assumed.state,
+                        &assumed,
                         &commit.reservations,
                         session_stored,
                         now_ms,
@@ -191,6 +192,7 @@ impl Server {
                     assumed = Assumed {
                         state,
                         session: stored,
+                        read_at_ms: Some(now_ms),
                     };
                 }
             }

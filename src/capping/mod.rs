@@ -7,6 +7,8 @@
 //! Encoding: one Redis hash per user, mirrored by the embedded backend. There is one field per
 //! (user, campaign) seen, so every field and value is kept under 64 bytes: Redis then keeps the
 //! hash as a listpack (no per-entry pointers), which is what makes an entry cost ~30 bytes.
+//! (A cap above 10 per window, or a daily load above 10, makes that user's lists longer than
+//! 64 bytes: their hash then leaves the compact encoding, which costs memory, nothing else.)
 //! - `c<campaign hex>` / `a<advertiser hex>` / `d`: render times (see [`encode_stamps`]), newest
 //!   last, of the campaign, the advertiser (advertiser-level caps) and of every ad (daily load);
 //! - `r<decision id>`: a reservation, `<campaign hex>|<advertiser hex>|<expires_ms>`;
@@ -82,15 +84,23 @@ pub fn encode_stamps(stamps: &[i64]) -> String {
     out
 }
 
-/// The inverse of [`encode_stamps`]; a malformed chunk is skipped.
+/// The inverse of [`encode_stamps`]; a malformed chunk is skipped. Lists written by builds
+/// before this encoding (decimal seconds joined by commas) are read too, so caps hold across
+/// the upgrade; the next write of a list rewrites it.
 pub fn decode_stamps(raw: &str) -> Vec<i64> {
+    if raw.contains(',') || !raw.len().is_multiple_of(STAMP_WIDTH) {
+        return raw.split(',').filter_map(|t| t.parse().ok()).collect();
+    }
     raw.as_bytes()
         .chunks(STAMP_WIDTH)
         .filter_map(|chunk| {
-            let text = std::str::from_utf8(chunk).ok()?;
-            (chunk.len() == STAMP_WIDTH)
-                .then(|| i64::from_str_radix(text, 36).ok())
-                .flatten()
+            let digits = chunk.len() == STAMP_WIDTH
+                && chunk
+                    .iter()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
+            let text = std::str::from_utf8(chunk).ok().filter(|_| digits)?;
+            i64::from_str_radix(text, 36)
+                .ok()
                 .map(|n| n + STAMP_EPOCH_S)
         })
         .collect()
@@ -266,12 +276,27 @@ impl UserState {
                     now,
                 )
         }) && self.daily_remaining(proof.daily_max, now) >= proof.slots
+            && proof.held.iter().all(|id| {
+                self.live_reservations(now)
+                    .any(|r| r.decision_id == id.as_str())
+            })
+    }
+
+    /// Decision ids of the reservations still pending at `now`.
+    pub fn held(&self, now: Millis) -> Vec<String> {
+        self.live_reservations(now)
+            .map(|r| r.decision_id.clone())
+            .collect()
     }
 }
 
 /// What must still hold on the user's live state for a decision to commit. The decision was
 /// computed on a copy that may be stale (this node's last view of the user) or assumed (a user
-/// this node has not seen); it commits only if it is exactly what the live state would allow.
+/// this node has not seen). Everything the live state can have beyond the copy (renders, hides,
+/// other reservations) only excludes campaigns, which matters exactly when it excludes a winner
+/// or a price setter, or shrinks the daily load below the slots; the copy can have beyond the
+/// live state only reservations that are gone. Checking both sides, the decision commits only
+/// if it is the one the live state gives (up to the random draws among equals).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecisionProof {
     /// The winners and the runner-ups that set their prices: if one of these were no longer
@@ -280,6 +305,11 @@ pub struct DecisionProof {
     /// Slots the decision reserves.
     pub slots: u32,
     pub daily_max: u32,
+    /// The reservations the decision counted (decision ids). A view can only ever be stricter
+    /// than the live state through one of these: another node may have rendered it meanwhile,
+    /// and a render can count for less time than its reservation did. If one is gone, the live
+    /// state might pick or price differently, so the decision does not commit.
+    pub held: Vec<String>,
 }
 
 /// One campaign's eligibility rule as it depends on the user.
@@ -468,16 +498,28 @@ mod tests {
         assert_eq!(encode_stamps(&[1_795_000_000; 10]).len(), 60);
         // Malformed input is skipped, never misread.
         assert_eq!(decode_stamps("zz!zzz00000"), Vec::<i64>::new());
+        assert_eq!(
+            decode_stamps("-00001+00001"),
+            Vec::<i64>::new(),
+            "as strict as Lua"
+        );
+        // Lists of earlier builds: decimal seconds joined by commas.
+        assert_eq!(decode_stamps("1795000000"), vec![1_795_000_000]);
+        assert_eq!(
+            decode_stamps("1795000000,1795000001"),
+            vec![1_795_000_000, 1_795_000_001]
+        );
     }
 
     #[test]
     fn a_decision_commits_only_if_the_live_state_still_admits_it() {
         let c = campaign(&[(1, 3600)], false);
         let now = 1_795_000_000_000;
-        let proof = DecisionProof {
+        let mut proof = DecisionProof {
             checks: vec![CapCheck::of(&c)],
             slots: 2,
             daily_max: 3,
+            held: Vec::new(),
         };
         let mut live = UserState::default();
         assert!(live.admits(&proof, now));
@@ -495,6 +537,19 @@ mod tests {
         live.hidden_until
             .insert(c.advertiser_id.to_string(), now + 1);
         assert!(!live.admits(&proof, now));
+        live.hidden_until.clear();
+        // A reservation the decision counted was rendered elsewhere meanwhile: the live state
+        // may allow more than the copy did, so the decision is taken again.
+        proof.held = vec!["d1".into()];
+        assert!(!live.admits(&proof, now));
+        live.reservations.push(Reservation {
+            decision_id: "d1".into(),
+            campaign: "cmp_0000000000000002".into(),
+            advertiser: "adv_0000000000000002".into(),
+            expires_ms: now + 1,
+        });
+        proof.daily_max = 4;
+        assert!(live.admits(&proof, now));
     }
 
     #[test]

@@ -1,12 +1,17 @@
 //! This node's last view of the users it served: what a decision is computed on, so that the
 //! common decision costs one store round trip (the commit) instead of a read and a commit.
 //!
-//! A view is only ever a hint. The commit checks the decision against the live state
-//! ([`super::UserState::admits`]) and, when it does not hold, answers that live state to decide
-//! again on; a user this node has not seen is assumed new. So a stale view can cost a second
-//! round trip, never a cap. It can make a decision more conservative than the live state would
-//! (a reservation here that another node has since turned into a shorter-lived render), which
-//! the age limit and forgetting a user on their events bound.
+//! A view is only ever a hint for decisions with ads: the commit checks the decision against the
+//! live state ([`super::UserState::admits`]: winners, price setters, daily load, session, and
+//! that every reservation the view counted is still pending) and, when it does not hold, answers
+//! that live state to decide again on; a user this node has not seen is assumed new. So a stale
+//! view can cost a second round trip, never a cap or a price.
+//!
+//! A decision with no ad on a view is answered without the store. That can miss an ad the live
+//! state would allow, when the view is stricter than the live state: a reservation here that
+//! another node has since turned into a render counting for less time, or a session continued
+//! on another node. Views are therefore used for at most [`MAX_AGE_MS`] after the live read
+//! they rest on, and dropped when this node accepts one of the user's events.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -17,8 +22,8 @@ use parking_lot::Mutex;
 use super::{Reservation, UserState};
 use crate::clock::Millis;
 
-/// Views older than this are not used: the bound on how long a view can stay more conservative
-/// than the live state.
+/// Views resting on a live read older than this are not used: the bound on how long an answer
+/// without ads can be stricter than the live state.
 pub const MAX_AGE_MS: Millis = 30_000;
 const SHARDS: usize = 64;
 /// Users remembered per shard (65,536 in all, a few tens of MB); a full shard starts over:
@@ -33,6 +38,8 @@ pub struct Assumed {
     pub state: Arc<UserState>,
     /// The stored value of the requested session as last seen (`None`: assumed new).
     pub session: Option<String>,
+    /// When the live state this view rests on was read (`None`: a user assumed new).
+    pub read_at_ms: Option<Millis>,
 }
 
 #[derive(Debug)]
@@ -40,7 +47,8 @@ struct Seen {
     state: Arc<UserState>,
     /// (session id, stored value) of the user's last session seen.
     session: Option<(String, String)>,
-    at_ms: Millis,
+    /// When the live state this view rests on was read.
+    read_at_ms: Millis,
 }
 
 pub struct RecentUsers {
@@ -67,7 +75,7 @@ impl RecentUsers {
         let shard = self.shard(user).lock();
         let Some(seen) = shard
             .get(user)
-            .filter(|seen| now_ms - seen.at_ms < MAX_AGE_MS && seen.at_ms <= now_ms)
+            .filter(|seen| now_ms - seen.read_at_ms < MAX_AGE_MS && seen.read_at_ms <= now_ms)
         else {
             return Assumed::default();
         };
@@ -77,16 +85,17 @@ impl RecentUsers {
                 (Some((id, value)), Some(wanted)) if id == wanted => Some(value.clone()),
                 _ => None,
             },
+            read_at_ms: Some(seen.read_at_ms),
         }
     }
 
-    /// Remembers the live state a commit answered.
+    /// Remembers a user's state as read (or derived from a read) at `read_at_ms`.
     pub fn saw(
         &self,
         user: &str,
         state: Arc<UserState>,
         session: Option<(&str, String)>,
-        now_ms: Millis,
+        read_at_ms: Millis,
     ) {
         let mut shard = self.shard(user).lock();
         if shard.len() >= PER_SHARD && !shard.contains_key(user) {
@@ -97,24 +106,27 @@ impl RecentUsers {
             Seen {
                 state,
                 session: session.map(|(id, value)| (id.to_owned(), value)),
-                at_ms: now_ms,
+                read_at_ms,
             },
         );
     }
 
-    /// Remembers a committed decision: the state it was decided on plus its reservations.
+    /// Remembers a committed decision: the view it was decided on plus its reservations, still
+    /// resting on that view's read (a user assumed new: on this commit, which the live state
+    /// admitted).
     pub fn committed(
         &self,
         user: &str,
-        decided_on: &UserState,
+        decided_on: &Assumed,
         reservations: &[Reservation],
         session: Option<(&str, String)>,
         now_ms: Millis,
     ) {
-        let mut state = decided_on.clone();
+        let mut state = (*decided_on.state).clone();
         state.reservations.retain(|r| r.expires_ms > now_ms);
         state.reservations.extend_from_slice(reservations);
-        self.saw(user, Arc::new(state), session, now_ms);
+        let read_at_ms = decided_on.read_at_ms.unwrap_or(now_ms);
+        self.saw(user, Arc::new(state), session, read_at_ms);
     }
 
     /// Drops the view of a user whose state an event just moved.
@@ -162,14 +174,22 @@ mod tests {
             advertiser: "adv_1".into(),
             expires_ms,
         };
-        let state = UserState {
-            reservations: vec![reservation("old", 10)],
-            ..UserState::default()
+        let view = Assumed {
+            state: Arc::new(UserState {
+                reservations: vec![reservation("old", 10)],
+                ..UserState::default()
+            }),
+            session: None,
+            read_at_ms: Some(50),
         };
-        recent.committed("u", &state, &[reservation("new", 500)], None, 100);
-        assert_eq!(
-            recent.assume("u", None, 100).state.reservations,
-            vec![reservation("new", 500)]
-        );
+        recent.committed("u", &view, &[reservation("new", 500)], None, 100);
+        let seen = recent.assume("u", None, 100);
+        assert_eq!(seen.state.reservations, vec![reservation("new", 500)]);
+        // Still resting on the read at 50: it ages from there, not from the commit.
+        assert_eq!(seen.read_at_ms, Some(50));
+        assert!(recent
+            .assume("u", None, 50 + MAX_AGE_MS)
+            .read_at_ms
+            .is_none());
     }
 }

@@ -122,12 +122,15 @@ pub fn decide<'a>(input: &DecisionInput<'a>, rng: &mut impl Rng) -> Decision<'a>
     }
 }
 
-/// What the live user state must still allow for `placements`, decided on some copy of it, to
-/// be exactly the decision the live state gives: each winner and each price-setting runner-up
-/// still eligible (the others can only have been outbid by them), and the daily load.
+/// What the live user state must still allow for `placements`, decided on the copy
+/// `decided_on`, to be exactly the decision the live state gives: each winner and each
+/// price-setting runner-up still eligible (the others can only have been outbid by them), the
+/// daily load, and every reservation the copy counted still there (see [`DecisionProof`]).
 pub fn proof<'p, 'a: 'p>(
     placements: impl IntoIterator<Item = &'p Placement<'a>>,
+    decided_on: &UserState,
     daily_max: u32,
+    now_ms: Millis,
 ) -> DecisionProof {
     let mut checks: Vec<CapCheck> = Vec::new();
     let mut slots = 0;
@@ -146,6 +149,7 @@ pub fn proof<'p, 'a: 'p>(
         checks,
         slots,
         daily_max,
+        held: decided_on.held(now_ms),
     }
 }
 

@@ -370,7 +370,8 @@ impl RedisStore {
             .arg(commit.day)
             .arg(commit.proof.daily_max)
             .arg(commit.reservations.len())
-            .arg(commit.proof.checks.len());
+            .arg(commit.proof.checks.len())
+            .arg(commit.proof.held.len());
         for reservation in &commit.reservations {
             invocation
                 .arg(reservation.field())
@@ -383,6 +384,9 @@ impl RedisStore {
                 .arg(capping::hex_of(&check.advertiser))
                 .arg(capping::encode_caps(&check.caps))
                 .arg(if check.advertiser_caps { "1" } else { "0" });
+        }
+        for decision in &commit.proof.held {
+            invocation.arg(decision);
         }
         let mut conn = self.conn.clone();
         let reply: redis::Value = self

@@ -8,23 +8,6 @@ local DAY_S = 86400
 local STAMP_EPOCH, STAMP_WIDTH, STAMP_MAX = 946684800, 6, 36 ^ 6 - 1
 local DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
 
--- Render times (unix seconds) of a stored list, six base-36 digits each with no separator, and
--- the digits of each (kept so that rewriting a list encodes only what is new).
-local function stamps(raw)
-  local out, digits = {}, {}
-  if raw then
-    for i = 1, #raw - STAMP_WIDTH + 1, STAMP_WIDTH do
-      local text = string.sub(raw, i, i + STAMP_WIDTH - 1)
-      local n = tonumber(text, 36)
-      if n then
-        out[#out + 1] = n + STAMP_EPOCH
-        digits[#digits + 1] = text
-      end
-    end
-  end
-  return out, digits
-end
-
 local function encode_stamp(seconds)
   local n = math.max(0, math.min(seconds - STAMP_EPOCH, STAMP_MAX))
   local out = {}
@@ -34,6 +17,33 @@ local function encode_stamp(seconds)
     n = (n - d) / 36
   end
   return table.concat(out)
+end
+
+-- Render times (unix seconds) of a stored list, six base-36 digits each with no separator, and
+-- the digits of each (kept so that rewriting a list encodes only what is new).
+local function stamps(raw)
+  local out, digits = {}, {}
+  if raw and (string.find(raw, ',', 1, true) or #raw % STAMP_WIDTH ~= 0) then
+    -- Written by builds before this encoding: decimal seconds joined by commas. Read, and
+    -- rewritten in the current encoding by the next write of the list.
+    for t in string.gmatch(raw, '%d+') do
+      out[#out + 1] = tonumber(t)
+      digits[#digits + 1] = encode_stamp(tonumber(t))
+    end
+    return out, digits
+  end
+  if raw then
+    for i = 1, #raw - STAMP_WIDTH + 1, STAMP_WIDTH do
+      local text = string.sub(raw, i, i + STAMP_WIDTH - 1)
+      -- tonumber(_, 36) would also take signs and spaces; the encoding has neither.
+      local n = string.match(text, '^[0-9a-z]+$') and tonumber(text, 36)
+      if n then
+        out[#out + 1] = n + STAMP_EPOCH
+        digits[#digits + 1] = text
+      end
+    end
+  end
+  return out, digits
 end
 
 local function count_since(list, start)
