@@ -35,6 +35,11 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "Decisions recomputed on the live user state their commit returned (the node's copy of the user was stale or assumed).",
     ),
     (
+        "statusads_decision_views_total",
+        "counter",
+        "Decisions by the user state first decided on: this node's recent view of the user, or a user assumed new (not seen here within 30 s).",
+    ),
+    (
         "statusads_events_total",
         "counter",
         "Client events by type and resulting status.",
@@ -123,6 +128,26 @@ impl DecisionOutcome {
     }
 }
 
+/// The user state a decision was first computed on (see `capping::recent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionView {
+    /// This node's recent view of the user.
+    Recent,
+    /// A user not seen here within the view age, assumed new.
+    AssumedNew,
+}
+
+impl DecisionView {
+    const ALL: [Self; 2] = [Self::Recent, Self::AssumedNew];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Recent => "recent",
+            Self::AssumedNew => "assumed_new",
+        }
+    }
+}
+
 /// Kinds of Redis interaction, each one round trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedisOp {
@@ -137,13 +162,15 @@ pub enum RedisOp {
 }
 
 impl RedisOp {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 8] = [
         Self::Ping,
         Self::Catalog,
         Self::Reserve,
         Self::Events,
         Self::Spend,
         Self::Report,
+        Self::Ledger,
+        Self::Messaging,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -224,10 +251,11 @@ pub struct Metrics {
     decision_duration: Histogram,
     slots_served: [AtomicU64; 3],
     decision_conflicts: AtomicU64,
+    decision_views: [AtomicU64; DecisionView::ALL.len()],
     events: [AtomicU64; 25],
     ledger_appends: AtomicU64,
-    redis_duration: [Histogram; 9],
-    redis_errors: [AtomicU64; 9],
+    redis_duration: [Histogram; RedisOp::ALL.len()],
+    redis_errors: [AtomicU64; RedisOp::ALL.len()],
     catalog_reloads: AtomicU64,
     http_responses: [AtomicU64; 5],
     conversions: [AtomicU64; 6],
@@ -246,6 +274,7 @@ impl Default for Metrics {
             decision_duration: Histogram::new(),
             slots_served: counters(),
             decision_conflicts: AtomicU64::new(0),
+            decision_views: counters(),
             events: counters(),
             ledger_appends: AtomicU64::new(0),
             redis_duration: std::array::from_fn(|_| Histogram::new()),
@@ -279,6 +308,10 @@ impl Metrics {
 
     pub fn decision_conflict(&self) {
         self.decision_conflicts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn decision_view(&self, view: DecisionView) {
+        self.decision_views[index_of(&DecisionView::ALL, &view)].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn event(&self, kind: EventType, status: EventStatus) {
@@ -355,6 +388,11 @@ impl Metrics {
                 "statusads_slots_served_total" => {
                     for (p, c) in PRIORITIES.iter().zip(&self.slots_served) {
                         let _ = writeln!(out, "{name}{{priority=\"{}\"}} {}", p.as_str(), load(c));
+                    }
+                }
+                "statusads_decision_views_total" => {
+                    for (v, c) in DecisionView::ALL.iter().zip(&self.decision_views) {
+                        let _ = writeln!(out, "{name}{{view=\"{}\"}} {}", v.as_str(), load(c));
                     }
                 }
                 "statusads_decision_conflicts_total" => {
@@ -463,6 +501,8 @@ mod tests {
         m.event(EventType::Render, EventStatus::Accepted);
         m.decision(DecisionOutcome::Filled, Duration::from_micros(700));
         m.redis_latency(RedisOp::Events, Duration::from_millis(2));
+        m.redis_error(RedisOp::Messaging);
+        m.decision_view(DecisionView::AssumedNew);
         let text = m.render();
         for (name, kind, _) in CATALOGUE {
             assert!(name.starts_with("statusads_"));
@@ -473,5 +513,11 @@ mod tests {
         assert!(text.contains("statusads_decision_duration_seconds_bucket{le=\"0.001\"} 1"));
         assert!(text.contains("statusads_decision_duration_seconds_bucket{le=\"0.0005\"} 0"));
         assert!(text.contains("statusads_redis_duration_seconds_count{op=\"events\"} 1"));
+        // Every operation has its own series (none is folded into another's).
+        assert!(text.contains("statusads_redis_errors_total{op=\"messaging\"} 1"));
+        assert!(text.contains("statusads_redis_errors_total{op=\"ping\"} 0"));
+        assert!(text.contains("statusads_redis_duration_seconds_count{op=\"ledger\"} 0"));
+        assert!(text.contains("statusads_decision_views_total{view=\"assumed_new\"} 1"));
+        assert!(text.contains("statusads_decision_views_total{view=\"recent\"} 0"));
     }
 }

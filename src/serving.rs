@@ -20,7 +20,7 @@ use crate::domain::ids::new_decision_id;
 use crate::domain::slot::{Ad, AdAdvertiser, Cta, Slot, SlotRequest};
 use crate::ledger::conversions::click_id;
 use crate::ledger::SpendBoard;
-use crate::metrics::{DecisionOutcome, Metrics};
+use crate::metrics::{DecisionOutcome, DecisionView, Metrics};
 use crate::selection::{self, DecisionInput, Placement};
 use crate::store::{CommitOutcome, DecisionCommit, Store, UserView};
 use crate::tokens::{Claims, TokenKeys};
@@ -70,6 +70,10 @@ impl Server {
         let session = request.session.as_deref();
         let mut rng = SmallRng::from_entropy();
         let mut assumed = self.recent.assume(user, session, self.clock.now_ms());
+        self.metrics.decision_view(match assumed.read_at_ms {
+            Some(_) => DecisionView::Recent,
+            None => DecisionView::AssumedNew,
+        });
         for _ in 0..COMMIT_ATTEMPTS {
             let now_ms = self.clock.now_ms();
             let session_state = assumed
