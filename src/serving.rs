@@ -10,7 +10,7 @@ use std::time::Instant;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
-use crate::capping::recent::{Assumed, RecentUsers};
+use crate::capping::recent::RecentUsers;
 use crate::capping::{self, Reservation, SessionState};
 use crate::catalog::Catalog;
 use crate::clock::{utc_day, SharedClock};
@@ -125,7 +125,8 @@ impl Server {
                 session_state,
                 request.statuses,
                 planned.iter().map(|(_, p)| p.position),
-            );
+            )
+            .encode(now_ms);
             let longest_window = planned
                 .iter()
                 .map(|(_, p)| {
@@ -170,12 +171,11 @@ impl Server {
                         .into_iter()
                         .map(|(id, p)| self.slot(request, shard, id, p, expires_ms))
                         .collect();
-                    let session_stored = session.map(|id| (id, session_after.encode(now_ms)));
                     self.recent.committed(
                         user,
                         &assumed,
                         &commit.reservations,
-                        session_stored,
+                        session.map(|id| (id, commit.session_after)),
                         now_ms,
                     );
                     return Ok(slots);
@@ -186,18 +186,7 @@ impl Server {
                         state,
                         session: stored,
                     } = *live;
-                    let state = Arc::new(state);
-                    self.recent.saw(
-                        user,
-                        Arc::clone(&state),
-                        session.zip(stored.clone()),
-                        now_ms,
-                    );
-                    assumed = Assumed {
-                        state,
-                        session: stored,
-                        read_at_ms: Some(now_ms),
-                    };
+                    assumed = self.recent.saw(user, state, session, stored, now_ms);
                 }
             }
         }

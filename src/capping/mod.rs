@@ -126,7 +126,7 @@ pub struct Reservation {
 impl Reservation {
     /// The hash field holding this reservation.
     pub fn field(&self) -> String {
-        format!("r{}", self.decision_id)
+        reservation_field(&self.decision_id)
     }
 
     /// The field's value: `<campaign hex>|<advertiser hex>|<expires_ms>`.
@@ -140,19 +140,36 @@ impl Reservation {
     }
 
     fn decode(decision_id: &str, value: &str) -> Option<Self> {
-        let mut parts = value.split('|');
+        let (campaign, advertiser, expires_ms) = reservation_parts(value)?;
         Some(Self {
             decision_id: decision_id.to_owned(),
-            campaign: format!("cmp_{}", parts.next()?),
-            advertiser: format!("adv_{}", parts.next()?),
-            expires_ms: parts.next()?.parse().ok()?,
+            campaign: format!("cmp_{campaign}"),
+            advertiser: format!("adv_{advertiser}"),
+            expires_ms,
         })
     }
 }
 
+/// The hash field of the reservation made by decision `decision_id`.
+pub fn reservation_field(decision_id: &str) -> String {
+    format!("r{decision_id}")
+}
+
+/// A stored reservation value's (campaign hex, advertiser hex, expiry): exactly three parts,
+/// as `reservation` in user_state.lua reads it.
+fn reservation_parts(value: &str) -> Option<(&str, &str, Millis)> {
+    let mut parts = value.split('|');
+    let (campaign, advertiser) = (parts.next()?, parts.next()?);
+    let expires_ms = parts.next()?.parse().ok()?;
+    parts
+        .next()
+        .is_none()
+        .then_some((campaign, advertiser, expires_ms))
+}
+
 /// The expiry of a stored reservation value (`None` when corrupt: prune it).
 pub fn reservation_expiry(value: &str) -> Option<Millis> {
-    value.rsplit('|').next()?.parse().ok()
+    reservation_parts(value).map(|(_, _, expires_ms)| expires_ms)
 }
 
 /// What the store knows about one user.
@@ -483,6 +500,7 @@ mod tests {
         assert_eq!(state.campaign_renders.len(), 1);
         assert_eq!(state.reservations, vec![r]);
         assert_eq!(reservation_expiry(&value), Some(1_795_000_000_000));
+        assert_eq!(reservation_expiry("a|b|1|extra"), None, "as strict as Lua");
         assert!(state.is_hidden(hidden, 999));
         assert!(!state.is_hidden(hidden, 1000));
     }

@@ -89,31 +89,37 @@ impl RecentUsers {
         }
     }
 
-    /// Remembers a user's state as read (or derived from a read) at `read_at_ms`.
+    /// Remembers the live state a store answered, read at `read_at_ms`, and returns it as the
+    /// view to decide on (`stored`: the value of the requested session `session`, if any).
     pub fn saw(
         &self,
         user: &str,
-        state: Arc<UserState>,
-        session: Option<(&str, String)>,
+        state: UserState,
+        session: Option<&str>,
+        stored: Option<String>,
         read_at_ms: Millis,
-    ) {
-        let mut shard = self.shard(user).lock();
-        if shard.len() >= PER_SHARD && !shard.contains_key(user) {
-            shard.clear();
-        }
-        shard.insert(
-            user.to_owned(),
+    ) -> Assumed {
+        let state = Arc::new(state);
+        self.remember(
+            user,
             Seen {
-                state,
-                session: session.map(|(id, value)| (id.to_owned(), value)),
+                state: Arc::clone(&state),
+                session: session
+                    .zip(stored.clone())
+                    .map(|(id, v)| (id.to_owned(), v)),
                 read_at_ms,
             },
         );
+        Assumed {
+            state,
+            session: stored,
+            read_at_ms: Some(read_at_ms),
+        }
     }
 
-    /// Remembers a committed decision: the view it was decided on plus its reservations, still
-    /// resting on that view's read (a user assumed new: on this commit, which the live state
-    /// admitted).
+    /// Remembers a committed decision: the view it was decided on plus its reservations and
+    /// the session's new value, still resting on that view's read (a user assumed new: on
+    /// this commit, which the live state admitted).
     pub fn committed(
         &self,
         user: &str,
@@ -125,8 +131,22 @@ impl RecentUsers {
         let mut state = (*decided_on.state).clone();
         state.reservations.retain(|r| r.expires_ms > now_ms);
         state.reservations.extend_from_slice(reservations);
-        let read_at_ms = decided_on.read_at_ms.unwrap_or(now_ms);
-        self.saw(user, Arc::new(state), session, read_at_ms);
+        self.remember(
+            user,
+            Seen {
+                state: Arc::new(state),
+                session: session.map(|(id, value)| (id.to_owned(), value)),
+                read_at_ms: decided_on.read_at_ms.unwrap_or(now_ms),
+            },
+        );
+    }
+
+    fn remember(&self, user: &str, seen: Seen) {
+        let mut shard = self.shard(user).lock();
+        if shard.len() >= PER_SHARD && !shard.contains_key(user) {
+            shard.clear();
+        }
+        shard.insert(user.to_owned(), seen);
     }
 
     /// Drops the view of a user whose state an event just moved.
@@ -144,12 +164,8 @@ mod tests {
         let recent = RecentUsers::default();
         let mut state = UserState::default();
         state.daily_renders.push(1);
-        recent.saw(
-            "u",
-            Arc::new(state.clone()),
-            Some(("s1", "1,2,3".into())),
-            1_000,
-        );
+        let view = recent.saw("u", state.clone(), Some("s1"), Some("1,2,3".into()), 1_000);
+        assert_eq!(view.read_at_ms, Some(1_000));
         let seen = recent.assume("u", Some("s1"), 1_000 + MAX_AGE_MS - 1);
         assert_eq!(*seen.state, state);
         assert_eq!(seen.session.as_deref(), Some("1,2,3"));

@@ -32,7 +32,8 @@ use super::{
 };
 use crate::capping::{
     advertiser_field, campaign_field, count_since, decode_stamps, encode_stamps, hide_field,
-    render_stamp, reservation_expiry, window_now, Reservation, UserState, DAY_MS, HIDE_MS,
+    render_stamp, reservation_expiry, reservation_field, window_now, Reservation, UserState,
+    DAY_MS, HIDE_MS,
 };
 use crate::clock::Millis;
 use crate::domain::campaign::Spend;
@@ -393,7 +394,7 @@ impl EmbeddedStore {
                 .iter()
                 .map(|r| JournaledReservation::Fields(r.field(), r.value(), r.campaign.clone()))
                 .collect(),
-            session_after: commit.session_after.encode(commit.now_ms),
+            session_after: commit.session_after.clone(),
         };
         let mut refused = None;
         let committed = self
@@ -811,7 +812,7 @@ impl State {
                     .insert(e.decision_id.clone(), (flags | REFUSED, token_expiry));
                 return EventOutcome::CapReached;
             }
-            fields.remove(&format!("r{}", e.decision_id));
+            fields.remove(&reservation_field(&e.decision_id));
             fields.insert(campaign_field, append(renders, e.campaign_keep, now));
             if e.advertiser_keep.0 > 0 {
                 fields.insert(

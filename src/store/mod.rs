@@ -12,7 +12,7 @@ pub mod redis;
 
 use std::collections::HashMap;
 
-use crate::capping::{DecisionProof, Retention, SessionState, UserState};
+use crate::capping::{DecisionProof, Retention, UserState};
 use crate::clock::Millis;
 use crate::domain::advertiser::Advertiser;
 use crate::domain::campaign::{Campaign, Spend};
@@ -64,7 +64,8 @@ pub struct DecisionCommit<'a> {
     pub now_ms: Millis,
     pub day: u32,
     pub reservations: Vec<crate::capping::Reservation>,
-    pub session_after: SessionState,
+    /// The session's stored value after this decision ([`crate::capping::SessionState::encode`]).
+    pub session_after: String,
     pub user_ttl_ms: Millis,
 }
 

@@ -209,7 +209,7 @@ async fn a_commit_refuses_when_a_reservation_it_counted_is_gone(backend: Backend
             advertiser: advertiser.clone(),
             expires_ms: now_ms + 60_000,
         }],
-        session_after: SessionState::default(),
+        session_after: SessionState::default().encode(now_ms),
         user_ttl_ms: capping::DAY_MS * 2,
     };
     let outcome = server.store.commit_decision(&commit("d1", &["gone"])).await;

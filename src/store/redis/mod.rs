@@ -365,7 +365,7 @@ impl RedisStore {
             .arg(commit.user_ttl_ms)
             .arg(if commit.session.is_some() { "1" } else { "0" })
             .arg(commit.session_seen.unwrap_or(""))
-            .arg(commit.session_after.encode(commit.now_ms))
+            .arg(&commit.session_after)
             .arg(SESSION_TTL_MS)
             .arg(commit.day)
             .arg(commit.proof.daily_max)
