@@ -353,7 +353,8 @@ fn renders_of<'a>(renders: &'a HashMap<String, Vec<i64>>, id: &str) -> &'a [i64]
     renders.get(id).map(Vec::as_slice).unwrap_or(&[])
 }
 
-fn within_caps(caps: &[FrequencyCap], renders: &[i64], reserved: usize, now: Millis) -> bool {
+/// True when `reserved` more slots plus one keep every cap over `renders` at `now`.
+pub fn within_caps(caps: &[FrequencyCap], renders: &[i64], reserved: usize, now: Millis) -> bool {
     caps.iter().all(|cap| {
         let window_start = window_now(now) - cap.per_seconds as i64;
         count_since(renders, window_start) + reserved < cap.max as usize
@@ -393,6 +394,21 @@ pub fn encode_caps(caps: &[FrequencyCap]) -> String {
         .map(|cap| format!("{}:{}", cap.max, cap.per_seconds))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The inverse of [`encode_caps`]. A malformed cap reads as `max` 0, which nothing fits.
+pub fn decode_caps(encoded: &str) -> Vec<FrequencyCap> {
+    encoded
+        .split(',')
+        .filter(|cap| !cap.is_empty())
+        .map(|cap| {
+            let mut parts = cap.split(':').map(|x| x.parse::<u32>().unwrap_or(0));
+            FrequencyCap {
+                max: parts.next().unwrap_or(0),
+                per_seconds: parts.next().unwrap_or(0),
+            }
+        })
+        .collect()
 }
 
 /// Placement state of one session across its requests: ads served so far and statuses the user
@@ -646,6 +662,9 @@ mod tests {
             }
         );
         assert_eq!(encode_caps(&caps), "1:3600,3:86400");
+        assert_eq!(decode_caps(&encode_caps(&caps)), caps);
+        assert_eq!(decode_caps(""), Vec::new());
+        assert_eq!(decode_caps("x:60")[0].max, 0, "malformed: nothing fits");
         assert_eq!(Retention::for_caps(&caps).encode(), "3:86400");
         assert_eq!((render_stamp(1_500), window_now(1_500)), (2, 1));
         assert_eq!((render_stamp(2_000), window_now(2_000)), (2, 2));

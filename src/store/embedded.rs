@@ -31,9 +31,9 @@ use super::{
     StoreError, UserView,
 };
 use crate::capping::{
-    advertiser_field, campaign_field, count_since, decode_stamps, encode_stamps, hide_field,
-    render_stamp, reservation_expiry, reservation_field, window_now, Reservation, UserState,
-    DAY_MS, HIDE_MS,
+    advertiser_field, campaign_field, count_since, decode_caps, decode_stamps, encode_stamps,
+    hide_field, render_stamp, reservation_expiry, reservation_field, window_now, within_caps,
+    Reservation, UserState, DAY_MS, HIDE_MS,
 };
 use crate::clock::Millis;
 use crate::domain::campaign::Spend;
@@ -803,9 +803,8 @@ impl State {
             let renders = times(fields.get(&campaign_field));
             let adv_renders = times(fields.get(&advertiser_field));
             let daily = times(fields.get("d"));
-            if !allows(&renders, &e.campaign_caps, now_floor)
-                || (!e.advertiser_caps.is_empty()
-                    && !allows(&adv_renders, &e.advertiser_caps, now_floor))
+            if !allows(&renders, &e.campaign_caps, now)
+                || (!e.advertiser_caps.is_empty() && !allows(&adv_renders, &e.advertiser_caps, now))
                 || count_since(&daily, now_floor - DAY_MS / 1000) >= e.daily_max as usize
             {
                 self.tokens
@@ -865,13 +864,9 @@ fn times(raw: Option<&String>) -> Vec<i64> {
     raw.map(|r| decode_stamps(r)).unwrap_or_default()
 }
 
-/// True when one more render keeps every `max:per_seconds` cap (`now_floor`: whole seconds).
-fn allows(renders: &[i64], caps: &str, now_floor: i64) -> bool {
-    caps.split(',').filter(|c| !c.is_empty()).all(|cap| {
-        let mut parts = cap.split(':').map(|x| x.parse::<i64>().unwrap_or(0));
-        let (max, per) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-        (count_since(renders, now_floor - per) as i64) < max
-    })
+/// True when one more render keeps every cap encoded as `max:per_seconds,...`.
+fn allows(renders: &[i64], caps: &str, now: Millis) -> bool {
+    within_caps(&decode_caps(caps), renders, 0, now)
 }
 
 /// Appends a render at `now` and keeps the newest `keep_n` younger than `keep_ms` (mirrors
