@@ -185,9 +185,10 @@ async fn run(args: Args) {
     };
     let (mut healthz, mut decisions) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        healthz.push(wrk(&round, &format!("{base}/healthz"), None));
+        healthz.push(wrk(&round, &redis, &format!("{base}/healthz"), None));
         decisions.push(wrk(
             &round,
+            &redis,
             &format!("{base}/v1/slots"),
             Some(&slots_script),
         ));
@@ -221,7 +222,12 @@ async fn run(args: Args) {
         ),
     )
     .unwrap();
-    let half = wrk(&round, &format!("{base}/v1/slots"), Some(&half_script));
+    let half = wrk(
+        &round,
+        &redis,
+        &format!("{base}/v1/slots"),
+        Some(&half_script),
+    );
     let per_round = |runs: &[WrkResult]| {
         runs.iter()
             .map(|r| format!("{:.0}", r.rps))
@@ -235,7 +241,7 @@ async fn run(args: Args) {
     for shape in [BatchShape::Device, BatchShape::Mixed] {
         let batches = event_batches(&state, 20_000, shape).await;
         events.push(drive_events(
-            &args, &base, &scripts, redis.1, shape, &batches,
+            &args, &base, &scripts, &redis, shape, &batches,
         ));
     }
     let cap_entry_bytes = bytes_per_cap_entry(redis.1);
@@ -267,6 +273,23 @@ async fn run(args: Args) {
         ratios[0],
         ratios[ratios.len() - 1]
     );
+    // Over all rounds: what one request costs each process. With the cores busy, the ratio of
+    // the two totals is about the throughput ratio, and the split says which part limits it.
+    let per_request = |runs: &[WrkResult]| {
+        let cpu = runs
+            .iter()
+            .fold(CpuTimes::default(), |acc, r| acc.plus(r.cpu));
+        // Requests in the windows, at each run's rate.
+        let requests: f64 = runs.iter().map(|r| r.rps * r.cpu.window).sum();
+        cpu.per_request_us(requests / cpu.window.max(f64::EPSILON))
+    };
+    for (what, runs) in [("/healthz request", &healthz), ("decision", &decisions)] {
+        let [service, redis, client] = per_request(runs);
+        println!(
+            "| CPU per {what}: service + Redis + wrk (total) | {service:.1} + {redis:.1} + {client:.1} ({:.1}) µs |",
+            service + redis + client
+        );
+    }
     println!(
         "| decision latency p50 (median round) / p99 (worst round) | {:.2} / {:.2} ms |",
         median(decisions.iter().map(|d| d.p50_ms).collect()),
@@ -295,14 +318,19 @@ async fn run(args: Args) {
             run.wrk.rps * 10.0,
             run.accepted_per_s
         );
+        let [service, redis, client] = run.wrk.cpu.per_request_us(run.wrk.rps);
         println!(
-            "| Redis CPU per events script call ({:.1} per batch) | {:.1} µs |",
+            "| CPU per batch of 10: service + Redis + wrk (total) | {service:.1} + {redis:.1} + {client:.1} ({:.1}) µs |",
+            service + redis + client
+        );
+        println!(
+            "| Redis time per events script call ({:.1} per batch; commandstats) | {:.1} µs |",
             run.script_calls / run.wrk.requests.max(1) as f64,
             run.script_us / run.script_calls.max(1.0)
         );
     }
     println!(
-        "| Redis CPU per decision commit script | {:.1} µs |",
+        "| Redis time per decision commit script (commandstats) | {:.1} µs |",
         commit_us / commits.max(1.0)
     );
     println!(
@@ -345,7 +373,9 @@ fn counter(state: &statusads::http::AppState, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Lua script calls Redis has served (EVALSHA and EVAL) and the CPU they took.
+/// Lua script calls Redis has served (EVALSHA and EVAL) and the time they took. Redis times a
+/// command by the wall clock, so with the cores contended this includes the moments Redis was
+/// preempted mid-script: an upper bound on the CPU (the per-process CPU rows are exact).
 #[derive(Clone, Copy)]
 struct ScriptStats {
     calls: f64,
@@ -564,10 +594,11 @@ fn drive_events(
     args: &Args,
     base: &str,
     scripts: &std::path::Path,
-    redis_port: u16,
+    redis: &Redis,
     shape: BatchShape,
     batches: &[String],
 ) -> EventsRun {
+    let redis_port = redis.1;
     let ledger_before = ledger_records(redis_port);
     let scripts_before = script_stats(redis_port);
     let file = scripts.join("events.txt");
@@ -578,7 +609,7 @@ fn drive_events(
         seconds: args.seconds.min(2),
         ..*args
     };
-    let wrk = wrk(&short, &format!("{base}/v1/events"), Some(&script));
+    let wrk = wrk(&short, redis, &format!("{base}/v1/events"), Some(&script));
     let accepted = ledger_records(redis_port) - ledger_before;
     let (script_calls, script_us) = script_stats(redis_port).since(scripts_before);
     EventsRun {
@@ -644,9 +675,73 @@ struct WrkResult {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// CPU the run took, per process.
+    cpu: CpuTimes,
 }
 
-fn wrk(args: &Args, url: &str, script: Option<&std::path::Path>) -> WrkResult {
+/// CPU seconds (user + system) of the service (this process: the harness is idle while wrk
+/// runs), of Redis and of wrk, over a window in the middle of a run (after wrk has formatted
+/// its requests, before it stops). The three share the machine's cores, so a request's total is
+/// what bounds throughput once the cores are busy.
+#[derive(Clone, Copy, Default)]
+struct CpuTimes {
+    service: f64,
+    redis: f64,
+    client: f64,
+    /// Wall seconds the window lasted.
+    window: f64,
+}
+
+impl CpuTimes {
+    fn now(redis: &Redis, client: u32) -> (Instant, Self) {
+        // /proc/PID/stat fields 14-15: utime, stime, in clock ticks (100/s on Linux); the command
+        // name (field 2) may hold spaces, so count from after its ')'.
+        let seconds = |pid: &str| -> f64 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .map(|f| f.parse::<f64>().unwrap_or(0.0) / 100.0)
+                .sum()
+        };
+        let at = Instant::now();
+        let times = Self {
+            service: seconds("self"),
+            redis: seconds(&redis.0.id().to_string()),
+            client: seconds(&client.to_string()),
+            window: 0.0,
+        };
+        (at, times)
+    }
+
+    fn since(self, (at, before): (Instant, Self)) -> Self {
+        Self {
+            service: self.service - before.service,
+            redis: self.redis - before.redis,
+            client: self.client - before.client,
+            window: at.elapsed().as_secs_f64(),
+        }
+    }
+
+    fn plus(self, other: Self) -> Self {
+        Self {
+            service: self.service + other.service,
+            redis: self.redis + other.redis,
+            client: self.client + other.client,
+            window: self.window + other.window,
+        }
+    }
+
+    /// Microseconds per request of the service, Redis and wrk, at `rps` requests per second.
+    fn per_request_us(self, rps: f64) -> [f64; 3] {
+        let requests = (rps * self.window).max(1.0);
+        let per = |seconds: f64| seconds * 1e6 / requests;
+        [per(self.service), per(self.redis), per(self.client)]
+    }
+}
+
+fn wrk(args: &Args, redis: &Redis, url: &str, script: Option<&std::path::Path>) -> WrkResult {
     let mut cmd = Command::new("wrk");
     cmd.args([
         "-t1",
@@ -664,7 +759,23 @@ fn wrk(args: &Args, url: &str, script: Option<&std::path::Path>) -> WrkResult {
         }
     };
     cmd.arg("-s").arg(script).arg(url);
-    let output = cmd.output().expect("wrk on PATH (apt-get install wrk)");
+    let started = Instant::now();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("wrk on PATH (apt-get install wrk)");
+    // wrk formats its requests (up to a second) before the clock of its run starts.
+    let duration = args.seconds as f64;
+    let window = (1.0 + 0.1 * duration, duration);
+    let cpu = if window.1 - window.0 >= 0.5 {
+        std::thread::sleep(Duration::from_secs_f64(window.0));
+        let before = CpuTimes::now(redis, child.id());
+        std::thread::sleep(Duration::from_secs_f64(window.1).saturating_sub(started.elapsed()));
+        CpuTimes::now(redis, child.id()).1.since(before)
+    } else {
+        CpuTimes::default()
+    };
+    let output = child.wait_with_output().expect("wrk runs");
     let text = String::from_utf8_lossy(&output.stdout);
     let line = text
         .lines()
@@ -681,5 +792,6 @@ fn wrk(args: &Args, url: &str, script: Option<&std::path::Path>) -> WrkResult {
         p50_ms: numbers[2] as f64 / 1000.0,
         p99_ms: numbers[3] as f64 / 1000.0,
         errors: numbers[4],
+        cpu,
     }
 }
