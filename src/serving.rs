@@ -171,11 +171,16 @@ impl Server {
                         .into_iter()
                         .map(|(id, p)| self.slot(request, shard, id, p, expires_ms))
                         .collect();
+                    let DecisionCommit {
+                        reservations,
+                        session_after,
+                        ..
+                    } = commit;
                     self.recent.committed(
                         user,
-                        &assumed,
-                        &commit.reservations,
-                        session.map(|id| (id, commit.session_after)),
+                        assumed,
+                        &reservations,
+                        session.map(|id| (id, session_after)),
                         now_ms,
                     );
                     return Ok(slots);

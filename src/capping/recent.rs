@@ -123,26 +123,36 @@ impl RecentUsers {
     pub fn committed(
         &self,
         user: &str,
-        decided_on: &Assumed,
+        decided_on: Assumed,
         reservations: &[Reservation],
         session: Option<(&str, String)>,
         now_ms: Millis,
     ) {
-        let mut state = (*decided_on.state).clone();
-        state.reservations.retain(|r| r.expires_ms > now_ms);
-        state.reservations.extend_from_slice(reservations);
-        self.remember(
+        let read_at_ms = decided_on.read_at_ms.unwrap_or(now_ms);
+        let mut state = decided_on.state;
+        let mut shard = self.shard(user).lock();
+        // Dropping the remembered copy first usually leaves the view unshared, so it is updated
+        // in place: a deep copy of the user's maps per decision was most of this call's cost.
+        shard.remove(user);
+        let view = Arc::make_mut(&mut state);
+        view.reservations.retain(|r| r.expires_ms > now_ms);
+        view.reservations.extend_from_slice(reservations);
+        Self::insert(
+            &mut shard,
             user,
             Seen {
-                state: Arc::new(state),
+                state,
                 session: session.map(|(id, value)| (id.to_owned(), value)),
-                read_at_ms: decided_on.read_at_ms.unwrap_or(now_ms),
+                read_at_ms,
             },
         );
     }
 
     fn remember(&self, user: &str, seen: Seen) {
-        let mut shard = self.shard(user).lock();
+        Self::insert(&mut self.shard(user).lock(), user, seen);
+    }
+
+    fn insert(shard: &mut HashMap<String, Seen>, user: &str, seen: Seen) {
         if shard.len() >= PER_SHARD && !shard.contains_key(user) {
             shard.clear();
         }
@@ -198,7 +208,7 @@ mod tests {
             session: None,
             read_at_ms: Some(50),
         };
-        recent.committed("u", &view, &[reservation("new", 500)], None, 100);
+        recent.committed("u", view, &[reservation("new", 500)], None, 100);
         let seen = recent.assume("u", None, 100);
         assert_eq!(seen.state.reservations, vec![reservation("new", 500)]);
         // Still resting on the read at 50: it ages from there, not from the commit.

@@ -59,8 +59,7 @@ id_type!(CreativeId, "cre_");
 
 /// Identifies one served slot; bound into its token and the key of its dedupe state.
 pub fn new_decision_id() -> String {
-    let mut rng = rand::thread_rng();
-    format!("{:016x}{:016x}", rng.gen::<u64>(), rng.gen::<u64>())
+    hex::encode(rand::thread_rng().gen::<[u8; 16]>())
 }
 
 #[cfg(test)]
