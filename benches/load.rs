@@ -654,6 +654,7 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {CLIENT}"
 init = function(args)
   for j, body in ipairs(bodies) do requests[j] = wrk.format(nil, nil, nil, body) end
+  ready(args)
 end
 request = function()
   i = i % #requests + 1
@@ -663,8 +664,16 @@ end
     )
 }
 
-/// Machine-readable summary line appended by every wrk script.
-const LATENCY_REPORT: &str = r#"done = function(summary, latency, requests)
+/// Appended to every wrk script: `ready` creates the file named by the script's argument when
+/// the requests are formatted (the harness measures CPU from then), `done` prints a
+/// machine-readable summary line.
+const LATENCY_REPORT: &str = r#"function ready(args)
+  local marker = io.open(args[1], "w")
+  marker:write("ready")
+  marker:close()
+end
+init = init or ready
+done = function(summary, latency, requests)
   local errors = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
   io.write(string.format("BENCH %d %d %d %d %d\n", summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), errors))
 end"#;
@@ -758,19 +767,25 @@ fn wrk(args: &Args, redis: &Redis, url: &str, script: Option<&std::path::Path>) 
             &fallback
         }
     };
-    cmd.arg("-s").arg(script).arg(url);
-    let started = Instant::now();
+    let marker = std::env::temp_dir().join(format!("statusads-wrk-{}.ready", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    cmd.arg("-s").arg(script).arg(url).arg("--").arg(&marker);
     let child = cmd
         .stdout(Stdio::piped())
         .spawn()
         .expect("wrk on PATH (apt-get install wrk)");
-    // wrk formats its requests (up to a second) before the clock of its run starts.
+    // wrk formats its requests (up to a second) before its run starts: the CPU window starts
+    // just after the script says it is ready and ends before the run does.
+    let spawned = Instant::now();
+    while !marker.exists() && spawned.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let duration = args.seconds as f64;
-    let window = (1.0 + 0.1 * duration, duration);
-    let cpu = if window.1 - window.0 >= 0.5 {
-        std::thread::sleep(Duration::from_secs_f64(window.0));
+    let cpu = if marker.exists() && duration >= 1.0 {
+        let ready = Instant::now();
+        std::thread::sleep(Duration::from_secs_f64(0.1 * duration));
         let before = CpuTimes::now(redis, child.id());
-        std::thread::sleep(Duration::from_secs_f64(window.1).saturating_sub(started.elapsed()));
+        std::thread::sleep(Duration::from_secs_f64(0.9 * duration).saturating_sub(ready.elapsed()));
         CpuTimes::now(redis, child.id()).1.since(before)
     } else {
         CpuTimes::default()
