@@ -24,9 +24,9 @@ use statusads::store::CatalogRecord;
 const CLIENT: &str = "bench-client-token";
 const USERS: u32 = 1_000_000;
 /// Distinct slot requests wrk cycles through by default: enough that a run reaches far into the
-/// long tail of users (about half the decisions place ads, as in a feed where most users are
+/// long tail of users (about 40% of the decisions place ads, as in a feed where most users are
 /// under their daily load) rather than replaying a few thousand heavy users who have long
-/// exhausted it (`--requests 20000`: one decision in ten places ads).
+/// exhausted it (`--requests 20000`: about one decision in 20 places ads).
 const SLOT_REQUESTS: u64 = 300_000;
 /// Alternating /healthz and decision runs (see `run`).
 const ROUNDS: u64 = 4;
