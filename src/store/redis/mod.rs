@@ -1,8 +1,9 @@
 //! The Redis backend. Every call is bounded by `store.timeout_ms` (an outage must never hold a
-//! request), scripts are loaded once and invoked by SHA (`redis::Script` falls back to loading on
-//! NOSCRIPT), and `now` is always passed in.
+//! request), scripts are loaded once and invoked by SHA (see `lua`), and `now` is always passed
+//! in.
 
 pub mod keys;
+mod lua;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Script};
+use redis::AsyncCommands;
+
+use self::lua::Scripts;
 
 use super::{
     CatalogData, CatalogRecord, CommitOutcome, ConversionOutcome, ConversionWrite, DayCounters,
@@ -71,11 +74,7 @@ pub struct RedisStore {
     cluster: bool,
     shards: u32,
     timeout: Duration,
-    reserve: Script,
-    events: Script,
-    conversion: Script,
-    message: Script,
-    catalog_save: Script,
+    scripts: Scripts,
     metrics: Arc<Metrics>,
 }
 
@@ -138,18 +137,7 @@ impl RedisStore {
             bulk,
             shards,
             timeout,
-            // The scripts that touch a user's hash share its decoding and cap rules.
-            reserve: Script::new(concat!(
-                include_str!("scripts/user_state.lua"),
-                include_str!("scripts/reserve.lua")
-            )),
-            events: Script::new(concat!(
-                include_str!("scripts/user_state.lua"),
-                include_str!("scripts/events.lua")
-            )),
-            conversion: Script::new(include_str!("scripts/conversion.lua")),
-            message: Script::new(include_str!("scripts/message.lua")),
-            catalog_save: Script::new(include_str!("scripts/catalog_save.lua")),
+            scripts: Scripts::default(),
             metrics,
         })
     }
@@ -284,17 +272,17 @@ impl RedisStore {
                 encode(c)?,
             ),
         };
-        let mut invocation = self.catalog_save.prepare_invoke();
-        invocation
-            .key(key)
-            .key(keys::CATALOG_VERSION)
-            .key(keys::CATALOG_CHANGES)
+        let script = &self.scripts.catalog_save;
+        let mut call = script.command(3);
+        call.arg(key)
+            .arg(keys::CATALOG_VERSION)
+            .arg(keys::CATALOG_CHANGES)
             .arg(&id)
             .arg(json)
             .arg(format!("{kind}:{id}"));
         let mut conn = self.bulk.clone();
         self.call(RedisOp::Catalog, async move {
-            invocation.invoke_async::<u64>(&mut conn).await
+            script.run::<u64>(&call, &mut conn).await
         })
         .await
         .map(drop)
@@ -352,15 +340,15 @@ impl RedisStore {
         &self,
         commit: &DecisionCommit<'_>,
     ) -> Result<CommitOutcome, StoreError> {
-        let mut invocation = self.reserve.prepare_invoke();
-        invocation
-            .key(keys::user(commit.shard, commit.user))
-            .key(keys::session(
+        let script = &self.scripts.reserve;
+        let mut call = script.command(3);
+        call.arg(keys::user(commit.shard, commit.user))
+            .arg(keys::session(
                 commit.shard,
                 commit.user,
                 commit.session.unwrap_or(""),
             ))
-            .key(keys::stats(commit.shard))
+            .arg(keys::stats(commit.shard))
             .arg(commit.now_ms)
             .arg(commit.user_ttl_ms)
             .arg(if commit.session.is_some() { "1" } else { "0" })
@@ -373,25 +361,23 @@ impl RedisStore {
             .arg(commit.proof.checks.len())
             .arg(commit.proof.held.len());
         for reservation in &commit.reservations {
-            invocation
-                .arg(reservation.field())
+            call.arg(reservation.field())
                 .arg(reservation.value())
                 .arg(&reservation.campaign);
         }
         for check in &commit.proof.checks {
-            invocation
-                .arg(capping::hex_of(&check.campaign))
+            call.arg(capping::hex_of(&check.campaign))
                 .arg(capping::hex_of(&check.advertiser))
                 .arg(capping::encode_caps(&check.caps))
                 .arg(if check.advertiser_caps { "1" } else { "0" });
         }
         for decision in &commit.proof.held {
-            invocation.arg(decision);
+            call.arg(decision);
         }
         let mut conn = self.conn.clone();
         let reply: redis::Value = self
             .call(RedisOp::Reserve, async move {
-                invocation.invoke_async(&mut conn).await
+                script.run(&call, &mut conn).await
             })
             .await?;
         live_view(reply)
@@ -404,23 +390,21 @@ impl RedisStore {
         day: u32,
         events: &[EventWrite],
     ) -> Result<Vec<EventOutcome>, StoreError> {
-        let mut invocation = self.events.prepare_invoke();
-        invocation
-            .key(keys::ledger(shard))
-            .key(keys::stats(shard))
-            .key(keys::spend_total(shard))
-            .key(keys::spend_day(shard, day))
-            .arg(now_ms)
-            .arg(day)
-            .arg(events.len());
+        let script = &self.scripts.events;
+        let mut call = script.command(4 + 3 * events.len());
+        call.arg(keys::ledger(shard))
+            .arg(keys::stats(shard))
+            .arg(keys::spend_total(shard))
+            .arg(keys::spend_day(shard, day));
+        for event in events {
+            call.arg(keys::user(shard, &event.user))
+                .arg(keys::token(shard, &event.decision_id))
+                .arg(keys::click(shard, &event.decision_id));
+        }
+        call.arg(now_ms).arg(day).arg(events.len());
         for event in events {
             // The argument order is the FIELDS list at the top of events.lua.
-            invocation
-                .key(keys::user(shard, &event.user))
-                .key(keys::token(shard, &event.decision_id))
-                .key(keys::click(shard, &event.decision_id));
-            invocation
-                .arg(event.kind.as_str())
+            call.arg(event.kind.as_str())
                 .arg(&event.decision_id)
                 .arg(&event.campaign)
                 .arg(&event.advertiser)
@@ -442,7 +426,7 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let codes: Vec<i64> = self
             .call(RedisOp::Events, async move {
-                invocation.invoke_async(&mut conn).await
+                script.run(&call, &mut conn).await
             })
             .await?;
         if codes.len() != events.len() {
@@ -531,11 +515,11 @@ impl RedisStore {
         &self,
         write: &ConversionWrite<'_>,
     ) -> Result<ConversionOutcome, StoreError> {
-        let mut invocation = self.conversion.prepare_invoke();
-        invocation
-            .key(keys::click(write.shard, write.decision_id))
-            .key(keys::ledger(write.shard))
-            .key(keys::stats(write.shard))
+        let script = &self.scripts.conversion;
+        let mut call = script.command(3);
+        call.arg(keys::click(write.shard, write.decision_id))
+            .arg(keys::ledger(write.shard))
+            .arg(keys::stats(write.shard))
             .arg(write.advertiser)
             .arg(write.kind)
             .arg(write.day)
@@ -544,7 +528,7 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let code: i64 = self
             .call(RedisOp::Messaging, async move {
-                invocation.invoke_async(&mut conn).await
+                script.run(&call, &mut conn).await
             })
             .await?;
         Ok(match code {
@@ -577,37 +561,37 @@ impl RedisStore {
         &self,
         commit: &MessageCommit<'_>,
     ) -> Result<MessageOutcome, StoreError> {
-        let mut invocation = self.message.prepare_invoke();
-        invocation
-            .key(keys::conversation(
-                commit.shard,
-                commit.advertiser,
-                commit.user,
-            ))
-            .key(keys::message(
-                commit.shard,
-                commit.advertiser,
-                commit.message_id,
-            ))
-            .key(keys::ledger(commit.shard))
-            .key(keys::message_billing(commit.shard, commit.month))
-            .arg(commit.expected_state)
-            .arg(&commit.new_state)
-            .arg(commit.state_ttl_ms)
-            .arg(&commit.result)
-            .arg(MESSAGE_DEDUPE_MS)
-            .arg(commit.advertiser)
-            .arg(commit.category)
-            .arg(commit.country)
-            .arg(commit.price_micros)
-            .arg(commit.at_ms)
-            .arg(commit.message_id)
-            .arg(commit.direction)
-            .arg(commit.reason);
+        let script = &self.scripts.message;
+        let mut call = script.command(4);
+        call.arg(keys::conversation(
+            commit.shard,
+            commit.advertiser,
+            commit.user,
+        ))
+        .arg(keys::message(
+            commit.shard,
+            commit.advertiser,
+            commit.message_id,
+        ))
+        .arg(keys::ledger(commit.shard))
+        .arg(keys::message_billing(commit.shard, commit.month))
+        .arg(commit.expected_state)
+        .arg(&commit.new_state)
+        .arg(commit.state_ttl_ms)
+        .arg(&commit.result)
+        .arg(MESSAGE_DEDUPE_MS)
+        .arg(commit.advertiser)
+        .arg(commit.category)
+        .arg(commit.country)
+        .arg(commit.price_micros)
+        .arg(commit.at_ms)
+        .arg(commit.message_id)
+        .arg(commit.direction)
+        .arg(commit.reason);
         let mut conn = self.conn.clone();
         let reply: (i64, Option<String>) = self
             .call(RedisOp::Messaging, async move {
-                invocation.invoke_async(&mut conn).await
+                script.run(&call, &mut conn).await
             })
             .await?;
         Ok(match reply {
