@@ -279,9 +279,7 @@ async fn run(args: Args) {
         let cpu = runs
             .iter()
             .fold(CpuTimes::default(), |acc, r| acc.plus(r.cpu));
-        // Requests in the windows, at each run's rate.
-        let requests: f64 = runs.iter().map(|r| r.rps * r.cpu.window).sum();
-        cpu.per_request_us(requests / cpu.window.max(f64::EPSILON))
+        cpu.per_request_us(runs.iter().map(WrkResult::window_requests).sum())
     };
     for (what, runs) in [("/healthz request", &healthz), ("decision", &decisions)] {
         let [service, redis, client] = per_request(runs);
@@ -318,7 +316,7 @@ async fn run(args: Args) {
             run.wrk.rps * 10.0,
             run.accepted_per_s
         );
-        let [service, redis, client] = run.wrk.cpu.per_request_us(run.wrk.rps);
+        let [service, redis, client] = run.wrk.cpu.per_request_us(run.wrk.window_requests());
         println!(
             "| CPU per batch of 10: service + Redis + wrk (total) | {service:.1} + {redis:.1} + {client:.1} ({:.1}) µs |",
             service + redis + client
@@ -688,6 +686,13 @@ struct WrkResult {
     cpu: CpuTimes,
 }
 
+impl WrkResult {
+    /// Requests served during the CPU window, at the run's rate.
+    fn window_requests(&self) -> f64 {
+        self.rps * self.cpu.window
+    }
+}
+
 /// CPU seconds (user + system) of the service (this process: the harness is idle while wrk
 /// runs), of Redis and of wrk, over a window in the middle of a run (after wrk has formatted
 /// its requests, before it stops). The three share the machine's cores, so a request's total is
@@ -742,10 +747,9 @@ impl CpuTimes {
         }
     }
 
-    /// Microseconds per request of the service, Redis and wrk, at `rps` requests per second.
-    fn per_request_us(self, rps: f64) -> [f64; 3] {
-        let requests = (rps * self.window).max(1.0);
-        let per = |seconds: f64| seconds * 1e6 / requests;
+    /// Microseconds per request of the service, Redis and wrk, over `requests` requests.
+    fn per_request_us(self, requests: f64) -> [f64; 3] {
+        let per = |seconds: f64| seconds * 1e6 / requests.max(1.0);
         [per(self.service), per(self.redis), per(self.client)]
     }
 }
