@@ -1,4 +1,5 @@
-//! The `statusads` command line: `serve` (the default) and `seed-demo`. Nothing else lives here.
+//! The `statusads` command line: `serve` (the default), `seed-demo`, `reconcile` and
+//! `quarantine`. Nothing else lives here.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,12 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Move the damaged lines of a journal or spool file (the service refused to start, naming
+    /// it) to `<FILE>.quarantine` and keep every intact record. Run with the service stopped.
+    Quarantine {
+        /// The file the start-up error names, e.g. `data/journal.log` or `data/spool.log`.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,6 +73,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Reconcile { repair } => reconcile(settings, repair).await,
+            Command::Quarantine { file } => quarantine(&file),
         }
     });
     match result {
@@ -125,6 +133,23 @@ async fn reconcile(settings: Settings, repair: bool) -> Result<(), String> {
             report.differences.len()
         )),
     }
+}
+
+fn quarantine(file: &std::path::Path) -> Result<(), String> {
+    let done = statusads::store::lines::quarantine(file).map_err(|e| e.to_string())?;
+    for (offset, len) in &done.moved {
+        println!("moved aside: {len} bytes at byte {offset}");
+    }
+    match done.moved.len() {
+        0 => println!("{}: no damaged lines; nothing moved", file.display()),
+        n => println!(
+            "{}: {n} damaged lines moved to {}; {} intact records kept",
+            file.display(),
+            done.quarantine_file.display(),
+            done.kept_records
+        ),
+    }
+    Ok(())
 }
 
 /// Generated secrets go to stdout once, never to the log.

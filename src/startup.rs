@@ -39,6 +39,8 @@ pub enum StartupError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Catalog(#[from] crate::catalog::CatalogError),
+    #[error("{0}")]
+    Spool(#[from] crate::ledger::spool::SpoolError),
 }
 
 pub struct Application {
@@ -153,6 +155,7 @@ impl Application {
             ledger,
             spend: spend.clone(),
             assets,
+            data_dir: data_dir.clone(),
             metrics: metrics.clone(),
             clock: clock.clone(),
             admin_token,

@@ -43,6 +43,8 @@ pub struct AppState {
     pub ledger: Arc<Ledger>,
     pub spend: Arc<SpendBoard>,
     pub assets: AssetStore,
+    /// Where journal, spool and assets live; `/readyz` probes it.
+    pub data_dir: std::path::PathBuf,
     pub metrics: Arc<Metrics>,
     pub clock: SharedClock,
     pub admin_token: String,

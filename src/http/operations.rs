@@ -14,13 +14,33 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
-/// Ready when the store answers and a catalog is loaded.
+/// Ready when the store answers, a catalog is loaded and this node can make writes durable
+/// (journal, spool and `data_dir` writable); the body says what is wrong.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.store.ping().await {
-        Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready"),
-        Err(_) => HttpResponse::ServiceUnavailable()
-            .content_type("text/plain")
-            .body("store unavailable"),
+    let mut trouble = match state.store.ping().await {
+        Err(_) => Some("store unavailable"),
+        Ok(()) => state
+            .store
+            .write_trouble()
+            .or_else(|| state.ledger.spool.as_ref().and_then(|s| s.trouble())),
+    };
+    if trouble.is_none() {
+        // An fsync may take a while on a busy disk: off the worker thread.
+        let dir = state.data_dir.clone();
+        let probed = web::block(move || crate::store::durability::probe(&dir)).await;
+        if let Err(err) = probed.map_err(std::io::Error::other).and_then(|r| r) {
+            tracing::warn!(error = %err, "data_dir cannot take durable writes");
+            trouble = Some("data_dir cannot take durable writes");
+        }
+    }
+    match trouble {
+        None => HttpResponse::Ok().content_type("text/plain").body("ready"),
+        Some(reason) => {
+            tracing::warn!(%reason, "not ready");
+            HttpResponse::ServiceUnavailable()
+                .content_type("text/plain")
+                .body(reason)
+        }
     }
 }
 

@@ -17,8 +17,6 @@ pub use self::spend::SpendBoard;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures_util::future::try_join_all;
-
 use crate::capping::recent::RecentUsers;
 use crate::capping::{self, Retention};
 use crate::catalog::Catalog;
@@ -50,36 +48,73 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Applies one shard's events, or spools them while Redis is away (or while earlier events
-    /// still wait in the spool, so none overtakes them).
-    async fn apply_or_spool(
+    /// Records a batch's events (grouped by shard) and answers each shard's outcomes, or fails
+    /// having recorded none of them.
+    ///
+    /// Embedded: one journal entry. Redis: while the spool holds anything the batch queues
+    /// behind it (so no event overtakes a spooled one), spooled whole. Otherwise each shard goes
+    /// to Redis, and the shards Redis fails on (down, or a deadline missed: the script may or
+    /// may not have run, which dedupe makes the same on replay) are spooled even past the
+    /// spool's limit, so the batch is acknowledged whole.
+    async fn record(
         &self,
-        shard: u32,
         now_ms: i64,
         day: u32,
-        writes: &[EventWrite],
-    ) -> Result<Applied, StoreError> {
+        shards: &[(u32, Vec<EventWrite>)],
+    ) -> Result<Vec<Applied>, StoreError> {
+        if shards.is_empty() {
+            return Ok(Vec::new());
+        }
         let Some(spool) = &self.spool else {
             return self
                 .store
-                .apply_events(shard, now_ms, day, writes)
+                .apply_batch(now_ms, day, shards)
                 .await
-                .map(Applied::Now);
+                .into_iter()
+                .map(|outcomes| outcomes.map(Applied::Now))
+                .collect();
         };
-        if spool.pending() == 0 {
-            match self.store.apply_events(shard, now_ms, day, writes).await {
-                Err(StoreError::Unavailable(reason)) => {
-                    tracing::warn!(%reason, "Redis unavailable: spooling events")
-                }
-                other => return other.map(Applied::Now),
-            }
+        let unavailable = |err: spool::SpoolError| StoreError::Unavailable(err.to_string());
+        let everything: Vec<(u32, &[EventWrite])> =
+            shards.iter().map(|(s, e)| (*s, e.as_slice())).collect();
+        if spool.pending() > 0 {
+            spool
+                .push(now_ms, day, &everything, spool::Limit::Strict)
+                .await
+                .map_err(unavailable)?;
+            self.metrics.spool(spool.pending(), 0);
+            return Ok(shards.iter().map(|_| Applied::Spooled).collect());
         }
-        spool
-            .push(shard, now_ms, day, writes)
-            .await
-            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
-        self.metrics.spool(spool.pending(), 0);
-        Ok(Applied::Spooled)
+        if !spool.admits() {
+            return Err(unavailable(spool::SpoolError::Full));
+        }
+        let results = self.store.apply_batch(now_ms, day, shards).await;
+        let mut failed = Vec::new();
+        let mut applied = Vec::with_capacity(shards.len());
+        for ((shard, writes), result) in shards.iter().zip(results) {
+            applied.push(match result {
+                Ok(outcomes) => Applied::Now(outcomes),
+                Err(StoreError::Unavailable(reason)) => {
+                    tracing::warn!(%reason, shard, "Redis unavailable: spooling events");
+                    failed.push((*shard, writes.as_slice()));
+                    Applied::Spooled
+                }
+                Err(err @ StoreError::Corrupt(_)) => {
+                    // A reply this build cannot read: a bug, not an outage. Replaying it would
+                    // fail the same way, so it is not spooled.
+                    tracing::error!(error = %err, shard, recorded_shards = applied.len(), "event batch failed on a store error");
+                    return Err(err);
+                }
+            });
+        }
+        if !failed.is_empty() {
+            spool
+                .push(now_ms, day, &failed, spool::Limit::Admitted)
+                .await
+                .map_err(unavailable)?;
+            self.metrics.spool(spool.pending(), 0);
+        }
+        Ok(applied)
     }
 
     /// Replays the spool once Redis answers again; called by the refresher.
@@ -93,6 +128,9 @@ impl Ledger {
                 tracing::info!(replayed, "outage spool replayed");
                 self.metrics.spool(spool.pending(), replayed);
             }
+            Err(err @ StoreError::Corrupt(_)) => {
+                tracing::error!(error = %err, "outage spool replay stopped")
+            }
             Err(err) => tracing::debug!(error = %err, "spool replay waits for Redis"),
         }
     }
@@ -105,8 +143,8 @@ enum Applied {
 }
 
 impl Ledger {
-    /// One result per event, in order. A store failure fails the whole batch (nothing was
-    /// acknowledged, so the client retries and dedupe makes the retry safe).
+    /// One result per event, in order. A store failure fails the whole batch, having recorded
+    /// none of it ([`Ledger::record`]): the client retries, and dedupe makes the retry safe.
     pub async fn ingest(&self, events: &[ClientEvent]) -> Result<Vec<EventResult>, StoreError> {
         let now_ms = self.clock.now_ms();
         let day = utc_day(now_ms);
@@ -163,13 +201,12 @@ impl Ledger {
             entry.1.push(write);
         }
 
-        let applied = try_join_all(
-            by_shard
-                .iter()
-                .map(|(shard, (_, writes))| self.apply_or_spool(*shard, now_ms, day, writes)),
-        )
-        .await?;
-        for ((indexes, writes), applied) in by_shard.values().zip(applied) {
+        let (indexes, shards): (Vec<_>, Vec<_>) = by_shard
+            .into_iter()
+            .map(|(shard, (indexes, writes))| (indexes, (shard, writes)))
+            .unzip();
+        let applied = self.record(now_ms, day, &shards).await?;
+        for ((indexes, (_, writes)), applied) in indexes.iter().zip(&shards).zip(applied) {
             let outcomes = match applied {
                 Applied::Now(outcomes) => outcomes,
                 // Durably queued: acknowledged now, counted (exactly once) on replay.

@@ -4,9 +4,16 @@
 //! replay (even a repeated one after a crash mid-replay) count each event exactly once. When the
 //! spool is full, events are refused with 503, never dropped. While it holds anything, new
 //! events queue behind it, so a view never overtakes its spooled render.
+//!
+//! A batch is spooled whole: the lines of all its shards go to the file in one write and one
+//! fsync, cut back if either fails, so a batch answered 503 left nothing behind. The size limit
+//! applies to batches as they arrive; a batch already sent to Redis whose shards then fail
+//! there ([`Limit::Admitted`]) may take the spool past it, since its other shards are recorded
+//! and refusing the rest would leave it half-recorded behind a 503. The overshoot is bounded by
+//! the events in flight on the node. The file is read under the one policy of `store::lines` (a
+//! damaged line before intact ones stops the start).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,7 +23,6 @@ use crate::clock::Millis;
 use crate::store::{lines, EventWrite, Store, StoreError};
 
 const FILE: &str = "spool.log";
-
 #[derive(Serialize, Deserialize)]
 struct Batch {
     shard: u32,
@@ -31,6 +37,8 @@ pub enum SpoolError {
     Full,
     #[error("cannot write the outage spool: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Damaged(#[from] lines::LogError),
 }
 
 pub struct Spool {
@@ -41,32 +49,69 @@ pub struct Spool {
     bytes: AtomicU64,
     events: AtomicU64,
     damaged: std::sync::atomic::AtomicBool,
+    /// Set when a replay found a damaged line (bytes changed while running): nothing more is
+    /// replayed or emptied until an operator quarantines it.
+    unreadable: std::sync::atomic::AtomicBool,
+}
+
+/// Whether a push is held to `store.spool_max_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// A batch arriving: refused whole (`Full`) if it does not fit.
+    Strict,
+    /// The shards Redis failed on, of a batch whose other shards are recorded.
+    Admitted,
 }
 
 impl Spool {
     /// Opens the spool, counting what a previous run left in it (replayed on the next drain).
-    pub fn open(data_dir: &Path, max_bytes: u64) -> std::io::Result<Self> {
+    /// A damaged line with intact ones after it is an error naming the file and offset.
+    pub fn open(data_dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
         let path = data_dir.join(FILE);
         let file = OpenOptions::new()
             .create(true)
             .read(true)
             .append(true)
             .open(&path)?;
-        let (bytes, events) = batches(&path)?.iter().fold((0, 0), |(b, e), (len, batch)| {
-            (b + len, e + batch.events.len() as u64)
-        });
-        // Cut a torn tail (a crash mid-append, never acknowledged) so new batches follow the
-        // last intact one instead of hiding behind the damage.
-        file.set_len(bytes)?;
-        file.sync_all()?;
+        let (batches, tail) = batches(&path)?;
+        let events = batches.iter().map(|b| b.events.len() as u64).sum();
+        if tail.torn_bytes > 0 {
+            tracing::warn!(
+                file = %path.display(),
+                offset = tail.keep_len,
+                bytes = tail.torn_bytes,
+                "outage spool ends in a torn write (a crash mid-append, never acknowledged); cutting it off"
+            );
+        }
+        // New batches follow the last intact one instead of hiding behind the torn bytes.
+        lines::cut_back(&file, tail.keep_len)?;
         Ok(Self {
             path,
             max_bytes,
             file: tokio::sync::Mutex::new(file),
-            bytes: AtomicU64::new(bytes),
+            bytes: AtomicU64::new(tail.keep_len),
             events: AtomicU64::new(events),
             damaged: Default::default(),
+            unreadable: Default::default(),
         })
+    }
+
+    /// Whether a batch arriving now may go to Redis: a batch must not start unless the shards
+    /// Redis could fail on may follow into the spool (see [`Limit::Admitted`]).
+    pub fn admits(&self) -> bool {
+        self.bytes.load(Ordering::SeqCst) < self.max_bytes && self.trouble().is_none()
+    }
+
+    /// Why the spool cannot keep what it is given, if it cannot: an append that could not be
+    /// cut back, or damage found by a replay.
+    pub fn trouble(&self) -> Option<&'static str> {
+        if self.damaged.load(Ordering::SeqCst) {
+            Some("outage spool damaged by a failed write")
+        } else if self.unreadable.load(Ordering::SeqCst) {
+            Some("outage spool holds a damaged line (see the log; statusads quarantine)")
+        } else {
+            None
+        }
     }
 
     /// Events waiting for Redis.
@@ -74,37 +119,46 @@ impl Spool {
         self.events.load(Ordering::SeqCst)
     }
 
-    /// Appends one shard's events durably (fsync) before they are acknowledged.
+    /// Appends a batch's events (grouped by shard) durably, in one write and one fsync, before
+    /// they are acknowledged.
     pub async fn push(
         &self,
-        shard: u32,
         now_ms: Millis,
         day: u32,
-        events: &[EventWrite],
+        shards: &[(u32, &[EventWrite])],
+        limit: Limit,
     ) -> Result<(), SpoolError> {
-        let batch = Batch {
-            shard,
-            now_ms,
-            day,
-            events: events.to_vec(),
-        };
-        let line = lines::encode(&serde_json::to_string(&batch).map_err(std::io::Error::other)?);
+        let mut text = String::new();
+        for (shard, events) in shards {
+            let batch = Batch {
+                shard: *shard,
+                now_ms,
+                day,
+                events: events.to_vec(),
+            };
+            text.push_str(&lines::encode(
+                &serde_json::to_string(&batch).map_err(std::io::Error::other)?,
+            ));
+        }
+        let count: u64 = shards.iter().map(|(_, e)| e.len() as u64).sum();
         let mut file = self.file.lock().await;
         if self.damaged.load(Ordering::SeqCst) {
             return Err(SpoolError::Io(std::io::Error::other(
                 "spool damaged by an earlier write error",
             )));
         }
-        if self.bytes.load(Ordering::SeqCst) + line.len() as u64 > self.max_bytes {
+        if limit == Limit::Strict
+            && self.bytes.load(Ordering::SeqCst) + text.len() as u64 > self.max_bytes
+        {
             return Err(SpoolError::Full);
         }
-        if let Err(failed) = lines::append_durably(&mut file, &line) {
+        if let Err(failed) = lines::append_durably(&mut file, text.as_bytes()) {
             // A partial line left behind would hide every later batch: stop taking more.
             self.damaged.store(!failed.repaired, Ordering::SeqCst);
             return Err(SpoolError::Io(failed.error));
         }
-        self.bytes.fetch_add(line.len() as u64, Ordering::SeqCst);
-        self.events.fetch_add(events.len() as u64, Ordering::SeqCst);
+        self.bytes.fetch_add(text.len() as u64, Ordering::SeqCst);
+        self.events.fetch_add(count, Ordering::SeqCst);
         Ok(())
     }
 
@@ -115,9 +169,14 @@ impl Spool {
         if self.events.load(Ordering::SeqCst) == 0 {
             return Ok(0);
         }
-        let batches = batches(&self.path).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // Damage found now (bytes changed since the start) stops the replay before anything
+        // is applied or emptied: the intact batches after it were acknowledged too.
+        let (batches, _) = batches(&self.path).map_err(|e| {
+            self.unreadable.store(true, Ordering::SeqCst);
+            StoreError::Corrupt(e.to_string())
+        })?;
         let mut replayed = 0;
-        for (_, batch) in &batches {
+        for batch in &batches {
             store
                 .apply_events(batch.shard, batch.now_ms, batch.day, &batch.events)
                 .await?;
@@ -132,20 +191,131 @@ impl Spool {
     }
 }
 
-/// The intact batches of the spool file with their line lengths; a torn last line (a crash
-/// mid-append, never acknowledged) is ignored.
-fn batches(path: &Path) -> std::io::Result<Vec<(u64, Batch)>> {
+/// The batches of the spool file and where its intact part ends (see `store::lines`).
+fn batches(path: &Path) -> Result<(Vec<Batch>, lines::Tail), lines::LogError> {
     let mut out = Vec::new();
-    let mut reader = BufReader::new(File::open(path)?);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(out);
+    let tail = lines::read(path, |json| {
+        out.push(serde_json::from_str::<Batch>(json).map_err(|e| e.to_string())?);
+        Ok(())
+    })?;
+    Ok((out, tail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capping::Retention;
+    use crate::domain::event::EventType;
+
+    fn scratch() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "statusads-spool-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn event() -> EventWrite {
+        EventWrite {
+            kind: EventType::Render,
+            decision_id: "f".repeat(32),
+            user: "u".repeat(128),
+            campaign: format!("cmp_{}", "f".repeat(16)),
+            advertiser: format!("adv_{}", "f".repeat(16)),
+            price_micros: 2_000,
+            token_ttl_ms: 1_200_000,
+            user_ttl_ms: 90 * 86_400_000,
+            campaign_caps: "1:3600,3:86400".into(),
+            advertiser_caps: String::new(),
+            campaign_keep: Retention {
+                count: 3,
+                window_ms: 86_400_000,
+            },
+            advertiser_keep: Retention {
+                count: 0,
+                window_ms: 0,
+            },
+            daily_max: 10,
+            client_at: "2026-11-26T10:00:00Z".into(),
         }
-        match lines::decode(&line).and_then(|json| serde_json::from_str::<Batch>(json).ok()) {
-            Some(batch) => out.push((line.len() as u64, batch)),
-            None => return Ok(out),
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_does_not_fit_is_refused_whole() {
+        let dir = scratch();
+        let event = [event()];
+        let line = lines::encode(
+            &serde_json::to_string(&Batch {
+                shard: 1,
+                now_ms: 0,
+                day: 0,
+                events: event.to_vec(),
+            })
+            .unwrap(),
+        )
+        .len() as u64;
+        // Room for one shard's line, not for two.
+        let spool = Spool::open(&dir, line + line / 2).unwrap();
+        let refused = spool
+            .push(0, 0, &[(1, &event), (2, &event)], Limit::Strict)
+            .await;
+        assert!(matches!(refused, Err(SpoolError::Full)), "{refused:?}");
+        assert_eq!(std::fs::metadata(dir.join(FILE)).unwrap().len(), 0);
+        assert_eq!(spool.pending(), 0);
+        spool
+            .push(0, 0, &[(1, &event)], Limit::Strict)
+            .await
+            .unwrap();
+        assert_eq!(spool.pending(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_admitted_batch_may_finish_past_the_limit() {
+        let dir = scratch();
+        let event = [event()];
+        let spool = Spool::open(&dir, 10).unwrap();
+        assert!(spool.admits());
+        spool
+            .push(0, 0, &[(1, &event), (2, &event)], Limit::Admitted)
+            .await
+            .unwrap();
+        assert_eq!(spool.pending(), 2);
+        assert!(!spool.admits(), "past the limit, new batches are refused");
+        let refused = spool.push(0, 0, &[(3, &event)], Limit::Strict).await;
+        assert!(matches!(refused, Err(SpoolError::Full)), "{refused:?}");
+    }
+
+    #[tokio::test]
+    async fn a_damaged_middle_batch_stops_the_start_and_nothing_is_emptied() {
+        let dir = scratch();
+        let event = [event()];
+        {
+            let spool = Spool::open(&dir, u64::MAX).unwrap();
+            for shard in 0..3 {
+                spool
+                    .push(0, 0, &[(shard, &event)], Limit::Strict)
+                    .await
+                    .unwrap();
+            }
         }
+        let path = dir.join(FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let second = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+        bytes[second + 20] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Spool::open(&dir, u64::MAX).err().expect("refused");
+        let message = err.to_string();
+        assert!(message.contains(&format!("byte {second}")), "{message}");
+        assert!(message.contains("spool.log"), "{message}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing cut");
+        lines::quarantine(&path).unwrap();
+        let spool = Spool::open(&dir, u64::MAX).unwrap();
+        assert_eq!(
+            spool.pending(),
+            2,
+            "the intact batches after the damage are kept"
+        );
     }
 }

@@ -68,33 +68,10 @@ fn zlib_stored(data: &[u8]) -> Vec<u8> {
     out
 }
 
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut n = 0;
-    while n < 256 {
-        let mut c = n as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[n] = c;
-        n += 1;
-    }
-    table
-};
-
 fn crc32(parts: &[&[u8]]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in parts.iter().flat_map(|part| part.iter()) {
-        // The index is a single byte, so it is always within the 256-entry table.
-        crc = CRC_TABLE[usize::from(crc as u8 ^ byte)] ^ (crc >> 8);
-    }
-    !crc
+    let mut hasher = crc32fast::Hasher::new();
+    parts.iter().for_each(|part| hasher.update(part));
+    hasher.finalize()
 }
 
 fn adler32(data: &[u8]) -> u32 {

@@ -9,15 +9,17 @@
 //! Every answer that depends on the journal waits for the lines before it, so nothing is
 //! acknowledged before it is durable.
 //!
-//! Journal lines are `<crc32 hex> <json>`. A torn or corrupt tail (a crash mid-write) fails its
-//! checksum, is reported and cut off; it was never acknowledged.
+//! Journal lines are `<crc32 hex> <json>`, read back under the one policy of `store::lines`: a
+//! torn tail (a crash mid-write, never acknowledged) is cut; a damaged line followed by intact
+//! ones stops the start, naming the byte offset, until `statusads quarantine` moves it aside.
+//! A failed fsync cuts the journal back to the last synced line before anyone is answered, so
+//! an answer of 503 never hides a change that a restart would bring back.
 //!
 //! The per-user semantics mirror `redis/scripts/*.lua` line for line; the contract tests run the
 //! same behaviour suite against both backends.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -164,7 +166,7 @@ struct State {
 }
 
 pub struct EmbeddedStore {
-    inner: Mutex<(State, File)>,
+    inner: Arc<Mutex<(State, File)>>,
     /// Set when a write could not be cut back or an fsync failed: no further writes.
     damaged: Arc<AtomicBool>,
     /// Group commit: lines written so far (under `inner`), and the count known to be on disk.
@@ -182,15 +184,19 @@ impl Drop for EmbeddedStore {
 }
 
 /// The group-commit thread: one fsync covers every line written since the last one, then
-/// wakes everyone waiting for those lines. A failed fsync fails them all (never acknowledged).
+/// wakes everyone waiting for those lines. A failed fsync fails them all (never acknowledged):
+/// the journal is cut back to its last synced length, so none of their lines can come back at
+/// the next start, and the store takes no more writes.
 fn sync_forever(
     file: File,
+    inner: Arc<Mutex<(State, File)>>,
     written: Arc<AtomicU64>,
     synced: tokio::sync::watch::Sender<u64>,
     damaged: Arc<AtomicBool>,
     wake: Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
 ) {
     let (closed, signal) = &*wake;
+    let mut synced_len = file.metadata().map(|m| m.len()).unwrap_or(0);
     loop {
         {
             let mut closed = closed.lock();
@@ -201,10 +207,29 @@ fn sync_forever(
                 return;
             }
         }
-        let target = written.load(Ordering::SeqCst);
-        if let Err(err) = file.sync_data() {
-            tracing::error!(error = %err, "journal fsync failed; refusing further writes");
-            damaged.store(true, Ordering::SeqCst);
+        // Lines and length read together: writers append under `inner`.
+        let (target, target_len) = {
+            let locked = inner.lock();
+            let len = locked.1.metadata().map(|m| m.len());
+            (written.load(Ordering::SeqCst), len)
+        };
+        match target_len.and_then(|len| file.sync_data().map(|()| len)) {
+            Ok(len) => synced_len = len,
+            Err(err) => {
+                let locked = inner.lock();
+                damaged.store(true, Ordering::SeqCst);
+                match super::lines::cut_back(&locked.1, synced_len) {
+                    Ok(()) => tracing::error!(
+                        error = %err,
+                        "journal fsync failed; unsynced lines cut off, refusing further writes (restart)"
+                    ),
+                    Err(cut) => tracing::error!(
+                        error = %err,
+                        cut_error = %cut,
+                        "journal fsync failed and the unsynced lines could not be cut off; refusing further writes"
+                    ),
+                }
+            }
         }
         synced.send_replace(target);
     }
@@ -216,36 +241,23 @@ impl EmbeddedStore {
         std::fs::create_dir_all(data_dir).map_err(io)?;
         let path = data_dir.join(JOURNAL);
         let mut state = State::default();
-        let mut valid_len = 0u64;
-        if let Ok(file) = File::open(&path) {
-            let mut reader = BufReader::new(file);
-            let mut line = String::new();
-            loop {
-                line.clear();
-                let read = reader.read_line(&mut line).map_err(io)?;
-                if read == 0 {
-                    break;
-                }
-                // A line whose checksum fails is a torn tail (the crash came mid-write): cut it.
-                // A whole line this build cannot read is never cut: what follows it was
-                // acknowledged, so refuse to start rather than lose it.
-                let Some(json) = super::lines::decode(&line) else {
-                    tracing::warn!(
-                        offset = valid_len,
-                        "journal tail is torn or corrupt; cutting it off"
-                    );
-                    break;
-                };
-                let entry: Entry = serde_json::from_str(json).map_err(|err| {
-                    StoreError::Corrupt(format!(
-                        "journal entry at byte {valid_len} cannot be read ({err}); \
-                         it was written whole, so nothing is cut"
-                    ))
-                })?;
-                state.apply(&entry);
-                valid_len += read as u64;
-            }
+        // The one reading policy (`lines`): a torn tail is cut; a damaged line with intact
+        // records after it, or an intact entry this build cannot read, stops the start.
+        let tail = super::lines::read(&path, |json| {
+            let entry: Entry = serde_json::from_str(json).map_err(|err| err.to_string())?;
+            state.apply(&entry);
+            Ok(())
+        })
+        .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        if tail.torn_bytes > 0 {
+            tracing::warn!(
+                file = %path.display(),
+                offset = tail.keep_len,
+                bytes = tail.torn_bytes,
+                "journal ends in a torn write (a crash mid-append, never acknowledged); cutting it off"
+            );
         }
+        let valid_len = tail.keep_len;
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -260,13 +272,19 @@ impl EmbeddedStore {
         );
         let (synced_tx, synced) = tokio::sync::watch::channel(0);
         let wake = Arc::new((parking_lot::Mutex::new(false), parking_lot::Condvar::new()));
-        let (w, d, k) = (written.clone(), damaged.clone(), wake.clone());
+        let inner = Arc::new(Mutex::new((state, file)));
+        let (i, w, d, k) = (
+            inner.clone(),
+            written.clone(),
+            damaged.clone(),
+            wake.clone(),
+        );
         std::thread::Builder::new()
             .name("journal-sync".into())
-            .spawn(move || sync_forever(sync_file, w, synced_tx, d, k))
+            .spawn(move || sync_forever(sync_file, i, w, synced_tx, d, k))
             .map_err(io)?;
         Ok(Self {
-            inner: Mutex::new((state, file)),
+            inner,
             damaged,
             written,
             synced,
@@ -278,7 +296,12 @@ impl EmbeddedStore {
     async fn durable(&self, line: u64) -> Result<(), StoreError> {
         let mut synced = self.synced.clone();
         if *synced.borrow() < line {
-            self.wake.1.notify_one();
+            // Notified under the mutex the sync thread checks and waits under, so the wake-up
+            // cannot fall between its check and its wait.
+            {
+                let _checking = self.wake.0.lock();
+                self.wake.1.notify_one();
+            }
             synced
                 .wait_for(|on_disk| *on_disk >= line)
                 .await
@@ -315,7 +338,9 @@ impl EmbeddedStore {
                 }
                 let json = serde_json::to_string(&entry)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                if let Err(failed) = super::lines::append(file, &super::lines::encode(&json)) {
+                if let Err(failed) =
+                    super::lines::append(file, super::lines::encode(&json).as_bytes())
+                {
                     if !failed.repaired {
                         self.damaged.store(true, Ordering::SeqCst);
                     }
@@ -336,6 +361,12 @@ impl EmbeddedStore {
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    pub fn write_trouble(&self) -> Option<&'static str> {
+        self.damaged
+            .load(Ordering::SeqCst)
+            .then_some("journal damaged by a failed write or fsync; restart")
     }
 
     pub async fn load_catalog(&self) -> Result<CatalogData, StoreError> {

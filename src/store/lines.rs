@@ -1,20 +1,199 @@
-//! Checksummed text lines, the on-disk record format of the embedded journal and the outage
-//! spool: `<crc32 hex> <json>\n`. A line cut short by a crash, or damaged, fails its checksum and
-//! is never misread.
+//! Checksummed text lines, the on-disk record format of every file the service appends to (the
+//! embedded journal and the outage spool): `<crc32 hex> <json>\n`, and the one policy for
+//! reading such a file back.
+//!
+//! # Reading policy
+//!
+//! An append that fails is cut back to where the file ended ([`append`]), so the only damage a
+//! crash can leave is a torn *tail*: from the first bad line (no newline, or a failed checksum)
+//! to the end, with no intact line after it. Those bytes were never acknowledged, so [`read`]
+//! reports them and the caller cuts them off.
+//!
+//! A bad line *followed by an intact one* is not a crash: bytes were damaged after they were
+//! acknowledged, and every record after them was acknowledged too. Such a file is never cut and
+//! never skipped over: [`read`] fails with [`LogError::Damaged`], naming the file and byte
+//! offset, and the service refuses to start. The operator stops it and runs
+//! `statusads quarantine <file>` ([`quarantine`]), which moves every damaged line into
+//! `<file>.quarantine` (raw bytes, for inspection) and keeps every intact record, in order.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 
 /// The line for one JSON record.
 pub fn encode(json: &str) -> String {
-    format!("{:08x} {json}\n", crc32(json.as_bytes()))
+    format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes()))
 }
 
-/// The JSON of a complete, intact line.
-pub fn decode(line: &str) -> Option<&str> {
-    let line = line.strip_suffix('\n')?;
+/// The JSON of a complete, intact line (with its `\n`).
+pub fn decode(line: &[u8]) -> Option<&str> {
+    let line = line.strip_suffix(b"\n")?;
+    let line = std::str::from_utf8(line).ok()?;
     let (sum, json) = line.split_once(' ')?;
-    (u32::from_str_radix(sum, 16).ok()? == crc32(json.as_bytes())).then_some(json)
+    (sum.len() == 8 && u32::from_str_radix(sum, 16).ok()? == crc32fast::hash(json.as_bytes()))
+        .then_some(json)
 }
 
-/// A failed durable append, and whether the file was cut back to its previous end.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{}: the record at byte {offset} ({len} bytes) is damaged and intact records follow it, \
+         so nothing was cut. Stop the service and run `statusads quarantine {}`: it moves the \
+         damaged bytes to {}.quarantine and keeps every intact record",
+        path.display(), path.display(), path.display()
+    )]
+    Damaged {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
+    #[error(
+        "{}: the record at byte {offset} is intact but this build cannot read it ({reason}); \
+         nothing was cut",
+        path.display()
+    )]
+    Unreadable {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+}
+
+/// Where the intact part of a file ends.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tail {
+    /// Bytes to keep: every intact record.
+    pub keep_len: u64,
+    /// Bytes of torn tail after them (a crash mid-append; never acknowledged).
+    pub torn_bytes: u64,
+}
+
+/// Reads every intact record of `path` in order (a missing file has none), under the policy
+/// above. `each` may refuse a record (it cannot be parsed): that stops the read.
+pub fn read(
+    path: &Path,
+    mut each: impl FnMut(&str) -> Result<(), String>,
+) -> Result<Tail, LogError> {
+    let io = |source| LogError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Tail::default()),
+        Err(err) => return Err(io(err)),
+    };
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    let mut offset = 0u64;
+    // The first bad line: the start of a torn tail, unless an intact line follows it.
+    let mut bad: Option<(u64, u64)> = None;
+    loop {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line).map_err(io)? as u64;
+        if read == 0 {
+            break;
+        }
+        match (decode(&line), bad) {
+            (Some(_), Some((at, len))) => {
+                return Err(LogError::Damaged {
+                    path: path.to_owned(),
+                    offset: at,
+                    len,
+                })
+            }
+            (Some(json), None) => each(json).map_err(|reason| LogError::Unreadable {
+                path: path.to_owned(),
+                offset,
+                reason,
+            })?,
+            (None, None) => bad = Some((offset, read)),
+            (None, Some(_)) => {}
+        }
+        offset += read;
+    }
+    let keep_len = bad.map_or(offset, |(at, _)| at);
+    Ok(Tail {
+        keep_len,
+        torn_bytes: offset - keep_len,
+    })
+}
+
+/// What [`quarantine`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Quarantined {
+    pub kept_records: u64,
+    /// `(offset, length)` in the original file of each line moved aside.
+    pub moved: Vec<(u64, u64)>,
+    pub quarantine_file: PathBuf,
+}
+
+/// Moves every damaged line of `path` (checksum failed, or torn) to `<path>.quarantine`,
+/// appended as raw bytes, and rewrites `path` with the intact records only, in order. The
+/// rewrite goes to a temporary file that is fsynced and renamed over `path`, so a crash leaves
+/// either the old file or the new one. Run it with the service stopped.
+pub fn quarantine(path: &Path) -> Result<Quarantined, LogError> {
+    let io = |source| LogError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let quarantine_file = suffixed(path, "quarantine");
+    let repaired = suffixed(path, "repairing");
+    let mut reader = BufReader::new(File::open(path).map_err(io)?);
+    let mut kept = std::io::BufWriter::new(File::create(&repaired).map_err(io)?);
+    let mut moved_bytes = Vec::new();
+    let mut done = Quarantined {
+        quarantine_file: quarantine_file.clone(),
+        ..Quarantined::default()
+    };
+    let (mut line, mut offset) = (Vec::new(), 0u64);
+    loop {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line).map_err(io)? as u64;
+        if read == 0 {
+            break;
+        }
+        if decode(&line).is_some() {
+            kept.write_all(&line).map_err(io)?;
+            done.kept_records += 1;
+        } else {
+            moved_bytes.extend_from_slice(&line);
+            done.moved.push((offset, read));
+        }
+        offset += read;
+    }
+    if !moved_bytes.is_empty() {
+        let mut aside = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&quarantine_file)
+            .map_err(io)?;
+        aside.write_all(&moved_bytes).map_err(io)?;
+        aside.sync_all().map_err(io)?;
+    }
+    let kept = kept.into_inner().map_err(|e| io(e.into_error()))?;
+    kept.sync_all().map_err(io)?;
+    std::fs::rename(&repaired, path).map_err(io)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(done)
+}
+
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".");
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// A failed append, and whether the file was cut back to its previous end.
 #[derive(Debug)]
 pub struct AppendError {
     pub error: std::io::Error,
@@ -22,19 +201,18 @@ pub struct AppendError {
     pub repaired: bool,
 }
 
-/// Appends `line` and fsyncs. On failure the file is cut back to where it ended, so a partial
-/// line can never sit in front of later, acknowledged ones (they would be unreadable after it).
-pub fn append_durably(file: &mut std::fs::File, line: &str) -> Result<(), AppendError> {
-    append_with(file, line, true)
+/// Appends `bytes` (whole lines) and fsyncs. On failure the file is cut back to where it ended,
+/// so a partial line never sits in front of later, acknowledged ones.
+pub fn append_durably(file: &mut File, bytes: &[u8]) -> Result<(), AppendError> {
+    append_with(file, bytes, true)
 }
 
 /// As [`append_durably`] without the fsync (a group commit syncs many appends at once).
-pub fn append(file: &mut std::fs::File, line: &str) -> Result<(), AppendError> {
-    append_with(file, line, false)
+pub fn append(file: &mut File, bytes: &[u8]) -> Result<(), AppendError> {
+    append_with(file, bytes, false)
 }
 
-fn append_with(file: &mut std::fs::File, line: &str, sync: bool) -> Result<(), AppendError> {
-    use std::io::Write;
+fn append_with(file: &mut File, bytes: &[u8], sync: bool) -> Result<(), AppendError> {
     let end = file
         .metadata()
         .map_err(|error| AppendError {
@@ -42,49 +220,157 @@ fn append_with(file: &mut std::fs::File, line: &str, sync: bool) -> Result<(), A
             repaired: true,
         })?
         .len();
-    let written =
-        file.write_all(line.as_bytes())
-            .and_then(|_| if sync { file.sync_data() } else { Ok(()) });
+    let written = file
+        .write_all(bytes)
+        .and_then(|_| if sync { file.sync_data() } else { Ok(()) });
     match written {
         Ok(()) => Ok(()),
-        Err(error) => {
-            let repaired = file.set_len(end).and_then(|_| file.sync_all()).is_ok();
-            Err(AppendError { error, repaired })
-        }
+        Err(error) => Err(AppendError {
+            error,
+            repaired: cut_back(file, end).is_ok(),
+        }),
     }
 }
 
-/// CRC-32 (IEEE), bitwise: records are short and this keeps the dependency tree lean.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= byte as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+/// Cuts `file` back to `len` bytes, durably.
+pub fn cut_back(file: &File, len: u64) -> std::io::Result<()> {
+    file.set_len(len)?;
+    file.sync_all()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn crc32_matches_the_standard_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "statusads-lines-{name}-{}-{:x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("log")
+    }
+
+    fn records(path: &Path) -> Result<(Vec<String>, Tail), LogError> {
+        let mut seen = Vec::new();
+        let tail = read(path, |json| {
+            seen.push(json.to_owned());
+            Ok(())
+        })?;
+        Ok((seen, tail))
+    }
+
+    fn file_of(records: &[&str]) -> String {
+        records.iter().map(|r| encode(r)).collect()
     }
 
     #[test]
     fn torn_or_damaged_lines_are_never_misread() {
         let good = encode(r#"{"op":"catalog","kind":"campaign"}"#);
-        assert_eq!(decode(&good), Some(r#"{"op":"catalog","kind":"campaign"}"#));
-        assert_eq!(decode(&good[..good.len() - 5]), None);
-        assert_eq!(decode(&good[..good.len() - 1]), None, "no newline: torn");
-        assert_eq!(decode(&good.replace("campaign", "campaigm")), None);
+        let json = Some(r#"{"op":"catalog","kind":"campaign"}"#);
+        assert_eq!(decode(good.as_bytes()), json);
+        assert_eq!(decode(&good.as_bytes()[..good.len() - 5]), None);
+        assert_eq!(
+            decode(&good.as_bytes()[..good.len() - 1]),
+            None,
+            "no newline: torn"
+        );
+        assert_eq!(
+            decode(good.replace("campaign", "campaigm").as_bytes()),
+            None
+        );
+        let mut invalid_utf8 = good.clone().into_bytes();
+        invalid_utf8[12] = 0xff;
+        assert_eq!(decode(&invalid_utf8), None);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_nothing_before_it() {
+        let path = scratch("torn");
+        let mut text = file_of(&["1", "2", "3"]);
+        let intact = text.len() as u64;
+        text.push_str(&encode("4")[..5]);
+        std::fs::write(&path, &text).unwrap();
+        let (seen, tail) = records(&path).unwrap();
+        assert_eq!(seen, ["1", "2", "3"]);
+        assert_eq!(
+            tail,
+            Tail {
+                keep_len: intact,
+                torn_bytes: 5
+            }
+        );
+    }
+
+    #[test]
+    fn several_bad_lines_at_the_end_are_one_torn_tail() {
+        let path = scratch("zeros");
+        let mut bytes = file_of(&["1"]).into_bytes();
+        let intact = bytes.len() as u64;
+        bytes.extend_from_slice(b"\0\0\0\n\0\0\n\0");
+        std::fs::write(&path, &bytes).unwrap();
+        let (seen, tail) = records(&path).unwrap();
+        assert_eq!(seen, ["1"]);
+        assert_eq!(tail.keep_len, intact);
+    }
+
+    #[test]
+    fn a_damaged_middle_line_stops_the_read_naming_its_offset() {
+        let path = scratch("middle");
+        let text = file_of(&["1", "22", "3"]);
+        let offset = encode("1").len();
+        let damaged = text.replacen("22", "23", 1);
+        std::fs::write(&path, &damaged).unwrap();
+        match records(&path) {
+            Err(LogError::Damaged {
+                offset: at, len, ..
+            }) => {
+                assert_eq!(at, offset as u64);
+                assert_eq!(len, encode("22").len() as u64);
+            }
+            other => panic!("expected Damaged, got {other:?}"),
+        }
+        let message = records(&path).unwrap_err().to_string();
+        assert!(message.contains(&format!("byte {offset}")), "{message}");
+        assert!(message.contains("statusads quarantine"), "{message}");
+    }
+
+    #[test]
+    fn quarantine_keeps_every_intact_record_and_moves_the_damage_aside() {
+        let path = scratch("quarantine");
+        let text = file_of(&["1", "22", "3", "44", "5"])
+            .replacen("22", "2x", 1)
+            .replacen("44", "4x", 1);
+        std::fs::write(&path, &text).unwrap();
+        let done = quarantine(&path).unwrap();
+        assert_eq!(done.kept_records, 3);
+        assert_eq!(done.moved.len(), 2);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            file_of(&["1", "3", "5"])
+        );
+        let aside = std::fs::read_to_string(&done.quarantine_file).unwrap();
+        assert!(aside.contains("2x") && aside.contains("4x"), "{aside}");
+        let (seen, tail) = records(&path).unwrap();
+        assert_eq!(seen, ["1", "3", "5"]);
+        assert_eq!(tail.torn_bytes, 0);
+    }
+
+    #[test]
+    fn an_unreadable_intact_record_stops_the_read() {
+        let path = scratch("unreadable");
+        std::fs::write(&path, file_of(&["1", "2"])).unwrap();
+        let err = read(&path, |json| {
+            if json == "2" {
+                Err("no".into())
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, LogError::Unreadable { offset, .. } if offset == encode("1").len() as u64)
+        );
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! Dispatch is a plain enum rather than a trait object: two variants, no boxing of futures.
 
+pub mod durability;
 pub mod embedded;
 pub mod lines;
 pub mod redis;
@@ -33,6 +34,16 @@ pub enum StoreError {
     /// The backend answered something this code cannot understand: a bug or corruption.
     #[error("store error: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// The same failure again, for each part of a request it failed as a whole.
+    pub fn same(&self) -> Self {
+        match self {
+            Self::Unavailable(reason) => Self::Unavailable(reason.clone()),
+            Self::Corrupt(reason) => Self::Corrupt(reason.clone()),
+        }
+    }
 }
 
 /// Everything the catalog persists, loaded at once.
@@ -287,6 +298,8 @@ pub fn sum_message_billing<'a>(
     lines.into_values().collect()
 }
 
+// One store per process, so the size of the Redis variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum Store {
     Redis(RedisStore),
     Embedded(EmbeddedStore),
@@ -313,6 +326,15 @@ impl Store {
         dispatch!(self, s => s.ping().await)
     }
 
+    /// Why the store cannot make writes durable, if it cannot (the embedded journal after a
+    /// failed write or fsync; Redis durability is Redis's own).
+    pub fn write_trouble(&self) -> Option<&'static str> {
+        match self {
+            Store::Redis(_) => None,
+            Store::Embedded(s) => s.write_trouble(),
+        }
+    }
+
     pub async fn load_catalog(&self) -> Result<CatalogData, StoreError> {
         dispatch!(self, s => s.load_catalog().await)
     }
@@ -337,6 +359,44 @@ impl Store {
         commit: &DecisionCommit<'_>,
     ) -> Result<CommitOutcome, StoreError> {
         dispatch!(self, s => s.commit_decision(commit).await)
+    }
+
+    /// Applies a batch's events, grouped by shard; per shard, one outcome per event in order.
+    /// The embedded store journals the whole batch as one entry, so all of it happens or none
+    /// does. Redis runs one atomic script per shard (shards live in different cluster slots),
+    /// so each shard's result stands alone and the ledger spools the shards that failed.
+    pub async fn apply_batch(
+        &self,
+        now_ms: Millis,
+        day: u32,
+        shards: &[(u32, Vec<EventWrite>)],
+    ) -> Vec<Result<Vec<EventOutcome>, StoreError>> {
+        match self {
+            Store::Redis(s) => {
+                futures_util::future::join_all(
+                    shards
+                        .iter()
+                        .map(|(shard, events)| s.apply_events(*shard, now_ms, day, events)),
+                )
+                .await
+            }
+            Store::Embedded(s) => {
+                let all: Vec<EventWrite> = shards
+                    .iter()
+                    .flat_map(|(_, events)| events.clone())
+                    .collect();
+                match s.apply_events(0, now_ms, day, &all).await {
+                    Ok(outcomes) => {
+                        let mut outcomes = outcomes.into_iter();
+                        shards
+                            .iter()
+                            .map(|(_, events)| Ok(outcomes.by_ref().take(events.len()).collect()))
+                            .collect()
+                    }
+                    Err(err) => shards.iter().map(|_| Err(err.same())).collect(),
+                }
+            }
+        }
     }
 
     /// Applies the events of one shard atomically; one outcome per event, in order.

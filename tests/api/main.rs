@@ -8,6 +8,7 @@ mod chat;
 mod cluster;
 mod console;
 mod creatives;
+mod durability;
 mod events;
 mod hardening;
 mod isolation;

@@ -34,9 +34,10 @@ impl ServiceProcess {
         service
     }
 
-    async fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_statusads"))
-            .arg("serve")
+    /// The service's environment, as every start of this process gets it.
+    fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_statusads"));
+        command
             .env("STATUSADS__HTTP__BIND", format!("127.0.0.1:{}", self.port))
             .env("STATUSADS__STORE__REDIS_URL", &self.redis_url)
             .env("STATUSADS__STORE__DATA_DIR", self.data_dir.path())
@@ -45,7 +46,14 @@ impl ServiceProcess {
             .env("STATUSADS__AUTH__CLIENT_TOKENS", CLIENT)
             .env("STATUSADS__TOKENS__SIGNING_KEY", SIGNING_KEY)
             .env("STATUSADS__DEMO__SEED", "false")
-            .env("STATUSADS_LOG", "warn")
+            .env("STATUSADS_LOG", "warn");
+        command
+    }
+
+    async fn spawn(&mut self) {
+        let child = self
+            .command()
+            .arg("serve")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -74,6 +82,42 @@ impl ServiceProcess {
     pub async fn restart(&mut self) {
         self.kill9();
         self.spawn().await;
+    }
+
+    /// Stops the running process (`kill -9`), then starts it again expecting the start to
+    /// fail: returns what it wrote to stderr. Panics if it starts serving instead.
+    pub fn restart_expecting_failure(&mut self) -> String {
+        self.kill9();
+        let mut child = self
+            .command()
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the statusads binary");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("statusads kept running; a failed start was expected");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(!output.status.success(), "the failed start exits non-zero");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    /// Runs another `statusads` command on this service's configuration and data dir.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.command()
+            .args(args)
+            .output()
+            .expect("the statusads binary")
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
     }
 }
 

@@ -1,0 +1,305 @@
+//! What the service writes to its own files is never lost behind a failed answer or silently
+//! cut: damaged journal and spool lines stop the start (naming file and offset) until an
+//! operator quarantines them, and a batch answered 503 recorded nothing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::support::app::{spawn_app_on, Api, CLIENT};
+use crate::support::redis_server::RedisServer;
+use crate::support::service::ServiceProcess;
+use crate::support::small_disk::SmallDisk;
+use crate::support::{spawn_app_with, Backend};
+
+/// A sponsorship campaign without caps: every new user gets one slot of it.
+async fn live(api: &Api) -> (String, String) {
+    let (_, key) = api.advertiser("Durable").await;
+    let campaign = api
+        .live_campaign(
+            &key,
+            json!({"priority": "sponsorship", "bid_cpm_micros": 2_000_000}),
+        )
+        .await;
+    (key, campaign)
+}
+
+async fn tokens(api: &Api, prefix: &str, count: usize) -> Vec<String> {
+    let mut tokens = Vec::new();
+    for user in 0..count {
+        let slots = api.slots(&format!("{prefix}{user}"), None, 12).await;
+        tokens.push(slots[0]["token"].as_str().unwrap().to_owned());
+    }
+    tokens
+}
+
+/// Changes one digit inside the record of the middle line among those containing `needle`;
+/// returns that line's byte offset.
+fn damage_a_middle_line(path: &Path, needle: &str) -> usize {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut offset = 0;
+    let mut candidates = Vec::new();
+    for line in text.split_inclusive('\n') {
+        if line.contains(needle) {
+            candidates.push((offset, line.len()));
+        }
+        offset += line.len();
+    }
+    assert!(
+        candidates.len() >= 3,
+        "{} lines with {needle}",
+        candidates.len()
+    );
+    let (at, len) = candidates[candidates.len() / 2];
+    let mut bytes = text.into_bytes();
+    // A digit of the JSON (after the 9-byte checksum prefix): the line still looks whole.
+    let digit = (at + 9..at + len)
+        .find(|&i| bytes[i].is_ascii_digit())
+        .unwrap();
+    bytes[digit] = if bytes[digit] == b'9' {
+        b'1'
+    } else {
+        bytes[digit] + 1
+    };
+    std::fs::write(path, bytes).unwrap();
+    at
+}
+
+fn rendered(totals: &Value) -> u64 {
+    totals["rendered"].as_u64().unwrap()
+}
+
+/// One changed digit in the middle of `journal.log` with the real binary: the start is refused,
+/// naming the file and offset, and the file is left as it was; `statusads quarantine` moves that
+/// line aside and keeps every later record (renders, an advertiser created afterwards).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_journal_line_stops_the_start_and_quarantine_keeps_every_later_record() {
+    let mut service = ServiceProcess::start("").await;
+    let (key, campaign) = live(&service.api).await;
+    let tokens = tokens(&service.api, "j", 30).await;
+    for token in &tokens {
+        assert_eq!(service.api.render(token).await, "accepted");
+    }
+    let (_, later_key) = service.api.advertiser("Created after the damage").await;
+
+    let journal = service.data_dir().join("journal.log");
+    let offset = damage_a_middle_line(&journal, r#""op":"events""#);
+    let damaged = std::fs::read(&journal).unwrap();
+    let stderr = service.restart_expecting_failure();
+    assert!(stderr.contains("journal.log"), "{stderr}");
+    assert!(stderr.contains(&format!("byte {offset}")), "{stderr}");
+    assert!(stderr.contains("statusads quarantine"), "{stderr}");
+    assert_eq!(std::fs::read(&journal).unwrap(), damaged, "nothing was cut");
+
+    let out = service.run(&["quarantine", journal.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("at byte {offset}")), "{stdout}");
+    let aside = std::fs::read(service.data_dir().join("journal.log.quarantine")).unwrap();
+    assert!(!aside.is_empty());
+
+    service.restart().await;
+    let api = &service.api;
+    // The one quarantined entry held one render; every other record is back.
+    assert_eq!(rendered(&api.report_totals(&key, &campaign).await), 29);
+    let statuses: Vec<String> = {
+        let mut out = Vec::new();
+        for token in &tokens {
+            out.push(api.render(token).await);
+        }
+        out
+    };
+    assert_eq!(statuses.iter().filter(|s| *s == "duplicate").count(), 29);
+    assert_eq!(statuses.iter().filter(|s| *s == "accepted").count(), 1);
+    let res = api.get("/v1/campaigns", &later_key).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "a later advertiser keeps its key"
+    );
+}
+
+/// One changed digit in the middle of `spool.log` with the real binary: the start is refused
+/// (never "replayed" up to the damage and emptied); after `statusads quarantine` every intact
+/// spooled render is replayed and counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_spool_line_stops_the_start_and_quarantine_replays_every_later_batch() {
+    let mut redis = RedisServer::start_durable();
+    let mut service = ServiceProcess::start(&redis.url()).await;
+    let (key, campaign) = live(&service.api).await;
+    let tokens = tokens(&service.api, "s", 30).await;
+    redis.kill();
+    for token in &tokens {
+        assert_eq!(service.api.render(token).await, "accepted", "spooled");
+    }
+    let spool = service.data_dir().join("spool.log");
+    let offset = damage_a_middle_line(&spool, r#""kind":"render""#);
+    redis.restart();
+    let stderr = service.restart_expecting_failure();
+    assert!(stderr.contains("spool.log"), "{stderr}");
+    assert!(stderr.contains(&format!("byte {offset}")), "{stderr}");
+
+    let out = service.run(&["quarantine", spool.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    service.restart().await;
+    let api = &service.api;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while rendered(&api.report_totals(&key, &campaign).await) < 29 {
+        assert!(std::time::Instant::now() < deadline, "the spool replays");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut accepted = 0;
+    for token in &tokens {
+        if api.render(token).await == "accepted" {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 1, "only the quarantined render was not counted");
+    assert_eq!(rendered(&api.report_totals(&key, &campaign).await), 30);
+}
+
+/// Sends `tokens` as renders in batches of `size`; returns each batch and its HTTP status.
+async fn send_batches(api: &Api, tokens: &[String], size: usize) -> Vec<(Vec<String>, StatusCode)> {
+    let mut out = Vec::new();
+    for batch in tokens.chunks(size) {
+        let events: Vec<Value> = batch
+            .iter()
+            .map(|t| json!({"token": t, "type": "render"}))
+            .collect();
+        let res = api
+            .post("/v1/events", CLIENT, json!({ "events": events }))
+            .await;
+        out.push((batch.to_vec(), res.status()));
+    }
+    out
+}
+
+/// Resends every batch: those acknowledged before are all `duplicate`, those answered 503 are
+/// all `accepted` (nothing of them had been recorded).
+async fn assert_503_recorded_nothing(api: &Api, sent: &[(Vec<String>, StatusCode)]) {
+    for (batch, status) in sent {
+        let refs: Vec<(&str, &str)> = batch.iter().map(|t| (t.as_str(), "render")).collect();
+        let again = api.events(&refs).await;
+        let expected = match *status {
+            StatusCode::OK => "duplicate",
+            StatusCode::SERVICE_UNAVAILABLE => "accepted",
+            other => panic!("unexpected answer {other}"),
+        };
+        assert!(
+            again.iter().all(|s| s == expected),
+            "a batch answered {status} was {again:?} on retry"
+        );
+    }
+}
+
+async fn ready(api: &Api) -> StatusCode {
+    api.http
+        .get(api.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Embedded journal on a full disk: batches spanning many shards are answered 200 (all
+/// recorded) or 503 (none recorded); `/readyz` says so while the disk is full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_full_disk_a_batch_answered_503_recorded_nothing() {
+    let disk = SmallDisk::mount(4 << 20);
+    let data_dir = disk.path().join("data");
+    let app = spawn_app_with(Backend::Embedded, |s| s.store.data_dir = data_dir.clone()).await;
+    let (key, campaign) = live(&app).await;
+    let tokens = tokens(&app, "d", 400).await;
+    assert_eq!(ready(&app).await, StatusCode::OK);
+
+    disk.fill();
+    let sent = send_batches(&app, &tokens, 10).await;
+    let refused = sent
+        .iter()
+        .filter(|(_, s)| *s == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert!(refused > 0, "the disk filled up: {refused} batches refused");
+    assert_eq!(ready(&app).await, StatusCode::SERVICE_UNAVAILABLE);
+
+    disk.free();
+    assert_eq!(ready(&app).await, StatusCode::OK);
+    assert_503_recorded_nothing(&app, &sent).await;
+    assert_eq!(rendered(&app.report_totals(&key, &campaign).await), 400);
+}
+
+/// The bytes one spooled render takes (a batch of one event), measured on a throwaway app.
+async fn spooled_render_bytes() -> u64 {
+    let mut app = spawn_app_on(Some(RedisServer::start()), |_| {}).await;
+    live(&app).await;
+    let token = tokens(&app, "m", 1).await.remove(0);
+    app.redis.as_mut().unwrap().kill();
+    assert_eq!(app.render(&token).await, "accepted");
+    std::fs::metadata(app._data_dir.path().join("spool.log"))
+        .unwrap()
+        .len()
+}
+
+/// Redis down and the spool filling up: a batch of ten users on ten shards is spooled whole or
+/// refused whole, even when the spool has room for some of its shards; after Redis returns,
+/// the refused batches were never counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_and_the_spool_full_a_batch_answered_503_recorded_nothing() {
+    let line = spooled_render_bytes().await;
+    // Room for two and a half single-event lines.
+    let mut app = spawn_app_on(Some(RedisServer::start_durable()), |s| {
+        s.store.spool_max_bytes = line * 5 / 2
+    })
+    .await;
+    let (key, campaign) = live(&app).await;
+    let shards = app.state.shards;
+    let mut tokens = Vec::new();
+    let mut used = std::collections::HashSet::new();
+    for user in 0.. {
+        let user = format!("f{user:03}");
+        if used.insert(statusads::capping::shard_of(&user, shards)) {
+            tokens.push(
+                app.slots(&user, None, 12).await[0]["token"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        if tokens.len() == 13 {
+            break;
+        }
+    }
+    app.redis.as_mut().unwrap().kill();
+    // The first batch of the outage finds the spool empty, tries Redis and is spooled.
+    let mut sent = send_batches(&app, &tokens[..1], 1).await;
+    assert_eq!(sent[0].1, StatusCode::OK, "one line fits");
+    sent.extend(send_batches(&app, &tokens[1..11], 10).await);
+    assert_eq!(
+        sent[1].1,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ten more lines do not fit, though one would"
+    );
+    sent.extend(send_batches(&app, &tokens[11..], 1).await);
+    assert_eq!(sent[2].1, StatusCode::OK, "a second line fits");
+    assert_eq!(
+        sent[3].1,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a third does not"
+    );
+    app.redis.as_mut().unwrap().restart();
+    app.wait_for_metrics("the spool replay", |m| {
+        m.contains("statusads_spool_events 0")
+    })
+    .await;
+    assert_503_recorded_nothing(&app, &sent).await;
+    assert_eq!(rendered(&app.report_totals(&key, &campaign).await), 13);
+}
