@@ -3,9 +3,11 @@
 //!
 //! - [`redis`](RedisStore): production, many stateless nodes over one Redis.
 //! - embedded: one node, process memory plus files under `data_dir` (see `embedded`).
+//! - [`breaker`]: the circuit breaker in front of Redis, so an outage costs requests nothing.
 //!
 //! Dispatch is a plain enum rather than a trait object: two variants, no boxing of futures.
 
+pub mod breaker;
 pub mod embedded;
 pub mod lines;
 pub mod redis;
