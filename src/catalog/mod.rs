@@ -4,6 +4,7 @@
 //! (polled by the refresher) and rebuild theirs.
 
 pub mod assets;
+pub mod cache;
 pub mod snapshot;
 
 use std::collections::HashMap;

@@ -38,7 +38,7 @@ pub enum StoreError {
 }
 
 /// Everything the catalog persists, loaded at once.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CatalogData {
     pub version: u64,
     pub advertisers: Vec<Advertiser>,
