@@ -14,13 +14,19 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
-/// Ready when the store answers and a catalog is loaded.
+/// Ready when the store answers and the catalog is loaded from it (not only from the cache).
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.store.ping().await {
-        Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready"),
-        Err(_) => HttpResponse::ServiceUnavailable()
+    let unready = |why: &'static str| {
+        HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
-            .body("store unavailable"),
+            .body(why)
+    };
+    match state.store.ping().await {
+        Ok(()) if state.catalog.origin() == crate::catalog::Origin::Store => {
+            HttpResponse::Ok().content_type("text/plain").body("ready")
+        }
+        Ok(()) => unready("catalog not loaded from the store yet"),
+        Err(_) => unready("store unavailable"),
     }
 }
 

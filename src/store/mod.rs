@@ -289,6 +289,8 @@ pub fn sum_message_billing<'a>(
     lines.into_values().collect()
 }
 
+// One per process, behind an `Arc`: its size never moves, boxing would only add a hop per call.
+#[allow(clippy::large_enum_variant)]
 pub enum Store {
     Redis(RedisStore),
     Embedded(EmbeddedStore),
@@ -313,6 +315,15 @@ impl Store {
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, s => s.ping().await)
+    }
+
+    /// Probes Redis while its breaker is open (see [`breaker`]) until `shutdown`; the embedded
+    /// backend has nothing to probe.
+    pub async fn probe_while_open(&self, shutdown: &mut crate::shutdown::Shutdown) {
+        match self {
+            Store::Redis(s) => s.probe_while_open(shutdown).await,
+            Store::Embedded(_) => shutdown.recv().await,
+        }
     }
 
     pub async fn load_catalog(&self) -> Result<CatalogData, StoreError> {
