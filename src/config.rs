@@ -104,6 +104,17 @@ pub struct StoreSettings {
     pub shards: u32,
     pub timeout_ms: u64,
     pub spool_max_bytes: u64,
+    pub breaker_failures: u32,
+    pub breaker_probe_ms: u64,
+}
+
+impl StoreSettings {
+    pub fn breaker_policy(&self) -> crate::store::breaker::BreakerPolicy {
+        crate::store::breaker::BreakerPolicy {
+            failures_to_open: self.breaker_failures,
+            probe_every_ms: self.breaker_probe_ms as i64,
+        }
+    }
 }
 
 #[derive(Clone, Deserialize)]
@@ -269,6 +280,15 @@ impl Settings {
         if self.store.timeout_ms == 0 {
             return invalid("store.timeout_ms", "must be positive");
         }
+        if self.store.breaker_failures == 0 {
+            return invalid("store.breaker_failures", "must be at least 1");
+        }
+        if !(10..=60_000).contains(&self.store.breaker_probe_ms) {
+            return invalid(
+                "store.breaker_probe_ms",
+                "must be between 10 and 60000 (milliseconds)",
+            );
+        }
         if !self.tokens.signing_key.is_empty() && self.tokens.signing_key.len() < 32 {
             return invalid("tokens.signing_key", "must be at least 32 characters");
         }
@@ -411,6 +431,10 @@ mod tests {
             }
         );
         assert_eq!(s.auction.reserve_cpm_micros, 500_000);
+        assert_eq!(
+            (s.store.breaker_failures, s.store.breaker_probe_ms),
+            (3, 500)
+        );
         assert!(s.seeds_demo(), "the embedded quick start seeds demo data");
         let prices = s.messaging.price_table();
         assert_eq!(
@@ -465,6 +489,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("http.bind"), "{err}");
+        let err = Settings::from_layers(None, &env(&[("STATUSADS__STORE__BREAKER_FAILURES", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("store.breaker_failures"), "{err}");
+        let err = Settings::from_layers(None, &env(&[("STATUSADS__STORE__BREAKER_PROBE_MS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("store.breaker_probe_ms"), "{err}");
         let err = Settings::from_layers(None, &env(&[("STATUSADS__HTTP__TYPO", "1")]))
             .unwrap_err()
             .to_string();

@@ -6,10 +6,11 @@
 //!
 //! - [`config`]: typed settings, layered defaults < file < `STATUSADS__*` environment.
 //! - [`startup`]: `Application::build` wires store, catalog, refresher and HTTP server.
+//! - [`shutdown`]: the signal that stops background tasks in order when the server stops.
 //! - [`clock`]: `now` as an injectable dependency (tests move time, scripts receive it).
 //! - [`domain`]: parse-once newtypes and entities; validation with stable error codes.
 //! - [`catalog`]: advertisers, campaigns, creatives; the lock-free snapshot decisions read;
-//!   content-addressed creative assets.
+//!   content-addressed creative assets; the local cache a node starts from without Redis.
 //! - [`media`]: recognising uploads by content and checking size, 9:16 and duration by headers.
 //! - [`selection`]: pure decision logic: eligibility, placement, tiers, second-price auction.
 //! - [`capping`]: per-user state rules: rolling-window caps, reservations, hides, sessions, the
@@ -19,7 +20,8 @@
 //! - [`ledger`]: event ingestion (dedupe, caps, spend, append), spend holds and pacing,
 //!   reports, invoices, reconciliation, click-to-chat conversions and business messages.
 //! - [`messaging`]: pure rating of business messages (service windows, free entry points).
-//! - [`store`]: the `redis` and `embedded` backends behind catalog, capping and ledger.
+//! - [`store`]: the `redis` and `embedded` backends behind catalog, capping and ledger; the
+//!   circuit breaker in front of Redis.
 //! - [`http`]: the actix-web boundary, one module per resource, one error table.
 //! - [`metrics`]: the one catalogue of Prometheus metrics.
 //! - [`demo`]: demo data for the quick start.
@@ -37,6 +39,7 @@ pub mod messaging;
 pub mod metrics;
 pub mod selection;
 pub mod serving;
+pub mod shutdown;
 pub mod startup;
 pub mod store;
 pub mod tokens;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::domain::campaign::Priority;
 use crate::domain::event::{EventStatus, EventType};
+use crate::store::breaker::Transition;
 
 /// Declared once: (name, type, help).
 pub const CATALOGUE: &[(&str, &str, &str)] = &[
@@ -76,6 +77,8 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     ("statusads_panics_total", "counter", "Request handlers that panicked (answered 500; the worker survives)."),
     ("statusads_spool_events", "gauge", "Events acknowledged during a Redis outage and waiting in the local spool."),
     ("statusads_spool_replayed_total", "counter", "Spooled events replayed into Redis after an outage."),
+    ("statusads_store_breaker_open", "gauge", "1 while the store's circuit breaker is open (Redis failed store.breaker_failures times in a row; calls fail at once until a probe answers), else 0."),
+    ("statusads_store_breaker_transitions_total", "counter", "Store circuit breaker state changes, by the state entered (open, closed)."),
 ];
 
 const CONVERSION_TYPES: [&str; 2] = ["conversation_started", "message"];
@@ -265,7 +268,13 @@ pub struct Metrics {
     panics: AtomicU64,
     spool_events: AtomicU64,
     spool_replayed: AtomicU64,
+    breaker_open: AtomicU64,
+    /// Indexed like [`BREAKER_STATES`].
+    breaker_transitions: [AtomicU64; 2],
 }
+
+/// The states a breaker transition enters, as labelled.
+const BREAKER_STATES: [&str; 2] = ["open", "closed"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -288,6 +297,8 @@ impl Default for Metrics {
             panics: AtomicU64::new(0),
             spool_events: AtomicU64::new(0),
             spool_replayed: AtomicU64::new(0),
+            breaker_open: AtomicU64::new(0),
+            breaker_transitions: counters(),
         }
     }
 }
@@ -360,6 +371,17 @@ impl Metrics {
     pub fn spool(&self, pending: u64, replayed: u64) {
         self.spool_events.store(pending, Ordering::Relaxed);
         self.spool_replayed.fetch_add(replayed, Ordering::Relaxed);
+    }
+
+    /// The breaker's state now, and the transition that led there if this is one.
+    pub fn breaker_state(&self, open: bool, transition: Option<Transition>) {
+        self.breaker_open.store(u64::from(open), Ordering::Relaxed);
+        let entered = match transition {
+            Some(Transition::Opened) => 0,
+            Some(Transition::Closed) => 1,
+            None => return,
+        };
+        self.breaker_transitions[entered].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn panicked(&self) {
@@ -456,6 +478,14 @@ impl Metrics {
                 }
                 "statusads_spool_replayed_total" => {
                     let _ = writeln!(out, "{name} {}", load(&self.spool_replayed));
+                }
+                "statusads_store_breaker_open" => {
+                    let _ = writeln!(out, "{name} {}", load(&self.breaker_open));
+                }
+                "statusads_store_breaker_transitions_total" => {
+                    for (to, c) in BREAKER_STATES.iter().zip(&self.breaker_transitions) {
+                        let _ = writeln!(out, "{name}{{to=\"{to}\"}} {}", load(c));
+                    }
                 }
                 "statusads_panics_total" => {
                     let _ = writeln!(out, "{name} {}", load(&self.panics));

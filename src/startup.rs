@@ -1,5 +1,12 @@
 //! Wiring: [`Application::build`] opens the store, loads the catalog, starts the background
-//! refresher and binds the HTTP server (port 0 in tests), returning a handle that knows its port.
+//! refresher and the store breaker's probe, and binds the HTTP server (port 0 in tests),
+//! returning a handle that knows its port. [`Application::run_until_stopped`] serves until a
+//! signal and then stops in the order `shutdown` describes.
+//!
+//! On Redis, a node starts even while Redis is unreachable: the store's breaker starts open,
+//! the catalog comes from the local cache (`catalog::cache`) or stays empty, decisions answer
+//! no slots and events are spooled (or refused with 503 while no catalog is loaded); the
+//! refresher loads the catalog and replays the spool once the probe has closed the breaker.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -16,20 +23,25 @@ use rand::Rng;
 use tracing::Instrument;
 
 use crate::catalog::assets::AssetStore;
-use crate::catalog::Catalog;
+use crate::catalog::cache::CatalogCache;
+use crate::catalog::{Catalog, Origin};
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::ledger::{Ledger, SpendBoard};
 use crate::metrics::Metrics;
 use crate::serving::Server;
-use crate::store::{EmbeddedStore, RedisStore, Store};
+use crate::shutdown::{Shutdown, ShutdownSignal};
+use crate::store::{EmbeddedStore, RedisStore, Store, StoreError};
 use crate::tokens::TokenKeys;
 
 /// How often a node looks for catalog changes made by other nodes.
 const CATALOG_POLL: Duration = Duration::from_millis(500);
 /// Budget checks read spend at most this old (DESIGN.md: at least every second).
 const SPEND_REFRESH: Duration = Duration::from_millis(1000);
+/// How long the background tasks may take to stop once the server has (they stop at their
+/// next await, so this only bounds a misbehaving one).
+const BACKGROUND_STOP: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -47,7 +59,9 @@ pub struct Application {
     port: u16,
     server: HttpServer,
     pub state: web::Data<AppState>,
-    refresher: tokio::task::JoinHandle<()>,
+    shutdown: ShutdownSignal,
+    /// The refresher and the store breaker's probe.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Secrets generated at start because configuration left them empty; printed once by `main`.
@@ -101,16 +115,31 @@ impl Application {
             .collect();
         let keys = Arc::new(TokenKeys::new(signing_key.as_bytes(), &previous));
 
-        let catalog = Arc::new(Catalog::load(store.clone(), metrics.clone()).await?);
+        let cache = settings
+            .uses_redis()
+            .then(|| Arc::new(CatalogCache::new(&data_dir)));
+        let catalog = Arc::new(match &cache {
+            Some(cache) => Catalog::load_or_cached(store.clone(), metrics.clone(), cache).await?,
+            None => Catalog::load(store.clone(), metrics.clone()).await?,
+        });
         let assets = AssetStore::open(&data_dir)?;
-        if settings.seeds_demo() {
+        if settings.seeds_demo() && catalog.origin() != Origin::Store {
+            tracing::warn!("store unreachable: demo data not seeded");
+        } else if settings.seeds_demo() {
             if let Some(seeded) = crate::demo::seed(&catalog, &assets, clock.now()).await? {
                 tracing::info!(advertiser = %seeded.advertiser_id, "seeded demo data");
                 secrets.demo_api_key = Some(seeded.api_key);
             }
         }
         let spend = Arc::new(SpendBoard::default());
-        spend.refresh(&store, clock.now_ms()).await?;
+        match spend.refresh(&store, clock.now_ms()).await {
+            // The refresher retries every second; budgets are read as unspent meanwhile, which
+            // serves nothing while the store is away (no decision commits without it).
+            Err(StoreError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "spend not loaded at start")
+            }
+            other => other?,
+        }
 
         let grace_ms = settings.tokens.grace_seconds as i64 * 1000;
         let recent = Arc::new(crate::capping::recent::RecentUsers::default());
@@ -164,13 +193,25 @@ impl Application {
             shards: settings.store.shards,
             rate_limits: crate::http::rate_limit::RateLimits::new(&settings.rate_limits),
         });
+        let shutdown = ShutdownSignal::default();
+        let cached_version =
+            (catalog.origin() == Origin::Cache).then(|| catalog.snapshot().version);
         let refresher = tokio::spawn(refresh_forever(
-            catalog,
-            spend,
-            store,
-            clock,
-            state.ledger.clone(),
+            Refresher {
+                catalog,
+                spend,
+                store: store.clone(),
+                clock,
+                ledger: state.ledger.clone(),
+                cache,
+                cached_version,
+            },
+            shutdown.listener(),
         ));
+        let prober = tokio::spawn({
+            let mut shutdown = shutdown.listener();
+            async move { store.probe_while_open(&mut shutdown).await }
+        });
 
         let listener = TcpListener::bind(&settings.http.bind)?;
         let port = listener.local_addr()?.port();
@@ -220,7 +261,8 @@ impl Application {
                 port,
                 server,
                 state,
-                refresher,
+                shutdown,
+                background: vec![refresher, prober],
             },
             secrets,
         ))
@@ -230,10 +272,27 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGINT/SIGTERM (graceful: stop accepting, finish in-flight requests).
+    /// Serves until SIGINT/SIGTERM, then stops in order (see `shutdown`): the HTTP server
+    /// (stop accepting, finish in-flight requests), then the refresher and the probe, joined,
+    /// so that nothing is still waiting on Redis when the runtime goes.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        self.refresher.abort();
+        self.shutdown.fire();
+        for task in self.background {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(BACKGROUND_STOP, task).await.is_err() {
+                tracing::error!("a background task did not stop in time");
+                abort.abort();
+            }
+        }
+        if let Some(spool) = &self.state.ledger.spool {
+            if spool.pending() > 0 {
+                tracing::warn!(
+                    events = spool.pending(),
+                    "stopped with events in the outage spool: replayed at the next start"
+                );
+            }
+        }
         result
     }
 }
@@ -247,6 +306,7 @@ pub async fn open_store(settings: &Settings, metrics: Arc<Metrics>) -> Result<St
                 &settings.store.cluster_nodes,
                 settings.store.shards,
                 settings.store.timeout_ms,
+                settings.store.breaker_policy(),
                 metrics,
             )
             .await?,
@@ -256,30 +316,79 @@ pub async fn open_store(settings: &Settings, metrics: Arc<Metrics>) -> Result<St
     })
 }
 
-/// Keeps the catalog and spend snapshots fresh; errors are logged and retried next tick.
-async fn refresh_forever(
+struct Refresher {
     catalog: Arc<Catalog>,
     spend: Arc<SpendBoard>,
     store: Arc<Store>,
     clock: SharedClock,
     ledger: Arc<Ledger>,
-) {
+    /// The local catalog copy (Redis backend only) and the version last written to it.
+    cache: Option<Arc<CatalogCache>>,
+    cached_version: Option<u64>,
+}
+
+#[derive(Clone, Copy)]
+enum Tick {
+    Catalog,
+    Spend,
+}
+
+/// Keeps the catalog and spend snapshots fresh, the catalog cache current and the spool
+/// replayed; errors are logged and retried next tick. Stops at the next await once `shutdown`
+/// fires: a replay cut short leaves the spool whole for the next one (dedupe makes it safe).
+async fn refresh_forever(mut refresher: Refresher, mut shutdown: Shutdown) {
     let mut catalog_tick = tokio::time::interval(CATALOG_POLL);
     let mut spend_tick = tokio::time::interval(SPEND_REFRESH);
     loop {
+        let tick = tokio::select! {
+            _ = shutdown.recv() => break,
+            _ = catalog_tick.tick() => Tick::Catalog,
+            _ = spend_tick.tick() => Tick::Spend,
+        };
         tokio::select! {
-            _ = catalog_tick.tick() => {
-                if let Err(err) = catalog.refresh().await {
+            _ = shutdown.recv() => break,
+            _ = refresher.run(tick) => {}
+        }
+    }
+    refresher.save_catalog_cache().await;
+}
+
+impl Refresher {
+    async fn run(&mut self, tick: Tick) {
+        match tick {
+            Tick::Catalog => {
+                if let Err(err) = self.catalog.refresh().await {
                     tracing::warn!(error = %err, "catalog refresh failed");
                 }
+                self.save_catalog_cache().await;
             }
-            _ = spend_tick.tick() => {
-                ledger.drain_spool().await;
-                match spend.refresh(&store, clock.now_ms()).await {
-                    Ok(()) => spend.update_pacing(&catalog.snapshot(), clock.now_ms()),
+            Tick::Spend => {
+                self.ledger.drain_spool().await;
+                match self.spend.refresh(&self.store, self.clock.now_ms()).await {
+                    Ok(()) => self
+                        .spend
+                        .update_pacing(&self.catalog.snapshot(), self.clock.now_ms()),
                     Err(err) => tracing::warn!(error = %err, "spend refresh failed"),
                 }
             }
+        }
+    }
+
+    /// Writes the store's catalog to the local cache when its version moved since the last
+    /// write (a cached or missing catalog is never written back).
+    async fn save_catalog_cache(&mut self) {
+        let Some(cache) = &self.cache else { return };
+        let version = self.catalog.snapshot().version;
+        if self.catalog.origin() != Origin::Store || self.cached_version == Some(version) {
+            return;
+        }
+        let data = self.catalog.data().await;
+        let version = data.version;
+        let cache = cache.clone();
+        match tokio::task::spawn_blocking(move || cache.save(&data)).await {
+            Ok(Ok(())) => self.cached_version = Some(version),
+            Ok(Err(err)) => tracing::warn!(error = %err, "cannot write the catalog cache"),
+            Err(err) => tracing::warn!(error = %err, "catalog cache writer failed"),
         }
     }
 }

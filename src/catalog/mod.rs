@@ -2,11 +2,17 @@
 //! store) and the in-memory [`Snapshot`] that every decision and auth check reads without locks.
 //! A write rebuilds the snapshot at once; other nodes notice the store's catalog version moving
 //! (polled by the refresher) and rebuild theirs.
+//!
+//! Where the loaded catalog came from is its [`Origin`]: the store, the local [`cache`] (Redis
+//! was unreachable at start) or nowhere yet (unreachable, and this node never cached one). Event
+//! ingest needs a catalog, readiness needs the store's.
 
 pub mod assets;
+pub mod cache;
 pub mod snapshot;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -69,9 +75,22 @@ pub enum Moderation {
     Reject(String),
 }
 
+/// Where the records in memory came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Origin {
+    /// Nothing loaded: the store was unreachable at start and there was no cache.
+    Nowhere = 0,
+    /// The local cache, until the store answers.
+    Cache = 1,
+    /// The store, refreshed since.
+    Store = 2,
+}
+
 pub struct Catalog {
     store: Arc<Store>,
     current: ArcSwap<Snapshot>,
+    origin: AtomicU8,
     /// Every record as of `records.version`, the base that changes are applied to.
     records: tokio::sync::Mutex<Records>,
     metrics: Arc<Metrics>,
@@ -82,31 +101,100 @@ pub struct Catalog {
 impl Catalog {
     pub async fn load(store: Arc<Store>, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
         let data = store.load_catalog().await?;
+        Ok(Self::from_data(store, metrics, data, Origin::Store))
+    }
+
+    /// Loads from the store; when it is unreachable, from `cache` if it holds a catalog, else
+    /// empty (until [`refresh`](Self::refresh) reaches the store).
+    pub async fn load_or_cached(
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        cache: &cache::CatalogCache,
+    ) -> Result<Self, StoreError> {
+        let reason = match store.load_catalog().await {
+            Ok(data) => return Ok(Self::from_data(store, metrics, data, Origin::Store)),
+            Err(StoreError::Unavailable(reason)) => reason,
+            Err(other) => return Err(other),
+        };
+        let (data, origin) = match cache.load() {
+            Ok(Some(data)) => {
+                tracing::warn!(%reason, version = data.version, "store unreachable: catalog from the local cache");
+                (data, Origin::Cache)
+            }
+            Ok(None) => {
+                tracing::warn!(%reason, "store unreachable and no catalog cache: no catalog until the store answers");
+                (CatalogData::default(), Origin::Nowhere)
+            }
+            Err(err) => {
+                tracing::error!(error = %err, %reason, "store unreachable and the catalog cache unusable: no catalog until the store answers");
+                (CatalogData::default(), Origin::Nowhere)
+            }
+        };
+        Ok(Self::from_data(store, metrics, data, origin))
+    }
+
+    fn from_data(
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        data: CatalogData,
+        origin: Origin,
+    ) -> Self {
         let mut records = Records::default();
         records.apply(data);
-        Ok(Self {
+        Self {
             store,
             current: ArcSwap::from_pointee(records.snapshot()),
+            origin: AtomicU8::new(origin as u8),
             records: tokio::sync::Mutex::new(records),
             metrics,
             writes: tokio::sync::Mutex::new(()),
-        })
+        }
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
     }
 
+    pub fn origin(&self) -> Origin {
+        match self.origin.load(Ordering::SeqCst) {
+            0 => Origin::Nowhere,
+            1 => Origin::Cache,
+            _ => Origin::Store,
+        }
+    }
+
+    /// Whether a catalog (the store's or the cached one) is loaded: events can be judged.
+    pub fn is_loaded(&self) -> bool {
+        self.origin() != Origin::Nowhere
+    }
+
+    /// Everything in memory and its version, for the local cache.
+    pub async fn data(&self) -> CatalogData {
+        let records = self.records.lock().await;
+        CatalogData {
+            version: records.version,
+            advertisers: records.advertisers.values().cloned().collect(),
+            campaigns: records.campaigns.values().cloned().collect(),
+            creatives: records.creatives.values().cloned().collect(),
+        }
+    }
+
     /// Rebuilds the snapshot when the store's version moved (a write here or on another node),
-    /// reading only the records that changed since.
+    /// reading only the records that changed since; loads the whole catalog if none was.
     pub async fn refresh(&self) -> Result<(), StoreError> {
         let mut records = self.records.lock().await;
-        if self.store.catalog_version().await? == records.version {
+        if self.origin() == Origin::Nowhere {
+            *records = Records::default();
+            records.apply(self.store.load_catalog().await?);
+        } else if self.store.catalog_version().await? != records.version {
+            let changes = self.store.catalog_changes(records.version).await?;
+            records.apply(changes);
+        } else {
+            self.origin.store(Origin::Store as u8, Ordering::SeqCst);
             return Ok(());
         }
-        let changes = self.store.catalog_changes(records.version).await?;
-        records.apply(changes);
         self.current.store(Arc::new(records.snapshot()));
+        self.origin.store(Origin::Store as u8, Ordering::SeqCst);
         self.metrics.catalog_reloaded();
         Ok(())
     }

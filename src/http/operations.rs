@@ -14,11 +14,15 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
-/// Ready when the store answers, a catalog is loaded and this node can make writes durable
-/// (journal, spool and `data_dir` writable); the body says what is wrong.
+/// Ready when the store answers, the catalog is loaded from it (not only from the cache) and
+/// this node can make writes durable (journal, spool and `data_dir` writable); the body says
+/// what is wrong.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let mut trouble = match state.store.ping().await {
         Err(_) => Some("store unavailable"),
+        Ok(()) if state.catalog.origin() != crate::catalog::Origin::Store => {
+            Some("catalog not loaded from the store yet")
+        }
         Ok(()) => state
             .store
             .write_trouble()

@@ -3,9 +3,11 @@
 //!
 //! - [`redis`](RedisStore): production, many stateless nodes over one Redis.
 //! - embedded: one node, process memory plus files under `data_dir` (see `embedded`).
+//! - [`breaker`]: the circuit breaker in front of Redis, so an outage costs requests nothing.
 //!
 //! Dispatch is a plain enum rather than a trait object: two variants, no boxing of futures.
 
+pub mod breaker;
 pub mod durability;
 pub mod embedded;
 pub mod lines;
@@ -47,7 +49,7 @@ impl StoreError {
 }
 
 /// Everything the catalog persists, loaded at once.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CatalogData {
     pub version: u64,
     pub advertisers: Vec<Advertiser>,
@@ -298,7 +300,7 @@ pub fn sum_message_billing<'a>(
     lines.into_values().collect()
 }
 
-// One store per process, so the size of the Redis variant costs nothing worth a box.
+// One per process, behind an `Arc`: its size never moves, boxing would only add a hop per call.
 #[allow(clippy::large_enum_variant)]
 pub enum Store {
     Redis(RedisStore),
@@ -332,6 +334,15 @@ impl Store {
         match self {
             Store::Redis(_) => None,
             Store::Embedded(s) => s.write_trouble(),
+        }
+    }
+
+    /// Probes Redis while its breaker is open (see [`breaker`]) until `shutdown`; the embedded
+    /// backend has nothing to probe.
+    pub async fn probe_while_open(&self, shutdown: &mut crate::shutdown::Shutdown) {
+        match self {
+            Store::Redis(s) => s.probe_while_open(shutdown).await,
+            Store::Embedded(_) => shutdown.recv().await,
         }
     }
 

@@ -1,10 +1,14 @@
-//! Health, readiness, metrics, and behaviour while Redis is down.
+//! Health, readiness, metrics, and behaviour while Redis is down or hung: the circuit breaker,
+//! a start without Redis, a shutdown with events in the spool.
+
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::app::spawn_app_on;
+use crate::support::app::{spawn_app_on, token_of, Api, CLIENT};
 use crate::support::redis_server::RedisServer;
+use crate::support::service::{ServiceProcess, Until};
 use crate::support::{spawn_app, Backend};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,4 +167,337 @@ async fn a_full_spool_refuses_events_with_503() {
         !body.to_string().contains("127.0.0.1"),
         "no internals leak: {body}"
     );
+}
+
+/// `n` sequential decisions for fresh users (each one would place an ad): how long each took
+/// end to end, and how many placed one.
+async fn timed_decisions(api: &Api, n: usize, label: &str) -> (Vec<Duration>, usize) {
+    let mut latencies = Vec::with_capacity(n);
+    let mut filled = 0;
+    for i in 0..n {
+        let started = Instant::now();
+        let slots = api.slots(&format!("{label}-{i}"), None, 12).await;
+        latencies.push(started.elapsed());
+        filled += usize::from(!slots.is_empty());
+    }
+    (latencies, filled)
+}
+
+/// (p50, max) of some latencies, printed for the record.
+fn summarise(label: &str, latencies: &[Duration]) -> (Duration, Duration) {
+    let mut sorted = latencies.to_vec();
+    sorted.sort();
+    let (p50, max) = (sorted[sorted.len() / 2], sorted[sorted.len() - 1]);
+    println!(
+        "{label}: {} decisions, p50 {:.1} ms, max {:.1} ms",
+        sorted.len(),
+        p50.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3
+    );
+    (p50, max)
+}
+
+/// Generous bounds for a loaded 2-core machine; the deadline they are compared with is
+/// `store.timeout_ms` (250 ms), which every decision waited before the breaker.
+const OPEN_P50: Duration = Duration::from_millis(20);
+const OPEN_MAX: Duration = Duration::from_millis(150);
+
+/// A hung store (or a dead one, `kill`): after a few deadline misses the breaker opens and
+/// decisions stop waiting for Redis; renders go to the spool at once. When Redis answers again
+/// the probe closes the breaker, decisions place ads, and the spool replays exactly once.
+async fn breaker_opens_and_closes_around(outage: Outage) {
+    let mut app = spawn_app_on(Some(RedisServer::start_durable()), |_| {}).await;
+    let (_, key) = app.advertiser("Breaker").await;
+    let campaign = app
+        .live_campaign(
+            &key,
+            json!({"priority": "sponsorship", "bid_cpm_micros": 2_000_000}),
+        )
+        .await;
+    let token = token_of(&app.slots("before", None, 12).await[0]);
+    let label = outage.label();
+    let (healthy, filled) = timed_decisions(&app, 20, &format!("{label}-healthy")).await;
+    assert_eq!(filled, 20, "Redis up: every decision places an ad");
+    summarise(&format!("{label}, Redis up"), &healthy);
+
+    let redis = app.redis.as_mut().unwrap();
+    match outage {
+        Outage::Hung => redis.pause(),
+        Outage::Killed => redis.kill(),
+    }
+    // The first decisions wait out the deadline: these open the breaker.
+    let (opening, _) = timed_decisions(&app, 5, &format!("{label}-opening")).await;
+    summarise(&format!("{label}, first 5 (opening)"), &opening);
+    let (open, filled) = timed_decisions(&app, 50, &format!("{label}-open")).await;
+    let (p50, max) = summarise(&format!("{label}, breaker open"), &open);
+    assert_eq!(filled, 0, "no ads without the store");
+    assert!(
+        p50 < OPEN_P50 && max < OPEN_MAX,
+        "decisions must not wait for a {label} Redis (deadline 250 ms): p50 {p50:?}, max {max:?}"
+    );
+    let started = Instant::now();
+    assert_eq!(app.render(&token).await, "accepted", "spooled");
+    println!(
+        "{label}, breaker open: a render spooled in {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("statusads_store_breaker_open 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("statusads_store_breaker_transitions_total{to=\"open\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("statusads_spool_events 1"), "{metrics}");
+
+    let redis = app.redis.as_mut().unwrap();
+    match outage {
+        Outage::Hung => redis.resume(),
+        Outage::Killed => redis.restart(),
+    }
+    let back = Instant::now();
+    let deadline = back + Duration::from_secs(20);
+    let mut i = 0;
+    while app
+        .slots(&format!("{label}-back-{i}"), None, 12)
+        .await
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the breaker never closed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        i += 1;
+    }
+    println!(
+        "{label}: ads again {:.0} ms after Redis answered",
+        back.elapsed().as_secs_f64() * 1e3
+    );
+    let metrics = app
+        .wait_for_metrics("the spool replay", |m| {
+            m.contains("statusads_spool_events 0") && m.contains("statusads_spool_replayed_total 1")
+        })
+        .await;
+    assert!(
+        metrics.contains("statusads_store_breaker_open 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("statusads_store_breaker_transitions_total{to=\"closed\"} 1"),
+        "{metrics}"
+    );
+    let totals = app.report_totals(&key, &campaign).await;
+    assert_eq!(totals["rendered"], 1, "the spooled render, once");
+    assert_eq!(app.render(&token).await, "duplicate");
+}
+
+#[derive(Clone, Copy)]
+enum Outage {
+    /// SIGSTOP: connections stay open, nothing answers.
+    Hung,
+    /// `kill -9`, later restarted on the same port (AOF).
+    Killed,
+}
+
+impl Outage {
+    fn label(self) -> &'static str {
+        match self {
+            Outage::Hung => "hung",
+            Outage::Killed => "killed",
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_opens_the_breaker_and_decisions_stop_waiting() {
+    breaker_opens_and_closes_around(Outage::Hung).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_redis_opens_the_breaker_and_decisions_stop_waiting() {
+    breaker_opens_and_closes_around(Outage::Killed).await;
+}
+
+async fn readyz(api: &Api) -> StatusCode {
+    api.http
+        .get(api.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn wait_ready(api: &Api) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while readyz(api).await != StatusCode::OK {
+        assert!(Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A node that has run before restarts while Redis is down: it starts from its catalog cache,
+/// is not ready, answers empty slots fast and spools the render of a token it served before;
+/// when Redis returns the spool replays and the render is counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_starts_without_redis_from_its_catalog_cache() {
+    let mut redis = RedisServer::start_durable();
+    let mut service = ServiceProcess::start(&redis.url()).await;
+    let api = &service.api;
+    let (_, key) = api.advertiser("Cached").await;
+    let campaign = api
+        .live_campaign(
+            &key,
+            json!({"priority": "sponsorship", "bid_cpm_micros": 2_000_000}),
+        )
+        .await;
+    let token = token_of(&api.slots("u1", None, 12).await[0]);
+    service.terminate().await;
+    redis.kill();
+
+    service.spawn(Until::Serving).await;
+    let api = &service.api;
+    assert_eq!(readyz(api).await, StatusCode::SERVICE_UNAVAILABLE);
+    let (latencies, filled) = timed_decisions(api, 30, "cold").await;
+    let (p50, max) = summarise("started without Redis", &latencies);
+    assert_eq!(filled, 0);
+    assert!(p50 < OPEN_P50 && max < OPEN_MAX, "p50 {p50:?}, max {max:?}");
+    assert_eq!(api.render(&token).await, "accepted", "spooled, not invalid");
+    let metrics = api.metrics().await;
+    assert!(metrics.contains("statusads_spool_events 1"), "{metrics}");
+
+    redis.restart();
+    api.wait_for_metrics("the spool replay", |m| {
+        m.contains("statusads_spool_events 0") && m.contains("statusads_spool_replayed_total 1")
+    })
+    .await;
+    wait_ready(api).await;
+    let totals = api.report_totals(&key, &campaign).await;
+    assert_eq!(
+        totals["rendered"], 1,
+        "served before, spooled, replayed: once"
+    );
+    assert_eq!(api.render(&token).await, "duplicate");
+    assert!(!api.slots("u2", None, 12).await.is_empty(), "ads again");
+}
+
+/// A node that never loaded a catalog cannot build an event write (the campaign is unknown to
+/// it): it answers 503 (nothing recorded, the client retries) instead of `invalid`, and counts
+/// the retry once the catalog has loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_never_loaded_a_catalog_answers_events_503() {
+    let mut redis = RedisServer::start_durable();
+    let mut first = ServiceProcess::start(&redis.url()).await;
+    let (_, key) = first.api.advertiser("Fresh").await;
+    let campaign = first.api.live_campaign(&key, json!({})).await;
+    let token = token_of(&first.api.slots("u1", None, 12).await[0]);
+    first.kill9();
+    redis.kill();
+
+    let fresh = ServiceProcess::start_until(&redis.url(), Until::Serving).await;
+    let api = &fresh.api;
+    assert_eq!(readyz(api).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(api.slots("u2", None, 12).await.is_empty());
+    let body = json!({"events": [{"token": token, "type": "render"}]});
+    let res = api.post("/v1/events", CLIENT, body.clone()).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "1");
+    let answer: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "unavailable");
+
+    redis.restart();
+    wait_ready(api).await;
+    assert_eq!(api.render(&token).await, "accepted");
+    let totals = api.report_totals(&key, &campaign).await;
+    assert_eq!(totals["rendered"], 1);
+}
+
+/// SIGTERM while Redis is down and the spool holds events, with clients still asking for slots
+/// and reports: the node stops in order (stops accepting, stops the refresher and the probe,
+/// drains in-flight requests), exits 0 without a panic and keeps the spool; the next start, with
+/// Redis back, replays it exactly once. Three rounds: the panic this guards against depended on
+/// which task was waiting on Redis at the signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_redis_down_keeps_the_spool_and_exits_cleanly() {
+    let mut redis = RedisServer::start_durable();
+    let mut service = ServiceProcess::start(&redis.url()).await;
+    let (_, key) = service.api.advertiser("Shutdown").await;
+    let campaign = service
+        .api
+        .live_campaign(
+            &key,
+            json!({"priority": "sponsorship", "bid_cpm_micros": 2_000_000}),
+        )
+        .await;
+    let mut spooled = Vec::new();
+    for round in 0..3 {
+        let api = &service.api;
+        let mut tokens = Vec::new();
+        for user in 0..4 {
+            tokens.push(token_of(
+                &api.slots(&format!("r{round}-u{user}"), None, 12).await[0],
+            ));
+        }
+        redis.kill();
+        for token in &tokens {
+            assert_eq!(api.render(token).await, "accepted");
+        }
+        let metrics = api.metrics().await;
+        assert!(metrics.contains("statusads_spool_events 4"), "{metrics}");
+        // Clients keep calling while the refresher retries the replay, up to the signal.
+        let traffic = Api {
+            address: api.address.clone(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap(),
+        };
+        let key_for_reports = key.clone();
+        let campaign_for_reports = campaign.clone();
+        let clients = tokio::spawn(async move {
+            let mut i = 0;
+            loop {
+                i += 1;
+                let slots = traffic
+                    .http
+                    .post(traffic.url("/v1/slots"))
+                    .bearer_auth(CLIENT)
+                    .json(&json!({"user": format!("t{i}"), "statuses": 12}))
+                    .send();
+                let report = traffic
+                    .http
+                    .get(traffic.url(&format!("/v1/reports/campaigns/{campaign_for_reports}")))
+                    .bearer_auth(&key_for_reports)
+                    .send();
+                let (slots, _) = futures_util::join!(slots, report);
+                if slots.is_err() {
+                    return;
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+
+        let status = service.terminate().await;
+        clients.await.unwrap();
+        let log = service.log();
+        assert!(!log.contains("panicked"), "no panic at shutdown:\n{log}");
+        assert_eq!(status.code(), Some(0), "clean exit:\n{log}");
+        spooled.extend(tokens);
+
+        redis.restart();
+        service.spawn(Until::Ready).await;
+        let api = &service.api;
+        api.wait_for_metrics("the spool replay", |m| {
+            m.contains("statusads_spool_events 0") && m.contains("statusads_spool_replayed_total 4")
+        })
+        .await;
+        let totals = api.report_totals(&key, &campaign).await;
+        assert_eq!(
+            totals["rendered"],
+            spooled.len(),
+            "each spooled render once"
+        );
+    }
+    for token in &spooled {
+        assert_eq!(service.api.render(token).await, "duplicate");
+    }
 }

@@ -1,19 +1,32 @@
 //! The Redis backend. Every call is bounded by `store.timeout_ms` (an outage must never hold a
-//! request), scripts are loaded once and invoked by SHA (see `lua`), and `now` is always passed
-//! in.
+//! request) and goes through the circuit breaker (`store::breaker`), which after a few failures
+//! in a row fails calls at once until its probe sees Redis answer; scripts are loaded once and
+//! invoked by SHA (see `lua`), and `now` is always passed in.
+//!
+//! The connections are made at start if Redis answers, otherwise by the first probe that
+//! reaches it: a node starts (and serves empty slots, spooling events) while Redis is away.
+//!
+//! Every Redis future is polled inside the runtime the store was opened on (its "home", see
+//! [`OnHome`]). The client spawns reconnection tasks and timers on whatever runtime polls it;
+//! actix-web's workers each run their own, and they stop before the home runtime does, so a
+//! reconnection started from a worker could be awaited from another runtime after its own had
+//! shut down, which panics ("A Tokio 1.x context was found, but it is being shutdown").
 
 pub mod keys;
 mod lua;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
 use self::lua::Scripts;
+use super::breaker::{Breaker, BreakerPolicy};
 
 use super::{
     CatalogData, CatalogRecord, CommitOutcome, ConversionOutcome, ConversionWrite, DayCounters,
@@ -21,11 +34,12 @@ use super::{
     StoreError, UserView, CLICK_TTL_MS, MESSAGE_DEDUPE_MS,
 };
 use crate::capping::{self, UserState, HIDE_MS, SESSION_TTL_MS};
-use crate::clock::Millis;
+use crate::clock::{Millis, SystemClock};
 use crate::domain::campaign::Spend;
 use crate::domain::ids::CampaignId;
 use crate::ledger::reconcile::{Derived, LedgerKind, LedgerRecord, EVENT_STATS};
 use crate::metrics::{Metrics, RedisOp};
+use crate::shutdown::Shutdown;
 
 const BULK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -69,48 +83,50 @@ impl redis::aio::ConnectionLike for Conn {
 }
 
 pub struct RedisStore {
-    conn: Conn,
-    bulk: Conn,
+    clients: Clients,
+    /// Set once, by the start or by the first probe that reaches Redis.
+    conns: tokio::sync::OnceCell<Conns>,
     cluster: bool,
     shards: u32,
     timeout: Duration,
     scripts: Scripts,
     metrics: Arc<Metrics>,
+    breaker: Breaker,
+    home: tokio::runtime::Handle,
+}
+
+/// What connections are made from (parsed at start: a bad address stops the start).
+enum Clients {
+    Single(redis::Client),
+    /// Hot-path and bulk clients (boxed: read only when connecting).
+    Cluster(Box<[redis::cluster::ClusterClient; 2]>),
+}
+
+#[derive(Clone)]
+struct Conns {
+    /// The request path: decisions, events, messages.
+    hot: Conn,
+    /// Bulk reads (catalog, spend, reports, ledger) get their own connection: a large reply
+    /// must not queue the next decision behind it on the multiplexed hot-path connection.
+    bulk: Conn,
 }
 
 impl RedisStore {
     /// Connects to `url`, or to the Redis Cluster behind `cluster_nodes` when any are given.
+    /// A Redis that does not answer now is no error: the store starts with its breaker open
+    /// and the probe connects when Redis comes (see [`probe_while_open`](Self::probe_while_open)).
     pub async fn connect(
         url: &str,
         cluster_nodes: &[String],
         shards: u32,
         timeout_ms: u64,
+        breaker: BreakerPolicy,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let timeout = Duration::from_millis(timeout_ms);
-        let no_answer =
-            || StoreError::Unavailable(format!("no answer from {url}{}", cluster_nodes.join(",")));
-        // Bulk reads (catalog, spend, reports, ledger) get their own connection: a large reply
-        // must not queue the next decision behind it on the multiplexed hot-path connection.
-        let (conn, bulk) = if cluster_nodes.is_empty() {
-            let client =
-                redis::Client::open(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            let manager = |response_timeout| {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(timeout)
-                    .set_response_timeout(response_timeout)
-                    .set_number_of_retries(1);
-                ConnectionManager::new_with_config(client.clone(), config)
-            };
-            let conn = tokio::time::timeout(timeout * 4, manager(timeout))
-                .await
-                .map_err(|_| no_answer())?
-                .map_err(unavailable)?;
-            let bulk = tokio::time::timeout(timeout * 4, manager(BULK_TIMEOUT))
-                .await
-                .map_err(|_| no_answer())?
-                .map_err(unavailable)?;
-            (Conn::Single(conn), Conn::Single(bulk))
+        let bad_address = |e: redis::RedisError| StoreError::Corrupt(format!("Redis address: {e}"));
+        let clients = if cluster_nodes.is_empty() {
+            Clients::Single(redis::Client::open(url).map_err(bad_address)?)
         } else {
             let cluster = |response_timeout| {
                 redis::cluster::ClusterClient::builder(cluster_nodes.to_vec())
@@ -119,27 +135,133 @@ impl RedisStore {
                     .retries(1)
                     .build()
             };
-            let conn = cluster(timeout).map_err(unavailable)?;
-            let bulk = cluster(BULK_TIMEOUT).map_err(unavailable)?;
-            let conn = tokio::time::timeout(timeout * 8, conn.get_async_connection())
-                .await
-                .map_err(|_| no_answer())?
-                .map_err(unavailable)?;
-            let bulk = tokio::time::timeout(timeout * 8, bulk.get_async_connection())
-                .await
-                .map_err(|_| no_answer())?
-                .map_err(unavailable)?;
-            (Conn::Cluster(conn), Conn::Cluster(bulk))
+            Clients::Cluster(Box::new([
+                cluster(timeout).map_err(bad_address)?,
+                cluster(BULK_TIMEOUT).map_err(bad_address)?,
+            ]))
         };
-        Ok(Self {
-            cluster: matches!(conn, Conn::Cluster(_)),
-            conn,
-            bulk,
+        let mut store = Self {
+            cluster: matches!(clients, Clients::Cluster(_)),
+            clients,
+            conns: tokio::sync::OnceCell::new(),
             shards,
             timeout,
             scripts: Scripts::default(),
+            breaker: Breaker::new(breaker, Arc::new(SystemClock), metrics.clone(), false),
             metrics,
-        })
+            home: tokio::runtime::Handle::current(),
+        };
+        match store.establish().await {
+            Ok(conns) => {
+                let _ = store.conns.set(conns);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "Redis unreachable at start: serving without it until a probe reaches it");
+                store.breaker =
+                    Breaker::new(breaker, Arc::new(SystemClock), store.metrics.clone(), true);
+            }
+        }
+        Ok(store)
+    }
+
+    /// Opens both connections, each attempt bounded.
+    async fn establish(&self) -> Result<Conns, StoreError> {
+        let timeout = self.timeout;
+        let no_answer = || StoreError::Unavailable("no answer from Redis".into());
+        let (hot, bulk) = match &self.clients {
+            Clients::Single(client) => {
+                let manager = |response_timeout| {
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(timeout)
+                        .set_response_timeout(response_timeout)
+                        .set_number_of_retries(1);
+                    ConnectionManager::new_with_config(client.clone(), config)
+                };
+                let hot = tokio::time::timeout(timeout * 4, manager(timeout))
+                    .await
+                    .map_err(|_| no_answer())?
+                    .map_err(unavailable)?;
+                let bulk = tokio::time::timeout(timeout * 4, manager(BULK_TIMEOUT))
+                    .await
+                    .map_err(|_| no_answer())?
+                    .map_err(unavailable)?;
+                (Conn::Single(hot), Conn::Single(bulk))
+            }
+            Clients::Cluster(clients) => {
+                let [hot, bulk] = &**clients;
+                let hot = tokio::time::timeout(timeout * 8, hot.get_async_connection())
+                    .await
+                    .map_err(|_| no_answer())?
+                    .map_err(unavailable)?;
+                let bulk = tokio::time::timeout(timeout * 8, bulk.get_async_connection())
+                    .await
+                    .map_err(|_| no_answer())?
+                    .map_err(unavailable)?;
+                (Conn::Cluster(hot), Conn::Cluster(bulk))
+            }
+        };
+        Ok(Conns { hot, bulk })
+    }
+
+    fn conns(&self) -> Result<&Conns, StoreError> {
+        self.conns
+            .get()
+            .ok_or_else(|| StoreError::Unavailable("not connected to Redis yet".into()))
+    }
+
+    /// The request-path connection.
+    fn conn(&self) -> Result<Conn, StoreError> {
+        Ok(self.conns()?.hot.clone())
+    }
+
+    fn bulk(&self) -> Result<Conn, StoreError> {
+        Ok(self.conns()?.bulk.clone())
+    }
+
+    /// While the breaker is open, one probe per `store.breaker_probe_ms`: connect if never
+    /// connected, then PING both connections with the request deadline; both answering closes
+    /// the breaker. Runs until `shutdown`; sleeps while the breaker is closed.
+    pub async fn probe_while_open(&self, shutdown: &mut Shutdown) {
+        loop {
+            tokio::select! {
+                _ = shutdown.recv() => return,
+                _ = self.breaker.wait_open() => {}
+            }
+            let Some(due) = self.breaker.probe_in() else {
+                continue;
+            };
+            tokio::select! {
+                _ = shutdown.recv() => return,
+                _ = tokio::time::sleep(due) => {}
+            }
+            let answered = tokio::select! {
+                _ = shutdown.recv() => return,
+                answered = self.probe() => answered,
+            };
+            self.breaker.probed(answered);
+        }
+    }
+
+    async fn probe(&self) -> bool {
+        let conns = match self.conns.get_or_try_init(|| self.establish()).await {
+            Ok(conns) => conns.clone(),
+            Err(err) => {
+                tracing::debug!(error = %err, "probe: Redis still unreachable");
+                return false;
+            }
+        };
+        for mut conn in [conns.hot, conns.bulk] {
+            let pinged = self
+                .attempt(RedisOp::Ping, async move {
+                    redis::cmd("PING").query_async::<String>(&mut conn).await
+                })
+                .await;
+            if let Err(err) = pinged {
+                tracing::debug!(error = %err, "probe: no answer from Redis");
+                return false;
+            }
+        }
+        true
     }
 
     /// One pipeline per shard (each within the shard's slot), as one round trip on standalone
@@ -154,15 +276,16 @@ impl RedisStore {
             for shard in 0..self.shards {
                 build(shard, &mut pipe);
             }
-            let mut conn = self.bulk.clone();
+            let mut conn = self.bulk()?;
             return self
                 .call(op, async move { pipe.query_async(&mut conn).await })
                 .await;
         }
+        let bulk = self.bulk()?;
         let requests = (0..self.shards).map(|shard| {
             let mut pipe = redis::pipe();
             build(shard, &mut pipe);
-            let mut conn = self.bulk.clone();
+            let mut conn = bulk.clone();
             async move { pipe.query_async::<Vec<T>>(&mut conn).await }
         });
         let replies = self
@@ -171,8 +294,29 @@ impl RedisStore {
         Ok(replies.into_iter().flatten().collect())
     }
 
-    /// Runs one Redis interaction under the timeout and records its latency.
+    /// Runs one Redis interaction through the breaker: at once `Unavailable` while it is open,
+    /// otherwise under the deadline, its outcome counted toward opening it.
     async fn call<T, F>(&self, op: RedisOp, fut: F) -> Result<T, StoreError>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        if !self.breaker.admits() {
+            return Err(StoreError::Unavailable(format!(
+                "{}: store breaker open",
+                op.as_str()
+            )));
+        }
+        let result = self.attempt(op, fut).await;
+        match &result {
+            Err(StoreError::Unavailable(reason)) => self.breaker.failed(reason),
+            // An error reply is an answer: Redis is there.
+            _ => self.breaker.succeeded(),
+        }
+        result
+    }
+
+    /// Runs one Redis interaction on the home runtime under the timeout and records its latency.
+    async fn attempt<T, F>(&self, op: RedisOp, fut: F) -> Result<T, StoreError>
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
@@ -185,7 +329,11 @@ impl RedisStore {
             }
             _ => self.timeout,
         };
-        let result = tokio::time::timeout(timeout, fut).await;
+        let result = OnHome {
+            home: &self.home,
+            future: async { tokio::time::timeout(timeout, fut).await },
+        }
+        .await;
         self.metrics.redis_latency(op, started.elapsed());
         match result {
             Ok(Ok(value)) => Ok(value),
@@ -204,7 +352,7 @@ impl RedisStore {
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         self.call(RedisOp::Ping, async move {
             redis::cmd("PING").query_async::<String>(&mut conn).await
         })
@@ -213,7 +361,7 @@ impl RedisStore {
     }
 
     pub async fn load_catalog(&self) -> Result<CatalogData, StoreError> {
-        let mut conn = self.bulk.clone();
+        let mut conn = self.bulk()?;
         type Raw = (
             Option<u64>,
             HashMap<String, String>,
@@ -242,7 +390,7 @@ impl RedisStore {
     }
 
     pub async fn catalog_version(&self) -> Result<u64, StoreError> {
-        let mut conn = self.bulk.clone();
+        let mut conn = self.bulk()?;
         let version: Option<u64> = self
             .call(RedisOp::Catalog, async move {
                 conn.get(keys::CATALOG_VERSION).await
@@ -280,7 +428,7 @@ impl RedisStore {
             .arg(&id)
             .arg(json)
             .arg(format!("{kind}:{id}"));
-        let mut conn = self.bulk.clone();
+        let mut conn = self.bulk()?;
         self.call(RedisOp::Catalog, async move {
             script.run::<u64>(&call, &mut conn).await
         })
@@ -290,7 +438,7 @@ impl RedisStore {
 
     /// Records changed after catalog version `since`, with the version they bring it to.
     pub async fn catalog_changes(&self, since: u64) -> Result<CatalogData, StoreError> {
-        let mut conn = self.bulk.clone();
+        let mut conn = self.bulk()?;
         let (version, members): (Option<u64>, Vec<String>) = self
             .call(RedisOp::Catalog, async move {
                 // Not MULTI (a cluster client may not route it); read the version first: any
@@ -321,7 +469,7 @@ impl RedisStore {
                 .arg(key)
                 .arg(if wanted.is_empty() { vec!["-"] } else { wanted });
         }
-        let mut conn = self.bulk.clone();
+        let mut conn = self.bulk()?;
         type Found = Vec<Option<String>>;
         let (advertisers, campaigns, creatives): (Found, Found, Found) = self
             .call(RedisOp::Catalog, async move {
@@ -374,7 +522,7 @@ impl RedisStore {
         for decision in &commit.proof.held {
             call.arg(decision);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let reply: redis::Value = self
             .call(RedisOp::Reserve, async move {
                 script.run(&call, &mut conn).await
@@ -423,7 +571,7 @@ impl RedisStore {
                 .arg(capping::advertiser_field(&event.advertiser))
                 .arg(capping::hide_field(&event.advertiser));
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let codes: Vec<i64> = self
             .call(RedisOp::Events, async move {
                 script.run(&call, &mut conn).await
@@ -502,7 +650,7 @@ impl RedisStore {
         shard: u32,
         decision_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let key = keys::click(shard, decision_id);
         self.call(
             RedisOp::Messaging,
@@ -525,7 +673,7 @@ impl RedisStore {
             .arg(write.day)
             .arg(write.at_ms)
             .arg(write.decision_id);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let code: i64 = self
             .call(RedisOp::Messaging, async move {
                 script.run(&call, &mut conn).await
@@ -548,7 +696,7 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         pipe.get(keys::conversation(shard, advertiser, user))
             .get(keys::message(shard, advertiser, message_id));
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let (state, seen): (Option<String>, Option<String>) = self
             .call(RedisOp::Messaging, async move {
                 pipe.query_async(&mut conn).await
@@ -588,7 +736,7 @@ impl RedisStore {
         .arg(commit.message_id)
         .arg(commit.direction)
         .arg(commit.reason);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let reply: (i64, Option<String>) = self
             .call(RedisOp::Messaging, async move {
                 script.run(&call, &mut conn).await
@@ -623,7 +771,7 @@ const NODE_ALIVE_MS: Millis = 5_000;
 
 impl RedisStore {
     pub async fn heartbeat(&self, node: &str, now_ms: Millis) -> Result<u32, StoreError> {
-        let mut conn = self.bulk.clone();
+        let mut conn = self.bulk()?;
         let node = node.to_owned();
         let beats: HashMap<String, Millis> = self
             .call(RedisOp::Catalog, async move {
@@ -655,7 +803,7 @@ impl RedisStore {
         let mut records = Vec::new();
         let mut start = "-".to_owned();
         loop {
-            let mut conn = self.bulk.clone();
+            let mut conn = self.bulk()?;
             let (key, from) = (key.clone(), start.clone());
             let page: Vec<Entry> = self
                 .call(RedisOp::Ledger, async move {
@@ -685,7 +833,7 @@ impl RedisStore {
                 "reconcile is not supported on Redis Cluster yet".into(),
             ));
         }
-        let mut conn = self.bulk.clone();
+        let mut conn = self.bulk()?;
         let (stats, totals): (HashMap<String, i64>, HashMap<String, i64>) = self
             .call(RedisOp::Ledger, async move {
                 redis::pipe()
@@ -711,7 +859,7 @@ impl RedisStore {
                 else {
                     continue;
                 };
-                let mut conn = self.bulk.clone();
+                let mut conn = self.bulk()?;
                 let values: HashMap<String, i64> = self
                     .call(RedisOp::Ledger, async move { conn.hgetall(key).await })
                     .await?;
@@ -728,7 +876,7 @@ impl RedisStore {
     }
 
     async fn scan(&self, pattern: String) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.bulk.clone();
+        let mut conn = self.bulk()?;
         self.call(RedisOp::Ledger, async move {
             let mut found = Vec::new();
             let mut iter: redis::AsyncIter<String> = conn.scan_match(pattern).await?;
@@ -789,7 +937,7 @@ impl RedisStore {
         for ((month, field), value) in &expected.message_billing {
             pipe.hset(keys::message_billing(shard, *month), field, value);
         }
-        let mut conn = self.bulk.clone();
+        let mut conn = self.bulk()?;
         self.call(RedisOp::Ledger, async move {
             pipe.query_async::<()>(&mut conn).await
         })
@@ -866,6 +1014,27 @@ fn live_view(reply: redis::Value) -> Result<CommitOutcome, StoreError> {
             })))
         }
         _ => Err(corrupt()),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled with the store's home runtime entered, so that whatever the Redis client
+    /// spawns or times while polling it (reconnections, their backoff, response deadlines) lives
+    /// on that runtime, whichever runtime (an actix-web worker's) awaits it.
+    struct OnHome<'a, F> {
+        home: &'a tokio::runtime::Handle,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for OnHome<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _entered = this.home.enter();
+        this.future.poll(cx)
     }
 }
 

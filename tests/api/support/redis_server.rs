@@ -100,6 +100,25 @@ impl RedisServer {
         self.kill();
         self.spawn();
     }
+
+    /// SIGSTOP: the process holds its connections open and answers nothing (a hung Redis).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`pause`](Self::pause): it answers again, queued commands first.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
 }
 
 impl RedisServer {

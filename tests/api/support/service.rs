@@ -1,6 +1,10 @@
-//! The real `statusads` binary as a child process, for crash tests (`kill -9`, restart).
+//! The real `statusads` binary as a child process, for crash and restart tests (`kill -9`,
+//! SIGTERM, a start while Redis is away). Its stderr goes to a log file kept across restarts
+//! ([`ServiceProcess::log`]), printed when a test fails.
 
-use std::process::{Child, Command, Stdio};
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::app::{Api, ADMIN, CLIENT, SIGNING_KEY};
@@ -12,13 +16,27 @@ pub struct ServiceProcess {
     port: u16,
     redis_url: String,
     data_dir: ScratchDir,
+    log_dir: ScratchDir,
     child: Option<Child>,
+}
+
+/// What a start waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// `/readyz` 200: store reachable and catalog loaded.
+    Ready,
+    /// `/healthz` 200 only: the process serves (e.g. while Redis is away).
+    Serving,
 }
 
 impl ServiceProcess {
     /// The service on Redis, or on the embedded backend when `redis_url` is empty (its journal
     /// stays in this process's data dir across restarts).
     pub async fn start(redis_url: &str) -> Self {
+        Self::start_until(redis_url, Until::Ready).await
+    }
+
+    pub async fn start_until(redis_url: &str, until: Until) -> Self {
         let port = free_port();
         let mut service = Self {
             api: Api {
@@ -28,10 +46,20 @@ impl ServiceProcess {
             port,
             redis_url: redis_url.to_owned(),
             data_dir: ScratchDir::new("service"),
+            log_dir: ScratchDir::new("service-log"),
             child: None,
         };
-        service.spawn().await;
+        service.spawn(until).await;
         service
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.log_dir.path().join("stderr.log")
+    }
+
+    /// Everything the process (all its runs) wrote to stderr.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     /// The service's environment, as every start of this process gets it.
@@ -50,25 +78,43 @@ impl ServiceProcess {
         command
     }
 
-    async fn spawn(&mut self) {
+    /// Starts the binary again on the same port and data dir (after a kill or a SIGTERM).
+    pub async fn spawn(&mut self, until: Until) {
+        assert!(self.child.is_none(), "already running");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let child = self
             .command()
             .arg("serve")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::from(log))
             .spawn()
             .expect("the statusads binary");
         self.child = Some(child);
+        let path = match until {
+            Until::Ready => "/readyz",
+            Until::Serving => "/healthz",
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok(res) = self.api.http.get(self.api.url("/readyz")).send().await {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("statusads exited at start ({status}):\n{}", self.log());
+            }
+            if let Ok(res) = self.api.http.get(self.api.url(path)).send().await {
                 if res.status().is_success() {
                     return;
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("statusads did not become ready on port {}", self.port);
+        panic!(
+            "statusads did not answer {path} on port {}:\n{}",
+            self.port,
+            self.log()
+        );
     }
 
     /// SIGKILL: no graceful shutdown, no flush.
@@ -79,9 +125,33 @@ impl ServiceProcess {
         }
     }
 
+    /// SIGTERM, as an orchestrator stops a node; waits (up to 30 s) for the process to exit.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!(
+                    "statusads did not exit within 30 s of SIGTERM:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn restart(&mut self) {
         self.kill9();
-        self.spawn().await;
+        self.spawn(Until::Ready).await;
     }
 
     /// Stops the running process (`kill -9`), then starts it again expecting the start to
@@ -124,5 +194,8 @@ impl ServiceProcess {
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            eprintln!("--- statusads stderr ---\n{}", self.log());
+        }
     }
 }
