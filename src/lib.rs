@@ -25,6 +25,7 @@
 //! - [`http`]: the actix-web boundary, one module per resource, one error table.
 //! - [`metrics`]: the one catalogue of Prometheus metrics.
 //! - [`demo`]: demo data for the quick start.
+//! - [`secrets`]: generated tokens and keys, kept under `data_dir` (owner-only) across restarts.
 
 pub mod capping;
 pub mod catalog;
@@ -37,6 +38,7 @@ pub mod ledger;
 pub mod media;
 pub mod messaging;
 pub mod metrics;
+pub mod secrets;
 pub mod selection;
 pub mod serving;
 pub mod shutdown;

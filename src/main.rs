@@ -8,11 +8,13 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use statusads::clock::SystemClock;
 use statusads::config::Settings;
+use statusads::secrets::Kept;
 use statusads::startup::{Application, GeneratedSecrets};
 
 #[derive(Parser)]
 #[command(
     name = "statusads",
+    version,
     about = "Sponsored items in the Status feed: decide, cap, count, bill."
 )]
 struct Cli {
@@ -67,8 +69,8 @@ fn main() -> ExitCode {
                     .await
                     .map_err(|e| e.to_string())?;
                 match secrets.demo_api_key {
-                    Some(key) => println!("demo advertiser API key: {key}"),
-                    None => println!("the catalog is not empty; nothing seeded"),
+                    Some(key) if key.created => println!("demo advertiser API key: {}", key.value),
+                    _ => println!("the catalog is not empty; nothing seeded"),
                 }
                 Ok(())
             }
@@ -94,7 +96,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let (app, secrets) = Application::build(settings.clone(), Arc::new(SystemClock))
         .await
         .map_err(|e| format!("cannot start: {e}"))?;
-    print_generated(&secrets, app.port());
+    print_generated(&secrets, app.port(), backend);
     tracing::info!(address = %format!("http://{}", settings.http.bind), backend, "statusads ready");
     app.run_until_stopped().await.map_err(|e| e.to_string())
 }
@@ -152,20 +154,36 @@ fn quarantine(file: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Generated secrets go to stdout once, never to the log.
-fn print_generated(secrets: &GeneratedSecrets, port: u16) {
-    if let Some(token) = &secrets.admin_token {
-        println!("operator token (generated): {token}");
-    }
-    if let Some(token) = &secrets.client_token {
-        println!("client token (generated):   {token}");
+/// Generated secrets go to stdout (never to the log) at every start, with the file that keeps
+/// each, so a restart never strands the tokens a user already has.
+fn print_generated(secrets: &GeneratedSecrets, port: u16, backend: &str) {
+    let kept = |what: &str, secret: &Kept| {
+        let how = if secret.created { "generated" } else { "kept" };
         println!(
-            "try: curl -s -X POST http://127.0.0.1:{port}/v1/slots -H 'Authorization: Bearer {token}' \
-             -H 'Content-Type: application/json' -d '{{\"user\":\"u1\",\"session\":\"s1\",\"statuses\":12}}'"
+            "{what} ({how} in {}): {}",
+            secret.path.display(),
+            secret.value
         );
+    };
+    if let Some(token) = &secrets.admin_token {
+        kept("operator token", token);
     }
     if let Some(key) = &secrets.demo_api_key {
-        println!("demo advertiser API key:    {key}");
+        kept("demo advertiser API key, as seeded", key);
+    }
+    if let Some(token) = &secrets.client_token {
+        kept("client token", token);
+        println!(
+            "try: curl -s -X POST http://127.0.0.1:{port}/v1/slots -H 'Authorization: Bearer {}' \
+             -H 'Content-Type: application/json' -d '{{\"user\":\"u1\",\"session\":\"s1\",\"statuses\":12}}'",
+            token.value
+        );
+        if secrets.demo_api_key.is_none() {
+            println!(
+                "     (no demo data on the {backend} backend: slots stay empty until an advertiser's \
+                 creative is approved; STATUSADS__DEMO__SEED=true seeds the demo campaigns)"
+            );
+        }
     }
 }
 

@@ -79,6 +79,7 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     ("statusads_spool_replayed_total", "counter", "Spooled events replayed into Redis after an outage."),
     ("statusads_store_breaker_open", "gauge", "1 while the store's circuit breaker is open (Redis failed store.breaker_failures times in a row; calls fail at once until a probe answers), else 0."),
     ("statusads_store_breaker_transitions_total", "counter", "Store circuit breaker state changes, by the state entered (open, closed)."),
+    ("statusads_redis_aof_enabled", "gauge", "1 when Redis reports append-only persistence on, 0 when off (an acknowledged event would not survive a Redis crash); absent until Redis has answered."),
 ];
 
 const CONVERSION_TYPES: [&str; 2] = ["conversation_started", "message"];
@@ -271,7 +272,11 @@ pub struct Metrics {
     breaker_open: AtomicU64,
     /// Indexed like [`BREAKER_STATES`].
     breaker_transitions: [AtomicU64; 2],
+    /// 0 or 1; [`UNKNOWN`] until Redis has answered.
+    redis_aof: AtomicU64,
 }
+
+const UNKNOWN: u64 = u64::MAX;
 
 /// The states a breaker transition enters, as labelled.
 const BREAKER_STATES: [&str; 2] = ["open", "closed"];
@@ -299,6 +304,7 @@ impl Default for Metrics {
             spool_replayed: AtomicU64::new(0),
             breaker_open: AtomicU64::new(0),
             breaker_transitions: counters(),
+            redis_aof: AtomicU64::new(UNKNOWN),
         }
     }
 }
@@ -371,6 +377,11 @@ impl Metrics {
     pub fn spool(&self, pending: u64, replayed: u64) {
         self.spool_events.store(pending, Ordering::Relaxed);
         self.spool_replayed.fetch_add(replayed, Ordering::Relaxed);
+    }
+
+    /// Whether Redis keeps an append-only file (see the README's durability table).
+    pub fn redis_aof(&self, enabled: bool) {
+        self.redis_aof.store(u64::from(enabled), Ordering::Relaxed);
     }
 
     /// The breaker's state now, and the transition that led there if this is one.
@@ -479,6 +490,12 @@ impl Metrics {
                 "statusads_spool_replayed_total" => {
                     let _ = writeln!(out, "{name} {}", load(&self.spool_replayed));
                 }
+                "statusads_redis_aof_enabled" => match load(&self.redis_aof) {
+                    UNKNOWN => {}
+                    known => {
+                        let _ = writeln!(out, "{name} {known}");
+                    }
+                },
                 "statusads_store_breaker_open" => {
                     let _ = writeln!(out, "{name} {}", load(&self.breaker_open));
                 }

@@ -9,7 +9,6 @@
 //! refresher loads the catalog and replays the spool once the probe has closed the breaker.
 
 use std::net::TcpListener;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +29,7 @@ use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::ledger::{Ledger, SpendBoard};
 use crate::metrics::Metrics;
+use crate::secrets::{self, Kept};
 use crate::serving::Server;
 use crate::shutdown::{Shutdown, ShutdownSignal};
 use crate::store::{EmbeddedStore, RedisStore, Store, StoreError};
@@ -64,13 +64,21 @@ pub struct Application {
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Secrets generated at start because configuration left them empty; printed once by `main`.
+/// Secrets this data dir keeps because configuration left them empty (see `secrets`); `main`
+/// prints them at every start.
 #[derive(Default)]
 pub struct GeneratedSecrets {
-    pub admin_token: Option<String>,
-    pub client_token: Option<String>,
-    pub demo_api_key: Option<String>,
+    pub admin_token: Option<Kept>,
+    pub client_token: Option<Kept>,
+    /// The demo advertiser's key as seeded (a later rotation is not reflected).
+    pub demo_api_key: Option<Kept>,
 }
+
+/// The files under `data_dir` that keep generated secrets.
+const ADMIN_TOKEN_FILE: &str = "admin_token";
+const CLIENT_TOKEN_FILE: &str = "client_token";
+const SIGNING_KEY_FILE: &str = "signing_key";
+const DEMO_KEY_FILE: &str = "demo_api_key";
 
 impl Application {
     pub async fn build(
@@ -90,21 +98,25 @@ impl Application {
         let data_dir = settings.store.data_dir.clone();
         std::fs::create_dir_all(&data_dir)?;
         let store = Arc::new(open_store(&settings, metrics.clone()).await?);
-        let mut secrets = GeneratedSecrets::default();
-        let admin_token = non_empty_or(&settings.auth.admin_token, || {
-            let token = random_secret("sa_admin_");
-            secrets.admin_token = Some(token.clone());
-            token
-        });
+        let mut secrets = GeneratedSecrets {
+            demo_api_key: secrets::read(&data_dir, DEMO_KEY_FILE),
+            ..GeneratedSecrets::default()
+        };
+        let admin_token = match settings.auth.admin_token.as_str() {
+            "" => {
+                let kept = secrets::kept(&data_dir, ADMIN_TOKEN_FILE, "sa_admin_", 16)?;
+                secrets.admin_token.insert(kept).value.clone()
+            }
+            token => token.to_owned(),
+        };
         let client_tokens = if settings.auth.client_tokens.is_empty() {
-            let token = random_secret("sa_client_");
-            secrets.client_token = Some(token.clone());
-            vec![token]
+            let kept = secrets::kept(&data_dir, CLIENT_TOKEN_FILE, "sa_client_", 16)?;
+            vec![secrets.client_token.insert(kept).value.clone()]
         } else {
             settings.auth.client_tokens.clone()
         };
         let signing_key = match settings.tokens.signing_key.as_str() {
-            "" => signing_key_of(&data_dir)?,
+            "" => secrets::kept(&data_dir, SIGNING_KEY_FILE, "", 32)?.value,
             key => key.to_owned(),
         };
         let previous: Vec<&[u8]> = settings
@@ -128,7 +140,12 @@ impl Application {
         } else if settings.seeds_demo() {
             if let Some(seeded) = crate::demo::seed(&catalog, &assets, clock.now()).await? {
                 tracing::info!(advertiser = %seeded.advertiser_id, "seeded demo data");
-                secrets.demo_api_key = Some(seeded.api_key);
+                let path = secrets::keep(&data_dir, DEMO_KEY_FILE, &seeded.api_key)?;
+                secrets.demo_api_key = Some(Kept {
+                    value: seeded.api_key,
+                    path,
+                    created: true,
+                });
             }
         }
         let spend = Arc::new(SpendBoard::default());
@@ -205,6 +222,7 @@ impl Application {
                 ledger: state.ledger.clone(),
                 cache,
                 cached_version,
+                persistence_checked: false,
             },
             shutdown.listener(),
         ));
@@ -325,6 +343,8 @@ struct Refresher {
     /// The local catalog copy (Redis backend only) and the version last written to it.
     cache: Option<Arc<CatalogCache>>,
     cached_version: Option<u64>,
+    /// Whether Redis's persistence setting has been read (once, when Redis first answers).
+    persistence_checked: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -363,6 +383,7 @@ impl Refresher {
                 self.save_catalog_cache().await;
             }
             Tick::Spend => {
+                self.check_persistence().await;
                 self.ledger.drain_spool().await;
                 match self.spend.refresh(&self.store, self.clock.now_ms()).await {
                     Ok(()) => self
@@ -371,6 +392,29 @@ impl Refresher {
                     Err(err) => tracing::warn!(error = %err, "spend refresh failed"),
                 }
             }
+        }
+    }
+
+    /// Warns (log and metric) when Redis keeps no append-only file: the README's durability
+    /// table calls that not acceptable for billing.
+    async fn check_persistence(&mut self) {
+        if self.persistence_checked {
+            return;
+        }
+        match self.store.aof_enabled().await {
+            None => self.persistence_checked = true,
+            Some(Ok(enabled)) => {
+                self.persistence_checked = true;
+                self.ledger.metrics.redis_aof(enabled);
+                if !enabled {
+                    tracing::warn!(
+                        "Redis has no append-only file (appendonly no): events acknowledged \
+                         since its last snapshot would be lost in a Redis crash; set \
+                         appendonly yes (README: Durability)"
+                    );
+                }
+            }
+            Some(Err(err)) => tracing::debug!(error = %err, "Redis persistence not known yet"),
         }
     }
 
@@ -389,40 +433,6 @@ impl Refresher {
             Ok(Ok(())) => self.cached_version = Some(version),
             Ok(Err(err)) => tracing::warn!(error = %err, "cannot write the catalog cache"),
             Err(err) => tracing::warn!(error = %err, "catalog cache writer failed"),
-        }
-    }
-}
-
-fn non_empty_or(value: &str, generate: impl FnOnce() -> String) -> String {
-    if value.is_empty() {
-        generate()
-    } else {
-        value.to_owned()
-    }
-}
-
-fn random_secret(prefix: &str) -> String {
-    use rand::distributions::{Alphanumeric, DistString};
-    format!(
-        "{prefix}{}",
-        Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
-    )
-}
-
-/// The token signing key of this data dir, created on first use (readable by the owner only).
-fn signing_key_of(data_dir: &Path) -> std::io::Result<String> {
-    let path = data_dir.join("signing_key");
-    match std::fs::read_to_string(&path) {
-        Ok(key) if key.trim().len() >= 32 => Ok(key.trim().to_owned()),
-        _ => {
-            let key = random_secret("");
-            std::fs::write(&path, &key)?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-            }
-            Ok(key)
         }
     }
 }

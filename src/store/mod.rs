@@ -337,6 +337,15 @@ impl Store {
         }
     }
 
+    /// Whether the hot store keeps what it acknowledged across its own crash: Redis's AOF
+    /// setting (`None` on the embedded backend, whose journal is always fsynced).
+    pub async fn aof_enabled(&self) -> Option<Result<bool, StoreError>> {
+        match self {
+            Store::Redis(s) => Some(s.aof_enabled().await),
+            Store::Embedded(_) => None,
+        }
+    }
+
     /// Probes Redis while its breaker is open (see [`breaker`]) until `shutdown`; the embedded
     /// backend has nothing to probe.
     pub async fn probe_while_open(&self, shutdown: &mut crate::shutdown::Shutdown) {

@@ -501,3 +501,87 @@ async fn sigterm_with_redis_down_keeps_the_spool_and_exits_cleanly() {
         assert_eq!(service.api.render(token).await, "duplicate");
     }
 }
+
+/// The quick start as a new user meets it: the real binary with nothing configured prints its
+/// generated tokens and the demo key; after a restart it prints the same ones and they still
+/// work (they are kept in `data_dir`, readable by the owner only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_tokens_survive_a_restart() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let data_dir = crate::support::scratch::ScratchDir::new("quickstart");
+    let port = crate::support::redis_server::free_port();
+    let start = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_statusads"))
+            .env("STATUSADS__HTTP__BIND", format!("127.0.0.1:{port}"))
+            .env("STATUSADS__STORE__DATA_DIR", data_dir.path())
+            .env("STATUSADS__STORE__SHARDS", "16")
+            .env("STATUSADS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut printed = std::collections::BTreeMap::new();
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            if let Some((what, value)) = line.split_once("): ") {
+                let what = what.split(" (").next().unwrap().to_owned();
+                printed.insert(what, value.to_owned());
+            }
+            if line.starts_with("try:") {
+                break;
+            }
+        }
+        (child, printed)
+    };
+    let (mut first, printed) = start();
+    let admin = printed["operator token"].clone();
+    assert!(admin.starts_with("sa_admin_"), "{printed:?}");
+    assert!(
+        printed.contains_key("client token")
+            && printed.contains_key("demo advertiser API key, as seeded")
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let (mut second, again) = start();
+    assert_eq!(again, printed, "the same secrets at the next start");
+    let api = crate::support::app::Api {
+        address: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let res = loop {
+        if let Ok(res) = api
+            .http
+            .get(api.url("/v1/advertisers"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+        {
+            break res;
+        }
+        assert!(std::time::Instant::now() < deadline, "the service answers");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the first start's operator token still works"
+    );
+    let key = &printed["demo advertiser API key, as seeded"];
+    assert_eq!(api.get("/v1/campaigns", key).await.status(), StatusCode::OK);
+    second.kill().unwrap();
+    second.wait().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in ["admin_token", "client_token", "signing_key", "demo_api_key"] {
+            let mode = std::fs::metadata(data_dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+    }
+}

@@ -360,6 +360,21 @@ impl RedisStore {
         .map(drop)
     }
 
+    /// Whether Redis keeps an append-only file (`INFO persistence`; on a cluster, the node
+    /// that answers).
+    pub async fn aof_enabled(&self) -> Result<bool, StoreError> {
+        let mut conn = self.bulk()?;
+        let info: String = self
+            .call(RedisOp::Ping, async move {
+                redis::cmd("INFO")
+                    .arg("persistence")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(info.lines().any(|line| line.trim() == "aof_enabled:1"))
+    }
+
     pub async fn load_catalog(&self) -> Result<CatalogData, StoreError> {
         let mut conn = self.bulk()?;
         type Raw = (
