@@ -7,6 +7,7 @@ pub mod redis_cluster;
 pub mod redis_server;
 pub mod scratch;
 pub mod service;
+pub mod slow_client;
 
 pub use app::{spawn_app, spawn_app_with, Backend, TestApp};
 
