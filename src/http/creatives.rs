@@ -116,11 +116,7 @@ async fn upload(
     let info = media::inspect(&file).map_err(media_error)?;
     meta.validate()?;
 
-    let sha = state
-        .assets
-        .put(&file)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let sha = state.assets.put(&file).await?;
     let creative = Creative {
         id: CreativeId::generate(),
         campaign_id: campaign.id.clone(),

@@ -1,6 +1,7 @@
 //! Hostile clients: the role matrix over every documented endpoint, rate limits with
 //! Retry-After, a panicking handler that answers 500 while the service keeps serving, bodies
-//! that never finish (408), and uploads held open to exhaust memory (a cap per advertiser).
+//! that never finish (408), uploads held open to exhaust memory (a cap per advertiser), and a
+//! full disk under an upload (503).
 
 use std::time::{Duration, Instant};
 
@@ -414,4 +415,89 @@ async fn concurrent_uploads_per_advertiser_are_capped_until_they_end() {
         metrics.contains("statusads_rate_limited_total{scope=\"uploads\"} 1"),
         "{metrics}"
     );
+}
+
+/// A tmpfs of `size` mounted over `dir` for the guard's lifetime (unmounted on drop, even when
+/// the test panics). `None` where mounting is not permitted (not root).
+struct TinyDisk(std::path::PathBuf);
+
+impl TinyDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Self> {
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| Self(dir.to_path_buf()))
+            .or_else(|| {
+                eprintln!(
+                    "cannot mount a tmpfs: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+                None
+            })
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        // Lazy: the app's workers may still hold the directory open.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_onto_a_full_disk_answers_503_and_stores_nothing() {
+    let app = spawn_app(Backend::Embedded).await;
+    let (_, key) = app.advertiser("Roomless").await;
+    let campaign = app.campaign(&key, json!({})).await;
+    let assets = app._data_dir.path().join("assets");
+    // Room for one plain portrait PNG (~260 KB), not for a padded 2 MiB one.
+    let Some(_disk) = TinyDisk::mount(&assets, "1m") else {
+        eprintln!("SKIPPED an_upload_onto_a_full_disk_answers_503_and_stores_nothing: needs root");
+        return;
+    };
+    let res = app
+        .upload(
+            &key,
+            &campaign,
+            padded_png(2 * 1024 * 1024),
+            "big.png",
+            json!({"headline": "No room"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().contains_key("retry-after"));
+    let body = res.text().await.unwrap();
+    let parsed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(parsed["error"]["code"], "unavailable", "{body}");
+    assert!(
+        !body.contains("space") && !body.contains("os error") && !body.contains("assets"),
+        "no internals: {body}"
+    );
+    assert_eq!(app.stored_assets(), 0, "no partial file left behind");
+    let listed: Value = app
+        .get(&format!("/v1/campaigns/{campaign}/creatives"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["creatives"], json!([]));
+    // What fits still fits.
+    let res = app
+        .upload(
+            &key,
+            &campaign,
+            portrait_png(),
+            "ad.png",
+            json!({"headline": "Small"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
 }
