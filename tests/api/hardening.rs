@@ -1,7 +1,7 @@
 //! Hostile clients: the role matrix over every documented endpoint, rate limits with
 //! Retry-After, a panicking handler that answers 500 while the service keeps serving, bodies
-//! that never finish (408), uploads held open to exhaust memory (a cap per advertiser), and a
-//! full disk under an upload (503).
+//! that never finish (408), uploads held open to exhaust memory (a cap per advertiser), a full
+//! disk under an upload (503), and control or bidi characters smuggled into text fields.
 
 use std::time::{Duration, Instant};
 
@@ -500,4 +500,182 @@ async fn an_upload_onto_a_full_disk_answers_503_and_stores_nothing() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_and_bidi_characters_are_refused_in_every_text_field() {
+    let app = spawn_app(Backend::Embedded).await;
+    let (_, key) = app.advertiser("Clean").await;
+    let campaign = app
+        .campaign(
+            &key,
+            json!({"objective": "chat", "chat": {"prefilled_text": "Hi"}}),
+        )
+        .await;
+    let res = app
+        .upload(
+            &key,
+            &campaign,
+            portrait_png(),
+            "ad.png",
+            json!({"headline": "Fine"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let creative: Value = res.json().await.unwrap();
+    let creative_id = creative["id"].as_str().unwrap().to_owned();
+    let campaign_before: Value = app
+        .get(&format!("/v1/campaigns/{campaign}"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let advertisers_before: Value = app
+        .get("/v1/advertisers", ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    let patch = format!("/v1/campaigns/{campaign}");
+    for (label, bad) in [
+        ("NUL", "Pizza\u{0}Roma"),
+        ("ESC", "Pizza\u{1b}[31mRoma"),
+        ("RLO", "Pizza\u{202e}amoR"),
+    ] {
+        // (what, field named in the message, code, response)
+        let mut answers = vec![
+            (
+                "advertiser name",
+                "name",
+                "invalid_name",
+                app.post(
+                    "/v1/advertisers",
+                    ADMIN,
+                    json!({"name": bad, "chat_number": "+390612345678", "currency": "EUR"}),
+                )
+                .await,
+            ),
+            (
+                "new campaign name",
+                "name",
+                "invalid_name",
+                app.post(
+                    "/v1/campaigns",
+                    &key,
+                    json!({"name": bad, "bid_cpm_micros": 2_000_000,
+                           "budget": {"total_micros": 100_000_000}}),
+                )
+                .await,
+            ),
+            (
+                "campaign name",
+                "name",
+                "invalid_name",
+                app.send(
+                    Method::PATCH,
+                    &patch,
+                    Some(&key),
+                    Some(json!({"name": bad})),
+                )
+                .await,
+            ),
+            (
+                "chat text",
+                "prefilled_text",
+                "invalid_chat",
+                app.send(
+                    Method::PATCH,
+                    &patch,
+                    Some(&key),
+                    Some(json!({"chat": {"prefilled_text": bad}})),
+                )
+                .await,
+            ),
+            (
+                "targeted city",
+                "targeting.cities",
+                "invalid_targeting",
+                app.send(
+                    Method::PATCH,
+                    &patch,
+                    Some(&key),
+                    Some(json!({"targeting": {"cities": ["Milano", bad]}})),
+                )
+                .await,
+            ),
+            (
+                "reject reason",
+                "reason",
+                "invalid_reason",
+                app.post(
+                    &format!("/v1/creatives/{creative_id}/reject"),
+                    ADMIN,
+                    json!({ "reason": bad }),
+                )
+                .await,
+            ),
+            (
+                "slot context city",
+                "city",
+                "invalid_context",
+                app.post(
+                    "/v1/slots",
+                    CLIENT,
+                    json!({"user": "u1", "statuses": 5, "context": {"city": bad}}),
+                )
+                .await,
+            ),
+        ];
+        for (field, meta) in [
+            ("headline", json!({ "headline": bad })),
+            ("body", json!({"headline": "ok", "body": bad})),
+            ("cta_label", json!({"headline": "ok", "cta_label": bad})),
+        ] {
+            answers.push((
+                field,
+                field,
+                "invalid_text",
+                app.upload(&key, &campaign, portrait_png(), "ad.png", meta)
+                    .await,
+            ));
+        }
+        for (what, field, code, res) in answers {
+            let status = res.status();
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (StatusCode::UNPROCESSABLE_ENTITY, Some(code)),
+                "{what} with {label}: {body}"
+            );
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains(field),
+                "{what} with {label}: the message names the field: {message}"
+            );
+        }
+    }
+
+    // Nothing changed.
+    let advertisers_after: Value = app
+        .get("/v1/advertisers", ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(advertisers_after, advertisers_before);
+    let campaign_after: Value = app.get(&patch, &key).await.json().await.unwrap();
+    assert_eq!(campaign_after, campaign_before);
+    let campaigns: Value = app.get("/v1/campaigns", &key).await.json().await.unwrap();
+    assert_eq!(campaigns["campaigns"].as_array().unwrap().len(), 1);
+    let creatives: Value = app
+        .get(&format!("/v1/campaigns/{campaign}/creatives"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(creatives["creatives"].as_array().unwrap().len(), 1);
+    assert_eq!(creatives["creatives"][0]["status"], "pending");
+    assert_eq!(creatives["creatives"][0]["reject_reason"], Value::Null);
+    assert_eq!(app.stored_assets(), 1);
 }
