@@ -3,8 +3,10 @@
 //! screens, advertisers' consoles, logs and CSV exports; a control character (NUL, ESC
 //! sequences, line breaks) can corrupt or forge what those show, and a bidi override can make
 //! an ad or a name read differently from what was moderated. Every field is one line: line
-//! breaks (`\n`, `\r`, U+2028, U+2029) are refused too, in a creative's body as elsewhere,
-//! because clients lay the body out as one caption beside the "Sponsored" label.
+//! breaks (`\n`, `\r`, U+2028, U+2029) are refused too, in a creative's body as elsewhere. The
+//! body is a 125-character caption drawn over someone's Status by apps this service does not
+//! control; line breaks would let an ad choose its own height and push the "Sponsored" label or
+//! the button around, and the length limit would no longer bound the space it takes.
 
 use super::ValidationError;
 
