@@ -93,6 +93,9 @@ impl MessagingSettings {
 pub struct HttpSettings {
     pub bind: String,
     pub json_logs: bool,
+    /// Deadline for a whole request body, counted from its head.
+    pub body_timeout_ms: u64,
+    pub max_concurrent_uploads_per_advertiser: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -260,6 +263,15 @@ impl Settings {
         if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
             return invalid("http.bind", "must be host:port, e.g. 127.0.0.1:8080");
         }
+        if self.http.body_timeout_ms == 0 {
+            return invalid("http.body_timeout_ms", "must be positive");
+        }
+        if self.http.max_concurrent_uploads_per_advertiser == 0 {
+            return invalid(
+                "http.max_concurrent_uploads_per_advertiser",
+                "must be at least 1",
+            );
+        }
         if !self.store.redis_url.is_empty() && !self.store.redis_url.starts_with("redis://") {
             return invalid("store.redis_url", "must start with redis://");
         }
@@ -419,6 +431,8 @@ mod tests {
     fn defaults_match_the_design_table() {
         let s = Settings::defaults();
         assert_eq!(s.http.bind, "127.0.0.1:8080");
+        assert_eq!(s.http.body_timeout_ms, 10_000);
+        assert_eq!(s.http.max_concurrent_uploads_per_advertiser, 4);
         assert!(!s.uses_redis());
         assert_eq!(s.store.data_dir, PathBuf::from("./data"));
         assert_eq!(
@@ -460,11 +474,13 @@ mod tests {
                 ("STATUSADS__AUTH__CLIENT_TOKENS", "a, b,,c"),
                 ("STATUSADS__STORE__REDIS_URL", "redis://127.0.0.1:6379"),
                 ("STATUSADS__DEMO__SEED", "true"),
+                ("STATUSADS__HTTP__BODY_TIMEOUT_MS", "2500"),
                 ("OTHER", "ignored"),
             ]),
         )
         .unwrap();
         assert_eq!(s.ad_load.min_gap, 6);
+        assert_eq!(s.http.body_timeout_ms, 2500);
         assert_eq!(s.auth.client_tokens, vec!["a", "b", "c"]);
         assert!(s.uses_redis());
         assert!(s.seeds_demo());
@@ -497,6 +513,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("store.breaker_probe_ms"), "{err}");
+        for (name, value, key) in [
+            (
+                "STATUSADS__HTTP__BODY_TIMEOUT_MS",
+                "0",
+                "http.body_timeout_ms",
+            ),
+            (
+                "STATUSADS__HTTP__MAX_CONCURRENT_UPLOADS_PER_ADVERTISER",
+                "0",
+                "http.max_concurrent_uploads_per_advertiser",
+            ),
+        ] {
+            let err = Settings::from_layers(None, &env(&[(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
+        }
         let err = Settings::from_layers(None, &env(&[("STATUSADS__HTTP__TYPO", "1")]))
             .unwrap_err()
             .to_string();

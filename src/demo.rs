@@ -62,10 +62,7 @@ pub async fn seed(
         let campaign = catalog.create_campaign(&advertiser, input, now).await?;
         let png = media::png::solid_png(1080, 1920, rgb);
         let info = media::inspect(&png).expect("generated demo images are valid");
-        let sha = assets
-            .put(&png)
-            .await
-            .map_err(|e| CatalogError::Conflict(format!("cannot store demo asset: {e}")))?;
+        let sha = assets.put(&png).await?;
         let creative = Creative {
             id: CreativeId::generate(),
             campaign_id: campaign.id.clone(),

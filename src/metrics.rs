@@ -73,7 +73,7 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     ("statusads_conversions_total", "counter", "Click-to-chat conversions by type and status."),
     ("statusads_messages_total", "counter", "Business messages by template category (none for free-form and inbound) and outcome (rating reason, refused or duplicate)."),
     ("statusads_message_charges_total", "counter", "Business messages that were charged."),
-    ("statusads_rate_limited_total", "counter", "Requests refused with 429, by limit scope (client token, user, advertiser)."),
+    ("statusads_rate_limited_total", "counter", "Requests refused with 429, by limit scope (client token, user, advertiser, uploads in flight per advertiser)."),
     ("statusads_panics_total", "counter", "Request handlers that panicked (answered 500; the worker survives)."),
     ("statusads_spool_events", "gauge", "Events acknowledged during a Redis outage and waiting in the local spool."),
     ("statusads_spool_replayed_total", "counter", "Spooled events replayed into Redis after an outage."),
@@ -99,16 +99,19 @@ pub enum RateLimitScope {
     Client,
     User,
     Advertiser,
+    /// Concurrent uploads of one advertiser.
+    Uploads,
 }
 
 impl RateLimitScope {
-    const ALL: [Self; 3] = [Self::Client, Self::User, Self::Advertiser];
+    const ALL: [Self; 4] = [Self::Client, Self::User, Self::Advertiser, Self::Uploads];
 
     fn as_str(self) -> &'static str {
         match self {
             Self::Client => "client",
             Self::User => "user",
             Self::Advertiser => "advertiser",
+            Self::Uploads => "uploads",
         }
     }
 }
@@ -265,7 +268,7 @@ pub struct Metrics {
     conversions: [AtomicU64; 6],
     messages: [AtomicU64; 24],
     message_charges: AtomicU64,
-    rate_limited: [AtomicU64; 3],
+    rate_limited: [AtomicU64; 4],
     panics: AtomicU64,
     spool_events: AtomicU64,
     spool_replayed: AtomicU64,

@@ -26,6 +26,7 @@ use crate::catalog::cache::CatalogCache;
 use crate::catalog::{Catalog, Origin};
 use crate::clock::SharedClock;
 use crate::config::Settings;
+use crate::http::body_deadline::BodyDeadline;
 use crate::http::{self, AppState};
 use crate::ledger::{Ledger, SpendBoard};
 use crate::metrics::Metrics;
@@ -209,6 +210,10 @@ impl Application {
             prices: settings.messaging.price_table(),
             shards: settings.store.shards,
             rate_limits: crate::http::rate_limit::RateLimits::new(&settings.rate_limits),
+            uploads: crate::http::rate_limit::Concurrency::new(
+                settings.http.max_concurrent_uploads_per_advertiser,
+                crate::metrics::RateLimitScope::Uploads,
+            ),
         });
         let shutdown = ShutdownSignal::default();
         let cached_version =
@@ -234,10 +239,20 @@ impl Application {
         let listener = TcpListener::bind(&settings.http.bind)?;
         let port = listener.local_addr()?.port();
         let app_state = state.clone();
+        let body_deadline = BodyDeadline {
+            timeout: Duration::from_millis(settings.http.body_timeout_ms),
+        };
         let server = actix_web::HttpServer::new(move || {
             let metrics = app_state.metrics.clone();
             App::new()
                 .app_data(app_state.clone())
+                // Registered first, so it runs inside the request-id wrapper: a 408 is logged,
+                // counted and carries its request id like any other answer.
+                .wrap_fn(move |mut req, srv| {
+                    let body = body_deadline.arm(&mut req);
+                    let fut = srv.call(req);
+                    async move { body_deadline.answer(body, fut.await) }
+                })
                 .wrap_fn(move |req, srv| {
                     // Every request gets an id, in its log span and echoed to the caller.
                     let request_id = format!("{:016x}", rand::thread_rng().gen::<u64>());
@@ -268,6 +283,7 @@ impl Application {
                 .configure(http::configure)
         })
         // Slow clients (slow-loris) lose their connection instead of holding a worker slot.
+        // This bounds the head only; `BodyDeadline` bounds the body.
         .client_request_timeout(Duration::from_secs(5))
         .client_disconnect_timeout(Duration::from_secs(2))
         .keep_alive(Duration::from_secs(30))

@@ -2,11 +2,16 @@
 //! stored once, a path can never be overwritten with other content, and the URL is cacheable
 //! forever. Files are written to a temporary name and renamed, so a crash never leaves a
 //! half-written asset under its final name.
+//!
+//! A write that fails (a full disk, a read-only or broken volume) is the store being
+//! unavailable, as for the journal: the upload may be retried and nothing of it stays behind.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+
+use crate::store::StoreError;
 
 #[derive(Debug, Clone)]
 pub struct AssetStore {
@@ -25,15 +30,24 @@ impl AssetStore {
     }
 
     /// Stores validated bytes; returns their SHA-256.
-    pub async fn put(&self, bytes: &[u8]) -> io::Result<String> {
+    pub async fn put(&self, bytes: &[u8]) -> Result<String, StoreError> {
         let sha = Self::digest(bytes);
         let path = self.dir.join(&sha);
-        if tokio::fs::try_exists(&path).await? {
+        let unavailable =
+            |err: io::Error| StoreError::Unavailable(format!("asset {sha} not stored: {err}"));
+        if tokio::fs::try_exists(&path).await.map_err(unavailable)? {
             return Ok(sha);
         }
         let tmp = self.dir.join(format!(".{sha}.{}.tmp", std::process::id()));
-        tokio::fs::write(&tmp, bytes).await?;
-        tokio::fs::rename(&tmp, &path).await?;
+        let written = match tokio::fs::write(&tmp, bytes).await {
+            Ok(()) => tokio::fs::rename(&tmp, &path).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = written {
+            // The partial file would hold the very space that ran out.
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(unavailable(err));
+        }
         Ok(sha)
     }
 

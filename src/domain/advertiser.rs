@@ -5,6 +5,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::ids::AdvertiserId;
+use super::text::check_one_line;
 use super::ValidationError;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -41,6 +42,7 @@ impl NewAdvertiser {
                 "name must be 1-100 characters",
             ));
         }
+        check_one_line("name", name, "invalid_name")?;
         if let Some(number) = &self.chat_number {
             validate_chat_number(number)?;
         }
@@ -143,6 +145,7 @@ mod tests {
             (new("x", Some("0612345678"), "EUR"), "invalid_chat_number"),
             (new("x", Some("+0612345678"), "EUR"), "invalid_chat_number"),
             (new("x", None, "eur"), "invalid_currency"),
+            (new("Pizza\u{202e}", None, "EUR"), "invalid_name"),
         ] {
             assert_eq!(bad.into_advertiser(now).unwrap_err().code, code);
         }

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use super::advertiser::Advertiser;
 use super::ids::{AdvertiserId, CampaignId};
 use super::targeting::Targeting;
+use super::text::check_one_line;
 use super::{Micros, ValidationError};
 
 pub const MIN_BUDGET_MICROS: Micros = 1_000_000;
@@ -250,6 +251,7 @@ impl Campaign {
                 "name must be 1-100 characters",
             ));
         }
+        check_one_line("name", &self.name, "invalid_name")?;
         if self.end_at.is_some_and(|end| end <= self.start_at) {
             return Err(ValidationError::new(
                 "invalid_schedule",
@@ -307,6 +309,7 @@ impl Campaign {
                     "chat.prefilled_text is at most 500 characters",
                 ));
             }
+            check_one_line("chat.prefilled_text", &chat.prefilled_text, "invalid_chat")?;
         }
         Ok(())
     }

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::ids::{AdvertiserId, CampaignId, CreativeId};
+use super::text::check_one_line;
 use super::ValidationError;
 
 pub const MAX_HEADLINE_CHARS: usize = 40;
@@ -89,6 +90,11 @@ impl CreativeMeta {
                 format!("cta_label must be 1-{MAX_CTA_CHARS} characters"),
             ));
         }
+        check_one_line("headline", &self.headline, "invalid_text")?;
+        check_one_line("body", &self.body, "invalid_text")?;
+        if let Some(label) = &self.cta_label {
+            check_one_line("cta_label", label, "invalid_text")?;
+        }
         Ok(())
     }
 }
@@ -107,7 +113,7 @@ impl Rejection {
                 format!("reason must be 1-{MAX_REASON_CHARS} characters"),
             ));
         }
-        Ok(())
+        check_one_line("reason", &self.reason, "invalid_reason")
     }
 }
 
@@ -135,5 +141,11 @@ mod tests {
             "invalid_text"
         );
         assert_eq!(meta("", "").validate().unwrap_err().code, "invalid_text");
+        let err = meta("ok", "Two lines:\nsecond").validate().unwrap_err();
+        assert_eq!(
+            (err.code, err.message.starts_with("body ")),
+            ("invalid_text", true),
+            "a creative's body is one line too"
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod event;
 pub mod ids;
 pub mod slot;
 pub mod targeting;
+pub mod text;
 
 /// A rule of the contract was broken; `code` is the stable snake_case code (HTTP 422).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

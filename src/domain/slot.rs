@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::text::check_one_line;
 use super::{UserId, ValidationError};
 
 pub const MAX_STATUSES: u32 = 500;
@@ -76,6 +77,19 @@ impl SlotRequestBody {
                 "invalid_context",
                 "at most 100 interests of at most 100 bytes each",
             ));
+        }
+        for (field, value) in [
+            ("context.country", &ctx.country),
+            ("context.city", &ctx.city),
+            ("context.language", &ctx.language),
+            ("context.os", &ctx.os),
+        ] {
+            if let Some(value) = value {
+                check_one_line(field, value, "invalid_context")?;
+            }
+        }
+        for interest in &ctx.interests {
+            check_one_line("context.interests", interest, "invalid_context")?;
         }
         Ok(SlotRequest {
             user,

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::slot::SlotContext;
+use super::text::check_one_line;
 use super::ValidationError;
 
 const MAX_LIST: usize = 250;
@@ -77,6 +78,9 @@ impl Targeting {
             .find(|c| c.trim().is_empty() || c.chars().count() > 100)
         {
             return Err(invalid(format!("city {bad:?} must be 1-100 characters")));
+        }
+        for city in &self.cities {
+            check_one_line("targeting.cities", city, "invalid_targeting")?;
         }
         if let Some(bad) = self.interests.iter().find(|i| !is_interest(i)) {
             return Err(invalid(format!(

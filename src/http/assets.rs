@@ -1,4 +1,5 @@
-//! Public, immutable creative media by SHA-256.
+//! Public, immutable creative media by SHA-256. The bytes are advertisers' uploads: every answer
+//! says `nosniff`, so a browser never reinterprets one as HTML or script whatever it contains.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -37,6 +38,7 @@ async fn asset(
     };
     response
         .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::ETAG, etag));
     if cached {
         return Ok(response.finish());

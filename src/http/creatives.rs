@@ -1,4 +1,5 @@
-//! Creative upload (advertiser) and moderation (operator). An upload is read with hard limits,
+//! Creative upload (advertiser) and moderation (operator). An upload is read with hard limits
+//! (size, parts, uploads in flight per advertiser, and the body deadline every request has),
 //! recognised by content, validated whole, and only then stored: a rejected upload stores nothing.
 
 use actix_multipart::{Multipart, MultipartError};
@@ -83,6 +84,12 @@ async fn upload(
     mut payload: Multipart,
 ) -> Result<HttpResponse, ApiError> {
     let campaign = state.catalog.owned_campaign(&owner, &parse_id(&path)?)?;
+    // Held until the upload ends, however it ends: bounds the bodies one advertiser can have
+    // buffered at once.
+    let _slot = state
+        .uploads
+        .enter(owner.id.as_str(), &state.metrics)
+        .map_err(ApiError::RateLimited)?;
     let (mut file, mut meta) = (None, None);
     let mut parts = 0;
     while let Some(mut field) = payload.try_next().await.map_err(multipart_error)? {
@@ -109,11 +116,7 @@ async fn upload(
     let info = media::inspect(&file).map_err(media_error)?;
     meta.validate()?;
 
-    let sha = state
-        .assets
-        .put(&file)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let sha = state.assets.put(&file).await?;
     let creative = Creative {
         id: CreativeId::generate(),
         campaign_id: campaign.id.clone(),

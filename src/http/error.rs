@@ -20,6 +20,8 @@ pub enum ApiError {
     Forbidden,
     #[error("not found")]
     NotFound,
+    #[error("the request body did not arrive within {0} ms")]
+    RequestTimeout(u64),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -55,6 +57,7 @@ pub const ERROR_TABLE: &[(&str, u16)] = &[
     ("unauthorized", 401),
     ("forbidden", 403),
     ("not_found", 404),
+    ("request_timeout", 408),
     ("conflict", 409),
     ("payload_too_large", 413),
     ("unsupported_media_type", 415),
@@ -73,6 +76,7 @@ impl ApiError {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
+            Self::RequestTimeout(_) => "request_timeout",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -180,6 +184,7 @@ mod tests {
             (ApiError::Unauthorized, 401),
             (ApiError::Forbidden, 403),
             (ApiError::NotFound, 404),
+            (ApiError::RequestTimeout(300), 408),
             (ApiError::Conflict("x".into()), 409),
             (ApiError::PayloadTooLarge("x".into()), 413),
             (ApiError::UnsupportedMediaType("x".into()), 415),

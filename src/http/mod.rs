@@ -4,6 +4,7 @@
 pub mod advertisers;
 pub mod assets;
 pub mod auth;
+pub mod body_deadline;
 pub mod campaigns;
 pub mod console;
 pub mod conversions;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub prices: crate::messaging::PriceTable,
     pub shards: u32,
     pub rate_limits: rate_limit::RateLimits,
+    /// Uploads in flight per advertiser.
+    pub uploads: rate_limit::Concurrency,
 }
 
 impl AppState {

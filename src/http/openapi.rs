@@ -388,7 +388,8 @@ fn error_statuses(route: &Route) -> Vec<u16> {
         statuses.extend([401, 403, 429]);
     }
     if route.request != Body::None {
-        statuses.extend([400, 413, 415, 422]);
+        // 408: the body did not arrive within `http.body_timeout_ms`.
+        statuses.extend([400, 408, 413, 415, 422]);
     }
     if route.path.contains('{') {
         statuses.push(404);

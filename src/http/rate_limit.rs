@@ -2,6 +2,9 @@
 //! events), per user (slots), per advertiser (management calls). Token buckets in this node's
 //! memory: limits hold per node (with N nodes behind a balancer a principal gets up to N times
 //! the rate), which bounds abuse without a store round trip on the hot path.
+//!
+//! Uploads are also limited by how many one advertiser has in flight ([`Concurrency`]): a rate
+//! bounds how often uploads start, not how many multi-MiB bodies are being buffered at once.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -71,6 +74,68 @@ impl Limiter {
     }
 }
 
+/// At most `limit` operations of one key in flight on this node. A slot is taken when an
+/// operation starts and given back when its [`Permit`] drops, however the operation ends
+/// (finished, refused, timed out, or its client gone).
+pub struct Concurrency {
+    limit: usize,
+    scope: RateLimitScope,
+    in_flight: Mutex<HashMap<String, usize>>,
+}
+
+/// One slot of a [`Concurrency`] limit, held for as long as the operation runs.
+#[must_use = "the slot is given back when the permit drops"]
+pub struct Permit<'a> {
+    owner: &'a Concurrency,
+    key: String,
+}
+
+impl Concurrency {
+    /// When a slot frees is unknown here (an upload ends when its body does); a client retrying
+    /// after this long costs one refused head.
+    pub const RETRY_AFTER_SECONDS: u64 = 1;
+
+    pub fn new(limit: u32, scope: RateLimitScope) -> Self {
+        Self {
+            limit: limit.max(1) as usize,
+            scope,
+            in_flight: Mutex::default(),
+        }
+    }
+
+    /// Takes a slot for `key`, or `Err(seconds)` to retry after when all are taken.
+    pub fn enter(&self, key: &str, metrics: &Metrics) -> Result<Permit<'_>, u64> {
+        let mut in_flight = self.in_flight.lock();
+        let count = in_flight.entry(key.to_owned()).or_insert(0);
+        if *count >= self.limit {
+            metrics.rate_limited(self.scope);
+            return Err(Self::RETRY_AFTER_SECONDS);
+        }
+        *count += 1;
+        Ok(Permit {
+            owner: self,
+            key: key.to_owned(),
+        })
+    }
+
+    /// Operations of `key` in flight now.
+    pub fn in_flight(&self, key: &str) -> usize {
+        self.in_flight.lock().get(key).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self.owner.in_flight.lock();
+        if let Some(count) = in_flight.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                in_flight.remove(&self.key);
+            }
+        }
+    }
+}
+
 fn refill(rate: Rate, bucket: Bucket, now_ms: Millis) -> Bucket {
     let elapsed = (now_ms - bucket.at_ms).max(0) as f64 / 1000.0;
     Bucket {
@@ -113,6 +178,8 @@ impl RateLimits {
             RateLimitScope::Client => &self.client,
             RateLimitScope::User => &self.user,
             RateLimitScope::Advertiser => &self.advertiser,
+            // Not a rate: uploads in flight are counted by `Concurrency`.
+            RateLimitScope::Uploads => return Ok(()),
         };
         limiter
             .check(key, now_ms)
@@ -150,6 +217,28 @@ mod tests {
             .check("x", 0),
             Ok(()),
             "zero rate: unlimited"
+        );
+    }
+
+    #[test]
+    fn concurrency_slots_come_back_when_permits_drop() {
+        let metrics = Metrics::default();
+        let uploads = Concurrency::new(2, RateLimitScope::Uploads);
+        let first = uploads.enter("a", &metrics).unwrap();
+        let second = uploads.enter("a", &metrics).unwrap();
+        assert_eq!(
+            uploads.enter("a", &metrics).err(),
+            Some(Concurrency::RETRY_AFTER_SECONDS)
+        );
+        assert!(uploads.enter("b", &metrics).is_ok(), "keys are independent");
+        assert_eq!(uploads.in_flight("a"), 2);
+        drop(first);
+        let third = uploads.enter("a", &metrics).unwrap();
+        drop((second, third));
+        assert_eq!(uploads.in_flight("a"), 0);
+        assert!(
+            uploads.in_flight.lock().is_empty(),
+            "idle keys are forgotten"
         );
     }
 }

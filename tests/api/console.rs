@@ -1,10 +1,13 @@
 //! The console in a real headless Chromium: an advertiser signs in, creates a campaign, uploads
-//! an image and sees the 9:16 preview; the operator approves it; the ad is then served.
+//! an image and sees the 9:16 preview; the operator approves it; the ad is then served. And the
+//! browser a test starts ends with it, also when the test fails.
 
 use serde_json::json;
 
 use crate::support::app::{portrait_png, ADMIN};
-use crate::support::browser::Browser;
+use std::time::{Duration, Instant};
+
+use crate::support::browser::{chromium_processes_of, Browser};
 use crate::support::scratch::ScratchDir;
 use crate::support::{spawn_app, Backend};
 
@@ -116,4 +119,35 @@ async fn advertiser_and_operator_flows_in_chromium() {
     assert_eq!(slots.len(), 1);
     assert_eq!(slots[0]["ad"]["campaign_id"], campaign.as_str());
     assert_eq!(slots[0]["ad"]["headline"], "Pasta night");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_ends_with_its_test_even_when_the_test_fails() {
+    let browser = Browser::start(400, 300).await;
+    browser.open("about:blank").await;
+    let profile = browser.profile_dir().to_owned();
+    assert!(
+        !chromium_processes_of(&profile).is_empty(),
+        "Chromium runs under profile {}",
+        profile.display()
+    );
+    // A failing test drops its browser while it unwinds.
+    let failed = std::thread::spawn(move || {
+        let _browser = browser;
+        panic!("this test fails on purpose, with its browser open");
+    })
+    .join();
+    assert!(failed.is_err());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = chromium_processes_of(&profile);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Chromium processes outlived their test: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

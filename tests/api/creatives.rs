@@ -1,5 +1,5 @@
 //! Creative upload: recognised by content, limits enforced, a rejected upload stores nothing;
-//! moderation; assets served immutable.
+//! moderation; assets served immutable and never sniffed.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -194,6 +194,13 @@ async fn good_uploads_are_moderated_and_served_immutable(backend: Backend) {
         "public, max-age=31536000, immutable"
     );
     assert_eq!(res.headers()["content-type"], "video/mp4");
+    assert_eq!(
+        res.headers()
+            .get("x-content-type-options")
+            .map(|v| v.as_bytes()),
+        Some(&b"nosniff"[..]),
+        "browsers must not sniff an uploaded file into something else"
+    );
     let etag = res.headers()["etag"].to_str().unwrap().to_owned();
     assert_eq!(res.bytes().await.unwrap().to_vec(), video);
     let res = app
@@ -204,6 +211,12 @@ async fn good_uploads_are_moderated_and_served_immutable(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        res.headers()
+            .get("x-content-type-options")
+            .map(|v| v.as_bytes()),
+        Some(&b"nosniff"[..])
+    );
     for missing in [
         "/assets/0000000000000000000000000000000000000000000000000000000000000000",
         "/assets/..%2Fsigning_key",

@@ -1,11 +1,16 @@
 //! Hostile clients: the role matrix over every documented endpoint, rate limits with
-//! Retry-After, and a panicking handler that answers 500 while the service keeps serving.
+//! Retry-After, a panicking handler that answers 500 while the service keeps serving, bodies
+//! that never finish (408), uploads held open to exhaust memory (a cap per advertiser), a full
+//! disk under an upload (503), and control or bidi characters smuggled into text fields.
+
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use statusads::http::openapi::{Role, ROUTES};
 
-use crate::support::app::{spawn_app_full, ADMIN, CLIENT};
+use crate::support::app::{padded_png, portrait_png, spawn_app_full, ADMIN, CLIENT};
+use crate::support::slow_client::{multipart_head, multipart_type, Framing, StalledRequest};
 use crate::support::{spawn_app, spawn_app_with, Backend};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,4 +232,412 @@ async fn a_panicking_handler_answers_500_and_the_service_lives_on() {
     }
     let metrics = app.metrics().await;
     assert!(metrics.contains("statusads_panics_total 6"), "{metrics}");
+}
+
+/// Generous for a loaded 2-core machine; the deadlines under test are far shorter.
+const ANSWER_BOUND: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_ends_is_answered_408_and_its_connection_closed() {
+    let app = spawn_app_with(Backend::Embedded, |s| s.http.body_timeout_ms = 300).await;
+    let (_, key) = app.advertiser("Slow").await;
+    let campaign = app.campaign(&key, json!({})).await;
+    let upload = format!("/v1/campaigns/{campaign}/creatives");
+    let file = padded_png(2 * 1024 * 1024);
+    let cases = [
+        (
+            "JSON body, Content-Length",
+            "/v1/campaigns",
+            "application/json".to_owned(),
+            Framing::Length(4000),
+            br#"{"name": "never fini"#.to_vec(),
+        ),
+        (
+            "JSON body, chunked",
+            "/v1/campaigns",
+            "application/json".to_owned(),
+            Framing::Chunked,
+            br#"{"name": "never fini"#.to_vec(),
+        ),
+        (
+            "multipart upload, Content-Length",
+            upload.as_str(),
+            multipart_type(),
+            Framing::Length(file.len() + 1000),
+            multipart_head(&file[..file.len() / 2]),
+        ),
+        (
+            "multipart upload, chunked",
+            upload.as_str(),
+            multipart_type(),
+            Framing::Chunked,
+            multipart_head(&file[..file.len() / 2]),
+        ),
+    ];
+    for (what, path, content_type, framing, sent) in cases {
+        let started = Instant::now();
+        let stalled = StalledRequest::open(
+            &app.address,
+            "POST",
+            path,
+            &key,
+            &content_type,
+            framing,
+            &sent,
+        )
+        .await;
+        let answer = stalled
+            .answer_within(ANSWER_BOUND)
+            .await
+            .unwrap_or_else(|| panic!("{what}: no answer within {ANSWER_BOUND:?}"));
+        eprintln!(
+            "{what}: {} after {:?}, closed after {:?}",
+            answer.status,
+            answer.at - started,
+            started.elapsed()
+        );
+        assert_eq!(
+            answer.status, 408,
+            "{what}: {}\n{}",
+            answer.head, answer.body
+        );
+        let body: Value = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(body["error"]["code"], "request_timeout", "{what}: {body}");
+        assert!(
+            answer.closed,
+            "{what}: the connection stays open after the 408"
+        );
+    }
+    assert_eq!(app.stored_assets(), 0, "a stalled upload stores nothing");
+    let campaigns: Value = app.get("/v1/campaigns", &key).await.json().await.unwrap();
+    assert_eq!(campaigns["campaigns"].as_array().unwrap().len(), 1);
+    // Whole bodies still arrive well inside the deadline.
+    let res = app
+        .upload(
+            &key,
+            &campaign,
+            file,
+            "ad.png",
+            json!({"headline": "On time"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uploads_per_advertiser_are_capped_until_they_end() {
+    const CAP: usize = 3;
+    let app = spawn_app_with(Backend::Embedded, |s| {
+        // Long enough to hold the stalled uploads while the test looks, short enough to wait.
+        s.http.body_timeout_ms = 4000;
+        s.http.max_concurrent_uploads_per_advertiser = CAP as u32;
+    })
+    .await;
+    let (busy_id, busy) = app.advertiser("Busy").await;
+    let (_, calm) = app.advertiser("Calm").await;
+    let busy_campaign = app.campaign(&busy, json!({})).await;
+    let calm_campaign = app.campaign(&calm, json!({})).await;
+    let path = format!("/v1/campaigns/{busy_campaign}/creatives");
+    let prefix = multipart_head(&portrait_png()[..100]);
+    let mut stalled = Vec::new();
+    for _ in 0..CAP {
+        stalled.push(
+            StalledRequest::open(
+                &app.address,
+                "POST",
+                &path,
+                &busy,
+                &multipart_type(),
+                Framing::Length(prefix.len() + 100_000),
+                &prefix,
+            )
+            .await,
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.state.uploads.in_flight(&busy_id) < CAP {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled uploads never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let meta = json!({"headline": "One more"});
+    let refused = app
+        .upload(
+            &busy,
+            &busy_campaign,
+            portrait_png(),
+            "ad.png",
+            meta.clone(),
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert_eq!(
+        app.upload(
+            &calm,
+            &calm_campaign,
+            portrait_png(),
+            "ad.png",
+            meta.clone()
+        )
+        .await
+        .status(),
+        StatusCode::CREATED,
+        "the cap is per advertiser"
+    );
+
+    for request in stalled {
+        let answer = request
+            .answer_within(Duration::from_secs(15))
+            .await
+            .expect("the stalled upload times out");
+        assert_eq!(answer.status, 408);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.state.uploads.in_flight(&busy_id) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "upload slots were never released"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let res = app
+        .upload(&busy, &busy_campaign, portrait_png(), "ad.png", meta)
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED, "slots free again");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("statusads_rate_limited_total{scope=\"uploads\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_onto_a_full_disk_answers_503_and_stores_nothing() {
+    let app = spawn_app(Backend::Embedded).await;
+    let (_, key) = app.advertiser("Roomless").await;
+    let campaign = app.campaign(&key, json!({})).await;
+    let assets = app._data_dir.path().join("assets");
+    // Room for one plain portrait PNG (~260 KB), not for a padded 2 MiB one.
+    let _disk = crate::support::small_disk::SmallDisk::mount_over(&assets, 1 << 20);
+    let res = app
+        .upload(
+            &key,
+            &campaign,
+            padded_png(2 * 1024 * 1024),
+            "big.png",
+            json!({"headline": "No room"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().contains_key("retry-after"));
+    let body = res.text().await.unwrap();
+    let parsed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(parsed["error"]["code"], "unavailable", "{body}");
+    assert!(
+        !body.contains("space") && !body.contains("os error") && !body.contains("assets"),
+        "no internals: {body}"
+    );
+    assert_eq!(app.stored_assets(), 0, "no partial file left behind");
+    let listed: Value = app
+        .get(&format!("/v1/campaigns/{campaign}/creatives"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["creatives"], json!([]));
+    // What fits still fits.
+    let res = app
+        .upload(
+            &key,
+            &campaign,
+            portrait_png(),
+            "ad.png",
+            json!({"headline": "Small"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_and_bidi_characters_are_refused_in_every_text_field() {
+    let app = spawn_app(Backend::Embedded).await;
+    let (_, key) = app.advertiser("Clean").await;
+    let campaign = app
+        .campaign(
+            &key,
+            json!({"objective": "chat", "chat": {"prefilled_text": "Hi"}}),
+        )
+        .await;
+    let res = app
+        .upload(
+            &key,
+            &campaign,
+            portrait_png(),
+            "ad.png",
+            json!({"headline": "Fine"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let creative: Value = res.json().await.unwrap();
+    let creative_id = creative["id"].as_str().unwrap().to_owned();
+    let campaign_before: Value = app
+        .get(&format!("/v1/campaigns/{campaign}"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let advertisers_before: Value = app
+        .get("/v1/advertisers", ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    let patch = format!("/v1/campaigns/{campaign}");
+    for (label, bad) in [
+        ("NUL", "Pizza\u{0}Roma"),
+        ("ESC", "Pizza\u{1b}[31mRoma"),
+        ("RLO", "Pizza\u{202e}amoR"),
+    ] {
+        // (what, field named in the message, code, response)
+        let mut answers = vec![
+            (
+                "advertiser name",
+                "name",
+                "invalid_name",
+                app.post(
+                    "/v1/advertisers",
+                    ADMIN,
+                    json!({"name": bad, "chat_number": "+390612345678", "currency": "EUR"}),
+                )
+                .await,
+            ),
+            (
+                "new campaign name",
+                "name",
+                "invalid_name",
+                app.post(
+                    "/v1/campaigns",
+                    &key,
+                    json!({"name": bad, "bid_cpm_micros": 2_000_000,
+                           "budget": {"total_micros": 100_000_000}}),
+                )
+                .await,
+            ),
+            (
+                "campaign name",
+                "name",
+                "invalid_name",
+                app.send(
+                    Method::PATCH,
+                    &patch,
+                    Some(&key),
+                    Some(json!({"name": bad})),
+                )
+                .await,
+            ),
+            (
+                "chat text",
+                "prefilled_text",
+                "invalid_chat",
+                app.send(
+                    Method::PATCH,
+                    &patch,
+                    Some(&key),
+                    Some(json!({"chat": {"prefilled_text": bad}})),
+                )
+                .await,
+            ),
+            (
+                "targeted city",
+                "targeting.cities",
+                "invalid_targeting",
+                app.send(
+                    Method::PATCH,
+                    &patch,
+                    Some(&key),
+                    Some(json!({"targeting": {"cities": ["Milano", bad]}})),
+                )
+                .await,
+            ),
+            (
+                "reject reason",
+                "reason",
+                "invalid_reason",
+                app.post(
+                    &format!("/v1/creatives/{creative_id}/reject"),
+                    ADMIN,
+                    json!({ "reason": bad }),
+                )
+                .await,
+            ),
+            (
+                "slot context city",
+                "city",
+                "invalid_context",
+                app.post(
+                    "/v1/slots",
+                    CLIENT,
+                    json!({"user": "u1", "statuses": 5, "context": {"city": bad}}),
+                )
+                .await,
+            ),
+        ];
+        for (field, meta) in [
+            ("headline", json!({ "headline": bad })),
+            ("body", json!({"headline": "ok", "body": bad})),
+            ("cta_label", json!({"headline": "ok", "cta_label": bad})),
+        ] {
+            answers.push((
+                field,
+                field,
+                "invalid_text",
+                app.upload(&key, &campaign, portrait_png(), "ad.png", meta)
+                    .await,
+            ));
+        }
+        for (what, field, code, res) in answers {
+            let status = res.status();
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (StatusCode::UNPROCESSABLE_ENTITY, Some(code)),
+                "{what} with {label}: {body}"
+            );
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains(field),
+                "{what} with {label}: the message names the field: {message}"
+            );
+        }
+    }
+
+    // Nothing changed.
+    let advertisers_after: Value = app
+        .get("/v1/advertisers", ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(advertisers_after, advertisers_before);
+    let campaign_after: Value = app.get(&patch, &key).await.json().await.unwrap();
+    assert_eq!(campaign_after, campaign_before);
+    let campaigns: Value = app.get("/v1/campaigns", &key).await.json().await.unwrap();
+    assert_eq!(campaigns["campaigns"].as_array().unwrap().len(), 1);
+    let creatives: Value = app
+        .get(&format!("/v1/campaigns/{campaign}/creatives"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(creatives["creatives"].as_array().unwrap().len(), 1);
+    assert_eq!(creatives["creatives"][0]["status"], "pending");
+    assert_eq!(creatives["creatives"][0]["reject_reason"], Value::Null);
+    assert_eq!(app.stored_assets(), 1);
 }

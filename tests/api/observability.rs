@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use statusads::metrics::CATALOGUE;
 
 use crate::support::app::token_of;
+use crate::support::process_group::ProcessGroup;
 use crate::support::redis_server::free_port;
 use crate::support::scratch::ScratchDir;
 use crate::support::{spawn_app, Backend};
@@ -88,20 +89,22 @@ async fn prometheus_scrapes_the_service() {
     )
     .unwrap();
     let port = free_port();
-    let mut prometheus = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus (apt-get install prometheus)");
+    // Ends with the test, also when an assertion below fails.
+    let _prometheus = ProcessGroup::spawn(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .expect("prometheus (apt-get install prometheus)");
 
     let (_, key) = app.advertiser("Observed").await;
     app.live_campaign(&key, json!({})).await;
@@ -154,6 +157,4 @@ async fn prometheus_scrapes_the_service() {
             .is_some_and(|g| !g.is_empty()),
         "alert rules loaded: {rules}"
     );
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
 }

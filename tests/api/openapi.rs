@@ -68,6 +68,24 @@ async fn every_route_is_documented_and_real_responses_match() {
         .await
         .unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    // Slow and greedy clients: every body has a deadline; uploads are also capped in flight.
+    for (path, method, statuses) in [
+        (
+            "/v1/campaigns/{id}/creatives",
+            "post",
+            &["408", "429", "503"][..],
+        ),
+        ("/v1/events", "post", &["408", "429"][..]),
+        ("/v1/campaigns", "post", &["408"][..]),
+    ] {
+        let responses = &doc["paths"][path][method]["responses"];
+        for status in statuses {
+            assert!(
+                responses.get(*status).is_some(),
+                "{method} {path} documents {status}: {responses}"
+            );
+        }
+    }
 
     let mut samples = Vec::new();
     let mut record = |method: &str, path: &str, status: u16, body: Value| {

@@ -102,6 +102,18 @@ pub fn portrait_png() -> Vec<u8> {
     media::png::solid_png(1080, 1920, [200, 30, 30])
 }
 
+/// A valid 9:16 image grown by `filler` bytes in an ancillary chunk before IEND.
+pub fn padded_png(filler: usize) -> Vec<u8> {
+    let mut png = portrait_png();
+    let iend = png.len() - 12;
+    let mut chunk = (filler as u32).to_be_bytes().to_vec();
+    chunk.extend_from_slice(b"tEXt");
+    chunk.extend(std::iter::repeat_n(b'x', filler));
+    chunk.extend_from_slice(&[0, 0, 0, 0]);
+    png.splice(iend..iend, chunk);
+    png
+}
+
 impl std::ops::Deref for TestApp {
     type Target = Api;
 

@@ -1,11 +1,14 @@
 //! A minimal W3C WebDriver client (JSON over HTTP, via reqwest) driving Debian's headless
-//! Chromium through `chromedriver`, started per test on a free port.
+//! Chromium through `chromedriver`, started per test on a free port. chromedriver leads its own
+//! process group, and Chromium and its helpers join it: dropping the browser, also when a test
+//! panics, ends every one of them (chromedriver does not end its browser when it is killed).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::process_group::ProcessGroup;
 use super::redis_server::free_port;
 use super::scratch::ScratchDir;
 
@@ -13,7 +16,8 @@ use super::scratch::ScratchDir;
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 pub struct Browser {
-    driver: Child,
+    /// Held for its drop, which ends chromedriver and the browser.
+    _driver: ProcessGroup,
     base: String,
     session: String,
     http: reqwest::Client,
@@ -24,12 +28,13 @@ impl Browser {
     /// `None` when Chromium or chromedriver is not installed (the test command installs them).
     pub async fn start(width: u32, height: u32) -> Self {
         let port = free_port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver on PATH (apt-get install chromium-driver)");
+        let driver = ProcessGroup::spawn(
+            Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .expect("chromedriver on PATH (apt-get install chromium-driver)");
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -67,7 +72,7 @@ impl Browser {
             .unwrap_or_else(|| panic!("no session: {created}"))
             .to_owned();
         Self {
-            driver,
+            _driver: driver,
             base,
             session,
             http,
@@ -199,9 +204,27 @@ impl Browser {
     }
 }
 
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+impl Browser {
+    /// The browser's profile, named on the command line of every Chromium process it runs.
+    pub fn profile_dir(&self) -> &std::path::Path {
+        self._profile.path()
     }
+}
+
+/// Pids of the processes whose command line names `profile` as their Chromium profile.
+pub fn chromium_processes_of(profile: &std::path::Path) -> Vec<u32> {
+    let flag = format!("--user-data-dir={}", profile.display());
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == flag.as_bytes())
+                .then_some(pid)
+        })
+        .collect()
 }

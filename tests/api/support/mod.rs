@@ -3,10 +3,12 @@
 
 pub mod app;
 pub mod browser;
+pub mod process_group;
 pub mod redis_cluster;
 pub mod redis_server;
 pub mod scratch;
 pub mod service;
+pub mod slow_client;
 pub mod small_disk;
 
 pub use app::{spawn_app, spawn_app_with, Backend, TestApp};

@@ -8,27 +8,42 @@ use std::process::Command;
 use super::scratch::ScratchDir;
 
 pub struct SmallDisk {
-    dir: ScratchDir,
+    mount_point: PathBuf,
+    /// The scratch directory it was mounted on, when the disk made its own.
+    _scratch: Option<ScratchDir>,
 }
 
 impl SmallDisk {
-    /// A tmpfs of `bytes`; panics with the reason when it cannot be mounted.
+    /// A tmpfs of `bytes` in a scratch directory; panics with the reason when it cannot be
+    /// mounted.
     pub fn mount(bytes: u64) -> Self {
-        let dir = ScratchDir::new("small-disk");
-        let status = Command::new("mount")
+        let scratch = ScratchDir::new("small-disk");
+        let mut disk = Self::mount_over(scratch.path(), bytes);
+        disk._scratch = Some(scratch);
+        disk
+    }
+
+    /// A tmpfs of `bytes` mounted over `dir` (e.g. a running app's assets directory) for the
+    /// disk's lifetime, unmounted on drop even when the test panics.
+    pub fn mount_over(dir: &Path, bytes: u64) -> Self {
+        let output = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
+            .arg(dir)
+            .output()
             .expect("mount");
         assert!(
-            status.success(),
-            "mounting a tmpfs needs root (the test suite runs as root in CI)"
+            output.status.success(),
+            "mounting a tmpfs needs root (the test suite runs as root in CI): {}",
+            String::from_utf8_lossy(&output.stderr).trim()
         );
-        Self { dir }
+        Self {
+            mount_point: dir.to_path_buf(),
+            _scratch: None,
+        }
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.mount_point
     }
 
     fn filler(&self) -> PathBuf {
@@ -54,7 +69,7 @@ impl Drop for SmallDisk {
         // Lazy: the app under test may still hold files open as the test ends.
         let _ = Command::new("umount")
             .arg("-l")
-            .arg(self.dir.path())
+            .arg(&self.mount_point)
             .status();
     }
 }
