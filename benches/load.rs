@@ -100,6 +100,12 @@ impl Drop for Redis {
     }
 }
 
+#[path = "../tests/api/support/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
+#[path = "../tests/api/support/scratch.rs"]
+mod scratch;
+
 fn main() {
     let args = args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -117,6 +123,9 @@ async fn run(args: Args) {
     let mut settings = Settings::defaults();
     settings.http.bind = "127.0.0.1:0".into();
     settings.store.redis_url = format!("redis://127.0.0.1:{}", redis.1);
+    let database = postgres::PostgresServer::start();
+    settings.store.database_url =
+        statusads::config::DatabaseUrl(database.database_for(&settings.store.redis_url));
     settings.store.data_dir = data_dir.clone();
     settings.auth.admin_token = "bench-admin-token".into();
     settings.auth.client_tokens = vec![CLIENT.into()];
@@ -127,12 +136,14 @@ async fn run(args: Args) {
     // Seed before the service starts: this measures serving a catalog, not absorbing a burst of
     // 200k catalog writes (each of which would trigger a snapshot rebuild).
     let started = Instant::now();
-    let metrics = Arc::new(statusads::metrics::Metrics::default());
-    let store = statusads::startup::open_store(&settings, metrics)
-        .await
-        .expect("store");
-    seed(&store, campaigns).await;
-    drop(store);
+    let record = statusads::record::Record::open(
+        settings.store.database_url.expose(),
+        &settings.store.data_dir,
+    )
+    .await
+    .expect("the system of record");
+    seed(&record, campaigns).await;
+    drop(record);
     let (app, _) = Application::build(settings, Arc::new(SystemClock))
         .await
         .expect("app starts");
@@ -344,20 +355,26 @@ async fn run(args: Args) {
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 
-/// The synthetic catalog of `support/synthetic.rs`, written straight to the store, then loaded.
-async fn seed(store: &statusads::store::Store, campaigns: usize) {
+/// The synthetic catalog of `support/synthetic.rs`, written straight to the record, then loaded.
+async fn seed(record: &statusads::record::Record, campaigns: usize) {
     let data = synthetic::catalog(campaigns, 11);
     for advertiser in &data.advertisers {
-        store
-            .save(CatalogRecord::Advertiser(advertiser))
+        record
+            .save(CatalogRecord::Advertiser(advertiser), None)
             .await
             .unwrap();
     }
     for campaign in &data.campaigns {
-        store.save(CatalogRecord::Campaign(campaign)).await.unwrap();
+        record
+            .save(CatalogRecord::Campaign(campaign), None)
+            .await
+            .unwrap();
     }
     for creative in &data.creatives {
-        store.save(CatalogRecord::Creative(creative)).await.unwrap();
+        record
+            .save(CatalogRecord::Creative(creative), None)
+            .await
+            .unwrap();
     }
 }
 

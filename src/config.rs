@@ -102,6 +102,9 @@ pub struct HttpSettings {
 #[serde(deny_unknown_fields)]
 pub struct StoreSettings {
     pub redis_url: String,
+    /// The system of record: `postgres://…` (required with Redis), or empty for SQLite in
+    /// `data_dir/statusads.db` on the embedded backend.
+    pub database_url: DatabaseUrl,
     pub cluster_nodes: Vec<String>,
     pub data_dir: PathBuf,
     pub shards: u32,
@@ -109,6 +112,38 @@ pub struct StoreSettings {
     pub spool_max_bytes: u64,
     pub breaker_failures: u32,
     pub breaker_probe_ms: u64,
+}
+
+/// A database URL, which may carry a password: `Debug` shows it without.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct DatabaseUrl(pub String);
+
+impl DatabaseUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // scheme://user:password@host/db -> scheme://user:***@host/db
+        match (self.0.find("://"), self.0.rfind('@')) {
+            (Some(scheme), Some(at)) if self.0[scheme + 3..at].contains(':') => {
+                let colon = scheme + 3 + self.0[scheme + 3..at].find(':').unwrap_or(0);
+                write!(
+                    f,
+                    "{:?}",
+                    format!("{}:***{}", &self.0[..colon], &self.0[at..])
+                )
+            }
+            _ => write!(f, "{:?}", self.0),
+        }
+    }
 }
 
 impl StoreSettings {
@@ -284,6 +319,22 @@ impl Settings {
             return invalid(
                 "store.cluster_nodes",
                 &format!("{bad:?} must start with redis://"),
+            );
+        }
+        let database = self.store.database_url.expose();
+        if self.uses_redis() && database.is_empty() {
+            return invalid(
+                "store.database_url",
+                "is required with Redis: the system of record (postgres://user@host:5432/db)",
+            );
+        }
+        if !database.is_empty()
+            && !database.starts_with("postgres://")
+            && !database.starts_with("postgresql://")
+        {
+            return invalid(
+                "store.database_url",
+                "must start with postgres:// (leave it empty for SQLite in data_dir on the embedded backend)",
             );
         }
         if !(1..=16384).contains(&self.store.shards) {
@@ -473,6 +524,10 @@ mod tests {
                 ("STATUSADS__AD_LOAD__MIN_GAP", "6"),
                 ("STATUSADS__AUTH__CLIENT_TOKENS", "a, b,,c"),
                 ("STATUSADS__STORE__REDIS_URL", "redis://127.0.0.1:6379"),
+                (
+                    "STATUSADS__STORE__DATABASE_URL",
+                    "postgres://ads:pw@db:5432/ads",
+                ),
                 ("STATUSADS__DEMO__SEED", "true"),
                 ("STATUSADS__HTTP__BODY_TIMEOUT_MS", "2500"),
                 ("OTHER", "ignored"),
@@ -484,9 +539,27 @@ mod tests {
         assert_eq!(s.auth.client_tokens, vec!["a", "b", "c"]);
         assert!(s.uses_redis());
         assert!(s.seeds_demo());
-        let s = Settings::from_layers(
+        let shown = format!("{:?}", s.store);
+        assert!(
+            shown.contains("postgres://ads:***@db:5432/ads") && !shown.contains("pw@"),
+            "{shown}"
+        );
+        let err = Settings::from_layers(
             None,
             &env(&[("STATUSADS__STORE__REDIS_URL", "redis://127.0.0.1:6379")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("store.database_url"),
+            "required with Redis: {err}"
+        );
+        let s = Settings::from_layers(
+            None,
+            &env(&[
+                ("STATUSADS__STORE__REDIS_URL", "redis://127.0.0.1:6379"),
+                ("STATUSADS__STORE__DATABASE_URL", "postgres://db/ads"),
+            ]),
         )
         .unwrap();
         assert!(

@@ -20,7 +20,9 @@
 //! - [`ledger`]: event ingestion (dedupe, caps, spend, append), spend holds and pacing,
 //!   reports, invoices, reconciliation, click-to-chat conversions and business messages.
 //! - [`messaging`]: pure rating of business messages (service windows, free entry points).
-//! - [`store`]: the `redis` and `embedded` backends behind catalog, capping and ledger; the
+//! - [`record`]: the system of record (PostgreSQL or SQLite): catalog, campaign history,
+//!   creative assets.
+//! - [`store`]: the hot state: the `redis` and `embedded` backends behind capping and ledger; the
 //!   circuit breaker in front of Redis.
 //! - [`http`]: the actix-web boundary, one module per resource, one error table.
 //! - [`metrics`]: the one catalogue of Prometheus metrics.
@@ -38,6 +40,7 @@ pub mod ledger;
 pub mod media;
 pub mod messaging;
 pub mod metrics;
+pub mod record;
 pub mod secrets;
 pub mod selection;
 pub mod serving;

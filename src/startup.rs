@@ -3,10 +3,11 @@
 //! returning a handle that knows its port. [`Application::run_until_stopped`] serves until a
 //! signal and then stops in the order `shutdown` describes.
 //!
+//! The system of record (`record`) is opened first and must answer: the catalog comes from it.
 //! On Redis, a node starts even while Redis is unreachable: the store's breaker starts open,
-//! the catalog comes from the local cache (`catalog::cache`) or stays empty, decisions answer
-//! no slots and events are spooled (or refused with 503 while no catalog is loaded); the
-//! refresher loads the catalog and replays the spool once the probe has closed the breaker.
+//! decisions answer no slots and events are spooled; the refresher replays the spool once the
+//! probe has closed the breaker. (The very first start with a record needs the hot store, to
+//! move an earlier build's catalog out of it: `record::migration`.)
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -22,14 +23,14 @@ use rand::Rng;
 use tracing::Instrument;
 
 use crate::catalog::assets::AssetStore;
-use crate::catalog::cache::CatalogCache;
-use crate::catalog::{Catalog, Origin};
+use crate::catalog::Catalog;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::http::body_deadline::BodyDeadline;
 use crate::http::{self, AppState};
 use crate::ledger::{Ledger, SpendBoard};
 use crate::metrics::Metrics;
+use crate::record::Record;
 use crate::secrets::{self, Kept};
 use crate::serving::Server;
 use crate::shutdown::{Shutdown, ShutdownSignal};
@@ -54,6 +55,8 @@ pub enum StartupError {
     Catalog(#[from] crate::catalog::CatalogError),
     #[error("{0}")]
     Spool(#[from] crate::ledger::spool::SpoolError),
+    #[error("{0}")]
+    Record(#[from] crate::record::OpenError),
 }
 
 pub struct Application {
@@ -128,17 +131,21 @@ impl Application {
             .collect();
         let keys = Arc::new(TokenKeys::new(signing_key.as_bytes(), &previous));
 
-        let cache = settings
-            .uses_redis()
-            .then(|| Arc::new(CatalogCache::new(&data_dir)));
-        let catalog = Arc::new(match &cache {
-            Some(cache) => Catalog::load_or_cached(store.clone(), metrics.clone(), cache).await?,
-            None => Catalog::load(store.clone(), metrics.clone()).await?,
-        });
-        let assets = AssetStore::open(&data_dir)?;
-        if settings.seeds_demo() && catalog.origin() != Origin::Store {
-            tracing::warn!("store unreachable: demo data not seeded");
-        } else if settings.seeds_demo() {
+        let record = Arc::new(Record::open(settings.store.database_url.expose(), &data_dir).await?);
+        if let Some(moved) = record
+            .migrate_from(&store, &data_dir, clock.now_ms())
+            .await?
+        {
+            if moved != Default::default() {
+                tracing::info!(
+                    ?moved,
+                    "moved the hot store's catalog and assets into the system of record"
+                );
+            }
+        }
+        let catalog = Arc::new(Catalog::load(record.clone(), metrics.clone()).await?);
+        let assets = AssetStore::open(&data_dir, record.clone())?;
+        if settings.seeds_demo() {
             if let Some(seeded) = crate::demo::seed(&catalog, &assets, clock.now()).await? {
                 tracing::info!(advertiser = %seeded.advertiser_id, "seeded demo data");
                 let path = secrets::keep(&data_dir, DEMO_KEY_FILE, &seeded.api_key)?;
@@ -197,6 +204,7 @@ impl Application {
         });
         let state = web::Data::new(AppState {
             store: store.clone(),
+            record,
             catalog: catalog.clone(),
             server,
             ledger,
@@ -216,8 +224,6 @@ impl Application {
             ),
         });
         let shutdown = ShutdownSignal::default();
-        let cached_version =
-            (catalog.origin() == Origin::Cache).then(|| catalog.snapshot().version);
         let refresher = tokio::spawn(refresh_forever(
             Refresher {
                 catalog,
@@ -225,8 +231,6 @@ impl Application {
                 store: store.clone(),
                 clock,
                 ledger: state.ledger.clone(),
-                cache,
-                cached_version,
                 persistence_checked: false,
             },
             shutdown.listener(),
@@ -356,9 +360,6 @@ struct Refresher {
     store: Arc<Store>,
     clock: SharedClock,
     ledger: Arc<Ledger>,
-    /// The local catalog copy (Redis backend only) and the version last written to it.
-    cache: Option<Arc<CatalogCache>>,
-    cached_version: Option<u64>,
     /// Whether Redis's persistence setting has been read (once, when Redis first answers).
     persistence_checked: bool,
 }
@@ -369,7 +370,7 @@ enum Tick {
     Spend,
 }
 
-/// Keeps the catalog and spend snapshots fresh, the catalog cache current and the spool
+/// Keeps the catalog and spend snapshots fresh and the spool
 /// replayed; errors are logged and retried next tick. Stops at the next await once `shutdown`
 /// fires: a replay cut short leaves the spool whole for the next one (dedupe makes it safe).
 async fn refresh_forever(mut refresher: Refresher, mut shutdown: Shutdown) {
@@ -386,7 +387,6 @@ async fn refresh_forever(mut refresher: Refresher, mut shutdown: Shutdown) {
             _ = refresher.run(tick) => {}
         }
     }
-    refresher.save_catalog_cache().await;
 }
 
 impl Refresher {
@@ -396,7 +396,6 @@ impl Refresher {
                 if let Err(err) = self.catalog.refresh().await {
                     tracing::warn!(error = %err, "catalog refresh failed");
                 }
-                self.save_catalog_cache().await;
             }
             Tick::Spend => {
                 self.check_persistence().await;
@@ -431,24 +430,6 @@ impl Refresher {
                 }
             }
             Some(Err(err)) => tracing::debug!(error = %err, "Redis persistence not known yet"),
-        }
-    }
-
-    /// Writes the store's catalog to the local cache when its version moved since the last
-    /// write (a cached or missing catalog is never written back).
-    async fn save_catalog_cache(&mut self) {
-        let Some(cache) = &self.cache else { return };
-        let version = self.catalog.snapshot().version;
-        if self.catalog.origin() != Origin::Store || self.cached_version == Some(version) {
-            return;
-        }
-        let data = self.catalog.data().await;
-        let version = data.version;
-        let cache = cache.clone();
-        match tokio::task::spawn_blocking(move || cache.save(&data)).await {
-            Ok(Ok(())) => self.cached_version = Some(version),
-            Ok(Err(err)) => tracing::warn!(error = %err, "cannot write the catalog cache"),
-            Err(err) => tracing::warn!(error = %err, "catalog cache writer failed"),
         }
     }
 }

@@ -1,18 +1,14 @@
-//! Advertisers, campaigns and creatives: the writes (validated by `domain`, persisted by the
-//! store) and the in-memory [`Snapshot`] that every decision and auth check reads without locks.
-//! A write rebuilds the snapshot at once; other nodes notice the store's catalog version moving
-//! (polled by the refresher) and rebuild theirs.
-//!
-//! Where the loaded catalog came from is its [`Origin`]: the store, the local [`cache`] (Redis
-//! was unreachable at start) or nowhere yet (unreachable, and this node never cached one). Event
-//! ingest needs a catalog, readiness needs the store's.
+//! Advertisers, campaigns and creatives: the writes (validated by `domain`, persisted in the
+//! system of record with each campaign's change history) and the in-memory [`Snapshot`] that
+//! every decision and auth check reads without locks. A write rebuilds the snapshot at once;
+//! other nodes notice the record's catalog version moving (polled by the refresher) and
+//! rebuild theirs. The catalog never depends on the hot store: a node starts with it while
+//! Redis is away.
 
 pub mod assets;
-pub mod cache;
 pub mod snapshot;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -21,10 +17,12 @@ use time::OffsetDateTime;
 use crate::domain::advertiser::{hash_api_key, new_api_key, Advertiser, NewAdvertiser};
 use crate::domain::campaign::{Campaign, CampaignInput, CampaignStatus};
 use crate::domain::creative::{Creative, CreativeStatus};
+use crate::domain::history::{Actor, CampaignChange};
 use crate::domain::ids::{AdvertiserId, CampaignId, CreativeId};
 use crate::domain::ValidationError;
 use crate::metrics::Metrics;
-use crate::store::{CatalogData, CatalogRecord, Store, StoreError};
+use crate::record::Record;
+use crate::store::{CatalogData, CatalogRecord, StoreError};
 
 pub use self::snapshot::Snapshot;
 
@@ -75,22 +73,9 @@ pub enum Moderation {
     Reject(String),
 }
 
-/// Where the records in memory came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Origin {
-    /// Nothing loaded: the store was unreachable at start and there was no cache.
-    Nowhere = 0,
-    /// The local cache, until the store answers.
-    Cache = 1,
-    /// The store, refreshed since.
-    Store = 2,
-}
-
 pub struct Catalog {
-    store: Arc<Store>,
+    record: Arc<Record>,
     current: ArcSwap<Snapshot>,
-    origin: AtomicU8,
     /// Every record as of `records.version`, the base that changes are applied to.
     records: tokio::sync::Mutex<Records>,
     metrics: Arc<Metrics>,
@@ -99,110 +84,60 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    pub async fn load(store: Arc<Store>, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
-        let data = store.load_catalog().await?;
-        Ok(Self::from_data(store, metrics, data, Origin::Store))
-    }
-
-    /// Loads from the store; when it is unreachable, from `cache` if it holds a catalog, else
-    /// empty (until [`refresh`](Self::refresh) reaches the store).
-    pub async fn load_or_cached(
-        store: Arc<Store>,
-        metrics: Arc<Metrics>,
-        cache: &cache::CatalogCache,
-    ) -> Result<Self, StoreError> {
-        let reason = match store.load_catalog().await {
-            Ok(data) => return Ok(Self::from_data(store, metrics, data, Origin::Store)),
-            Err(StoreError::Unavailable(reason)) => reason,
-            Err(other) => return Err(other),
-        };
-        let (data, origin) = match cache.load() {
-            Ok(Some(data)) => {
-                tracing::warn!(%reason, version = data.version, "store unreachable: catalog from the local cache");
-                (data, Origin::Cache)
-            }
-            Ok(None) => {
-                tracing::warn!(%reason, "store unreachable and no catalog cache: no catalog until the store answers");
-                (CatalogData::default(), Origin::Nowhere)
-            }
-            Err(err) => {
-                tracing::error!(error = %err, %reason, "store unreachable and the catalog cache unusable: no catalog until the store answers");
-                (CatalogData::default(), Origin::Nowhere)
-            }
-        };
-        Ok(Self::from_data(store, metrics, data, origin))
-    }
-
-    fn from_data(
-        store: Arc<Store>,
-        metrics: Arc<Metrics>,
-        data: CatalogData,
-        origin: Origin,
-    ) -> Self {
+    pub async fn load(record: Arc<Record>, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
         let mut records = Records::default();
-        records.apply(data);
-        Self {
-            store,
+        records.apply(record.load_catalog().await?);
+        Ok(Self {
+            record,
             current: ArcSwap::from_pointee(records.snapshot()),
-            origin: AtomicU8::new(origin as u8),
             records: tokio::sync::Mutex::new(records),
             metrics,
             writes: tokio::sync::Mutex::new(()),
-        }
+        })
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
     }
 
-    pub fn origin(&self) -> Origin {
-        match self.origin.load(Ordering::SeqCst) {
-            0 => Origin::Nowhere,
-            1 => Origin::Cache,
-            _ => Origin::Store,
-        }
+    /// Every change to a campaign, oldest first.
+    pub async fn history(&self, id: &CampaignId) -> Result<Vec<CampaignChange>, StoreError> {
+        self.record.campaign_history(id).await
     }
 
-    /// Whether a catalog (the store's or the cached one) is loaded: events can be judged.
-    pub fn is_loaded(&self) -> bool {
-        self.origin() != Origin::Nowhere
-    }
-
-    /// Everything in memory and its version, for the local cache.
-    pub async fn data(&self) -> CatalogData {
-        let records = self.records.lock().await;
-        CatalogData {
-            version: records.version,
-            advertisers: records.advertisers.values().cloned().collect(),
-            campaigns: records.campaigns.values().cloned().collect(),
-            creatives: records.creatives.values().cloned().collect(),
-        }
-    }
-
-    /// Rebuilds the snapshot when the store's version moved (a write here or on another node),
-    /// reading only the records that changed since; loads the whole catalog if none was.
+    /// Rebuilds the snapshot when the record's version moved (a write here or on another
+    /// node), reading only the records that changed since.
     pub async fn refresh(&self) -> Result<(), StoreError> {
         let mut records = self.records.lock().await;
-        if self.origin() == Origin::Nowhere {
-            *records = Records::default();
-            records.apply(self.store.load_catalog().await?);
-        } else if self.store.catalog_version().await? != records.version {
-            let changes = self.store.catalog_changes(records.version).await?;
-            records.apply(changes);
-        } else {
-            self.origin.store(Origin::Store as u8, Ordering::SeqCst);
+        if self.record.catalog_version().await? == records.version {
             return Ok(());
         }
+        let changes = self.record.catalog_changes(records.version).await?;
+        records.apply(changes);
         self.current.store(Arc::new(records.snapshot()));
-        self.origin.store(Origin::Store as u8, Ordering::SeqCst);
         self.metrics.catalog_reloaded();
         Ok(())
     }
 
-    async fn persist(&self, record: CatalogRecord<'_>) -> Result<(), CatalogError> {
-        self.store.save(record).await?;
+    async fn persist(
+        &self,
+        record: CatalogRecord<'_>,
+        change: Option<CampaignChange>,
+    ) -> Result<(), CatalogError> {
+        self.record.save(record, change.as_ref()).await?;
         self.refresh().await?;
         Ok(())
+    }
+
+    /// Saves a campaign with the change it makes to its history.
+    async fn persist_campaign(
+        &self,
+        before: Option<&Campaign>,
+        after: &Campaign,
+        at: OffsetDateTime,
+    ) -> Result<(), CatalogError> {
+        let change = CampaignChange::between(before, after, Actor::Advertiser, at);
+        self.persist(CatalogRecord::Campaign(after), change).await
     }
 
     pub async fn create_advertiser(
@@ -212,7 +147,8 @@ impl Catalog {
     ) -> Result<(Advertiser, String), CatalogError> {
         let (advertiser, key) = new.into_advertiser(now)?;
         let _guard = self.writes.lock().await;
-        self.persist(CatalogRecord::Advertiser(&advertiser)).await?;
+        self.persist(CatalogRecord::Advertiser(&advertiser), None)
+            .await?;
         Ok((advertiser, key))
     }
 
@@ -226,7 +162,8 @@ impl Catalog {
         .clone();
         let key = new_api_key();
         advertiser.api_key_hash = hash_api_key(&key);
-        self.persist(CatalogRecord::Advertiser(&advertiser)).await?;
+        self.persist(CatalogRecord::Advertiser(&advertiser), None)
+            .await?;
         Ok(key)
     }
 
@@ -238,7 +175,7 @@ impl Catalog {
     ) -> Result<Campaign, CatalogError> {
         let campaign = Campaign::create(input, owner, now)?;
         let _guard = self.writes.lock().await;
-        self.persist(CatalogRecord::Campaign(&campaign)).await?;
+        self.persist_campaign(None, &campaign, now).await?;
         Ok(campaign)
     }
 
@@ -247,6 +184,7 @@ impl Catalog {
         owner: &Advertiser,
         id: &CampaignId,
         input: CampaignInput,
+        now: OffsetDateTime,
     ) -> Result<Campaign, CatalogError> {
         let _guard = self.writes.lock().await;
         let current = self.owned_campaign(owner, id)?;
@@ -256,7 +194,7 @@ impl Catalog {
             ));
         }
         let updated = (*current).clone().update(input, owner)?;
-        self.persist(CatalogRecord::Campaign(&updated)).await?;
+        self.persist_campaign(Some(&current), &updated, now).await?;
         Ok(updated)
     }
 
@@ -265,11 +203,14 @@ impl Catalog {
         &self,
         owner: &Advertiser,
         id: &CampaignId,
+        now: OffsetDateTime,
     ) -> Result<Campaign, CatalogError> {
         let _guard = self.writes.lock().await;
-        let mut campaign = (*self.owned_campaign(owner, id)?).clone();
+        let current = self.owned_campaign(owner, id)?;
+        let mut campaign = (*current).clone();
         campaign.status = CampaignStatus::Archived;
-        self.persist(CatalogRecord::Campaign(&campaign)).await?;
+        self.persist_campaign(Some(&current), &campaign, now)
+            .await?;
         Ok(campaign)
     }
 
@@ -298,7 +239,8 @@ impl Catalog {
                 "an archived campaign takes no creatives".into(),
             ));
         }
-        self.persist(CatalogRecord::Creative(&creative)).await?;
+        self.persist(CatalogRecord::Creative(&creative), None)
+            .await?;
         Ok(creative)
     }
 
@@ -319,7 +261,8 @@ impl Catalog {
                 creative.reject_reason = Some(reason);
             }
         }
-        self.persist(CatalogRecord::Creative(&creative)).await?;
+        self.persist(CatalogRecord::Creative(&creative), None)
+            .await?;
         Ok(creative)
     }
 }

@@ -6,6 +6,7 @@ pub mod advertiser;
 pub mod campaign;
 pub mod creative;
 pub mod event;
+pub mod history;
 pub mod ids;
 pub mod slot;
 pub mod targeting;

@@ -25,12 +25,7 @@ async fn asset(
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
-    let bytes = state
-        .assets
-        .get(&sha)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .ok_or(ApiError::NotFound)?;
+    let bytes = state.assets.get(&sha).await?.ok_or(ApiError::NotFound)?;
     let mut response = if cached {
         HttpResponse::NotModified()
     } else {

@@ -3,10 +3,11 @@
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
-use super::auth::AdvertiserAuth;
+use super::auth::{AdvertiserAuth, Reader};
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::campaign::{Campaign, CampaignInput, CampaignView};
+use crate::domain::history::CampaignChange;
 use crate::domain::ids::CampaignId;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -20,7 +21,41 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/campaigns", web::get().to(list))
         .route("/v1/campaigns/{id}", web::get().to(show))
         .route("/v1/campaigns/{id}", web::patch().to(update))
-        .route("/v1/campaigns/{id}", web::delete().to(archive));
+        .route("/v1/campaigns/{id}", web::delete().to(archive))
+        .route("/v1/campaigns/{id}/history", web::get().to(history));
+}
+
+/// Every change to a campaign, oldest first (`GET /v1/campaigns/{id}/history`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CampaignHistory {
+    pub changes: Vec<CampaignChange>,
+}
+
+/// The campaign a reader may see: the operator any, an advertiser its own (else 404).
+pub fn readable(
+    state: &AppState,
+    reader: Reader,
+    id: &CampaignId,
+) -> Result<std::sync::Arc<Campaign>, ApiError> {
+    Ok(match reader {
+        Reader::Advertiser(owner) => state.catalog.owned_campaign(&owner, id)?,
+        Reader::Operator => state
+            .catalog
+            .snapshot()
+            .campaign(id)
+            .cloned()
+            .ok_or(ApiError::NotFound)?,
+    })
+}
+
+async fn history(
+    reader: Reader,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let campaign = readable(&state, reader, &parse_id(&path)?)?;
+    let changes = state.catalog.history(&campaign.id).await?;
+    Ok(HttpResponse::Ok().json(CampaignHistory { changes }))
 }
 
 fn view(state: &AppState, campaign: &Campaign) -> serde_json::Value {
@@ -69,7 +104,12 @@ async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let campaign = state
         .catalog
-        .update_campaign(&owner, &parse_id(&path)?, body.into_inner())
+        .update_campaign(
+            &owner,
+            &parse_id(&path)?,
+            body.into_inner(),
+            state.clock.now(),
+        )
         .await?;
     Ok(HttpResponse::Ok().json(view(&state, &campaign)))
 }
@@ -81,7 +121,7 @@ async fn archive(
 ) -> Result<HttpResponse, ApiError> {
     let campaign = state
         .catalog
-        .archive_campaign(&owner, &parse_id(&path)?)
+        .archive_campaign(&owner, &parse_id(&path)?, state.clock.now())
         .await?;
     Ok(HttpResponse::Ok().json(view(&state, &campaign)))
 }

@@ -22,12 +22,6 @@ async fn events(
             "a batch holds 1 to {MAX_BATCH} events"
         )));
     }
-    // A node that never loaded a catalog (started while Redis was away, without a cache) cannot
-    // tell a live campaign from an unknown one: 503, nothing recorded, rather than `invalid`,
-    // which would lose an event the client will not send again.
-    if !state.catalog.is_loaded() {
-        return Err(ApiError::Unavailable("no catalog loaded yet".into()));
-    }
     let results = state.ledger.ingest(&batch.events).await?;
     Ok(HttpResponse::Ok().json(EventsResponse { results }))
 }

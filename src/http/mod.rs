@@ -39,6 +39,7 @@ pub const JSON_LIMIT: usize = 64 * 1024;
 /// Everything handlers reach, shared by all workers.
 pub struct AppState {
     pub store: Arc<Store>,
+    pub record: Arc<crate::record::Record>,
     pub catalog: Arc<Catalog>,
     pub server: Arc<Server>,
     pub ledger: Arc<Ledger>,

@@ -14,16 +14,13 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
-/// Ready when the store answers, the catalog is loaded from it (not only from the cache) and
-/// this node can make writes durable (journal, spool and `data_dir` writable); the body says
-/// what is wrong.
+/// Ready when the hot store and the system of record answer and this node can make writes
+/// durable (journal, spool and `data_dir` writable); the body says what is wrong.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let mut trouble = match state.store.ping().await {
-        Err(_) => Some("store unavailable"),
-        Ok(()) if state.catalog.origin() != crate::catalog::Origin::Store => {
-            Some("catalog not loaded from the store yet")
-        }
-        Ok(()) => state
+    let mut trouble = match (state.store.ping().await, state.record.ping().await) {
+        (Err(_), _) => Some("store unavailable"),
+        (_, Err(_)) => Some("system of record unavailable"),
+        (Ok(()), Ok(())) => state
             .store
             .write_trouble()
             .or_else(|| state.ledger.spool.as_ref().and_then(|s| s.trouble())),

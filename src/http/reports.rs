@@ -19,15 +19,7 @@ async fn campaign_report(
     query: web::Query<ReportQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    let campaign = match reader {
-        Reader::Advertiser(owner) => state.catalog.owned_campaign(&owner, &id)?,
-        Reader::Operator => state
-            .catalog
-            .snapshot()
-            .campaign(&id)
-            .cloned()
-            .ok_or(ApiError::NotFound)?,
-    };
+    let campaign = super::campaigns::readable(&state, reader, &id)?;
     let (from, to) = report::parse_range(&query, state.clock.now().date())?;
     let report = report::campaign_report(&state.store, &campaign.id, from, to).await?;
     Ok(HttpResponse::Ok().json(report))

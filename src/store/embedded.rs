@@ -28,9 +28,8 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CatalogData, CatalogRecord, CommitOutcome, ConversionOutcome, ConversionWrite, DayCounters,
-    DecisionCommit, EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome,
-    StoreError, UserView,
+    CatalogData, CommitOutcome, ConversionOutcome, ConversionWrite, DayCounters, DecisionCommit,
+    EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome, StoreError, UserView,
 };
 use crate::capping::{
     advertiser_field, campaign_field, count_since, decode_caps, decode_stamps, encode_stamps,
@@ -369,44 +368,18 @@ impl EmbeddedStore {
             .then_some("journal damaged by a failed write or fsync; restart")
     }
 
+    /// The catalog an earlier build's journal holds (its catalog entries, replayed at open),
+    /// read once to move it into the system of record (`record::migration`). New catalog
+    /// writes go to the record, never to the journal.
     pub async fn load_catalog(&self) -> Result<CatalogData, StoreError> {
-        self.catalog_changes(0).await
-    }
-
-    pub async fn catalog_changes(&self, since: u64) -> Result<CatalogData, StoreError> {
         let guard = self.inner.lock();
         let state = &guard.0;
         Ok(CatalogData {
             version: state.catalog_version,
-            advertisers: decode_records(state, "advertiser", since)?,
-            campaigns: decode_records(state, "campaign", since)?,
-            creatives: decode_records(state, "creative", since)?,
+            advertisers: decode_records(state, "advertiser", 0)?,
+            campaigns: decode_records(state, "campaign", 0)?,
+            creatives: decode_records(state, "creative", 0)?,
         })
-    }
-
-    pub async fn catalog_version(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.lock().0.catalog_version)
-    }
-
-    pub async fn save(&self, record: CatalogRecord<'_>) -> Result<(), StoreError> {
-        let encode =
-            |v: &dyn erased::Json| v.json().map_err(|e| StoreError::Corrupt(e.to_string()));
-        let (kind, id, json) = match record {
-            CatalogRecord::Advertiser(a) => ("advertiser", a.id.to_string(), encode(a)?),
-            CatalogRecord::Campaign(c) => ("campaign", c.id.to_string(), encode(c)?),
-            CatalogRecord::Creative(c) => ("creative", c.id.to_string(), encode(c)?),
-        };
-        self.commit(
-            Entry::Catalog {
-                kind: kind.into(),
-                id,
-                json,
-            },
-            |_| true,
-            State::apply,
-        )
-        .await?;
-        Ok(())
     }
 
     /// Mirrors `reserve.lua`: commits under the lock if the live state admits the decision,
@@ -912,19 +885,6 @@ fn append(mut list: Vec<i64>, (keep_n, keep_ms): (u32, Millis), now: Millis) -> 
         .filter(|t| *t > oldest)
         .collect();
     encode_stamps(&kept)
-}
-
-mod erased {
-    /// Lets `save` serialise the three record types through one closure.
-    pub trait Json {
-        fn json(&self) -> serde_json::Result<String>;
-    }
-
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> serde_json::Result<String> {
-            serde_json::to_string(self)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -355,21 +355,10 @@ impl Store {
         }
     }
 
+    /// The catalog earlier builds kept here (Redis keys, or an embedded journal's catalog
+    /// entries); read once, to move it into the system of record (`record::migration`).
     pub async fn load_catalog(&self) -> Result<CatalogData, StoreError> {
         dispatch!(self, s => s.load_catalog().await)
-    }
-
-    /// The records changed after catalog version `since`, and the version they bring it to.
-    pub async fn catalog_changes(&self, since: u64) -> Result<CatalogData, StoreError> {
-        dispatch!(self, s => s.catalog_changes(since).await)
-    }
-
-    pub async fn catalog_version(&self) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.catalog_version().await)
-    }
-
-    pub async fn save(&self, record: CatalogRecord<'_>) -> Result<(), StoreError> {
-        dispatch!(self, s => s.save(record).await)
     }
 
     /// Commits the decision if the live user state still allows it (all or nothing), else

@@ -512,6 +512,7 @@ async fn kill_9_loses_and_doubles_nothing() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_statusads"))
         .arg("reconcile")
         .env("STATUSADS__STORE__REDIS_URL", redis.url())
+        .env("STATUSADS__STORE__DATABASE_URL", service.database_url())
         .env("STATUSADS__STORE__SHARDS", "16")
         .output()
         .unwrap();

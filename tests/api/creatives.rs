@@ -98,7 +98,11 @@ async fn bad_uploads_get_their_error_and_store_nothing(backend: Backend) {
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["error"]["code"], code, "{name}: {body}");
     }
-    assert_eq!(app.stored_assets(), 0, "rejected uploads store nothing");
+    assert_eq!(
+        app.stored_assets().await,
+        0,
+        "rejected uploads store nothing"
+    );
     let res = app
         .get(&format!("/v1/campaigns/{campaign}/creatives"), &key)
         .await;

@@ -308,7 +308,11 @@ async fn a_body_that_never_ends_is_answered_408_and_its_connection_closed() {
             "{what}: the connection stays open after the 408"
         );
     }
-    assert_eq!(app.stored_assets(), 0, "a stalled upload stores nothing");
+    assert_eq!(
+        app.stored_assets().await,
+        0,
+        "a stalled upload stores nothing"
+    );
     let campaigns: Value = app.get("/v1/campaigns", &key).await.json().await.unwrap();
     assert_eq!(campaigns["campaigns"].as_array().unwrap().len(), 1);
     // Whole bodies still arrive well inside the deadline.
@@ -419,12 +423,15 @@ async fn concurrent_uploads_per_advertiser_are_capped_until_they_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_onto_a_full_disk_answers_503_and_stores_nothing() {
-    let app = spawn_app(Backend::Embedded).await;
+    // The data dir (the SQLite record that keeps asset bytes, and the local asset cache) on a
+    // small disk: room for one plain portrait PNG (~260 KB), not for a padded 2 MiB one.
+    let disk = crate::support::small_disk::SmallDisk::mount(2 << 20);
+    let data_dir = disk.path().join("data");
+    let app =
+        crate::support::spawn_app_with(Backend::Embedded, |s| s.store.data_dir = data_dir.clone())
+            .await;
     let (_, key) = app.advertiser("Roomless").await;
     let campaign = app.campaign(&key, json!({})).await;
-    let assets = app._data_dir.path().join("assets");
-    // Room for one plain portrait PNG (~260 KB), not for a padded 2 MiB one.
-    let _disk = crate::support::small_disk::SmallDisk::mount_over(&assets, 1 << 20);
     let res = app
         .upload(
             &key,
@@ -443,7 +450,7 @@ async fn an_upload_onto_a_full_disk_answers_503_and_stores_nothing() {
         !body.contains("space") && !body.contains("os error") && !body.contains("assets"),
         "no internals: {body}"
     );
-    assert_eq!(app.stored_assets(), 0, "no partial file left behind");
+    assert_eq!(app.stored_assets().await, 0, "no partial file left behind");
     let listed: Value = app
         .get(&format!("/v1/campaigns/{campaign}/creatives"), &key)
         .await
@@ -639,5 +646,5 @@ async fn control_and_bidi_characters_are_refused_in_every_text_field() {
     assert_eq!(creatives["creatives"].as_array().unwrap().len(), 1);
     assert_eq!(creatives["creatives"][0]["status"], "pending");
     assert_eq!(creatives["creatives"][0]["reject_reason"], Value::Null);
-    assert_eq!(app.stored_assets(), 1);
+    assert_eq!(app.stored_assets().await, 1);
 }

@@ -16,4 +16,5 @@ mod observability;
 mod openapi;
 mod operations;
 mod placement;
+mod record;
 mod support;

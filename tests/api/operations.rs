@@ -380,11 +380,11 @@ async fn a_node_starts_without_redis_from_its_catalog_cache() {
     assert!(!api.slots("u2", None, 12).await.is_empty(), "ads again");
 }
 
-/// A node that never loaded a catalog cannot build an event write (the campaign is unknown to
-/// it): it answers 503 (nothing recorded, the client retries) instead of `invalid`, and counts
-/// the retry once the catalog has loaded.
+/// A node that never ran before (its own, empty `data_dir`) starts while Redis is down: the
+/// catalog comes from the system of record, so it knows the campaign of a token another node
+/// served, spools its render (acknowledged) and counts it once when Redis returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_never_loaded_a_catalog_answers_events_503() {
+async fn a_new_node_starts_without_redis_with_the_catalog_from_the_record() {
     let mut redis = RedisServer::start_durable();
     let mut first = ServiceProcess::start(&redis.url()).await;
     let (_, key) = first.api.advertiser("Fresh").await;
@@ -397,18 +397,60 @@ async fn a_node_that_never_loaded_a_catalog_answers_events_503() {
     let api = &fresh.api;
     assert_eq!(readyz(api).await, StatusCode::SERVICE_UNAVAILABLE);
     assert!(api.slots("u2", None, 12).await.is_empty());
-    let body = json!({"events": [{"token": token, "type": "render"}]});
-    let res = api.post("/v1/events", CLIENT, body.clone()).await;
-    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(res.headers()["retry-after"], "1");
-    let answer: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(answer["error"]["code"], "unavailable");
+    assert_eq!(api.render(&token).await, "accepted", "spooled");
+    assert_eq!(
+        api.get(&format!("/v1/campaigns/{campaign}"), &key)
+            .await
+            .status(),
+        StatusCode::OK,
+        "the advertiser's key and campaign are known without Redis"
+    );
 
     redis.restart();
     wait_ready(api).await;
-    assert_eq!(api.render(&token).await, "accepted");
-    let totals = api.report_totals(&key, &campaign).await;
-    assert_eq!(totals["rendered"], 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while api.report_totals(&key, &campaign).await["rendered"] != 1 {
+        assert!(std::time::Instant::now() < deadline, "the spool replays");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(api.render(&token).await, "duplicate");
+}
+
+/// An unreachable system of record stops the start with a message naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_stops_the_start_naming_the_key() {
+    let redis = RedisServer::start();
+    let port = crate::support::redis_server::free_port();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_statusads"))
+        .env("STATUSADS__STORE__REDIS_URL", redis.url())
+        .env(
+            "STATUSADS__STORE__DATABASE_URL",
+            format!("postgres://statusads:secret-password@127.0.0.1:{port}/nowhere"),
+        )
+        .env("STATUSADS__HTTP__BIND", "127.0.0.1:0")
+        .env(
+            "STATUSADS__STORE__DATA_DIR",
+            crate::support::scratch::ScratchDir::new("nodb").path(),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("store.database_url"), "{stderr}");
+    assert!(
+        !stderr.contains("secret-password"),
+        "no password in the message: {stderr}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_statusads"))
+        .env("STATUSADS__STORE__REDIS_URL", redis.url())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("store.database_url") && stderr.contains("required"),
+        "{stderr}"
+    );
 }
 
 /// SIGTERM while Redis is down and the spool holds events, with clients still asking for slots

@@ -56,7 +56,6 @@ pub struct Scripts {
     pub events: LuaScript,
     pub conversion: LuaScript,
     pub message: LuaScript,
-    pub catalog_save: LuaScript,
 }
 
 impl Default for Scripts {
@@ -73,7 +72,6 @@ impl Default for Scripts {
             )),
             conversion: LuaScript::new(include_str!("scripts/conversion.lua")),
             message: LuaScript::new(include_str!("scripts/message.lua")),
-            catalog_save: LuaScript::new(include_str!("scripts/catalog_save.lua")),
         }
     }
 }

@@ -29,9 +29,9 @@ use self::lua::Scripts;
 use super::breaker::{Breaker, BreakerPolicy};
 
 use super::{
-    CatalogData, CatalogRecord, CommitOutcome, ConversionOutcome, ConversionWrite, DayCounters,
-    DecisionCommit, EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome,
-    StoreError, UserView, CLICK_TTL_MS, MESSAGE_DEDUPE_MS,
+    CatalogData, CommitOutcome, ConversionOutcome, ConversionWrite, DayCounters, DecisionCommit,
+    EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome, StoreError, UserView,
+    CLICK_TTL_MS, MESSAGE_DEDUPE_MS,
 };
 use crate::capping::{self, UserState, HIDE_MS, SESSION_TTL_MS};
 use crate::clock::{Millis, SystemClock};
@@ -375,6 +375,8 @@ impl RedisStore {
         Ok(info.lines().any(|line| line.trim() == "aof_enabled:1"))
     }
 
+    /// The catalog earlier builds kept in Redis, read once to move it into the system of
+    /// record (`record::migration`); nothing writes these keys any more.
     pub async fn load_catalog(&self) -> Result<CatalogData, StoreError> {
         let mut conn = self.bulk()?;
         type Raw = (
@@ -401,101 +403,6 @@ impl RedisStore {
             advertisers: decode_all(advertisers.into_values())?,
             campaigns: decode_all(campaigns.into_values())?,
             creatives: decode_all(creatives.into_values())?,
-        })
-    }
-
-    pub async fn catalog_version(&self) -> Result<u64, StoreError> {
-        let mut conn = self.bulk()?;
-        let version: Option<u64> = self
-            .call(RedisOp::Catalog, async move {
-                conn.get(keys::CATALOG_VERSION).await
-            })
-            .await?;
-        Ok(version.unwrap_or(0))
-    }
-
-    pub async fn save(&self, record: CatalogRecord<'_>) -> Result<(), StoreError> {
-        let (key, kind, id, json) = match record {
-            CatalogRecord::Advertiser(a) => (
-                keys::CATALOG_ADVERTISERS,
-                "advertiser",
-                a.id.to_string(),
-                encode(a)?,
-            ),
-            CatalogRecord::Campaign(c) => (
-                keys::CATALOG_CAMPAIGNS,
-                "campaign",
-                c.id.to_string(),
-                encode(c)?,
-            ),
-            CatalogRecord::Creative(c) => (
-                keys::CATALOG_CREATIVES,
-                "creative",
-                c.id.to_string(),
-                encode(c)?,
-            ),
-        };
-        let script = &self.scripts.catalog_save;
-        let mut call = script.command(3);
-        call.arg(key)
-            .arg(keys::CATALOG_VERSION)
-            .arg(keys::CATALOG_CHANGES)
-            .arg(&id)
-            .arg(json)
-            .arg(format!("{kind}:{id}"));
-        let mut conn = self.bulk()?;
-        self.call(RedisOp::Catalog, async move {
-            script.run::<u64>(&call, &mut conn).await
-        })
-        .await
-        .map(drop)
-    }
-
-    /// Records changed after catalog version `since`, with the version they bring it to.
-    pub async fn catalog_changes(&self, since: u64) -> Result<CatalogData, StoreError> {
-        let mut conn = self.bulk()?;
-        let (version, members): (Option<u64>, Vec<String>) = self
-            .call(RedisOp::Catalog, async move {
-                // Not MULTI (a cluster client may not route it); read the version first: any
-                // record newer than it is fetched again by the next refresh.
-                redis::pipe()
-                    .get(keys::CATALOG_VERSION)
-                    .zrangebyscore(keys::CATALOG_CHANGES, format!("({since}"), "+inf")
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        let mut ids: HashMap<&str, Vec<&str>> = HashMap::new();
-        for member in &members {
-            if let Some((kind, id)) = member.split_once(':') {
-                ids.entry(kind).or_default().push(id);
-            }
-        }
-        let mut pipe = redis::pipe();
-        let kinds = [
-            ("advertiser", keys::CATALOG_ADVERTISERS),
-            ("campaign", keys::CATALOG_CAMPAIGNS),
-            ("creative", keys::CATALOG_CREATIVES),
-        ];
-        for (kind, key) in kinds {
-            // HMGET needs at least one field; an impossible id keeps the reply shape fixed.
-            let wanted = ids.get(kind).cloned().unwrap_or_default();
-            pipe.cmd("HMGET")
-                .arg(key)
-                .arg(if wanted.is_empty() { vec!["-"] } else { wanted });
-        }
-        let mut conn = self.bulk()?;
-        type Found = Vec<Option<String>>;
-        let (advertisers, campaigns, creatives): (Found, Found, Found) = self
-            .call(RedisOp::Catalog, async move {
-                pipe.query_async(&mut conn).await
-            })
-            .await?;
-        Ok(CatalogData {
-            version: version.unwrap_or(0),
-            advertisers: decode_all(advertisers.into_iter().flatten())?,
-            campaigns: decode_all(campaigns.into_iter().flatten())?,
-            creatives: decode_all(creatives.into_iter().flatten())?,
         })
     }
 
@@ -1079,10 +986,6 @@ fn classify(err: redis::RedisError) -> StoreError {
     } else {
         StoreError::Corrupt(err.to_string())
     }
-}
-
-fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn decode_all<T: serde::de::DeserializeOwned>(

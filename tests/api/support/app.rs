@@ -78,6 +78,15 @@ pub async fn spawn_app_full(
     settings.tokens.signing_key = SIGNING_KEY.into();
     settings.demo.seed = Some(false);
     configure(&mut settings);
+    if settings.uses_redis() && settings.store.database_url.is_empty() {
+        let deployment = format!(
+            "{}{}",
+            settings.store.redis_url,
+            settings.store.cluster_nodes.join(",")
+        );
+        settings.store.database_url =
+            statusads::config::DatabaseUrl(super::postgres::shared().database_for(&deployment));
+    }
     let clock = ManualClock::new(datetime!(2026-11-26 10:00:00 UTC));
     let (app, _) = Application::build_with_routes(settings, clock.clone(), extra_routes)
         .await
@@ -124,8 +133,8 @@ impl std::ops::Deref for TestApp {
 
 impl TestApp {
     /// Asset files stored on disk.
-    pub fn stored_assets(&self) -> usize {
-        self.state.assets.count().unwrap()
+    pub async fn stored_assets(&self) -> usize {
+        self.state.assets.count().await.unwrap() as usize
     }
 
     /// Refreshes the spend snapshot now (budget checks read it; the app also does every second).

@@ -68,6 +68,7 @@ impl ServiceProcess {
         command
             .env("STATUSADS__HTTP__BIND", format!("127.0.0.1:{}", self.port))
             .env("STATUSADS__STORE__REDIS_URL", &self.redis_url)
+            .env("STATUSADS__STORE__DATABASE_URL", self.database_url())
             .env("STATUSADS__STORE__DATA_DIR", self.data_dir.path())
             .env("STATUSADS__STORE__SHARDS", "16")
             .env("STATUSADS__AUTH__ADMIN_TOKEN", ADMIN)
@@ -184,6 +185,15 @@ impl ServiceProcess {
             .args(args)
             .output()
             .expect("the statusads binary")
+    }
+
+    /// On Redis, the deployment's PostgreSQL database (see `postgres::database_for`).
+    pub fn database_url(&self) -> String {
+        if self.redis_url.is_empty() {
+            String::new()
+        } else {
+            super::postgres::shared().database_for(&self.redis_url)
+        }
     }
 
     pub fn data_dir(&self) -> &std::path::Path {

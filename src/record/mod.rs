@@ -1,0 +1,132 @@
+//! The system of record: what must outlive any cache, in PostgreSQL (`store.database_url`,
+//! required with Redis) or SQLite (`data_dir/statusads.db`, the embedded backend). Today it
+//! holds the catalog (advertisers, campaigns, creatives), every campaign's change history and
+//! the creative asset bytes; the hot store (Redis or the embedded journal) keeps only hot,
+//! expiring state. See DESIGN.md, "Storage: hot state and the system of record".
+//!
+//! # Layout
+//!
+//! - this module: opening either database through one `sqlx::AnyPool` (the same SQL runs on
+//!   both; the schema differs only where the types do, so each has its migrations under
+//!   `migrations/<database>/`, run at every start), and the error mapping.
+//! - [`catalog`]: catalog records stamped with catalog versions, and campaign history.
+//! - [`assets`]: content-addressed asset bytes.
+//! - [`migration`]: the one-time move of a deployment's catalog and assets out of Redis or an
+//!   embedded journal.
+//!
+//! Encodings stay here: callers see domain types and `CatalogData`, never rows.
+
+pub mod assets;
+pub mod catalog;
+pub mod migration;
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+
+use crate::store::StoreError;
+
+/// Which database the record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    Postgres,
+    Sqlite,
+}
+
+pub struct Record {
+    pool: AnyPool,
+    database: Database,
+}
+
+/// The SQLite file of the embedded backend.
+pub const SQLITE_FILE: &str = "statusads.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("store.database_url: cannot connect to the system of record: {0}")]
+    Connect(String),
+    #[error("store.database_url: cannot migrate the system of record: {0}")]
+    Migrate(String),
+}
+
+impl Record {
+    /// Opens the record at `database_url`, or SQLite under `data_dir` when it is empty, and
+    /// brings its schema up to date.
+    pub async fn open(database_url: &str, data_dir: &Path) -> Result<Self, OpenError> {
+        sqlx::any::install_default_drivers();
+        let (url, database) = if database_url.is_empty() {
+            // `mode=rwc`: created on first start. FULL sync: a write is on disk when it returns.
+            let path = data_dir.join(SQLITE_FILE);
+            (
+                format!("sqlite://{}?mode=rwc", path.display()),
+                Database::Sqlite,
+            )
+        } else {
+            (database_url.to_owned(), Database::Postgres)
+        };
+        let pool = AnyPoolOptions::new()
+            // One writer at a time is what SQLite allows anyway; a pool of one avoids
+            // "database is locked" between our own connections.
+            .max_connections(match database {
+                Database::Sqlite => 1,
+                Database::Postgres => 8,
+            })
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if database == Database::Sqlite {
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = FULL")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            // sqlx errors can echo the URL (with its password): name the cause only.
+            .map_err(|err| OpenError::Connect(describe(&err)))?;
+        let migrated = match database {
+            Database::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await,
+            Database::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await,
+        };
+        migrated.map_err(|err| OpenError::Migrate(err.to_string()))?;
+        Ok(Self { pool, database })
+    }
+
+    pub fn database(&self) -> Database {
+        self.database
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(unavailable)
+    }
+}
+
+/// A failure to reach or use the database: an outage (retryable); answers carry no internals.
+fn unavailable(err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(format!("system of record: {err}")),
+        other => StoreError::Unavailable(format!("system of record: {}", describe(&other))),
+    }
+}
+
+fn describe(err: &sqlx::Error) -> String {
+    match err {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::Io(io) => io.to_string(),
+        sqlx::Error::PoolTimedOut => "no connection within 5 s".into(),
+        other => other.to_string(),
+    }
+}

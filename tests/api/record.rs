@@ -1,0 +1,262 @@
+//! The system of record (PostgreSQL with Redis, SQLite embedded): campaign history, assets
+//! served by every node, the one-time move of an earlier build's catalog out of the hot store,
+//! and a database outage while serving.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use time::macros::datetime;
+
+use crate::contract;
+use crate::support::app::{portrait_png, spawn_app_on, ADMIN};
+use crate::support::postgres::PostgresServer;
+use crate::support::redis_server::RedisServer;
+use crate::support::{spawn_app, Backend};
+
+contract!(every_change_to_a_campaign_is_in_its_history);
+
+async fn every_change_to_a_campaign_is_in_its_history(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, key) = app.advertiser("Historian").await;
+    let campaign = app
+        .campaign(&key, json!({"bid_cpm_micros": 1_000_000}))
+        .await;
+    app.clock.set(datetime!(2026-11-26 11:00:00 UTC));
+    let res = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/v1/campaigns/{campaign}"),
+            Some(&key),
+            Some(json!({"bid_cpm_micros": 1_500_000, "name": "Renamed"})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // A PATCH that changes nothing is no change.
+    app.send(
+        reqwest::Method::PATCH,
+        &format!("/v1/campaigns/{campaign}"),
+        Some(&key),
+        Some(json!({"bid_cpm_micros": 1_500_000})),
+    )
+    .await;
+    app.clock.set(datetime!(2026-11-26 12:00:00 UTC));
+    app.send(
+        reqwest::Method::DELETE,
+        &format!("/v1/campaigns/{campaign}"),
+        Some(&key),
+        None,
+    )
+    .await;
+
+    let res = app
+        .get(&format!("/v1/campaigns/{campaign}/history"), &key)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let history: Value = res.json().await.unwrap();
+    let changes = history["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 3, "{history}");
+    assert_eq!(changes[0]["at"], "2026-11-26T10:00:00Z");
+    assert_eq!(changes[0]["actor"], "advertiser");
+    assert_eq!(
+        changes[0]["fields"]["bid_cpm_micros"],
+        json!({"from": null, "to": 1_000_000})
+    );
+    assert_eq!(changes[1]["at"], "2026-11-26T11:00:00Z");
+    assert_eq!(
+        changes[1]["fields"],
+        json!({"bid_cpm_micros": {"from": 1_000_000, "to": 1_500_000},
+               "name": {"from": "Campaign", "to": "Renamed"}})
+    );
+    assert_eq!(
+        changes[2]["fields"],
+        json!({"status": {"from": "active", "to": "archived"}})
+    );
+    let operator: Value = app
+        .get(&format!("/v1/campaigns/{campaign}/history"), ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(operator, history, "the operator reads it too");
+    let (_, other) = app.advertiser("Other").await;
+    let res = app
+        .get(&format!("/v1/campaigns/{campaign}/history"), &other)
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+async fn upload(app: &crate::support::TestApp, key: &str) -> (String, Vec<u8>) {
+    let campaign = app.campaign(key, json!({})).await;
+    let png = portrait_png();
+    let res = app
+        .upload(
+            key,
+            &campaign,
+            png.clone(),
+            "ad.png",
+            json!({"headline": "Everywhere"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let creative: Value = res.json().await.unwrap();
+    (creative["asset"]["url"].as_str().unwrap().to_owned(), png)
+}
+
+/// Two nodes with separate data dirs on one deployment: an upload through one is served by the
+/// other, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_asset_uploaded_through_one_node_is_served_by_another() {
+    let first = spawn_app(Backend::Redis).await;
+    let url = first.redis.as_ref().unwrap().url();
+    let second = spawn_app_on(None, |s| s.store.redis_url = url).await;
+    let (_, key) = first.advertiser("Two nodes").await;
+    let (asset, png) = upload(&first, &key).await;
+    let res = second.http.get(second.url(&asset)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(res.bytes().await.unwrap().as_ref(), png.as_slice());
+}
+
+/// Embedded: the local asset cache is only a cache; with it gone the asset comes from SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_asset_outlives_its_local_cache() {
+    let app = spawn_app(Backend::Embedded).await;
+    let (_, key) = app.advertiser("Cached").await;
+    let (asset, png) = upload(&app, &key).await;
+    std::fs::remove_dir_all(app._data_dir.path().join("assets")).unwrap();
+    std::fs::create_dir_all(app._data_dir.path().join("assets")).unwrap();
+    let res = app.http.get(app.url(&asset)).send().await.unwrap();
+    assert_eq!(res.bytes().await.unwrap().as_ref(), png.as_slice());
+}
+
+/// A Redis that an earlier build kept the catalog in: the first start with a system of record
+/// moves it there (keys work, campaigns list, history starts at creation); later starts do not
+/// move it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_builds_redis_catalog_moves_into_the_record() {
+    let redis = RedisServer::start();
+    let (advertiser, key) = statusads::domain::advertiser::NewAdvertiser {
+        name: "From before".into(),
+        chat_number: None,
+        currency: "EUR".into(),
+    }
+    .into_advertiser(datetime!(2026-11-01 09:00:00 UTC))
+    .unwrap();
+    let mut conn = redis.connection();
+    let _: () = redis::cmd("HSET")
+        .arg("catalog:{catalog}:advertisers")
+        .arg(advertiser.id.to_string())
+        .arg(serde_json::to_string(&advertiser).unwrap())
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("catalog:{catalog}:version")
+        .arg(1)
+        .query(&mut conn)
+        .unwrap();
+    let app = spawn_app_on(Some(redis), |_| {}).await;
+    let res = app.get("/v1/campaigns", &key).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the earlier advertiser's key works"
+    );
+    let campaign = app.campaign(&key, json!({})).await;
+    // Later catalog writes go to the record only.
+    let mut conn = app.redis.as_ref().unwrap().connection();
+    let stored: Option<String> = redis::cmd("HGET")
+        .arg("catalog:{catalog}:campaigns")
+        .arg(&campaign)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(stored, None);
+}
+
+/// PostgreSQL `kill -9`ed while serving: `/readyz` is 503 and catalog writes answer 503, while
+/// decisions and events go on (they need only the hot store); when it is back, so is everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_while_serving_stops_catalog_writes_only() {
+    let mut database = PostgresServer::start();
+    let redis = RedisServer::start();
+    let url = database.database_for(&redis.url());
+    let app = spawn_app_on(Some(redis), move |s| {
+        s.store.database_url = statusads::config::DatabaseUrl(url)
+    })
+    .await;
+    let (_, key) = app.advertiser("Outage").await;
+    app.live_campaign(&key, json!({})).await;
+    database.kill9();
+
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let slots = app.slots("u1", None, 12).await;
+    assert_eq!(slots.len(), 1, "decisions need only the hot store");
+    assert_eq!(
+        app.render(slots[0]["token"].as_str().unwrap()).await,
+        "accepted"
+    );
+    let res = app
+        .post("/v1/campaigns", &key, json!({"name": "Later", "bid_cpm_micros": 1_000_000, "budget": {"total_micros": 10_000_000}}))
+        .await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = res.text().await.unwrap();
+    assert!(
+        !body.contains("127.0.0.1") && !body.contains("postgres"),
+        "{body}"
+    );
+
+    database.restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+        if ready.status() == StatusCode::OK {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "ready again");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    app.campaign(&key, json!({"name": "After"})).await;
+}
+
+/// An embedded journal of an earlier build (catalog entries in it, asset files on disk): the
+/// first start moves them into SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_builds_journal_catalog_and_assets_move_into_sqlite() {
+    let data_dir = crate::support::scratch::ScratchDir::new("old-journal");
+    let (advertiser, key) = statusads::domain::advertiser::NewAdvertiser {
+        name: "Journal era".into(),
+        chat_number: None,
+        currency: "EUR".into(),
+    }
+    .into_advertiser(datetime!(2026-11-01 09:00:00 UTC))
+    .unwrap();
+    let entry = json!({"op": "catalog", "kind": "advertiser", "id": advertiser.id.to_string(),
+        "json": serde_json::to_string(&advertiser).unwrap()});
+    std::fs::write(
+        data_dir.path().join("journal.log"),
+        statusads::store::lines::encode(&entry.to_string()),
+    )
+    .unwrap();
+    let png = portrait_png();
+    let sha = statusads::catalog::assets::AssetStore::digest(&png);
+    std::fs::create_dir_all(data_dir.path().join("assets")).unwrap();
+    std::fs::write(data_dir.path().join("assets").join(&sha), &png).unwrap();
+
+    let path = data_dir.path().to_path_buf();
+    let app = crate::support::spawn_app_with(Backend::Embedded, |s| s.store.data_dir = path).await;
+    assert_eq!(
+        app.get("/v1/campaigns", &key).await.status(),
+        StatusCode::OK
+    );
+    std::fs::remove_file(data_dir.path().join("assets").join(&sha)).unwrap();
+    let res = app
+        .http
+        .get(app.url(&format!("/assets/{sha}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.bytes().await.unwrap().as_ref(),
+        png.as_slice(),
+        "from SQLite"
+    );
+}

@@ -1,0 +1,269 @@
+//! A real PostgreSQL per test process (or per test, for crash tests), from Debian's
+//! `postgresql` binaries: `initdb` once into a template, then every server starts on a copy of
+//! it in its own scratch directory on a free port, as the `postgres` user when the tests run as
+//! root. Apps get a fresh database each ([`PostgresServer::database`]).
+//!
+//! The shared server ([`shared`]) is started from a thread that lives as long as the test
+//! process and asks the kernel to kill it when that thread ends (`setpriv --pdeathsig`), so it
+//! never outlives the test run; dedicated servers are killed on drop. The load bench includes
+//! this file too (it needs only `scratch`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::scratch::ScratchDir;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct PostgresServer {
+    pub port: u16,
+    dir: ScratchDir,
+    child: Option<Child>,
+}
+
+fn bin(name: &str) -> PathBuf {
+    let root = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("Debian's postgresql package (scripts/test installs it)")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .max()
+        .expect("a PostgreSQL version under /usr/lib/postgresql");
+    root.join("bin").join(name)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// `program args` as the `postgres` user when we are root (PostgreSQL refuses to run as root).
+fn as_postgres(program: &Path, pdeathsig: bool) -> Command {
+    if is_root() {
+        let mut command = Command::new("setpriv");
+        command.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]);
+        if pdeathsig {
+            command.arg("--pdeathsig=KILL");
+        }
+        command.arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn chown_to_postgres(path: &Path) {
+    if is_root() {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+/// The initialised data directory every server copies (initdb runs once per test process).
+fn template() -> &'static Path {
+    static TEMPLATE: OnceLock<ScratchDirKeeper> = OnceLock::new();
+    &TEMPLATE
+        .get_or_init(|| {
+            let dir = ScratchDir::new("pg-template");
+            chown_to_postgres(dir.path());
+            let data = dir.path().join("data");
+            let out = as_postgres(&bin("initdb"), false)
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+                .stdout(Stdio::null())
+                .output()
+                .expect("initdb");
+            assert!(
+                out.status.success(),
+                "initdb: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            ScratchDirKeeper(dir, data)
+        })
+        .1
+}
+
+/// The template's directory (kept for the process's lifetime) and its data dir.
+struct ScratchDirKeeper(#[allow(dead_code)] ScratchDir, PathBuf);
+
+impl PostgresServer {
+    /// A dedicated server (crash tests kill and restart it).
+    pub fn start() -> Self {
+        let dir = ScratchDir::new("pg");
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(template())
+            .arg(dir.path().join("data"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "copying the PostgreSQL template");
+        chown_to_postgres(dir.path());
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        server.spawn(false);
+        server
+    }
+
+    fn spawn(&mut self, pdeathsig: bool) {
+        let log = std::fs::File::create(self.dir.path().join("log")).unwrap();
+        let child = as_postgres(&bin("postgres"), pdeathsig)
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ])
+            .arg("-k")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("postgres");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let ready = Command::new(bin("pg_isready"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .stdout(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ready {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "postgres did not start: {}",
+            std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+        );
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    fn psql(&self, sql: &str) -> std::process::Output {
+        Command::new(bin("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-d", "postgres", "-tAq", "-c", sql])
+            .output()
+            .expect("psql")
+    }
+
+    /// The database of one deployment, named after its hot store (`key`: a Redis URL or a
+    /// cluster's seeds), created on first use: every node of that deployment shares it, as in
+    /// production.
+    pub fn database_for(&self, key: &str) -> String {
+        use sha2::Digest;
+        let name = format!(
+            "app_{}",
+            &hex::encode(sha2::Sha256::digest(key.as_bytes()))[..16]
+        );
+        let exists = |server: &Self| {
+            let out = server.psql(&format!(
+                "SELECT 1 FROM pg_database WHERE datname = '{name}'"
+            ));
+            String::from_utf8_lossy(&out.stdout).trim() == "1"
+        };
+        if !exists(self) {
+            let out = self.psql(&format!("CREATE DATABASE {name}"));
+            // Two nodes may create it at once: the loser finds it there.
+            assert!(
+                out.status.success() || exists(self),
+                "CREATE DATABASE: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        self.url(&name)
+    }
+
+    /// SIGKILL: no shutdown checkpoint (recovery replays the WAL at the next start).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        // The dead postmaster's backends exit on their own; wait until the port is free.
+        std::thread::sleep(Duration::from_millis(200));
+        self.spawn(false);
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The server every app of this test process shares (a database each).
+pub fn shared() -> &'static PostgresServer {
+    static SHARED: OnceLock<PostgresServer> = OnceLock::new();
+    static STARTING: Mutex<()> = Mutex::new(());
+    SHARED.get_or_init(|| {
+        let _one = STARTING.lock().unwrap();
+        // Started from a thread that lives until the process exits: the server's pdeathsig
+        // fires when that thread (not the test's) ends.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let dir = ScratchDir::new("pg-shared");
+            let status = Command::new("cp")
+                .arg("-a")
+                .arg(template())
+                .arg(dir.path().join("data"))
+                .status()
+                .unwrap();
+            assert!(status.success());
+            chown_to_postgres(dir.path());
+            let mut server = PostgresServer {
+                port: free_port(),
+                dir,
+                child: None,
+            };
+            server.spawn(true);
+            tx.send(server).unwrap();
+            loop {
+                std::thread::park();
+            }
+        });
+        rx.recv().expect("the shared PostgreSQL started")
+    })
+}
