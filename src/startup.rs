@@ -41,6 +41,8 @@ pub enum StartupError {
     Catalog(#[from] crate::catalog::CatalogError),
     #[error("{0}")]
     Spool(#[from] crate::ledger::spool::SpoolError),
+    #[error("config key `messaging.rule_sets`: {0}")]
+    Rules(String),
 }
 
 pub struct Application {
@@ -160,7 +162,12 @@ impl Application {
             clock: clock.clone(),
             admin_token,
             client_tokens,
-            prices: settings.messaging.price_table(),
+            rules: Arc::new(
+                settings
+                    .messaging
+                    .rule_book()
+                    .map_err(StartupError::Rules)?,
+            ),
             shards: settings.store.shards,
             rate_limits: crate::http::rate_limit::RateLimits::new(&settings.rate_limits),
         });

@@ -38,6 +38,7 @@ pub fn catalog(campaigns: usize, seed: u64) -> CatalogData {
             currency: "EUR".into(),
             api_key_hash: format!("{i:064x}"),
             created_at: created,
+            messaging_limit: None,
         })
         .collect();
     let mut data = CatalogData {

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use time::OffsetDateTime;
 
-use crate::domain::advertiser::{hash_api_key, new_api_key, Advertiser, NewAdvertiser};
+use crate::domain::advertiser::{
+    hash_api_key, new_api_key, Advertiser, AdvertiserPatch, NewAdvertiser,
+};
 use crate::domain::campaign::{Campaign, CampaignInput, CampaignStatus};
 use crate::domain::creative::{Creative, CreativeStatus};
 use crate::domain::ids::{AdvertiserId, CampaignId, CreativeId};
@@ -140,6 +142,23 @@ impl Catalog {
         advertiser.api_key_hash = hash_api_key(&key);
         self.persist(CatalogRecord::Advertiser(&advertiser)).await?;
         Ok(key)
+    }
+
+    /// Applies an operator's change to an advertiser.
+    pub async fn update_advertiser(
+        &self,
+        id: &AdvertiserId,
+        patch: &AdvertiserPatch,
+    ) -> Result<Advertiser, CatalogError> {
+        let _guard = self.writes.lock().await;
+        let mut advertiser = (**self
+            .snapshot()
+            .advertiser(id)
+            .ok_or(CatalogError::NotFound)?)
+        .clone();
+        patch.apply(&mut advertiser)?;
+        self.persist(CatalogRecord::Advertiser(&advertiser)).await?;
+        Ok(advertiser)
     }
 
     pub async fn create_campaign(

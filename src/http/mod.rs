@@ -49,7 +49,7 @@ pub struct AppState {
     pub clock: SharedClock,
     pub admin_token: String,
     pub client_tokens: Vec<String>,
-    pub prices: crate::messaging::PriceTable,
+    pub rules: Arc<crate::messaging::rules::RuleBook>,
     pub shards: u32,
     pub rate_limits: rate_limit::RateLimits,
 }

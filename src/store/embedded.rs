@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     CatalogData, CatalogRecord, CommitOutcome, ConversionOutcome, ConversionWrite, DayCounters,
     DecisionCommit, EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome,
-    StoreError, UserView,
+    SettleOutcome, SettleWrite, StoreError, StoredMessage, UserView,
 };
 use crate::capping::{
     advertiser_field, campaign_field, count_since, decode_caps, decode_stamps, encode_stamps,
@@ -41,6 +41,7 @@ use crate::clock::Millis;
 use crate::domain::campaign::Spend;
 use crate::domain::event::EventType;
 use crate::domain::ids::CampaignId;
+use crate::messaging::rules::{price_at, within_limit, Schedule};
 
 const JOURNAL: &str = "journal.log";
 const REFUSED: u32 = 32;
@@ -74,16 +75,35 @@ enum Entry {
         day: u32,
         at_ms: Millis,
     },
+    /// A rated business message. Entries of earlier builds carry a final `result` and its
+    /// `price_micros`; this build's carry the `stored` message whose charge is decided on apply
+    /// (the month's count moves), exactly as `message.lua` does.
     Message {
         advertiser: String,
         user: String,
         message_id: String,
         new_state: String,
+        #[serde(default)]
         result: String,
+        #[serde(default)]
         category: String,
+        #[serde(default)]
         country: String,
+        #[serde(default)]
         price_micros: i64,
         month: u32,
+        #[serde(default)]
+        stored: Option<String>,
+        #[serde(default)]
+        deliver: bool,
+        /// The template was business-initiated: its user counts towards the limit.
+        #[serde(default)]
+        initiated: bool,
+    },
+    MessageStatus {
+        advertiser: String,
+        message_id: String,
+        void: bool,
     },
 }
 
@@ -163,6 +183,10 @@ struct State {
     messages: HashMap<(String, String), String>,
     /// (month, `<advertiser>|<category>|<country>|q|$`) -> value
     message_billing: HashMap<(u32, String), i64>,
+    /// (month, `<advertiser>|<counter>`) -> messages counted (volume tiers, service allowance)
+    message_counts: HashMap<(u32, String), u64>,
+    /// advertiser -> user -> latest business-initiated template (ms)
+    initiated: HashMap<String, HashMap<String, Millis>>,
 }
 
 pub struct EmbeddedStore {
@@ -541,7 +565,7 @@ impl EmbeddedStore {
         _shard: u32,
         decision_id: &str,
         at_ms: Millis,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<(String, String)>, StoreError> {
         Ok(self
             .inner
             .lock()
@@ -549,7 +573,7 @@ impl EmbeddedStore {
             .clicks
             .get(decision_id)
             .filter(|click| at_ms < click.expires_ms)
-            .map(|c| c.advertiser.clone()))
+            .map(|c| (c.advertiser.clone(), c.campaign.clone())))
     }
 
     pub async fn apply_conversion(
@@ -621,6 +645,7 @@ impl EmbeddedStore {
         Ok(found)
     }
 
+    /// Mirrors `message.lua`.
     pub async fn commit_message(
         &self,
         commit: &MessageCommit<'_>,
@@ -630,33 +655,116 @@ impl EmbeddedStore {
             user: commit.user.to_owned(),
             message_id: commit.message_id.to_owned(),
             new_state: commit.new_state.clone(),
-            result: commit.result.clone(),
-            category: commit.category.to_owned(),
-            country: commit.country.to_owned(),
-            price_micros: commit.price_micros,
-            month: commit.month,
+            result: String::new(),
+            category: String::new(),
+            country: String::new(),
+            price_micros: 0,
+            month: commit.stored.month,
+            stored: Some(commit.stored.encode()),
+            deliver: commit.deliver,
+            initiated: commit.limit.is_some(),
         };
         let mut outcome = MessageOutcome::Conflict;
-        self.commit(
-            entry,
-            |state| {
-                let key = (commit.advertiser.to_owned(), commit.message_id.to_owned());
-                if let Some(result) = state.messages.get(&key) {
-                    outcome = MessageOutcome::Duplicate(result.clone());
-                    return false;
-                }
-                let current = state
-                    .conversations
-                    .get(&(commit.advertiser.to_owned(), commit.user.to_owned()));
-                if current.map(String::as_str).unwrap_or("") != commit.expected_state {
-                    return false;
-                }
-                outcome = MessageOutcome::Committed;
-                true
-            },
-            State::apply,
-        )
-        .await?;
+        let applied = self
+            .commit(
+                entry,
+                |state| {
+                    let key = (commit.advertiser.to_owned(), commit.message_id.to_owned());
+                    if let Some(result) = state.messages.get(&key) {
+                        outcome = match StoredMessage::decode(result) {
+                            Some(stored) => MessageOutcome::Duplicate(stored),
+                            None => MessageOutcome::Conflict,
+                        };
+                        return false;
+                    }
+                    let current = state
+                        .conversations
+                        .get(&(commit.advertiser.to_owned(), commit.user.to_owned()));
+                    if current.map(String::as_str).unwrap_or("") != commit.expected_state {
+                        return false;
+                    }
+                    if let Some(limit) = commit.limit {
+                        if !state.admits_initiated(
+                            commit.advertiser,
+                            commit.user,
+                            commit.stored.at_ms,
+                            limit,
+                        ) {
+                            outcome = MessageOutcome::LimitReached;
+                            return false;
+                        }
+                    }
+                    true
+                },
+                State::apply_message,
+            )
+            .await?;
+        if let Some(stored) = applied.flatten() {
+            outcome = MessageOutcome::Committed(stored);
+        }
+        Ok(outcome)
+    }
+
+    pub async fn message_state(
+        &self,
+        _shard: u32,
+        advertiser: &str,
+        message_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (found, line) = {
+            let guard = self.inner.lock();
+            let found = guard
+                .0
+                .messages
+                .get(&(advertiser.to_owned(), message_id.to_owned()))
+                .cloned();
+            (found, self.written.load(Ordering::SeqCst))
+        };
+        if found.is_some() {
+            self.durable(line).await?;
+        }
+        Ok(found)
+    }
+
+    /// Mirrors `message_status.lua`.
+    pub async fn settle_message(
+        &self,
+        write: &SettleWrite<'_>,
+    ) -> Result<SettleOutcome, StoreError> {
+        let entry = Entry::MessageStatus {
+            advertiser: write.advertiser.to_owned(),
+            message_id: write.message_id.to_owned(),
+            void: write.void,
+        };
+        let mut outcome = SettleOutcome::Unknown;
+        let applied = self
+            .commit(
+                entry,
+                |state| {
+                    let key = (write.advertiser.to_owned(), write.message_id.to_owned());
+                    match state
+                        .messages
+                        .get(&key)
+                        .map(|raw| StoredMessage::decode(raw))
+                    {
+                        None => false,
+                        Some(Some(stored)) if stored.billing == "pending" => true,
+                        Some(Some(stored)) => {
+                            outcome = SettleOutcome::Duplicate(stored);
+                            false
+                        }
+                        Some(None) => {
+                            outcome = SettleOutcome::Duplicate(StoredMessage::default());
+                            false
+                        }
+                    }
+                },
+                State::apply_message,
+            )
+            .await?;
+        if let Some(stored) = applied.flatten() {
+            outcome = SettleOutcome::Settled(stored);
+        }
         Ok(outcome)
     }
 
@@ -765,6 +873,72 @@ impl State {
                     .entry(format!("{}|{day}|{stat}", click.campaign))
                     .or_default() += 1;
             }
+            Entry::Message { .. } | Entry::MessageStatus { .. } => {
+                self.apply_message(entry);
+            }
+        }
+    }
+
+    fn bill(&mut self, month: u32, advertiser: &str, stored: &StoredMessage, price: i64) {
+        if price <= 0 {
+            return;
+        }
+        let field = format!("{advertiser}|{}|{}", stored.line, stored.country);
+        *self
+            .message_billing
+            .entry((month, format!("{field}|q")))
+            .or_default() += 1;
+        *self
+            .message_billing
+            .entry((month, format!("{field}|$")))
+            .or_default() += price;
+        if !stored.campaign.is_empty() {
+            *self
+                .stats
+                .entry(format!("{}|{}|mc", stored.campaign, stored.day))
+                .or_default() += price;
+        }
+    }
+
+    /// Makes a stored message's charge final: moves its month's count, bills it (mirrors
+    /// `charge_final` in messaging_shared.lua).
+    fn charge_final(&mut self, advertiser: &str, stored: &mut StoredMessage) {
+        let count = self
+            .message_counts
+            .entry((stored.month, format!("{advertiser}|{}", stored.counter)))
+            .or_default();
+        *count += 1;
+        let n = *count;
+        let schedule = Schedule::decode(&stored.schedule).unwrap_or(Schedule::flat(0));
+        let (price, tier) = price_at(&schedule, n);
+        let month = stored.month;
+        self.bill(month, advertiser, stored, price);
+        stored.charge_micros = price;
+        stored.tier = stored.tiered.then_some(tier);
+        stored.billing = "final".into();
+    }
+
+    /// A business-initiated template to `user` at `at` keeps the advertiser within `limit`
+    /// (mirrors message.lua).
+    fn admits_initiated(&self, advertiser: &str, user: &str, at: Millis, limit: u32) -> bool {
+        let window = super::BUSINESS_LIMIT_WINDOW_MS;
+        let since = at - window;
+        let users = self.initiated.get(advertiser);
+        let already = users
+            .and_then(|u| u.get(user))
+            .is_some_and(|mine| *mine > since);
+        let others = users.map_or(0, |u| {
+            u.values()
+                .filter(|t| **t > since && **t < at + window)
+                .count() as u64
+        });
+        within_limit(limit, already, others)
+    }
+
+    /// Applies a message or status entry; returns the stored message it leaves (`None` for
+    /// entries of earlier builds).
+    fn apply_message(&mut self, entry: &Entry) -> Option<StoredMessage> {
+        match entry {
             Entry::Message {
                 advertiser,
                 user,
@@ -775,6 +949,9 @@ impl State {
                 country,
                 price_micros,
                 month,
+                stored,
+                deliver,
+                initiated,
             } => {
                 let conversation = (advertiser.clone(), user.clone());
                 if new_state.is_empty() {
@@ -782,20 +959,69 @@ impl State {
                 } else {
                     self.conversations.insert(conversation, new_state.clone());
                 }
-                self.messages
-                    .insert((advertiser.clone(), message_id.clone()), result.clone());
-                if *price_micros > 0 {
-                    let field = format!("{advertiser}|{category}|{country}");
-                    *self
-                        .message_billing
-                        .entry((*month, format!("{field}|q")))
-                        .or_default() += 1;
-                    *self
-                        .message_billing
-                        .entry((*month, format!("{field}|$")))
-                        .or_default() += price_micros;
+                let key = (advertiser.clone(), message_id.clone());
+                let Some(mut stored) = stored.as_deref().and_then(StoredMessage::decode) else {
+                    // An entry of an earlier build: its charge was decided when it was written.
+                    self.messages.insert(key, result.clone());
+                    let legacy = StoredMessage {
+                        line: category.clone(),
+                        country: country.clone(),
+                        ..StoredMessage::default()
+                    };
+                    self.bill(*month, advertiser, &legacy, *price_micros);
+                    return None;
+                };
+                if *initiated {
+                    let users = self.initiated.entry(advertiser.clone()).or_default();
+                    let at = users.entry(user.clone()).or_insert(stored.at_ms);
+                    *at = (*at).max(stored.at_ms);
+                    let oldest = stored.at_ms - 2 * super::BUSINESS_LIMIT_WINDOW_MS;
+                    users.retain(|_, t| *t >= oldest);
                 }
+                if stored.counter.is_empty() {
+                    stored.billing = "final".into();
+                    stored.charge_micros = 0;
+                    stored.tier = None;
+                } else if *deliver {
+                    self.charge_final(advertiser, &mut stored);
+                } else {
+                    let n = self
+                        .message_counts
+                        .get(&(stored.month, format!("{advertiser}|{}", stored.counter)))
+                        .copied()
+                        .unwrap_or(0)
+                        + 1;
+                    let schedule = Schedule::decode(&stored.schedule).unwrap_or(Schedule::flat(0));
+                    let (price, tier) = price_at(&schedule, n);
+                    stored.billing = "pending".into();
+                    stored.charge_micros = price;
+                    stored.tier = stored.tiered.then_some(tier);
+                }
+                self.messages.insert(key, stored.encode());
+                Some(stored)
             }
+            Entry::MessageStatus {
+                advertiser,
+                message_id,
+                void,
+            } => {
+                let key = (advertiser.clone(), message_id.clone());
+                let mut stored = self
+                    .messages
+                    .get(&key)
+                    .and_then(|raw| StoredMessage::decode(raw))
+                    .filter(|s| s.billing == "pending")?;
+                if *void {
+                    stored.billing = "void".into();
+                    stored.charge_micros = 0;
+                    stored.tier = None;
+                } else {
+                    self.charge_final(advertiser, &mut stored);
+                }
+                self.messages.insert(key, stored.encode());
+                Some(stored)
+            }
+            _ => None,
         }
     }
 

@@ -147,7 +147,8 @@ async fn service_window_boundaries(backend: Backend) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
-        json!({"status": "accepted", "charge_micros": 0, "currency": "EUR", "reason": "inbound", "window_expires_at": at(Duration::hours(24))})
+        json!({"status": "accepted", "charge_micros": 0, "currency": "EUR", "reason": "inbound",
+               "window_expires_at": at(Duration::hours(24)), "billing": "final", "rule_set": "2025-07-01"})
     );
 
     let (_, body) = message(
@@ -195,6 +196,7 @@ async fn service_window_boundaries(backend: Backend) {
         ),
     )
     .await;
+
     assert_eq!(
         (body["reason"].as_str(), body["charge_micros"].as_i64()),
         (Some("rated"), Some(61_000)),
@@ -301,24 +303,17 @@ async fn free_entry_point_only_from_a_valid_click_of_the_same_advertiser(backend
         (Some("free_entry_point"), Some(0))
     );
     let (_, body) = message(&app, marketing("m-2", Duration::hours(48))).await;
-    assert_eq!(
-        body["reason"], "free_entry_point",
-        "72 hours from the click inbound"
-    );
-    let (_, body) = message(
-        &app,
-        outbound("f-1", &adv, Duration::hours(60), "free_form", None, "IT"),
-    )
-    .await;
-    assert_eq!(
-        body["reason"], "free_entry_point",
-        "free-form too, even outside the 24 h window"
-    );
+    assert_eq!(body["reason"], "free_entry_point");
     let (_, body) = message(
         &app,
         marketing("m-3", Duration::hours(72) + Duration::minutes(1)),
     )
     .await;
+    assert_eq!(
+        body["reason"], "free_entry_point",
+        "72 hours from the first reply (+2 h), not from the click"
+    );
+    let (_, body) = message(&app, marketing("m-4", Duration::hours(74))).await;
     assert_eq!(
         (body["reason"].as_str(), body["charge_micros"].as_i64()),
         (Some("rated"), Some(61_000))

@@ -47,6 +47,22 @@ pub fn message_billing(shard: u32, month: u32) -> String {
     format!("bill:{{s{shard}}}:{month}")
 }
 
+/// The advertisers' monthly message counts in the shard (volume tiers, service allowance):
+/// field `<advertiser>|<line>:<country>` (or `<advertiser>|service:`).
+pub fn message_counts(shard: u32, month: u32) -> String {
+    format!("mcount:{{s{shard}}}:{month}")
+}
+
+/// Users an advertiser reached with business-initiated templates (zset, score: latest time).
+pub fn business_initiated(shard: u32, advertiser: &str) -> String {
+    format!("initiated:{{s{shard}}}:{advertiser}")
+}
+
+/// Click-to-chat conversions of the shard on one UTC day (a list, for the conversions API).
+pub fn conversion_log(shard: u32, day: u32) -> String {
+    format!("cvlog:{{s{shard}}}:{day}")
+}
+
 /// SCAN patterns of the per-period keys of a shard: (spend per day, message billing per month).
 pub fn period_patterns(shard: u32) -> (String, String) {
     (
@@ -100,6 +116,9 @@ mod tests {
             conversation(417, "adv_1", "u{x}"),
             message(417, "adv_1", "m-1"),
             message_billing(417, 202611),
+            message_counts(417, 202611),
+            business_initiated(417, "adv_1"),
+            conversion_log(417, 20261126),
         ];
         for key in &keys {
             assert_eq!(hash_tag(key), "s417", "{key}");

@@ -18,7 +18,8 @@ use self::lua::Scripts;
 use super::{
     CatalogData, CatalogRecord, CommitOutcome, ConversionOutcome, ConversionWrite, DayCounters,
     DecisionCommit, EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome,
-    StoreError, UserView, CLICK_TTL_MS, MESSAGE_DEDUPE_MS,
+    SettleOutcome, SettleWrite, StoreError, StoredMessage, UserView, CLICK_TTL_MS,
+    MESSAGE_DEDUPE_MS,
 };
 use crate::capping::{self, UserState, HIDE_MS, SESSION_TTL_MS};
 use crate::clock::Millis;
@@ -497,18 +498,25 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// The (advertiser, campaign) of a recorded click.
     pub async fn click_owner(
         &self,
         shard: u32,
         decision_id: &str,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<(String, String)>, StoreError> {
         let mut conn = self.conn.clone();
         let key = keys::click(shard, decision_id);
-        self.call(
-            RedisOp::Messaging,
-            async move { conn.hget(key, "adv").await },
-        )
-        .await
+        let (adv, cmp): (Option<String>, Option<String>) = self
+            .call(RedisOp::Messaging, async move {
+                redis::cmd("HMGET")
+                    .arg(key)
+                    .arg("adv")
+                    .arg("cmp")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(adv.zip(cmp))
     }
 
     pub async fn apply_conversion(
@@ -562,42 +570,87 @@ impl RedisStore {
         commit: &MessageCommit<'_>,
     ) -> Result<MessageOutcome, StoreError> {
         let script = &self.scripts.message;
-        let mut call = script.command(4);
-        call.arg(keys::conversation(
-            commit.shard,
-            commit.advertiser,
-            commit.user,
-        ))
-        .arg(keys::message(
-            commit.shard,
-            commit.advertiser,
-            commit.message_id,
-        ))
-        .arg(keys::ledger(commit.shard))
-        .arg(keys::message_billing(commit.shard, commit.month))
-        .arg(commit.expected_state)
-        .arg(&commit.new_state)
-        .arg(commit.state_ttl_ms)
-        .arg(&commit.result)
-        .arg(MESSAGE_DEDUPE_MS)
-        .arg(commit.advertiser)
-        .arg(commit.category)
-        .arg(commit.country)
-        .arg(commit.price_micros)
-        .arg(commit.at_ms)
-        .arg(commit.message_id)
-        .arg(commit.direction)
-        .arg(commit.reason);
+        let (shard, month) = (commit.shard, commit.stored.month);
+        let mut call = script.command(7);
+        call.arg(keys::conversation(shard, commit.advertiser, commit.user))
+            .arg(keys::message(shard, commit.advertiser, commit.message_id))
+            .arg(keys::ledger(shard))
+            .arg(keys::message_billing(shard, month))
+            .arg(keys::message_counts(shard, month))
+            .arg(keys::stats(shard))
+            .arg(keys::business_initiated(shard, commit.advertiser))
+            .arg(commit.expected_state)
+            .arg(&commit.new_state)
+            .arg(commit.state_ttl_ms)
+            .arg(commit.stored.encode())
+            .arg(MESSAGE_DEDUPE_MS)
+            .arg(commit.advertiser)
+            .arg(commit.message_id)
+            .arg(commit.direction)
+            .arg(if commit.deliver { "1" } else { "0" })
+            .arg(commit.limit.map_or(-1, i64::from))
+            .arg(commit.user)
+            .arg(super::BUSINESS_LIMIT_WINDOW_MS);
         let mut conn = self.conn.clone();
-        let reply: (i64, Option<String>) = self
+        let reply: (i64, String) = self
             .call(RedisOp::Messaging, async move {
                 script.run(&call, &mut conn).await
             })
             .await?;
-        Ok(match reply {
-            (1, _) => MessageOutcome::Committed,
-            (2, Some(result)) => MessageOutcome::Duplicate(result),
+        let stored = || {
+            StoredMessage::decode(&reply.1)
+                .ok_or_else(|| StoreError::Corrupt(format!("stored message {:?}", reply.1)))
+        };
+        Ok(match reply.0 {
+            1 => MessageOutcome::Committed(stored()?),
+            2 => MessageOutcome::Duplicate(stored()?),
+            3 => MessageOutcome::LimitReached,
             _ => MessageOutcome::Conflict,
+        })
+    }
+
+    /// The stored message, if this id was recorded.
+    pub async fn message_state(
+        &self,
+        shard: u32,
+        advertiser: &str,
+        message_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = keys::message(shard, advertiser, message_id);
+        self.call(RedisOp::Messaging, async move { conn.get(key).await })
+            .await
+    }
+
+    pub async fn settle_message(
+        &self,
+        write: &SettleWrite<'_>,
+    ) -> Result<SettleOutcome, StoreError> {
+        let script = &self.scripts.message_status;
+        let (shard, month) = (write.shard, write.month);
+        let mut call = script.command(5);
+        call.arg(keys::message(shard, write.advertiser, write.message_id))
+            .arg(keys::ledger(shard))
+            .arg(keys::message_billing(shard, month))
+            .arg(keys::message_counts(shard, month))
+            .arg(keys::stats(shard))
+            .arg(write.advertiser)
+            .arg(write.message_id)
+            .arg(if write.void { "1" } else { "0" });
+        let mut conn = self.conn.clone();
+        let reply: (i64, String) = self
+            .call(RedisOp::Messaging, async move {
+                script.run(&call, &mut conn).await
+            })
+            .await?;
+        let stored = || {
+            StoredMessage::decode(&reply.1)
+                .ok_or_else(|| StoreError::Corrupt(format!("stored message {:?}", reply.1)))
+        };
+        Ok(match reply.0 {
+            1 => SettleOutcome::Settled(stored()?),
+            2 => SettleOutcome::Duplicate(stored()?),
+            _ => SettleOutcome::Unknown,
         })
     }
 
