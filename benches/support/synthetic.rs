@@ -118,6 +118,7 @@ pub fn catalog(campaigns: usize, seed: u64) -> CatalogData {
             objective: Objective::Awareness,
             chat: None,
             created_at: created,
+            suppress_after: None,
         };
         data.creatives.push(Creative {
             id: CreativeId::generate(),

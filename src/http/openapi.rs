@@ -252,6 +252,15 @@ pub const ROUTES: &[Route] = &[
         Json("ConversionResult"),
     ),
     route(
+        Get,
+        "/v1/conversions",
+        "The advertiser's click-to-chat conversions (`campaign_id`, `from`, `to`: YYYY-MM-DD)",
+        Advertiser,
+        Body::None,
+        200,
+        Json("ConversionList"),
+    ),
+    route(
         Post,
         "/v1/messages",
         "Record and rate a business message (messaging platform)",
@@ -359,6 +368,7 @@ pub const ROUTES: &[Route] = &[
         crate::ledger::invoice::Invoice,
         crate::ledger::conversions::ConversionBody,
         super::conversions::ConversionResult,
+        crate::ledger::conversions::ConversionList,
         crate::ledger::messages::MessageBody,
         crate::ledger::messages::MessageResult,
         crate::ledger::messages::StatusBody,

@@ -167,8 +167,8 @@ impl Messages<'_> {
                     .store
                     .click_owner(shard, decision, at_ms)
                     .await?
-                    .filter(|(owner, _)| owner == advertiser.id.as_str())
-                    .map(|(_, campaign)| campaign),
+                    .filter(|owner| owner.advertiser == advertiser.id.as_str())
+                    .map(|owner| owner.campaign),
                 None => None,
             },
             _ => None,

@@ -28,9 +28,9 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CatalogData, CatalogRecord, CommitOutcome, ConversionOutcome, ConversionWrite, DayCounters,
-    DecisionCommit, EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome,
-    SettleOutcome, SettleWrite, StoreError, StoredMessage, UserView,
+    CatalogData, CatalogRecord, ClickOwner, CommitOutcome, ConversionOutcome, ConversionRecord,
+    ConversionWrite, DayCounters, DecisionCommit, EventOutcome, EventWrite, MessageBilling,
+    MessageCommit, MessageOutcome, SettleOutcome, SettleWrite, StoreError, StoredMessage, UserView,
 };
 use crate::capping::{
     advertiser_field, campaign_field, count_since, decode_caps, decode_stamps, encode_stamps,
@@ -74,6 +74,12 @@ enum Entry {
         kind: String,
         day: u32,
         at_ms: Millis,
+        /// Listed by the conversions API (entries of earlier builds are not).
+        #[serde(default)]
+        click_id: Option<String>,
+        /// The user-hash field and until when a conversation suppresses the campaign.
+        #[serde(default)]
+        suppress: Option<(String, Millis)>,
     },
     /// A rated business message. Entries of earlier builds carry a final `result` and its
     /// `price_micros`; this build's carry the `stored` message whose charge is decided on apply
@@ -142,6 +148,8 @@ impl JournaledReservation {
 struct Click {
     advertiser: String,
     campaign: String,
+    /// The clicking user (a conversation may suppress the campaign for them).
+    user: String,
     conversation: bool,
     /// Like the Redis key's TTL: a click is attributable for `CLICK_TTL_MS`.
     expires_ms: Millis,
@@ -185,6 +193,8 @@ struct State {
     message_billing: HashMap<(u32, String), i64>,
     /// (month, `<advertiser>|<counter>`) -> messages counted (volume tiers, service allowance)
     message_counts: HashMap<(u32, String), u64>,
+    /// (day, `<advertiser>|<campaign>|<click id>|<type>|<at_ms>`), as the Redis conversion log
+    conversion_log: Vec<(u32, String)>,
     /// advertiser -> user -> latest business-initiated template (ms)
     initiated: HashMap<String, HashMap<String, Millis>>,
 }
@@ -565,7 +575,7 @@ impl EmbeddedStore {
         _shard: u32,
         decision_id: &str,
         at_ms: Millis,
-    ) -> Result<Option<(String, String)>, StoreError> {
+    ) -> Result<Option<ClickOwner>, StoreError> {
         Ok(self
             .inner
             .lock()
@@ -573,7 +583,11 @@ impl EmbeddedStore {
             .clicks
             .get(decision_id)
             .filter(|click| at_ms < click.expires_ms)
-            .map(|c| (c.advertiser.clone(), c.campaign.clone())))
+            .map(|c| ClickOwner {
+                advertiser: c.advertiser.clone(),
+                campaign: c.campaign.clone(),
+                user: c.user.clone(),
+            }))
     }
 
     pub async fn apply_conversion(
@@ -600,6 +614,8 @@ impl EmbeddedStore {
             kind: write.kind.to_owned(),
             day: write.day,
             at_ms: write.at_ms,
+            click_id: Some(write.click_id.to_owned()),
+            suppress: write.suppress.clone(),
         };
         // Decided and journaled under one lock: only accepted conversions are journaled.
         let mut decided = ConversionOutcome::UnknownClick;
@@ -613,6 +629,21 @@ impl EmbeddedStore {
         )
         .await?;
         Ok(decided)
+    }
+
+    pub async fn conversions(
+        &self,
+        advertiser: &str,
+        days: &[u32],
+    ) -> Result<Vec<ConversionRecord>, StoreError> {
+        let guard = self.inner.lock();
+        Ok(guard
+            .0
+            .conversion_log
+            .iter()
+            .filter(|(day, _)| days.contains(day))
+            .filter_map(|(_, entry)| super::parse_conversion_entry(entry, advertiser))
+            .collect())
     }
 
     pub async fn load_conversation(
@@ -855,15 +886,26 @@ impl State {
             }
             Entry::Conversion {
                 decision_id,
+                advertiser,
                 kind,
                 day,
-                ..
+                at_ms,
+                click_id,
+                suppress,
             } => {
                 let Some(click) = self.clicks.get_mut(decision_id) else {
                     return;
                 };
                 let stat = if kind == "conversation_started" {
                     click.conversation = true;
+                    if let Some((field, until)) =
+                        suppress.as_ref().filter(|_| !click.user.is_empty())
+                    {
+                        self.users
+                            .entry(click.user.clone())
+                            .or_default()
+                            .insert(field.clone(), until.to_string());
+                    }
                     "cv"
                 } else {
                     "m"
@@ -872,6 +914,12 @@ impl State {
                     .stats
                     .entry(format!("{}|{day}|{stat}", click.campaign))
                     .or_default() += 1;
+                if let Some(click_id) = click_id {
+                    self.conversion_log.push((
+                        *day,
+                        format!("{advertiser}|{}|{click_id}|{kind}|{at_ms}", click.campaign),
+                    ));
+                }
             }
             Entry::Message { .. } | Entry::MessageStatus { .. } => {
                 self.apply_message(entry);
@@ -1083,6 +1131,7 @@ impl State {
             let click = self.clicks.entry(e.decision_id.clone()).or_default();
             click.advertiser.clone_from(&e.advertiser);
             click.campaign.clone_from(&e.campaign);
+            click.user.clone_from(&e.user);
             click.expires_ms = now + super::CLICK_TTL_MS;
         }
         self.tokens

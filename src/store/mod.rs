@@ -129,7 +129,24 @@ pub struct ConversionWrite<'a> {
     pub kind: &'a str,
     pub day: u32,
     pub at_ms: Millis,
+    /// As the advertiser's conversions API lists it.
+    pub click_id: &'a str,
+    /// The user-hash field (and until when) that suppresses the campaign for the clicking
+    /// user, when its campaign suppresses after a conversation.
+    pub suppress: Option<(String, Millis)>,
 }
+
+/// Whose a recorded click is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickOwner {
+    pub advertiser: String,
+    pub campaign: String,
+    /// The clicking user ("" for clicks recorded by earlier builds).
+    pub user: String,
+}
+
+/// How long the conversions API can list a conversion (reports span at most 366 days).
+pub const CONVERSION_LOG_MS: Millis = 400 * 86_400_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConversionOutcome {
@@ -413,6 +430,26 @@ impl DayCounters {
     }
 }
 
+/// Parses a conversion log entry `<advertiser>|<campaign>|<click id>|<type>|<at_ms>` of
+/// `advertiser` (`None` for another advertiser's or a malformed one).
+pub fn parse_conversion_entry(entry: &str, advertiser: &str) -> Option<ConversionRecord> {
+    let mut parts = entry.split('|');
+    let (adv, campaign, click_id, kind, at) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    (adv == advertiser && parts.next().is_none()).then_some(())?;
+    Some(ConversionRecord {
+        click_id: click_id.to_owned(),
+        campaign: campaign.to_owned(),
+        kind: kind.to_owned(),
+        at_ms: at.parse().ok()?,
+    })
+}
+
 /// Sums `<advertiser>|<category>|<country>|q|$` fields of month billing hashes for one advertiser.
 pub fn sum_message_billing<'a>(
     fields: impl Iterator<Item = (&'a String, &'a i64)>,
@@ -571,7 +608,7 @@ impl Store {
         shard: u32,
         decision_id: &str,
         at_ms: Millis,
-    ) -> Result<Option<(String, String)>, StoreError> {
+    ) -> Result<Option<ClickOwner>, StoreError> {
         match self {
             Store::Redis(s) => s.click_owner(shard, decision_id).await,
             Store::Embedded(s) => s.click_owner(shard, decision_id, at_ms).await,
@@ -583,6 +620,17 @@ impl Store {
         write: &ConversionWrite<'_>,
     ) -> Result<ConversionOutcome, StoreError> {
         dispatch!(self, s => s.apply_conversion(write).await)
+    }
+
+    /// The advertiser's conversions on these UTC days (`YYYYMMDD`), oldest first.
+    pub async fn conversions(
+        &self,
+        advertiser: &str,
+        days: &[u32],
+    ) -> Result<Vec<ConversionRecord>, StoreError> {
+        let mut records = dispatch!(self, s => s.conversions(advertiser, days).await)?;
+        records.sort_by(|a, b| (a.at_ms, &a.click_id).cmp(&(b.at_ms, &b.click_id)));
+        Ok(records)
     }
 
     /// The stored conversation state ("" = none) and, if this message id was seen, its result.

@@ -16,6 +16,11 @@ pub fn user(shard: u32, user: &str) -> String {
     format!("u:{{s{shard}}}:{user}")
 }
 
+/// The user whose hash `key` is (the inverse of [`user`]).
+pub fn user_of(shard: u32, key: &str) -> Option<&str> {
+    key.strip_prefix(&format!("u:{{s{shard}}}:"))
+}
+
 /// Placement state of one session of one user.
 pub fn session(shard: u32, user: &str, session: &str) -> String {
     format!("sess:{{s{shard}}}:{user}:{session}")
@@ -124,6 +129,8 @@ mod tests {
             assert_eq!(hash_tag(key), "s417", "{key}");
         }
         assert_eq!(user(417, "u{ser}"), "u:{s417}:u{ser}");
+        assert_eq!(user_of(417, &user(417, "u{ser}")), Some("u{ser}"));
+        assert_eq!(user_of(416, &user(417, "u")), None);
         assert_eq!(spend_day(3, 20261126), "spend:{s3}:20261126");
         for key in [
             CATALOG_ADVERTISERS,

@@ -16,10 +16,10 @@ use redis::AsyncCommands;
 use self::lua::Scripts;
 
 use super::{
-    CatalogData, CatalogRecord, CommitOutcome, ConversionOutcome, ConversionWrite, DayCounters,
-    DecisionCommit, EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome,
-    SettleOutcome, SettleWrite, StoreError, StoredMessage, UserView, CLICK_TTL_MS,
-    MESSAGE_DEDUPE_MS,
+    CatalogData, CatalogRecord, ClickOwner, CommitOutcome, ConversionOutcome, ConversionRecord,
+    ConversionWrite, DayCounters, DecisionCommit, EventOutcome, EventWrite, MessageBilling,
+    MessageCommit, MessageOutcome, SettleOutcome, SettleWrite, StoreError, StoredMessage, UserView,
+    CLICK_TTL_MS, MESSAGE_DEDUPE_MS,
 };
 use crate::capping::{self, UserState, HIDE_MS, SESSION_TTL_MS};
 use crate::clock::Millis;
@@ -498,41 +498,73 @@ impl RedisStore {
 }
 
 impl RedisStore {
-    /// The (advertiser, campaign) of a recorded click.
     pub async fn click_owner(
         &self,
         shard: u32,
         decision_id: &str,
-    ) -> Result<Option<(String, String)>, StoreError> {
+    ) -> Result<Option<ClickOwner>, StoreError> {
         let mut conn = self.conn.clone();
         let key = keys::click(shard, decision_id);
-        let (adv, cmp): (Option<String>, Option<String>) = self
+        let (adv, cmp, usr): (Option<String>, Option<String>, Option<String>) = self
             .call(RedisOp::Messaging, async move {
                 redis::cmd("HMGET")
                     .arg(key)
                     .arg("adv")
                     .arg("cmp")
+                    .arg("usr")
                     .query_async(&mut conn)
                     .await
             })
             .await?;
-        Ok(adv.zip(cmp))
+        Ok(adv.zip(cmp).map(|(advertiser, campaign)| ClickOwner {
+            advertiser,
+            campaign,
+            user: usr
+                .as_deref()
+                .and_then(|key| keys::user_of(shard, key))
+                .unwrap_or_default()
+                .to_owned(),
+        }))
     }
 
     pub async fn apply_conversion(
         &self,
         write: &ConversionWrite<'_>,
     ) -> Result<ConversionOutcome, StoreError> {
+        let click = keys::click(write.shard, write.decision_id);
+        // The clicking user's hash, recorded by the click: the script checks it again.
+        let user = match &write.suppress {
+            Some(_) => {
+                let mut conn = self.conn.clone();
+                let key = click.clone();
+                let user: Option<String> = self
+                    .call(
+                        RedisOp::Messaging,
+                        async move { conn.hget(key, "usr").await },
+                    )
+                    .await?;
+                user
+            }
+            None => None,
+        };
         let script = &self.scripts.conversion;
-        let mut call = script.command(3);
-        call.arg(keys::click(write.shard, write.decision_id))
+        let mut call = script.command(5);
+        let (field, until) = write.suppress.clone().unwrap_or_default();
+        call.arg(&click)
             .arg(keys::ledger(write.shard))
             .arg(keys::stats(write.shard))
+            .arg(keys::conversion_log(write.shard, write.day))
+            // Not suppressing: the click key again (a real key of this slot, never written).
+            .arg(user.as_deref().unwrap_or(&click))
             .arg(write.advertiser)
             .arg(write.kind)
             .arg(write.day)
             .arg(write.at_ms)
-            .arg(write.decision_id);
+            .arg(write.decision_id)
+            .arg(write.click_id)
+            .arg(super::CONVERSION_LOG_MS)
+            .arg(if user.is_some() { field.as_str() } else { "" })
+            .arg(until);
         let mut conn = self.conn.clone();
         let code: i64 = self
             .call(RedisOp::Messaging, async move {
@@ -544,6 +576,25 @@ impl RedisStore {
             2 => ConversionOutcome::Duplicate,
             _ => ConversionOutcome::UnknownClick,
         })
+    }
+
+    pub async fn conversions(
+        &self,
+        advertiser: &str,
+        days: &[u32],
+    ) -> Result<Vec<ConversionRecord>, StoreError> {
+        let replies: Vec<Vec<String>> = self
+            .per_shard(RedisOp::Report, |shard, pipe| {
+                for day in days {
+                    pipe.lrange(keys::conversion_log(shard, *day), 0, -1);
+                }
+            })
+            .await?;
+        Ok(replies
+            .iter()
+            .flatten()
+            .filter_map(|entry| super::parse_conversion_entry(entry, advertiser))
+            .collect())
     }
 
     pub async fn load_conversation(
