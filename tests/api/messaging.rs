@@ -759,7 +759,183 @@ async fn limit_reached_at_exactly_n_distinct_users(backend: Backend) {
     );
 }
 
+/// The rule set of the README's worked month: the default July-2025 rates, with utility tiers
+/// in Italy small enough to cross in a few messages.
+pub const WORKED_MONTH_RULES: &str = r#"
+[[rule_sets]]
+effective_from = "2025-07-01"
+utility_free_in_window = true
+default_micros = 50000
+category_defaults = { utility = 8000, marketing = 40000, authentication = 25000 }
+prices = [{ country = "IT", category = "marketing", micros = 61000 }]
+tiers = [{ country = "IT", category = "utility", steps = [{ from = 1, micros = 8000 }, { from = 3, micros = 6000 }] }]
+"#;
+
+/// The README's worked month, step by step: its invoice to the micro.
+async fn the_readme_worked_month_invoice(backend: Backend) {
+    let app = app_with_rules(backend, WORKED_MONTH_RULES).await;
+    // 1. A click-to-chat ad is rendered and tapped by Anna (one billed render at the reserve).
+    let (adv, key, campaign, click) = clicked(&app, "Trattoria", "anna-device", json!({})).await;
+    let send = |id: &str, user: &str, kind: &str, category: Option<&str>, hours: i64| {
+        outbound(id, &adv, user, kind, category, at(Duration::hours(hours)))
+    };
+    let expect = |body: &Value, reason: &str, charge: i64| {
+        assert_eq!(
+            (body["reason"].as_str(), body["charge_micros"].as_i64()),
+            (Some(reason), Some(charge)),
+            "{body}"
+        );
+    };
+    // 2. Anna writes from the ad; the platform reports the conversation.
+    let mut first = inbound("anna-1", &adv, "anna", at(Duration::ZERO));
+    first["click_id"] = json!(click);
+    post(&app, "/v1/messages", first).await;
+    let (status, _) = post(&app, "/v1/conversions", json!({"advertiser_id": adv, "click_id": click, "type": "conversation_started", "at": at(Duration::ZERO)})).await;
+    assert_eq!(status, StatusCode::OK);
+    // 3. The first reply, an hour later, opens the free entry point for 72 h.
+    expect(
+        &post(
+            &app,
+            "/v1/messages",
+            send("r1", "anna", "template", Some("marketing"), 1),
+        )
+        .await
+        .1,
+        "free_entry_point",
+        0,
+    );
+    // 4. Two days on, outside the 24 h window but inside the entry point: still free.
+    expect(
+        &post(
+            &app,
+            "/v1/messages",
+            send("r2", "anna", "template", Some("marketing"), 48),
+        )
+        .await
+        .1,
+        "free_entry_point",
+        0,
+    );
+    // 5-8. Order updates (utility) to four other customers, none in a window.
+    expect(
+        &post(
+            &app,
+            "/v1/messages",
+            send("u1", "bruno", "template", Some("utility"), 0),
+        )
+        .await
+        .1,
+        "rated",
+        8_000,
+    );
+    expect(
+        &post(
+            &app,
+            "/v1/messages",
+            send("u2", "carla", "template", Some("utility"), 1),
+        )
+        .await
+        .1,
+        "rated",
+        8_000,
+    );
+    let mut lost = send("u3", "dario", "template", Some("utility"), 2);
+    lost["delivery"] = json!("sent");
+    let (_, pending) = post(&app, "/v1/messages", lost).await;
+    assert_eq!(
+        (pending["billing"].as_str(), pending["tier"].as_u64()),
+        (Some("pending"), Some(2))
+    );
+    let (_, failed) = post(
+        &app,
+        "/v1/messages/u3/status",
+        json!({"advertiser_id": adv, "status": "failed", "at": at(Duration::hours(2))}),
+    )
+    .await;
+    assert_eq!(
+        failed,
+        json!({"status": "accepted", "billing": "void", "charge_micros": 0})
+    );
+    let (_, third) = post(
+        &app,
+        "/v1/messages",
+        send("u4", "elena", "template", Some("utility"), 3),
+    )
+    .await;
+    expect(&third, "rated", 6_000);
+    assert_eq!(
+        third["tier"], 2,
+        "the failed delivery took no place in the tiers"
+    );
+    // 9. After the entry point, a promotion to Anna is charged, and counts for the campaign.
+    expect(
+        &post(
+            &app,
+            "/v1/messages",
+            send("r3", "anna", "template", Some("marketing"), 80),
+        )
+        .await
+        .1,
+        "rated",
+        61_000,
+    );
+
+    let expected = json!({
+        "lines": [
+            {"kind": "impressions", "campaign_id": campaign, "quantity": 1, "amount_micros": 500},
+            {"kind": "messages", "category": "marketing", "country": "IT", "quantity": 1, "amount_micros": 61_000},
+            {"kind": "messages", "category": "utility", "country": "IT", "quantity": 3, "amount_micros": 22_000},
+        ],
+        "total_micros": 83_500,
+    });
+    let bill = invoice(&app, &key, "2026-11").await;
+    assert_eq!(
+        json!({"lines": bill["lines"], "total_micros": bill["total_micros"]}),
+        expected
+    );
+    let res = app
+        .get(
+            &format!("/v1/reports/campaigns/{campaign}?from=2026-11-01&to=2026-11-30"),
+            &key,
+        )
+        .await;
+    let totals = res.json::<Value>().await.unwrap()["totals"].clone();
+    assert_eq!(
+        (
+            totals["conversations"].as_u64(),
+            totals["message_charges_micros"].as_i64(),
+            totals["cost_per_conversation_micros"].as_i64()
+        ),
+        (Some(1), Some(61_000), Some(500))
+    );
+
+    match backend {
+        Backend::Redis => {
+            let report = statusads::ledger::reconcile::reconcile(&app.state.store, 16, false)
+                .await
+                .unwrap();
+            assert!(report.differences.is_empty(), "{:?}", report.differences);
+        }
+        Backend::Embedded => {
+            // The journal replays to the same invoice.
+            let dir = app._data_dir.path().to_path_buf();
+            let sets = rule_sets(WORKED_MONTH_RULES);
+            let again = spawn_app_with(Backend::Embedded, move |s| {
+                s.store.data_dir = dir;
+                s.messaging.rule_sets = sets;
+            })
+            .await;
+            let bill = invoice(&again, &key, "2026-11").await;
+            assert_eq!(
+                json!({"lines": bill["lines"], "total_micros": bill["total_micros"]}),
+                expected
+            );
+        }
+    }
+}
+
 contract!(
+    the_readme_worked_month_invoice,
     window_start_and_end_at_the_instant,
     a_call_opens_a_window,
     entry_point_counts_from_the_first_reply,
