@@ -58,33 +58,14 @@ pub struct RateLimitSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessagingSettings {
-    pub default_micros: i64,
-    pub category_defaults: CategoryPrices,
-    #[serde(default)]
-    pub prices: Vec<crate::messaging::PriceRow>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CategoryPrices {
-    pub utility: i64,
-    pub marketing: i64,
-    pub authentication: i64,
+    /// Dated rule sets (`[[messaging.rule_sets]]`); see `messaging::rules`.
+    pub rule_sets: Vec<crate::messaging::rules::RuleSetConfig>,
 }
 
 impl MessagingSettings {
-    pub fn price_table(&self) -> crate::messaging::PriceTable {
-        use crate::messaging::Category;
-        let d = self.category_defaults;
-        crate::messaging::PriceTable::new(
-            self.prices.clone(),
-            vec![
-                (Category::Utility, d.utility),
-                (Category::Marketing, d.marketing),
-                (Category::Authentication, d.authentication),
-            ],
-            self.default_micros,
-        )
+    /// The validated rule sets; the error names the offending set.
+    pub fn rule_book(&self) -> Result<crate::messaging::rules::RuleBook, String> {
+        crate::messaging::rules::RuleBook::from_config(&self.rule_sets)
     }
 }
 
@@ -364,32 +345,8 @@ impl Settings {
         if self.auction.reserve_cpm_micros < 0 {
             return invalid("auction.reserve_cpm_micros", "must not be negative");
         }
-        let m = &self.messaging;
-        let defaults = [
-            m.default_micros,
-            m.category_defaults.utility,
-            m.category_defaults.marketing,
-            m.category_defaults.authentication,
-        ];
-        if defaults
-            .iter()
-            .chain(m.prices.iter().map(|p| &p.micros))
-            .any(|micros| *micros < 0)
-        {
-            return invalid("messaging", "prices must not be negative");
-        }
-        if let Some(row) = m
-            .prices
-            .iter()
-            .find(|p| p.country.len() != 2 || !p.country.bytes().all(|b| b.is_ascii_uppercase()))
-        {
-            return invalid(
-                "messaging.prices",
-                &format!(
-                    "country {:?} is not an ISO 3166-1 alpha-2 code",
-                    row.country
-                ),
-            );
+        if let Err(message) = self.messaging.rule_book() {
+            return invalid("messaging.rule_sets", &message);
         }
         if !self.chat.url_template.contains("{number}") {
             return invalid("chat.url_template", "must contain {number}");
@@ -501,19 +458,10 @@ mod tests {
             (3, 500)
         );
         assert!(s.seeds_demo(), "the embedded quick start seeds demo data");
-        let prices = s.messaging.price_table();
-        assert_eq!(
-            prices.price("IT", crate::messaging::Category::Marketing),
-            61_000
-        );
-        assert_eq!(
-            prices.price("FR", crate::messaging::Category::Marketing),
-            40_000
-        );
-        assert_eq!(
-            prices.price("FR", crate::messaging::Category::Utility),
-            8_000
-        );
+        let book = s.messaging.rule_book().unwrap();
+        assert_eq!(book.sets().len(), 1);
+        assert_eq!(book.sets()[0].name, "2025-07-01");
+        assert!(book.sets()[0].window.utility_free_in_window);
     }
 
     #[test]
@@ -607,6 +555,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("http.typo"), "{err}");
+    }
+
+    #[test]
+    fn the_october_2026_example_loads_both_sets() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config/messaging-2026-10.example.toml");
+        let s = Settings::from_layers(Some(&path), &[]).unwrap();
+        let book = s.messaging.rule_book().unwrap();
+        let names: Vec<&str> = book.sets().iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["2025-07-01", "2026-10-01"]);
+        assert!(!book.sets()[1].window.utility_free_in_window);
+    }
+
+    #[test]
+    fn a_bad_rule_set_stops_the_start_naming_it() {
+        let dir = std::env::temp_dir().join(format!("statusads-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(
+            &path,
+            r#"
+[[messaging.rule_sets]]
+effective_from = "2026-10-01"
+utility_free_in_window = false
+default_micros = 1
+category_defaults = { utility = 1, marketing = 1, authentication = 1 }
+tiers = [{ country = "IT", category = "utility", steps = [{ from = 1, micros = 2 }, { from = 1, micros = 1 }] }]
+"#,
+        )
+        .unwrap();
+        let err = Settings::from_layers(Some(&path), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("messaging.rule_sets"), "{err}");
+        assert!(err.contains("2026-10-01"), "{err}");
+        assert!(err.contains("not increasing"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

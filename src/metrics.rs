@@ -73,6 +73,7 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     ("statusads_conversions_total", "counter", "Click-to-chat conversions by type and status."),
     ("statusads_messages_total", "counter", "Business messages by template category (none for free-form and inbound) and outcome (rating reason, refused or duplicate)."),
     ("statusads_message_charges_total", "counter", "Business messages that were charged."),
+    ("statusads_message_statuses_total", "counter", "Delivery statuses of messages recorded as sent, by status (accepted: it settled the charge; duplicate) and billing (final, void)."),
     ("statusads_rate_limited_total", "counter", "Requests refused with 429, by limit scope (client token, user, advertiser, uploads in flight per advertiser)."),
     ("statusads_panics_total", "counter", "Request handlers that panicked (answered 500; the worker survives)."),
     ("statusads_spool_events", "gauge", "Events acknowledged during a Redis outage and waiting in the local spool."),
@@ -84,6 +85,8 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
 
 const CONVERSION_TYPES: [&str; 2] = ["conversation_started", "message"];
 const CONVERSION_STATUSES: [&str; 3] = ["accepted", "duplicate", "unknown_click"];
+const MESSAGE_STATUSES: [&str; 2] = ["accepted", "duplicate"];
+const MESSAGE_BILLINGS: [&str; 2] = ["final", "void"];
 const MESSAGE_CATEGORIES: [&str; 4] = ["none", "utility", "marketing", "authentication"];
 const MESSAGE_OUTCOMES: [&str; 6] = [
     "inbound",
@@ -268,6 +271,7 @@ pub struct Metrics {
     conversions: [AtomicU64; 6],
     messages: [AtomicU64; 24],
     message_charges: AtomicU64,
+    message_statuses: [AtomicU64; 4],
     rate_limited: [AtomicU64; 4],
     panics: AtomicU64,
     spool_events: AtomicU64,
@@ -301,6 +305,7 @@ impl Default for Metrics {
             conversions: counters(),
             messages: counters(),
             message_charges: AtomicU64::new(0),
+            message_statuses: counters(),
             rate_limited: counters(),
             panics: AtomicU64::new(0),
             spool_events: AtomicU64::new(0),
@@ -400,6 +405,15 @@ impl Metrics {
 
     pub fn panicked(&self) {
         self.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A delivery status applied (`billing` of the message after it; anything else is ignored).
+    pub fn message_status(&self, status: &'static str, billing: &str) {
+        let Some(b) = MESSAGE_BILLINGS.iter().position(|x| *x == billing) else {
+            return;
+        };
+        let index = index_of(&MESSAGE_STATUSES, &status) * MESSAGE_BILLINGS.len() + b;
+        self.message_statuses[index].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn message_charged(&self) {
@@ -510,6 +524,13 @@ impl Metrics {
                 "statusads_panics_total" => {
                     let _ = writeln!(out, "{name} {}", load(&self.panics));
                 }
+                "statusads_message_statuses_total" => render_grid(
+                    &mut out,
+                    name,
+                    ("status", &MESSAGE_STATUSES),
+                    ("billing", &MESSAGE_BILLINGS),
+                    &self.message_statuses,
+                ),
                 "statusads_message_charges_total" => {
                     let _ = writeln!(out, "{name} {}", load(&self.message_charges));
                 }

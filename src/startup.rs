@@ -57,6 +57,8 @@ pub enum StartupError {
     Spool(#[from] crate::ledger::spool::SpoolError),
     #[error("{0}")]
     Record(#[from] crate::record::OpenError),
+    #[error("config key `messaging.rule_sets`: {0}")]
+    Rules(String),
 }
 
 pub struct Application {
@@ -215,7 +217,12 @@ impl Application {
             clock: clock.clone(),
             admin_token,
             client_tokens,
-            prices: settings.messaging.price_table(),
+            rules: Arc::new(
+                settings
+                    .messaging
+                    .rule_book()
+                    .map_err(StartupError::Rules)?,
+            ),
             shards: settings.store.shards,
             rate_limits: crate::http::rate_limit::RateLimits::new(&settings.rate_limits),
             uploads: crate::http::rate_limit::Concurrency::new(

@@ -707,17 +707,56 @@ function renderReport({ rows, totals }) {
   const table = $('report-table');
   const body = rows.length
     ? rows.map((row) => reportRow(row.date, row))
-    : [h('tr', {}, h('td', { colSpan: 10, className: 'empty' }, 'No activity in this period.'))];
+    : [h('tr', {}, h('td', { colSpan: 12, className: 'empty' }, 'No activity in this period.'))];
   table.tBodies[0].replaceChildren(...body);
   table.tFoot.replaceChildren(reportRow('Total', totals));
   drawChart(rows);
+  drawFunnel(totals);
 }
 
 function reportRow(label, counters) {
   return h('tr', {},
     h('th', { scope: 'row' }, label),
     ...REPORT_COUNTERS.map((key) => h('td', { className: 'num' }, count(counters[key]))),
-    h('td', { className: 'num' }, formatMicros(counters.spend_micros)));
+    h('td', { className: 'num' }, formatMicros(counters.spend_micros)),
+    h('td', { className: 'num' }, formatMicros(counters.message_charges_micros ?? 0)),
+    h('td', { className: 'num' }, formatMicros(counters.cost_per_conversation_micros ?? 0)));
+}
+
+// --- funnel: from the period's totals, each stage a bar scaled to renders
+
+const FUNNEL = [
+  { key: 'rendered', label: 'Rendered' },
+  { key: 'clicks', label: 'Clicks' },
+  { key: 'conversations', label: 'Conversations' },
+  { key: 'messages', label: 'Messages' },
+];
+
+function drawFunnel(totals) {
+  const chart = $('funnel-chart');
+  chart.replaceChildren($('funnel-chart-title'), $('funnel-chart-desc'));
+  const cost = totals.cost_per_conversation_micros ?? 0;
+  const charges = totals.message_charges_micros ?? 0;
+  $('funnel-chart-desc').textContent = FUNNEL.map((s) => `${count(totals[s.key] ?? 0)} ${s.label.toLowerCase()}`).join(', ')
+    + `; cost per conversation ${formatMicros(cost)}; message charges ${formatMicros(charges)}.`;
+  const left = 150;
+  const width = 720 - left - 140;
+  const top = totals.rendered || 1;
+  FUNNEL.forEach((stage, i) => {
+    const value = totals[stage.key] ?? 0;
+    const previous = i === 0 ? null : (totals[FUNNEL[i - 1].key] ?? 0);
+    const y = 24 + i * 44;
+    const bar = Math.max(2, (Math.min(value, top) / top) * width);
+    const share = previous ? ` (${((100 * value) / previous).toFixed(1)}%)` : '';
+    chart.append(svg('g', { 'data-stage': stage.key, 'data-value': String(value) },
+      svg('text', { x: left - 10, y: y + 20, 'text-anchor': 'end' }, stage.label),
+      svg('rect', { x: left, y, width: bar, height: 30, rx: 3, fill: '#1d4ed8', opacity: String(1 - i * 0.18) },
+        svg('title', {}, `${stage.label}: ${count(value)}${share}`)),
+      svg('text', { x: left + bar + 8, y: y + 20 }, `${count(value)}${share}`)));
+  });
+  chart.append(svg('g', { 'data-stage': 'cost_per_conversation', 'data-value': String(cost) },
+    svg('text', { x: left, y: 24 + FUNNEL.length * 44 + 20 },
+      `Cost per conversation: ${formatMicros(cost)} · message charges: ${formatMicros(charges)}`)));
 }
 
 // --- chart

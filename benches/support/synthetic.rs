@@ -38,6 +38,7 @@ pub fn catalog(campaigns: usize, seed: u64) -> CatalogData {
             currency: "EUR".into(),
             api_key_hash: format!("{i:064x}"),
             created_at: created,
+            messaging_limit: None,
         })
         .collect();
     let mut data = CatalogData {
@@ -117,6 +118,7 @@ pub fn catalog(campaigns: usize, seed: u64) -> CatalogData {
             objective: Objective::Awareness,
             chat: None,
             created_at: created,
+            suppress_after: None,
         };
         data.creatives.push(Creative {
             id: CreativeId::generate(),

@@ -12,7 +12,9 @@
 //! - `c<campaign hex>` / `a<advertiser hex>` / `d`: render times (see [`encode_stamps`]), newest
 //!   last, of the campaign, the advertiser (advertiser-level caps) and of every ad (daily load);
 //! - `r<decision id>`: a reservation, `<campaign hex>|<advertiser hex>|<expires_ms>`;
-//! - `h<advertiser hex>`: the advertiser is hidden until this time (ms).
+//! - `h<advertiser hex>`: the advertiser is hidden until this time (ms);
+//! - `x<campaign hex>`: the user started a conversation from the campaign (`suppress_after:
+//!   conversation`), which is not shown to them until this time (ms).
 //!
 //! Windows are checked in whole seconds: a render stored as `ceil(t)` counts while
 //! `ceil(t) > floor(now) - per`, which holds whenever the exact `t > now - per` does, so
@@ -44,6 +46,14 @@ pub fn campaign_field(campaign: &str) -> String {
 /// The hash field of an advertiser's render times (advertiser-level caps).
 pub fn advertiser_field(advertiser: &str) -> String {
     format!("a{}", hex_of(advertiser))
+}
+
+/// A conversation suppresses its campaign for the user this long (their record's lifetime).
+pub const SUPPRESS_MS: Millis = 365 * DAY_MS;
+
+/// The hash field of a campaign suppressed for this user by a conversation.
+pub fn suppress_field(campaign: &str) -> String {
+    format!("x{}", hex_of(campaign))
 }
 
 /// The hash field of an advertiser hidden by this user.
@@ -181,6 +191,8 @@ pub struct UserState {
     pub daily_renders: Vec<i64>,
     pub reservations: Vec<Reservation>,
     pub hidden_until: HashMap<String, Millis>,
+    /// Campaigns suppressed by a conversation, until (ms).
+    pub suppressed_until: HashMap<String, Millis>,
 }
 
 impl UserState {
@@ -208,6 +220,11 @@ impl UserState {
                         state.hidden_until.insert(format!("adv_{hex}"), until);
                     }
                 }
+                (Some(b'x'), Some(hex)) => {
+                    if let Ok(until) = value.parse() {
+                        state.suppressed_until.insert(format!("cmp_{hex}"), until);
+                    }
+                }
                 (Some(b'r'), _) => state.reservations.extend(Reservation::decode(rest, value)),
                 _ if field == "d" => state.daily_renders = decode_stamps(value),
                 _ => {}
@@ -223,6 +240,14 @@ impl UserState {
     pub fn is_hidden(&self, advertiser: &str, now: Millis) -> bool {
         self.hidden_until
             .get(advertiser)
+            .is_some_and(|until| *until > now)
+    }
+
+    /// The user started a conversation from this campaign while it suppressed after one (it
+    /// stays suppressed for them even if the campaign stops asking for it later).
+    pub fn is_suppressed(&self, campaign: &str, now: Millis) -> bool {
+        self.suppressed_until
+            .get(campaign)
             .is_some_and(|until| *until > now)
     }
 
@@ -285,6 +310,7 @@ impl UserState {
     pub fn admits(&self, proof: &DecisionProof, now: Millis) -> bool {
         proof.checks.iter().all(|check| {
             !self.is_hidden(&check.advertiser, now)
+                && !self.is_suppressed(&check.campaign, now)
                 && self.within(
                     &check.campaign,
                     &check.advertiser,

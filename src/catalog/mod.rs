@@ -14,7 +14,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use time::OffsetDateTime;
 
-use crate::domain::advertiser::{hash_api_key, new_api_key, Advertiser, NewAdvertiser};
+use crate::domain::advertiser::{
+    hash_api_key, new_api_key, Advertiser, AdvertiserPatch, NewAdvertiser,
+};
 use crate::domain::campaign::{Campaign, CampaignInput, CampaignStatus};
 use crate::domain::creative::{Creative, CreativeStatus};
 use crate::domain::history::{Actor, CampaignChange};
@@ -165,6 +167,24 @@ impl Catalog {
         self.persist(CatalogRecord::Advertiser(&advertiser), None)
             .await?;
         Ok(key)
+    }
+
+    /// Applies an operator's change to an advertiser.
+    pub async fn update_advertiser(
+        &self,
+        id: &AdvertiserId,
+        patch: &AdvertiserPatch,
+    ) -> Result<Advertiser, CatalogError> {
+        let _guard = self.writes.lock().await;
+        let mut advertiser = (**self
+            .snapshot()
+            .advertiser(id)
+            .ok_or(CatalogError::NotFound)?)
+        .clone();
+        patch.apply(&mut advertiser)?;
+        self.persist(CatalogRecord::Advertiser(&advertiser), None)
+            .await?;
+        Ok(advertiser)
     }
 
     pub async fn create_campaign(

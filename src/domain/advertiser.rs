@@ -18,6 +18,46 @@ pub struct Advertiser {
     pub api_key_hash: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Business-initiated limit: distinct users reached by templates outside a
+    /// customer-service window in any rolling 24 h; `None` is unlimited.
+    #[serde(default)]
+    pub messaging_limit: Option<u32>,
+}
+
+/// The tiers the messaging platform grants a business (API.md).
+pub const MESSAGING_LIMITS: [u32; 4] = [250, 1_000, 10_000, 100_000];
+
+/// `PATCH /v1/advertisers/{id}` (operator).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdvertiserPatch {
+    /// 250, 1000, 10000, 100000, or null for unlimited; absent leaves it unchanged.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u32>)]
+    pub messaging_limit: Option<Option<u32>>,
+}
+
+fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+impl AdvertiserPatch {
+    pub fn apply(&self, advertiser: &mut Advertiser) -> Result<(), ValidationError> {
+        if let Some(limit) = self.messaging_limit {
+            if limit.is_some_and(|l| !MESSAGING_LIMITS.contains(&l)) {
+                return Err(ValidationError::new(
+                    "invalid_messaging_limit",
+                    "messaging_limit must be 250, 1000, 10000, 100000 or null (unlimited)",
+                ));
+            }
+            advertiser.messaging_limit = limit;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -61,6 +101,7 @@ impl NewAdvertiser {
                 currency: self.currency,
                 api_key_hash: hash_api_key(&key),
                 created_at: now,
+                messaging_limit: None,
             },
             key,
         ))
@@ -105,6 +146,8 @@ pub struct AdvertiserView<'a> {
     pub currency: &'a str,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Business-initiated limit (distinct users per rolling 24 h); null is unlimited.
+    pub messaging_limit: Option<u32>,
 }
 
 impl<'a> From<&'a Advertiser> for AdvertiserView<'a> {
@@ -115,6 +158,7 @@ impl<'a> From<&'a Advertiser> for AdvertiserView<'a> {
             chat_number: a.chat_number.as_deref(),
             currency: &a.currency,
             created_at: a.created_at,
+            messaging_limit: a.messaging_limit,
         }
     }
 }

@@ -88,6 +88,14 @@ pub struct FrequencyCap {
     pub per_seconds: u32,
 }
 
+/// What ends a campaign for one user.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressAfter {
+    /// A user who started a conversation from one of the campaign's ads is not shown it again.
+    Conversation,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatSettings {
@@ -116,6 +124,8 @@ pub struct Campaign {
     pub chat: Option<ChatSettings>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    #[serde(default)]
+    pub suppress_after: Option<SuppressAfter>,
 }
 
 /// The writable fields. Absent means "unchanged" (PATCH) or "default" (POST).
@@ -139,6 +149,10 @@ pub struct CampaignInput {
     pub objective: Option<Objective>,
     #[serde(default, deserialize_with = "nullable")]
     pub chat: Option<Option<ChatSettings>>,
+    /// `"conversation"`, or null for none.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<SuppressAfter>)]
+    pub suppress_after: Option<Option<SuppressAfter>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
@@ -181,6 +195,7 @@ impl Campaign {
             objective: Objective::default(),
             chat: None,
             created_at: now,
+            suppress_after: None,
         };
         draft.update(input, advertiser)
     }
@@ -239,6 +254,9 @@ impl Campaign {
         }
         if let Some(chat) = input.chat {
             self.chat = chat;
+        }
+        if let Some(suppress) = input.suppress_after {
+            self.suppress_after = suppress;
         }
         self.validate(advertiser)?;
         Ok(self)
@@ -398,6 +416,7 @@ pub struct CampaignView<'a> {
     pub advertiser_caps: bool,
     pub objective: Objective,
     pub chat: Option<&'a ChatSettings>,
+    pub suppress_after: Option<SuppressAfter>,
     pub spend: Spend,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -421,6 +440,7 @@ impl<'a> CampaignView<'a> {
             advertiser_caps: c.advertiser_caps,
             objective: c.objective,
             chat: c.chat.as_ref(),
+            suppress_after: c.suppress_after,
             spend,
             created_at: c.created_at,
         }

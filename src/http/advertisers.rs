@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::auth::Operator;
 use super::error::ApiError;
 use super::AppState;
-use crate::domain::advertiser::{AdvertiserView, NewAdvertiser};
+use crate::domain::advertiser::{AdvertiserPatch, AdvertiserView, NewAdvertiser};
 use crate::domain::ids::AdvertiserId;
 
 /// `201` of `POST /v1/advertisers`: the only time the key is shown.
@@ -30,7 +30,19 @@ pub struct ApiKey {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/advertisers", web::post().to(create))
         .route("/v1/advertisers", web::get().to(list))
+        .route("/v1/advertisers/{id}", web::patch().to(update))
         .route("/v1/advertisers/{id}/keys", web::post().to(rotate_key));
+}
+
+async fn update(
+    _: Operator,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<AdvertiserPatch>,
+) -> Result<HttpResponse, ApiError> {
+    let id = AdvertiserId::parse(&path).ok_or(ApiError::NotFound)?;
+    let advertiser = state.catalog.update_advertiser(&id, &body).await?;
+    Ok(HttpResponse::Ok().json(AdvertiserView::from(&advertiser)))
 }
 
 async fn create(

@@ -1,13 +1,16 @@
 //! `POST /v1/conversions`: the messaging platform (operator token) reports conversations started
-//! and messages sent through click-to-chat ads.
+//! and messages sent through click-to-chat ads. `GET /v1/conversions`: the advertiser reads them
+//! back for its CRM or conversion API.
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
-use super::auth::Operator;
+use super::auth::{AdvertiserAuth, Operator};
+use super::campaigns::parse_id;
 use super::error::ApiError;
 use super::AppState;
-use crate::ledger::conversions::{self, ConversionBody, ConversionStatus};
+use crate::ledger::conversions::{self, ConversionBody, ConversionQuery, ConversionStatus};
+use crate::ledger::report::{parse_range, ReportQuery};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ConversionResult {
@@ -15,7 +18,32 @@ pub struct ConversionResult {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/conversions", web::post().to(convert));
+    cfg.route("/v1/conversions", web::post().to(convert))
+        .route("/v1/conversions", web::get().to(list));
+}
+
+async fn list(
+    AdvertiserAuth(owner): AdvertiserAuth,
+    state: web::Data<AppState>,
+    query: web::Query<ConversionQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let campaign = match &query.campaign_id {
+        Some(raw) => Some(
+            state
+                .catalog
+                .owned_campaign(&owner, &parse_id(raw)?)?
+                .id
+                .clone(),
+        ),
+        None => None,
+    };
+    let range = ReportQuery {
+        from: query.from.clone(),
+        to: query.to.clone(),
+    };
+    let (from, to) = parse_range(&range, state.clock.now().date())?;
+    let list = conversions::list(&state.store, &owner.id, campaign.as_ref(), from, to).await?;
+    Ok(HttpResponse::Ok().json(list))
 }
 
 async fn convert(
@@ -29,6 +57,7 @@ async fn convert(
         &state.metrics,
         state.shards,
         &body,
+        |user| state.server.recent.forget(user),
     )
     .await?
     .ok_or(ApiError::NotFound)?;

@@ -1,15 +1,37 @@
 //! `POST /v1/messages`: the messaging platform (operator token) reports one business message;
-//! it is rated and, when charged, billed.
+//! it is rated and, when charged, billed. `POST /v1/messages/{id}/status`: its delivery status
+//! settles a charge left pending by `"delivery": "sent"`.
 
 use actix_web::{web, HttpResponse};
 
 use super::auth::Operator;
 use super::error::ApiError;
 use super::AppState;
-use crate::ledger::messages::{MessageBody, MessageError, Messages};
+use crate::ledger::messages::{MessageBody, MessageError, Messages, StatusBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/messages", web::post().to(record));
+    cfg.route("/v1/messages", web::post().to(record))
+        .route("/v1/messages/{id}/status", web::post().to(status));
+}
+
+fn messages(state: &AppState) -> Messages<'_> {
+    Messages {
+        store: &state.store,
+        catalog: &state.catalog,
+        rules: &state.rules,
+        metrics: &state.metrics,
+        shards: state.shards,
+    }
+}
+
+impl From<MessageError> for ApiError {
+    fn from(err: MessageError) -> Self {
+        match err {
+            MessageError::NotFound => ApiError::NotFound,
+            MessageError::Invalid(invalid) => invalid.into(),
+            MessageError::Store(store) => store.into(),
+        }
+    }
 }
 
 async fn record(
@@ -17,17 +39,16 @@ async fn record(
     state: web::Data<AppState>,
     body: web::Json<MessageBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let messages = Messages {
-        store: &state.store,
-        catalog: &state.catalog,
-        prices: &state.prices,
-        metrics: &state.metrics,
-        shards: state.shards,
-    };
-    match messages.record(&body).await {
-        Ok(result) => Ok(HttpResponse::Ok().json(result)),
-        Err(MessageError::UnknownAdvertiser) => Err(ApiError::NotFound),
-        Err(MessageError::Invalid(invalid)) => Err(invalid.into()),
-        Err(MessageError::Store(store)) => Err(store.into()),
-    }
+    let result = messages(&state).record(&body).await?;
+    Ok(HttpResponse::Ok().json(result))
+}
+
+async fn status(
+    _: Operator,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<StatusBody>,
+) -> Result<HttpResponse, ApiError> {
+    let result = messages(&state).settle(&path, &body).await?;
+    Ok(HttpResponse::Ok().json(result))
 }

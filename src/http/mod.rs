@@ -51,7 +51,7 @@ pub struct AppState {
     pub clock: SharedClock,
     pub admin_token: String,
     pub client_tokens: Vec<String>,
-    pub prices: crate::messaging::PriceTable,
+    pub rules: Arc<crate::messaging::rules::RuleBook>,
     pub shards: u32,
     pub rate_limits: rate_limit::RateLimits,
     /// Uploads in flight per advertiser.

@@ -1,13 +1,18 @@
 //! Click-to-chat conversions. A click id names the clicking user's shard and the slot's decision
-//! (`c<shard>.<decision>`), so the click event, the click record and every conversion of it live
-//! in one cluster slot and each is one atomic script.
+//! (`c<shard>.<decision>`), so the click event, the click record, every conversion of it and the
+//! clicking user's hash live in one cluster slot and each is one atomic script: a conversation
+//! from a campaign with `suppress_after: conversation` suppresses it for that user in the same
+//! step. Conversions are listed back to the advertiser (no user identifier) for its CRM.
 
 use serde::{Deserialize, Serialize};
 
+use time::{Date, OffsetDateTime};
+
+use crate::capping::{suppress_field, SUPPRESS_MS};
 use crate::catalog::Catalog;
-use crate::clock::{ms_from_datetime, utc_day};
+use crate::clock::{datetime_from_ms, day_key, ms_from_datetime, utc_day};
 use crate::domain::campaign::Rfc3339;
-use crate::domain::ids::AdvertiserId;
+use crate::domain::ids::{AdvertiserId, CampaignId};
 use crate::metrics::Metrics;
 use crate::store::{ConversionOutcome, ConversionWrite, Store, StoreError};
 
@@ -68,13 +73,16 @@ impl ConversionStatus {
     }
 }
 
-/// `None` when the advertiser does not exist.
+/// `None` when the advertiser does not exist. A conversation that suppresses its campaign for
+/// the clicking user drops this node's remembered view of that user (`forget`), so its next
+/// decision reads the suppression.
 pub async fn convert(
     store: &Store,
     catalog: &Catalog,
     metrics: &Metrics,
     shards: u32,
     body: &ConversionBody,
+    forget: impl FnOnce(&str),
 ) -> Result<Option<ConversionStatus>, StoreError> {
     let Some(advertiser) = AdvertiserId::parse(&body.advertiser_id)
         .filter(|id| catalog.snapshot().advertiser(id).is_some())
@@ -85,6 +93,22 @@ pub async fn convert(
         None => ConversionStatus::UnknownClick,
         Some((shard, decision_id)) => {
             let at_ms = ms_from_datetime(body.at.0);
+            // Only a conversation started from a campaign that asks for it suppresses.
+            let (suppress, user) = match body.kind {
+                ConversionType::ConversationStarted => store
+                    .click_owner(shard, decision_id, at_ms)
+                    .await?
+                    .and_then(|owner| {
+                        let id = CampaignId::parse(&owner.campaign)?;
+                        let campaign = catalog.snapshot().campaign(&id).cloned()?;
+                        campaign.suppress_after.map(|_| {
+                            let until = at_ms.saturating_add(SUPPRESS_MS);
+                            ((suppress_field(id.as_str()), until), owner.user)
+                        })
+                    })
+                    .unzip(),
+                ConversionType::Message => (None, None),
+            };
             let write = ConversionWrite {
                 shard,
                 decision_id,
@@ -92,9 +116,16 @@ pub async fn convert(
                 kind: body.kind.as_str(),
                 day: utc_day(at_ms),
                 at_ms,
+                click_id: &body.click_id,
+                suppress,
             };
             match store.apply_conversion(&write).await? {
-                ConversionOutcome::Accepted => ConversionStatus::Accepted,
+                ConversionOutcome::Accepted => {
+                    if let Some(user) = user.filter(|u| !u.is_empty()) {
+                        forget(&user);
+                    }
+                    ConversionStatus::Accepted
+                }
                 ConversionOutcome::Duplicate => ConversionStatus::Duplicate,
                 ConversionOutcome::UnknownClick => ConversionStatus::UnknownClick,
             }
@@ -102,6 +133,60 @@ pub async fn convert(
     };
     metrics.conversion(body.kind.as_str(), status.as_str());
     Ok(Some(status))
+}
+
+/// One conversion as the advertiser's conversions API lists it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConversionView {
+    pub click_id: String,
+    pub campaign_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConversionList {
+    pub conversions: Vec<ConversionView>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversionQuery {
+    pub campaign_id: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// The advertiser's conversions on the UTC days `from..=to`, oldest first, of one campaign when
+/// `campaign` is given.
+pub async fn list(
+    store: &Store,
+    advertiser: &AdvertiserId,
+    campaign: Option<&CampaignId>,
+    from: Date,
+    to: Date,
+) -> Result<ConversionList, StoreError> {
+    let mut days = Vec::new();
+    let mut day = from;
+    while day <= to {
+        days.push(day_key(day));
+        day = day.next_day().expect("dates in range");
+    }
+    let conversions = store
+        .conversions(advertiser.as_str(), &days)
+        .await?
+        .into_iter()
+        .filter(|r| campaign.is_none_or(|c| c.as_str() == r.campaign))
+        .map(|r| ConversionView {
+            click_id: r.click_id,
+            campaign_id: r.campaign,
+            kind: r.kind,
+            at: datetime_from_ms(r.at_ms),
+        })
+        .collect();
+    Ok(ConversionList { conversions })
 }
 
 #[cfg(test)]

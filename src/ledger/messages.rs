@@ -1,8 +1,14 @@
 //! Business messages: each message the messaging platform reports is rated by
-//! [`crate::messaging::rate`] against the stored (advertiser, user) conversation and recorded
-//! with its charge in the ledger, once per message id. Rating happens in Rust; the store commits
-//! it only if the conversation did not change meanwhile (else it is rated again), so concurrent
-//! messages of one conversation are rated in some serial order and a duplicate id is charged once.
+//! [`crate::messaging::rate`] against the stored (advertiser, user) conversation, priced by the
+//! rule set in force at its time, and recorded with its charge in the ledger, once per message
+//! id. Rating happens in Rust; the store commits it only if the conversation did not change
+//! meanwhile (else it is rated again), so concurrent messages of one conversation are rated in
+//! some serial order and a duplicate id is charged once. Everything of one advertiser's messages
+//! lives in the advertiser's shard, where the store decides atomically what only it can know:
+//! the tier (the month's count), and whether a business-initiated template fits the limit.
+//!
+//! Only delivered messages are charged: a message recorded as `sent` holds a pending charge
+//! until its delivery status makes it final (`delivered`, `read`) or void (`failed`), once.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -14,14 +20,26 @@ use crate::clock::{datetime_from_ms, day_key, ms_from_datetime, Millis};
 use crate::domain::campaign::Rfc3339;
 use crate::domain::ids::AdvertiserId;
 use crate::domain::{Micros, UserId, ValidationError};
+use crate::messaging::rules::RuleBook;
 use crate::messaging::{
-    self, Category, Conversation, Direction, Message, MessageKind, PriceTable, RatingError, Reason,
+    self, Category, Conversation, Direction, Message, MessageKind, RatingError, Reason,
 };
 use crate::metrics::Metrics;
-use crate::store::{MessageCommit, MessageOutcome, Store, StoreError};
+use crate::store::{
+    MessageCommit, MessageOutcome, SettleOutcome, SettleWrite, Store, StoreError, StoredMessage,
+};
 
 const ATTEMPTS: usize = 5;
 const DAY_MS: Millis = 86_400_000;
+
+/// Whether the platform reports the message delivered already or only sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    #[default]
+    Delivered,
+    Sent,
+}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -38,22 +56,58 @@ pub struct MessageBody {
     #[serde(default)]
     pub click_id: Option<String>,
     pub at: Rfc3339,
+    #[serde(default)]
+    pub delivery: Delivery,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct MessageResult {
     pub status: &'static str,
+    /// Final: what is charged; pending: what it would cost if delivered now.
     pub charge_micros: Micros,
     pub currency: String,
     pub reason: &'static str,
     #[serde(with = "time::serde::rfc3339::option")]
     pub window_expires_at: Option<OffsetDateTime>,
+    /// `final`, `pending` (sent, not yet delivered) or `void` (delivery failed).
+    pub billing: String,
+    /// The `effective_from` of the rule set that rated it.
+    pub rule_set: String,
+    /// The volume tier (1-based) when its (country, category) has tiers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<u32>,
+}
+
+/// The delivery status the messaging platform reports for a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Delivered,
+    Read,
+    Failed,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusBody {
+    pub advertiser_id: String,
+    pub status: DeliveryStatus,
+    pub at: Rfc3339,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct StatusResult {
+    /// `accepted` when this status settled the charge, `duplicate` when it was settled before.
+    pub status: &'static str,
+    /// `final` (charged) or `void`.
+    pub billing: String,
+    pub charge_micros: Micros,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
-    #[error("unknown advertiser")]
-    UnknownAdvertiser,
+    #[error("unknown advertiser or message")]
+    NotFound,
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     #[error(transparent)]
@@ -63,9 +117,22 @@ pub enum MessageError {
 pub struct Messages<'a> {
     pub store: &'a Store,
     pub catalog: &'a Catalog,
-    pub prices: &'a PriceTable,
+    pub rules: &'a RuleBook,
     pub metrics: &'a Metrics,
     pub shards: u32,
+}
+
+/// The message time, if in the years 2000-2999.
+fn message_time(at: OffsetDateTime) -> Result<Millis, ValidationError> {
+    let at_ms = ms_from_datetime(at);
+    if messaging::valid_time(at_ms) {
+        Ok(at_ms)
+    } else {
+        Err(ValidationError::new(
+            "invalid_date",
+            "times must lie in the years 2000-2999",
+        ))
+    }
 }
 
 impl Messages<'_> {
@@ -73,7 +140,7 @@ impl Messages<'_> {
         let snapshot = self.catalog.snapshot();
         let advertiser = AdvertiserId::parse(&body.advertiser_id)
             .and_then(|id| snapshot.advertiser(&id).cloned())
-            .ok_or(MessageError::UnknownAdvertiser)?;
+            .ok_or(MessageError::NotFound)?;
         let user = UserId::parse(&body.user)?;
         if body.id.is_empty()
             || body.id.len() > 128
@@ -92,30 +159,32 @@ impl Messages<'_> {
             )
             .into());
         }
-        let at_ms = ms_from_datetime(body.at.0);
+        let at_ms = message_time(body.at.0)?;
         // Only an inbound carrying a click of *this* advertiser's ad opens a free entry point.
-        let valid_click = match (&body.click_id, body.direction) {
+        let click_campaign = match (&body.click_id, body.direction) {
             (Some(click), Direction::Inbound) => match parse_click_id(click, self.shards) {
-                Some((shard, decision)) => {
-                    self.store
-                        .click_owner(shard, decision, at_ms)
-                        .await?
-                        .as_deref()
-                        == Some(advertiser.id.as_str())
-                }
-                None => false,
+                Some((shard, decision)) => self
+                    .store
+                    .click_owner(shard, decision, at_ms)
+                    .await?
+                    .filter(|owner| owner.advertiser == advertiser.id.as_str())
+                    .map(|owner| owner.campaign),
+                None => None,
             },
-            _ => false,
+            _ => None,
         };
         let message = Message {
             direction: body.direction,
             kind: body.kind,
             category: body.category,
             at_ms,
-            valid_click,
+            click_campaign: click_campaign.as_deref(),
         };
-        let shard = shard_of(user.as_str(), self.shards);
+        let rules = self.rules.in_force(at_ms);
+        // The advertiser's shard: its counts and limit are one script's keys.
+        let shard = shard_of(advertiser.id.as_str(), self.shards);
         let category_label = body.category.map(Category::as_str).unwrap_or("none");
+        let currency = &advertiser.currency;
         for _ in 0..ATTEMPTS {
             let (state, seen) = self
                 .store
@@ -123,10 +192,10 @@ impl Messages<'_> {
                 .await?;
             if let Some(stored) = seen {
                 self.metrics.message(category_label, "duplicate");
-                return Ok(decode_result(&stored, "duplicate", &advertiser.currency));
+                return Ok(answer(&decode(&stored)?, "duplicate", currency));
             }
-            let rating =
-                messaging::rate(Conversation::decode(&state), &message).map_err(|err| {
+            let rating = messaging::rate(&Conversation::decode(&state), &message, rules.window)
+                .map_err(|err| {
                     self.metrics.message(category_label, "refused");
                     match err {
                         RatingError::OutsideServiceWindow => ValidationError::new(
@@ -138,12 +207,9 @@ impl Messages<'_> {
                         }
                     }
                 })?;
-            let charge = match rating.category_billed {
-                Some(category) if rating.chargeable => self.prices.price(&body.country, category),
-                _ => 0,
-            };
-            let after = rating.conversation_after;
-            let new_state = if after == Conversation::default() {
+            let charge = rules.charge(&rating, &body.country);
+            let after = &rating.conversation_after;
+            let new_state = if *after == Conversation::default() {
                 String::new()
             } else {
                 after.encode()
@@ -151,8 +217,34 @@ impl Messages<'_> {
             let state_ttl_ms = after
                 .relevant_until_ms()
                 .map_or(DAY_MS, |until| (until - at_ms).max(0) + DAY_MS);
-            let result = encode_result(rating.reason, charge, rating.window_expires_ms);
-            let date = body.at.0.date();
+            let day = day_key(body.at.0.date());
+            let stored = StoredMessage {
+                reason: rating.reason.as_str().to_owned(),
+                window_expires_ms: rating.window_expires_ms,
+                rule_set: rules.name.clone(),
+                billing: String::new(),
+                charge_micros: 0,
+                tier: None,
+                month: day / 100,
+                day,
+                line: charge.as_ref().map(|c| c.line).unwrap_or("").to_owned(),
+                country: body.country.clone(),
+                counter: charge
+                    .as_ref()
+                    .map(|c| c.counter.clone())
+                    .unwrap_or_default(),
+                schedule: charge
+                    .as_ref()
+                    .map(|c| c.schedule.encode())
+                    .unwrap_or_default(),
+                campaign: rating
+                    .campaign
+                    .clone()
+                    .filter(|_| charge.is_some())
+                    .unwrap_or_default(),
+                at_ms,
+                tiered: charge.as_ref().is_some_and(|c| c.tiered),
+            };
             let commit = MessageCommit {
                 shard,
                 advertiser: advertiser.id.as_str(),
@@ -161,65 +253,99 @@ impl Messages<'_> {
                 expected_state: &state,
                 new_state,
                 state_ttl_ms,
-                result: result.clone(),
-                category: rating.category_billed.map(Category::as_str).unwrap_or(""),
-                country: &body.country,
-                price_micros: charge,
-                at_ms,
-                month: day_key(date) / 100,
+                stored,
+                deliver: body.delivery == Delivery::Delivered,
                 direction: match body.direction {
                     Direction::Inbound => "inbound",
                     Direction::Outbound => "outbound",
                 },
-                reason: rating.reason.as_str(),
+                limit: advertiser
+                    .messaging_limit
+                    .filter(|_| rating.business_initiated),
             };
             match self.store.commit_message(&commit).await? {
-                MessageOutcome::Committed => {
+                MessageOutcome::Committed(stored) => {
                     self.metrics.message(category_label, rating.reason.as_str());
-                    if charge > 0 {
+                    if stored.charge_micros > 0 && stored.billing == "final" {
                         self.metrics.message_charged();
                     }
-                    return Ok(decode_result(&result, "accepted", &advertiser.currency));
+                    return Ok(answer(&stored, "accepted", currency));
                 }
                 MessageOutcome::Duplicate(stored) => {
                     self.metrics.message(category_label, "duplicate");
-                    return Ok(decode_result(&stored, "duplicate", &advertiser.currency));
+                    return Ok(answer(&stored, "duplicate", currency));
+                }
+                MessageOutcome::LimitReached => {
+                    self.metrics.message(category_label, "refused");
+                    return Err(ValidationError::new(
+                        "messaging_limit_reached",
+                        "the advertiser's business-initiated messaging limit (distinct users in 24 hours) is reached",
+                    )
+                    .into());
                 }
                 MessageOutcome::Conflict => continue,
             }
         }
         Err(StoreError::Unavailable("conversation kept changing; retry".into()).into())
     }
+
+    /// Applies a delivery status to a message recorded as sent: the first one settles its
+    /// charge; a later one (or one for a message charged on arrival) is a duplicate.
+    pub async fn settle(
+        &self,
+        message_id: &str,
+        body: &StatusBody,
+    ) -> Result<StatusResult, MessageError> {
+        let snapshot = self.catalog.snapshot();
+        let advertiser = AdvertiserId::parse(&body.advertiser_id)
+            .and_then(|id| snapshot.advertiser(&id).cloned())
+            .ok_or(MessageError::NotFound)?;
+        message_time(body.at.0)?;
+        let shard = shard_of(advertiser.id.as_str(), self.shards);
+        let adv = advertiser.id.as_str();
+        let stored = self
+            .store
+            .message_state(shard, adv, message_id)
+            .await?
+            .ok_or(MessageError::NotFound)?;
+        let month = decode(&stored)?.month;
+        let write = SettleWrite {
+            shard,
+            advertiser: adv,
+            message_id,
+            month,
+            void: body.status == DeliveryStatus::Failed,
+        };
+        let (status, stored) = match self.store.settle_message(&write).await? {
+            SettleOutcome::Settled(stored) => ("accepted", stored),
+            SettleOutcome::Duplicate(stored) => ("duplicate", stored),
+            SettleOutcome::Unknown => return Err(MessageError::NotFound),
+        };
+        self.metrics.message_status(status, &stored.billing);
+        Ok(StatusResult {
+            status,
+            billing: stored.billing,
+            charge_micros: stored.charge_micros,
+        })
+    }
 }
 
-/// `reason|charge|window_expires_ms` (empty window when none).
-fn encode_result(reason: Reason, charge: Micros, window: Option<Millis>) -> String {
-    format!(
-        "{}|{charge}|{}",
-        reason.as_str(),
-        window.map(|w| w.to_string()).unwrap_or_default()
-    )
+fn decode(raw: &str) -> Result<StoredMessage, StoreError> {
+    StoredMessage::decode(raw).ok_or_else(|| StoreError::Corrupt(format!("stored message {raw:?}")))
 }
 
-fn decode_result(raw: &str, status: &'static str, currency: &str) -> MessageResult {
-    let mut parts = raw.split('|');
-    let reason = match parts.next() {
-        Some("inbound") => Reason::Inbound,
-        Some("service_window") => Reason::ServiceWindow,
-        Some("free_entry_point") => Reason::FreeEntryPoint,
-        _ => Reason::Rated,
-    };
-    let charge = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
-    let window = parts
-        .next()
-        .and_then(|w| w.parse().ok())
-        .map(datetime_from_ms);
+fn answer(stored: &StoredMessage, status: &'static str, currency: &str) -> MessageResult {
     MessageResult {
         status,
-        charge_micros: charge,
+        charge_micros: stored.charge_micros,
         currency: currency.to_owned(),
-        reason: reason.as_str(),
-        window_expires_at: window,
+        reason: Reason::parse(&stored.reason)
+            .unwrap_or(Reason::Rated)
+            .as_str(),
+        window_expires_at: stored.window_expires_ms.map(datetime_from_ms),
+        billing: stored.billing.clone(),
+        rule_set: stored.rule_set.clone(),
+        tier: stored.tier,
     }
 }
 
@@ -228,21 +354,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn results_round_trip() {
-        let raw = encode_result(Reason::Rated, 61_000, Some(1_795_000_000_000));
-        let result = decode_result(&raw, "duplicate", "EUR");
+    fn stored_messages_round_trip_and_earlier_results_read_as_final() {
+        let stored = StoredMessage {
+            reason: "rated".into(),
+            window_expires_ms: Some(1_795_000_000_000),
+            rule_set: "2025-07-01".into(),
+            billing: "pending".into(),
+            charge_micros: 61_000,
+            tier: Some(2),
+            month: 202611,
+            day: 20261126,
+            line: "marketing".into(),
+            country: "IT".into(),
+            counter: "marketing:IT".into(),
+            schedule: "1:61000".into(),
+            campaign: "cmp_00000000000000aa".into(),
+            at_ms: 1_795_000_000_000,
+            tiered: true,
+        };
+        assert_eq!(StoredMessage::decode(&stored.encode()), Some(stored));
+        let old = decode("rated|61000|1795000000000").unwrap();
+        let result = answer(&old, "duplicate", "EUR");
         assert_eq!(
-            (result.reason, result.charge_micros, result.status),
-            ("rated", 61_000, "duplicate")
+            (result.reason, result.charge_micros, result.billing.as_str()),
+            ("rated", 61_000, "final")
         );
         assert_eq!(
             result.window_expires_at,
             Some(datetime_from_ms(1_795_000_000_000))
         );
-        assert_eq!(
-            decode_result(&encode_result(Reason::Inbound, 0, None), "accepted", "EUR")
-                .window_expires_at,
-            None
-        );
+        assert!(decode("nonsense").is_err());
     }
 }

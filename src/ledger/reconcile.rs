@@ -20,8 +20,11 @@ pub enum LedgerKind {
     Conversation,
     /// A message through a click-to-chat ad (`message`).
     ConversionMessage,
-    /// A rated business message (`business_message`), charged or free.
+    /// A rated business message (`business_message`), charged (when final at once) or not.
     BusinessMessage,
+    /// The delivery status of a message recorded as sent (`message_status`): its final charge,
+    /// or 0 when voided.
+    MessageStatus,
 }
 
 impl LedgerKind {
@@ -30,6 +33,7 @@ impl LedgerKind {
             "conversation_started" => Self::Conversation,
             "message" => Self::ConversionMessage,
             "business_message" => Self::BusinessMessage,
+            "message_status" => Self::MessageStatus,
             other => Self::Event(
                 serde_json::from_value(serde_json::Value::String(other.to_owned())).ok()?,
             ),
@@ -42,7 +46,8 @@ impl LedgerKind {
 pub struct LedgerRecord {
     pub id: String,
     pub kind: LedgerKind,
-    /// Empty for business messages (they belong to the advertiser, not a campaign).
+    /// Business messages: the click-to-chat campaign their conversation came from ("" when
+    /// none; they belong to the advertiser).
     pub campaign: String,
     pub advertiser: String,
     /// Business messages: the billed category ("" when free) and the country.
@@ -55,7 +60,7 @@ pub struct LedgerRecord {
 /// The state the event script derives from records, keyed as stored.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Derived {
-    /// `<campaign>|<day>|<stat>` for the stats records move (r, v, c, h, p, b, $, cv, m).
+    /// `<campaign>|<day>|<stat>` for the stats records move (r, v, c, h, p, b, $, cv, m, mc).
     pub stats: BTreeMap<String, i64>,
     pub spend_total: BTreeMap<String, i64>,
     pub spend_day: BTreeMap<(u32, String), i64>,
@@ -64,7 +69,7 @@ pub struct Derived {
 }
 
 /// Stats that come from ledger records (not `s`, served).
-pub const EVENT_STATS: [&str; 9] = ["r", "v", "c", "h", "p", "b", "$", "cv", "m"];
+pub const EVENT_STATS: [&str; 10] = ["r", "v", "c", "h", "p", "b", "$", "cv", "m", "mc"];
 
 impl Derived {
     pub fn from_records<'a>(records: impl IntoIterator<Item = &'a LedgerRecord>) -> (Self, u64) {
@@ -106,7 +111,10 @@ impl Derived {
             }
             LedgerKind::Conversation => stat("cv", 1),
             LedgerKind::ConversionMessage => stat("m", 1),
-            LedgerKind::BusinessMessage if record.price_micros > 0 => {
+            LedgerKind::BusinessMessage | LedgerKind::MessageStatus if record.price_micros > 0 => {
+                if !record.campaign.is_empty() {
+                    stat("mc", record.price_micros);
+                }
                 let month = day / 100;
                 let field = format!(
                     "{}|{}|{}",
@@ -121,7 +129,7 @@ impl Derived {
                     .entry((month, format!("{field}|$")))
                     .or_default() += record.price_micros;
             }
-            LedgerKind::BusinessMessage => {}
+            LedgerKind::BusinessMessage | LedgerKind::MessageStatus => {}
         }
     }
 

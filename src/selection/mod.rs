@@ -210,6 +210,7 @@ fn eligible(servable: &Servable, input: &DecisionInput<'_>, now: time::OffsetDat
         && !input
             .user
             .is_hidden(campaign.advertiser_id.as_str(), input.now_ms)
+        && !input.user.is_suppressed(campaign.id.as_str(), input.now_ms)
         && input.user.caps_allow(campaign, input.now_ms)
 }
 

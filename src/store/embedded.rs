@@ -28,8 +28,9 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CatalogData, CommitOutcome, ConversionOutcome, ConversionWrite, DayCounters, DecisionCommit,
-    EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome, StoreError, UserView,
+    CatalogData, ClickOwner, CommitOutcome, ConversionOutcome, ConversionRecord, ConversionWrite,
+    DayCounters, DecisionCommit, EventOutcome, EventWrite, MessageBilling, MessageCommit,
+    MessageOutcome, SettleOutcome, SettleWrite, StoreError, StoredMessage, UserView,
 };
 use crate::capping::{
     advertiser_field, campaign_field, count_since, decode_caps, decode_stamps, encode_stamps,
@@ -40,6 +41,7 @@ use crate::clock::Millis;
 use crate::domain::campaign::Spend;
 use crate::domain::event::EventType;
 use crate::domain::ids::CampaignId;
+use crate::messaging::rules::{price_at, within_limit, Schedule};
 
 const JOURNAL: &str = "journal.log";
 const REFUSED: u32 = 32;
@@ -72,17 +74,42 @@ enum Entry {
         kind: String,
         day: u32,
         at_ms: Millis,
+        /// Listed by the conversions API (entries of earlier builds are not).
+        #[serde(default)]
+        click_id: Option<String>,
+        /// The user-hash field and until when a conversation suppresses the campaign.
+        #[serde(default)]
+        suppress: Option<(String, Millis)>,
     },
+    /// A rated business message. Entries of earlier builds carry a final `result` and its
+    /// `price_micros`; this build's carry the `stored` message whose charge is decided on apply
+    /// (the month's count moves), exactly as `message.lua` does.
     Message {
         advertiser: String,
         user: String,
         message_id: String,
         new_state: String,
+        #[serde(default)]
         result: String,
+        #[serde(default)]
         category: String,
+        #[serde(default)]
         country: String,
+        #[serde(default)]
         price_micros: i64,
         month: u32,
+        #[serde(default)]
+        stored: Option<String>,
+        #[serde(default)]
+        deliver: bool,
+        /// The template was business-initiated: its user counts towards the limit.
+        #[serde(default)]
+        initiated: bool,
+    },
+    MessageStatus {
+        advertiser: String,
+        message_id: String,
+        void: bool,
     },
 }
 
@@ -121,6 +148,8 @@ impl JournaledReservation {
 struct Click {
     advertiser: String,
     campaign: String,
+    /// The clicking user (a conversation may suppress the campaign for them).
+    user: String,
     conversation: bool,
     /// Like the Redis key's TTL: a click is attributable for `CLICK_TTL_MS`.
     expires_ms: Millis,
@@ -162,6 +191,12 @@ struct State {
     messages: HashMap<(String, String), String>,
     /// (month, `<advertiser>|<category>|<country>|q|$`) -> value
     message_billing: HashMap<(u32, String), i64>,
+    /// (month, `<advertiser>|<counter>`) -> messages counted (volume tiers, service allowance)
+    message_counts: HashMap<(u32, String), u64>,
+    /// (day, `<advertiser>|<campaign>|<click id>|<type>|<at_ms>`), as the Redis conversion log
+    conversion_log: Vec<(u32, String)>,
+    /// advertiser -> user -> latest business-initiated template (ms)
+    initiated: HashMap<String, HashMap<String, Millis>>,
 }
 
 pub struct EmbeddedStore {
@@ -514,7 +549,7 @@ impl EmbeddedStore {
         _shard: u32,
         decision_id: &str,
         at_ms: Millis,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<ClickOwner>, StoreError> {
         Ok(self
             .inner
             .lock()
@@ -522,7 +557,11 @@ impl EmbeddedStore {
             .clicks
             .get(decision_id)
             .filter(|click| at_ms < click.expires_ms)
-            .map(|c| c.advertiser.clone()))
+            .map(|c| ClickOwner {
+                advertiser: c.advertiser.clone(),
+                campaign: c.campaign.clone(),
+                user: c.user.clone(),
+            }))
     }
 
     pub async fn apply_conversion(
@@ -549,6 +588,8 @@ impl EmbeddedStore {
             kind: write.kind.to_owned(),
             day: write.day,
             at_ms: write.at_ms,
+            click_id: Some(write.click_id.to_owned()),
+            suppress: write.suppress.clone(),
         };
         // Decided and journaled under one lock: only accepted conversions are journaled.
         let mut decided = ConversionOutcome::UnknownClick;
@@ -562,6 +603,21 @@ impl EmbeddedStore {
         )
         .await?;
         Ok(decided)
+    }
+
+    pub async fn conversions(
+        &self,
+        advertiser: &str,
+        days: &[u32],
+    ) -> Result<Vec<ConversionRecord>, StoreError> {
+        let guard = self.inner.lock();
+        Ok(guard
+            .0
+            .conversion_log
+            .iter()
+            .filter(|(day, _)| days.contains(day))
+            .filter_map(|(_, entry)| super::parse_conversion_entry(entry, advertiser))
+            .collect())
     }
 
     pub async fn load_conversation(
@@ -594,6 +650,7 @@ impl EmbeddedStore {
         Ok(found)
     }
 
+    /// Mirrors `message.lua`.
     pub async fn commit_message(
         &self,
         commit: &MessageCommit<'_>,
@@ -603,33 +660,116 @@ impl EmbeddedStore {
             user: commit.user.to_owned(),
             message_id: commit.message_id.to_owned(),
             new_state: commit.new_state.clone(),
-            result: commit.result.clone(),
-            category: commit.category.to_owned(),
-            country: commit.country.to_owned(),
-            price_micros: commit.price_micros,
-            month: commit.month,
+            result: String::new(),
+            category: String::new(),
+            country: String::new(),
+            price_micros: 0,
+            month: commit.stored.month,
+            stored: Some(commit.stored.encode()),
+            deliver: commit.deliver,
+            initiated: commit.limit.is_some(),
         };
         let mut outcome = MessageOutcome::Conflict;
-        self.commit(
-            entry,
-            |state| {
-                let key = (commit.advertiser.to_owned(), commit.message_id.to_owned());
-                if let Some(result) = state.messages.get(&key) {
-                    outcome = MessageOutcome::Duplicate(result.clone());
-                    return false;
-                }
-                let current = state
-                    .conversations
-                    .get(&(commit.advertiser.to_owned(), commit.user.to_owned()));
-                if current.map(String::as_str).unwrap_or("") != commit.expected_state {
-                    return false;
-                }
-                outcome = MessageOutcome::Committed;
-                true
-            },
-            State::apply,
-        )
-        .await?;
+        let applied = self
+            .commit(
+                entry,
+                |state| {
+                    let key = (commit.advertiser.to_owned(), commit.message_id.to_owned());
+                    if let Some(result) = state.messages.get(&key) {
+                        outcome = match StoredMessage::decode(result) {
+                            Some(stored) => MessageOutcome::Duplicate(stored),
+                            None => MessageOutcome::Conflict,
+                        };
+                        return false;
+                    }
+                    let current = state
+                        .conversations
+                        .get(&(commit.advertiser.to_owned(), commit.user.to_owned()));
+                    if current.map(String::as_str).unwrap_or("") != commit.expected_state {
+                        return false;
+                    }
+                    if let Some(limit) = commit.limit {
+                        if !state.admits_initiated(
+                            commit.advertiser,
+                            commit.user,
+                            commit.stored.at_ms,
+                            limit,
+                        ) {
+                            outcome = MessageOutcome::LimitReached;
+                            return false;
+                        }
+                    }
+                    true
+                },
+                State::apply_message,
+            )
+            .await?;
+        if let Some(stored) = applied.flatten() {
+            outcome = MessageOutcome::Committed(stored);
+        }
+        Ok(outcome)
+    }
+
+    pub async fn message_state(
+        &self,
+        _shard: u32,
+        advertiser: &str,
+        message_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (found, line) = {
+            let guard = self.inner.lock();
+            let found = guard
+                .0
+                .messages
+                .get(&(advertiser.to_owned(), message_id.to_owned()))
+                .cloned();
+            (found, self.written.load(Ordering::SeqCst))
+        };
+        if found.is_some() {
+            self.durable(line).await?;
+        }
+        Ok(found)
+    }
+
+    /// Mirrors `message_status.lua`.
+    pub async fn settle_message(
+        &self,
+        write: &SettleWrite<'_>,
+    ) -> Result<SettleOutcome, StoreError> {
+        let entry = Entry::MessageStatus {
+            advertiser: write.advertiser.to_owned(),
+            message_id: write.message_id.to_owned(),
+            void: write.void,
+        };
+        let mut outcome = SettleOutcome::Unknown;
+        let applied = self
+            .commit(
+                entry,
+                |state| {
+                    let key = (write.advertiser.to_owned(), write.message_id.to_owned());
+                    match state
+                        .messages
+                        .get(&key)
+                        .map(|raw| StoredMessage::decode(raw))
+                    {
+                        None => false,
+                        Some(Some(stored)) if stored.billing == "pending" => true,
+                        Some(Some(stored)) => {
+                            outcome = SettleOutcome::Duplicate(stored);
+                            false
+                        }
+                        Some(None) => {
+                            outcome = SettleOutcome::Duplicate(StoredMessage::default());
+                            false
+                        }
+                    }
+                },
+                State::apply_message,
+            )
+            .await?;
+        if let Some(stored) = applied.flatten() {
+            outcome = SettleOutcome::Settled(stored);
+        }
         Ok(outcome)
     }
 
@@ -720,15 +860,26 @@ impl State {
             }
             Entry::Conversion {
                 decision_id,
+                advertiser,
                 kind,
                 day,
-                ..
+                at_ms,
+                click_id,
+                suppress,
             } => {
                 let Some(click) = self.clicks.get_mut(decision_id) else {
                     return;
                 };
                 let stat = if kind == "conversation_started" {
                     click.conversation = true;
+                    if let Some((field, until)) =
+                        suppress.as_ref().filter(|_| !click.user.is_empty())
+                    {
+                        self.users
+                            .entry(click.user.clone())
+                            .or_default()
+                            .insert(field.clone(), until.to_string());
+                    }
                     "cv"
                 } else {
                     "m"
@@ -737,7 +888,79 @@ impl State {
                     .stats
                     .entry(format!("{}|{day}|{stat}", click.campaign))
                     .or_default() += 1;
+                if let Some(click_id) = click_id {
+                    self.conversion_log.push((
+                        *day,
+                        format!("{advertiser}|{}|{click_id}|{kind}|{at_ms}", click.campaign),
+                    ));
+                }
             }
+            Entry::Message { .. } | Entry::MessageStatus { .. } => {
+                self.apply_message(entry);
+            }
+        }
+    }
+
+    fn bill(&mut self, month: u32, advertiser: &str, stored: &StoredMessage, price: i64) {
+        if price <= 0 {
+            return;
+        }
+        let field = format!("{advertiser}|{}|{}", stored.line, stored.country);
+        *self
+            .message_billing
+            .entry((month, format!("{field}|q")))
+            .or_default() += 1;
+        *self
+            .message_billing
+            .entry((month, format!("{field}|$")))
+            .or_default() += price;
+        if !stored.campaign.is_empty() {
+            *self
+                .stats
+                .entry(format!("{}|{}|mc", stored.campaign, stored.day))
+                .or_default() += price;
+        }
+    }
+
+    /// Makes a stored message's charge final: moves its month's count, bills it (mirrors
+    /// `charge_final` in messaging_shared.lua).
+    fn charge_final(&mut self, advertiser: &str, stored: &mut StoredMessage) {
+        let count = self
+            .message_counts
+            .entry((stored.month, format!("{advertiser}|{}", stored.counter)))
+            .or_default();
+        *count += 1;
+        let n = *count;
+        let schedule = Schedule::decode(&stored.schedule).unwrap_or(Schedule::flat(0));
+        let (price, tier) = price_at(&schedule, n);
+        let month = stored.month;
+        self.bill(month, advertiser, stored, price);
+        stored.charge_micros = price;
+        stored.tier = stored.tiered.then_some(tier);
+        stored.billing = "final".into();
+    }
+
+    /// A business-initiated template to `user` at `at` keeps the advertiser within `limit`
+    /// (mirrors message.lua).
+    fn admits_initiated(&self, advertiser: &str, user: &str, at: Millis, limit: u32) -> bool {
+        let window = super::BUSINESS_LIMIT_WINDOW_MS;
+        let since = at - window;
+        let users = self.initiated.get(advertiser);
+        let already = users
+            .and_then(|u| u.get(user))
+            .is_some_and(|mine| *mine > since);
+        let others = users.map_or(0, |u| {
+            u.values()
+                .filter(|t| **t > since && **t < at + window)
+                .count() as u64
+        });
+        within_limit(limit, already, others)
+    }
+
+    /// Applies a message or status entry; returns the stored message it leaves (`None` for
+    /// entries of earlier builds).
+    fn apply_message(&mut self, entry: &Entry) -> Option<StoredMessage> {
+        match entry {
             Entry::Message {
                 advertiser,
                 user,
@@ -748,6 +971,9 @@ impl State {
                 country,
                 price_micros,
                 month,
+                stored,
+                deliver,
+                initiated,
             } => {
                 let conversation = (advertiser.clone(), user.clone());
                 if new_state.is_empty() {
@@ -755,20 +981,69 @@ impl State {
                 } else {
                     self.conversations.insert(conversation, new_state.clone());
                 }
-                self.messages
-                    .insert((advertiser.clone(), message_id.clone()), result.clone());
-                if *price_micros > 0 {
-                    let field = format!("{advertiser}|{category}|{country}");
-                    *self
-                        .message_billing
-                        .entry((*month, format!("{field}|q")))
-                        .or_default() += 1;
-                    *self
-                        .message_billing
-                        .entry((*month, format!("{field}|$")))
-                        .or_default() += price_micros;
+                let key = (advertiser.clone(), message_id.clone());
+                let Some(mut stored) = stored.as_deref().and_then(StoredMessage::decode) else {
+                    // An entry of an earlier build: its charge was decided when it was written.
+                    self.messages.insert(key, result.clone());
+                    let legacy = StoredMessage {
+                        line: category.clone(),
+                        country: country.clone(),
+                        ..StoredMessage::default()
+                    };
+                    self.bill(*month, advertiser, &legacy, *price_micros);
+                    return None;
+                };
+                if *initiated {
+                    let users = self.initiated.entry(advertiser.clone()).or_default();
+                    let at = users.entry(user.clone()).or_insert(stored.at_ms);
+                    *at = (*at).max(stored.at_ms);
+                    let oldest = stored.at_ms - 2 * super::BUSINESS_LIMIT_WINDOW_MS;
+                    users.retain(|_, t| *t >= oldest);
                 }
+                if stored.counter.is_empty() {
+                    stored.billing = "final".into();
+                    stored.charge_micros = 0;
+                    stored.tier = None;
+                } else if *deliver {
+                    self.charge_final(advertiser, &mut stored);
+                } else {
+                    let n = self
+                        .message_counts
+                        .get(&(stored.month, format!("{advertiser}|{}", stored.counter)))
+                        .copied()
+                        .unwrap_or(0)
+                        + 1;
+                    let schedule = Schedule::decode(&stored.schedule).unwrap_or(Schedule::flat(0));
+                    let (price, tier) = price_at(&schedule, n);
+                    stored.billing = "pending".into();
+                    stored.charge_micros = price;
+                    stored.tier = stored.tiered.then_some(tier);
+                }
+                self.messages.insert(key, stored.encode());
+                Some(stored)
             }
+            Entry::MessageStatus {
+                advertiser,
+                message_id,
+                void,
+            } => {
+                let key = (advertiser.clone(), message_id.clone());
+                let mut stored = self
+                    .messages
+                    .get(&key)
+                    .and_then(|raw| StoredMessage::decode(raw))
+                    .filter(|s| s.billing == "pending")?;
+                if *void {
+                    stored.billing = "void".into();
+                    stored.charge_micros = 0;
+                    stored.tier = None;
+                } else {
+                    self.charge_final(advertiser, &mut stored);
+                }
+                self.messages.insert(key, stored.encode());
+                Some(stored)
+            }
+            _ => None,
         }
     }
 
@@ -830,6 +1105,7 @@ impl State {
             let click = self.clicks.entry(e.decision_id.clone()).or_default();
             click.advertiser.clone_from(&e.advertiser);
             click.campaign.clone_from(&e.campaign);
+            click.user.clone_from(&e.user);
             click.expires_ms = now + super::CLICK_TTL_MS;
         }
         self.tokens

@@ -131,7 +131,24 @@ pub struct ConversionWrite<'a> {
     pub kind: &'a str,
     pub day: u32,
     pub at_ms: Millis,
+    /// As the advertiser's conversions API lists it.
+    pub click_id: &'a str,
+    /// The user-hash field (and until when) that suppresses the campaign for the clicking
+    /// user, when its campaign suppresses after a conversation.
+    pub suppress: Option<(String, Millis)>,
 }
+
+/// Whose a recorded click is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickOwner {
+    pub advertiser: String,
+    pub campaign: String,
+    /// The clicking user ("" for clicks recorded by earlier builds).
+    pub user: String,
+}
+
+/// How long the conversions API can list a conversion (reports span at most 366 days).
+pub const CONVERSION_LOG_MS: Millis = 400 * 86_400_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConversionOutcome {
@@ -141,6 +158,8 @@ pub enum ConversionOutcome {
 }
 
 /// A rated business message to record if the conversation did not move (see `message.lua`).
+/// Every key it touches lives in the advertiser's shard (`shard`): the monthly tier counts and
+/// the business-initiated limit are per advertiser, so one script sees all of them atomically.
 pub struct MessageCommit<'a> {
     pub shard: u32,
     pub advertiser: &'a str,
@@ -151,24 +170,156 @@ pub struct MessageCommit<'a> {
     /// The conversation after the message ("" = nothing to keep).
     pub new_state: String,
     pub state_ttl_ms: Millis,
-    /// What a duplicate of this message will be answered.
-    pub result: String,
-    pub category: &'a str,
-    pub country: &'a str,
-    pub price_micros: Micros,
-    pub at_ms: Millis,
-    pub month: u32,
+    /// What to store for the message (billing, charge and tier are filled in by the store).
+    pub stored: StoredMessage,
+    /// Charge now (delivered) or leave it pending until its delivery status.
+    pub deliver: bool,
     pub direction: &'a str,
-    pub reason: &'a str,
+    /// `Some(limit)`: a business-initiated template, refused when its user would make more
+    /// than `limit` distinct users in 24 h.
+    pub limit: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageOutcome {
-    Committed,
+    /// Recorded; carries what was stored.
+    Committed(StoredMessage),
     /// The conversation changed since it was read: rate again.
     Conflict,
-    /// Seen before; carries the stored result.
-    Duplicate(String),
+    /// Seen before; carries the stored message.
+    Duplicate(StoredMessage),
+    /// The advertiser's business-initiated limit is reached; nothing was recorded.
+    LimitReached,
+}
+
+/// A delivery status for a message recorded as sent (see `message_status.lua`).
+pub struct SettleWrite<'a> {
+    pub shard: u32,
+    pub advertiser: &'a str,
+    pub message_id: &'a str,
+    /// The message's month (its counters and billing live there).
+    pub month: u32,
+    /// `failed`: the charge is voided instead of made final.
+    pub void: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettleOutcome {
+    /// This call made the charge final or void.
+    Settled(StoredMessage),
+    /// Already final or void: the stored message, unchanged.
+    Duplicate(StoredMessage),
+    Unknown,
+}
+
+/// Business-initiated templates reach at most `limit` distinct users per rolling 24 h.
+pub const BUSINESS_LIMIT_WINDOW_MS: Millis = 86_400_000;
+
+/// The rating of one business message as stored, answered again to its duplicates and read by
+/// its delivery status. One `|`-separated line (the Lua scripts split it by position):
+/// `m2|reason|window_expires_ms|rule_set|billing|charge|tier|month|day|line|country|counter|
+/// schedule|campaign|at_ms|tiered`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredMessage {
+    pub reason: String,
+    pub window_expires_ms: Option<Millis>,
+    pub rule_set: String,
+    /// `final`, `pending` or `void`.
+    pub billing: String,
+    /// Final: what was charged; pending: what it would cost if delivered now; void: 0.
+    pub charge_micros: Micros,
+    pub tier: Option<u32>,
+    pub month: u32,
+    pub day: u32,
+    /// Invoice category of the charge ("" when free whatever the count).
+    pub line: String,
+    pub country: String,
+    /// The monthly count the charge moves ("" when free whatever the count).
+    pub counter: String,
+    /// Encoded [`crate::messaging::rules::Schedule`].
+    pub schedule: String,
+    /// The click-to-chat campaign the conversation came from, if its charges count there.
+    pub campaign: String,
+    pub at_ms: Millis,
+    /// Answers name the tier.
+    pub tiered: bool,
+}
+
+impl StoredMessage {
+    pub fn encode(&self) -> String {
+        let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+        format!(
+            "m2|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+            self.reason,
+            opt(self.window_expires_ms),
+            self.rule_set,
+            self.billing,
+            self.charge_micros,
+            opt(self.tier.map(i64::from)),
+            self.month,
+            self.day,
+            self.line,
+            self.country,
+            self.counter,
+            self.schedule,
+            self.campaign,
+            self.at_ms,
+            if self.tiered { "1" } else { "" },
+        )
+    }
+
+    /// `None` when malformed. Earlier builds stored `reason|charge|window_expires_ms`: final.
+    pub fn decode(raw: &str) -> Option<Self> {
+        let parts: Vec<&str> = raw.split('|').collect();
+        let opt = |s: &str| -> Option<Option<i64>> {
+            if s.is_empty() {
+                Some(None)
+            } else {
+                s.parse().ok().map(Some)
+            }
+        };
+        match parts.as_slice() {
+            [reason, charge, window] => Some(Self {
+                reason: (*reason).to_owned(),
+                charge_micros: charge.parse().ok()?,
+                window_expires_ms: opt(window)?,
+                billing: "final".into(),
+                ..Self::default()
+            }),
+            ["m2", reason, window, rule_set, billing, charge, tier, month, day, line, country, counter, schedule, campaign, at, tiered] => {
+                Some(Self {
+                    reason: (*reason).to_owned(),
+                    window_expires_ms: opt(window)?,
+                    rule_set: (*rule_set).to_owned(),
+                    billing: (*billing).to_owned(),
+                    charge_micros: charge.parse().ok()?,
+                    tier: match opt(tier)? {
+                        None => None,
+                        Some(t) => Some(u32::try_from(t).ok()?),
+                    },
+                    month: month.parse().ok()?,
+                    day: day.parse().ok()?,
+                    line: (*line).to_owned(),
+                    country: (*country).to_owned(),
+                    counter: (*counter).to_owned(),
+                    schedule: (*schedule).to_owned(),
+                    campaign: (*campaign).to_owned(),
+                    at_ms: at.parse().ok()?,
+                    tiered: *tiered == "1",
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A click-to-chat conversion as the advertiser's conversions API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversionRecord {
+    pub click_id: String,
+    pub campaign: String,
+    pub kind: String,
+    pub at_ms: Millis,
 }
 
 /// Charged messages of one advertiser in a month, per (category, country).
@@ -216,6 +367,10 @@ pub struct DayCounters {
     pub conversations: u64,
     pub messages: u64,
     pub spend_micros: Micros,
+    /// Charged business messages whose conversation came from this campaign's clicks.
+    pub message_charges_micros: Micros,
+    /// `spend_micros / conversations` (integer micros, rounded down), 0 when none.
+    pub cost_per_conversation_micros: Micros,
     /// Renders that were billed (price > 0): the invoice quantity.
     #[serde(skip)]
     pub billed_renders: u64,
@@ -223,7 +378,8 @@ pub struct DayCounters {
 
 impl DayCounters {
     /// Stats field suffixes, in the order of [`DayCounters::set`].
-    pub const FIELDS: [&'static str; 10] = ["s", "r", "v", "c", "h", "p", "cv", "m", "$", "b"];
+    pub const FIELDS: [&'static str; 11] =
+        ["s", "r", "v", "c", "h", "p", "cv", "m", "$", "b", "mc"];
 
     pub fn set(&mut self, field_index: usize, value: i64) {
         let v = value.max(0) as u64;
@@ -237,8 +393,13 @@ impl DayCounters {
             6 => self.conversations += v,
             7 => self.messages += v,
             8 => self.spend_micros += value,
-            _ => self.billed_renders += v,
+            9 => self.billed_renders += v,
+            _ => self.message_charges_micros += value,
         }
+        self.cost_per_conversation_micros = self
+            .spend_micros
+            .checked_div(self.conversations as i64)
+            .unwrap_or(0);
     }
 
     pub fn add(&mut self, other: &DayCounters) {
@@ -252,6 +413,11 @@ impl DayCounters {
         self.messages += other.messages;
         self.spend_micros += other.spend_micros;
         self.billed_renders += other.billed_renders;
+        self.message_charges_micros += other.message_charges_micros;
+        self.cost_per_conversation_micros = self
+            .spend_micros
+            .checked_div(self.conversations as i64)
+            .unwrap_or(0);
     }
 
     /// The stats field suffix an event type increments.
@@ -264,6 +430,26 @@ impl DayCounters {
             EventType::Report => "p",
         }
     }
+}
+
+/// Parses a conversion log entry `<advertiser>|<campaign>|<click id>|<type>|<at_ms>` of
+/// `advertiser` (`None` for another advertiser's or a malformed one).
+pub fn parse_conversion_entry(entry: &str, advertiser: &str) -> Option<ConversionRecord> {
+    let mut parts = entry.split('|');
+    let (adv, campaign, click_id, kind, at) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    (adv == advertiser && parts.next().is_none()).then_some(())?;
+    Some(ConversionRecord {
+        click_id: click_id.to_owned(),
+        campaign: campaign.to_owned(),
+        kind: kind.to_owned(),
+        at_ms: at.parse().ok()?,
+    })
 }
 
 /// Sums `<advertiser>|<category>|<country>|q|$` fields of month billing hashes for one advertiser.
@@ -424,14 +610,14 @@ impl Store {
         dispatch!(self, s => s.spend(day).await)
     }
 
-    /// The advertiser a click (by decision id) belongs to, if the click was recorded.
+    /// The (advertiser, campaign) a click (by decision id) belongs to, if it was recorded.
     /// (`at_ms`: when the asking message happened; a click is attributable for `CLICK_TTL_MS`.)
     pub async fn click_owner(
         &self,
         shard: u32,
         decision_id: &str,
         at_ms: Millis,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<ClickOwner>, StoreError> {
         match self {
             Store::Redis(s) => s.click_owner(shard, decision_id).await,
             Store::Embedded(s) => s.click_owner(shard, decision_id, at_ms).await,
@@ -443,6 +629,17 @@ impl Store {
         write: &ConversionWrite<'_>,
     ) -> Result<ConversionOutcome, StoreError> {
         dispatch!(self, s => s.apply_conversion(write).await)
+    }
+
+    /// The advertiser's conversions on these UTC days (`YYYYMMDD`), oldest first.
+    pub async fn conversions(
+        &self,
+        advertiser: &str,
+        days: &[u32],
+    ) -> Result<Vec<ConversionRecord>, StoreError> {
+        let mut records = dispatch!(self, s => s.conversions(advertiser, days).await)?;
+        records.sort_by(|a, b| (a.at_ms, &a.click_id).cmp(&(b.at_ms, &b.click_id)));
+        Ok(records)
     }
 
     /// The stored conversation state ("" = none) and, if this message id was seen, its result.
@@ -461,6 +658,24 @@ impl Store {
         commit: &MessageCommit<'_>,
     ) -> Result<MessageOutcome, StoreError> {
         dispatch!(self, s => s.commit_message(commit).await)
+    }
+
+    /// The stored message of this id, if it was recorded.
+    pub async fn message_state(
+        &self,
+        shard: u32,
+        advertiser: &str,
+        message_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        dispatch!(self, s => s.message_state(shard, advertiser, message_id).await)
+    }
+
+    /// Makes a pending charge final or void, once.
+    pub async fn settle_message(
+        &self,
+        write: &SettleWrite<'_>,
+    ) -> Result<SettleOutcome, StoreError> {
+        dispatch!(self, s => s.settle_message(write).await)
     }
 
     /// An advertiser's charged messages in a month (`YYYYMM`).

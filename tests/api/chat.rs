@@ -147,7 +147,8 @@ async fn service_window_boundaries(backend: Backend) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
-        json!({"status": "accepted", "charge_micros": 0, "currency": "EUR", "reason": "inbound", "window_expires_at": at(Duration::hours(24))})
+        json!({"status": "accepted", "charge_micros": 0, "currency": "EUR", "reason": "inbound",
+               "window_expires_at": at(Duration::hours(24)), "billing": "final", "rule_set": "2025-07-01"})
     );
 
     let (_, body) = message(
@@ -195,6 +196,7 @@ async fn service_window_boundaries(backend: Backend) {
         ),
     )
     .await;
+
     assert_eq!(
         (body["reason"].as_str(), body["charge_micros"].as_i64()),
         (Some("rated"), Some(61_000)),
@@ -301,24 +303,17 @@ async fn free_entry_point_only_from_a_valid_click_of_the_same_advertiser(backend
         (Some("free_entry_point"), Some(0))
     );
     let (_, body) = message(&app, marketing("m-2", Duration::hours(48))).await;
-    assert_eq!(
-        body["reason"], "free_entry_point",
-        "72 hours from the click inbound"
-    );
-    let (_, body) = message(
-        &app,
-        outbound("f-1", &adv, Duration::hours(60), "free_form", None, "IT"),
-    )
-    .await;
-    assert_eq!(
-        body["reason"], "free_entry_point",
-        "free-form too, even outside the 24 h window"
-    );
+    assert_eq!(body["reason"], "free_entry_point");
     let (_, body) = message(
         &app,
         marketing("m-3", Duration::hours(72) + Duration::minutes(1)),
     )
     .await;
+    assert_eq!(
+        body["reason"], "free_entry_point",
+        "72 hours from the first reply (+2 h), not from the click"
+    );
+    let (_, body) = message(&app, marketing("m-4", Duration::hours(74))).await;
     assert_eq!(
         (body["reason"].as_str(), body["charge_micros"].as_i64()),
         (Some("rated"), Some(61_000))
@@ -550,7 +545,147 @@ async fn message_invoice_lines_equal_the_ledger(backend: Backend) {
     }
 }
 
+async fn report(app: &TestApp, key: &str, campaign: &str) -> Value {
+    let res = app
+        .get(
+            &format!("/v1/reports/campaigns/{campaign}?from=2026-11-01&to=2026-11-30"),
+            key,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.unwrap()
+}
+
+async fn conversation_funnel_suppression_and_cost(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (adv, key) = app.advertiser("Funnel").await;
+    let campaign = app
+        .live_campaign(
+            &key,
+            json!({"objective": "chat", "chat": {"prefilled_text": "Hi"}, "suppress_after": "conversation"}),
+        )
+        .await;
+    let view: Value = app
+        .get(&format!("/v1/campaigns/{campaign}"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["suppress_after"], "conversation");
+    let slots = app.slots("u1", None, 12).await;
+    let click_id = slots[0]["ad"]["cta"]["click_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = token_of(&slots[0]);
+    app.events(&[(&token, "render"), (&token, "click")]).await;
+    // Before a conversation the campaign still serves this user.
+    assert_eq!(app.slots("u1", None, 12).await.len(), 1);
+    assert_eq!(
+        convert(&app, &adv, &click_id, "conversation_started").await,
+        "accepted"
+    );
+    assert_eq!(convert(&app, &adv, &click_id, "message").await, "accepted");
+    assert!(
+        app.slots("u1", None, 12).await.is_empty(),
+        "never shown again to a user who started a conversation"
+    );
+    assert_eq!(
+        app.slots("u2", None, 12).await.len(),
+        1,
+        "others still see it"
+    );
+
+    // The conversions API lists both, no user identifier.
+    let res = app
+        .get(
+            &format!("/v1/conversions?campaign_id={campaign}&from=2026-11-01&to=2026-11-30"),
+            &key,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"conversions": [
+            {"click_id": click_id, "campaign_id": campaign, "type": "conversation_started", "at": at(Duration::ZERO)},
+            {"click_id": click_id, "campaign_id": campaign, "type": "message", "at": at(Duration::ZERO)},
+        ]})
+    );
+    assert!(!body.to_string().contains("u1"));
+    let (other, other_key) = app.advertiser("Nosy").await;
+    let _ = other;
+    let res = app
+        .get(
+            &format!("/v1/conversions?campaign_id={campaign}"),
+            &other_key,
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::NOT_FOUND,
+        "another advertiser's campaign"
+    );
+    let res = app.get("/v1/conversions", ADMIN).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    // Charged messages of the conversation count for the campaign; a failed one does not.
+    message(&app, inbound("in", &adv, Duration::ZERO, Some(&click_id))).await;
+    let late = Duration::hours(25);
+    let (_, body) = message(
+        &app,
+        outbound("late", &adv, late, "template", Some("marketing"), "IT"),
+    )
+    .await;
+    assert_eq!(
+        (body["reason"].as_str(), body["charge_micros"].as_i64()),
+        (Some("rated"), Some(61_000))
+    );
+    let mut sent = outbound("lost", &adv, late, "template", Some("marketing"), "IT");
+    sent["delivery"] = json!("sent");
+    message(&app, sent).await;
+    let res = app
+        .post(
+            "/v1/messages/lost/status",
+            ADMIN,
+            json!({"advertiser_id": adv, "status": "failed", "at": at(late)}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let report = report(&app, &key, &campaign).await;
+    let totals = &report["totals"];
+    assert_eq!(
+        (
+            totals["rendered"].as_u64(),
+            totals["conversations"].as_u64(),
+            totals["messages"].as_u64(),
+            totals["spend_micros"].as_i64(),
+            totals["message_charges_micros"].as_i64(),
+            totals["cost_per_conversation_micros"].as_i64(),
+        ),
+        (
+            Some(1),
+            Some(1),
+            Some(1),
+            Some(500),
+            Some(61_000),
+            Some(500)
+        )
+    );
+    let day = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["date"] == "2026-11-27")
+        .unwrap();
+    assert_eq!(
+        day["message_charges_micros"], 61_000,
+        "on the message's day"
+    );
+}
+
 contract!(
+    conversation_funnel_suppression_and_cost,
     chat_ads_carry_a_cta_and_conversions_attribute_once,
     service_window_boundaries,
     free_entry_point_only_from_a_valid_click_of_the_same_advertiser,

@@ -151,3 +151,84 @@ async fn chromium_ends_with_its_test_even_when_the_test_fails() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The report panel draws the click-to-chat funnel from the report's totals: rendered → clicks
+/// → conversations → messages → cost per conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_shows_the_click_to_chat_funnel_in_chromium() {
+    let app = spawn_app(Backend::Embedded).await;
+    let (adv, key) = app.advertiser("Funnel Bistro").await;
+    let campaign = app
+        .live_campaign(
+            &key,
+            json!({"objective": "chat", "chat": {"prefilled_text": "Hi"}}),
+        )
+        .await;
+    let slots = app.slots("u1", None, 12).await;
+    let click = slots[0]["ad"]["cta"]["click_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = slots[0]["token"].as_str().unwrap().to_owned();
+    app.events(&[(&token, "render"), (&token, "click")]).await;
+    // The clock's own day: the app's manual clock starts at 2026-11-26T10:00:00Z.
+    let now = "2026-11-26T10:00:00Z";
+    for kind in ["conversation_started", "message"] {
+        let res = app
+            .post(
+                "/v1/conversions",
+                ADMIN,
+                json!({"advertiser_id": adv, "click_id": click, "type": kind, "at": now}),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+
+    let browser = Browser::start(1280, 1000).await;
+    browser.open(&app.url("/console")).await;
+    browser.type_into("#token-input", &key).await;
+    browser.click("#sign-in").await;
+    browser
+        .wait_for(
+            "advertiser role",
+            "return document.querySelector('#role').textContent === 'advertiser'",
+        )
+        .await;
+    browser.click("button[data-panel='panel-reports']").await;
+    browser
+        .wait_for(
+            "the campaign in the report select",
+            &format!(
+                "return !!document.querySelector(\"#report-campaign option[value='{campaign}']\")"
+            ),
+        )
+        .await;
+    browser
+        .eval(&format!(
+            "document.querySelector('#report-campaign').value = '{campaign}';
+             document.querySelector('#report-from').value = '2026-11-01';
+             document.querySelector('#report-to').value = '2026-11-30'; return true;"
+        ))
+        .await;
+    browser.click("#report-load").await;
+    let stages = browser
+        .wait_for(
+            "the funnel",
+            "const g = [...document.querySelectorAll('#funnel-chart [data-stage]')];
+             return g.length === 5 && g[2].dataset.value === '1' && g.map((s) => s.dataset.stage + '=' + s.dataset.value).join(' ')",
+        )
+        .await;
+    assert_eq!(
+        stages,
+        json!("rendered=1 clicks=1 conversations=1 messages=1 cost_per_conversation=500")
+    );
+    let desc = browser
+        .eval("return document.querySelector('#funnel-chart-desc').textContent")
+        .await;
+    assert!(
+        desc.as_str()
+            .unwrap()
+            .contains("cost per conversation 0.0005"),
+        "{desc}"
+    );
+}

@@ -12,6 +12,7 @@ mod durability;
 mod events;
 mod hardening;
 mod isolation;
+mod messaging;
 mod observability;
 mod openapi;
 mod operations;

@@ -16,6 +16,11 @@ pub fn user(shard: u32, user: &str) -> String {
     format!("u:{{s{shard}}}:{user}")
 }
 
+/// The user whose hash `key` is (the inverse of [`user`]).
+pub fn user_of(shard: u32, key: &str) -> Option<&str> {
+    key.strip_prefix(&format!("u:{{s{shard}}}:"))
+}
+
 /// Placement state of one session of one user.
 pub fn session(shard: u32, user: &str, session: &str) -> String {
     format!("sess:{{s{shard}}}:{user}:{session}")
@@ -45,6 +50,22 @@ pub fn message(shard: u32, advertiser: &str, message_id: &str) -> String {
 /// Charged business messages of the shard in one month: `<advertiser>|<category>|<country>|q|$`.
 pub fn message_billing(shard: u32, month: u32) -> String {
     format!("bill:{{s{shard}}}:{month}")
+}
+
+/// The advertisers' monthly message counts in the shard (volume tiers, service allowance):
+/// field `<advertiser>|<line>:<country>` (or `<advertiser>|service:`).
+pub fn message_counts(shard: u32, month: u32) -> String {
+    format!("mcount:{{s{shard}}}:{month}")
+}
+
+/// Users an advertiser reached with business-initiated templates (zset, score: latest time).
+pub fn business_initiated(shard: u32, advertiser: &str) -> String {
+    format!("initiated:{{s{shard}}}:{advertiser}")
+}
+
+/// Click-to-chat conversions of the shard on one UTC day (a list, for the conversions API).
+pub fn conversion_log(shard: u32, day: u32) -> String {
+    format!("cvlog:{{s{shard}}}:{day}")
 }
 
 /// SCAN patterns of the per-period keys of a shard: (spend per day, message billing per month).
@@ -100,11 +121,16 @@ mod tests {
             conversation(417, "adv_1", "u{x}"),
             message(417, "adv_1", "m-1"),
             message_billing(417, 202611),
+            message_counts(417, 202611),
+            business_initiated(417, "adv_1"),
+            conversion_log(417, 20261126),
         ];
         for key in &keys {
             assert_eq!(hash_tag(key), "s417", "{key}");
         }
         assert_eq!(user(417, "u{ser}"), "u:{s417}:u{ser}");
+        assert_eq!(user_of(417, &user(417, "u{ser}")), Some("u{ser}"));
+        assert_eq!(user_of(416, &user(417, "u")), None);
         assert_eq!(spend_day(3, 20261126), "spend:{s3}:20261126");
         for key in [
             CATALOG_ADVERTISERS,

@@ -56,6 +56,7 @@ pub struct Scripts {
     pub events: LuaScript,
     pub conversion: LuaScript,
     pub message: LuaScript,
+    pub message_status: LuaScript,
 }
 
 impl Default for Scripts {
@@ -71,7 +72,15 @@ impl Default for Scripts {
                 include_str!("scripts/events.lua")
             )),
             conversion: LuaScript::new(include_str!("scripts/conversion.lua")),
-            message: LuaScript::new(include_str!("scripts/message.lua")),
+            // Both message scripts read the stored message and price tiers the same way.
+            message: LuaScript::new(concat!(
+                include_str!("scripts/messaging_shared.lua"),
+                include_str!("scripts/message.lua")
+            )),
+            message_status: LuaScript::new(concat!(
+                include_str!("scripts/messaging_shared.lua"),
+                include_str!("scripts/message_status.lua")
+            )),
         }
     }
 }

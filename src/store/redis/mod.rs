@@ -29,9 +29,10 @@ use self::lua::Scripts;
 use super::breaker::{Breaker, BreakerPolicy};
 
 use super::{
-    CatalogData, CommitOutcome, ConversionOutcome, ConversionWrite, DayCounters, DecisionCommit,
-    EventOutcome, EventWrite, MessageBilling, MessageCommit, MessageOutcome, StoreError, UserView,
-    CLICK_TTL_MS, MESSAGE_DEDUPE_MS,
+    CatalogData, ClickOwner, CommitOutcome, ConversionOutcome, ConversionRecord, ConversionWrite,
+    DayCounters, DecisionCommit, EventOutcome, EventWrite, MessageBilling, MessageCommit,
+    MessageOutcome, SettleOutcome, SettleWrite, StoreError, StoredMessage, UserView, CLICK_TTL_MS,
+    MESSAGE_DEDUPE_MS,
 };
 use crate::capping::{self, UserState, HIDE_MS, SESSION_TTL_MS};
 use crate::clock::{Millis, SystemClock};
@@ -571,30 +572,69 @@ impl RedisStore {
         &self,
         shard: u32,
         decision_id: &str,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<ClickOwner>, StoreError> {
         let mut conn = self.conn()?;
         let key = keys::click(shard, decision_id);
-        self.call(
-            RedisOp::Messaging,
-            async move { conn.hget(key, "adv").await },
-        )
-        .await
+        let (adv, cmp, usr): (Option<String>, Option<String>, Option<String>) = self
+            .call(RedisOp::Messaging, async move {
+                redis::cmd("HMGET")
+                    .arg(key)
+                    .arg("adv")
+                    .arg("cmp")
+                    .arg("usr")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(adv.zip(cmp).map(|(advertiser, campaign)| ClickOwner {
+            advertiser,
+            campaign,
+            user: usr
+                .as_deref()
+                .and_then(|key| keys::user_of(shard, key))
+                .unwrap_or_default()
+                .to_owned(),
+        }))
     }
 
     pub async fn apply_conversion(
         &self,
         write: &ConversionWrite<'_>,
     ) -> Result<ConversionOutcome, StoreError> {
+        let click = keys::click(write.shard, write.decision_id);
+        // The clicking user's hash, recorded by the click: the script checks it again.
+        let user = match &write.suppress {
+            Some(_) => {
+                let mut conn = self.conn()?;
+                let key = click.clone();
+                let user: Option<String> = self
+                    .call(
+                        RedisOp::Messaging,
+                        async move { conn.hget(key, "usr").await },
+                    )
+                    .await?;
+                user
+            }
+            None => None,
+        };
         let script = &self.scripts.conversion;
-        let mut call = script.command(3);
-        call.arg(keys::click(write.shard, write.decision_id))
+        let mut call = script.command(5);
+        let (field, until) = write.suppress.clone().unwrap_or_default();
+        call.arg(&click)
             .arg(keys::ledger(write.shard))
             .arg(keys::stats(write.shard))
+            .arg(keys::conversion_log(write.shard, write.day))
+            // Not suppressing: the click key again (a real key of this slot, never written).
+            .arg(user.as_deref().unwrap_or(&click))
             .arg(write.advertiser)
             .arg(write.kind)
             .arg(write.day)
             .arg(write.at_ms)
-            .arg(write.decision_id);
+            .arg(write.decision_id)
+            .arg(write.click_id)
+            .arg(super::CONVERSION_LOG_MS)
+            .arg(if user.is_some() { field.as_str() } else { "" })
+            .arg(until);
         let mut conn = self.conn()?;
         let code: i64 = self
             .call(RedisOp::Messaging, async move {
@@ -606,6 +646,25 @@ impl RedisStore {
             2 => ConversionOutcome::Duplicate,
             _ => ConversionOutcome::UnknownClick,
         })
+    }
+
+    pub async fn conversions(
+        &self,
+        advertiser: &str,
+        days: &[u32],
+    ) -> Result<Vec<ConversionRecord>, StoreError> {
+        let replies: Vec<Vec<String>> = self
+            .per_shard(RedisOp::Report, |shard, pipe| {
+                for day in days {
+                    pipe.lrange(keys::conversion_log(shard, *day), 0, -1);
+                }
+            })
+            .await?;
+        Ok(replies
+            .iter()
+            .flatten()
+            .filter_map(|entry| super::parse_conversion_entry(entry, advertiser))
+            .collect())
     }
 
     pub async fn load_conversation(
@@ -632,42 +691,87 @@ impl RedisStore {
         commit: &MessageCommit<'_>,
     ) -> Result<MessageOutcome, StoreError> {
         let script = &self.scripts.message;
-        let mut call = script.command(4);
-        call.arg(keys::conversation(
-            commit.shard,
-            commit.advertiser,
-            commit.user,
-        ))
-        .arg(keys::message(
-            commit.shard,
-            commit.advertiser,
-            commit.message_id,
-        ))
-        .arg(keys::ledger(commit.shard))
-        .arg(keys::message_billing(commit.shard, commit.month))
-        .arg(commit.expected_state)
-        .arg(&commit.new_state)
-        .arg(commit.state_ttl_ms)
-        .arg(&commit.result)
-        .arg(MESSAGE_DEDUPE_MS)
-        .arg(commit.advertiser)
-        .arg(commit.category)
-        .arg(commit.country)
-        .arg(commit.price_micros)
-        .arg(commit.at_ms)
-        .arg(commit.message_id)
-        .arg(commit.direction)
-        .arg(commit.reason);
+        let (shard, month) = (commit.shard, commit.stored.month);
+        let mut call = script.command(7);
+        call.arg(keys::conversation(shard, commit.advertiser, commit.user))
+            .arg(keys::message(shard, commit.advertiser, commit.message_id))
+            .arg(keys::ledger(shard))
+            .arg(keys::message_billing(shard, month))
+            .arg(keys::message_counts(shard, month))
+            .arg(keys::stats(shard))
+            .arg(keys::business_initiated(shard, commit.advertiser))
+            .arg(commit.expected_state)
+            .arg(&commit.new_state)
+            .arg(commit.state_ttl_ms)
+            .arg(commit.stored.encode())
+            .arg(MESSAGE_DEDUPE_MS)
+            .arg(commit.advertiser)
+            .arg(commit.message_id)
+            .arg(commit.direction)
+            .arg(if commit.deliver { "1" } else { "0" })
+            .arg(commit.limit.map_or(-1, i64::from))
+            .arg(commit.user)
+            .arg(super::BUSINESS_LIMIT_WINDOW_MS);
         let mut conn = self.conn()?;
-        let reply: (i64, Option<String>) = self
+        let reply: (i64, String) = self
             .call(RedisOp::Messaging, async move {
                 script.run(&call, &mut conn).await
             })
             .await?;
-        Ok(match reply {
-            (1, _) => MessageOutcome::Committed,
-            (2, Some(result)) => MessageOutcome::Duplicate(result),
+        let stored = || {
+            StoredMessage::decode(&reply.1)
+                .ok_or_else(|| StoreError::Corrupt(format!("stored message {:?}", reply.1)))
+        };
+        Ok(match reply.0 {
+            1 => MessageOutcome::Committed(stored()?),
+            2 => MessageOutcome::Duplicate(stored()?),
+            3 => MessageOutcome::LimitReached,
             _ => MessageOutcome::Conflict,
+        })
+    }
+
+    /// The stored message, if this id was recorded.
+    pub async fn message_state(
+        &self,
+        shard: u32,
+        advertiser: &str,
+        message_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn()?;
+        let key = keys::message(shard, advertiser, message_id);
+        self.call(RedisOp::Messaging, async move { conn.get(key).await })
+            .await
+    }
+
+    pub async fn settle_message(
+        &self,
+        write: &SettleWrite<'_>,
+    ) -> Result<SettleOutcome, StoreError> {
+        let script = &self.scripts.message_status;
+        let (shard, month) = (write.shard, write.month);
+        let mut call = script.command(5);
+        call.arg(keys::message(shard, write.advertiser, write.message_id))
+            .arg(keys::ledger(shard))
+            .arg(keys::message_billing(shard, month))
+            .arg(keys::message_counts(shard, month))
+            .arg(keys::stats(shard))
+            .arg(write.advertiser)
+            .arg(write.message_id)
+            .arg(if write.void { "1" } else { "0" });
+        let mut conn = self.conn()?;
+        let reply: (i64, String) = self
+            .call(RedisOp::Messaging, async move {
+                script.run(&call, &mut conn).await
+            })
+            .await?;
+        let stored = || {
+            StoredMessage::decode(&reply.1)
+                .ok_or_else(|| StoreError::Corrupt(format!("stored message {:?}", reply.1)))
+        };
+        Ok(match reply.0 {
+            1 => SettleOutcome::Settled(stored()?),
+            2 => SettleOutcome::Duplicate(stored()?),
+            _ => SettleOutcome::Unknown,
         })
     }
 

@@ -86,8 +86,9 @@ for i = 1, count do
     elseif kind == 'hide' or kind == 'report' then
       redis.call('HSET', user, hide_field, string.format('%.0f', now + hide_ms))
     elseif kind == 'click' then
-      -- Conversions find the click by its id and attribute to this campaign.
-      redis.call('HSET', click, 'adv', advertiser, 'cmp', campaign)
+      -- Conversions find the click by its id and attribute to this campaign; a conversation
+      -- suppresses the campaign in this user's hash (`usr`: its key, in this same slot).
+      redis.call('HSET', click, 'adv', advertiser, 'cmp', campaign, 'usr', user)
       redis.call('PEXPIRE', click, click_ttl)
     end
     if code == 1 then

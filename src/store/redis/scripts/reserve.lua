@@ -45,7 +45,8 @@ for field, value in pairs(fields) do
 end
 
 local function eligible(campaign, advertiser, caps, advertiser_caps)
-  if (tonumber(fields['h' .. advertiser] or '') or 0) > now then
+  if (tonumber(fields['h' .. advertiser] or '') or 0) > now
+      or (tonumber(fields['x' .. campaign] or '') or 0) > now then
     return false
   end
   -- stamps() returns two lists; as a middle argument only the first is passed.
