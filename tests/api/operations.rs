@@ -627,3 +627,23 @@ async fn generated_tokens_survive_a_restart() {
         }
     }
 }
+
+/// Two deployments can share one Redis through its databases: every key of a node whose URL
+/// names database 3 is in database 3, none in database 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_in_the_redis_url_holds_every_key() {
+    let redis = RedisServer::start();
+    let url = format!("{}/3", redis.url());
+    let app = spawn_app_on(Some(redis), move |s| s.store.redis_url = url).await;
+    let (_, key) = app.advertiser("Tenant").await;
+    app.live_campaign(&key, json!({})).await;
+    let token = token_of(&app.slots("u1", None, 12).await[0]);
+    assert_eq!(app.render(&token).await, "accepted");
+    let mut conn = app.redis.as_ref().unwrap().connection();
+    let size = |conn: &mut redis::Connection, db: u32| -> u64 {
+        redis::cmd("SELECT").arg(db).query::<()>(conn).unwrap();
+        redis::cmd("DBSIZE").query(conn).unwrap()
+    };
+    assert!(size(&mut conn, 3) > 0);
+    assert_eq!(size(&mut conn, 0), 0);
+}
