@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::scratch::ScratchDir;
@@ -104,6 +104,12 @@ struct ScratchDirKeeper(#[allow(dead_code)] ScratchDir, PathBuf);
 impl PostgresServer {
     /// A dedicated server (crash tests kill and restart it).
     pub fn start() -> Self {
+        Self::on_a_copy_of_the_template(false)
+    }
+
+    /// A server on a fresh copy of the template; `pdeathsig`: killed by the kernel when the
+    /// spawning thread ends.
+    fn on_a_copy_of_the_template(pdeathsig: bool) -> Self {
         let dir = ScratchDir::new("pg");
         let status = Command::new("cp")
             .arg("-a")
@@ -118,7 +124,7 @@ impl PostgresServer {
             dir,
             child: None,
         };
-        server.spawn(false);
+        server.spawn(pdeathsig);
         server
     }
 
@@ -237,28 +243,12 @@ impl Drop for PostgresServer {
 /// The server every app of this test process shares (a database each).
 pub fn shared() -> &'static PostgresServer {
     static SHARED: OnceLock<PostgresServer> = OnceLock::new();
-    static STARTING: Mutex<()> = Mutex::new(());
     SHARED.get_or_init(|| {
-        let _one = STARTING.lock().unwrap();
         // Started from a thread that lives until the process exits: the server's pdeathsig
         // fires when that thread (not the test's) ends.
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let dir = ScratchDir::new("pg-shared");
-            let status = Command::new("cp")
-                .arg("-a")
-                .arg(template())
-                .arg(dir.path().join("data"))
-                .status()
-                .unwrap();
-            assert!(status.success());
-            chown_to_postgres(dir.path());
-            let mut server = PostgresServer {
-                port: free_port(),
-                dir,
-                child: None,
-            };
-            server.spawn(true);
+            let server = PostgresServer::on_a_copy_of_the_template(true);
             tx.send(server).unwrap();
             loop {
                 std::thread::park();
