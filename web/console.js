@@ -20,6 +20,7 @@ const state = {
   role: null,
   campaigns: [],
   editing: null, // { id, baseline } while the campaign form edits an existing campaign
+  history: null, // { id } while the history box shows a campaign's changes
   previewUrl: null, // object URL of the picked creative file, revoked when replaced
 };
 
@@ -259,7 +260,7 @@ function enterRole(role, data) {
 
 function endSession(message) {
   sessionStorage.removeItem(TOKEN_KEY);
-  Object.assign(state, { token: null, role: null, campaigns: [], editing: null });
+  Object.assign(state, { token: null, role: null, campaigns: [], editing: null, history: null });
   clearAccountData();
   $('session').hidden = true;
   $('advertiser-view').hidden = true;
@@ -281,6 +282,7 @@ function clearAccountData() {
   for (const form of document.querySelectorAll('form')) form.reset();
   for (const error of document.querySelectorAll('.error')) error.textContent = '';
   resetCampaignForm();
+  hideHistory();
   resetCreativeForm();
   drawChart([]);
   hideApiKey();
@@ -324,7 +326,11 @@ async function loadCampaigns() {
   renderCampaigns((await api('GET', '/v1/campaigns')).campaigns);
 }
 
-const refreshCampaigns = () => runAction(null, $('campaign-list-error'), loadCampaigns);
+/** Reloads the list, and the history on show (a change just made is its newest entry). */
+async function refreshCampaigns() {
+  await runAction(null, $('campaign-list-error'), loadCampaigns);
+  if (state.history) await runAction(null, $('history-error'), loadHistory);
+}
 
 function renderCampaigns(campaigns) {
   state.campaigns = campaigns;
@@ -355,13 +361,18 @@ function campaignRow(c) {
 
 function campaignActions(c) {
   const actions = h('div', { className: 'row-actions' });
-  if (c.status === 'archived') return actions;
+  const history = rowButton('History', c, 'history secondary', (button) => showHistory(c, button));
+  if (c.status === 'archived') {
+    actions.append(history);
+    return actions;
+  }
   const toggle = c.status === 'paused'
     ? rowButton('Resume', c, 'resume secondary', (button) => setCampaignStatus(c, 'active', button))
     : rowButton('Pause', c, 'pause secondary', (button) => setCampaignStatus(c, 'paused', button));
   actions.append(
     rowButton('Edit', c, 'edit secondary', () => editCampaign(c)),
     toggle,
+    history,
     rowButton('Archive', c, 'archive danger', (button) => archiveCampaign(c, button)),
   );
   return actions;
@@ -543,6 +554,138 @@ async function updateCampaign(values) {
   resetCampaignForm();
   announce(`Campaign “${updated.name}” saved.`);
   await refreshCampaigns();
+}
+
+// --- campaign history: GET /v1/campaigns/{id}/history answers oldest first; shown newest first
+
+/** Field labels as in the campaign form, in the form's order (unknown fields follow, by name). */
+const HISTORY_FIELDS = {
+  name: 'Name',
+  status: 'Status',
+  objective: 'Objective',
+  priority: 'Priority',
+  pacing: 'Pacing',
+  start_at: 'Start',
+  end_at: 'End',
+  bid_cpm_micros: 'Bid CPM',
+  budget: 'Budget',
+  targeting: 'Targeting',
+  frequency_caps: 'Frequency caps',
+  advertiser_caps: 'Caps across all campaigns',
+  chat: 'Click-to-chat',
+  suppress_after: 'Suppress after',
+};
+const HISTORY_ORDER = Object.keys(HISTORY_FIELDS);
+
+const fieldLabel = (field) => HISTORY_FIELDS[field] ?? field.replace(/_/g, ' ');
+
+function byFormOrder(a, b) {
+  const rank = (field) => (HISTORY_ORDER.includes(field) ? HISTORY_ORDER.indexOf(field) : HISTORY_ORDER.length);
+  return rank(a) - rank(b) || a.localeCompare(b);
+}
+
+/** RFC 3339 → "YYYY-MM-DD HH:MM:SS" in the browser's time zone. */
+function formatTime(value) {
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) return value;
+  return `${rfc3339ToLocal(value).replace('T', ' ')}:${pad(date.getSeconds())}`;
+}
+
+const isEmpty = (value) => value == null || (Array.isArray(value) && value.length === 0);
+
+/** A JSON value on one line; members that are empty are left out and money members
+ *  (`*_micros`) are in units, e.g. {total: 100.00, daily: 10.00}. */
+function compactJson(value) {
+  if (Array.isArray(value)) return `[${value.map(compactJson).join(', ')}]`;
+  if (value && typeof value === 'object') {
+    const members = Object.entries(value)
+      .filter(([, member]) => !isEmpty(member))
+      .map(([key, member]) => (key.endsWith('_micros') && typeof member === 'number'
+        ? `${key.slice(0, -'_micros'.length)}: ${formatMicros(member)}`
+        : `${key}: ${compactJson(member)}`));
+    return `{${members.join(', ')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** One field's value as text; the caller puts it in a text node. */
+function historyValue(field, value) {
+  if (value == null) return 'none';
+  if (typeof value === 'number' && field.endsWith('_micros')) return formatMicros(value);
+  if (typeof value === 'string' && field.endsWith('_at')) return formatTime(value);
+  if (typeof value === 'boolean') return value ? 'yes' : 'no';
+  if (typeof value === 'object') return compactJson(value);
+  return String(value);
+}
+
+/** Worth listing among a new campaign's values: not empty, not off, not an all-empty object. */
+const initialValue = (value) => !isEmpty(value) && value !== false && compactJson(value) !== '{}';
+
+/** One change; `created`: the first change, the campaign's creation (every field from null). */
+function historyEntry(change, created) {
+  const fields = Object.keys(change.fields).sort(byFormOrder);
+  const what = created ? 'created' : `changed ${fields.length} ${fields.length === 1 ? 'field' : 'fields'}`;
+  const item = h('li', { dataset: { at: change.at, actor: change.actor, kind: created ? 'created' : 'changed' } },
+    h('p', { className: 'history-head' },
+      h('time', { dateTime: change.at }, formatTime(change.at)), ' · ',
+      h('span', { className: 'history-actor' }, change.actor), ' ',
+      h('span', { className: 'history-what' }, what)));
+  if (created) {
+    const values = fields.filter((field) => initialValue(change.fields[field].to)).map((field) =>
+      h('span', { dataset: { field } }, `${fieldLabel(field)}: `,
+        h('span', { className: 'history-to' }, historyValue(field, change.fields[field].to))));
+    item.append(h('p', { className: 'history-summary' }, ...values.flatMap((value, i) => (i ? ['; ', value] : [value]))));
+  } else {
+    item.append(h('ul', { className: 'history-fields' }, ...fields.map((field) => {
+      const { from, to } = change.fields[field];
+      return h('li', { dataset: { field } }, `${fieldLabel(field)}: `,
+        h('span', { className: 'history-from' }, historyValue(field, from)), ' → ',
+        h('span', { className: 'history-to' }, historyValue(field, to)));
+    })));
+  }
+  return item;
+}
+
+async function loadHistory() {
+  const open = state.history;
+  if (!open) return;
+  const { changes } = await api('GET', `${campaignPath(open.id)}/history`);
+  if (state.history !== open) return; // closed, or another campaign's history opened meanwhile
+  $('history-title').textContent = `History of “${campaignName(open.id)}”`;
+  const entries = changes.map((change, i) => historyEntry(change, i === 0));
+  $('history-list').replaceChildren(...entries.reverse());
+  $('history-empty').hidden = changes.length > 0;
+  return changes.length;
+}
+
+function showHistory(c, button) {
+  state.history = { id: c.id };
+  $('history-title').textContent = `History of “${c.name}”`;
+  $('history-list').replaceChildren();
+  $('history-empty').hidden = true;
+  $('history-box').hidden = false;
+  $('history-box').scrollIntoView({ block: 'start' });
+  $('history-title').focus();
+  runAction(button, $('history-error'), async () => {
+    const shown = await loadHistory();
+    if (shown !== undefined) announce(`History of “${c.name}”: ${shown} ${shown === 1 ? 'change' : 'changes'}, newest first.`);
+  });
+}
+
+function hideHistory() {
+  state.history = null;
+  $('history-box').hidden = true;
+  $('history-list').replaceChildren();
+  $('history-error').textContent = '';
+}
+
+function closeHistory() {
+  const id = state.history?.id;
+  hideHistory();
+  announce('History closed.');
+  // Back to the row's History button (the one that opened it), or the list when it is gone.
+  const row = [...$('campaign-list').rows].find((tr) => tr.dataset.campaignId === id);
+  (row?.querySelector('button.history') ?? $('campaign-refresh')).focus();
 }
 
 // --- creatives
@@ -1033,6 +1176,7 @@ function init() {
   $('campaign-refresh').addEventListener('click', refreshCampaigns);
   $('campaign-form').addEventListener('submit', submitCampaign);
   $('campaign-cancel').addEventListener('click', cancelEdit);
+  $('history-close').addEventListener('click', closeHistory);
 
   $('creative-campaign').addEventListener('change', PANEL_LOADERS['panel-creatives']);
   $('creative-file').addEventListener('change', onCreativeFileChange);

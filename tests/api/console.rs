@@ -3,6 +3,7 @@
 //! browser a test starts ends with it, also when the test fails.
 
 use serde_json::json;
+use time::macros::datetime;
 
 use crate::support::app::{portrait_png, ADMIN};
 use std::time::{Duration, Instant};
@@ -231,4 +232,174 @@ async fn report_shows_the_click_to_chat_funnel_in_chromium() {
             .contains("cost per conversation 0.0005"),
         "{desc}"
     );
+}
+
+/// A campaign's history on its row in the campaigns panel: opened with the keyboard, newest
+/// change first, each field as "label: old → new" with money in units, the creation as one
+/// summary of its initial values, and an advertiser's `<b>` shown as text, never as markup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaign_history_lists_every_change_newest_first_in_chromium() {
+    const ENTER: &str = "\u{E007}";
+    let app = spawn_app(Backend::Embedded).await;
+    let (_, key) = app.advertiser("History Bistro").await;
+    let browser = Browser::start(1280, 1000).await;
+    browser.open(&app.url("/console")).await;
+    browser.type_into("#token-input", &key).await;
+    browser.click("#sign-in").await;
+    browser
+        .wait_for(
+            "advertiser role",
+            "return document.querySelector('#role').textContent === 'advertiser'",
+        )
+        .await;
+
+    // Created at 10:00 (the app's clock), through the console's form.
+    browser.type_into("#campaign-name", "Lunch").await;
+    browser.type_into("#campaign-bid", "2.5").await;
+    browser.type_into("#campaign-budget-total", "100").await;
+    browser.click("#campaign-submit").await;
+    let campaign = browser
+        .wait_for("the new campaign row", "const row = document.querySelector('#campaign-list [data-campaign-id]'); return row && row.dataset.campaignId")
+        .await;
+    let campaign = campaign.as_str().unwrap().to_owned();
+    let row = format!("#campaign-list tr[data-campaign-id='{campaign}']");
+
+    // 11:00: the bid goes from 2.50 to 3.75 through the edit form.
+    app.clock.set(datetime!(2026-11-26 11:00:00 UTC));
+    browser.click(&format!("{row} button.edit")).await;
+    browser.type_into("#campaign-bid", "3.75").await;
+    browser.click("#campaign-submit").await;
+    browser
+        .wait_for(
+            "the new bid in the row",
+            &format!("return document.querySelector(\"{row}\").textContent.includes('3.75')"),
+        )
+        .await;
+
+    // The History button works from the keyboard and moves focus to the history's heading.
+    browser.press(&format!("{row} button.history"), ENTER).await;
+    let label = browser
+        .eval(&format!(
+            "return document.querySelector(\"{row} button.history\").getAttribute('aria-label')"
+        ))
+        .await;
+    assert_eq!(label, json!("History Lunch"));
+    browser
+        .wait_for(
+            "two history entries",
+            "return document.querySelectorAll('#history-list > li').length === 2",
+        )
+        .await;
+    let focused = browser.eval("return document.activeElement.id").await;
+    assert_eq!(focused, json!("history-title"));
+
+    // 12:00: renamed while the history is open; the history follows.
+    app.clock.set(datetime!(2026-11-26 12:00:00 UTC));
+    browser.click(&format!("{row} button.edit")).await;
+    browser.type_into("#campaign-name", "Pasta <b>x</b>").await;
+    browser.click("#campaign-submit").await;
+    browser
+        .wait_for(
+            "three history entries",
+            "return document.querySelectorAll('#history-list > li').length === 3",
+        )
+        .await;
+
+    let entries = browser
+        .eval(
+            "return [...document.querySelectorAll('#history-list > li')].map((li) => ({
+               at: li.dataset.at, actor: li.dataset.actor, kind: li.dataset.kind,
+               time: li.querySelector('time').getAttribute('datetime'),
+               head: li.querySelector('.history-head').textContent,
+               fields: [...li.querySelectorAll('[data-field]')].map((f) => [f.dataset.field, f.textContent]),
+             }))",
+        )
+        .await;
+    let entries = entries.as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    let ats: Vec<_> = entries.iter().map(|e| e["at"].as_str().unwrap()).collect();
+    assert_eq!(
+        ats,
+        [
+            "2026-11-26T12:00:00Z",
+            "2026-11-26T11:00:00Z",
+            "2026-11-26T10:00:00Z"
+        ],
+        "newest first"
+    );
+    for entry in entries {
+        assert_eq!(entry["actor"], "advertiser");
+        assert_eq!(entry["time"], entry["at"]);
+        assert!(entry["head"].as_str().unwrap().contains("advertiser"));
+    }
+
+    assert_eq!(entries[0]["kind"], "changed");
+    assert!(entries[0]["head"]
+        .as_str()
+        .unwrap()
+        .contains("changed 1 field"));
+    assert_eq!(
+        entries[0]["fields"],
+        json!([["name", "Name: Lunch → Pasta <b>x</b>"]])
+    );
+    assert_eq!(entries[1]["kind"], "changed");
+    assert_eq!(
+        entries[1]["fields"],
+        json!([["bid_cpm_micros", "Bid CPM: 2.50 → 3.75"]])
+    );
+
+    // The creation: "created" and a summary of the initial values, not a line per null.
+    assert_eq!(entries[2]["kind"], "created");
+    assert!(entries[2]["head"].as_str().unwrap().ends_with("created"));
+    let created: std::collections::BTreeMap<String, String> = entries[2]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f[0].as_str().unwrap().into(), f[1].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(created["name"], "Name: Lunch");
+    assert_eq!(created["status"], "Status: active");
+    assert_eq!(created["bid_cpm_micros"], "Bid CPM: 2.50");
+    assert_eq!(created["budget"], "Budget: {total: 100.00}");
+    assert!(
+        !created.contains_key("end_at") && !created.contains_key("chat"),
+        "empty initial values are left out: {created:?}"
+    );
+    let summary = browser
+        .eval("return document.querySelector('#history-list > li[data-kind=created] .history-summary').textContent")
+        .await;
+    assert!(
+        !summary.as_str().unwrap().contains("none") && !summary.as_str().unwrap().contains("→"),
+        "{summary}"
+    );
+
+    // Advertiser text is text: no element made from the name, in the history or its title.
+    let markup = browser
+        .eval(
+            "return document.querySelectorAll('#history-box b, #campaign-list b').length === 0
+               && document.querySelector('#history-title').textContent",
+        )
+        .await;
+    assert_eq!(markup, json!("History of “Pasta <b>x</b>”"));
+
+    browser
+        .eval("document.querySelector('#history-box').scrollIntoView(); return true;")
+        .await;
+    let shot = browser.screenshot().await;
+    let artefact = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-history.png");
+    std::fs::write(&artefact, &shot).unwrap();
+    println!("screenshot: {}", artefact.display());
+
+    // Closing from the keyboard hides it and gives focus back to the row's History button.
+    browser.press("#history-close", ENTER).await;
+    browser
+        .wait_for(
+            "the history to close",
+            "return document.querySelector('#history-box').hidden",
+        )
+        .await;
+    let focused = browser
+        .eval("return document.activeElement.getAttribute('aria-label')")
+        .await;
+    assert_eq!(focused, json!("History Pasta <b>x</b>"));
 }

@@ -170,6 +170,18 @@ impl Browser {
         .await;
     }
 
+    /// Sends keys to `css` as the keyboard would (focusing it first), e.g. "\u{E007}" for
+    /// Enter on a button.
+    pub async fn press(&self, css: &str, keys: &str) {
+        let id = self.find(css).await;
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": keys })),
+        )
+        .await;
+    }
+
     /// Runs `script` (a function body returning a value) in the page.
     pub async fn eval(&self, script: &str) -> Value {
         self.command(
