@@ -278,4 +278,23 @@ mod tests {
         assert!(text.contains("statusads_store_breaker_transitions_total{to=\"open\"} 1"));
         assert!(text.contains("statusads_store_breaker_transitions_total{to=\"closed\"} 1"));
     }
+
+    #[test]
+    #[ignore = "defect: a wall clock stepped back keeps the breaker open for the size of the step"]
+    fn a_clock_stepped_back_never_delays_the_probe_past_one_interval() {
+        // The breaker runs on the wall clock (`SystemClock`). An NTP step backwards while it
+        // is open must not postpone the probe by the step: one hour back would mean an hour
+        // of empty slots and spooled events with Redis healthy again.
+        let clock = ManualClock::new(datetime!(2026-11-26 10:00:00 UTC));
+        let breaker = Breaker::new(POLICY, clock.clone(), Arc::new(Metrics::default()), false);
+        for _ in 0..3 {
+            breaker.failed("timed out");
+        }
+        clock.set(datetime!(2026-11-26 09:00:00 UTC));
+        let due = breaker.probe_in().unwrap();
+        assert!(
+            due <= Duration::from_millis(POLICY.probe_every_ms as u64),
+            "next probe in {due:?}"
+        );
+    }
 }
