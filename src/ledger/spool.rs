@@ -73,6 +73,7 @@ impl Spool {
             .read(true)
             .append(true)
             .open(&path)?;
+        lines::lock(&file, &path)?;
         let (batches, tail) = batches(&path)?;
         let events = batches.iter().map(|b| b.events.len() as u64).sum();
         if tail.torn_bytes > 0 {

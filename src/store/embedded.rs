@@ -297,6 +297,7 @@ impl EmbeddedStore {
             .append(true)
             .open(&path)
             .map_err(io)?;
+        super::lines::lock(&file, &path).map_err(io)?;
         file.set_len(valid_len).map_err(io)?;
         file.sync_all().map_err(io)?;
         let (sync_file, damaged, written) = (

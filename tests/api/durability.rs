@@ -304,13 +304,12 @@ async fn with_redis_down_and_the_spool_full_a_batch_answered_503_recorded_nothin
     assert_eq!(rendered(&app.report_totals(&key, &campaign).await), 13);
 }
 
-/// `statusads quarantine` run by mistake while the service still serves (nothing stops it: no
-/// lock on `data_dir` or the file): it renames a rewritten copy over `journal.log`, the running
-/// service goes on appending and fsyncing to the old, unlinked file and acknowledges renders
-/// that the next start no longer has. Either the command refuses while the file is in use, or
-/// every render acknowledged afterwards survives a restart.
+/// `statusads quarantine` run by mistake while the service still serves: had it renamed a
+/// rewritten copy over `journal.log`, the service would go on appending to the old, unlinked
+/// file and acknowledge renders the next start no longer has. The service holds a lock on the
+/// file, so the command refuses and every acknowledged render survives the restart (a second
+/// service on the same `data_dir` is refused the same way).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: quarantine while the service runs loses every later acknowledged record"]
 async fn quarantine_while_the_service_runs_loses_nothing_acknowledged() {
     let mut service = ServiceProcess::start("").await;
     let (key, campaign) = live(&service.api).await;
@@ -319,7 +318,12 @@ async fn quarantine_while_the_service_runs_loses_nothing_acknowledged() {
         assert_eq!(service.api.render(token).await, "accepted");
     }
     let journal = service.data_dir().join("journal.log");
-    let _ = service.run(&["quarantine", journal.to_str().unwrap()]);
+    let out = service.run(&["quarantine", journal.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("in use"),
+        "{stderr}"
+    );
     for token in &tokens[5..] {
         assert_eq!(service.api.render(token).await, "accepted");
     }

@@ -25,8 +25,36 @@ fn free_port() -> u16 {
 
 pub struct PostgresServer {
     pub port: u16,
-    dir: ScratchDir,
+    dir: PathBuf,
+    /// A dedicated server's directory, removed with it; the shared server's lives in
+    /// [`process_dir`].
+    _scratch: Option<ScratchDir>,
     child: Option<Child>,
+}
+
+/// A directory for what lives as long as this test process (the template, the shared server):
+/// statics are never dropped, so each process sweeps the directories of processes gone.
+fn process_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let prefix = "statusads-pg-process-";
+        if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+            for entry in entries.filter_map(Result::ok) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let gone = name
+                    .strip_prefix(prefix)
+                    .and_then(|pid| pid.parse::<u32>().ok())
+                    .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+                if gone {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("{prefix}{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        chown_to_postgres(&dir);
+        dir
+    })
 }
 
 fn bin(name: &str) -> PathBuf {
@@ -75,53 +103,52 @@ fn chown_to_postgres(path: &Path) {
 
 /// The initialised data directory every server copies (initdb runs once per test process).
 fn template() -> &'static Path {
-    static TEMPLATE: OnceLock<ScratchDirKeeper> = OnceLock::new();
-    &TEMPLATE
-        .get_or_init(|| {
-            let dir = ScratchDir::new("pg-template");
-            chown_to_postgres(dir.path());
-            let data = dir.path().join("data");
-            let out = as_postgres(&bin("initdb"), false)
-                .arg("-D")
-                .arg(&data)
-                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
-                .stdout(Stdio::null())
-                .output()
-                .expect("initdb");
-            assert!(
-                out.status.success(),
-                "initdb: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            ScratchDirKeeper(dir, data)
-        })
-        .1
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let data = process_dir().join("template");
+        let out = as_postgres(&bin("initdb"), false)
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .stdout(Stdio::null())
+            .output()
+            .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        data
+    })
 }
-
-/// The template's directory (kept for the process's lifetime) and its data dir.
-struct ScratchDirKeeper(#[allow(dead_code)] ScratchDir, PathBuf);
 
 impl PostgresServer {
     /// A dedicated server (crash tests kill and restart it).
     pub fn start() -> Self {
-        Self::on_a_copy_of_the_template(false)
+        let scratch = ScratchDir::new("pg");
+        Self::on_a_copy_of_the_template(scratch.path().to_path_buf(), Some(scratch), false)
     }
 
-    /// A server on a fresh copy of the template; `pdeathsig`: killed by the kernel when the
-    /// spawning thread ends.
-    fn on_a_copy_of_the_template(pdeathsig: bool) -> Self {
-        let dir = ScratchDir::new("pg");
+    /// A server in `dir` on a fresh copy of the template; `pdeathsig`: killed by the kernel
+    /// when the spawning thread ends.
+    fn on_a_copy_of_the_template(
+        dir: PathBuf,
+        scratch: Option<ScratchDir>,
+        pdeathsig: bool,
+    ) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
         let status = Command::new("cp")
             .arg("-a")
             .arg(template())
-            .arg(dir.path().join("data"))
+            .arg(dir.join("data"))
             .status()
             .unwrap();
         assert!(status.success(), "copying the PostgreSQL template");
-        chown_to_postgres(dir.path());
+        chown_to_postgres(&dir);
         let mut server = Self {
             port: free_port(),
             dir,
+            _scratch: scratch,
             child: None,
         };
         server.spawn(pdeathsig);
@@ -129,10 +156,10 @@ impl PostgresServer {
     }
 
     fn spawn(&mut self, pdeathsig: bool) {
-        let log = std::fs::File::create(self.dir.path().join("log")).unwrap();
+        let log = std::fs::File::create(self.dir.join("log")).unwrap();
         let child = as_postgres(&bin("postgres"), pdeathsig)
             .arg("-D")
-            .arg(self.dir.path().join("data"))
+            .arg(self.dir.join("data"))
             .args([
                 "-p",
                 &self.port.to_string(),
@@ -140,7 +167,7 @@ impl PostgresServer {
                 "listen_addresses=127.0.0.1",
             ])
             .arg("-k")
-            .arg(self.dir.path())
+            .arg(&self.dir)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -168,7 +195,7 @@ impl PostgresServer {
         }
         panic!(
             "postgres did not start: {}",
-            std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+            std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
         );
     }
 
@@ -248,7 +275,8 @@ pub fn shared() -> &'static PostgresServer {
         // fires when that thread (not the test's) ends.
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let server = PostgresServer::on_a_copy_of_the_template(true);
+            let server =
+                PostgresServer::on_a_copy_of_the_template(process_dir().join("shared"), None, true);
             tx.send(server).unwrap();
             loop {
                 std::thread::park();
