@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use reqwest::Method;
 use serde_json::{json, Value};
+use statusads::http::error::ERROR_TABLE;
 use statusads::http::openapi::ROUTES;
 
 use crate::support::app::{token_of, ADMIN, CLIENT};
@@ -263,4 +264,153 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
         assert!(output.status.success(), "{printed}");
         assert!(printed.contains("passed"), "{printed}");
     }
+}
+
+/// `docs/API.md` is the guide a new user follows from a fresh clone; it must not fall behind
+/// the code. Every operation of the OpenAPI document is named in it as `` `METHOD /path` ``,
+/// and its error table lists exactly the codes the service can answer, each with its status:
+/// the fixed codes of `ERROR_TABLE` and every 422 validation code the sources construct.
+#[test]
+fn the_guide_names_every_operation_and_every_error_code() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let guide = std::fs::read_to_string(root.join("docs/API.md")).expect("docs/API.md");
+
+    let doc: Value =
+        serde_json::from_str(&statusads::http::openapi::document().to_json().unwrap()).unwrap();
+    let methods = ["get", "post", "put", "patch", "delete"];
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in methods.iter().filter(|m| item.get(**m).is_some()) {
+            operations += 1;
+            let named = format!("`{} {path}", method.to_uppercase());
+            let found = guide.match_indices(&named).any(|(at, _)| {
+                // Followed by the closing backtick or a query string.
+                matches!(guide[at + named.len()..].chars().next(), Some('`' | '?'))
+            });
+            assert!(found, "docs/API.md never names {named}`");
+        }
+    }
+    assert!(
+        operations > 25,
+        "only {operations} operations in the document"
+    );
+
+    let mut expected: BTreeSet<(String, u16)> = ERROR_TABLE
+        .iter()
+        .map(|(code, status)| (code.to_string(), *status))
+        .collect();
+    let validation = validation_codes(&root.join("src"));
+    for code in [
+        "budget_too_small",
+        "invalid_aspect_ratio",
+        "invalid_context",
+        "outside_service_window",
+        "template_without_category",
+    ] {
+        assert!(
+            validation.contains(code),
+            "the source scan missed {code}: {validation:?}"
+        );
+    }
+    expected.extend(validation.into_iter().map(|code| (code, 422)));
+
+    let documented = error_table_of(&guide);
+    let missing: Vec<_> = expected.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "docs/API.md's error table is out of date.\n  missing (code, status): {missing:?}\n  \
+         documented but never answered (or with another status): {stale:?}"
+    );
+}
+
+/// The rows `` | `code` | status | … `` of the guide's `## Errors` section.
+fn error_table_of(guide: &str) -> BTreeSet<(String, u16)> {
+    let section = guide
+        .split("\n## ")
+        .find(|s| s.starts_with("Errors"))
+        .expect("docs/API.md has an `## Errors` section");
+    let rows: BTreeSet<(String, u16)> = section
+        .lines()
+        .filter_map(|line| {
+            let mut cells = line.strip_prefix("| `")?.split('|');
+            let code = cells.next()?.trim().strip_suffix('`')?.to_owned();
+            let status = cells.next()?.trim().parse().ok()?;
+            Some((code, status))
+        })
+        .collect();
+    assert!(
+        rows.len() > 30,
+        "the error table has only {} rows",
+        rows.len()
+    );
+    rows
+}
+
+/// Every 422 code the service constructs, found in `src/` outside test code. A validation error
+/// is made in one of four ways, each with the code as a string literal: the first argument of
+/// `ValidationError::new(…)`, `ApiError::validation(…)` or `InvalidMessage(…)` (message rating),
+/// or the last argument of `check_one_line(field, value, code)`. Calls that pass a variable
+/// (`ValidationError::new(code, …)`) only forward a code made by one of those.
+fn validation_codes(src: &std::path::Path) -> BTreeSet<String> {
+    fn literal_at_start(args: &str) -> Option<&str> {
+        args.trim_start().strip_prefix('"')?.split('"').next()
+    }
+    fn literal_at_end(args: &str) -> Option<&str> {
+        // The call's arguments run to the parenthesis that closes it.
+        let mut depth = 0;
+        let end = args.char_indices().find_map(|(i, c)| match c {
+            '(' => {
+                depth += 1;
+                None
+            }
+            ')' if depth == 0 => Some(i),
+            ')' => {
+                depth -= 1;
+                None
+            }
+            _ => None,
+        })?;
+        let last = args[..end].trim_end().trim_end_matches(',').trim_end();
+        last.strip_suffix('"')?.rsplit('"').next()
+    }
+    let mut files = vec![src.to_path_buf()];
+    let mut codes = BTreeSet::new();
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "rs") || path.ends_with("tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        // A file's unit tests sit at its end: `#[cfg(test)]` then `mod tests`.
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+        for (needle, at_end) in [
+            ("ValidationError::new(", false),
+            ("ApiError::validation(", false),
+            ("InvalidMessage(", false),
+            ("check_one_line(", true),
+        ] {
+            for (at, _) in code.match_indices(needle) {
+                let args = &code[at + needle.len()..];
+                let found = if at_end {
+                    literal_at_end(args)
+                } else {
+                    literal_at_start(args)
+                };
+                if let Some(found) = found {
+                    assert!(
+                        !found.is_empty()
+                            && found.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                        "{}: {found:?} is not a snake_case code",
+                        path.display()
+                    );
+                    codes.insert(found.to_owned());
+                }
+            }
+        }
+    }
+    codes
 }
