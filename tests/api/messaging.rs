@@ -917,8 +917,17 @@ async fn the_readme_worked_month_invoice(backend: Backend) {
             assert!(report.differences.is_empty(), "{:?}", report.differences);
         }
         Backend::Embedded => {
-            // The journal replays to the same invoice.
-            let dir = app._data_dir.path().to_path_buf();
+            // The journal replays to the same invoice: on a copy of the data dir, since the
+            // running app holds the lock on its own journal (one process per data_dir).
+            let copy = crate::support::scratch::ScratchDir::new("worked-month-copy");
+            let status = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(app._data_dir.path().join("."))
+                .arg(copy.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let dir = copy.path().to_path_buf();
             let sets = rule_sets(WORKED_MONTH_RULES);
             let again = spawn_app_with(Backend::Embedded, move |s| {
                 s.store.data_dir = dir;
