@@ -3,10 +3,13 @@
 //! the decision against the live state and, if it does not hold, answers that state to decide
 //! again on (see `capping::recent`), then sign the tokens. The common decision is one round
 //! trip. A store outage answers no slots, quickly: the feed must never wait for ads.
+//!
+//! The click-to-chat URL ([`chat_url`]) is percent-encoded by the `percent-encoding` crate.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
@@ -264,7 +267,8 @@ impl Server {
 }
 
 /// Fills the configured chat URL template: `{number}` without its '+', `{text}` and
-/// `{click_id}` percent-encoded (RFC 3986 unreserved characters pass through).
+/// `{click_id}` percent-encoded by the `percent-encoding` crate (RFC 3986 unreserved characters
+/// pass through).
 pub fn chat_url(template: &str, number: &str, text: &str, click_id: &str) -> String {
     template
         .replace("{number}", number.trim_start_matches('+'))
@@ -272,16 +276,16 @@ pub fn chat_url(template: &str, number: &str, text: &str, click_id: &str) -> Str
         .replace("{click_id}", &percent_encode(click_id))
 }
 
+/// RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`) pass through; every other byte of
+/// the UTF-8 text is percent-encoded.
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn percent_encode(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len() * 3);
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            encoded.push(byte as char);
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
+    utf8_percent_encode(text, NOT_UNRESERVED).to_string()
 }
 
 #[cfg(test)]
@@ -298,6 +302,11 @@ mod tests {
                 "c1.ab"
             ),
             "https://wa.me/390612345678?text=Hi%21%20I%20saw%20your%20ad%20%26%20caf%C3%A9&ref=c1.ab"
+        );
+        assert_eq!(
+            percent_encode("A-z_0.9~ /?#+%\u{1F600}"),
+            "A-z_0.9~%20%2F%3F%23%2B%25%F0%9F%98%80",
+            "unreserved characters pass, every other byte is encoded"
         );
     }
 }

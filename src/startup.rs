@@ -224,7 +224,10 @@ impl Application {
                     .map_err(StartupError::Rules)?,
             ),
             shards: settings.store.shards,
-            rate_limits: crate::http::rate_limit::RateLimits::new(&settings.rate_limits),
+            rate_limits: crate::http::rate_limit::RateLimits::new(
+                &settings.rate_limits,
+                clock.clone(),
+            ),
             uploads: crate::http::rate_limit::Concurrency::new(
                 settings.http.max_concurrent_uploads_per_advertiser,
                 crate::metrics::RateLimitScope::Uploads,

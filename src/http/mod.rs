@@ -62,7 +62,7 @@ impl AppState {
     /// Takes one token of `scope` for `key`, or the 429 to answer.
     pub fn limit(&self, scope: crate::metrics::RateLimitScope, key: &str) -> Result<(), ApiError> {
         self.rate_limits
-            .check(scope, key, self.clock.now_ms(), &self.metrics)
+            .check(scope, key, &self.metrics)
             .map_err(ApiError::RateLimited)
     }
 }
