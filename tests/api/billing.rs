@@ -499,6 +499,21 @@ async fn kill_9_loses_and_doubles_nothing() {
     );
     assert_eq!(ledger_spend, acknowledged.len() as i64 * 2000);
 
+    // Redis was restarted: the node may answer 503 until its breaker's probe has closed again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !api
+        .http
+        .get(api.url("/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == StatusCode::OK)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ready again after Redis returned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let month = time::OffsetDateTime::now_utc();
     let month = format!("{}-{:02}", month.year(), u8::from(month.month()));
     let invoice: Value = api
