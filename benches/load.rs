@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use secrecy::ExposeSecret;
 use statusads::clock::SystemClock;
 use statusads::config::Settings;
 use statusads::domain::slot::SlotRequest;
@@ -122,10 +123,11 @@ async fn run(args: Args) {
     let data_dir = std::env::temp_dir().join(format!("statusads-load-{}", std::process::id()));
     let mut settings = Settings::defaults();
     settings.http.bind = "127.0.0.1:0".into();
-    settings.store.redis_url = format!("redis://127.0.0.1:{}", redis.1);
+    let redis_url = format!("redis://127.0.0.1:{}", redis.1);
     let database = postgres::PostgresServer::start();
-    settings.store.database_url =
-        statusads::config::DatabaseUrl(database.database_for(&settings.store.redis_url));
+    let database_url = database.database_for(&redis_url);
+    settings.store.redis_url = redis_url.into();
+    settings.store.database_url = database_url.into();
     settings.store.data_dir = data_dir.clone();
     settings.auth.admin_token = "bench-admin-token".into();
     settings.auth.client_tokens = vec![CLIENT.into()];
@@ -137,7 +139,7 @@ async fn run(args: Args) {
     // 200k catalog writes (each of which would trigger a snapshot rebuild).
     let started = Instant::now();
     let record = statusads::record::Record::open(
-        settings.store.database_url.expose(),
+        settings.store.database_url.expose_secret(),
         &settings.store.data_dir,
     )
     .await

@@ -1,13 +1,21 @@
-//! Typed settings, layered: the built-in `config/default.toml` < an optional `config/<env>.toml`
-//! (`STATUSADS_ENV=<env>`) or `--config FILE` < `STATUSADS__SECTION__KEY` environment variables.
-//! A bad value fails start-up with a message naming the key. Secrets never reach `Debug` output.
+//! Typed settings, layered by `figment`: the built-in `config/default.toml` < an optional
+//! `config/<env>.toml` (`STATUSADS_ENV=<env>`) or `--config FILE` < `STATUSADS__SECTION__KEY`
+//! environment variables (comma-separated for the keys in `LIST_KEYS`). A bad value fails
+//! start-up with a message naming the key and the layer it came from, e.g. "config key
+//! `store.shards` (from environment variable STATUSADS__STORE__SHARDS): …". Secrets are
+//! [`SecretString`]s: `Debug` never shows them, and the one place that needs a value calls
+//! `expose_secret()`.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider, Source};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
+const DEFAULTS_LAYER: &str = "config/default.toml (built in)";
 const ENV_PREFIX: &str = "STATUSADS__";
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: [&str; 3] = [
@@ -23,10 +31,16 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid TOML: {message}")]
-    Parse { path: String, message: String },
-    #[error("config key `{key}`: {message}")]
-    Invalid { key: String, message: String },
+    #[error("{layer} is not valid TOML: {message}")]
+    Parse { layer: String, message: String },
+    /// `layer` says where the value came from: the built-in defaults, a config file or an
+    /// environment variable.
+    #[error("config key `{key}` (from {layer}): {message}")]
+    Invalid {
+        key: String,
+        layer: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,10 +96,12 @@ pub struct HttpSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSettings {
-    pub redis_url: String,
+    /// `redis://[:password@]host:port[/db]`: it may carry a password.
+    pub redis_url: SecretString,
     /// The system of record: `postgres://…` (required with Redis), or empty for SQLite in
     /// `data_dir/statusads.db` on the embedded backend.
-    pub database_url: DatabaseUrl,
+    /// It may carry a password.
+    pub database_url: SecretString,
     pub cluster_nodes: Vec<String>,
     pub data_dir: PathBuf,
     pub shards: u32,
@@ -93,38 +109,6 @@ pub struct StoreSettings {
     pub spool_max_bytes: u64,
     pub breaker_failures: u32,
     pub breaker_probe_ms: u64,
-}
-
-/// A database URL, which may carry a password: `Debug` shows it without.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct DatabaseUrl(pub String);
-
-impl DatabaseUrl {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // scheme://user:password@host/db -> scheme://user:***@host/db
-        match (self.0.find("://"), self.0.rfind('@')) {
-            (Some(scheme), Some(at)) if self.0[scheme + 3..at].contains(':') => {
-                let colon = scheme + 3 + self.0[scheme + 3..at].find(':').unwrap_or(0);
-                write!(
-                    f,
-                    "{:?}",
-                    format!("{}:***{}", &self.0[..colon], &self.0[at..])
-                )
-            }
-            _ => write!(f, "{:?}", self.0),
-        }
-    }
 }
 
 impl StoreSettings {
@@ -136,46 +120,20 @@ impl StoreSettings {
     }
 }
 
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
-    pub admin_token: String,
-    pub client_tokens: Vec<String>,
+    pub admin_token: SecretString,
+    pub client_tokens: Vec<SecretString>,
 }
 
-impl fmt::Debug for AuthSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthSettings")
-            .field("admin_token", &"<redacted>")
-            .field(
-                "client_tokens",
-                &format_args!("<{} redacted>", self.client_tokens.len()),
-            )
-            .finish()
-    }
-}
-
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSettings {
-    pub signing_key: String,
-    pub previous_signing_keys: Vec<String>,
+    pub signing_key: SecretString,
+    pub previous_signing_keys: Vec<SecretString>,
     pub ttl_seconds: u32,
     pub grace_seconds: u32,
-}
-
-impl fmt::Debug for TokenSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenSettings")
-            .field("signing_key", &"<redacted>")
-            .field(
-                "previous_signing_keys",
-                &format_args!("<{} redacted>", self.previous_signing_keys.len()),
-            )
-            .field("ttl_seconds", &self.ttl_seconds)
-            .field("grace_seconds", &self.grace_seconds)
-            .finish()
-    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -245,37 +203,42 @@ impl Settings {
     }
 
     pub fn from_layers(file: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
-        let mut root = parse_toml("config/default.toml (built in)", DEFAULTS)?;
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            // figment skips a missing file; a named one must exist.
+            std::fs::File::open(path).map_err(|source| ConfigError::Read {
                 path: path.to_path_buf(),
                 source,
             })?;
-            merge(&mut root, parse_toml(&path.display().to_string(), &text)?);
+            figment = figment.merge(Toml::file_exact(path));
         }
         for (name, value) in env {
-            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            let key = rest.to_ascii_lowercase().replace("__", ".");
-            set_from_env(&mut root, &key, value)?;
+            if let Some(rest) = name.strip_prefix(ENV_PREFIX) {
+                figment = figment.merge(EnvVar {
+                    name,
+                    key: rest.to_ascii_lowercase().replace("__", "."),
+                    value,
+                });
+            }
         }
-        let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(root))
-            .map_err(|err| ConfigError::Invalid {
-                key: err.path().to_string(),
-                message: err.inner().to_string(),
+        // Lossy: a string ("6", "true", as every environment value is) is read as the number or
+        // flag its field asks for.
+        let settings: Settings = figment
+            .extract_lossy()
+            .map_err(|err| config_error(&figment, err))?;
+        settings
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                layer: layer_of(&figment, key),
+                key: key.into(),
+                message,
             })?;
-        settings.validate()?;
         Ok(settings)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: &str| {
-            Err(ConfigError::Invalid {
-                key: key.into(),
-                message: message.into(),
-            })
-        };
+    /// The first rule broken, as (key, message).
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let invalid = |key: &'static str, message: &str| Err((key, message.to_owned()));
         if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
             return invalid("http.bind", "must be host:port, e.g. 127.0.0.1:8080");
         }
@@ -288,7 +251,8 @@ impl Settings {
                 "must be at least 1",
             );
         }
-        if !self.store.redis_url.is_empty() && !self.store.redis_url.starts_with("redis://") {
+        let redis_url = self.store.redis_url.expose_secret();
+        if !redis_url.is_empty() && !redis_url.starts_with("redis://") {
             return invalid("store.redis_url", "must start with redis://");
         }
         if let Some(bad) = self
@@ -302,7 +266,7 @@ impl Settings {
                 &format!("{bad:?} must start with redis://"),
             );
         }
-        let database = self.store.database_url.expose();
+        let database = self.store.database_url.expose_secret();
         if self.uses_redis() && database.is_empty() {
             return invalid(
                 "store.database_url",
@@ -333,7 +297,8 @@ impl Settings {
                 "must be between 10 and 60000 (milliseconds)",
             );
         }
-        if !self.tokens.signing_key.is_empty() && self.tokens.signing_key.len() < 32 {
+        let signing_key = self.tokens.signing_key.expose_secret();
+        if !signing_key.is_empty() && signing_key.len() < 32 {
             return invalid("tokens.signing_key", "must be at least 32 characters");
         }
         if self.tokens.ttl_seconds < 10 {
@@ -361,67 +326,75 @@ impl Settings {
 
     /// True when a Redis URL or cluster nodes are configured.
     pub fn uses_redis(&self) -> bool {
-        !self.store.redis_url.is_empty() || !self.store.cluster_nodes.is_empty()
+        !self.store.redis_url.expose_secret().is_empty() || !self.store.cluster_nodes.is_empty()
     }
 }
 
-fn parse_toml(origin: &str, text: &str) -> Result<toml::Table, ConfigError> {
-    text.parse::<toml::Table>()
-        .map_err(|err| ConfigError::Parse {
-            path: origin.into(),
-            message: err.to_string(),
-        })
+/// One `STATUSADS__SECTION__KEY` variable as a layer of its own, so that an error names it.
+struct EnvVar<'a> {
+    name: &'a str,
+    /// `section.key`, lower case.
+    key: String,
+    value: &'a str,
 }
 
-fn merge(base: &mut toml::Table, overlay: toml::Table) {
-    for (key, value) in overlay {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(into)), toml::Value::Table(from)) => merge(into, from),
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
+impl Provider for EnvVar<'_> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("environment variable {}", self.name))
     }
-}
 
-/// Environment values are strings; give them the type the default has so that
-/// `STATUSADS__AD_LOAD__MIN_GAP=5` becomes an integer and unknown keys are named.
-fn set_from_env(root: &mut toml::Table, key: &str, raw: &str) -> Result<(), ConfigError> {
-    let unknown = || ConfigError::Invalid {
-        key: key.into(),
-        message: "unknown configuration key (from environment)".into(),
-    };
-    let (section, field) = key.split_once('.').ok_or_else(unknown)?;
-    let table = root
-        .get_mut(section)
-        .and_then(toml::Value::as_table_mut)
-        .ok_or_else(unknown)?;
-    let current = table.get(field).ok_or_else(unknown)?;
-    let bad = |what: &str| ConfigError::Invalid {
-        key: key.into(),
-        message: format!("expected {what}, got {raw:?}"),
-    };
-    let value = match current {
-        _ if LIST_KEYS.contains(&key) => toml::Value::Array(
-            raw.split(',')
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        if LIST_KEYS.contains(&self.key.as_str()) {
+            let items: Vec<&str> = self
+                .value
+                .split(',')
                 .map(str::trim)
                 .filter(|item| !item.is_empty())
-                .map(|item| toml::Value::String(item.into()))
-                .collect(),
-        ),
-        toml::Value::Integer(_) => {
-            toml::Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?)
+                .collect();
+            Serialized::default(&self.key, items).data()
+        } else {
+            Serialized::default(&self.key, self.value).data()
         }
-        toml::Value::Float(_) => {
-            toml::Value::Float(raw.trim().parse().map_err(|_| bad("a number"))?)
-        }
-        toml::Value::Boolean(_) => {
-            toml::Value::Boolean(raw.trim().parse().map_err(|_| bad("true or false"))?)
-        }
-        _ => toml::Value::String(raw.into()),
+    }
+}
+
+/// Where the value at `key` came from.
+fn layer_of(figment: &Figment, key: &str) -> String {
+    figment
+        .find_metadata(key)
+        .map_or_else(|| DEFAULTS_LAYER.to_owned(), describe)
+}
+
+fn describe(metadata: &Metadata) -> String {
+    match &metadata.source {
+        Some(Source::File(path)) => format!("config file {}", path.display()),
+        Some(Source::Code(_)) => DEFAULTS_LAYER.to_owned(),
+        _ => metadata.name.to_string(),
+    }
+}
+
+fn config_error(figment: &Figment, err: figment::Error) -> ConfigError {
+    let message = err.kind.to_string();
+    if err.path.is_empty() {
+        // Only a provider fails without a key: a file that is not TOML.
+        return ConfigError::Parse {
+            layer: err
+                .metadata
+                .as_ref()
+                .map_or_else(|| DEFAULTS_LAYER.to_owned(), describe),
+            message,
+        };
+    }
+    let key = err.path.join(".");
+    let layer = match &err.metadata {
+        Some(metadata) => describe(metadata),
+        None => layer_of(figment, &key),
     };
-    table.insert(field.into(), value);
-    Ok(())
+    ConfigError::Invalid {
+        key,
+        layer,
+        message,
+    }
 }
 
 #[cfg(test)]
@@ -484,12 +457,22 @@ mod tests {
         .unwrap();
         assert_eq!(s.ad_load.min_gap, 6);
         assert_eq!(s.http.body_timeout_ms, 2500);
-        assert_eq!(s.auth.client_tokens, vec!["a", "b", "c"]);
+        let tokens: Vec<&str> = s
+            .auth
+            .client_tokens
+            .iter()
+            .map(|t| t.expose_secret())
+            .collect();
+        assert_eq!(tokens, ["a", "b", "c"]);
         assert!(s.uses_redis());
         assert!(s.seeds_demo());
+        assert_eq!(
+            s.store.database_url.expose_secret(),
+            "postgres://ads:pw@db:5432/ads"
+        );
         let shown = format!("{:?}", s.store);
         assert!(
-            shown.contains("postgres://ads:***@db:5432/ads") && !shown.contains("pw@"),
+            !shown.contains("pw@") && !shown.contains("db:5432"),
             "{shown}"
         );
         let err = Settings::from_layers(
@@ -596,19 +579,117 @@ tiers = [{ country = "IT", category = "utility", steps = [{ from = 1, micros = 2
 
     #[test]
     fn debug_output_never_shows_secrets() {
-        let s = Settings::from_layers(
-            None,
-            &env(&[
-                ("STATUSADS__AUTH__ADMIN_TOKEN", "super-secret-admin"),
-                (
-                    "STATUSADS__TOKENS__SIGNING_KEY",
-                    "0123456789abcdef0123456789abcdef-secret",
-                ),
-            ]),
-        )
-        .unwrap();
+        let secrets = [
+            ("STATUSADS__AUTH__ADMIN_TOKEN", "super-secret-admin"),
+            (
+                "STATUSADS__AUTH__CLIENT_TOKENS",
+                "client-secret-1,client-secret-2",
+            ),
+            (
+                "STATUSADS__TOKENS__SIGNING_KEY",
+                "0123456789abcdef0123456789abcdef-secret",
+            ),
+            (
+                "STATUSADS__TOKENS__PREVIOUS_SIGNING_KEYS",
+                "previous-secret-0123456789abcdef",
+            ),
+            (
+                "STATUSADS__STORE__REDIS_URL",
+                "redis://:redis-secret@cache:6379",
+            ),
+            (
+                "STATUSADS__STORE__DATABASE_URL",
+                "postgres://ads:database-secret@db/ads",
+            ),
+        ];
+        let s = Settings::from_layers(None, &env(&secrets)).unwrap();
         let printed = format!("{s:?}");
-        assert!(!printed.contains("super-secret-admin"));
-        assert!(!printed.contains("-secret"));
+        for (_, value) in secrets {
+            for part in value.split(',') {
+                assert!(!printed.contains(part), "{part} in {printed}");
+            }
+        }
+        assert!(!printed.contains("secret"), "{printed}");
+        assert_eq!(s.auth.admin_token.expose_secret(), "super-secret-admin");
+        assert_eq!(s.auth.client_tokens.len(), 2);
+        assert_eq!(s.tokens.previous_signing_keys.len(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_environment_variable() {
+        let err = Settings::from_layers(None, &env(&[("STATUSADS__STORE__SHARDS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "config key `store.shards` (from environment variable STATUSADS__STORE__SHARDS): "
+            ),
+            "{err}"
+        );
+        let err = Settings::from_layers(None, &env(&[("STATUSADS__STORE__SHARDS", "many")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`store.shards` (from environment variable STATUSADS__STORE__SHARDS)")
+                && err.contains("many"),
+            "{err}"
+        );
+        let err = Settings::from_layers(None, &env(&[("STATUSADS__HTTP__TYPO", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`http.typo` (from environment variable STATUSADS__HTTP__TYPO)"),
+            "{err}"
+        );
+        let err = Settings::from_layers(None, &env(&[("STATUSADS__NOWHERE__KEY", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`nowhere` (from environment variable STATUSADS__NOWHERE__KEY)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("statusads-layers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("prod.toml");
+        let layer = format!("(from config file {})", path.display());
+        for (text, key) in [
+            ("[store]\nshards = 0\n", "store.shards"),
+            ("[store]\nshards = \"many\"\n", "store.shards"),
+            ("[http]\ntypo = 1\n", "http.typo"),
+            ("[tokens]\nsigning_key = \"short\"\n", "tokens.signing_key"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Settings::from_layers(Some(&path), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("`{key}` {layer}")), "{text}: {err}");
+        }
+        // A later layer wins, and its name is the one given.
+        std::fs::write(&path, "[store]\nshards = 0\n").unwrap();
+        let err = Settings::from_layers(Some(&path), &env(&[("STATUSADS__STORE__SHARDS", "-1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("STATUSADS__STORE__SHARDS"), "{err}");
+        std::fs::write(&path, "[store]\nshards = 8\n").unwrap();
+        let s = Settings::from_layers(Some(&path), &[]).unwrap();
+        assert_eq!(s.store.shards, 8);
+        std::fs::write(&path, "[store\nshards = 8\n").unwrap();
+        let err = Settings::from_layers(Some(&path), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("config file {} is not valid TOML", path.display())),
+            "{err}"
+        );
+        let missing = dir.join("missing.toml");
+        let err = Settings::from_layers(Some(&missing), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot read config file"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

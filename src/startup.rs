@@ -10,6 +10,7 @@
 //! move an earlier build's catalog out of it: `record::migration`.)
 
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, App};
 use futures_util::FutureExt;
 use rand::Rng;
+use secrecy::ExposeSecret;
 use tracing::Instrument;
 
 use crate::catalog::assets::AssetStore;
@@ -28,6 +30,7 @@ use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::http::body_deadline::BodyDeadline;
 use crate::http::{self, AppState};
+use crate::ledger::spool::{self, SpoolError};
 use crate::ledger::{Ledger, SpendBoard};
 use crate::metrics::Metrics;
 use crate::record::Record;
@@ -51,10 +54,16 @@ pub enum StartupError {
     Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// An I/O error under `store.data_dir`, naming the path it was on.
+    #[error("config key `store.data_dir`: {}: {source}", path.display())]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Catalog(#[from] crate::catalog::CatalogError),
     #[error("{0}")]
-    Spool(#[from] crate::ledger::spool::SpoolError),
+    Spool(#[from] SpoolError),
     #[error("{0}")]
     Record(#[from] crate::record::OpenError),
     #[error("config key `messaging.rule_sets`: {0}")]
@@ -102,38 +111,47 @@ impl Application {
     ) -> Result<(Self, GeneratedSecrets), StartupError> {
         let metrics = Arc::new(Metrics::default());
         let data_dir = settings.store.data_dir.clone();
-        std::fs::create_dir_all(&data_dir)?;
+        std::fs::create_dir_all(&data_dir).map_err(on(&data_dir))?;
         let store = Arc::new(open_store(&settings, metrics.clone()).await?);
         let mut secrets = GeneratedSecrets {
             demo_api_key: secrets::read(&data_dir, DEMO_KEY_FILE),
             ..GeneratedSecrets::default()
         };
-        let admin_token = match settings.auth.admin_token.as_str() {
+        let kept = |name: &str, prefix: &str, min_len: usize| {
+            secrets::kept(&data_dir, name, prefix, min_len).map_err(on(&data_dir.join(name)))
+        };
+        let admin_token = match settings.auth.admin_token.expose_secret() {
             "" => {
-                let kept = secrets::kept(&data_dir, ADMIN_TOKEN_FILE, "sa_admin_", 16)?;
+                let kept = kept(ADMIN_TOKEN_FILE, "sa_admin_", 16)?;
                 secrets.admin_token.insert(kept).value.clone()
             }
             token => token.to_owned(),
         };
         let client_tokens = if settings.auth.client_tokens.is_empty() {
-            let kept = secrets::kept(&data_dir, CLIENT_TOKEN_FILE, "sa_client_", 16)?;
+            let kept = kept(CLIENT_TOKEN_FILE, "sa_client_", 16)?;
             vec![secrets.client_token.insert(kept).value.clone()]
         } else {
-            settings.auth.client_tokens.clone()
+            settings
+                .auth
+                .client_tokens
+                .iter()
+                .map(|token| token.expose_secret().to_owned())
+                .collect()
         };
-        let signing_key = match settings.tokens.signing_key.as_str() {
-            "" => secrets::kept(&data_dir, SIGNING_KEY_FILE, "", 32)?.value,
+        let signing_key = match settings.tokens.signing_key.expose_secret() {
+            "" => kept(SIGNING_KEY_FILE, "", 32)?.value,
             key => key.to_owned(),
         };
         let previous: Vec<&[u8]> = settings
             .tokens
             .previous_signing_keys
             .iter()
-            .map(|k| k.as_bytes())
+            .map(|k| k.expose_secret().as_bytes())
             .collect();
         let keys = Arc::new(TokenKeys::new(signing_key.as_bytes(), &previous));
 
-        let record = Arc::new(Record::open(settings.store.database_url.expose(), &data_dir).await?);
+        let record =
+            Arc::new(Record::open(settings.store.database_url.expose_secret(), &data_dir).await?);
         if let Some(moved) = record
             .migrate_from(&store, &data_dir, clock.now_ms())
             .await?
@@ -146,11 +164,13 @@ impl Application {
             }
         }
         let catalog = Arc::new(Catalog::load(record.clone(), metrics.clone()).await?);
-        let assets = AssetStore::open(&data_dir, record.clone())?;
+        let assets =
+            AssetStore::open(&data_dir, record.clone()).map_err(on(&data_dir.join("assets")))?;
         if settings.seeds_demo() {
             if let Some(seeded) = crate::demo::seed(&catalog, &assets, clock.now()).await? {
                 tracing::info!(advertiser = %seeded.advertiser_id, "seeded demo data");
-                let path = secrets::keep(&data_dir, DEMO_KEY_FILE, &seeded.api_key)?;
+                let path = secrets::keep(&data_dir, DEMO_KEY_FILE, &seeded.api_key)
+                    .map_err(on(&data_dir.join(DEMO_KEY_FILE)))?;
                 secrets.demo_api_key = Some(Kept {
                     value: seeded.api_key,
                     path,
@@ -197,10 +217,17 @@ impl Application {
             daily_max: settings.ad_load.max_per_user_per_day,
             spend: spend.clone(),
             spool: match store.backend_name() {
-                "redis" => Some(Arc::new(crate::ledger::spool::Spool::open(
-                    &data_dir,
-                    settings.store.spool_max_bytes,
-                )?)),
+                "redis" => Some(Arc::new(
+                    spool::Spool::open(&data_dir, settings.store.spool_max_bytes).map_err(
+                        |err| match err {
+                            SpoolError::Io(source) => StartupError::DataDir {
+                                path: data_dir.join(spool::FILE),
+                                source,
+                            },
+                            other => other.into(),
+                        },
+                    )?,
+                )),
                 _ => None,
             },
         });
@@ -345,12 +372,20 @@ impl Application {
     }
 }
 
+/// Names the path (and the key) of an I/O error under `store.data_dir`.
+fn on(path: &Path) -> impl FnOnce(std::io::Error) -> StartupError + '_ {
+    move |source| StartupError::DataDir {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// The configured backend: Redis when a URL is set, otherwise embedded under `data_dir`.
 pub async fn open_store(settings: &Settings, metrics: Arc<Metrics>) -> Result<Store, StartupError> {
     Ok(if settings.uses_redis() {
         Store::Redis(
             RedisStore::connect(
-                &settings.store.redis_url,
+                settings.store.redis_url.expose_secret(),
                 &settings.store.cluster_nodes,
                 settings.store.shards,
                 settings.store.timeout_ms,

@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Millis;
 use crate::store::{lines, EventWrite, Store, StoreError};
 
-const FILE: &str = "spool.log";
+/// The spool's file under `data_dir`.
+pub const FILE: &str = "spool.log";
 #[derive(Serialize, Deserialize)]
 struct Batch {
     shard: u32,

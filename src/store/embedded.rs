@@ -271,7 +271,12 @@ fn sync_forever(
 
 impl EmbeddedStore {
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        let io = |e: std::io::Error| StoreError::Corrupt(format!("{}: {e}", data_dir.display()));
+        let io = |e: std::io::Error| {
+            StoreError::Corrupt(format!(
+                "config key `store.data_dir`: {}: {e}",
+                data_dir.display()
+            ))
+        };
         std::fs::create_dir_all(data_dir).map_err(io)?;
         let path = data_dir.join(JOURNAL);
         let mut state = State::default();

@@ -597,7 +597,7 @@ async fn even_pacing_throttles_a_campaign_ahead_of_its_line(backend: Backend) {
 async fn two_nodes_overspend_within_the_design_bound() {
     let first = spawn_app(Backend::Redis).await;
     let url = first.redis.as_ref().unwrap().url();
-    let second = crate::support::app::spawn_app_on(None, |s| s.store.redis_url = url).await;
+    let second = crate::support::app::spawn_app_on(None, |s| s.store.redis_url = url.into()).await;
     let (_, key) = first.advertiser("Two nodes").await;
     let budget = 2_000_000;
     let price = 10_000;

@@ -245,7 +245,7 @@ contract!(
 async fn a_stale_view_on_another_node_never_breaks_a_cap_or_a_price() {
     let a = spawn_app(Backend::Redis).await;
     let url = a.redis.as_ref().unwrap().url();
-    let b = crate::support::app::spawn_app_on(None, |s| s.store.redis_url = url).await;
+    let b = crate::support::app::spawn_app_on(None, |s| s.store.redis_url = url.into()).await;
     let once = json!({"max": 1, "per_seconds": 86400});
     let mut keys = Vec::new();
     for name in ["X", "Y", "Z"] {

@@ -200,14 +200,14 @@ async fn rotated_signing_keys_keep_verifying_old_tokens() {
     let redis_url = before.redis.as_ref().unwrap().url();
     let new_key = "rotated-signing-key-0123456789abcdef0123456789";
     let rotated = crate::support::app::spawn_app_on(None, |s| {
-        s.store.redis_url = redis_url.clone();
+        s.store.redis_url = redis_url.clone().into();
         s.tokens.signing_key = new_key.into();
         s.tokens.previous_signing_keys = vec![crate::support::app::SIGNING_KEY.into()];
     })
     .await;
     assert_eq!(rotated.render(&token).await, "accepted");
     let forgotten = crate::support::app::spawn_app_on(None, |s| {
-        s.store.redis_url = redis_url.clone();
+        s.store.redis_url = redis_url.clone().into();
         s.tokens.signing_key = new_key.into();
     })
     .await;

@@ -453,6 +453,40 @@ async fn an_unreachable_database_stops_the_start_naming_the_key() {
     );
 }
 
+/// A `data_dir` the service cannot use stops the start with a message naming the key and the
+/// path that failed (once: "cannot start: Not a directory (os error 20)"): a regular file, a
+/// path under one, and a file it keeps inside that is not a file.
+#[test]
+fn an_unusable_data_dir_stops_the_start_naming_the_path() {
+    let scratch = crate::support::scratch::ScratchDir::new("bad-data-dir");
+    let file = scratch.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let kept_as_dir = scratch.path().join("data");
+    std::fs::create_dir_all(kept_as_dir.join("admin_token")).unwrap();
+    for (data_dir, named) in [
+        (file.clone(), file.clone()),
+        (file.join("data"), file.join("data")),
+        (kept_as_dir.clone(), kept_as_dir.join("admin_token")),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_statusads"))
+            .env("STATUSADS__HTTP__BIND", "127.0.0.1:0")
+            .env("STATUSADS__STORE__DATA_DIR", &data_dir)
+            .env("STATUSADS__STORE__SHARDS", "16")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "cannot start: config key `store.data_dir`: {}: ",
+                named.display()
+            )),
+            "{}: {stderr}",
+            data_dir.display()
+        );
+    }
+}
+
 /// SIGTERM while Redis is down and the spool holds events, with clients still asking for slots
 /// and reports: the node stops in order (stops accepting, stops the refresher and the probe,
 /// drains in-flight requests), exits 0 without a panic and keeps the spool; the next start, with
@@ -634,7 +668,7 @@ async fn generated_tokens_survive_a_restart() {
 async fn a_database_in_the_redis_url_holds_every_key() {
     let redis = RedisServer::start();
     let url = format!("{}/3", redis.url());
-    let app = spawn_app_on(Some(redis), move |s| s.store.redis_url = url).await;
+    let app = spawn_app_on(Some(redis), move |s| s.store.redis_url = url.into()).await;
     let (_, key) = app.advertiser("Tenant").await;
     app.live_campaign(&key, json!({})).await;
     let token = token_of(&app.slots("u1", None, 12).await[0]);

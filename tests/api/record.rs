@@ -107,7 +107,7 @@ async fn upload(app: &crate::support::TestApp, key: &str) -> (String, Vec<u8>) {
 async fn an_asset_uploaded_through_one_node_is_served_by_another() {
     let first = spawn_app(Backend::Redis).await;
     let url = first.redis.as_ref().unwrap().url();
-    let second = spawn_app_on(None, |s| s.store.redis_url = url).await;
+    let second = spawn_app_on(None, |s| s.store.redis_url = url.into()).await;
     let (_, key) = first.advertiser("Two nodes").await;
     let (asset, png) = upload(&first, &key).await;
     let res = second.http.get(second.url(&asset)).send().await.unwrap();
@@ -178,10 +178,7 @@ async fn a_database_outage_while_serving_stops_catalog_writes_only() {
     let mut database = PostgresServer::start();
     let redis = RedisServer::start();
     let url = database.database_for(&redis.url());
-    let app = spawn_app_on(Some(redis), move |s| {
-        s.store.database_url = statusads::config::DatabaseUrl(url)
-    })
-    .await;
+    let app = spawn_app_on(Some(redis), move |s| s.store.database_url = url.into()).await;
     let (_, key) = app.advertiser("Outage").await;
     app.live_campaign(&key, json!({})).await;
     database.kill9();

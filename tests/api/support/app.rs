@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use actix_web::web;
 use reqwest::{Response, StatusCode};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use statusads::clock::{Clock, ManualClock};
 use statusads::config::Settings;
@@ -70,7 +71,11 @@ pub async fn spawn_app_full(
     let mut settings = Settings::defaults();
     settings.http.bind = "127.0.0.1:0".into();
     settings.store.data_dir = data_dir.path().to_path_buf();
-    settings.store.redis_url = redis.as_ref().map(RedisServer::url).unwrap_or_default();
+    settings.store.redis_url = redis
+        .as_ref()
+        .map(RedisServer::url)
+        .unwrap_or_default()
+        .into();
     // Few shards keep spend and report scans cheap; the key schema is the same.
     settings.store.shards = 16;
     settings.auth.admin_token = ADMIN.into();
@@ -78,14 +83,13 @@ pub async fn spawn_app_full(
     settings.tokens.signing_key = SIGNING_KEY.into();
     settings.demo.seed = Some(false);
     configure(&mut settings);
-    if settings.uses_redis() && settings.store.database_url.is_empty() {
+    if settings.uses_redis() && settings.store.database_url.expose_secret().is_empty() {
         let deployment = format!(
             "{}{}",
-            settings.store.redis_url,
+            settings.store.redis_url.expose_secret(),
             settings.store.cluster_nodes.join(",")
         );
-        settings.store.database_url =
-            statusads::config::DatabaseUrl(super::postgres::shared().database_for(&deployment));
+        settings.store.database_url = super::postgres::shared().database_for(&deployment).into();
     }
     let clock = ManualClock::new(datetime!(2026-11-26 10:00:00 UTC));
     let (app, _) = Application::build_with_routes(settings, clock.clone(), extra_routes)
