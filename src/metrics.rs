@@ -1,569 +1,604 @@
-//! The one metrics catalogue. Every metric the service exports is declared in [`CATALOGUE`] with
-//! its name, type and help text, and recorded through a method of [`Metrics`]. Labels only take
-//! values from closed enums: never a user, campaign or advertiser id (cardinality stays fixed).
+//! The one metrics catalogue, recorded through the `metrics` crate and rendered by
+//! `metrics-exporter-prometheus`.
 //!
-//! Counters are plain atomics indexed by label enums, so recording on the hot path is one
-//! relaxed `fetch_add` and no allocation.
+//! Every metric is declared once, in the [`catalogue!`] invocation below: its field, its handle
+//! type (which fixes the Prometheus type and the label sets), its name, unit and help. That one
+//! entry generates the [`CATALOGUE`] row (described to the recorder with `describe_*!`, checked
+//! against the dashboard and alert rules by tests), the cached handles and their registration.
+//! Adding a metric is that entry plus the [`Metrics`] method that records it.
+//!
+//! Labels only take values from closed enums ([`LabelValue`]): never a user, campaign or
+//! advertiser id, so cardinality stays fixed. Every series of every label combination is
+//! registered up front (a scrape shows zeros rather than missing series, as dashboards expect)
+//! and its handle is kept in an array indexed by the enum, so an unknown label value cannot be
+//! expressed and recording on the hot path is an index plus the crate's atomic update: no string
+//! formatting, no map lookup.
+//!
+//! Why no global recorder: tests run several [`Application`](crate::startup::Application)s in
+//! one process and each must see its own values. So each [`Metrics`] owns a local
+//! [`PrometheusRecorder`]; handles are registered through it once (inside
+//! `metrics::with_local_recorder`, so the ordinary `counter!`/`describe_counter!` macros apply)
+//! and afterwards talk to that recorder's storage directly. `/metrics` is served by actix and
+//! renders this recorder's [`PrometheusHandle`]; the exporter's HTTP listener is not compiled
+//! in. Histogram samples queue in the recorder until a render or [`Metrics::run_upkeep`] folds
+//! them into buckets; the refresher calls the latter so an unscraped node does not grow.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::marker::PhantomData;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, Label, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 use crate::domain::campaign::Priority;
 use crate::domain::event::{EventStatus, EventType};
+use crate::ledger::conversions::{ConversionStatus, ConversionType};
+use crate::messaging::{Category, Reason};
 use crate::store::breaker::Transition;
 
-/// Declared once: (name, type, help).
-pub const CATALOGUE: &[(&str, &str, &str)] = &[
-    (
-        "statusads_decisions_total",
-        "counter",
-        "Slot decisions by outcome (filled: at least one slot; empty; unavailable: store outage).",
-    ),
-    (
-        "statusads_decision_duration_seconds",
-        "histogram",
-        "Time to answer POST /v1/slots, store calls included.",
-    ),
-    (
-        "statusads_slots_served_total",
-        "counter",
-        "Slots served, by campaign priority tier.",
-    ),
-    (
-        "statusads_decision_conflicts_total",
-        "counter",
-        "Decisions recomputed on the live user state their commit returned (the node's copy of the user was stale or assumed).",
-    ),
-    (
-        "statusads_decision_views_total",
-        "counter",
-        "Decisions by the user state first decided on: this node's recent view of the user, or a user assumed new (not seen here within 30 s).",
-    ),
-    (
-        "statusads_events_total",
-        "counter",
-        "Client events by type and resulting status.",
-    ),
-    (
-        "statusads_ledger_appends_total",
-        "counter",
-        "Records appended to the ledger.",
-    ),
-    (
-        "statusads_redis_duration_seconds",
-        "histogram",
-        "Latency of Redis interactions (one script or pipeline each), by operation.",
-    ),
-    (
-        "statusads_redis_errors_total",
-        "counter",
-        "Redis interactions that failed or timed out, by operation.",
-    ),
-    (
-        "statusads_catalog_reloads_total",
-        "counter",
-        "Catalog snapshots rebuilt after a change.",
-    ),
-    (
-        "statusads_http_responses_total",
-        "counter",
-        "HTTP responses by status class.",
-    ),
-    ("statusads_conversions_total", "counter", "Click-to-chat conversions by type and status."),
-    ("statusads_messages_total", "counter", "Business messages by template category (none for free-form and inbound) and outcome (rating reason, refused or duplicate)."),
-    ("statusads_message_charges_total", "counter", "Business messages that were charged."),
-    ("statusads_message_statuses_total", "counter", "Delivery statuses of messages recorded as sent, by status (accepted: it settled the charge; duplicate) and billing (final, void)."),
-    ("statusads_rate_limited_total", "counter", "Requests refused with 429, by limit scope (client token, user, advertiser, uploads in flight per advertiser)."),
-    ("statusads_panics_total", "counter", "Request handlers that panicked (answered 500; the worker survives)."),
-    ("statusads_spool_events", "gauge", "Events acknowledged during a Redis outage and waiting in the local spool."),
-    ("statusads_spool_replayed_total", "counter", "Spooled events replayed into Redis after an outage."),
-    ("statusads_store_breaker_open", "gauge", "1 while the store's circuit breaker is open (Redis failed store.breaker_failures times in a row; calls fail at once until a probe answers), else 0."),
-    ("statusads_store_breaker_transitions_total", "counter", "Store circuit breaker state changes, by the state entered (open, closed)."),
-    ("statusads_redis_aof_enabled", "gauge", "1 when Redis reports append-only persistence on, 0 when off (an acknowledged event would not survive a Redis crash); absent until Redis has answered."),
-];
-
-const CONVERSION_TYPES: [&str; 2] = ["conversation_started", "message"];
-const CONVERSION_STATUSES: [&str; 3] = ["accepted", "duplicate", "unknown_click"];
-const MESSAGE_STATUSES: [&str; 2] = ["accepted", "duplicate"];
-const MESSAGE_BILLINGS: [&str; 2] = ["final", "void"];
-const MESSAGE_CATEGORIES: [&str; 4] = ["none", "utility", "marketing", "authentication"];
-const MESSAGE_OUTCOMES: [&str; 6] = [
-    "inbound",
-    "service_window",
-    "free_entry_point",
-    "rated",
-    "refused",
-    "duplicate",
-];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RateLimitScope {
-    Client,
-    User,
-    Advertiser,
-    /// Concurrent uploads of one advertiser.
-    Uploads,
-}
-
-impl RateLimitScope {
-    const ALL: [Self; 4] = [Self::Client, Self::User, Self::Advertiser, Self::Uploads];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Client => "client",
-            Self::User => "user",
-            Self::Advertiser => "advertiser",
-            Self::Uploads => "uploads",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecisionOutcome {
-    Filled,
-    Empty,
-    Unavailable,
-}
-
-impl DecisionOutcome {
-    const ALL: [Self; 3] = [Self::Filled, Self::Empty, Self::Unavailable];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Filled => "filled",
-            Self::Empty => "empty",
-            Self::Unavailable => "unavailable",
-        }
-    }
-}
-
-/// The user state a decision was first computed on (see `capping::recent`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecisionView {
-    /// This node's recent view of the user.
-    Recent,
-    /// A user not seen here within the view age, assumed new.
-    AssumedNew,
-}
-
-impl DecisionView {
-    const ALL: [Self; 2] = [Self::Recent, Self::AssumedNew];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Recent => "recent",
-            Self::AssumedNew => "assumed_new",
-        }
-    }
-}
-
-/// Kinds of Redis interaction, each one round trip.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RedisOp {
-    Ping,
-    Catalog,
-    Reserve,
-    Events,
-    Spend,
-    Report,
-    Ledger,
-    Messaging,
-}
-
-impl RedisOp {
-    const ALL: [Self; 8] = [
-        Self::Ping,
-        Self::Catalog,
-        Self::Reserve,
-        Self::Events,
-        Self::Spend,
-        Self::Report,
-        Self::Ledger,
-        Self::Messaging,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ping => "ping",
-            Self::Catalog => "catalog",
-            Self::Reserve => "reserve",
-            Self::Events => "events",
-            Self::Spend => "spend",
-            Self::Report => "report",
-            Self::Ledger => "ledger",
-            Self::Messaging => "messaging",
-        }
-    }
-}
-
-const PRIORITIES: [Priority; 3] = [Priority::Sponsorship, Priority::Auction, Priority::House];
-const HTTP_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-/// Seconds; fine at the low end because decisions are expected well under 5 ms.
+/// Seconds, for every histogram; fine at the low end because decisions are expected well under
+/// 5 ms.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_nanos: AtomicU64,
+/// The Prometheus type of a catalogued metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
 }
 
-impl Histogram {
-    fn new() -> Self {
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+            Self::Histogram => "histogram",
+        }
+    }
+}
+
+/// One row of the catalogue.
+#[derive(Debug, Clone, Copy)]
+pub struct Definition {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub unit: Unit,
+    pub help: &'static str,
+}
+
+/// A closed set of label values: the key, every value, and a dense index into handle arrays.
+pub trait LabelValue: Copy + 'static {
+    const KEY: &'static str;
+    const ALL: &'static [Self];
+    fn label(self) -> &'static str;
+    /// The position of `self` in [`ALL`](Self::ALL).
+    fn index(self) -> usize;
+}
+
+/// Declares a label enum owned here, with its values.
+macro_rules! label_enum {
+    ($(#[$meta:meta])* pub enum $name:ident: $key:literal {
+        $($(#[$vmeta:meta])* $variant:ident => $value:literal),+ $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $value),+ }
+            }
+        }
+
+        impl LabelValue for $name {
+            const KEY: &'static str = $key;
+            const ALL: &'static [Self] = &[$(Self::$variant),+];
+            fn label(self) -> &'static str { self.as_str() }
+            fn index(self) -> usize { self as usize }
+        }
+    };
+}
+
+/// Uses an enum of another module as a label, with its own `as_str`. The exhaustive match makes a
+/// new variant a compile error here; `labels_are_dense` checks the order.
+macro_rules! label_of {
+    ($ty:ty: $key:literal { $($variant:ident),+ $(,)? }) => {
+        impl LabelValue for $ty {
+            const KEY: &'static str = $key;
+            const ALL: &'static [Self] = &[$(<$ty>::$variant),+];
+            fn label(self) -> &'static str { self.as_str() }
+            fn index(self) -> usize {
+                match self { $(<$ty>::$variant)|+ => self as usize }
+            }
+        }
+    };
+}
+
+label_enum! {
+    pub enum DecisionOutcome: "outcome" {
+        Filled => "filled",
+        Empty => "empty",
+        Unavailable => "unavailable",
+    }
+}
+
+label_enum! {
+    /// The user state a decision was first computed on (see `capping::recent`).
+    pub enum DecisionView: "view" {
+        /// This node's recent view of the user.
+        Recent => "recent",
+        /// A user not seen here within the view age, assumed new.
+        AssumedNew => "assumed_new",
+    }
+}
+
+label_enum! {
+    /// Kinds of Redis interaction, each one round trip.
+    pub enum RedisOp: "op" {
+        Ping => "ping",
+        Catalog => "catalog",
+        Reserve => "reserve",
+        Events => "events",
+        Spend => "spend",
+        Report => "report",
+        Ledger => "ledger",
+        Messaging => "messaging",
+    }
+}
+
+label_enum! {
+    pub enum RateLimitScope: "scope" {
+        Client => "client",
+        User => "user",
+        Advertiser => "advertiser",
+        /// Concurrent uploads of one advertiser.
+        Uploads => "uploads",
+    }
+}
+
+label_enum! {
+    /// An HTTP status code's class (see [`HttpClass::of`]).
+    pub enum HttpClass: "class" {
+        Informational => "1xx",
+        Success => "2xx",
+        Redirection => "3xx",
+        ClientError => "4xx",
+        ServerError => "5xx",
+    }
+}
+
+impl HttpClass {
+    /// Codes outside 100-599 are filed under the nearest class, as before.
+    pub fn of(status: u16) -> Self {
+        Self::ALL[(status / 100).clamp(1, 5) as usize - 1]
+    }
+}
+
+label_enum! {
+    /// A business message's template category; `None` for free-form and inbound messages.
+    pub enum MessageCategory: "category" {
+        None => "none",
+        Utility => "utility",
+        Marketing => "marketing",
+        Authentication => "authentication",
+    }
+}
+
+impl From<Option<Category>> for MessageCategory {
+    fn from(category: Option<Category>) -> Self {
+        match category {
+            None => Self::None,
+            Some(Category::Utility) => Self::Utility,
+            Some(Category::Marketing) => Self::Marketing,
+            Some(Category::Authentication) => Self::Authentication,
+        }
+    }
+}
+
+label_enum! {
+    /// What became of a business message: its rating reason, or why it was not rated.
+    pub enum MessageFate: "outcome" {
+        Inbound => "inbound",
+        ServiceWindow => "service_window",
+        FreeEntryPoint => "free_entry_point",
+        Rated => "rated",
+        Refused => "refused",
+        Duplicate => "duplicate",
+    }
+}
+
+impl From<Reason> for MessageFate {
+    fn from(reason: Reason) -> Self {
+        match reason {
+            Reason::Inbound => Self::Inbound,
+            Reason::ServiceWindow => Self::ServiceWindow,
+            Reason::FreeEntryPoint => Self::FreeEntryPoint,
+            Reason::Rated => Self::Rated,
+        }
+    }
+}
+
+label_enum! {
+    /// A delivery status applied to a sent message: it settled the charge, or came again.
+    pub enum SettleStatus: "status" {
+        Accepted => "accepted",
+        Duplicate => "duplicate",
+    }
+}
+
+label_enum! {
+    /// A sent message's billing after a delivery status.
+    pub enum Billing: "billing" {
+        Final => "final",
+        Void => "void",
+    }
+}
+
+impl Billing {
+    /// The store's billing field; `None` for anything else (not yet settled).
+    pub fn parse(stored: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|b| b.as_str() == stored)
+    }
+}
+
+label_of!(Priority: "priority" { Sponsorship, Auction, House });
+label_of!(EventType: "type" { Render, View, Click, Hide, Report });
+label_of!(EventStatus: "status" { Accepted, Duplicate, Expired, Invalid, Rejected });
+label_of!(ConversionType: "type" { ConversationStarted, Message });
+label_of!(ConversionStatus: "status" { Accepted, Duplicate, UnknownClick });
+
+/// The state a breaker transition enters, labelled `to`.
+impl LabelValue for Transition {
+    const KEY: &'static str = "to";
+    const ALL: &'static [Self] = &[Transition::Opened, Transition::Closed];
+    fn label(self) -> &'static str {
+        match self {
+            Transition::Opened => "open",
+            Transition::Closed => "closed",
+        }
+    }
+    fn index(self) -> usize {
+        match self {
+            Transition::Opened | Transition::Closed => self as usize,
+        }
+    }
+}
+
+/// A metric's cached handles: registered once against the recorder in scope.
+trait Series: Sized {
+    const KIND: Kind;
+    fn register(name: &'static str, labels: Vec<Label>) -> Self;
+}
+
+impl Series for Counter {
+    const KIND: Kind = Kind::Counter;
+    fn register(name: &'static str, labels: Vec<Label>) -> Self {
+        metrics::counter!(name, labels)
+    }
+}
+
+impl Series for Gauge {
+    const KIND: Kind = Kind::Gauge;
+    fn register(name: &'static str, labels: Vec<Label>) -> Self {
+        metrics::gauge!(name, labels)
+    }
+}
+
+impl Series for Histogram {
+    const KIND: Kind = Kind::Histogram;
+    fn register(name: &'static str, labels: Vec<Label>) -> Self {
+        metrics::histogram!(name, labels)
+    }
+}
+
+/// One series per value of `L`.
+struct Family<L, H> {
+    series: Box<[H]>,
+    label: PhantomData<L>,
+}
+
+impl<L: LabelValue, H: Series> Series for Family<L, H> {
+    const KIND: Kind = H::KIND;
+    fn register(name: &'static str, labels: Vec<Label>) -> Self {
+        let series = L::ALL
+            .iter()
+            .map(|l| {
+                let mut labels = labels.clone();
+                labels.push(Label::from_static_parts(L::KEY, l.label()));
+                H::register(name, labels)
+            })
+            .collect();
         Self {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            count: AtomicU64::new(0),
-            sum_nanos: AtomicU64::new(0),
+            series,
+            label: PhantomData,
         }
-    }
-
-    fn observe(&self, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        if let Some(index) = BUCKETS.iter().position(|bound| secs <= *bound) {
-            self.buckets[index].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos
-            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {sum}");
-        let _ = writeln!(out, "{name}_count{braces} {count}");
     }
 }
 
-fn counters<const N: usize>() -> [AtomicU64; N] {
-    std::array::from_fn(|_| AtomicU64::new(0))
+impl<L: LabelValue, H> Family<L, H> {
+    fn get(&self, label: L) -> &H {
+        &self.series[label.index()]
+    }
 }
 
+/// One series per pair of values (`A` outer, `B` inner), label `A` first.
+type Grid<A, B, H> = Family<A, Family<B, H>>;
+
+/// A series that only appears once first set (a gauge that is absent until known).
+struct Deferred<H> {
+    name: &'static str,
+    handle: OnceLock<H>,
+}
+
+impl<H: Series> Series for Deferred<H> {
+    const KIND: Kind = H::KIND;
+    fn register(name: &'static str, _: Vec<Label>) -> Self {
+        Self {
+            name,
+            handle: OnceLock::new(),
+        }
+    }
+}
+
+impl<H: Series> Deferred<H> {
+    fn get(&self, recorder: &PrometheusRecorder) -> &H {
+        self.handle.get_or_init(|| {
+            metrics::with_local_recorder(recorder, || H::register(self.name, Vec::new()))
+        })
+    }
+}
+
+/// Declares every metric once: `field: HandleType = (name, unit, help)`.
+macro_rules! catalogue {
+    ($($field:ident: $ty:ty = ($name:literal, $unit:ident, $help:literal),)+) => {
+        /// Every metric the service exports, in declaration order.
+        pub const CATALOGUE: &[Definition] = &[$(Definition {
+            name: $name,
+            kind: <$ty as Series>::KIND,
+            unit: Unit::$unit,
+            help: $help,
+        }),+];
+
+        struct Handles { $($field: $ty,)+ }
+
+        impl Handles {
+            /// Registers every series; runs inside `with_local_recorder`.
+            fn register() -> Self {
+                Self { $($field: <$ty as Series>::register($name, Vec::new()),)+ }
+            }
+        }
+    };
+}
+
+catalogue! {
+    decisions: Family<DecisionOutcome, Counter> = ("statusads_decisions_total", Count,
+        "Slot decisions by outcome (filled: at least one slot; empty; unavailable: store outage)."),
+    decision_duration: Histogram = ("statusads_decision_duration_seconds", Seconds,
+        "Time to answer POST /v1/slots, store calls included."),
+    slots_served: Family<Priority, Counter> = ("statusads_slots_served_total", Count,
+        "Slots served, by campaign priority tier."),
+    decision_conflicts: Counter = ("statusads_decision_conflicts_total", Count,
+        "Decisions recomputed on the live user state their commit returned (the node's copy of the user was stale or assumed)."),
+    decision_views: Family<DecisionView, Counter> = ("statusads_decision_views_total", Count,
+        "Decisions by the user state first decided on: this node's recent view of the user, or a user assumed new (not seen here within 30 s)."),
+    events: Grid<EventType, EventStatus, Counter> = ("statusads_events_total", Count,
+        "Client events by type and resulting status."),
+    ledger_appends: Counter = ("statusads_ledger_appends_total", Count,
+        "Records appended to the ledger."),
+    redis_duration: Family<RedisOp, Histogram> = ("statusads_redis_duration_seconds", Seconds,
+        "Latency of Redis interactions (one script or pipeline each), by operation."),
+    redis_errors: Family<RedisOp, Counter> = ("statusads_redis_errors_total", Count,
+        "Redis interactions that failed or timed out, by operation."),
+    catalog_reloads: Counter = ("statusads_catalog_reloads_total", Count,
+        "Catalog snapshots rebuilt after a change."),
+    http_responses: Family<HttpClass, Counter> = ("statusads_http_responses_total", Count,
+        "HTTP responses by status class."),
+    conversions: Grid<ConversionType, ConversionStatus, Counter> = ("statusads_conversions_total", Count,
+        "Click-to-chat conversions by type and status."),
+    messages: Grid<MessageCategory, MessageFate, Counter> = ("statusads_messages_total", Count,
+        "Business messages by template category (none for free-form and inbound) and outcome (rating reason, refused or duplicate)."),
+    message_charges: Counter = ("statusads_message_charges_total", Count,
+        "Business messages that were charged."),
+    message_statuses: Grid<SettleStatus, Billing, Counter> = ("statusads_message_statuses_total", Count,
+        "Delivery statuses of messages recorded as sent, by status (accepted: it settled the charge; duplicate) and billing (final, void)."),
+    rate_limited: Family<RateLimitScope, Counter> = ("statusads_rate_limited_total", Count,
+        "Requests refused with 429, by limit scope (client token, user, advertiser, uploads in flight per advertiser)."),
+    panics: Counter = ("statusads_panics_total", Count,
+        "Request handlers that panicked (answered 500; the worker survives)."),
+    spool_events: Gauge = ("statusads_spool_events", Count,
+        "Events acknowledged during a Redis outage and waiting in the local spool."),
+    spool_replayed: Counter = ("statusads_spool_replayed_total", Count,
+        "Spooled events replayed into Redis after an outage."),
+    breaker_open: Gauge = ("statusads_store_breaker_open", Count,
+        "1 while the store's circuit breaker is open (Redis failed store.breaker_failures times in a row; calls fail at once until a probe answers), else 0."),
+    breaker_transitions: Family<Transition, Counter> = ("statusads_store_breaker_transitions_total", Count,
+        "Store circuit breaker state changes, by the state entered (open, closed)."),
+    redis_aof: Deferred<Gauge> = ("statusads_redis_aof_enabled", Count,
+        "1 when Redis reports append-only persistence on, 0 when off (an acknowledged event would not survive a Redis crash); absent until Redis has answered."),
+}
+
+/// One application's metrics: its own recorder, and the handles registered on it.
 pub struct Metrics {
-    decisions: [AtomicU64; 3],
-    decision_duration: Histogram,
-    slots_served: [AtomicU64; 3],
-    decision_conflicts: AtomicU64,
-    decision_views: [AtomicU64; DecisionView::ALL.len()],
-    events: [AtomicU64; 25],
-    ledger_appends: AtomicU64,
-    redis_duration: [Histogram; RedisOp::ALL.len()],
-    redis_errors: [AtomicU64; RedisOp::ALL.len()],
-    catalog_reloads: AtomicU64,
-    http_responses: [AtomicU64; 5],
-    conversions: [AtomicU64; 6],
-    messages: [AtomicU64; 24],
-    message_charges: AtomicU64,
-    message_statuses: [AtomicU64; 4],
-    rate_limited: [AtomicU64; 4],
-    panics: AtomicU64,
-    spool_events: AtomicU64,
-    spool_replayed: AtomicU64,
-    breaker_open: AtomicU64,
-    /// Indexed like [`BREAKER_STATES`].
-    breaker_transitions: [AtomicU64; 2],
-    /// 0 or 1; [`UNKNOWN`] until Redis has answered.
-    redis_aof: AtomicU64,
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    handles: Handles,
 }
-
-const UNKNOWN: u64 = u64::MAX;
-
-/// The states a breaker transition enters, as labelled.
-const BREAKER_STATES: [&str; 2] = ["open", "closed"];
 
 impl Default for Metrics {
     fn default() -> Self {
+        let builder = CATALOGUE.iter().filter(|m| m.kind == Kind::Histogram).fold(
+            PrometheusBuilder::new(),
+            |builder, m| {
+                builder
+                    .set_buckets_for_metric(Matcher::Full(m.name.to_owned()), &BUCKETS)
+                    .expect("BUCKETS is not empty")
+            },
+        );
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let handles = metrics::with_local_recorder(&recorder, || {
+            for m in CATALOGUE {
+                match m.kind {
+                    Kind::Counter => metrics::describe_counter!(m.name, m.unit, m.help),
+                    Kind::Gauge => metrics::describe_gauge!(m.name, m.unit, m.help),
+                    Kind::Histogram => metrics::describe_histogram!(m.name, m.unit, m.help),
+                }
+            }
+            Handles::register()
+        });
         Self {
-            decisions: counters(),
-            decision_duration: Histogram::new(),
-            slots_served: counters(),
-            decision_conflicts: AtomicU64::new(0),
-            decision_views: counters(),
-            events: counters(),
-            ledger_appends: AtomicU64::new(0),
-            redis_duration: std::array::from_fn(|_| Histogram::new()),
-            redis_errors: counters(),
-            catalog_reloads: AtomicU64::new(0),
-            http_responses: counters(),
-            conversions: counters(),
-            messages: counters(),
-            message_charges: AtomicU64::new(0),
-            message_statuses: counters(),
-            rate_limited: counters(),
-            panics: AtomicU64::new(0),
-            spool_events: AtomicU64::new(0),
-            spool_replayed: AtomicU64::new(0),
-            breaker_open: AtomicU64::new(0),
-            breaker_transitions: counters(),
-            redis_aof: AtomicU64::new(UNKNOWN),
+            recorder,
+            handle,
+            handles,
         }
     }
-}
-
-fn index_of<T: PartialEq>(all: &[T], value: &T) -> usize {
-    all.iter().position(|v| v == value).unwrap_or(0)
 }
 
 impl Metrics {
     pub fn decision(&self, outcome: DecisionOutcome, elapsed: Duration) {
-        self.decisions[index_of(&DecisionOutcome::ALL, &outcome)].fetch_add(1, Ordering::Relaxed);
-        self.decision_duration.observe(elapsed);
+        self.handles.decisions.get(outcome).increment(1);
+        self.handles.decision_duration.record(elapsed);
     }
 
     pub fn slot_served(&self, priority: Priority) {
-        self.slots_served[index_of(&PRIORITIES, &priority)].fetch_add(1, Ordering::Relaxed);
+        self.handles.slots_served.get(priority).increment(1);
     }
 
     pub fn decision_conflict(&self) {
-        self.decision_conflicts.fetch_add(1, Ordering::Relaxed);
+        self.handles.decision_conflicts.increment(1);
     }
 
     pub fn decision_view(&self, view: DecisionView) {
-        self.decision_views[index_of(&DecisionView::ALL, &view)].fetch_add(1, Ordering::Relaxed);
+        self.handles.decision_views.get(view).increment(1);
     }
 
     pub fn event(&self, kind: EventType, status: EventStatus) {
-        let index = index_of(&EventType::ALL, &kind) * EventStatus::ALL.len()
-            + index_of(&EventStatus::ALL, &status);
-        self.events[index].fetch_add(1, Ordering::Relaxed);
+        self.handles.events.get(kind).get(status).increment(1);
     }
 
     pub fn ledger_appended(&self, records: u64) {
-        self.ledger_appends.fetch_add(records, Ordering::Relaxed);
+        self.handles.ledger_appends.increment(records);
     }
 
     pub fn redis_latency(&self, op: RedisOp, elapsed: Duration) {
-        self.redis_duration[index_of(&RedisOp::ALL, &op)].observe(elapsed);
+        self.handles.redis_duration.get(op).record(elapsed);
     }
 
     pub fn redis_error(&self, op: RedisOp) {
-        self.redis_errors[index_of(&RedisOp::ALL, &op)].fetch_add(1, Ordering::Relaxed);
+        self.handles.redis_errors.get(op).increment(1);
     }
 
     pub fn catalog_reloaded(&self) {
-        self.catalog_reloads.fetch_add(1, Ordering::Relaxed);
+        self.handles.catalog_reloads.increment(1);
     }
 
     pub fn http_response(&self, status: u16) {
-        let class = (status / 100).clamp(1, 5) as usize - 1;
-        self.http_responses[class].fetch_add(1, Ordering::Relaxed);
+        self.handles
+            .http_responses
+            .get(HttpClass::of(status))
+            .increment(1);
     }
 
-    pub fn conversion(&self, kind: &'static str, status: &'static str) {
-        let index = index_of(&CONVERSION_TYPES, &kind) * CONVERSION_STATUSES.len()
-            + index_of(&CONVERSION_STATUSES, &status);
-        self.conversions[index].fetch_add(1, Ordering::Relaxed);
+    pub fn conversion(&self, kind: ConversionType, status: ConversionStatus) {
+        self.handles.conversions.get(kind).get(status).increment(1);
     }
 
-    pub fn message(&self, category: &'static str, outcome: &'static str) {
-        let index = index_of(&MESSAGE_CATEGORIES, &category) * MESSAGE_OUTCOMES.len()
-            + index_of(&MESSAGE_OUTCOMES, &outcome);
-        self.messages[index].fetch_add(1, Ordering::Relaxed);
+    pub fn message(&self, category: MessageCategory, outcome: MessageFate) {
+        self.handles
+            .messages
+            .get(category)
+            .get(outcome)
+            .increment(1);
     }
 
     pub fn rate_limited(&self, scope: RateLimitScope) {
-        self.rate_limited[index_of(&RateLimitScope::ALL, &scope)].fetch_add(1, Ordering::Relaxed);
+        self.handles.rate_limited.get(scope).increment(1);
     }
 
     pub fn spool(&self, pending: u64, replayed: u64) {
-        self.spool_events.store(pending, Ordering::Relaxed);
-        self.spool_replayed.fetch_add(replayed, Ordering::Relaxed);
+        self.handles.spool_events.set(pending as f64);
+        self.handles.spool_replayed.increment(replayed);
     }
 
     /// Whether Redis keeps an append-only file (see the README's durability table).
     pub fn redis_aof(&self, enabled: bool) {
-        self.redis_aof.store(u64::from(enabled), Ordering::Relaxed);
+        let gauge = self.handles.redis_aof.get(&self.recorder);
+        gauge.set(f64::from(u8::from(enabled)));
     }
 
     /// The breaker's state now, and the transition that led there if this is one.
     pub fn breaker_state(&self, open: bool, transition: Option<Transition>) {
-        self.breaker_open.store(u64::from(open), Ordering::Relaxed);
-        let entered = match transition {
-            Some(Transition::Opened) => 0,
-            Some(Transition::Closed) => 1,
-            None => return,
-        };
-        self.breaker_transitions[entered].fetch_add(1, Ordering::Relaxed);
+        self.handles.breaker_open.set(f64::from(u8::from(open)));
+        if let Some(entered) = transition {
+            self.handles.breaker_transitions.get(entered).increment(1);
+        }
     }
 
     pub fn panicked(&self) {
-        self.panics.fetch_add(1, Ordering::Relaxed);
+        self.handles.panics.increment(1);
     }
 
-    /// A delivery status applied (`billing` of the message after it; anything else is ignored).
-    pub fn message_status(&self, status: &'static str, billing: &str) {
-        let Some(b) = MESSAGE_BILLINGS.iter().position(|x| *x == billing) else {
-            return;
-        };
-        let index = index_of(&MESSAGE_STATUSES, &status) * MESSAGE_BILLINGS.len() + b;
-        self.message_statuses[index].fetch_add(1, Ordering::Relaxed);
+    /// A delivery status applied (`billing` of the message after it as stored; a message not
+    /// yet final or void is not counted).
+    pub fn message_status(&self, status: SettleStatus, billing: &str) {
+        if let Some(billing) = Billing::parse(billing) {
+            self.handles
+                .message_statuses
+                .get(status)
+                .get(billing)
+                .increment(1);
+        }
     }
 
     pub fn message_charged(&self) {
-        self.message_charges.fetch_add(1, Ordering::Relaxed);
+        self.handles.message_charges.increment(1);
+    }
+
+    /// Folds queued histogram samples into their buckets (a render does it too); called
+    /// periodically so memory stays bounded between scrapes.
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
     }
 
     /// The Prometheus text exposition of every metric in the catalogue.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(8192);
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        for (name, kind, help) in CATALOGUE {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            match *name {
-                "statusads_decisions_total" => {
-                    for (o, c) in DecisionOutcome::ALL.iter().zip(&self.decisions) {
-                        let _ = writeln!(out, "{name}{{outcome=\"{}\"}} {}", o.as_str(), load(c));
-                    }
-                }
-                "statusads_decision_duration_seconds" => {
-                    self.decision_duration.render(&mut out, name, "")
-                }
-                "statusads_slots_served_total" => {
-                    for (p, c) in PRIORITIES.iter().zip(&self.slots_served) {
-                        let _ = writeln!(out, "{name}{{priority=\"{}\"}} {}", p.as_str(), load(c));
-                    }
-                }
-                "statusads_decision_views_total" => {
-                    for (v, c) in DecisionView::ALL.iter().zip(&self.decision_views) {
-                        let _ = writeln!(out, "{name}{{view=\"{}\"}} {}", v.as_str(), load(c));
-                    }
-                }
-                "statusads_decision_conflicts_total" => {
-                    let _ = writeln!(out, "{name} {}", load(&self.decision_conflicts));
-                }
-                "statusads_events_total" => {
-                    for (i, kind) in EventType::ALL.iter().enumerate() {
-                        for (j, status) in EventStatus::ALL.iter().enumerate() {
-                            let value = load(&self.events[i * EventStatus::ALL.len() + j]);
-                            let _ = writeln!(
-                                out,
-                                "{name}{{type=\"{}\",status=\"{}\"}} {value}",
-                                kind.as_str(),
-                                status.as_str()
-                            );
-                        }
-                    }
-                }
-                "statusads_ledger_appends_total" => {
-                    let _ = writeln!(out, "{name} {}", load(&self.ledger_appends));
-                }
-                "statusads_redis_duration_seconds" => {
-                    for (op, h) in RedisOp::ALL.iter().zip(&self.redis_duration) {
-                        h.render(&mut out, name, &format!("op=\"{}\"", op.as_str()));
-                    }
-                }
-                "statusads_redis_errors_total" => {
-                    for (op, c) in RedisOp::ALL.iter().zip(&self.redis_errors) {
-                        let _ = writeln!(out, "{name}{{op=\"{}\"}} {}", op.as_str(), load(c));
-                    }
-                }
-                "statusads_catalog_reloads_total" => {
-                    let _ = writeln!(out, "{name} {}", load(&self.catalog_reloads));
-                }
-                "statusads_http_responses_total" => {
-                    for (class, c) in HTTP_CLASSES.iter().zip(&self.http_responses) {
-                        let _ = writeln!(out, "{name}{{class=\"{class}\"}} {}", load(c));
-                    }
-                }
-                "statusads_conversions_total" => render_grid(
-                    &mut out,
-                    name,
-                    ("type", &CONVERSION_TYPES),
-                    ("status", &CONVERSION_STATUSES),
-                    &self.conversions,
-                ),
-                "statusads_messages_total" => render_grid(
-                    &mut out,
-                    name,
-                    ("category", &MESSAGE_CATEGORIES),
-                    ("outcome", &MESSAGE_OUTCOMES),
-                    &self.messages,
-                ),
-                "statusads_rate_limited_total" => {
-                    for (scope, c) in RateLimitScope::ALL.iter().zip(&self.rate_limited) {
-                        let _ = writeln!(out, "{name}{{scope=\"{}\"}} {}", scope.as_str(), load(c));
-                    }
-                }
-                "statusads_spool_events" => {
-                    let _ = writeln!(out, "{name} {}", load(&self.spool_events));
-                }
-                "statusads_spool_replayed_total" => {
-                    let _ = writeln!(out, "{name} {}", load(&self.spool_replayed));
-                }
-                "statusads_redis_aof_enabled" => match load(&self.redis_aof) {
-                    UNKNOWN => {}
-                    known => {
-                        let _ = writeln!(out, "{name} {known}");
-                    }
-                },
-                "statusads_store_breaker_open" => {
-                    let _ = writeln!(out, "{name} {}", load(&self.breaker_open));
-                }
-                "statusads_store_breaker_transitions_total" => {
-                    for (to, c) in BREAKER_STATES.iter().zip(&self.breaker_transitions) {
-                        let _ = writeln!(out, "{name}{{to=\"{to}\"}} {}", load(c));
-                    }
-                }
-                "statusads_panics_total" => {
-                    let _ = writeln!(out, "{name} {}", load(&self.panics));
-                }
-                "statusads_message_statuses_total" => render_grid(
-                    &mut out,
-                    name,
-                    ("status", &MESSAGE_STATUSES),
-                    ("billing", &MESSAGE_BILLINGS),
-                    &self.message_statuses,
-                ),
-                "statusads_message_charges_total" => {
-                    let _ = writeln!(out, "{name} {}", load(&self.message_charges));
-                }
-                other => unreachable!("metric {other} is in the catalogue but never rendered"),
-            }
-        }
-        out
-    }
-}
-
-/// A counter with two closed label sets, stored row-major.
-fn render_grid(
-    out: &mut String,
-    name: &str,
-    rows: (&str, &[&str]),
-    columns: (&str, &[&str]),
-    values: &[AtomicU64],
-) {
-    for (i, row) in rows.1.iter().enumerate() {
-        for (j, column) in columns.1.iter().enumerate() {
-            let value = values[i * columns.1.len() + j].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}{{{}=\"{row}\",{}=\"{column}\"}} {value}",
-                rows.0, columns.0
-            );
-        }
+        self.handle.render()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dense<L: LabelValue + std::fmt::Debug>() {
+        for (i, label) in L::ALL.iter().enumerate() {
+            assert_eq!(label.index(), i, "{label:?}");
+        }
+    }
+
+    #[test]
+    fn labels_are_dense() {
+        dense::<DecisionOutcome>();
+        dense::<DecisionView>();
+        dense::<RedisOp>();
+        dense::<RateLimitScope>();
+        dense::<HttpClass>();
+        dense::<MessageCategory>();
+        dense::<MessageFate>();
+        dense::<SettleStatus>();
+        dense::<Billing>();
+        dense::<Priority>();
+        dense::<EventType>();
+        dense::<EventStatus>();
+        dense::<ConversionType>();
+        dense::<ConversionStatus>();
+        dense::<Transition>();
+    }
 
     #[test]
     fn every_catalogued_metric_renders_with_sane_names() {
@@ -574,21 +609,62 @@ mod tests {
         m.redis_latency(RedisOp::Events, Duration::from_millis(2));
         m.redis_error(RedisOp::Messaging);
         m.decision_view(DecisionView::AssumedNew);
+        m.message(MessageCategory::None, MessageFate::Refused);
+        m.message_status(SettleStatus::Duplicate, "void");
+        m.message_status(SettleStatus::Accepted, "");
+        m.http_response(204);
+        m.redis_aof(true);
         let text = m.render();
-        for (name, kind, _) in CATALOGUE {
+        for def in CATALOGUE {
+            let (name, kind) = (def.name, def.kind.as_str());
             assert!(name.starts_with("statusads_"));
-            assert_eq!(*kind == "counter", name.ends_with("_total"), "{name}");
-            assert!(text.contains(&format!("# TYPE {name} {kind}")), "{name}");
+            assert_eq!(
+                def.kind == Kind::Counter,
+                name.ends_with("_total"),
+                "{name}"
+            );
+            assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name}");
+            assert!(
+                text.contains(&format!("# HELP {name} {}\n", def.help)),
+                "{name}"
+            );
         }
-        assert!(text.contains("statusads_events_total{type=\"render\",status=\"accepted\"} 2"));
-        assert!(text.contains("statusads_decision_duration_seconds_bucket{le=\"0.001\"} 1"));
-        assert!(text.contains("statusads_decision_duration_seconds_bucket{le=\"0.0005\"} 0"));
-        assert!(text.contains("statusads_redis_duration_seconds_count{op=\"events\"} 1"));
+        // Nothing is exported that the catalogue does not declare.
+        let typed = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        assert_eq!(typed, CATALOGUE.len(), "{text}");
+        assert!(text.contains("statusads_events_total{type=\"render\",status=\"accepted\"} 2\n"));
+        assert!(text.contains("statusads_events_total{type=\"report\",status=\"rejected\"} 0\n"));
+        assert!(text.contains("statusads_decision_duration_seconds_bucket{le=\"0.001\"} 1\n"));
+        assert!(text.contains("statusads_decision_duration_seconds_bucket{le=\"0.0005\"} 0\n"));
+        assert!(text.contains("statusads_decision_duration_seconds_bucket{le=\"+Inf\"} 1\n"));
+        assert!(text.contains("statusads_decision_duration_seconds_count 1\n"));
+        assert!(text.contains("statusads_redis_duration_seconds_count{op=\"events\"} 1\n"));
         // Every operation has its own series (none is folded into another's).
-        assert!(text.contains("statusads_redis_errors_total{op=\"messaging\"} 1"));
-        assert!(text.contains("statusads_redis_errors_total{op=\"ping\"} 0"));
-        assert!(text.contains("statusads_redis_duration_seconds_count{op=\"ledger\"} 0"));
-        assert!(text.contains("statusads_decision_views_total{view=\"assumed_new\"} 1"));
-        assert!(text.contains("statusads_decision_views_total{view=\"recent\"} 0"));
+        assert!(text.contains("statusads_redis_errors_total{op=\"messaging\"} 1\n"));
+        assert!(text.contains("statusads_redis_errors_total{op=\"ping\"} 0\n"));
+        assert!(text.contains("statusads_redis_duration_seconds_count{op=\"ledger\"} 0\n"));
+        assert!(text.contains("statusads_decision_views_total{view=\"assumed_new\"} 1\n"));
+        assert!(text.contains("statusads_decision_views_total{view=\"recent\"} 0\n"));
+        assert!(
+            text.contains("statusads_messages_total{category=\"none\",outcome=\"refused\"} 1\n")
+        );
+        assert!(text.contains(
+            "statusads_message_statuses_total{status=\"duplicate\",billing=\"void\"} 1\n"
+        ));
+        assert!(text.contains(
+            "statusads_message_statuses_total{status=\"accepted\",billing=\"final\"} 0\n"
+        ));
+        assert!(text.contains("statusads_http_responses_total{class=\"2xx\"} 1\n"));
+        assert!(text.contains("statusads_redis_aof_enabled 1\n"));
+    }
+
+    #[test]
+    fn two_instances_keep_their_own_values() {
+        let (a, b) = (Metrics::default(), Metrics::default());
+        a.panicked();
+        assert!(a.render().contains("statusads_panics_total 1\n"));
+        assert!(b.render().contains("statusads_panics_total 0\n"));
+        // Absent until Redis has answered.
+        assert!(!b.render().contains("statusads_redis_aof_enabled"));
     }
 }

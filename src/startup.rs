@@ -443,6 +443,8 @@ impl Refresher {
                 }
             }
             Tick::Spend => {
+                // Histogram samples queue until folded; a node nobody scrapes stays bounded.
+                self.ledger.metrics.run_upkeep();
                 self.check_persistence().await;
                 self.ledger.drain_spool().await;
                 match self.spend.refresh(&self.store, self.clock.now_ms()).await {

@@ -131,7 +131,7 @@ pub async fn convert(
             }
         }
     };
-    metrics.conversion(body.kind.as_str(), status.as_str());
+    metrics.conversion(body.kind, status);
     Ok(Some(status))
 }
 

@@ -24,7 +24,7 @@ use crate::messaging::rules::RuleBook;
 use crate::messaging::{
     self, Category, Conversation, Direction, Message, MessageKind, RatingError, Reason,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{MessageCategory, MessageFate, Metrics, SettleStatus};
 use crate::store::{
     MessageCommit, MessageOutcome, SettleOutcome, SettleWrite, Store, StoreError, StoredMessage,
 };
@@ -183,7 +183,7 @@ impl Messages<'_> {
         let rules = self.rules.in_force(at_ms);
         // The advertiser's shard: its counts and limit are one script's keys.
         let shard = shard_of(advertiser.id.as_str(), self.shards);
-        let category_label = body.category.map(Category::as_str).unwrap_or("none");
+        let category_label = MessageCategory::from(body.category);
         let currency = &advertiser.currency;
         for _ in 0..ATTEMPTS {
             let (state, seen) = self
@@ -191,12 +191,12 @@ impl Messages<'_> {
                 .load_conversation(shard, advertiser.id.as_str(), user.as_str(), &body.id)
                 .await?;
             if let Some(stored) = seen {
-                self.metrics.message(category_label, "duplicate");
+                self.metrics.message(category_label, MessageFate::Duplicate);
                 return Ok(answer(&decode(&stored)?, "duplicate", currency));
             }
             let rating = messaging::rate(&Conversation::decode(&state), &message, rules.window)
                 .map_err(|err| {
-                    self.metrics.message(category_label, "refused");
+                    self.metrics.message(category_label, MessageFate::Refused);
                     match err {
                         RatingError::OutsideServiceWindow => ValidationError::new(
                             "outside_service_window",
@@ -265,18 +265,18 @@ impl Messages<'_> {
             };
             match self.store.commit_message(&commit).await? {
                 MessageOutcome::Committed(stored) => {
-                    self.metrics.message(category_label, rating.reason.as_str());
+                    self.metrics.message(category_label, rating.reason.into());
                     if stored.charge_micros > 0 && stored.billing == "final" {
                         self.metrics.message_charged();
                     }
                     return Ok(answer(&stored, "accepted", currency));
                 }
                 MessageOutcome::Duplicate(stored) => {
-                    self.metrics.message(category_label, "duplicate");
+                    self.metrics.message(category_label, MessageFate::Duplicate);
                     return Ok(answer(&stored, "duplicate", currency));
                 }
                 MessageOutcome::LimitReached => {
-                    self.metrics.message(category_label, "refused");
+                    self.metrics.message(category_label, MessageFate::Refused);
                     return Err(ValidationError::new(
                         "messaging_limit_reached",
                         "the advertiser's business-initiated messaging limit (distinct users in 24 hours) is reached",
@@ -317,11 +317,12 @@ impl Messages<'_> {
             void: body.status == DeliveryStatus::Failed,
         };
         let (status, stored) = match self.store.settle_message(&write).await? {
-            SettleOutcome::Settled(stored) => ("accepted", stored),
-            SettleOutcome::Duplicate(stored) => ("duplicate", stored),
+            SettleOutcome::Settled(stored) => (SettleStatus::Accepted, stored),
+            SettleOutcome::Duplicate(stored) => (SettleStatus::Duplicate, stored),
             SettleOutcome::Unknown => return Err(MessageError::NotFound),
         };
         self.metrics.message_status(status, &stored.billing);
+        let status = status.as_str();
         Ok(StatusResult {
             status,
             billing: stored.billing,

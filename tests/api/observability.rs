@@ -1,6 +1,6 @@
 //! Operators' tools for real: Debian's Prometheus scrapes the service and answers a
-//! `statusads_` query; `promtool` accepts the shipped alert rules; the Grafana dashboard only
-//! queries metrics the service exports.
+//! `statusads_` query; `promtool` accepts the shipped alert rules and a real scrape; the Grafana
+//! dashboard only queries metrics the service exports.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,7 +44,7 @@ fn dashboards_and_alerts_only_use_exported_metrics() {
             .trim_end_matches("_bucket")
             .trim_end_matches("_sum")
             .trim_end_matches("_count");
-        CATALOGUE.iter().any(|(n, _, _)| *n == base || *n == name) || PLANNED.contains(&name)
+        CATALOGUE.iter().any(|m| m.name == base || m.name == name) || PLANNED.contains(&name)
     };
     for file in [
         "config/grafana/statusads-dashboard.json",
@@ -112,6 +112,24 @@ async fn prometheus_scrapes_the_service() {
         let slots = app.slots(&format!("u{user}"), None, 12).await;
         assert_eq!(app.render(&token_of(&slots[0])).await, "accepted");
     }
+
+    // promtool's own linter accepts a real scrape (types, help, names, histogram series).
+    let scrape = app.metrics().await;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (apt-get install prometheus)");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), scrape.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}\n{scrape}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
 
     let query = format!("http://127.0.0.1:{port}/api/v1/query");
     let deadline = Instant::now() + Duration::from_secs(30);
