@@ -77,16 +77,7 @@ impl Spool {
         lines::lock(&file, &path)?;
         let (batches, tail) = batches(&path)?;
         let events = batches.iter().map(|b| b.events.len() as u64).sum();
-        if tail.torn_bytes > 0 {
-            tracing::warn!(
-                file = %path.display(),
-                offset = tail.keep_len,
-                bytes = tail.torn_bytes,
-                "outage spool ends in a torn write (a crash mid-append, never acknowledged); cutting it off"
-            );
-        }
-        // New batches follow the last intact one instead of hiding behind the torn bytes.
-        lines::cut_back(&file, tail.keep_len)?;
+        lines::cut_torn_tail(&file, &path, tail)?;
         Ok(Self {
             path,
             max_bytes,

@@ -288,23 +288,13 @@ impl EmbeddedStore {
             Ok(())
         })
         .map_err(|err| StoreError::Corrupt(err.to_string()))?;
-        if tail.torn_bytes > 0 {
-            tracing::warn!(
-                file = %path.display(),
-                offset = tail.keep_len,
-                bytes = tail.torn_bytes,
-                "journal ends in a torn write (a crash mid-append, never acknowledged); cutting it off"
-            );
-        }
-        let valid_len = tail.keep_len;
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(io)?;
         super::lines::lock(&file, &path).map_err(io)?;
-        file.set_len(valid_len).map_err(io)?;
-        file.sync_all().map_err(io)?;
+        super::lines::cut_torn_tail(&file, &path, tail).map_err(io)?;
         let (sync_file, damaged, written) = (
             file.try_clone().map_err(io)?,
             Arc::new(AtomicBool::new(false)),

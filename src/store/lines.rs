@@ -262,6 +262,20 @@ fn append_with(file: &mut File, bytes: &[u8], sync: bool) -> Result<(), AppendEr
     }
 }
 
+/// Cuts what [`read`] found torn off the end of `file` (at `path`), saying so in the log; new
+/// records then follow the last intact one instead of hiding behind the torn bytes.
+pub fn cut_torn_tail(file: &File, path: &Path, tail: Tail) -> std::io::Result<()> {
+    if tail.torn_bytes > 0 {
+        tracing::warn!(
+            file = %path.display(),
+            offset = tail.keep_len,
+            bytes = tail.torn_bytes,
+            "file ends in a torn write (a crash mid-append, never acknowledged); cutting it off"
+        );
+    }
+    cut_back(file, tail.keep_len)
+}
+
 /// Cuts `file` back to `len` bytes, durably.
 pub fn cut_back(file: &File, len: u64) -> std::io::Result<()> {
     file.set_len(len)?;
