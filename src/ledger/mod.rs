@@ -75,9 +75,9 @@ impl Ledger {
                 .collect();
         };
         let unavailable = |err: spool::SpoolError| StoreError::Unavailable(err.to_string());
-        let everything: Vec<(u32, &[EventWrite])> =
-            shards.iter().map(|(s, e)| (*s, e.as_slice())).collect();
         if spool.pending() > 0 {
+            let everything: Vec<(u32, &[EventWrite])> =
+                shards.iter().map(|(s, e)| (*s, e.as_slice())).collect();
             spool
                 .push(now_ms, day, &everything, spool::Limit::Strict)
                 .await

@@ -455,18 +455,19 @@ impl EmbeddedStore {
         })
     }
 
-    pub async fn apply_events(
+    /// Journals the events as one entry (all of them or none); the shard does not matter here.
+    pub async fn apply_events<'a>(
         &self,
         _shard: u32,
         now_ms: Millis,
         day: u32,
-        events: &[EventWrite],
+        events: impl IntoIterator<Item = &'a EventWrite>,
     ) -> Result<Vec<EventOutcome>, StoreError> {
         let entry = Entry::Events {
             now_ms,
             day,
             events: events
-                .iter()
+                .into_iter()
                 .map(|e| JournaledEvent {
                     kind: e.kind,
                     decision_id: e.decision_id.clone(),

@@ -576,11 +576,8 @@ impl Store {
                 .await
             }
             Store::Embedded(s) => {
-                let all: Vec<EventWrite> = shards
-                    .iter()
-                    .flat_map(|(_, events)| events.clone())
-                    .collect();
-                match s.apply_events(0, now_ms, day, &all).await {
+                let all = shards.iter().flat_map(|(_, events)| events);
+                match s.apply_events(0, now_ms, day, all).await {
                     Ok(outcomes) => {
                         let mut outcomes = outcomes.into_iter();
                         shards

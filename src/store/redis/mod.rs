@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
-use self::lua::Scripts;
+use self::lua::{LuaScript, Scripts};
 use super::breaker::{Breaker, BreakerPolicy};
 
 use super::{
@@ -712,22 +712,33 @@ impl RedisStore {
             .arg(commit.limit.map_or(-1, i64::from))
             .arg(commit.user)
             .arg(super::BUSINESS_LIMIT_WINDOW_MS);
-        let mut conn = self.conn()?;
-        let reply: (i64, String) = self
-            .call(RedisOp::Messaging, async move {
-                script.run(&call, &mut conn).await
-            })
-            .await?;
-        let stored = || {
-            StoredMessage::decode(&reply.1)
-                .ok_or_else(|| StoreError::Corrupt(format!("stored message {:?}", reply.1)))
-        };
-        Ok(match reply.0 {
+        let (code, stored) = self.run_message_script(script, call).await?;
+        Ok(match code {
             1 => MessageOutcome::Committed(stored()?),
             2 => MessageOutcome::Duplicate(stored()?),
             3 => MessageOutcome::LimitReached,
             _ => MessageOutcome::Conflict,
         })
+    }
+
+    /// Runs `message.lua` or `message_status.lua`, which both answer `(code, stored message)`;
+    /// the message is decoded only by the outcomes that carry one.
+    async fn run_message_script(
+        &self,
+        script: &LuaScript,
+        call: redis::Cmd,
+    ) -> Result<(i64, impl Fn() -> Result<StoredMessage, StoreError>), StoreError> {
+        let mut conn = self.conn()?;
+        let (code, raw): (i64, String) = self
+            .call(RedisOp::Messaging, async move {
+                script.run(&call, &mut conn).await
+            })
+            .await?;
+        let stored = move || {
+            StoredMessage::decode(&raw)
+                .ok_or_else(|| StoreError::Corrupt(format!("stored message {raw:?}")))
+        };
+        Ok((code, stored))
     }
 
     /// The stored message, if this id was recorded.
@@ -758,17 +769,8 @@ impl RedisStore {
             .arg(write.advertiser)
             .arg(write.message_id)
             .arg(if write.void { "1" } else { "0" });
-        let mut conn = self.conn()?;
-        let reply: (i64, String) = self
-            .call(RedisOp::Messaging, async move {
-                script.run(&call, &mut conn).await
-            })
-            .await?;
-        let stored = || {
-            StoredMessage::decode(&reply.1)
-                .ok_or_else(|| StoreError::Corrupt(format!("stored message {:?}", reply.1)))
-        };
-        Ok(match reply.0 {
+        let (code, stored) = self.run_message_script(script, call).await?;
+        Ok(match code {
             1 => SettleOutcome::Settled(stored()?),
             2 => SettleOutcome::Duplicate(stored()?),
             _ => SettleOutcome::Unknown,
