@@ -18,17 +18,10 @@ pub struct Kept {
 /// The secret kept in `data_dir/<name>`, created as `<prefix><32 random characters>` when the
 /// file is missing or holds less than `min_len` characters.
 pub fn kept(data_dir: &Path, name: &str, prefix: &str, min_len: usize) -> std::io::Result<Kept> {
-    let path = data_dir.join(name);
-    if let Ok(value) = std::fs::read_to_string(&path) {
-        let value = value.trim();
-        if value.len() >= min_len {
-            return Ok(Kept {
-                value: value.to_owned(),
-                path,
-                created: false,
-            });
-        }
+    if let Some(existing) = read(data_dir, name).filter(|k| k.value.len() >= min_len) {
+        return Ok(existing);
     }
+    let path = data_dir.join(name);
     let value = random(prefix);
     write(&path, &value)?;
     Ok(Kept {
@@ -56,7 +49,7 @@ pub fn read(data_dir: &Path, name: &str) -> Option<Kept> {
     })
 }
 
-pub fn random(prefix: &str) -> String {
+fn random(prefix: &str) -> String {
     use rand::distributions::{Alphanumeric, DistString};
     format!(
         "{prefix}{}",
