@@ -79,6 +79,7 @@ fn claims() -> Claims {
         advertiser: statusads::domain::ids::AdvertiserId::generate(),
         price_micros: 2_500,
         expires_at_ms: NOW_MS + 900_000,
+        coarse: Default::default(),
     }
 }
 

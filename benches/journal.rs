@@ -33,6 +33,7 @@ fn event(i: usize) -> EventWrite {
         },
         daily_max: 10,
         client_at: String::new(),
+        audience: Default::default(),
     }
 }
 

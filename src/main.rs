@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
 use statusads::clock::SystemClock;
 use statusads::config::Settings;
 use statusads::secrets::Kept;
@@ -106,24 +107,24 @@ async fn reconcile(settings: Settings, repair: bool) -> Result<(), String> {
     let store = statusads::startup::open_store(&settings, metrics)
         .await
         .map_err(|e| e.to_string())?;
-    if store.backend_name() == "embedded" {
-        println!("embedded backend: counters and spend are rebuilt from the journal at every start; nothing to reconcile");
-        return Ok(());
-    }
-    let report = statusads::ledger::reconcile::reconcile(&store, settings.store.shards, repair)
+    let record = statusads::record::Record::open(
+        settings.store.database_url.expose_secret(),
+        &settings.store.data_dir,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let now_ms = statusads::clock::Clock::now_ms(&SystemClock);
+    let report = statusads::ledger::reconcile::reconcile(&store, &record, now_ms, repair)
         .await
         .map_err(|e| e.to_string())?;
-    println!("ledger records: {}", report.records);
-    println!(
-        "duplicate records (never counted twice): {}",
-        report.duplicates
-    );
+    println!("ledger records in the system of record: {}", report.records);
+    println!("exported from the outbox first: {}", report.exported);
     for difference in &report.differences {
         println!("difference: {difference}");
     }
     match (report.differences.is_empty(), repair) {
         (true, _) => {
-            println!("derived state matches the ledger");
+            println!("hot spend matches the ledger");
             Ok(())
         }
         (false, true) => {

@@ -148,6 +148,8 @@ label_enum! {
         Report => "report",
         Ledger => "ledger",
         Messaging => "messaging",
+        /// Reading and trimming the ledger outbox for export.
+        Outbox => "outbox",
     }
 }
 
@@ -418,6 +420,14 @@ catalogue! {
         "1 while the store's circuit breaker is open (Redis failed store.breaker_failures times in a row; calls fail at once until a probe answers), else 0."),
     breaker_transitions: Family<Transition, Counter> = ("statusads_store_breaker_transitions_total", Count,
         "Store circuit breaker state changes, by the state entered (open, closed)."),
+    exported: Counter = ("statusads_exported_records_total", Count,
+        "Ledger records this node wrote to the system of record (each record is written once across all nodes)."),
+    export_failures: Counter = ("statusads_export_failures_total", Count,
+        "Export rounds that failed (hot store or system of record unreachable); the outbox keeps the records."),
+    export_lag: Gauge = ("statusads_ledger_lag_seconds", Seconds,
+        "Seconds since as_of: every event acknowledged before it is in the system of record. Grows while export is stuck."),
+    outbox_records: Gauge = ("statusads_outbox_records", Count,
+        "Ledger records waiting for export in the last round's read (at most one batch per shard)."),
     redis_aof: Deferred<Gauge> = ("statusads_redis_aof_enabled", Count,
         "1 when Redis reports append-only persistence on, 0 when off (an acknowledged event would not survive a Redis crash); absent until Redis has answered."),
 }
@@ -479,6 +489,20 @@ impl Metrics {
 
     pub fn event(&self, kind: EventType, status: EventStatus) {
         self.handles.events.get(kind).get(status).increment(1);
+    }
+
+    pub fn exported(&self, records: u64) {
+        self.handles.exported.increment(records);
+    }
+
+    pub fn export_failed(&self) {
+        self.handles.export_failures.increment(1);
+    }
+
+    /// After each export round: how old `as_of` is, and what the round found waiting.
+    pub fn export_state(&self, lag: Duration, waiting: u64) {
+        self.handles.export_lag.set(lag.as_secs_f64());
+        self.handles.outbox_records.set(waiting as f64);
     }
 
     pub fn ledger_appended(&self, records: u64) {

@@ -49,7 +49,8 @@ pub fn read(data_dir: &Path, name: &str) -> Option<Kept> {
     })
 }
 
-fn random(prefix: &str) -> String {
+/// `prefix` and 32 random alphanumeric characters (190 bits).
+pub fn random(prefix: &str) -> String {
     use rand::distributions::{Alphanumeric, DistString};
     format!(
         "{prefix}{}",

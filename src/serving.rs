@@ -18,10 +18,12 @@ use crate::capping::{self, Reservation, SessionState};
 use crate::catalog::Catalog;
 use crate::clock::{utc_day, SharedClock};
 use crate::config::{AdLoadSettings, ChatSettings};
+use crate::domain::audience::Coarse;
 use crate::domain::campaign::Objective;
 use crate::domain::ids::new_decision_id;
 use crate::domain::slot::{Ad, AdAdvertiser, Cta, Slot, SlotRequest};
 use crate::ledger::conversions::click_id;
+use crate::ledger::served::ServedTally;
 use crate::ledger::SpendBoard;
 use crate::metrics::{DecisionOutcome, DecisionView, Metrics};
 use crate::selection::{self, DecisionInput, Placement};
@@ -40,6 +42,8 @@ pub struct Server {
     pub keys: Arc<TokenKeys>,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
+    /// Slots served, for reports (written to the record by the exporter).
+    pub served: Arc<ServedTally>,
     pub policy: AdLoadSettings,
     pub reserve_cpm_micros: i64,
     pub token_ttl_ms: i64,
@@ -172,7 +176,7 @@ impl Server {
                 CommitOutcome::Committed => {
                     let slots = planned
                         .into_iter()
-                        .map(|(id, p)| self.slot(request, shard, id, p, expires_ms))
+                        .map(|(id, p)| self.slot(request, shard, id, p, now_ms, expires_ms))
                         .collect();
                     let DecisionCommit {
                         reservations,
@@ -207,12 +211,16 @@ impl Server {
         shard: u32,
         decision_id: String,
         placement: &Placement<'_>,
+        now_ms: i64,
         expires_ms: i64,
     ) -> Slot {
         let campaign = &placement.servable.campaign;
         let advertiser = &placement.servable.advertiser;
         let creative = placement.creative;
         self.metrics.slot_served(campaign.priority);
+        let coarse = Coarse::of(&request.context);
+        self.served
+            .count(campaign.id.as_str(), creative.id.as_str(), &coarse, now_ms);
         let token = self.keys.sign(&Claims {
             decision_id: decision_id.clone(),
             user: request.user.clone(),
@@ -221,6 +229,7 @@ impl Server {
             advertiser: advertiser.id.clone(),
             price_micros: placement.price_micros,
             expires_at_ms: expires_ms,
+            coarse,
         });
         let cta = match (campaign.objective, advertiser.chat_number.as_deref()) {
             (Objective::Chat, Some(number)) => {

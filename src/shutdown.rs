@@ -12,7 +12,9 @@
 //!    script's dedupe makes the next start's replay count each event once). Both are joined, so
 //!    nothing still waits on Redis while the runtime shuts down.
 //! 3. The refresher writes the catalog cache a last time; the spool stays on disk for the next
-//!    start.
+//!    start. The exporter runs one last round (this node's served counts, and the outbox as the
+//!    last requests left it); what it cannot write stays in the outbox for any node's next
+//!    round.
 
 use tokio::sync::watch;
 

@@ -1,5 +1,5 @@
 //! Wiring: [`Application::build`] opens the store, loads the catalog, starts the background
-//! refresher and the store breaker's probe, and binds the HTTP server (port 0 in tests),
+//! refresher, the store breaker's probe and the ledger exporter, and binds the HTTP server (port 0 in tests),
 //! returning a handle that knows its port. [`Application::run_until_stopped`] serves until a
 //! signal and then stops in the order `shutdown` describes.
 //!
@@ -33,6 +33,9 @@ use crate::http::{self, AppState};
 use crate::ledger::spool::{self, SpoolError};
 use crate::ledger::{Ledger, SpendBoard};
 use crate::metrics::Metrics;
+use crate::domain::audience::ReachKey;
+use crate::ledger::served::ServedTally;
+use crate::record::exporter::Exporter;
 use crate::record::Record;
 use crate::secrets::{self, Kept};
 use crate::serving::Server;
@@ -94,6 +97,8 @@ const ADMIN_TOKEN_FILE: &str = "admin_token";
 const CLIENT_TOKEN_FILE: &str = "client_token";
 const SIGNING_KEY_FILE: &str = "signing_key";
 const DEMO_KEY_FILE: &str = "demo_api_key";
+/// The deployment key (in the record) that hashes users into reach keys.
+const REACH_KEY: &str = "reach";
 
 impl Application {
     pub async fn build(
@@ -188,6 +193,10 @@ impl Application {
             other => other?,
         }
 
+        let reach = Arc::new(ReachKey::new(
+            record.deployment_key(REACH_KEY).await?.as_bytes(),
+        ));
+        let served = Arc::new(ServedTally::default());
         let grace_ms = settings.tokens.grace_seconds as i64 * 1000;
         let recent = Arc::new(crate::capping::recent::RecentUsers::default());
         let server = Arc::new(Server {
@@ -198,6 +207,7 @@ impl Application {
             keys: keys.clone(),
             clock: clock.clone(),
             metrics: metrics.clone(),
+            served: served.clone(),
             policy: settings.ad_load,
             reserve_cpm_micros: settings.auction.reserve_cpm_micros,
             token_ttl_ms: settings.tokens.ttl_seconds as i64 * 1000,
@@ -216,6 +226,7 @@ impl Application {
             grace_ms,
             daily_max: settings.ad_load.max_per_user_per_day,
             spend: spend.clone(),
+            reach,
             spool: match store.backend_name() {
                 "redis" => Some(Arc::new(
                     spool::Spool::open(&data_dir, settings.store.spool_max_bytes).map_err(
@@ -231,9 +242,18 @@ impl Application {
                 _ => None,
             },
         });
+        let exporter = Arc::new(Exporter::new(
+            record.clone(),
+            store.clone(),
+            served,
+            ledger.spool.clone(),
+            clock.clone(),
+            metrics.clone(),
+        ));
         let state = web::Data::new(AppState {
             store: store.clone(),
             record,
+            exporter: exporter.clone(),
             catalog: catalog.clone(),
             server,
             ledger,
@@ -272,6 +292,7 @@ impl Application {
             },
             shutdown.listener(),
         ));
+        let exporting = tokio::spawn(exporter.run(shutdown.listener()));
         let prober = tokio::spawn({
             let mut shutdown = shutdown.listener();
             async move { store.probe_while_open(&mut shutdown).await }
@@ -337,7 +358,7 @@ impl Application {
                 server,
                 state,
                 shutdown,
-                background: vec![refresher, prober],
+                background: vec![refresher, prober, exporting],
             },
             secrets,
         ))

@@ -1,6 +1,8 @@
 //! Slot tokens: `v1.<kid>.<payload>.<mac>`, base64url, HMAC-SHA256 over everything before the
-//! last dot. The payload binds the decision, user, campaign, creative, advertiser, price and expiry,
-//! so an event can be billed from the token alone and nothing in it can be altered. The key id lets
+//! last dot. The payload binds the decision, user, campaign, creative, advertiser, price, expiry
+//! and the decision's coarse context (what reports break down by), so an event can be billed and
+//! reported from the token alone and nothing in it can be altered. Tokens signed before the
+//! context was carried (seven fields) still verify, with the context unknown. The key id lets
 //! keys rotate: a verifier keeps old keys until their last tokens expire.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -9,6 +11,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::clock::Millis;
+use crate::domain::audience::Coarse;
 use crate::domain::ids::{AdvertiserId, CampaignId, CreativeId};
 use crate::domain::{Micros, UserId};
 
@@ -26,6 +29,7 @@ pub struct Claims {
     pub advertiser: AdvertiserId,
     pub price_micros: Micros,
     pub expires_at_ms: Millis,
+    pub coarse: Coarse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +68,9 @@ impl TokenKeys {
             claims.advertiser.as_str(),
             &claims.price_micros.to_string(),
             &claims.expires_at_ms.to_string(),
+            claims.coarse.country.as_str(),
+            claims.coarse.os.as_str(),
+            claims.coarse.age_band.as_str(),
         ]
         .join("\n");
         let mut token = format!(
@@ -126,7 +133,16 @@ fn parse_claims(payload: &str) -> Option<Claims> {
         advertiser: AdvertiserId::parse(fields.next()?)?,
         price_micros: fields.next()?.parse().ok()?,
         expires_at_ms: fields.next()?.parse().ok()?,
+        coarse: Coarse::default(),
     };
+    let mut claims = claims;
+    if let Some(country) = fields.next() {
+        claims.coarse = Coarse {
+            country: country.to_owned(),
+            os: fields.next()?.to_owned(),
+            age_band: fields.next()?.to_owned(),
+        };
+    }
     (fields.next().is_none() && claims.decision_id.len() == 32).then_some(claims)
 }
 
@@ -144,7 +160,30 @@ mod tests {
             advertiser: AdvertiserId::generate(),
             price_micros: 2500,
             expires_at_ms: 1_800_000_000_000,
+            coarse: Coarse {
+                country: "IT".into(),
+                os: "android".into(),
+                age_band: "25-34".into(),
+            },
         }
+    }
+
+    #[test]
+    fn tokens_without_the_context_still_verify() {
+        let keys = TokenKeys::new(b"k1-0123456789abcdef0123456789abcdef", &[]);
+        let mut c = claims();
+        c.coarse = Coarse::default();
+        let signed = keys.sign(&c);
+        // The same claims as the seven-field payload of earlier builds.
+        let parts: Vec<&str> = signed.split('.').collect();
+        let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
+        let legacy = payload.trim_end_matches('\n').to_owned();
+        assert_eq!(legacy.split('\n').count(), 7);
+        let head = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(&legacy));
+        let mut mac = HmacSha256::new_from_slice(b"k1-0123456789abcdef0123456789abcdef").unwrap();
+        mac.update(head.as_bytes());
+        let token = format!("{head}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
+        assert_eq!(keys.verify(&token), Ok(c));
     }
 
     #[test]

@@ -24,6 +24,7 @@ fn valid_token() -> String {
         advertiser: AdvertiserId::generate(),
         price_micros: 2500,
         expires_at_ms: 1_800_000_000_000,
+        coarse: Default::default(),
     })
 }
 

@@ -3,6 +3,7 @@
 //! stable 422 code of API.md.
 
 pub mod advertiser;
+pub mod audience;
 pub mod campaign;
 pub mod creative;
 pub mod event;

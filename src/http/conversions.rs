@@ -40,6 +40,7 @@ async fn list(
     let range = ReportQuery {
         from: query.from.clone(),
         to: query.to.clone(),
+        by: Default::default(),
     };
     let (from, to) = parse_range(&range, state.clock.now().date())?;
     let list = conversions::list(&state.store, &owner.id, campaign.as_ref(), from, to).await?;

@@ -40,6 +40,8 @@ pub const JSON_LIMIT: usize = 64 * 1024;
 pub struct AppState {
     pub store: Arc<Store>,
     pub record: Arc<crate::record::Record>,
+    /// Moves the outbox into the record; reports and invoices read its `as_of`.
+    pub exporter: Arc<crate::record::exporter::Exporter>,
     pub catalog: Arc<Catalog>,
     pub server: Arc<Server>,
     pub ledger: Arc<Ledger>,

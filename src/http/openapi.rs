@@ -30,6 +30,7 @@ pub enum Body {
     Multipart,
     Text,
     Csv,
+    Ndjson,
     Html,
     Binary,
 }
@@ -233,7 +234,7 @@ pub const ROUTES: &[Route] = &[
     route(
         Get,
         "/v1/reports/campaigns/{id}",
-        "Daily counters and spend of a campaign (`from`, `to`: YYYY-MM-DD)",
+        "Counters, spend and reach of a campaign (`from`, `to`: YYYY-MM-DD; `by`: day, hour, country, os, age_band, creative)",
         OperatorOrAdvertiser,
         Body::None,
         200,
@@ -249,6 +250,18 @@ pub const ROUTES: &[Route] = &[
             Body::None,
             200,
             Json("Invoice"),
+        )
+    },
+    Route {
+        alternative: Body::Ndjson,
+        ..route(
+            Get,
+            "/v1/invoices/{month}/records",
+            "Every ledger record the invoice bills, CSV (default) or NDJSON (Accept: application/x-ndjson); its SHA-256 is the invoice digest",
+            Advertiser,
+            Body::None,
+            200,
+            Body::Csv,
         )
     },
     route(
@@ -421,6 +434,7 @@ fn content(body: Body) -> Option<(&'static str, utoipa::openapi::Content)> {
         Body::Multipart => ("multipart/form-data", schema_ref("CreativeMeta")),
         Body::Text => ("text/plain", string(None)),
         Body::Csv => ("text/csv", string(None)),
+        Body::Ndjson => ("application/x-ndjson", string(None)),
         Body::Html => ("text/html", string(None)),
         Body::Binary => ("application/octet-stream", string(Some("binary"))),
     })

@@ -21,6 +21,8 @@ async fn campaign_report(
     let id = parse_id(&path)?;
     let campaign = super::campaigns::readable(&state, reader, &id)?;
     let (from, to) = report::parse_range(&query, state.clock.now().date())?;
-    let report = report::campaign_report(&state.store, &campaign.id, from, to).await?;
+    let as_of = state.exporter.caught_up().await;
+    let report =
+        report::campaign_report(&state.record, &campaign.id, from, to, query.by, as_of).await?;
     Ok(HttpResponse::Ok().json(report))
 }

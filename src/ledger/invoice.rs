@@ -1,16 +1,21 @@
 //! Monthly invoices per advertiser: one line per billed campaign (renders billed and their
-//! amount) and one per (message category, country) of charged business messages. Amounts come from the counters the
-//! ledger script moves with every record, so the invoice equals the ledger to the micro
-//! (`statusads reconcile` proves it). House renders are priced 0 and never make a line.
+//! amount) and one per (message category, country) of charged business messages, summed from
+//! the ledger records in the system of record, and those records themselves (CSV or NDJSON)
+//! with the CSV's SHA-256 as the invoice digest: an advertiser recomputes both. House renders
+//! are priced 0 and never make a line.
 
 use serde::Serialize;
 use time::{Date, Month};
 
-use crate::catalog::Snapshot;
-use crate::clock::day_key;
+use sha2::{Digest, Sha256};
+
+use crate::clock::{datetime_from_ms, day_key, ms_from_datetime, Millis};
 use crate::domain::advertiser::Advertiser;
 use crate::domain::{Micros, ValidationError};
-use crate::store::{Store, StoreError};
+use crate::ledger::report::rfc3339;
+use crate::record::ledger::BilledRecord;
+use crate::record::Record;
+use crate::store::StoreError;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InvoiceLine {
@@ -32,6 +37,10 @@ pub struct Invoice {
     pub currency: String,
     pub lines: Vec<InvoiceLine>,
     pub total_micros: Micros,
+    /// `sha256:<hex>` of `GET /v1/invoices/{month}/records` as CSV.
+    pub digest: String,
+    /// Every event acknowledged before this instant is billed here (RFC 3339).
+    pub as_of: String,
 }
 
 /// The UTC days of a `YYYY-MM` month as `YYYYMMDD` keys.
@@ -57,59 +66,142 @@ pub fn month_days(month: &str) -> Result<Vec<u32>, ValidationError> {
     Ok(days)
 }
 
+/// `[start, end)` of a `YYYY-MM` month in ms.
+pub fn month_range_ms(month: &str) -> Result<(Millis, Millis), ValidationError> {
+    let days = month_days(month)?;
+    let day = |key: u32| {
+        let (y, m, d) = (key / 10_000, (key / 100) % 100, key % 100);
+        Date::from_calendar_date(y as i32, Month::try_from(m as u8).expect("valid"), d as u8)
+            .expect("a day of the month")
+    };
+    let first = day(days[0]);
+    let after = day(*days.last().expect("a month has days"))
+        .next_day()
+        .expect("dates in range");
+    let ms = |d: Date| ms_from_datetime(d.midnight().assume_utc());
+    Ok((ms(first), ms(after)))
+}
+
+/// The advertiser's invoice for `month`, from the ledger records in the system of record.
 pub async fn monthly(
-    store: &Store,
-    snapshot: &Snapshot,
+    record: &Record,
     advertiser: &Advertiser,
     month: &str,
-) -> Result<Result<Invoice, ValidationError>, StoreError> {
-    let days = match month_days(month) {
-        Ok(days) => days,
+    as_of_ms: Millis,
+) -> Result<Result<(Invoice, InvoiceRecords), ValidationError>, StoreError> {
+    let (from_ms, to_ms) = match month_range_ms(month) {
+        Ok(range) => range,
         Err(err) => return Ok(Err(err)),
     };
-    // Every campaign, house included: a campaign switched to house after billed renders still
-    // owes them (house renders themselves are priced 0 and make no line).
-    let mut campaigns: Vec<_> = snapshot.campaigns_of(&advertiser.id).collect();
-    campaigns.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut lines = Vec::new();
-    for campaign in campaigns {
-        let rows = store.campaign_report(&campaign.id, &days).await?;
-        let (quantity, amount) = rows.iter().fold((0, 0), |(q, a), row| {
-            (q + row.billed_renders, a + row.spend_micros)
-        });
-        if quantity > 0 || amount != 0 {
-            lines.push(InvoiceLine {
-                kind: "impressions",
-                campaign_id: Some(campaign.id.to_string()),
-                category: None,
-                country: None,
-                quantity,
-                amount_micros: amount,
-            });
-        }
-    }
-    let month_key = days[0] / 100;
-    for billed in store
-        .message_billing(month_key, advertiser.id.as_str())
-        .await?
-    {
-        lines.push(InvoiceLine {
+    let id = advertiser.id.as_str();
+    let (impressions, messages) = record.billed_lines(id, from_ms, to_ms).await?;
+    let records = InvoiceRecords(record.billed_records(id, from_ms, to_ms).await?);
+    let lines: Vec<InvoiceLine> = impressions
+        .into_iter()
+        .map(|line| InvoiceLine {
+            kind: "impressions",
+            campaign_id: Some(line.campaign),
+            category: None,
+            country: None,
+            quantity: line.quantity,
+            amount_micros: line.amount_micros,
+        })
+        .chain(messages.into_iter().map(|line| InvoiceLine {
             kind: "messages",
             campaign_id: None,
-            category: Some(billed.category),
-            country: Some(billed.country),
-            quantity: billed.quantity,
-            amount_micros: billed.amount_micros,
-        });
-    }
+            category: Some(line.category),
+            country: Some(line.country),
+            quantity: line.quantity,
+            amount_micros: line.amount_micros,
+        }))
+        .collect();
     let total_micros = lines.iter().map(|l| l.amount_micros).sum();
-    Ok(Ok(Invoice {
-        advertiser_id: advertiser.id.to_string(),
-        month: month.to_owned(),
-        currency: advertiser.currency.clone(),
-        lines,
-        total_micros,
-    }))
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(records.to_csv())));
+    Ok(Ok((
+        Invoice {
+            advertiser_id: advertiser.id.to_string(),
+            month: month.to_owned(),
+            currency: advertiser.currency.clone(),
+            lines,
+            total_micros,
+            digest,
+            as_of: rfc3339(as_of_ms),
+        },
+        records,
+    )))
+}
+
+/// The records billed on one invoice, in id order (API.md, `/v1/invoices/{month}/records`).
+pub struct InvoiceRecords(pub Vec<BilledRecord>);
+
+#[derive(Serialize)]
+struct RecordLine<'a> {
+    id: &'a str,
+    kind: &'a str,
+    campaign_id: Option<&'a str>,
+    creative_id: Option<&'a str>,
+    category: Option<&'a str>,
+    country: Option<&'a str>,
+    at: String,
+    amount_micros: Micros,
+}
+
+impl InvoiceRecords {
+    fn lines(&self) -> impl Iterator<Item = RecordLine<'_>> {
+        fn some(v: &str) -> Option<&str> {
+            (!v.is_empty()).then_some(v)
+        }
+        self.0.iter().map(|r| RecordLine {
+            id: &r.id,
+            kind: r.kind,
+            campaign_id: some(&r.campaign_id),
+            creative_id: some(&r.creative_id),
+            category: some(&r.category),
+            country: some(&r.country),
+            at: record_time(r.at_ms),
+            amount_micros: r.amount_micros,
+        })
+    }
+
+    /// The CSV whose SHA-256 is the invoice digest: a header row, `\n` line ends, empty
+    /// fields where not applicable.
+    pub fn to_csv(&self) -> String {
+        let mut out =
+            String::from("id,kind,campaign_id,creative_id,category,country,at,amount_micros\n");
+        for line in self.lines() {
+            let field = |v: Option<&str>| v.map(csv_field).unwrap_or_default();
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{},{}\n",
+                csv_field(line.id),
+                line.kind,
+                field(line.campaign_id),
+                field(line.creative_id),
+                field(line.category),
+                field(line.country),
+                line.at,
+                line.amount_micros
+            ));
+        }
+        out
+    }
+
+    /// One JSON object per line (null where not applicable).
+    pub fn to_ndjson(&self) -> String {
+        let mut out = String::new();
+        for line in self.lines() {
+            out.push_str(&serde_json::to_string(&line).expect("plain values serialize"));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// A record's time, always with milliseconds, so the CSV bytes have one form.
+fn record_time(ms: Millis) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    datetime_from_ms(ms).format(format).unwrap_or_default()
 }
 
 impl Invoice {
@@ -150,9 +242,37 @@ mod tests {
         assert_eq!(month_days("2026-11").unwrap().len(), 30);
         assert_eq!(month_days("2028-02").unwrap().len(), 29);
         assert_eq!(month_days("2026-12").unwrap().last(), Some(&20261231));
+        let (start, end) = month_range_ms("2026-12").unwrap();
+        assert_eq!(rfc3339(start), "2026-12-01T00:00:00Z");
+        assert_eq!(rfc3339(end), "2027-01-01T00:00:00Z");
         for bad in ["2026-13", "2026-1", "26-11", "2026/11", "abcd-ef", ""] {
             assert!(month_days(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn records_have_one_byte_form() {
+        let records = InvoiceRecords(vec![BilledRecord {
+            id: "msg:adv_1:m,1".into(),
+            kind: "messages",
+            campaign_id: String::new(),
+            creative_id: String::new(),
+            category: "marketing".into(),
+            country: "IT".into(),
+            at_ms: 1_795_000_000_000,
+            amount_micros: 52_000,
+        }]);
+        assert_eq!(
+            records.to_csv(),
+            "id,kind,campaign_id,creative_id,category,country,at,amount_micros\n\
+             \"msg:adv_1:m,1\",messages,,,marketing,IT,2026-11-18T07:06:40.000Z,52000\n"
+        );
+        assert_eq!(
+            records.to_ndjson(),
+            "{\"id\":\"msg:adv_1:m,1\",\"kind\":\"messages\",\"campaign_id\":null,\
+             \"creative_id\":null,\"category\":\"marketing\",\"country\":\"IT\",\
+             \"at\":\"2026-11-18T07:06:40.000Z\",\"amount_micros\":52000}\n"
+        );
     }
 
     #[test]

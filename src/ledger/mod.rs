@@ -8,6 +8,7 @@ pub mod conversions;
 pub mod invoice;
 pub mod messages;
 pub mod reconcile;
+pub mod served;
 pub mod report;
 pub mod spend;
 pub mod spool;
@@ -21,6 +22,7 @@ use crate::capping::recent::RecentUsers;
 use crate::capping::{self, Retention};
 use crate::catalog::Catalog;
 use crate::clock::{utc_day, SharedClock};
+use crate::domain::audience::{Audience, ReachKey};
 use crate::domain::event::{ClientEvent, EventResult, EventStatus, EventType, RejectReason};
 use crate::domain::ids::CampaignId;
 use crate::metrics::Metrics;
@@ -43,6 +45,8 @@ pub struct Ledger {
     pub grace_ms: i64,
     pub daily_max: u32,
     pub spend: Arc<SpendBoard>,
+    /// Hashes users into the reach keys ledger records carry.
+    pub reach: Arc<ReachKey>,
     /// Where events wait out a Redis outage (`None` on the embedded backend).
     pub spool: Option<Arc<spool::Spool>>,
 }
@@ -195,6 +199,11 @@ impl Ledger {
                             .ok()
                     })
                     .unwrap_or_default(),
+                audience: Audience {
+                    user_key: self.reach.of(claims.user.as_str()),
+                    creative: claims.creative.to_string(),
+                    coarse: claims.coarse,
+                },
             };
             let entry = by_shard.entry(shard).or_default();
             entry.0.push(index);

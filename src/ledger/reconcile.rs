@@ -1,16 +1,17 @@
-//! Reconciliation: recompute every counter and spend figure from the ledger records alone,
-//! compare with the derived state the event script maintains, report differences and (with
-//! `repair`) overwrite the derived state. Run `--repair` with traffic stopped: records appended
-//! while it runs would be counted in one view and not the other.
-//!
-//! `served` counts are not ledger events (a decision is not billable) and are left alone.
+//! Ledger records as the outbox carries them, and reconciliation: the spend the hot store keeps
+//! for budgets (moved by the event script with every billed render) against the ledger in the
+//! system of record. Reports and invoices read the record itself, so spend is the one derived
+//! figure left to reconcile.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeSet;
 
 use crate::clock::{utc_day, Millis};
 use crate::domain::event::EventType;
+use crate::domain::ids::CampaignId;
 use crate::domain::Micros;
-use crate::store::{DayCounters, Store, StoreError};
+use crate::record::exporter::export_waiting;
+use crate::record::Record;
+use crate::store::{Store, StoreError};
 
 /// What a ledger record is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +29,17 @@ pub enum LedgerKind {
 }
 
 impl LedgerKind {
+    /// The `type` a record is stored under (the inverse of [`LedgerKind::parse`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Event(kind) => kind.as_str(),
+            Self::Conversation => "conversation_started",
+            Self::ConversionMessage => "message",
+            Self::BusinessMessage => "business_message",
+            Self::MessageStatus => "message_status",
+        }
+    }
+
     pub fn parse(raw: &str) -> Option<Self> {
         Some(match raw {
             "conversation_started" => Self::Conversation,
@@ -50,160 +62,82 @@ pub struct LedgerRecord {
     /// none; they belong to the advertiser).
     pub campaign: String,
     pub advertiser: String,
-    /// Business messages: the billed category ("" when free) and the country.
+    /// Business messages: the billed category ("" when free).
     pub category: String,
+    /// Business messages: the recipient's country; events: the decision's ("" = unknown).
     pub country: String,
     pub price_micros: Micros,
     pub at_ms: Millis,
+    /// Events: the creative, the decision's OS and age band and the user's reach key (see
+    /// `domain::audience`), "" where unknown or not applicable.
+    pub creative: String,
+    pub os: String,
+    pub age_band: String,
+    pub user_key: String,
 }
 
-/// The state the event script derives from records, keyed as stored.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Derived {
-    /// `<campaign>|<day>|<stat>` for the stats records move (r, v, c, h, p, b, $, cv, m, mc).
-    pub stats: BTreeMap<String, i64>,
-    pub spend_total: BTreeMap<String, i64>,
-    pub spend_day: BTreeMap<(u32, String), i64>,
-    /// (`YYYYMM`, `<advertiser>|<category>|<country>|q|$`) of charged business messages.
-    pub message_billing: BTreeMap<(u32, String), i64>,
-}
-
-/// Stats that come from ledger records (not `s`, served).
-pub const EVENT_STATS: [&str; 10] = ["r", "v", "c", "h", "p", "b", "$", "cv", "m", "mc"];
-
-impl Derived {
-    pub fn from_records<'a>(records: impl IntoIterator<Item = &'a LedgerRecord>) -> (Self, u64) {
-        let mut derived = Self::default();
-        let mut seen = HashSet::new();
-        let mut duplicates = 0;
-        for record in records {
-            if !seen.insert(record.id.as_str()) {
-                // Never billed twice: a duplicate record is reported and not counted again.
-                duplicates += 1;
-                continue;
-            }
-            derived.add(record);
-        }
-        (derived, duplicates)
-    }
-
-    fn add(&mut self, record: &LedgerRecord) {
-        let day = utc_day(record.at_ms);
-        let mut stat = |name: &str, by: i64| {
-            *self
-                .stats
-                .entry(format!("{}|{day}|{name}", record.campaign))
-                .or_default() += by;
-        };
-        match record.kind {
-            LedgerKind::Event(kind) => {
-                stat(DayCounters::field_of(kind), 1);
-                if record.price_micros > 0 {
-                    stat("b", 1);
-                    stat("$", record.price_micros);
-                    *self.spend_total.entry(record.campaign.clone()).or_default() +=
-                        record.price_micros;
-                    *self
-                        .spend_day
-                        .entry((day, record.campaign.clone()))
-                        .or_default() += record.price_micros;
-                }
-            }
-            LedgerKind::Conversation => stat("cv", 1),
-            LedgerKind::ConversionMessage => stat("m", 1),
-            LedgerKind::BusinessMessage | LedgerKind::MessageStatus if record.price_micros > 0 => {
-                if !record.campaign.is_empty() {
-                    stat("mc", record.price_micros);
-                }
-                let month = day / 100;
-                let field = format!(
-                    "{}|{}|{}",
-                    record.advertiser, record.category, record.country
-                );
-                *self
-                    .message_billing
-                    .entry((month, format!("{field}|q")))
-                    .or_default() += 1;
-                *self
-                    .message_billing
-                    .entry((month, format!("{field}|$")))
-                    .or_default() += record.price_micros;
-            }
-            LedgerKind::BusinessMessage | LedgerKind::MessageStatus => {}
-        }
-    }
-
-    /// Human-readable differences between what the ledger says (`self`) and `actual`.
-    pub fn differences(&self, actual: &Derived) -> Vec<String> {
-        fn diff<K: Ord + std::fmt::Debug>(
-            what: &str,
-            want: &BTreeMap<K, i64>,
-            have: &BTreeMap<K, i64>,
-            out: &mut Vec<String>,
-        ) {
-            let keys: std::collections::BTreeSet<&K> = want.keys().chain(have.keys()).collect();
-            for key in keys {
-                let (w, h) = (
-                    want.get(key).copied().unwrap_or(0),
-                    have.get(key).copied().unwrap_or(0),
-                );
-                if w != h {
-                    out.push(format!(
-                        "{what} {key:?}: ledger says {w}, derived state has {h}"
-                    ));
-                }
-            }
-        }
-        let mut out = Vec::new();
-        diff("stat", &self.stats, &actual.stats, &mut out);
-        diff("spend", &self.spend_total, &actual.spend_total, &mut out);
-        diff("spend on day", &self.spend_day, &actual.spend_day, &mut out);
-        diff(
-            "message billing",
-            &self.message_billing,
-            &actual.message_billing,
-            &mut out,
-        );
-        out
-    }
-}
-
+/// Reconciliation's finding: what the record holds and where hot spend differs from it.
 #[derive(Debug, Default)]
 pub struct ReconcileReport {
+    /// Ledger records in the system of record.
     pub records: u64,
-    pub duplicates: u64,
+    /// Records reconcile found waiting in the outbox and exported first.
+    pub exported: u64,
+    /// `campaign: record says X, hot store has Y`, for total and today's spend.
     pub differences: Vec<String>,
     pub repaired: bool,
 }
 
-/// Reconciles every shard of the store.
+/// Compares the hot store's spend (what budgets read) with the ledger in the record, for every
+/// campaign, in all and for the UTC day of `now_ms`. Whatever waits in the outbox is exported
+/// first, so a quiet deployment compares like with like. With `repair`, the hot spend of each
+/// differing campaign is set to the record's (Redis; run it with traffic stopped). No per-shard
+/// pattern SCAN: one pipelined read of the spend hashes and one grouped query.
 pub async fn reconcile(
     store: &Store,
-    shards: u32,
+    record: &Record,
+    now_ms: Millis,
     repair: bool,
 ) -> Result<ReconcileReport, StoreError> {
+    let exported = export_waiting(store, record, Vec::new())
+        .await
+        .map_err(|(err, _)| err)?;
+    let day = utc_day(now_ms);
+    let day_start = now_ms - now_ms.rem_euclid(86_400_000);
+    let expected = record.spend_by_campaign(day_start).await?;
+    let actual = store.spend(day).await?;
+    let mut campaigns: BTreeSet<String> = expected.keys().cloned().collect();
+    campaigns.extend(actual.keys().map(|c| c.to_string()));
     let mut report = ReconcileReport {
+        records: record.ledger_count().await?,
+        exported: exported.inserted,
         repaired: repair,
         ..ReconcileReport::default()
     };
-    for shard in 0..shards {
-        let Some(records) = store.ledger_records(shard).await? else {
-            // The embedded backend rebuilds derived state from its journal at every start.
-            return Ok(report);
-        };
-        report.records += records.len() as u64;
-        let (expected, duplicates) = Derived::from_records(&records);
-        report.duplicates += duplicates;
-        let actual = store.derived_state(shard).await?;
-        let differences = expected.differences(&actual);
-        if repair && !differences.is_empty() {
-            store.write_derived(shard, &expected, &actual).await?;
+    let mut fixes = Vec::new();
+    for campaign in campaigns {
+        let (total, today) = expected.get(&campaign).copied().unwrap_or((0, 0));
+        let hot = CampaignId::parse(&campaign)
+            .and_then(|id| actual.get(&id).copied())
+            .unwrap_or_default();
+        if hot.total_micros != total {
+            report.differences.push(format!(
+                "spend of {campaign}: the record says {total}, the hot store has {}",
+                hot.total_micros
+            ));
         }
-        report.differences.extend(
-            differences
-                .into_iter()
-                .map(|d| format!("shard {shard}: {d}")),
-        );
+        if hot.today_micros != today {
+            report.differences.push(format!(
+                "spend of {campaign} on {day}: the record says {today}, the hot store has {}",
+                hot.today_micros
+            ));
+        }
+        if hot.total_micros != total || hot.today_micros != today {
+            fixes.push((campaign, total, today));
+        }
+    }
+    if repair && !fixes.is_empty() {
+        store.set_spend(day, &fixes).await?;
     }
     Ok(report)
 }
@@ -212,40 +146,18 @@ pub async fn reconcile(
 mod tests {
     use super::*;
 
-    fn record(id: &str, kind: EventType, price: Micros) -> LedgerRecord {
-        LedgerRecord {
-            id: id.into(),
-            kind: LedgerKind::Event(kind),
-            campaign: "cmp_a".into(),
-            advertiser: "adv_a".into(),
-            category: String::new(),
-            country: String::new(),
-            price_micros: price,
-            at_ms: 1_795_000_000_000,
-        }
-    }
-
     #[test]
-    fn derives_counters_and_ignores_duplicate_records() {
-        let records = [
-            record("d1:render", EventType::Render, 500),
-            record("d1:render", EventType::Render, 500),
-            record("d1:view", EventType::View, 0),
-            record("d2:render", EventType::Render, 700),
-        ];
-        let (derived, duplicates) = Derived::from_records(&records);
-        assert_eq!(duplicates, 1);
-        let day = utc_day(1_795_000_000_000);
-        assert_eq!(derived.stats[&format!("cmp_a|{day}|r")], 2);
-        assert_eq!(derived.stats[&format!("cmp_a|{day}|b")], 2);
-        assert_eq!(derived.stats[&format!("cmp_a|{day}|$")], 1200);
-        assert_eq!(derived.spend_total["cmp_a"], 1200);
-
-        let mut drifted = derived.clone();
-        drifted.spend_total.insert("cmp_a".into(), 1199);
-        drifted.stats.insert("cmp_b|20260101|r".into(), 3);
-        let diffs = derived.differences(&drifted);
-        assert_eq!(diffs.len(), 2, "{diffs:?}");
-        assert!(derived.differences(&derived).is_empty());
+    fn kinds_round_trip_through_their_stored_names() {
+        for kind in [
+            LedgerKind::Event(EventType::Render),
+            LedgerKind::Event(EventType::Report),
+            LedgerKind::Conversation,
+            LedgerKind::ConversionMessage,
+            LedgerKind::BusinessMessage,
+            LedgerKind::MessageStatus,
+        ] {
+            assert_eq!(LedgerKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(LedgerKind::parse("served"), None);
     }
 }

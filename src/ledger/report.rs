@@ -1,12 +1,19 @@
-//! Campaign reports: per UTC day counters derived from the ledger, with totals.
+//! Campaign reports, read from the system of record: the counters the exporter moves with each
+//! ledger record, per UTC day (the version-1 rows), hour, or coarse context (country, OS, age
+//! band, creative), with reach (distinct users rendered, from the records' keyed user hashes)
+//! and frequency in the totals.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use time::{Date, Duration};
 
-use crate::clock::day_key;
+use crate::clock::{datetime_from_ms, ms_from_datetime, Millis};
 use crate::domain::ids::CampaignId;
 use crate::domain::ValidationError;
-use crate::store::{DayCounters, Store, StoreError};
+use crate::record::ledger::{CounterRow, Grouping};
+use crate::record::Record;
+use crate::store::{DayCounters, StoreError};
 
 /// Longest range one report may span.
 pub const MAX_DAYS: i64 = 366;
@@ -16,19 +23,60 @@ pub const MAX_DAYS: i64 = 366;
 pub struct ReportQuery {
     pub from: Option<String>,
     pub to: Option<String>,
+    #[serde(default)]
+    pub by: Breakdown,
 }
+
+/// What one report row stands for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Breakdown {
+    #[default]
+    Day,
+    Hour,
+    Country,
+    Os,
+    AgeBand,
+    Creative,
+}
+
+/// Longest range of an hourly report: 744 rows.
+pub const MAX_HOURLY_DAYS: i64 = 31;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReportRow {
-    pub date: String,
+    /// `by=day`: the UTC day.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    /// `by=hour`: the start of the UTC hour (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hour: Option<String>,
+    /// The country, OS, age band or creative id (`unknown` where the request did not say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     #[serde(flatten)]
     pub counters: DayCounters,
+    /// `by=day`: distinct users with an accepted render that day.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reach: Option<u64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Totals {
+    #[serde(flatten)]
+    pub counters: DayCounters,
+    /// Distinct users with at least one accepted render in the range.
+    pub reach: u64,
+    /// Renders per user reached, two decimals (0 when none).
+    pub frequency: f64,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Report {
     pub rows: Vec<ReportRow>,
-    pub totals: DayCounters,
+    pub totals: Totals,
+    /// Every event acknowledged before this instant is counted (RFC 3339).
+    pub as_of: String,
 }
 
 /// Parses `from`/`to` (inclusive, YYYY-MM-DD); defaults to the last 30 days up to today.
@@ -54,34 +102,147 @@ pub fn parse_range(query: &ReportQuery, today: Date) -> Result<(Date, Date), Val
             format!("a report spans at most {MAX_DAYS} days"),
         ));
     }
+    if query.by == Breakdown::Hour && (to - from).whole_days() >= MAX_HOURLY_DAYS {
+        return Err(ValidationError::new(
+            "invalid_date",
+            format!("an hourly report spans at most {MAX_HOURLY_DAYS} days"),
+        ));
+    }
     Ok((from, to))
 }
 
+/// RFC 3339 at second precision, or with milliseconds when it has them.
+pub fn rfc3339(ms: Millis) -> String {
+    datetime_from_ms(ms)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn start_ms(day: Date) -> Millis {
+    ms_from_datetime(day.midnight().assume_utc())
+}
+
+/// The report of `campaign` for the UTC days `from..=to`, as the record holds it at `as_of_ms`.
 pub async fn campaign_report(
-    store: &Store,
+    record: &Record,
     campaign: &CampaignId,
     from: Date,
     to: Date,
+    by: Breakdown,
+    as_of_ms: Millis,
 ) -> Result<Report, StoreError> {
-    let mut dates = Vec::new();
-    let mut day = from;
-    while day <= to {
-        dates.push(day);
-        day = day.next_day().expect("dates in range");
-    }
-    let keys: Vec<u32> = dates.iter().copied().map(day_key).collect();
-    let counters = store.campaign_report(campaign, &keys).await?;
+    const DAY_MS: Millis = 86_400_000;
+    const HOUR_MS: Millis = 3_600_000;
+    let (from_ms, to_ms) = (start_ms(from), start_ms(to) + DAY_MS);
+    let grouping = match by {
+        Breakdown::Day | Breakdown::Hour => Grouping::Hour,
+        Breakdown::Country => Grouping::Country,
+        Breakdown::Os => Grouping::Os,
+        Breakdown::AgeBand => Grouping::AgeBand,
+        Breakdown::Creative => Grouping::Creative,
+    };
+    let groups = record
+        .report_counters(campaign.as_str(), from_ms, to_ms, grouping)
+        .await?;
+    let (reach, reach_by_day) = record.reach(campaign.as_str(), from_ms, to_ms).await?;
     let mut totals = DayCounters::default();
-    let rows = dates
-        .iter()
-        .zip(counters)
-        .map(|(date, counters)| {
-            totals.add(&counters);
-            ReportRow {
-                date: date.to_string(),
-                counters,
+    for group in &groups {
+        totals.add(&group.counters);
+    }
+    let rows = match by {
+        Breakdown::Day | Breakdown::Hour => {
+            // Every day (hour) of the range has its row, zero or not, as in version 1.
+            let step = if by == Breakdown::Day { DAY_MS } else { HOUR_MS };
+            let mut cells: BTreeMap<Millis, DayCounters> = BTreeMap::new();
+            for group in &groups {
+                let at = group.hour_ms - group.hour_ms.rem_euclid(step);
+                cells.entry(at).or_default().add(&group.counters);
             }
-        })
-        .collect();
-    Ok(Report { rows, totals })
+            (0..(to_ms - from_ms) / step)
+                .map(|i| {
+                    let at = from_ms + i * step;
+                    let counters = cells.remove(&at).unwrap_or_default();
+                    if by == Breakdown::Day {
+                        ReportRow {
+                            date: Some(datetime_from_ms(at).date().to_string()),
+                            hour: None,
+                            key: None,
+                            counters,
+                            reach: Some(reach_by_day.get(&(at / DAY_MS)).copied().unwrap_or(0)),
+                        }
+                    } else {
+                        ReportRow {
+                            date: None,
+                            hour: Some(rfc3339(at)),
+                            key: None,
+                            counters,
+                            reach: None,
+                        }
+                    }
+                })
+                .collect()
+        }
+        _ => {
+            let mut keyed: Vec<CounterRow> = groups;
+            keyed.sort_by(|a, b| a.key.cmp(&b.key));
+            keyed
+                .into_iter()
+                .map(|group| ReportRow {
+                    date: None,
+                    hour: None,
+                    key: Some(if group.key.is_empty() {
+                        "unknown".to_owned()
+                    } else {
+                        group.key
+                    }),
+                    counters: group.counters,
+                    reach: None,
+                })
+                .collect()
+        }
+    };
+    Ok(Report {
+        rows,
+        totals: Totals {
+            frequency: frequency(totals.rendered, reach),
+            counters: totals,
+            reach,
+        },
+        as_of: rfc3339(as_of_ms),
+    })
+}
+
+/// Renders per user reached, rounded to two decimals; 0 when nobody was reached.
+pub fn frequency(rendered: u64, reach: u64) -> f64 {
+    if reach == 0 {
+        return 0.0;
+    }
+    (rendered as f64 * 100.0 / reach as f64).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frequency_has_two_decimals_and_no_division_by_zero() {
+        assert_eq!(frequency(0, 0), 0.0);
+        assert_eq!(frequency(5, 0), 0.0);
+        assert_eq!(frequency(10, 3), 3.33);
+        assert_eq!(frequency(2, 3), 0.67);
+        assert_eq!(frequency(4, 2), 2.0);
+    }
+
+    #[test]
+    fn hourly_reports_are_bounded() {
+        let today = time::macros::date!(2026 - 11 - 30);
+        let query = |from: &str, by| ReportQuery {
+            from: Some(from.into()),
+            to: Some("2026-11-30".into()),
+            by,
+        };
+        assert!(parse_range(&query("2026-10-31", Breakdown::Hour), today).is_ok());
+        assert!(parse_range(&query("2026-10-30", Breakdown::Hour), today).is_err());
+        assert!(parse_range(&query("2026-01-01", Breakdown::Day), today).is_ok());
+    }
 }

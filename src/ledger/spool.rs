@@ -232,6 +232,7 @@ mod tests {
             },
             daily_max: 10,
             client_at: "2026-11-26T10:00:00Z".into(),
+            audience: Default::default(),
         }
     }
 

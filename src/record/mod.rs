@@ -1,8 +1,9 @@
 //! The system of record: what must outlive any cache, in PostgreSQL (`store.database_url`,
 //! required with Redis) or SQLite (`data_dir/statusads.db`, the embedded backend). Today it
 //! holds the catalog (advertisers, campaigns, creatives), every campaign's change history and
-//! the creative asset bytes; the hot store (Redis or the embedded journal) keeps only hot,
-//! expiring state. See DESIGN.md, "Storage: hot state and the system of record".
+//! the creative asset bytes, and the ledger: every accepted event, conversion and business
+//! message, exported from the hot store's outbox, with the counters reports read. The hot store
+//! (Redis or the embedded journal) keeps hot, expiring state and the outbox. See DESIGN.md, "Storage: hot state and the system of record".
 //!
 //! # Layout
 //!
@@ -11,6 +12,9 @@
 //!   `migrations/<database>/`, run at every start), and the error mapping.
 //! - [`catalog`]: catalog records stamped with catalog versions, and campaign history.
 //! - [`assets`]: content-addressed asset bytes.
+//! - [`ledger`]: ledger records and report counters, written exactly once; invoice and report
+//!   reads.
+//! - [`exporter`]: the task that moves the outbox into the ledger and keeps `as_of`.
 //! - [`migration`]: the one-time move of a deployment's catalog and assets out of Redis or an
 //!   embedded journal.
 //!
@@ -18,6 +22,8 @@
 
 pub mod assets;
 pub mod catalog;
+pub mod exporter;
+pub mod ledger;
 pub mod migration;
 
 use std::path::Path;

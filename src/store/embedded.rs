@@ -18,7 +18,7 @@
 //! The per-user semantics mirror `redis/scripts/*.lua` line for line; the contract tests run the
 //! same behaviour suite against both backends.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,6 +38,8 @@ use crate::capping::{
     Reservation, UserState, DAY_MS, HIDE_MS,
 };
 use crate::clock::Millis;
+use crate::domain::audience::Audience;
+use crate::ledger::reconcile::{LedgerKind, LedgerRecord};
 use crate::domain::campaign::Spend;
 use crate::domain::event::EventType;
 use crate::domain::ids::CampaignId;
@@ -153,6 +155,8 @@ struct Click {
     conversation: bool,
     /// Like the Redis key's TTL: a click is attributable for `CLICK_TTL_MS`.
     expires_ms: Millis,
+    /// `message` conversions so far (each one's record id is numbered, as in conversion.lua).
+    messages: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -169,6 +173,8 @@ struct JournaledEvent {
     campaign_keep: (u32, Millis),
     advertiser_keep: (u32, Millis),
     daily_max: u32,
+    #[serde(default)]
+    audience: Audience,
 }
 
 #[derive(Default)]
@@ -197,6 +203,12 @@ struct State {
     conversion_log: Vec<(u32, String)>,
     /// advertiser -> user -> latest business-initiated template (ms)
     initiated: HashMap<String, HashMap<String, Millis>>,
+    /// Ledger records not yet in the system of record, oldest first, each with the journal line
+    /// (of this process; 0 = replayed at start, so on disk) whose entry made it: the exporter
+    /// takes only records whose line is on disk.
+    outbox: VecDeque<(u64, LedgerRecord)>,
+    /// The line of the entry being applied (see `outbox`).
+    line: u64,
 }
 
 pub struct EmbeddedStore {
@@ -379,6 +391,7 @@ impl EmbeddedStore {
                         failed.error
                     )));
                 }
+                state.line = self.written.load(Ordering::SeqCst) + 1;
                 (
                     Some(apply(state, &entry)),
                     self.written.fetch_add(1, Ordering::SeqCst) + 1,
@@ -481,6 +494,7 @@ impl EmbeddedStore {
                     campaign_keep: (e.campaign_keep.count, e.campaign_keep.window_ms),
                     advertiser_keep: (e.advertiser_keep.count, e.advertiser_keep.window_ms),
                     daily_max: e.daily_max,
+                    audience: e.audience.clone(),
                 })
                 .collect(),
         };
@@ -784,6 +798,37 @@ impl EmbeddedStore {
             .map(|((_, f), v)| (f, v));
         Ok(super::sum_message_billing(fields, advertiser))
     }
+
+    /// Up to `limit` of the oldest ledger records not yet exported whose journal entry is on
+    /// disk (a record of an entry whose fsync is still to come, or failed, is never exported:
+    /// its event may yet be answered 503).
+    pub fn outbox(&self, limit: usize) -> Vec<LedgerRecord> {
+        let on_disk = *self.synced.borrow();
+        if self.damaged.load(Ordering::SeqCst) {
+            return Vec::new();
+        }
+        let guard = self.inner.lock();
+        guard
+            .0
+            .outbox
+            .iter()
+            .take(limit)
+            .take_while(|(line, _)| *line <= on_disk)
+            .map(|(_, record)| record.clone())
+            .collect()
+    }
+
+    /// The `count` oldest outbox records are in the system of record.
+    pub fn exported(&self, count: usize) {
+        let mut guard = self.inner.lock();
+        let outbox = &mut guard.0.outbox;
+        outbox.drain(..count.min(outbox.len()));
+    }
+
+    /// Ledger records waiting for export.
+    pub fn outbox_len(&self) -> usize {
+        self.inner.lock().0.outbox.len()
+    }
 }
 
 /// Records of `kind` changed after catalog version `since` (0: all).
@@ -867,7 +912,7 @@ impl State {
                 let Some(click) = self.clicks.get_mut(decision_id) else {
                     return;
                 };
-                let stat = if kind == "conversation_started" {
+                let (stat, record_id) = if kind == "conversation_started" {
                     click.conversation = true;
                     if let Some((field, until)) =
                         suppress.as_ref().filter(|_| !click.user.is_empty())
@@ -877,14 +922,35 @@ impl State {
                             .or_default()
                             .insert(field.clone(), until.to_string());
                     }
-                    "cv"
+                    ("cv", format!("{decision_id}:conversation"))
                 } else {
-                    "m"
+                    click.messages += 1;
+                    ("m", format!("{decision_id}:message:{}", click.messages))
+                };
+                let kind_of = if stat == "cv" {
+                    LedgerKind::Conversation
+                } else {
+                    LedgerKind::ConversionMessage
+                };
+                let record = LedgerRecord {
+                    id: record_id,
+                    kind: kind_of,
+                    campaign: click.campaign.clone(),
+                    advertiser: advertiser.clone(),
+                    category: String::new(),
+                    country: String::new(),
+                    price_micros: 0,
+                    at_ms: *at_ms,
+                    creative: String::new(),
+                    os: String::new(),
+                    age_band: String::new(),
+                    user_key: String::new(),
                 };
                 *self
                     .stats
                     .entry(format!("{}|{day}|{stat}", click.campaign))
                     .or_default() += 1;
+                self.outbox.push_back((self.line, record));
                 if let Some(click_id) = click_id {
                     self.conversion_log.push((
                         *day,
@@ -1017,6 +1083,18 @@ impl State {
                     stored.tier = stored.tiered.then_some(tier);
                 }
                 self.messages.insert(key, stored.encode());
+                let billed = if stored.billing == "final" {
+                    stored.charge_micros
+                } else {
+                    0
+                };
+                self.message_record(
+                    format!("msg:{advertiser}:{message_id}"),
+                    LedgerKind::BusinessMessage,
+                    advertiser,
+                    &stored,
+                    billed,
+                );
                 Some(stored)
             }
             Entry::MessageStatus {
@@ -1038,10 +1116,48 @@ impl State {
                     self.charge_final(advertiser, &mut stored);
                 }
                 self.messages.insert(key, stored.encode());
+                self.message_record(
+                    format!("msg:{advertiser}:{message_id}:status"),
+                    LedgerKind::MessageStatus,
+                    advertiser,
+                    &stored,
+                    stored.charge_micros,
+                );
                 Some(stored)
             }
             _ => None,
         }
+    }
+
+    /// The ledger record of a rated message or of its status (mirrors message.lua and
+    /// message_status.lua).
+    fn message_record(
+        &mut self,
+        id: String,
+        kind: LedgerKind,
+        advertiser: &str,
+        stored: &StoredMessage,
+        billed: i64,
+    ) {
+        let record = LedgerRecord {
+            id,
+            kind,
+            campaign: stored.campaign.clone(),
+            advertiser: advertiser.to_owned(),
+            category: if billed > 0 {
+                stored.line.clone()
+            } else {
+                String::new()
+            },
+            country: stored.country.clone(),
+            price_micros: billed,
+            at_ms: stored.at_ms,
+            creative: String::new(),
+            os: String::new(),
+            age_band: String::new(),
+            user_key: String::new(),
+        };
+        self.outbox.push_back((self.line, record));
     }
 
     /// Mirrors `events.lua`.
@@ -1132,6 +1248,21 @@ impl State {
             *self.spend_total.entry(e.campaign.clone()).or_default() += billed;
             *self.spend_day.entry((day, e.campaign.clone())).or_default() += billed;
         }
+        let record = LedgerRecord {
+            id: format!("{}:{}", e.decision_id, e.kind.as_str()),
+            kind: LedgerKind::Event(e.kind),
+            campaign: e.campaign.clone(),
+            advertiser: e.advertiser.clone(),
+            category: String::new(),
+            country: e.audience.coarse.country.clone(),
+            price_micros: billed,
+            at_ms: now,
+            creative: e.audience.creative.clone(),
+            os: e.audience.coarse.os.clone(),
+            age_band: e.audience.coarse.age_band.clone(),
+            user_key: e.audience.user_key.clone(),
+        };
+        self.outbox.push_back((self.line, record));
         EventOutcome::Accepted
     }
 }

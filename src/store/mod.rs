@@ -15,6 +15,7 @@ pub mod redis;
 
 use std::collections::HashMap;
 
+use crate::domain::audience::Audience;
 use crate::capping::{DecisionProof, Retention, UserState};
 use crate::clock::Millis;
 use crate::domain::advertiser::Advertiser;
@@ -23,7 +24,7 @@ use crate::domain::creative::Creative;
 use crate::domain::event::EventType;
 use crate::domain::ids::CampaignId;
 use crate::domain::Micros;
-use crate::ledger::reconcile::{Derived, LedgerRecord};
+use crate::ledger::reconcile::LedgerRecord;
 
 pub use self::embedded::EmbeddedStore;
 pub use self::redis::RedisStore;
@@ -115,6 +116,9 @@ pub struct EventWrite {
     pub advertiser_keep: Retention,
     pub daily_max: u32,
     pub client_at: String,
+    /// What the ledger record carries for reports (spooled batches of earlier builds lack it).
+    #[serde(default)]
+    pub audience: Audience,
 }
 
 /// How long a click stays attributable to conversions.
@@ -486,6 +490,14 @@ pub fn sum_message_billing<'a>(
     lines.into_values().collect()
 }
 
+/// Ledger records read from one shard's outbox, with their ids there.
+pub struct OutboxBatch {
+    pub shard: u32,
+    /// Redis stream ids (embedded: none; its outbox drops the oldest records exported).
+    pub ids: Vec<String>,
+    pub records: Vec<LedgerRecord>,
+}
+
 // One per process, behind an `Arc`: its size never moves, boxing would only add a hop per call.
 #[allow(clippy::large_enum_variant)]
 pub enum Store {
@@ -692,36 +704,66 @@ impl Store {
         }
     }
 
-    /// Every ledger record of a shard, oldest first; `None` where the backend keeps no separate
-    /// ledger to reconcile against (embedded: its journal is replayed into derived state).
-    pub async fn ledger_records(
-        &self,
-        shard: u32,
-    ) -> Result<Option<Vec<LedgerRecord>>, StoreError> {
+    /// The oldest ledger records waiting for export: up to `limit` per shard (embedded: from
+    /// its one outbox, as shard 0), only records whose event was acknowledged or may yet be.
+    pub async fn outbox(&self, limit: usize) -> Result<Vec<OutboxBatch>, StoreError> {
         match self {
-            Store::Redis(s) => s.ledger_records(shard).await.map(Some),
-            Store::Embedded(_) => Ok(None),
+            Store::Redis(s) => Ok(s
+                .outbox(limit)
+                .await?
+                .into_iter()
+                .map(|(shard, entries)| {
+                    let (ids, records) = entries.into_iter().unzip();
+                    OutboxBatch {
+                        shard,
+                        ids,
+                        records,
+                    }
+                })
+                .collect()),
+            Store::Embedded(s) => {
+                // One outbox holds what Redis spreads over the shards: read more of it per step.
+                let records = s.outbox(limit * 10);
+                Ok(if records.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![OutboxBatch {
+                        shard: 0,
+                        ids: Vec::new(),
+                        records,
+                    }]
+                })
+            }
         }
     }
 
-    /// The derived counters and spend of a shard as currently stored.
-    pub async fn derived_state(&self, shard: u32) -> Result<Derived, StoreError> {
+    /// The batches' records are in the system of record: drop them from the outbox.
+    pub async fn exported(&self, batches: &[OutboxBatch]) -> Result<(), StoreError> {
         match self {
-            Store::Redis(s) => s.derived_state(shard).await,
-            Store::Embedded(_) => Ok(Derived::default()),
+            Store::Redis(s) => {
+                let done: Vec<(u32, Vec<String>)> =
+                    batches.iter().map(|b| (b.shard, b.ids.clone())).collect();
+                s.exported(&done).await
+            }
+            Store::Embedded(s) => {
+                s.exported(batches.iter().map(|b| b.records.len()).sum());
+                Ok(())
+            }
         }
     }
 
-    /// Replaces a shard's derived state by `expected` (fields only in `actual` are removed).
-    pub async fn write_derived(
+    /// Sets hot spend per campaign `(id, total, on day)`: `statusads reconcile --repair`.
+    /// The embedded backend's spend is rebuilt from its journal and is not set by hand.
+    pub async fn set_spend(
         &self,
-        shard: u32,
-        expected: &Derived,
-        actual: &Derived,
+        day: u32,
+        spend: &[(String, Micros, Micros)],
     ) -> Result<(), StoreError> {
         match self {
-            Store::Redis(s) => s.write_derived(shard, expected, actual).await,
-            Store::Embedded(_) => Ok(()),
+            Store::Redis(s) => s.set_spend(day, spend).await,
+            Store::Embedded(_) => Err(StoreError::Corrupt(
+                "the embedded backend rebuilds spend from its journal: restart instead".into(),
+            )),
         }
     }
 

@@ -30,6 +30,7 @@ fn unserved_token(
         advertiser: AdvertiserId::parse(advertiser).unwrap(),
         price_micros: 1000,
         expires_at_ms: app.clock.now_ms() + 600_000,
+        coarse: Default::default(),
     })
 }
 

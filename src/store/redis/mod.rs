@@ -38,7 +38,7 @@ use crate::capping::{self, UserState, HIDE_MS, SESSION_TTL_MS};
 use crate::clock::{Millis, SystemClock};
 use crate::domain::campaign::Spend;
 use crate::domain::ids::CampaignId;
-use crate::ledger::reconcile::{Derived, LedgerKind, LedgerRecord, EVENT_STATS};
+use crate::ledger::reconcile::{LedgerKind, LedgerRecord};
 use crate::metrics::{Metrics, RedisOp};
 use crate::shutdown::Shutdown;
 
@@ -272,10 +272,25 @@ impl RedisStore {
         op: RedisOp,
         build: impl Fn(u32, &mut redis::Pipeline),
     ) -> Result<Vec<T>, StoreError> {
+        let all: Vec<u32> = (0..self.shards).collect();
+        self.for_shards(op, &all, build).await
+    }
+
+    /// One pipeline over `shards` (one per shard on a cluster, where shards live on different
+    /// nodes), replies in shard order.
+    async fn for_shards<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        op: RedisOp,
+        shards: &[u32],
+        build: impl Fn(u32, &mut redis::Pipeline),
+    ) -> Result<Vec<T>, StoreError> {
+        if shards.is_empty() {
+            return Ok(Vec::new());
+        }
         if !self.cluster {
             let mut pipe = redis::pipe();
-            for shard in 0..self.shards {
-                build(shard, &mut pipe);
+            for shard in shards {
+                build(*shard, &mut pipe);
             }
             let mut conn = self.bulk()?;
             return self
@@ -283,9 +298,9 @@ impl RedisStore {
                 .await;
         }
         let bulk = self.bulk()?;
-        let requests = (0..self.shards).map(|shard| {
+        let requests = shards.iter().map(|shard| {
             let mut pipe = redis::pipe();
-            build(shard, &mut pipe);
+            build(*shard, &mut pipe);
             let mut conn = bulk.clone();
             async move { pipe.query_async::<Vec<T>>(&mut conn).await }
         });
@@ -492,7 +507,12 @@ impl RedisStore {
                 .arg(CLICK_TTL_MS)
                 .arg(capping::campaign_field(&event.campaign))
                 .arg(capping::advertiser_field(&event.advertiser))
-                .arg(capping::hide_field(&event.advertiser));
+                .arg(capping::hide_field(&event.advertiser))
+                .arg(&event.audience.creative)
+                .arg(&event.audience.coarse.country)
+                .arg(&event.audience.coarse.os)
+                .arg(&event.audience.coarse.age_band)
+                .arg(&event.audience.user_key);
         }
         let mut conn = self.conn()?;
         let codes: Vec<i64> = self
@@ -825,160 +845,73 @@ impl RedisStore {
             .count() as u32)
     }
 
-    pub async fn ledger_records(&self, shard: u32) -> Result<Vec<LedgerRecord>, StoreError> {
+    /// Up to `limit` of the oldest records of each shard's outbox (its ledger stream), with
+    /// their stream ids; shards with none are left out.
+    pub async fn outbox(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(u32, Vec<(String, LedgerRecord)>)>, StoreError> {
         type Entry = (String, Vec<String>);
-        let key = keys::ledger(shard);
-        let mut records = Vec::new();
-        let mut start = "-".to_owned();
-        loop {
-            let mut conn = self.bulk()?;
-            let (key, from) = (key.clone(), start.clone());
-            let page: Vec<Entry> = self
-                .call(RedisOp::Ledger, async move {
-                    redis::cmd("XRANGE")
-                        .arg(&key)
-                        .arg(&from)
-                        .arg("+")
-                        .arg("COUNT")
-                        .arg(5000)
-                        .query_async(&mut conn)
-                        .await
-                })
-                .await?;
-            let Some((last, _)) = page.last() else { break };
-            start = format!("({last}");
-            for (stream_id, fields) in &page {
-                records.push(parse_record(stream_id, fields)?);
-            }
-        }
-        Ok(records)
-    }
-
-    pub async fn derived_state(&self, shard: u32) -> Result<Derived, StoreError> {
-        if self.cluster {
-            // SCAN would have to visit every node; not built yet.
-            return Err(StoreError::Corrupt(
-                "reconcile is not supported on Redis Cluster yet".into(),
-            ));
-        }
-        let mut conn = self.bulk()?;
-        let (stats, totals): (HashMap<String, i64>, HashMap<String, i64>) = self
-            .call(RedisOp::Ledger, async move {
-                redis::pipe()
-                    .hgetall(keys::stats(shard))
-                    .hgetall(keys::spend_total(shard))
-                    .query_async(&mut conn)
-                    .await
+        let pages: Vec<Vec<Entry>> = self
+            .per_shard(RedisOp::Outbox, |shard, pipe| {
+                pipe.cmd("XRANGE")
+                    .arg(keys::ledger(shard))
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(limit);
             })
             .await?;
-        let mut derived = Derived {
-            stats: stats
-                .into_iter()
-                .filter(|(field, _)| is_event_stat(field))
-                .collect(),
-            spend_total: totals.into_iter().collect(),
-            ..Derived::default()
-        };
-        // Per-day spend and per-month message billing live in one key per period.
-        let (spend_days, billing_months) = keys::period_patterns(shard);
-        for (pattern, is_billing) in [(spend_days, false), (billing_months, true)] {
-            for key in self.scan(pattern).await? {
-                let Some(period) = key.rsplit(':').next().and_then(|d| d.parse::<u32>().ok())
-                else {
-                    continue;
-                };
-                let mut conn = self.bulk()?;
-                let values: HashMap<String, i64> = self
-                    .call(RedisOp::Ledger, async move { conn.hgetall(key).await })
-                    .await?;
-                for (field, value) in values {
-                    if is_billing {
-                        derived.message_billing.insert((period, field), value);
+        let mut out = Vec::new();
+        for (shard, page) in pages.into_iter().enumerate() {
+            if page.is_empty() {
+                continue;
+            }
+            let records = page
+                .iter()
+                .map(|(id, fields)| Ok((id.clone(), parse_record(id, fields)?)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            out.push((shard as u32, records));
+        }
+        Ok(out)
+    }
+
+    /// Removes exported records from their shards' outboxes.
+    pub async fn exported(&self, done: &[(u32, Vec<String>)]) -> Result<(), StoreError> {
+        let shards: Vec<u32> = done.iter().map(|(shard, _)| *shard).collect();
+        let ids: HashMap<u32, &Vec<String>> = done.iter().map(|(s, ids)| (*s, ids)).collect();
+        let _: Vec<i64> = self
+            .for_shards(RedisOp::Outbox, &shards, |shard, pipe| {
+                pipe.cmd("XDEL").arg(keys::ledger(shard)).arg(ids[&shard]);
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Sets each campaign's hot spend (total, and on `day`) to the given figures: all in
+    /// shard 0, the campaign's fields removed from every other shard (reads sum the shards).
+    pub async fn set_spend(
+        &self,
+        day: u32,
+        spend: &[(String, crate::domain::Micros, crate::domain::Micros)],
+    ) -> Result<(), StoreError> {
+        let _: Vec<redis::Value> = self
+            .per_shard(RedisOp::Spend, |shard, pipe| {
+                for (campaign, total, today) in spend {
+                    if shard == 0 {
+                        pipe.hset(keys::spend_total(shard), campaign, total)
+                            .hset(keys::spend_day(shard, day), campaign, today);
                     } else {
-                        derived.spend_day.insert((period, field), value);
+                        pipe.hdel(keys::spend_total(shard), campaign)
+                            .hdel(keys::spend_day(shard, day), campaign);
                     }
                 }
-            }
-        }
-        Ok(derived)
-    }
-
-    async fn scan(&self, pattern: String) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.bulk()?;
-        self.call(RedisOp::Ledger, async move {
-            let mut found = Vec::new();
-            let mut iter: redis::AsyncIter<String> = conn.scan_match(pattern).await?;
-            while let Some(key) = iter.next_item().await {
-                found.push(key);
-            }
-            Ok(found)
-        })
-        .await
-    }
-
-    pub async fn write_derived(
-        &self,
-        shard: u32,
-        expected: &Derived,
-        actual: &Derived,
-    ) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        let stats = keys::stats(shard);
-        for field in actual
-            .stats
-            .keys()
-            .filter(|f| !expected.stats.contains_key(*f))
-        {
-            pipe.hdel(&stats, field);
-        }
-        for (field, value) in &expected.stats {
-            pipe.hset(&stats, field, value);
-        }
-        let totals = keys::spend_total(shard);
-        for campaign in actual
-            .spend_total
-            .keys()
-            .filter(|c| !expected.spend_total.contains_key(*c))
-        {
-            pipe.hdel(&totals, campaign);
-        }
-        for (campaign, value) in &expected.spend_total {
-            pipe.hset(&totals, campaign, value);
-        }
-        for (day, campaign) in actual
-            .spend_day
-            .keys()
-            .filter(|k| !expected.spend_day.contains_key(*k))
-        {
-            pipe.hdel(keys::spend_day(shard, *day), campaign);
-        }
-        for ((day, campaign), value) in &expected.spend_day {
-            pipe.hset(keys::spend_day(shard, *day), campaign, value);
-        }
-        for (month, field) in actual
-            .message_billing
-            .keys()
-            .filter(|k| !expected.message_billing.contains_key(*k))
-        {
-            pipe.hdel(keys::message_billing(shard, *month), field);
-        }
-        for ((month, field), value) in &expected.message_billing {
-            pipe.hset(keys::message_billing(shard, *month), field, value);
-        }
-        let mut conn = self.bulk()?;
-        self.call(RedisOp::Ledger, async move {
-            pipe.query_async::<()>(&mut conn).await
-        })
-        .await
+            })
+            .await?;
+        Ok(())
     }
 }
 
-fn is_event_stat(field: &str) -> bool {
-    field
-        .rsplit('|')
-        .next()
-        .is_some_and(|stat| EVENT_STATS.contains(&stat))
-}
 
 fn parse_record(stream_id: &str, fields: &[String]) -> Result<LedgerRecord, StoreError> {
     let field = |name: &str| {
@@ -1009,6 +942,10 @@ fn parse_record(stream_id: &str, fields: &[String]) -> Result<LedgerRecord, Stor
         country: optional("country"),
         price_micros: number("price")?,
         at_ms: number("at_ms")?,
+        creative: optional("creative"),
+        os: optional("os"),
+        age_band: optional("age"),
+        user_key: optional("uk"),
     })
 }
 

@@ -288,3 +288,37 @@ pub fn shared() -> &'static PostgresServer {
         rx.recv().expect("the shared PostgreSQL started")
     })
 }
+
+/// One ledger record as the system of record holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub id: String,
+    pub kind: String,
+    pub amount_micros: i64,
+    pub user_key: String,
+}
+
+/// Every ledger record in the record at `database_url` (PostgreSQL or `sqlite://…`), by id.
+pub async fn ledger_records(database_url: &str) -> Vec<StoredRecord> {
+    use sqlx::Row;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(database_url)
+        .await
+        .expect("connect to the system of record");
+    let rows = sqlx::query("SELECT id, kind, amount_micros, user_key FROM ledger_records")
+        .fetch_all(&pool)
+        .await
+        .expect("read the ledger");
+    pool.close().await;
+    let mut records: Vec<StoredRecord> = rows
+        .iter()
+        .map(|row| StoredRecord {
+            id: row.get(0),
+            kind: row.get(1),
+            amount_micros: row.get(2),
+            user_key: row.get(3),
+        })
+        .collect();
+    records.sort_by(|a, b| a.id.cmp(&b.id));
+    records
+}

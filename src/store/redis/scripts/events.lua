@@ -8,16 +8,18 @@
 --   type, decision_id, campaign, advertiser, price_micros, token_ttl_ms, user_ttl_ms,
 --   campaign_caps ("max:per_seconds,..."), advertiser_caps (same, "" when off),
 --   campaign_keep ("count:window_seconds"), advertiser_keep (same, count 0 = off),
---   daily_max, hide_ms, client_at, click_ttl_ms, and the user-hash fields of the campaign's
---   and the advertiser's render times and of the advertiser's hide (capping::*_field).
+--   daily_max, hide_ms, client_at, click_ttl_ms, the user-hash fields of the campaign's
+--   and the advertiser's render times and of the advertiser's hide (capping::*_field), and
+--   what the ledger record carries for reports: creative, country, os, age band, reach key.
 -- The shared user_state.lua is prepended (render time encoding, cap checks).
 -- Returns one code per event: 1 accepted, 2 duplicate, 3 out of order, 4 cap reached.
-local FIELDS = 18
+local FIELDS = 23
 local BITS = {render = 1, view = 2, click = 4, hide = 8, report = 16}
 local REFUSED = 32
 local STAT = {render = 'r', view = 'v', click = 'c', hide = 'h', report = 'p'}
 local day = ARGV[2]
 local count = tonumber(ARGV[3])
+assert(#ARGV == 3 + count * FIELDS and #KEYS == 4 + 3 * count, 'events.lua: wrong arity')
 local stamp = math.ceil(now / 1000)
 local stamp_digits = encode_stamp(stamp)
 
@@ -98,7 +100,9 @@ for i = 1, count do
       end
       local billed = (kind == 'render' and price > 0) and price or 0
       redis.call('XADD', KEYS[1], '*', 'id', decision .. ':' .. kind, 'type', kind, 'campaign', campaign,
-        'advertiser', advertiser, 'price', billed, 'at_ms', ARGV[1], 'client_at', client_at)
+        'advertiser', advertiser, 'price', billed, 'at_ms', ARGV[1], 'client_at', client_at,
+        'creative', ARGV[a + 19], 'country', ARGV[a + 20], 'os', ARGV[a + 21], 'age', ARGV[a + 22],
+        'uk', ARGV[a + 23])
       redis.call('HINCRBY', KEYS[2], campaign .. '|' .. day .. '|' .. STAT[kind], 1)
       if billed > 0 then
         redis.call('HINCRBY', KEYS[2], campaign .. '|' .. day .. '|b', 1)

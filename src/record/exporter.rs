@@ -1,0 +1,191 @@
+//! The exporter: moves ledger records from the hot store's outbox into the system of record,
+//! exactly once, and keeps `as_of`, the instant before which every acknowledged event is in
+//! the record.
+//!
+//! Every node runs one. A round reads the oldest records of every shard's outbox (Redis: one
+//! `XRANGE` per shard stream, pipelined; embedded: the in-memory outbox the journal refills at
+//! start), writes them and this node's served counts in one transaction (`Record::export`:
+//! unique by record id, counters moved only for rows inserted), and only then drops them from
+//! the outbox (`XDEL`). A crash between the two re-exports the records next round as no-ops;
+//! two nodes exporting the same records insert them once. Nothing is ever removed from an
+//! outbox before it is committed.
+//!
+//! `as_of` is the start of the last round that found every outbox drained while this node's
+//! outage spool was empty: an event acknowledged before that instant was in an outbox then (its
+//! script ran before the answer) or already exported. A report waits (briefly) for a round that
+//! started after it arrived, so a reader sees its own events.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use super::Record;
+use crate::clock::{Millis, SharedClock};
+use crate::ledger::reconcile::LedgerRecord;
+use crate::ledger::served::{ServedKey, ServedTally};
+use crate::ledger::spool::Spool;
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::store::{Store, StoreError};
+
+/// Records read per shard per step: a step's transaction holds at most this times the shards.
+const PER_SHARD: usize = 200;
+/// Between rounds when nothing asks for one sooner.
+const INTERVAL: Duration = Duration::from_millis(500);
+/// How long a report waits for a fresh round before answering an older `as_of`.
+const CATCH_UP: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Progress {
+    /// The last round that completed (whether or not it could move `as_of`).
+    round: u64,
+    as_of_ms: Millis,
+}
+
+pub struct Exporter {
+    record: Arc<Record>,
+    store: Arc<Store>,
+    served: Arc<ServedTally>,
+    spool: Option<Arc<Spool>>,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    started: AtomicU64,
+    progress: watch::Sender<Progress>,
+    wake: Notify,
+}
+
+impl Exporter {
+    pub fn new(
+        record: Arc<Record>,
+        store: Arc<Store>,
+        served: Arc<ServedTally>,
+        spool: Option<Arc<Spool>>,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            record,
+            store,
+            served,
+            spool,
+            clock,
+            metrics,
+            started: AtomicU64::new(0),
+            progress: watch::channel(Progress::default()).0,
+            wake: Notify::new(),
+        }
+    }
+
+    /// Exports until `shutdown`, then once more (the served counts and whatever the last
+    /// requests added).
+    pub async fn run(self: Arc<Self>, mut shutdown: Shutdown) {
+        loop {
+            self.round_logged().await;
+            tokio::select! {
+                _ = shutdown.recv() => break,
+                _ = tokio::time::sleep(INTERVAL) => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+        self.round_logged().await;
+    }
+
+    /// The `as_of` of a round that started after this call, waiting up to two seconds for it;
+    /// past that (export stuck), the last one known.
+    pub async fn caught_up(&self) -> Millis {
+        let wanted = self.started.load(Ordering::SeqCst) + 1;
+        self.wake.notify_one();
+        let mut progress = self.progress.subscribe();
+        let fresh = tokio::time::timeout(CATCH_UP, progress.wait_for(|p| p.round >= wanted)).await;
+        match fresh {
+            Ok(Ok(p)) => p.as_of_ms,
+            _ => self.progress.borrow().as_of_ms,
+        }
+    }
+
+    async fn round_logged(&self) {
+        let round = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let started_ms = self.clock.now_ms();
+        let spool_clear = self.spool.as_ref().is_none_or(|s| s.pending() == 0);
+        match self.drain().await {
+            Ok(waiting) => {
+                self.progress.send_modify(|p| {
+                    p.round = p.round.max(round);
+                    if spool_clear {
+                        p.as_of_ms = p.as_of_ms.max(started_ms);
+                    }
+                });
+                let as_of = self.progress.borrow().as_of_ms;
+                let lag = Duration::from_millis((self.clock.now_ms() - as_of).max(0) as u64);
+                self.metrics.export_state(lag, waiting);
+            }
+            Err(err) => {
+                self.metrics.export_failed();
+                let as_of = self.progress.borrow().as_of_ms;
+                let lag = Duration::from_millis((self.clock.now_ms() - as_of).max(0) as u64);
+                self.metrics.export_state(lag, 0);
+                tracing::warn!(error = %err, "ledger export failed; retrying (nothing is lost)");
+            }
+        }
+    }
+
+    async fn drain(&self) -> Result<u64, StoreError> {
+        let served = self.served.take();
+        match export_waiting(&self.store, &self.record, served).await {
+            Ok(moved) => {
+                self.metrics.exported(moved.inserted);
+                Ok(moved.waiting)
+            }
+            Err((err, served)) => {
+                self.served.put_back(served);
+                Err(err)
+            }
+        }
+    }
+}
+
+/// What one [`export_waiting`] did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Moved {
+    /// Records the first outbox read found.
+    pub waiting: u64,
+    /// Records new to the record (the rest were there already).
+    pub inserted: u64,
+}
+
+/// Exports until every outbox read comes back short of a full batch, `served` with the first
+/// batch. On failure, answers the served counts not written.
+pub async fn export_waiting(
+    store: &Store,
+    record: &Record,
+    mut served: Vec<(ServedKey, u64)>,
+) -> Result<Moved, (StoreError, Vec<(ServedKey, u64)>)> {
+    let mut moved = Moved::default();
+    let mut first = true;
+    loop {
+        let batches = match store.outbox(PER_SHARD).await {
+            Ok(batches) => batches,
+            Err(err) => return Err((err, served)),
+        };
+        let records: Vec<&LedgerRecord> = batches.iter().flat_map(|b| b.records.iter()).collect();
+        if first {
+            moved.waiting = records.len() as u64;
+            first = false;
+        }
+        if records.is_empty() && served.is_empty() {
+            break;
+        }
+        match record.export(&records, &served).await {
+            Ok(new) => moved.inserted += new,
+            Err(err) => return Err((err, served)),
+        }
+        served = Vec::new();
+        store.exported(&batches).await.map_err(|err| (err, Vec::new()))?;
+        if !batches.iter().any(|b| b.records.len() >= PER_SHARD) {
+            break;
+        }
+    }
+    Ok(moved)
+}
