@@ -179,10 +179,18 @@ mod tests {
         let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
         let legacy = payload.trim_end_matches('\n').to_owned();
         assert_eq!(legacy.split('\n').count(), 7);
-        let head = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(&legacy));
+        let head = format!(
+            "{}.{}.{}",
+            parts[0],
+            parts[1],
+            URL_SAFE_NO_PAD.encode(&legacy)
+        );
         let mut mac = HmacSha256::new_from_slice(b"k1-0123456789abcdef0123456789abcdef").unwrap();
         mac.update(head.as_bytes());
-        let token = format!("{head}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
+        let token = format!(
+            "{head}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        );
         assert_eq!(keys.verify(&token), Ok(c));
     }
 

@@ -8,8 +8,8 @@ pub mod conversions;
 pub mod invoice;
 pub mod messages;
 pub mod reconcile;
-pub mod served;
 pub mod report;
+pub mod served;
 pub mod spend;
 pub mod spool;
 

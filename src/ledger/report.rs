@@ -152,7 +152,11 @@ pub async fn campaign_report(
     let rows = match by {
         Breakdown::Day | Breakdown::Hour => {
             // Every day (hour) of the range has its row, zero or not, as in version 1.
-            let step = if by == Breakdown::Day { DAY_MS } else { HOUR_MS };
+            let step = if by == Breakdown::Day {
+                DAY_MS
+            } else {
+                HOUR_MS
+            };
             let mut cells: BTreeMap<Millis, DayCounters> = BTreeMap::new();
             for group in &groups {
                 let at = group.hour_ms - group.hour_ms.rem_euclid(step);

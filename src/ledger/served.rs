@@ -70,7 +70,10 @@ mod tests {
         let mut taken = tally.take();
         taken.sort_by_key(|(k, _)| k.hour_ms);
         assert_eq!(
-            taken.iter().map(|(k, n)| (k.hour_ms, *n)).collect::<Vec<_>>(),
+            taken
+                .iter()
+                .map(|(k, n)| (k.hour_ms, *n))
+                .collect::<Vec<_>>(),
             vec![(3_600_000, 2), (7_200_000, 1)]
         );
         assert!(tally.take().is_empty());

@@ -182,7 +182,10 @@ pub async fn export_waiting(
             Err(err) => return Err((err, served)),
         }
         served = Vec::new();
-        store.exported(&batches).await.map_err(|err| (err, Vec::new()))?;
+        store
+            .exported(&batches)
+            .await
+            .map_err(|err| (err, Vec::new()))?;
         if !batches.iter().any(|b| b.records.len() >= PER_SHARD) {
             break;
         }

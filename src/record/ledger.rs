@@ -284,7 +284,10 @@ impl Record {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let (hour_ms, key) = if grouping == Grouping::Hour {
-                (row.try_get::<i64, _>(0).map_err(unavailable)?, String::new())
+                (
+                    row.try_get::<i64, _>(0).map_err(unavailable)?,
+                    String::new(),
+                )
             } else {
                 (0, row.try_get::<String, _>(0).map_err(unavailable)?)
             };

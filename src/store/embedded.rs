@@ -39,10 +39,10 @@ use crate::capping::{
 };
 use crate::clock::Millis;
 use crate::domain::audience::Audience;
-use crate::ledger::reconcile::{LedgerKind, LedgerRecord};
 use crate::domain::campaign::Spend;
 use crate::domain::event::EventType;
 use crate::domain::ids::CampaignId;
+use crate::ledger::reconcile::{LedgerKind, LedgerRecord};
 use crate::messaging::rules::{price_at, within_limit, Schedule};
 
 const JOURNAL: &str = "journal.log";

@@ -15,10 +15,10 @@ pub mod redis;
 
 use std::collections::HashMap;
 
-use crate::domain::audience::Audience;
 use crate::capping::{DecisionProof, Retention, UserState};
 use crate::clock::Millis;
 use crate::domain::advertiser::Advertiser;
+use crate::domain::audience::Audience;
 use crate::domain::campaign::{Campaign, Spend};
 use crate::domain::creative::Creative;
 use crate::domain::event::EventType;

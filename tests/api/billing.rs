@@ -319,7 +319,9 @@ async fn reconcile_finds_and_repairs_drift() {
     }
     let (store, record) = (&app.state.store, &app.state.record);
     let now = statusads::clock::Clock::now_ms(&*app.clock);
-    let clean = reconcile::reconcile(store, record, now, false).await.unwrap();
+    let clean = reconcile::reconcile(store, record, now, false)
+        .await
+        .unwrap();
     assert_eq!(clean.records, 40, "20 renders and 20 views");
     assert!(clean.differences.is_empty(), "{:?}", clean.differences);
 
@@ -346,11 +348,17 @@ async fn reconcile_finds_and_repairs_drift() {
         .arg(9)
         .query::<i64>(&mut conn)
         .unwrap();
-    let found = reconcile::reconcile(store, record, now, false).await.unwrap();
+    let found = reconcile::reconcile(store, record, now, false)
+        .await
+        .unwrap();
     assert_eq!(found.differences.len(), 2, "{:?}", found.differences);
-    let repaired = reconcile::reconcile(store, record, now, true).await.unwrap();
+    let repaired = reconcile::reconcile(store, record, now, true)
+        .await
+        .unwrap();
     assert_eq!(repaired.differences.len(), 2);
-    let after = reconcile::reconcile(store, record, now, false).await.unwrap();
+    let after = reconcile::reconcile(store, record, now, false)
+        .await
+        .unwrap();
     assert!(after.differences.is_empty(), "{:?}", after.differences);
     assert_eq!(
         app.report_totals(&key, &campaign).await["spend_micros"],

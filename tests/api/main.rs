@@ -18,4 +18,5 @@ mod openapi;
 mod operations;
 mod placement;
 mod record;
+mod reporting;
 mod support;

@@ -180,17 +180,27 @@ async fn a_database_outage_while_serving_stops_catalog_writes_only() {
     let url = database.database_for(&redis.url());
     let app = spawn_app_on(Some(redis), move |s| s.store.database_url = url.into()).await;
     let (_, key) = app.advertiser("Outage").await;
-    app.live_campaign(&key, json!({})).await;
-    database.kill9();
+    let campaign = app
+        .live_campaign(
+            &key,
+            json!({"bid_cpm_micros": 2_000_000, "frequency_caps": []}),
+        )
+        .await;
+    // Renders flow while PostgreSQL is killed (mid-export, for some of them) and stays away.
+    let mut acknowledged = Vec::new();
+    for user in 0..10 {
+        if user == 3 {
+            database.kill9();
+        }
+        let slots = app.slots(&format!("u{user}"), None, 12).await;
+        assert_eq!(slots.len(), 1, "decisions need only the hot store");
+        let token = slots[0]["token"].as_str().unwrap().to_owned();
+        assert_eq!(app.render(&token).await, "accepted");
+        acknowledged.push(token);
+    }
 
     let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let slots = app.slots("u1", None, 12).await;
-    assert_eq!(slots.len(), 1, "decisions need only the hot store");
-    assert_eq!(
-        app.render(slots[0]["token"].as_str().unwrap()).await,
-        "accepted"
-    );
     let res = app
         .post("/v1/campaigns", &key, json!({"name": "Later", "bid_cpm_micros": 1_000_000, "budget": {"total_micros": 10_000_000}}))
         .await;
@@ -199,6 +209,14 @@ async fn a_database_outage_while_serving_stops_catalog_writes_only() {
     assert!(
         !body.contains("127.0.0.1") && !body.contains("postgres"),
         "{body}"
+    );
+    // The outbox holds what could not be exported, and the lag shows it.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        !metrics.contains("statusads_export_failures_total 0"),
+        "{metrics}"
     );
 
     database.restart();
@@ -212,6 +230,19 @@ async fn a_database_outage_while_serving_stops_catalog_writes_only() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     app.campaign(&key, json!({"name": "After"})).await;
+    // Everything acknowledged reached the record once, and the invoice is exactly it.
+    let invoice: Value = app
+        .get("/v1/invoices/2026-11", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let stored = crate::support::postgres::ledger_records(&app.database_url).await;
+    assert_eq!(stored.len(), acknowledged.len(), "{stored:?}");
+    let billed: i64 = stored.iter().map(|r| r.amount_micros).sum();
+    assert!(billed > 0);
+    assert_eq!(invoice["total_micros"], billed);
+    assert_eq!(app.report_totals(&key, &campaign).await["rendered"], 10);
 }
 
 /// An embedded journal of an earlier build (catalog entries in it, asset files on disk): the

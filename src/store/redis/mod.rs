@@ -899,8 +899,11 @@ impl RedisStore {
             .per_shard(RedisOp::Spend, |shard, pipe| {
                 for (campaign, total, today) in spend {
                     if shard == 0 {
-                        pipe.hset(keys::spend_total(shard), campaign, total)
-                            .hset(keys::spend_day(shard, day), campaign, today);
+                        pipe.hset(keys::spend_total(shard), campaign, total).hset(
+                            keys::spend_day(shard, day),
+                            campaign,
+                            today,
+                        );
                     } else {
                         pipe.hdel(keys::spend_total(shard), campaign)
                             .hdel(keys::spend_day(shard, day), campaign);
@@ -911,7 +914,6 @@ impl RedisStore {
         Ok(())
     }
 }
-
 
 fn parse_record(stream_id: &str, fields: &[String]) -> Result<LedgerRecord, StoreError> {
     let field = |name: &str| {

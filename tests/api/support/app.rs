@@ -37,6 +37,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub state: web::Data<AppState>,
     pub redis: Option<RedisServer>,
+    /// The system of record (PostgreSQL, or the embedded backend's SQLite file).
+    pub database_url: String,
     /// Kept for its lifetime: the app's files live here until the test ends.
     pub _data_dir: ScratchDir,
 }
@@ -91,6 +93,16 @@ pub async fn spawn_app_full(
         );
         settings.store.database_url = super::postgres::shared().database_for(&deployment).into();
     }
+    let database_url = match settings.store.database_url.expose_secret() {
+        "" => format!(
+            "sqlite://{}",
+            data_dir
+                .path()
+                .join(statusads::record::SQLITE_FILE)
+                .display()
+        ),
+        url => url.to_owned(),
+    };
     let clock = ManualClock::new(datetime!(2026-11-26 10:00:00 UTC));
     let (app, _) = Application::build_with_routes(settings, clock.clone(), extra_routes)
         .await
@@ -106,6 +118,7 @@ pub async fn spawn_app_full(
         clock,
         state,
         redis,
+        database_url,
         _data_dir: data_dir,
     }
 }
