@@ -265,13 +265,13 @@ mod tests {
         assert_eq!(
             records.to_csv(),
             "id,kind,campaign_id,creative_id,category,country,at,amount_micros\n\
-             \"msg:adv_1:m,1\",messages,,,marketing,IT,2026-11-18T07:06:40.000Z,52000\n"
+             \"msg:adv_1:m,1\",messages,,,marketing,IT,2026-11-18T11:06:40.000Z,52000\n"
         );
         assert_eq!(
             records.to_ndjson(),
             "{\"id\":\"msg:adv_1:m,1\",\"kind\":\"messages\",\"campaign_id\":null,\
              \"creative_id\":null,\"category\":\"marketing\",\"country\":\"IT\",\
-             \"at\":\"2026-11-18T07:06:40.000Z\",\"amount_micros\":52000}\n"
+             \"at\":\"2026-11-18T11:06:40.000Z\",\"amount_micros\":52000}\n"
         );
     }
 

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     CatalogData, ClickOwner, CommitOutcome, ConversionOutcome, ConversionRecord, ConversionWrite,
-    DayCounters, DecisionCommit, EventOutcome, EventWrite, MessageBilling, MessageCommit,
-    MessageOutcome, SettleOutcome, SettleWrite, StoreError, StoredMessage, UserView,
+    DecisionCommit, EventOutcome, EventWrite, MessageCommit, MessageOutcome, SettleOutcome,
+    SettleWrite, StoreError, StoredMessage, UserView,
 };
 use crate::capping::{
     advertiser_field, campaign_field, count_since, decode_caps, decode_stamps, encode_stamps,
@@ -187,7 +187,6 @@ struct State {
     sessions: HashMap<(String, String), String>,
     /// decision id -> (flags, expires_ms)
     tokens: HashMap<String, (u32, Millis)>,
-    stats: HashMap<String, i64>,
     spend_total: HashMap<String, i64>,
     spend_day: HashMap<(u32, String), i64>,
     clicks: HashMap<String, Click>,
@@ -195,8 +194,6 @@ struct State {
     conversations: HashMap<(String, String), String>,
     /// (advertiser, message id) -> stored result
     messages: HashMap<(String, String), String>,
-    /// (month, `<advertiser>|<category>|<country>|q|$`) -> value
-    message_billing: HashMap<(u32, String), i64>,
     /// (month, `<advertiser>|<counter>`) -> messages counted (volume tiers, service allowance)
     message_counts: HashMap<(u32, String), u64>,
     /// (day, `<advertiser>|<campaign>|<click id>|<type>|<at_ms>`), as the Redis conversion log
@@ -531,27 +528,6 @@ impl EmbeddedStore {
         }
         Ok(out)
     }
-
-    pub async fn campaign_report(
-        &self,
-        campaign: &CampaignId,
-        days: &[u32],
-    ) -> Result<Vec<DayCounters>, StoreError> {
-        let guard = self.inner.lock();
-        let stats = &guard.0.stats;
-        Ok(days
-            .iter()
-            .map(|day| {
-                let mut row = DayCounters::default();
-                for (index, field) in DayCounters::FIELDS.iter().enumerate() {
-                    if let Some(value) = stats.get(&format!("{campaign}|{day}|{field}")) {
-                        row.set(index, *value);
-                    }
-                }
-                row
-            })
-            .collect())
-    }
 }
 
 impl EmbeddedStore {
@@ -784,21 +760,6 @@ impl EmbeddedStore {
         Ok(outcome)
     }
 
-    pub async fn message_billing(
-        &self,
-        month: u32,
-        advertiser: &str,
-    ) -> Result<Vec<MessageBilling>, StoreError> {
-        let guard = self.inner.lock();
-        let fields = guard
-            .0
-            .message_billing
-            .iter()
-            .filter(|((m, _), _)| *m == month)
-            .map(|((_, f), v)| (f, v));
-        Ok(super::sum_message_billing(fields, advertiser))
-    }
-
     /// Up to `limit` of the oldest ledger records not yet exported whose journal entry is on
     /// disk (a record of an entry whose fsync is still to come, or failed, is never exported:
     /// its event may yet be answered 503).
@@ -875,7 +836,7 @@ impl State {
                 user,
                 session,
                 now_ms,
-                day,
+                day: _,
                 reservations,
                 session_after,
             } => {
@@ -884,9 +845,8 @@ impl State {
                     !field.starts_with('r')
                         || reservation_expiry(value).is_some_and(|e| e > *now_ms)
                 });
-                for (field, value, campaign) in reservations.iter().filter_map(|r| r.fields()) {
+                for (field, value, _) in reservations.iter().filter_map(|r| r.fields()) {
                     fields.insert(field, value);
-                    *self.stats.entry(format!("{campaign}|{day}|s")).or_default() += 1;
                 }
                 if let Some(session) = session {
                     self.sessions
@@ -946,10 +906,6 @@ impl State {
                     age_band: String::new(),
                     user_key: String::new(),
                 };
-                *self
-                    .stats
-                    .entry(format!("{}|{day}|{stat}", click.campaign))
-                    .or_default() += 1;
                 self.outbox.push_back((self.line, record));
                 if let Some(click_id) = click_id {
                     self.conversion_log.push((
@@ -964,29 +920,8 @@ impl State {
         }
     }
 
-    fn bill(&mut self, month: u32, advertiser: &str, stored: &StoredMessage, price: i64) {
-        if price <= 0 {
-            return;
-        }
-        let field = format!("{advertiser}|{}|{}", stored.line, stored.country);
-        *self
-            .message_billing
-            .entry((month, format!("{field}|q")))
-            .or_default() += 1;
-        *self
-            .message_billing
-            .entry((month, format!("{field}|$")))
-            .or_default() += price;
-        if !stored.campaign.is_empty() {
-            *self
-                .stats
-                .entry(format!("{}|{}|mc", stored.campaign, stored.day))
-                .or_default() += price;
-        }
-    }
-
-    /// Makes a stored message's charge final: moves its month's count, bills it (mirrors
-    /// `charge_final` in messaging_shared.lua).
+    /// Makes a stored message's charge final: moves its month's count (mirrors `charge_final`
+    /// in messaging_shared.lua); the caller's ledger record bills it.
     fn charge_final(&mut self, advertiser: &str, stored: &mut StoredMessage) {
         let count = self
             .message_counts
@@ -996,8 +931,6 @@ impl State {
         let n = *count;
         let schedule = Schedule::decode(&stored.schedule).unwrap_or(Schedule::flat(0));
         let (price, tier) = price_at(&schedule, n);
-        let month = stored.month;
-        self.bill(month, advertiser, stored, price);
         stored.charge_micros = price;
         stored.tier = stored.tiered.then_some(tier);
         stored.billing = "final".into();
@@ -1048,12 +981,20 @@ impl State {
                 let Some(mut stored) = stored.as_deref().and_then(StoredMessage::decode) else {
                     // An entry of an earlier build: its charge was decided when it was written.
                     self.messages.insert(key, result.clone());
+                    // Its record is dated the first instant of its month, all it knows.
                     let legacy = StoredMessage {
                         line: category.clone(),
                         country: country.clone(),
+                        at_ms: month_start_ms(*month),
                         ..StoredMessage::default()
                     };
-                    self.bill(*month, advertiser, &legacy, *price_micros);
+                    self.message_record(
+                        format!("msg:{advertiser}:{message_id}"),
+                        LedgerKind::BusinessMessage,
+                        advertiser,
+                        &legacy,
+                        *price_micros,
+                    );
                     return None;
                 };
                 if *initiated {
@@ -1228,23 +1169,7 @@ impl State {
         } else {
             0
         };
-        *self
-            .stats
-            .entry(format!(
-                "{}|{day}|{}",
-                e.campaign,
-                DayCounters::field_of(e.kind)
-            ))
-            .or_default() += 1;
         if billed > 0 {
-            *self
-                .stats
-                .entry(format!("{}|{day}|b", e.campaign))
-                .or_default() += 1;
-            *self
-                .stats
-                .entry(format!("{}|{day}|$", e.campaign))
-                .or_default() += billed;
             *self.spend_total.entry(e.campaign.clone()).or_default() += billed;
             *self.spend_day.entry((day, e.campaign.clone())).or_default() += billed;
         }
@@ -1265,6 +1190,16 @@ impl State {
         self.outbox.push_back((self.line, record));
         EventOutcome::Accepted
     }
+}
+
+/// The first instant (ms) of a `YYYYMM` month.
+fn month_start_ms(month: u32) -> Millis {
+    let first = time::Month::try_from((month % 100) as u8)
+        .ok()
+        .and_then(|m| time::Date::from_calendar_date((month / 100) as i32, m, 1).ok());
+    first.map_or(0, |d| {
+        crate::clock::ms_from_datetime(d.midnight().assume_utc())
+    })
 }
 
 /// Render times, whole seconds.

@@ -326,15 +326,6 @@ pub struct ConversionRecord {
     pub at_ms: Millis,
 }
 
-/// Charged messages of one advertiser in a month, per (category, country).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageBilling {
-    pub category: String,
-    pub country: String,
-    pub quantity: u64,
-    pub amount_micros: Micros,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventOutcome {
     Accepted,
@@ -381,10 +372,6 @@ pub struct DayCounters {
 }
 
 impl DayCounters {
-    /// Stats field suffixes, in the order of [`DayCounters::set`].
-    pub const FIELDS: [&'static str; 11] =
-        ["s", "r", "v", "c", "h", "p", "cv", "m", "$", "b", "mc"];
-
     pub fn set(&mut self, field_index: usize, value: i64) {
         let v = value.max(0) as u64;
         match field_index {
@@ -423,17 +410,6 @@ impl DayCounters {
             .checked_div(self.conversations as i64)
             .unwrap_or(0);
     }
-
-    /// The stats field suffix an event type increments.
-    pub fn field_of(kind: EventType) -> &'static str {
-        match kind {
-            EventType::Render => "r",
-            EventType::View => "v",
-            EventType::Click => "c",
-            EventType::Hide => "h",
-            EventType::Report => "p",
-        }
-    }
 }
 
 /// Parses a conversion log entry `<advertiser>|<campaign>|<click id>|<type>|<at_ms>` of
@@ -454,40 +430,6 @@ pub fn parse_conversion_entry(entry: &str, advertiser: &str) -> Option<Conversio
         kind: kind.to_owned(),
         at_ms: at.parse().ok()?,
     })
-}
-
-/// Sums `<advertiser>|<category>|<country>|q|$` fields of month billing hashes for one advertiser.
-pub fn sum_message_billing<'a>(
-    fields: impl Iterator<Item = (&'a String, &'a i64)>,
-    advertiser: &str,
-) -> Vec<MessageBilling> {
-    let mut lines: std::collections::BTreeMap<(String, String), MessageBilling> =
-        Default::default();
-    for (field, value) in fields {
-        let mut parts = field.split('|');
-        let (Some(adv), Some(category), Some(country), Some(what)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        if adv != advertiser {
-            continue;
-        }
-        let line = lines
-            .entry((category.to_owned(), country.to_owned()))
-            .or_insert_with(|| MessageBilling {
-                category: category.to_owned(),
-                country: country.to_owned(),
-                quantity: 0,
-                amount_micros: 0,
-            });
-        match what {
-            "q" => line.quantity += (*value).max(0) as u64,
-            "$" => line.amount_micros += value,
-            _ => {}
-        }
-    }
-    lines.into_values().collect()
 }
 
 /// Ledger records read from one shard's outbox, with their ids there.
@@ -687,15 +629,6 @@ impl Store {
         dispatch!(self, s => s.settle_message(write).await)
     }
 
-    /// An advertiser's charged messages in a month (`YYYYMM`).
-    pub async fn message_billing(
-        &self,
-        month: u32,
-        advertiser: &str,
-    ) -> Result<Vec<MessageBilling>, StoreError> {
-        dispatch!(self, s => s.message_billing(month, advertiser).await)
-    }
-
     /// Records this node as alive at `now_ms`; returns how many nodes are (1 when embedded).
     pub async fn heartbeat(&self, node: &str, now_ms: Millis) -> Result<u32, StoreError> {
         match self {
@@ -765,13 +698,5 @@ impl Store {
                 "the embedded backend rebuilds spend from its journal: restart instead".into(),
             )),
         }
-    }
-
-    pub async fn campaign_report(
-        &self,
-        campaign: &CampaignId,
-        days: &[u32],
-    ) -> Result<Vec<DayCounters>, StoreError> {
-        dispatch!(self, s => s.campaign_report(campaign, days).await)
     }
 }

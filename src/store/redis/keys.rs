@@ -47,11 +47,6 @@ pub fn message(shard: u32, advertiser: &str, message_id: &str) -> String {
     format!("msg:{{s{shard}}}:{advertiser}:{message_id}")
 }
 
-/// Charged business messages of the shard in one month: `<advertiser>|<category>|<country>|q|$`.
-pub fn message_billing(shard: u32, month: u32) -> String {
-    format!("bill:{{s{shard}}}:{month}")
-}
-
 /// The advertisers' monthly message counts in the shard (volume tiers, service allowance):
 /// field `<advertiser>|<line>:<country>` (or `<advertiser>|service:`).
 pub fn message_counts(shard: u32, month: u32) -> String {
@@ -68,30 +63,19 @@ pub fn conversion_log(shard: u32, day: u32) -> String {
     format!("cvlog:{{s{shard}}}:{day}")
 }
 
-/// SCAN patterns of the per-period keys of a shard: (spend per day, message billing per month).
-pub fn period_patterns(shard: u32) -> (String, String) {
-    (
-        format!("spend:{{s{shard}}}:*"),
-        format!("bill:{{s{shard}}}:*"),
-    )
-}
-
-/// The shard's ledger stream: one record per accepted event.
+/// The shard's outbox: one record per accepted event until the exporter has written it to the
+/// system of record (then it is deleted).
 pub fn ledger(shard: u32) -> String {
     format!("ledger:{{s{shard}}}")
 }
 
-/// Derived per-campaign-day counters of the shard: field `<campaign>|<YYYYMMDD>|<stat>`.
-pub fn stats(shard: u32) -> String {
-    format!("stats:{{s{shard}}}")
-}
-
-/// Derived total spend per campaign in the shard.
+/// Spend per campaign in the shard, in all (budgets read it; `statusads reconcile` checks it
+/// against the record).
 pub fn spend_total(shard: u32) -> String {
     format!("spend:{{s{shard}}}")
 }
 
-/// Derived spend per campaign in the shard on one UTC day.
+/// Spend per campaign in the shard on one UTC day (daily budgets).
 pub fn spend_day(shard: u32, day: u32) -> String {
     format!("spend:{{s{shard}}}:{day}")
 }
@@ -114,13 +98,11 @@ mod tests {
             session(417, "u", "s"),
             token(417, "abc"),
             ledger(417),
-            stats(417),
             spend_total(417),
             spend_day(417, 20261126),
             click(417, "abc"),
             conversation(417, "adv_1", "u{x}"),
             message(417, "adv_1", "m-1"),
-            message_billing(417, 202611),
             message_counts(417, 202611),
             business_initiated(417, "adv_1"),
             conversion_log(417, 20261126),

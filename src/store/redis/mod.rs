@@ -30,9 +30,8 @@ use super::breaker::{Breaker, BreakerPolicy};
 
 use super::{
     CatalogData, ClickOwner, CommitOutcome, ConversionOutcome, ConversionRecord, ConversionWrite,
-    DayCounters, DecisionCommit, EventOutcome, EventWrite, MessageBilling, MessageCommit,
-    MessageOutcome, SettleOutcome, SettleWrite, StoreError, StoredMessage, UserView, CLICK_TTL_MS,
-    MESSAGE_DEDUPE_MS,
+    DecisionCommit, EventOutcome, EventWrite, MessageCommit, MessageOutcome, SettleOutcome,
+    SettleWrite, StoreError, StoredMessage, UserView, CLICK_TTL_MS, MESSAGE_DEDUPE_MS,
 };
 use crate::capping::{self, UserState, HIDE_MS, SESSION_TTL_MS};
 use crate::clock::{Millis, SystemClock};
@@ -427,29 +426,25 @@ impl RedisStore {
         commit: &DecisionCommit<'_>,
     ) -> Result<CommitOutcome, StoreError> {
         let script = &self.scripts.reserve;
-        let mut call = script.command(3);
+        let mut call = script.command(2);
         call.arg(keys::user(commit.shard, commit.user))
             .arg(keys::session(
                 commit.shard,
                 commit.user,
                 commit.session.unwrap_or(""),
             ))
-            .arg(keys::stats(commit.shard))
             .arg(commit.now_ms)
             .arg(commit.user_ttl_ms)
             .arg(if commit.session.is_some() { "1" } else { "0" })
             .arg(commit.session_seen.unwrap_or(""))
             .arg(&commit.session_after)
             .arg(SESSION_TTL_MS)
-            .arg(commit.day)
             .arg(commit.proof.daily_max)
             .arg(commit.reservations.len())
             .arg(commit.proof.checks.len())
             .arg(commit.proof.held.len());
         for reservation in &commit.reservations {
-            call.arg(reservation.field())
-                .arg(reservation.value())
-                .arg(&reservation.campaign);
+            call.arg(reservation.field()).arg(reservation.value());
         }
         for check in &commit.proof.checks {
             call.arg(capping::hex_of(&check.campaign))
@@ -477,9 +472,8 @@ impl RedisStore {
         events: &[EventWrite],
     ) -> Result<Vec<EventOutcome>, StoreError> {
         let script = &self.scripts.events;
-        let mut call = script.command(4 + 3 * events.len());
+        let mut call = script.command(3 + 3 * events.len());
         call.arg(keys::ledger(shard))
-            .arg(keys::stats(shard))
             .arg(keys::spend_total(shard))
             .arg(keys::spend_day(shard, day));
         for event in events {
@@ -555,36 +549,6 @@ impl RedisStore {
         }
         Ok(spend)
     }
-
-    pub async fn campaign_report(
-        &self,
-        campaign: &CampaignId,
-        days: &[u32],
-    ) -> Result<Vec<DayCounters>, StoreError> {
-        let fields: Vec<String> = days
-            .iter()
-            .flat_map(|day| {
-                DayCounters::FIELDS
-                    .iter()
-                    .map(move |f| format!("{campaign}|{day}|{f}"))
-            })
-            .collect();
-        let replies: Vec<Vec<Option<i64>>> = self
-            .per_shard(RedisOp::Report, |shard, pipe| {
-                pipe.cmd("HMGET").arg(keys::stats(shard)).arg(&fields);
-            })
-            .await?;
-        let mut rows = vec![DayCounters::default(); days.len()];
-        for reply in replies {
-            for (index, value) in reply.into_iter().enumerate() {
-                if let Some(value) = value {
-                    let per_day = DayCounters::FIELDS.len();
-                    rows[index / per_day].set(index % per_day, value);
-                }
-            }
-        }
-        Ok(rows)
-    }
 }
 
 impl RedisStore {
@@ -638,11 +602,10 @@ impl RedisStore {
             None => None,
         };
         let script = &self.scripts.conversion;
-        let mut call = script.command(5);
+        let mut call = script.command(4);
         let (field, until) = write.suppress.clone().unwrap_or_default();
         call.arg(&click)
             .arg(keys::ledger(write.shard))
-            .arg(keys::stats(write.shard))
             .arg(keys::conversion_log(write.shard, write.day))
             // Not suppressing: the click key again (a real key of this slot, never written).
             .arg(user.as_deref().unwrap_or(&click))
@@ -712,13 +675,11 @@ impl RedisStore {
     ) -> Result<MessageOutcome, StoreError> {
         let script = &self.scripts.message;
         let (shard, month) = (commit.shard, commit.stored.month);
-        let mut call = script.command(7);
+        let mut call = script.command(5);
         call.arg(keys::conversation(shard, commit.advertiser, commit.user))
             .arg(keys::message(shard, commit.advertiser, commit.message_id))
             .arg(keys::ledger(shard))
-            .arg(keys::message_billing(shard, month))
             .arg(keys::message_counts(shard, month))
-            .arg(keys::stats(shard))
             .arg(keys::business_initiated(shard, commit.advertiser))
             .arg(commit.expected_state)
             .arg(&commit.new_state)
@@ -780,12 +741,10 @@ impl RedisStore {
     ) -> Result<SettleOutcome, StoreError> {
         let script = &self.scripts.message_status;
         let (shard, month) = (write.shard, write.month);
-        let mut call = script.command(5);
+        let mut call = script.command(3);
         call.arg(keys::message(shard, write.advertiser, write.message_id))
             .arg(keys::ledger(shard))
-            .arg(keys::message_billing(shard, month))
             .arg(keys::message_counts(shard, month))
-            .arg(keys::stats(shard))
             .arg(write.advertiser)
             .arg(write.message_id)
             .arg(if write.void { "1" } else { "0" });
@@ -795,22 +754,6 @@ impl RedisStore {
             2 => SettleOutcome::Duplicate(stored()?),
             _ => SettleOutcome::Unknown,
         })
-    }
-
-    pub async fn message_billing(
-        &self,
-        month: u32,
-        advertiser: &str,
-    ) -> Result<Vec<MessageBilling>, StoreError> {
-        let replies: Vec<HashMap<String, i64>> = self
-            .per_shard(RedisOp::Report, |shard, pipe| {
-                pipe.hgetall(keys::message_billing(shard, month));
-            })
-            .await?;
-        Ok(super::sum_message_billing(
-            replies.iter().flatten(),
-            advertiser,
-        ))
     }
 }
 

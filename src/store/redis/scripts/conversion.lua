@@ -4,12 +4,12 @@
 -- Every accepted conversion is listed in the day's conversion log (the conversions API); a
 -- conversation started from a campaign that suppresses after one marks it in the user's hash.
 --
--- KEYS[1] click key, KEYS[2] ledger stream, KEYS[3] stats hash, KEYS[4] the day's conversion
--- log, KEYS[5] the clicking user's hash ("" when not suppressing; must be the click's `usr`)
+-- KEYS[1] click key, KEYS[2] ledger stream (the outbox), KEYS[3] the day's conversion log,
+-- KEYS[4] the clicking user's hash ("" when not suppressing; must be the click's `usr`)
 -- ARGV: advertiser, type, day (YYYYMMDD of `at`), at_ms, decision id, click id, log_ttl_ms,
 --       suppress field ("" = none), suppressed until (ms)
 -- Returns 1 accepted, 2 duplicate, 3 unknown click.
-local click, ledger, stats, log, user = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local click, ledger, log, user = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local advertiser, kind, day, at, decision = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local click_id, log_ttl, suppress, suppress_until = ARGV[6], tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
 local owner = redis.call('HGET', click, 'adv')
@@ -17,12 +17,12 @@ if not owner or owner ~= advertiser then
   return 3
 end
 local campaign = redis.call('HGET', click, 'cmp')
-local id, stat
+local id
 if kind == 'conversation_started' then
   if redis.call('HSETNX', click, 'conv', at) == 0 then
     return 2
   end
-  id, stat = decision .. ':conversation', 'cv'
+  id = decision .. ':conversation'
   if suppress ~= '' and user ~= '' and redis.call('HGET', click, 'usr') == user then
     redis.call('HSET', user, suppress, string.format('%.0f', suppress_until))
     if redis.call('PTTL', user) < suppress_until - tonumber(at) then
@@ -30,11 +30,10 @@ if kind == 'conversation_started' then
     end
   end
 else
-  id, stat = decision .. ':message:' .. redis.call('HINCRBY', click, 'msgs', 1), 'm'
+  id = decision .. ':message:' .. redis.call('HINCRBY', click, 'msgs', 1)
 end
 redis.call('XADD', ledger, '*', 'id', id, 'type', kind, 'campaign', campaign, 'advertiser', advertiser,
   'price', 0, 'at_ms', at)
-redis.call('HINCRBY', stats, campaign .. '|' .. day .. '|' .. stat, 1)
 redis.call('RPUSH', log, advertiser .. '|' .. campaign .. '|' .. click_id .. '|' .. kind .. '|' .. at)
 if redis.call('PTTL', log) < 0 then
   redis.call('PEXPIRE', log, log_ttl)

@@ -1,9 +1,9 @@
 -- Applies a batch of verified events of one shard atomically: dedupe per (token, type), caps,
--- hides, the ledger append and the derived counters and spend. Every key lives in the shard's
+-- hides, the ledger record's append to the outbox and the spend budgets read. Every key lives in the shard's
 -- hash slot, so this is one script even on a Redis Cluster, and a crash leaves all or nothing.
 --
--- KEYS[1] ledger stream, KEYS[2] stats hash, KEYS[3] spend totals hash, KEYS[4] today's spend
--- hash, then per event: user hash, token state key, click key.
+-- KEYS[1] ledger stream (the outbox), KEYS[2] spend totals hash, KEYS[3] today's spend hash,
+-- then per event: user hash, token state key, click key.
 -- ARGV[1] now_ms, ARGV[2] day (YYYYMMDD), ARGV[3] event count, then FIELDS values per event:
 --   type, decision_id, campaign, advertiser, price_micros, token_ttl_ms, user_ttl_ms,
 --   campaign_caps ("max:per_seconds,..."), advertiser_caps (same, "" when off),
@@ -16,10 +16,8 @@
 local FIELDS = 23
 local BITS = {render = 1, view = 2, click = 4, hide = 8, report = 16}
 local REFUSED = 32
-local STAT = {render = 'r', view = 'v', click = 'c', hide = 'h', report = 'p'}
-local day = ARGV[2]
 local count = tonumber(ARGV[3])
-assert(#ARGV == 3 + count * FIELDS and #KEYS == 4 + 3 * count, 'events.lua: wrong arity')
+assert(#ARGV == 3 + count * FIELDS and #KEYS == 3 + 3 * count, 'events.lua: wrong arity')
 local stamp = math.ceil(now / 1000)
 local stamp_digits = encode_stamp(stamp)
 
@@ -40,6 +38,7 @@ local function append(list, digits, keep)
 end
 
 local results = {}
+local billed_any = false
 -- User hashes this batch wrote, and how long each must now live: extended once per user after
 -- the loop (a device's batch is one user's; each redis.call costs ~2 us of Redis's one core).
 local extend = {}
@@ -52,7 +51,7 @@ for i = 1, count do
   local daily_max, hide_ms, client_at = tonumber(ARGV[a + 12]), tonumber(ARGV[a + 13]), ARGV[a + 14]
   local click_ttl = ARGV[a + 15]
   local campaign_field, advertiser_field, hide_field = ARGV[a + 16], ARGV[a + 17], ARGV[a + 18]
-  local user, token, click = KEYS[4 + 3 * i - 2], KEYS[4 + 3 * i - 1], KEYS[4 + 3 * i]
+  local user, token, click = KEYS[3 + 3 * i - 2], KEYS[3 + 3 * i - 1], KEYS[3 + 3 * i]
   local bit = BITS[kind]
   local flags = tonumber(redis.call('GET', token) or '0')
   local code
@@ -103,16 +102,18 @@ for i = 1, count do
         'advertiser', advertiser, 'price', billed, 'at_ms', ARGV[1], 'client_at', client_at,
         'creative', ARGV[a + 19], 'country', ARGV[a + 20], 'os', ARGV[a + 21], 'age', ARGV[a + 22],
         'uk', ARGV[a + 23])
-      redis.call('HINCRBY', KEYS[2], campaign .. '|' .. day .. '|' .. STAT[kind], 1)
       if billed > 0 then
-        redis.call('HINCRBY', KEYS[2], campaign .. '|' .. day .. '|b', 1)
-        redis.call('HINCRBY', KEYS[2], campaign .. '|' .. day .. '|$', billed)
+        redis.call('HINCRBY', KEYS[2], campaign, billed)
         redis.call('HINCRBY', KEYS[3], campaign, billed)
-        redis.call('HINCRBY', KEYS[4], campaign, billed)
+        billed_any = true
       end
     end
   end
   results[i] = code
+end
+-- A day's spend is read that day (daily budgets, reconcile): it expires two days after.
+if billed_any and redis.call('PTTL', KEYS[3]) < 0 then
+  redis.call('PEXPIRE', KEYS[3], 3 * 86400000)
 end
 for user, ttl in pairs(extend) do
   if redis.call('PTTL', user) < ttl then

@@ -5,14 +5,13 @@
 -- template whose user would take the advertiser past its limit returns {3, ''}, nothing recorded.
 -- Every key is in the advertiser's shard, so counts and the limit are exact across its users.
 --
--- KEYS[1] conversation, KEYS[2] message, KEYS[3] ledger stream, KEYS[4] month billing hash,
--- KEYS[5] month counts hash, KEYS[6] stats hash, KEYS[7] business-initiated users (zset)
+-- KEYS[1] conversation, KEYS[2] message, KEYS[3] ledger stream (the outbox), KEYS[4] month
+-- counts hash, KEYS[5] business-initiated users (zset)
 -- ARGV: expected_state ("" = none), new_state ("" = delete), state_ttl_ms, stored message
 --       (billing, charge and tier to fill in), result_ttl_ms, advertiser, message_id, direction,
 --       deliver ("1": charge now, else pending), limit (-1: none), user, limit_window_ms
 -- Returns {1, stored message} when recorded.
-local conversation, message, ledger, billing, counts, stats, initiated =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local conversation, message, ledger, counts, initiated = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local existing = redis.call('GET', message)
 if existing then
   return {2, existing}
@@ -51,7 +50,7 @@ local price, tier = 0, nil
 if t[12] == '' then
   t[5] = 'final'
 elseif deliver then
-  price, tier = charge_final(t, advertiser, counts, billing, stats)
+  price, tier = charge_final(t, advertiser, counts)
   t[5] = 'final'
 else
   -- What it would cost if delivered now; the count moves only when it is.

@@ -2,11 +2,10 @@
 -- status makes the pending charge final (delivered, read) or void (failed); any later one
 -- returns {2, the stored message} unchanged. An unknown message returns {0, ''}.
 --
--- KEYS[1] message, KEYS[2] ledger stream, KEYS[3] month billing hash, KEYS[4] month counts hash,
--- KEYS[5] stats hash
+-- KEYS[1] message, KEYS[2] ledger stream (the outbox), KEYS[3] month counts hash
 -- ARGV: advertiser, message_id, void ("1": failed)
 -- Returns {1, stored message} when this call settled it.
-local message, ledger, billing, counts, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local message, ledger, counts = KEYS[1], KEYS[2], KEYS[3]
 local advertiser, id, void = ARGV[1], ARGV[2], ARGV[3] == '1'
 local raw = redis.call('GET', message)
 if not raw then
@@ -20,7 +19,7 @@ local price, tier = 0, nil
 if void then
   t[5] = 'void'
 else
-  price, tier = charge_final(t, advertiser, counts, billing, stats)
+  price, tier = charge_final(t, advertiser, counts)
   t[5] = 'final'
 end
 t[6] = string.format('%d', price)

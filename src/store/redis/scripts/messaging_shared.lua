@@ -24,18 +24,9 @@ local function price_at(schedule, n)
   return price or 0, tier
 end
 
--- Makes a stored message's charge final (moving its monthly count, the invoice and the campaign's
--- message charges) and returns the charge and tier; the ledger record is the caller's.
-local function charge_final(t, advertiser, counts, billing, stats)
+-- Makes a stored message's charge final (moving its monthly count) and returns the charge and
+-- tier; the ledger record (what invoices and reports count) is the caller's.
+local function charge_final(t, advertiser, counts)
   local n = redis.call('HINCRBY', counts, advertiser .. '|' .. t[12], 1)
-  local price, tier = price_at(t[13], n)
-  if price > 0 then
-    local field = advertiser .. '|' .. t[10] .. '|' .. t[11]
-    redis.call('HINCRBY', billing, field .. '|q', 1)
-    redis.call('HINCRBY', billing, field .. '|$', price)
-    if t[14] ~= '' then
-      redis.call('HINCRBY', stats, t[14] .. '|' .. t[9] .. '|mc', price)
-    end
-  end
-  return price, tier
+  return price_at(t[13], n)
 end

@@ -7,20 +7,21 @@
 -- can be stricter than the live state) and the session is the one it placed by.
 -- capping::UserState::admits is the same rule in Rust.
 --
--- KEYS[1] user hash, KEYS[2] session key, KEYS[3] shard stats hash
+-- KEYS[1] user hash, KEYS[2] session key
 -- ARGV: now_ms, user_ttl_ms, has_session (0|1), session_seen ('' = none), session_after,
---       session_ttl_ms, day, daily_max, then three counts: reservations, checks, held; then a
---       triple per reservation (field, value, campaign_id), a quadruple per check (campaign
+--       session_ttl_ms, daily_max, then three counts: reservations, checks, held; then a
+--       pair per reservation (user-hash field, value), a quadruple per check (campaign
 --       hex, advertiser hex, caps "max:per_seconds,...", advertiser_caps 0|1) and the decision
 --       id of each held reservation.
 -- Returns 1 when committed, else {hash fields and values, session value or ''}.
-local user, session, stats = KEYS[1], KEYS[2], KEYS[3]
+local user, session = KEYS[1], KEYS[2]
 local has_session = ARGV[3] == '1'
-local day, daily_max = ARGV[7], tonumber(ARGV[8])
-local reservations, checks, held = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
-local reservations_at = 11
-local checks_at = reservations_at + 3 * reservations
+local daily_max = tonumber(ARGV[7])
+local reservations, checks, held = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local reservations_at = 10
+local checks_at = reservations_at + 2 * reservations
 local held_at = checks_at + 4 * checks
+assert(#ARGV == held_at + held and #KEYS == 2, 'reserve.lua: wrong arity')
 
 local flat = redis.call('HGETALL', user)
 local fields = {}
@@ -91,9 +92,8 @@ end
 -- One HSET for every reservation: each redis.call costs ~2 us of Redis's one core.
 local writes = {}
 for i = 0, reservations - 1 do
-  local a = reservations_at + 3 * i
+  local a = reservations_at + 2 * i
   writes[2 * i + 1], writes[2 * i + 2] = ARGV[a + 1], ARGV[a + 2]
-  redis.call('HINCRBY', stats, ARGV[a + 3] .. '|' .. day .. '|s', 1)
 end
 if #writes > 0 then
   redis.call('HSET', user, unpack(writes))
