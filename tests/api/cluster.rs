@@ -1,5 +1,6 @@
 //! The main flows through two service instances at once over a real 3-master Redis Cluster:
-//! no CROSSSLOT errors, caps and exactly-once billing hold across nodes.
+//! no CROSSSLOT errors, caps and exactly-once billing hold across nodes, both nodes export the
+//! one outbox into the one record, and reconcile finds hot spend equal to it.
 
 use serde_json::{json, Value};
 
@@ -67,4 +68,19 @@ async fn two_nodes_on_a_redis_cluster_keep_caps_and_bill_once() {
     }
     let ready = first.http.get(first.url("/readyz")).send().await.unwrap();
     assert!(ready.status().is_success());
+
+    // Both nodes exported; each render is in the record once (renders only: no views sent).
+    let stored = crate::support::postgres::ledger_records(&first.database_url).await;
+    assert_eq!(stored.len() as u64, users, "{stored:?}");
+    let now = statusads::clock::Clock::now_ms(&*first.clock);
+    let report = statusads::ledger::reconcile::reconcile(
+        &first.state.store,
+        &first.state.record,
+        now,
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(report.differences.is_empty(), "{:?}", report.differences);
+    assert_eq!(report.records, users);
 }

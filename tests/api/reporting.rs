@@ -263,3 +263,58 @@ async fn an_invoice_equals_its_records_and_their_digest(backend: Backend) {
     let bad = app.get("/v1/invoices/2026-13/records", &key).await;
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// The outbox is drained as it fills: after a burst of events and a quiet second, every shard's
+/// stream is empty, and Redis keeps per event only its dedupe window (and the user's caps).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exported_records_leave_redis() {
+    let app = spawn_app(Backend::Redis).await;
+    let (_, key) = app.advertiser("Burst").await;
+    let campaign = app
+        .live_campaign(
+            &key,
+            json!({"priority": "sponsorship", "bid_cpm_micros": 2_000_000, "frequency_caps": []}),
+        )
+        .await;
+    let mut conn = app.redis.as_ref().unwrap().connection();
+    let used = |conn: &mut redis::Connection| -> i64 {
+        let info: String = redis::cmd("INFO").arg("memory").query(conn).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let before = used(&mut conn);
+    let (users, per_user) = (400, 4);
+    let mut events = 0;
+    for user in 0..users {
+        let (token, _) = serve(&app, &format!("burst-{user}"), json!({})).await;
+        let batch: Vec<(&str, &str)> = ["render", "view", "click", "hide"]
+            .iter()
+            .take(per_user)
+            .map(|kind| (token.as_str(), *kind))
+            .collect();
+        assert!(app.events(&batch).await.iter().all(|s| s == "accepted"));
+        events += per_user;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    for shard in 0..16 {
+        let waiting: u64 = redis::cmd("XLEN")
+            .arg(format!("ledger:{{s{shard}}}"))
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(waiting, 0, "shard {shard}'s outbox is drained");
+    }
+    let per_event = (used(&mut conn) - before) / events as i64;
+    println!("Redis bytes per exported event (its user's caps and hide included): {per_event}");
+    // The stream alone cost 605 bytes per record before export trimmed it.
+    assert!(per_event < 605, "{per_event} bytes per event");
+    assert_eq!(
+        ledger_records(&app.database_url).await.len(),
+        events,
+        "every event is in the record"
+    );
+    assert_eq!(app.report_totals(&key, &campaign).await["clicks"], users);
+}
