@@ -107,6 +107,8 @@ pub struct StoreSettings {
     pub shards: u32,
     pub timeout_ms: u64,
     pub spool_max_bytes: u64,
+    /// Embedded: the journal length past which it is compacted into a snapshot.
+    pub journal_compact_bytes: u64,
     pub breaker_failures: u32,
     pub breaker_probe_ms: u64,
 }

@@ -416,7 +416,10 @@ pub async fn open_store(settings: &Settings, metrics: Arc<Metrics>) -> Result<St
             .await?,
         )
     } else {
-        Store::Embedded(EmbeddedStore::open(&settings.store.data_dir)?)
+        Store::Embedded(EmbeddedStore::open_with(
+            &settings.store.data_dir,
+            settings.store.journal_compact_bytes,
+        )?)
     })
 }
 

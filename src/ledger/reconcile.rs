@@ -14,7 +14,7 @@ use crate::record::Record;
 use crate::store::{Store, StoreError};
 
 /// What a ledger record is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LedgerKind {
     Event(EventType),
     /// A click-to-chat conversation started (`conversation_started`).
@@ -54,7 +54,7 @@ impl LedgerKind {
 }
 
 /// One ledger record as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LedgerRecord {
     pub id: String,
     pub kind: LedgerKind,

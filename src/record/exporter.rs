@@ -120,6 +120,15 @@ impl Exporter {
                 let as_of = self.progress.borrow().as_of_ms;
                 let lag = Duration::from_millis((self.clock.now_ms() - as_of).max(0) as u64);
                 self.metrics.export_state(lag, waiting);
+                // Compaction writes a file under the state lock: off the async workers.
+                let store = self.store.clone();
+                match tokio::task::spawn_blocking(move || store.maintain()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => {
+                        tracing::warn!(error = %err, "journal compaction failed; retrying later")
+                    }
+                    Err(panicked) => tracing::error!(%panicked, "journal compaction panicked"),
+                }
             }
             Err(err) => {
                 self.metrics.export_failed();

@@ -46,6 +46,9 @@ use crate::ledger::reconcile::{LedgerKind, LedgerRecord};
 use crate::messaging::rules::{price_at, within_limit, Schedule};
 
 const JOURNAL: &str = "journal.log";
+const SNAPSHOT: &str = "snapshot.json";
+/// Default of `store.journal_compact_bytes`.
+pub const COMPACT_BYTES: u64 = 64 << 20;
 const REFUSED: u32 = 32;
 
 /// One journaled change: everything needed to apply it again.
@@ -113,6 +116,9 @@ enum Entry {
         message_id: String,
         void: bool,
     },
+    /// The first line of a journal begun by compaction: the snapshot of generation
+    /// `generation - 1` holds everything before it. A journal without it is generation 0.
+    Generation { generation: u64 },
 }
 
 /// A reservation as journaled: `(field, value, campaign)` of the user hash (see `capping`), or
@@ -146,7 +152,7 @@ impl JournaledReservation {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct Click {
     advertiser: String,
     campaign: String,
@@ -177,24 +183,30 @@ struct JournaledEvent {
     audience: Audience,
 }
 
-#[derive(Default)]
+/// The hot state, also as a snapshot (see [`EmbeddedStore::compact`]).
+#[derive(Default, Serialize, Deserialize)]
 struct State {
     catalog_version: u64,
     /// kind -> id -> (catalog version of its last change, JSON)
     catalog: HashMap<String, HashMap<String, (u64, String)>>,
     /// user -> fields, the same fields as the Redis user hash.
     users: HashMap<String, HashMap<String, String>>,
+    #[serde(with = "pairs")]
     sessions: HashMap<(String, String), String>,
     /// decision id -> (flags, expires_ms)
     tokens: HashMap<String, (u32, Millis)>,
     spend_total: HashMap<String, i64>,
+    #[serde(with = "pairs")]
     spend_day: HashMap<(u32, String), i64>,
     clicks: HashMap<String, Click>,
     /// (advertiser, user) -> encoded conversation
+    #[serde(with = "pairs")]
     conversations: HashMap<(String, String), String>,
     /// (advertiser, message id) -> stored result
+    #[serde(with = "pairs")]
     messages: HashMap<(String, String), String>,
     /// (month, `<advertiser>|<counter>`) -> messages counted (volume tiers, service allowance)
+    #[serde(with = "pairs")]
     message_counts: HashMap<(u32, String), u64>,
     /// (day, `<advertiser>|<campaign>|<click id>|<type>|<at_ms>`), as the Redis conversion log
     conversion_log: Vec<(u32, String)>,
@@ -205,11 +217,18 @@ struct State {
     /// takes only records whose line is on disk.
     outbox: VecDeque<(u64, LedgerRecord)>,
     /// The line of the entry being applied (see `outbox`).
+    #[serde(skip)]
     line: u64,
 }
 
 pub struct EmbeddedStore {
     inner: Arc<Mutex<(State, File)>>,
+    data_dir: std::path::PathBuf,
+    /// The journal's generation (see `Entry::Generation`), changed under `inner`.
+    generation: AtomicU64,
+    /// The journal length the last fsync covered (a failed fsync cuts back to it).
+    synced_len: Arc<AtomicU64>,
+    compact_bytes: u64,
     /// Set when a write could not be cut back or an fsync failed: no further writes.
     damaged: Arc<AtomicBool>,
     /// Group commit: lines written so far (under `inner`), and the count known to be on disk.
@@ -237,9 +256,13 @@ fn sync_forever(
     synced: tokio::sync::watch::Sender<u64>,
     damaged: Arc<AtomicBool>,
     wake: Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
+    synced_len: Arc<AtomicU64>,
 ) {
     let (closed, signal) = &*wake;
-    let mut synced_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    synced_len.store(
+        file.metadata().map(|m| m.len()).unwrap_or(0),
+        Ordering::SeqCst,
+    );
     loop {
         {
             let mut closed = closed.lock();
@@ -257,11 +280,11 @@ fn sync_forever(
             (written.load(Ordering::SeqCst), len)
         };
         match target_len.and_then(|len| file.sync_data().map(|()| len)) {
-            Ok(len) => synced_len = len,
+            Ok(len) => synced_len.store(len, Ordering::SeqCst),
             Err(err) => {
                 let locked = inner.lock();
                 damaged.store(true, Ordering::SeqCst);
-                match super::lines::cut_back(&locked.1, synced_len) {
+                match super::lines::cut_back(&locked.1, synced_len.load(Ordering::SeqCst)) {
                     Ok(()) => tracing::error!(
                         error = %err,
                         "journal fsync failed; unsynced lines cut off, refusing further writes (restart)"
@@ -280,6 +303,12 @@ fn sync_forever(
 
 impl EmbeddedStore {
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, COMPACT_BYTES)
+    }
+
+    /// Opens the store under `data_dir`: the last snapshot, then the journal after it. The
+    /// exporter compacts the journal once it is longer than `compact_bytes`.
+    pub fn open_with(data_dir: &Path, compact_bytes: u64) -> Result<Self, StoreError> {
         let io = |e: std::io::Error| {
             StoreError::Corrupt(format!(
                 "config key `store.data_dir`: {}: {e}",
@@ -288,22 +317,57 @@ impl EmbeddedStore {
         };
         std::fs::create_dir_all(data_dir).map_err(io)?;
         let path = data_dir.join(JOURNAL);
-        let mut state = State::default();
+        let (covered, mut state) = match read_snapshot(&data_dir.join(SNAPSHOT))? {
+            Some(snapshot) => (Some(snapshot.generation), snapshot.state),
+            None => (None, State::default()),
+        };
+        let mut journal_generation = None;
+        let mut skip = false;
         // The one reading policy (`lines`): a torn tail is cut; a damaged line with intact
         // records after it, or an intact entry this build cannot read, stops the start.
         let tail = super::lines::read(&path, |json| {
             let entry: Entry = serde_json::from_str(json).map_err(|err| err.to_string())?;
-            state.apply(&entry);
+            if journal_generation.is_none() {
+                let generation = match entry {
+                    Entry::Generation { generation } => generation,
+                    _ => 0,
+                };
+                journal_generation = Some(generation);
+                skip = match covered {
+                    // A compaction stopped before it emptied this journal: the snapshot has it.
+                    Some(snapshot) if generation <= snapshot => true,
+                    Some(snapshot) if generation == snapshot + 1 => false,
+                    None if generation == 0 => false,
+                    _ => {
+                        return Err(format!(
+                            "journal generation {generation} does not follow the snapshot \
+                             ({covered:?}); is {SNAPSHOT} missing or from another data_dir?"
+                        ))
+                    }
+                };
+            }
+            if !skip {
+                state.apply(&entry);
+            }
             Ok(())
         })
         .map_err(|err| StoreError::Corrupt(err.to_string()))?;
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(io)?;
         super::lines::lock(&file, &path).map_err(io)?;
         super::lines::cut_torn_tail(&file, &path, tail).map_err(io)?;
+        let generation = match (covered, journal_generation) {
+            (Some(snapshot), found) if skip || found.is_none() => {
+                // Begin the journal after the snapshot (what was here is in it).
+                file.set_len(0).map_err(io)?;
+                begin_generation(&mut file, snapshot + 1).map_err(io)?;
+                snapshot + 1
+            }
+            (_, found) => found.unwrap_or(0),
+        };
         let (sync_file, damaged, written) = (
             file.try_clone().map_err(io)?,
             Arc::new(AtomicBool::new(false)),
@@ -311,24 +375,74 @@ impl EmbeddedStore {
         );
         let (synced_tx, synced) = tokio::sync::watch::channel(0);
         let wake = Arc::new((parking_lot::Mutex::new(false), parking_lot::Condvar::new()));
+        let synced_len = Arc::new(AtomicU64::new(file.metadata().map_err(io)?.len()));
         let inner = Arc::new(Mutex::new((state, file)));
-        let (i, w, d, k) = (
+        let (i, w, d, k, l) = (
             inner.clone(),
             written.clone(),
             damaged.clone(),
             wake.clone(),
+            synced_len.clone(),
         );
         std::thread::Builder::new()
             .name("journal-sync".into())
-            .spawn(move || sync_forever(sync_file, i, w, synced_tx, d, k))
+            .spawn(move || sync_forever(sync_file, i, w, synced_tx, d, k, l))
             .map_err(io)?;
         Ok(Self {
             inner,
+            data_dir: data_dir.to_path_buf(),
+            generation: AtomicU64::new(generation),
+            synced_len,
+            compact_bytes,
             damaged,
             written,
             synced,
             wake,
         })
+    }
+
+    /// Once the journal is longer than `compact_bytes`: writes the whole hot state (and the
+    /// outbox) as a snapshot, then begins the journal again after it, so a start replays one
+    /// snapshot and a short journal instead of all history. Holds the state lock throughout
+    /// (writers wait). A crash at any point leaves a start that reads the same state: the
+    /// snapshot is renamed into place whole, and a journal it covers is skipped (its
+    /// generation says so). Answers whether it compacted.
+    pub fn compact(&self) -> Result<bool, StoreError> {
+        let mut locked = self.inner.lock();
+        let (state, file) = &mut *locked;
+        let io = |e: std::io::Error| StoreError::Unavailable(format!("journal compaction: {e}"));
+        let len = file.metadata().map_err(io)?.len();
+        // Only with every line on disk: a line still to be fsynced might yet be cut back.
+        if len < self.compact_bytes
+            || self.damaged.load(Ordering::SeqCst)
+            || self.written.load(Ordering::SeqCst) != *self.synced.borrow()
+        {
+            return Ok(false);
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let json = serde_json::to_string(&SnapshotRef { generation, state })
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let target = self.data_dir.join(SNAPSHOT);
+        let staged = self.data_dir.join(format!("{SNAPSHOT}.tmp"));
+        (|| {
+            let mut out = File::create(&staged)?;
+            std::io::Write::write_all(&mut out, super::lines::encode(&json).as_bytes())?;
+            out.sync_all()?;
+            std::fs::rename(&staged, &target)?;
+            File::open(&self.data_dir)?.sync_all()
+        })()
+        .map_err(io)?;
+        file.set_len(0).map_err(io)?;
+        begin_generation(file, generation + 1).map_err(io)?;
+        self.synced_len
+            .store(file.metadata().map_err(io)?.len(), Ordering::SeqCst);
+        self.generation.store(generation + 1, Ordering::SeqCst);
+        tracing::info!(
+            journal_bytes = len,
+            snapshot_bytes = json.len(),
+            "compacted the journal into a snapshot"
+        );
+        Ok(true)
     }
 
     /// Waits until every line written up to `line` is on disk (group commit).
@@ -917,6 +1031,7 @@ impl State {
             Entry::Message { .. } | Entry::MessageStatus { .. } => {
                 self.apply_message(entry);
             }
+            Entry::Generation { .. } => {}
         }
     }
 
@@ -1192,6 +1307,73 @@ impl State {
     }
 }
 
+#[derive(Deserialize)]
+struct Snapshot {
+    generation: u64,
+    state: State,
+}
+
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    generation: u64,
+    state: &'a State,
+}
+
+/// The snapshot at `path`, if any, read under the one reading policy (a one-line file).
+fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, StoreError> {
+    let mut found = None;
+    let tail = super::lines::read(path, |json| {
+        let mut snapshot: Snapshot = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        // Everything in a snapshot was on disk before it was written.
+        for (line, _) in &mut snapshot.state.outbox {
+            *line = 0;
+        }
+        found = Some(snapshot);
+        Ok(())
+    })
+    .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+    if tail.torn_bytes > 0 {
+        // Renamed into place whole: a torn snapshot is damage, not a crash mid-write.
+        return Err(StoreError::Corrupt(format!(
+            "{} is damaged; restore it from a backup",
+            path.display()
+        )));
+    }
+    Ok(found)
+}
+
+/// Writes a new journal's first line, durably.
+fn begin_generation(file: &mut File, generation: u64) -> std::io::Result<()> {
+    let json =
+        serde_json::to_string(&Entry::Generation { generation }).map_err(std::io::Error::other)?;
+    super::lines::append_durably(file, super::lines::encode(&json).as_bytes())
+        .map_err(|failed| failed.error)
+}
+
+/// Maps with tuple keys, as a list of pairs (JSON keys are strings).
+mod pairs {
+    use std::collections::HashMap;
+    use std::hash::Hash;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &HashMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<HashMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Eq + Hash,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Vec::<(K, V)>::deserialize(d).map(|pairs| pairs.into_iter().collect())
+    }
+}
+
 /// The first instant (ms) of a `YYYYMM` month.
 fn month_start_ms(month: u32) -> Millis {
     let first = time::Month::try_from((month % 100) as u8)
@@ -1246,6 +1428,92 @@ mod tests {
         super::super::lines::encode(&format!(
             r#"{{"op":"decision","user":"u1","session":null,"now_ms":1795000000000,"day":20261123,"reservations":{reservations},"session_after":"1,0,0"}}"#
         ))
+    }
+
+    fn billed_render(decision: &str) -> EventWrite {
+        EventWrite {
+            kind: EventType::Render,
+            decision_id: decision.into(),
+            user: "u1".into(),
+            campaign: "cmp_00000000000000aa".into(),
+            advertiser: "adv_00000000000000bb".into(),
+            price_micros: 2_000,
+            token_ttl_ms: 3_600_000,
+            user_ttl_ms: 86_400_000,
+            campaign_caps: String::new(),
+            advertiser_caps: String::new(),
+            campaign_keep: crate::capping::Retention {
+                count: 0,
+                window_ms: 0,
+            },
+            advertiser_keep: crate::capping::Retention {
+                count: 0,
+                window_ms: 0,
+            },
+            daily_max: 10,
+            client_at: String::new(),
+            audience: Audience::default(),
+        }
+    }
+
+    async fn spent(store: &EmbeddedStore) -> i64 {
+        store
+            .spend(20261123)
+            .await
+            .unwrap()
+            .values()
+            .map(|s| s.total_micros)
+            .sum()
+    }
+
+    /// A crash after the snapshot is in place but before the journal is begun again leaves the
+    /// old journal beside a snapshot that holds it: the start skips it (nothing counted twice),
+    /// and a journal begun after the snapshot is replayed on top of it.
+    #[tokio::test]
+    async fn a_snapshot_and_the_journal_it_covers_count_once() {
+        let (dir, _) = journal_with(&[]);
+        let store = EmbeddedStore::open_with(&dir, 1).unwrap();
+        for decision in ["d1", "d2"] {
+            let event = billed_render(decision);
+            store
+                .apply_events(0, 1_795_000_000_000, 20261123, [&event])
+                .await
+                .unwrap();
+        }
+        let covered = std::fs::read(dir.join(JOURNAL)).unwrap();
+        assert!(store.compact().unwrap());
+        let event = billed_render("d3");
+        store
+            .apply_events(0, 1_795_000_000_000, 20261123, [&event])
+            .await
+            .unwrap();
+        assert_eq!(spent(&store).await, 6_000);
+        assert_eq!(store.outbox(100).len(), 3, "the outbox survives compaction");
+        drop(store);
+
+        let reopened = EmbeddedStore::open_with(&dir, u64::MAX).unwrap();
+        assert_eq!(
+            spent(&reopened).await,
+            6_000,
+            "snapshot and the journal after it"
+        );
+        assert_eq!(reopened.outbox(100).len(), 3);
+        drop(reopened);
+
+        // The crash window: the snapshot renamed into place, the journal not yet begun again.
+        std::fs::write(dir.join(JOURNAL), &covered).unwrap();
+        let reopened = EmbeddedStore::open_with(&dir, u64::MAX).unwrap();
+        assert_eq!(
+            spent(&reopened).await,
+            4_000,
+            "the covered journal is skipped"
+        );
+        drop(reopened);
+        // ...and it was begun again after the snapshot, so the next start agrees.
+        let again = EmbeddedStore::open_with(&dir, u64::MAX).unwrap();
+        assert_eq!(spent(&again).await, 4_000);
+        drop(again);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[tokio::test]

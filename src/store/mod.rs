@@ -670,6 +670,14 @@ impl Store {
         }
     }
 
+    /// Housekeeping after an export round: the embedded journal is compacted once long.
+    pub fn maintain(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Redis(_) => Ok(()),
+            Store::Embedded(s) => s.compact().map(drop),
+        }
+    }
+
     /// The batches' records are in the system of record: drop them from the outbox.
     pub async fn exported(&self, batches: &[OutboxBatch]) -> Result<(), StoreError> {
         match self {

@@ -18,6 +18,8 @@ pub struct ServiceProcess {
     data_dir: ScratchDir,
     log_dir: ScratchDir,
     child: Option<Child>,
+    /// More environment for every start (configuration a test needs).
+    env: Vec<(String, String)>,
 }
 
 /// What a start waits for.
@@ -37,6 +39,11 @@ impl ServiceProcess {
     }
 
     pub async fn start_until(redis_url: &str, until: Until) -> Self {
+        Self::start_configured(redis_url, until, &[]).await
+    }
+
+    /// With more environment (`STATUSADS__…` keys) for this and every later start.
+    pub async fn start_configured(redis_url: &str, until: Until, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let mut service = Self {
             api: Api {
@@ -48,6 +55,10 @@ impl ServiceProcess {
             data_dir: ScratchDir::new("service"),
             log_dir: ScratchDir::new("service-log"),
             child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         service.spawn(until).await;
         service
@@ -75,7 +86,8 @@ impl ServiceProcess {
             .env("STATUSADS__AUTH__CLIENT_TOKENS", CLIENT)
             .env("STATUSADS__TOKENS__SIGNING_KEY", SIGNING_KEY)
             .env("STATUSADS__DEMO__SEED", "false")
-            .env("STATUSADS_LOG", "warn");
+            .env("STATUSADS_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
 
