@@ -254,7 +254,14 @@ async fn run(args: Args) {
     for shape in [BatchShape::Device, BatchShape::Mixed] {
         let batches = event_batches(&state, 20_000, shape).await;
         events.push(drive_events(
-            &args, &base, &scripts, &redis, shape, &batches,
+            &args,
+            &base,
+            &scripts,
+            &redis,
+            shape,
+            &batches,
+            &state,
+            database.pid().expect("PostgreSQL runs"),
         ));
     }
     let cap_entry_bytes = bytes_per_cap_entry(redis.1);
@@ -338,6 +345,14 @@ async fn run(args: Args) {
             "| Redis time per events script call ({:.1} per batch; commandstats) | {:.1} µs |",
             run.script_calls / run.wrk.requests.max(1) as f64,
             run.script_us / run.script_calls.max(1.0)
+        );
+        println!(
+            "| export: longest outbox / longest as_of lag / outbox empty after the run | {} records / {:.1} s / {:.0} ms |",
+            run.outbox_max, run.lag_max_s, run.drained_after_ms
+        );
+        println!(
+            "| export: PostgreSQL CPU per exported record / Redis bytes kept per record | {:.1} µs / {:.0} B |",
+            run.postgres_us_per_record, run.redis_bytes_per_record
         );
     }
     println!(
@@ -435,7 +450,7 @@ fn script_stats(port: u16) -> ScriptStats {
         )
 }
 
-/// Ledger records in every shard stream.
+/// Ledger records waiting in every shard's outbox (stream).
 fn ledger_records(port: u16) -> u64 {
     let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
         .unwrap()
@@ -603,10 +618,53 @@ struct EventsRun {
     accepted_per_s: f64,
     script_calls: f64,
     script_us: f64,
+    /// The exporter: the longest outbox seen and `as_of` lag during the run, how long after
+    /// the run the outbox was empty, PostgreSQL CPU per exported record (run and drain), and
+    /// what Redis keeps per exported record afterwards.
+    outbox_max: u64,
+    lag_max_s: f64,
+    drained_after_ms: f64,
+    postgres_us_per_record: f64,
+    redis_bytes_per_record: f64,
+}
+
+/// CPU seconds of process `pid` and its children (PostgreSQL: the postmaster and backends).
+fn tree_cpu_seconds(pid: u32) -> f64 {
+    let stat_of = |path: &std::path::Path| -> Option<(u32, f64)> {
+        let stat = std::fs::read_to_string(path).ok()?;
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ppid = fields.get(1)?.parse().ok()?;
+        let cpu = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        Some((ppid, cpu / 100.0))
+    };
+    let mut total = stat_of(&std::path::PathBuf::from(format!("/proc/{pid}/stat")))
+        .map_or(0.0, |(_, cpu)| cpu);
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Some((ppid, cpu)) = stat_of(&entry.path().join("stat")) {
+            if ppid == pid {
+                total += cpu;
+            }
+        }
+    }
+    total
+}
+
+fn redis_used_memory(port: u16) -> i64 {
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let info: String = redis::cmd("INFO").arg("memory").query(&mut conn).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// A short run (every batch carries fresh tokens only until the supply is used up), counting
 /// what the ledger accepted and what the scripts cost Redis.
+#[allow(clippy::too_many_arguments)]
 fn drive_events(
     args: &Args,
     base: &str,
@@ -614,10 +672,36 @@ fn drive_events(
     redis: &Redis,
     shape: BatchShape,
     batches: &[String],
+    state: &statusads::http::AppState,
+    postgres_pid: u32,
 ) -> EventsRun {
     let redis_port = redis.1;
-    let ledger_before = ledger_records(redis_port);
+    let appends = "statusads_ledger_appends_total";
+    let ledger_before = counter(state, appends);
+    let exported_before = counter(state, "statusads_exported_records_total");
+    let memory_before = redis_used_memory(redis_port);
+    let postgres_before = tree_cpu_seconds(postgres_pid);
     let scripts_before = script_stats(redis_port);
+    // Samples the outbox and the export lag while wrk runs.
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (sampling, metrics) = (sampling.clone(), state.metrics.clone());
+        std::thread::spawn(move || {
+            let (mut outbox, mut lag) = (0u64, 0f64);
+            while sampling.load(std::sync::atomic::Ordering::SeqCst) {
+                outbox = outbox.max(ledger_records(redis_port));
+                let text = metrics.render();
+                let now = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("statusads_ledger_lag_seconds "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0.0);
+                lag = lag.max(now);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (outbox, lag)
+        })
+    };
     let file = scripts.join("events.txt");
     std::fs::write(&file, batches.join("\n")).unwrap();
     let script = scripts.join("events.lua");
@@ -627,14 +711,29 @@ fn drive_events(
         ..*args
     };
     let wrk = wrk(&short, redis, &format!("{base}/v1/events"), Some(&script));
-    let accepted = ledger_records(redis_port) - ledger_before;
+    let ended = Instant::now();
+    while ledger_records(redis_port) > 0 && ended.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let drained_after_ms = ended.elapsed().as_secs_f64() * 1000.0;
+    sampling.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (outbox_max, lag_max_s) = sampler.join().unwrap();
+    let accepted = counter(state, appends) - ledger_before;
+    let exported = counter(state, "statusads_exported_records_total") - exported_before;
     let (script_calls, script_us) = script_stats(redis_port).since(scripts_before);
     EventsRun {
         shape,
         wrk,
-        accepted_per_s: accepted as f64 / short.seconds as f64,
+        accepted_per_s: accepted / short.seconds as f64,
         script_calls,
         script_us,
+        outbox_max,
+        lag_max_s,
+        drained_after_ms,
+        postgres_us_per_record: (tree_cpu_seconds(postgres_pid) - postgres_before) * 1e6
+            / exported.max(1.0),
+        redis_bytes_per_record: (redis_used_memory(redis_port) - memory_before) as f64
+            / exported.max(1.0),
     }
 }
 

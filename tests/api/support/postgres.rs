@@ -249,6 +249,13 @@ impl PostgresServer {
     }
 
     /// SIGKILL: no shutdown checkpoint (recovery replays the WAL at the next start).
+    /// The postmaster's process id (its backends are its children): the load bench measures
+    /// their CPU.
+    #[allow(dead_code)]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
