@@ -638,8 +638,8 @@ fn tree_cpu_seconds(pid: u32) -> f64 {
         let cpu = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
         Some((ppid, cpu / 100.0))
     };
-    let mut total = stat_of(&std::path::PathBuf::from(format!("/proc/{pid}/stat")))
-        .map_or(0.0, |(_, cpu)| cpu);
+    let mut total =
+        stat_of(&std::path::PathBuf::from(format!("/proc/{pid}/stat"))).map_or(0.0, |(_, cpu)| cpu);
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         if let Some((ppid, cpu)) = stat_of(&entry.path().join("stat")) {
             if ppid == pid {

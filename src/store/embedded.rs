@@ -893,11 +893,22 @@ impl EmbeddedStore {
             .collect()
     }
 
-    /// The `count` oldest outbox records are in the system of record.
-    pub fn exported(&self, count: usize) {
+    /// `records` (read from the front of the outbox, in order) are in the system of record:
+    /// drops them from the front. Only while the front is still them: a second drainer (a
+    /// reconcile in this process) that exported the same records drops nothing twice.
+    pub fn exported(&self, records: &[LedgerRecord]) {
         let mut guard = self.inner.lock();
         let outbox = &mut guard.0.outbox;
-        outbox.drain(..count.min(outbox.len()));
+        for record in records {
+            if outbox
+                .front()
+                .is_some_and(|(_, front)| front.id == record.id)
+            {
+                outbox.pop_front();
+            } else {
+                break;
+            }
+        }
     }
 
     /// Ledger records waiting for export.

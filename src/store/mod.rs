@@ -687,7 +687,9 @@ impl Store {
                 s.exported(&done).await
             }
             Store::Embedded(s) => {
-                s.exported(batches.iter().map(|b| b.records.len()).sum());
+                for batch in batches {
+                    s.exported(&batch.records);
+                }
                 Ok(())
             }
         }

@@ -129,7 +129,8 @@ async fn an_asset_outlives_its_local_cache() {
 }
 
 /// A Redis that an earlier build kept the catalog in: the first start with a system of record
-/// moves it there (keys work, campaigns list, history starts at creation); later starts do not
+/// moves it there (keys work, campaigns list, history starts at creation), the records left in
+/// its ledger streams are exported and billed once; later starts do not
 /// move it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_earlier_builds_redis_catalog_moves_into_the_record() {
@@ -153,7 +154,37 @@ async fn an_earlier_builds_redis_catalog_moves_into_the_record() {
         .arg(1)
         .query(&mut conn)
         .unwrap();
+    // A billed render that build left in its ledger stream (fields of that build only).
+    let _: String = redis::cmd("XADD")
+        .arg("ledger:{s3}")
+        .arg("*")
+        .arg(&[
+            ("id", format!("{}:render", "a".repeat(32))),
+            ("type", "render".into()),
+            ("campaign", "cmp_00000000000000aa".into()),
+            ("advertiser", advertiser.id.to_string()),
+            ("price", "2500".into()),
+            ("at_ms", "1795000000000".into()),
+            ("client_at", String::new()),
+        ])
+        .query(&mut conn)
+        .unwrap();
     let app = spawn_app_on(Some(redis), |_| {}).await;
+    // It is billed from the record, once.
+    let invoice: Value = app
+        .get("/v1/invoices/2026-11", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(invoice["total_micros"], 2500, "{invoice}");
+    let again: Value = app
+        .get("/v1/invoices/2026-11", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["digest"], invoice["digest"]);
     let res = app.get("/v1/campaigns", &key).await;
     assert_eq!(
         res.status(),
