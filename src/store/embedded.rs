@@ -235,13 +235,22 @@ pub struct EmbeddedStore {
     written: Arc<AtomicU64>,
     synced: tokio::sync::watch::Receiver<u64>,
     wake: Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
+    /// The group-commit thread: it holds the journal (and its lock) until it ends.
+    sync_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
-        let (closed, signal) = &*self.wake;
-        *closed.lock() = true;
-        signal.notify_one();
+        {
+            let (closed, signal) = &*self.wake;
+            *closed.lock() = true;
+            signal.notify_one();
+        }
+        // Joined so the journal's lock is released when the store is gone: the next open of
+        // this data_dir (a restart in process) must not find it still held.
+        if let Some(thread) = self.sync_thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -384,7 +393,7 @@ impl EmbeddedStore {
             wake.clone(),
             synced_len.clone(),
         );
-        std::thread::Builder::new()
+        let sync_thread = std::thread::Builder::new()
             .name("journal-sync".into())
             .spawn(move || sync_forever(sync_file, i, w, synced_tx, d, k, l))
             .map_err(io)?;
@@ -398,6 +407,7 @@ impl EmbeddedStore {
             written,
             synced,
             wake,
+            sync_thread: Some(sync_thread),
         })
     }
 
