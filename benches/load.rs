@@ -32,31 +32,36 @@ const SLOT_REQUESTS: u64 = 300_000;
 /// Alternating /healthz and decision runs (see `run`).
 const ROUNDS: u64 = 4;
 
-#[derive(Clone, Copy)]
+/// `cargo bench --bench load -- [--campaigns N] [--requests N] [--seconds N] [--connections N]`.
+#[derive(Clone, Copy, clap::Parser)]
+#[command(about = "statusads load bench: the service on Redis and PostgreSQL, driven by wrk")]
 struct Args {
+    /// Synthetic campaigns in the catalog.
+    #[arg(long, default_value_t = 10_000)]
     campaigns: usize,
+    /// Distinct slot request bodies replayed.
+    #[arg(long, default_value_t = SLOT_REQUESTS as usize)]
     requests: usize,
+    /// Seconds per endpoint (split over the rounds).
+    #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// wrk connections.
+    #[arg(long, default_value_t = 32)]
     connections: u32,
+    /// Passed by `cargo bench`; without it (`cargo test`) only a smoke run.
+    #[arg(long = "bench")]
     full: bool,
 }
 
 fn args() -> Args {
+    // `cargo test` may pass test-harness arguments (filters, `--nocapture`): a smoke run then.
     let raw: Vec<String> = std::env::args().collect();
-    let value = |name: &str, default: u64| {
-        raw.iter()
-            .position(|a| a == name)
-            .and_then(|i| raw.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    Args {
-        campaigns: value("--campaigns", 10_000) as usize,
-        requests: value("--requests", SLOT_REQUESTS) as usize,
-        seconds: value("--seconds", 10),
-        connections: value("--connections", 32) as u32,
-        full: raw.iter().any(|a| a == "--bench"),
-    }
+    <Args as clap::Parser>::try_parse_from(&raw).unwrap_or_else(|err| {
+        if raw.iter().any(|a| a == "--bench") {
+            err.exit()
+        }
+        <Args as clap::Parser>::parse_from(["load"])
+    })
 }
 
 struct Redis(Child, u16);

@@ -200,14 +200,12 @@ mod tests {
     use crate::capping::Retention;
     use crate::domain::event::EventType;
 
-    fn scratch() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "statusads-spool-{}-{:x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A data dir removed when the test ends, passed or not.
+    fn scratch() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("statusads-spool-")
+            .tempdir()
+            .unwrap()
     }
 
     fn event() -> EventWrite {
@@ -238,7 +236,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_that_does_not_fit_is_refused_whole() {
-        let dir = scratch();
+        let scratch = scratch();
+        let dir = scratch.path();
         let event = [event()];
         let line = lines::encode(
             &serde_json::to_string(&Batch {
@@ -251,7 +250,7 @@ mod tests {
         )
         .len() as u64;
         // Room for one shard's line, not for two.
-        let spool = Spool::open(&dir, line + line / 2).unwrap();
+        let spool = Spool::open(dir, line + line / 2).unwrap();
         let refused = spool
             .push(0, 0, &[(1, &event), (2, &event)], Limit::Strict)
             .await;
@@ -267,9 +266,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_admitted_batch_may_finish_past_the_limit() {
-        let dir = scratch();
+        let scratch = scratch();
+        let dir = scratch.path();
         let event = [event()];
-        let spool = Spool::open(&dir, 10).unwrap();
+        let spool = Spool::open(dir, 10).unwrap();
         assert!(spool.admits());
         spool
             .push(0, 0, &[(1, &event), (2, &event)], Limit::Admitted)
@@ -283,10 +283,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_damaged_middle_batch_stops_the_start_and_nothing_is_emptied() {
-        let dir = scratch();
+        let scratch = scratch();
+        let dir = scratch.path();
         let event = [event()];
         {
-            let spool = Spool::open(&dir, u64::MAX).unwrap();
+            let spool = Spool::open(dir, u64::MAX).unwrap();
             for shard in 0..3 {
                 spool
                     .push(0, 0, &[(shard, &event)], Limit::Strict)
@@ -299,13 +300,13 @@ mod tests {
         let second = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
         bytes[second + 20] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        let err = Spool::open(&dir, u64::MAX).err().expect("refused");
+        let err = Spool::open(dir, u64::MAX).err().expect("refused");
         let message = err.to_string();
         assert!(message.contains(&format!("byte {second}")), "{message}");
         assert!(message.contains("spool.log"), "{message}");
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing cut");
         lines::quarantine(&path).unwrap();
-        let spool = Spool::open(&dir, u64::MAX).unwrap();
+        let spool = Spool::open(dir, u64::MAX).unwrap();
         assert_eq!(
             spool.pending(),
             2,

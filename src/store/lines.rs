@@ -286,14 +286,14 @@ pub fn cut_back(file: &File, len: u64) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "statusads-lines-{name}-{}-{:x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("log")
+    /// A log file in a directory removed when the test ends, passed or not.
+    fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("statusads-lines-{name}-"))
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("log");
+        (dir, path)
     }
 
     fn records(path: &Path) -> Result<(Vec<String>, Tail), LogError> {
@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn a_torn_tail_is_cut_and_nothing_before_it() {
-        let path = scratch("torn");
+        let (_dir, path) = scratch("torn");
         let mut text = file_of(&["1", "2", "3"]);
         let intact = text.len() as u64;
         text.push_str(&encode("4")[..5]);
@@ -349,7 +349,7 @@ mod tests {
 
     #[test]
     fn several_bad_lines_at_the_end_are_one_torn_tail() {
-        let path = scratch("zeros");
+        let (_dir, path) = scratch("zeros");
         let mut bytes = file_of(&["1"]).into_bytes();
         let intact = bytes.len() as u64;
         bytes.extend_from_slice(b"\0\0\0\n\0\0\n\0");
@@ -365,7 +365,7 @@ mod tests {
         // ends in a newline) and contains no NUL, so no crash could have torn it; all of it
         // was acknowledged. The reader must refuse it, not report the whole file as torn
         // (the journal and spool then cut it to zero bytes).
-        let path = scratch("crlf");
+        let (_dir, path) = scratch("crlf");
         let crlf = file_of(&["1", "2", "3"]).replace('\n', "\r\n");
         std::fs::write(&path, &crlf).unwrap();
         assert!(
@@ -374,7 +374,7 @@ mod tests {
             records(&path)
         );
         // One digit flipped in the last, complete line: damage after acknowledgement too.
-        let path = scratch("last");
+        let (_dir, path) = scratch("last");
         let text = file_of(&["1", "22"]).replacen("22", "23", 1);
         std::fs::write(&path, &text).unwrap();
         let offset = encode("1").len() as u64;
@@ -387,7 +387,7 @@ mod tests {
 
     #[test]
     fn a_damaged_middle_line_stops_the_read_naming_its_offset() {
-        let path = scratch("middle");
+        let (_dir, path) = scratch("middle");
         let text = file_of(&["1", "22", "3"]);
         let offset = encode("1").len();
         let damaged = text.replacen("22", "23", 1);
@@ -408,7 +408,7 @@ mod tests {
 
     #[test]
     fn quarantine_keeps_every_intact_record_and_moves_the_damage_aside() {
-        let path = scratch("quarantine");
+        let (_dir, path) = scratch("quarantine");
         let text = file_of(&["1", "22", "3", "44", "5"])
             .replacen("22", "2x", 1)
             .replacen("44", "4x", 1);
@@ -429,7 +429,7 @@ mod tests {
 
     #[test]
     fn an_unreadable_intact_record_stops_the_read() {
-        let path = scratch("unreadable");
+        let (_dir, path) = scratch("unreadable");
         std::fs::write(&path, file_of(&["1", "2"])).unwrap();
         let err = read(&path, |json| {
             if json == "2" {

@@ -1,24 +1,21 @@
-//! A temporary directory removed on drop.
+//! A temporary directory removed on drop (`tempfile`), named after what it holds so that a
+//! directory left by a killed run says which test made it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-pub struct ScratchDir(PathBuf);
+pub struct ScratchDir(tempfile::TempDir);
 
 impl ScratchDir {
     pub fn new(label: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("statusads-{label}-{:016x}", rand::random::<u64>()));
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
+        Self(
+            tempfile::Builder::new()
+                .prefix(&format!("statusads-{label}-"))
+                .tempdir()
+                .expect("a temporary directory"),
+        )
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }
