@@ -7,6 +7,8 @@
 use serde::Serialize;
 use time::{Date, Month};
 
+use std::collections::BTreeMap;
+
 use sha2::{Digest, Sha256};
 
 use crate::clock::{datetime_from_ms, day_key, ms_from_datetime, Millis};
@@ -94,26 +96,46 @@ pub async fn monthly(
         Err(err) => return Ok(Err(err)),
     };
     let id = advertiser.id.as_str();
-    let (impressions, messages) = record.billed_lines(id, from_ms, to_ms).await?;
+    // The lines are summed from the very records listed (one read): the invoice, its records
+    // and its digest agree even while exports commit.
     let records = InvoiceRecords(record.billed_records(id, from_ms, to_ms).await?);
+    let mut impressions: BTreeMap<&str, (u64, Micros)> = BTreeMap::new();
+    let mut messages: BTreeMap<(&str, &str), (u64, Micros)> = BTreeMap::new();
+    for billed in &records.0 {
+        let line = if billed.kind == "impressions" {
+            impressions.entry(&billed.campaign_id).or_default()
+        } else {
+            messages
+                .entry((&billed.category, &billed.country))
+                .or_default()
+        };
+        line.0 += 1;
+        line.1 += billed.amount_micros;
+    }
     let lines: Vec<InvoiceLine> = impressions
         .into_iter()
-        .map(|line| InvoiceLine {
+        .map(|(campaign, (quantity, amount_micros))| InvoiceLine {
             kind: "impressions",
-            campaign_id: Some(line.campaign),
+            campaign_id: Some(campaign.to_owned()),
             category: None,
             country: None,
-            quantity: line.quantity,
-            amount_micros: line.amount_micros,
+            quantity,
+            amount_micros,
         })
-        .chain(messages.into_iter().map(|line| InvoiceLine {
-            kind: "messages",
-            campaign_id: None,
-            category: Some(line.category),
-            country: Some(line.country),
-            quantity: line.quantity,
-            amount_micros: line.amount_micros,
-        }))
+        .chain(
+            messages
+                .into_iter()
+                .map(
+                    |((category, country), (quantity, amount_micros))| InvoiceLine {
+                        kind: "messages",
+                        campaign_id: None,
+                        category: Some(category.to_owned()),
+                        country: Some(country.to_owned()),
+                        quantity,
+                        amount_micros,
+                    },
+                ),
+        )
         .collect();
     let total_micros = lines.iter().map(|l| l.amount_micros).sum();
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(records.to_csv())));

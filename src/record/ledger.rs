@@ -6,7 +6,7 @@
 //! the rows inserted. Rows are written in id order and counters in key order, so concurrent
 //! exporters take row locks in one order and cannot deadlock.
 //!
-//! Invoices and their records are read from the rows themselves, reports from the counters
+//! Invoices are summed from the billed rows they list (one read), reports from the counters
 //! (and reach from the rows' keyed user hashes), so an invoice equals its records to the micro
 //! by construction.
 
@@ -68,17 +68,6 @@ pub struct CounterRow {
     pub hour_ms: Millis,
     pub key: String,
     pub counters: DayCounters,
-}
-
-/// A line of an invoice as the record sums it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BilledLine {
-    /// A campaign id (impressions) or (category, country) of charged messages.
-    pub campaign: String,
-    pub category: String,
-    pub country: String,
-    pub quantity: u64,
-    pub amount_micros: Micros,
 }
 
 /// One billed record of an invoice (API.md, `/v1/invoices/{month}/records`).
@@ -354,63 +343,6 @@ impl Record {
             days.insert(day, users as u64);
         }
         Ok((total as u64, days))
-    }
-
-    /// An advertiser's invoice lines for `[from_ms, to_ms)`: billed renders per campaign, then
-    /// charged messages per (category, country), each in byte order of its key.
-    pub async fn billed_lines(
-        &self,
-        advertiser: &str,
-        from_ms: Millis,
-        to_ms: Millis,
-    ) -> Result<(Vec<BilledLine>, Vec<BilledLine>), StoreError> {
-        let sum = |group: &'static str, kinds: &'static str| {
-            format!(
-                "SELECT {group}, COUNT(*), CAST(SUM(amount_micros) AS BIGINT) FROM ledger_records \
-                 WHERE advertiser_id = $1 AND kind IN ({kinds}) AND amount_micros > 0 \
-                 AND at_ms >= $2 AND at_ms < $3 GROUP BY {group}"
-            )
-        };
-        let mut impressions = Vec::new();
-        for row in sqlx::query(&sum("campaign_id", "'render'"))
-            .bind(advertiser)
-            .bind(from_ms)
-            .bind(to_ms)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?
-        {
-            impressions.push(BilledLine {
-                campaign: row.try_get(0).map_err(unavailable)?,
-                category: String::new(),
-                country: String::new(),
-                quantity: row.try_get::<i64, _>(1).map_err(unavailable)? as u64,
-                amount_micros: row.try_get(2).map_err(unavailable)?,
-            });
-        }
-        let mut messages = Vec::new();
-        for row in sqlx::query(&sum(
-            "category, country",
-            "'business_message', 'message_status'",
-        ))
-        .bind(advertiser)
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?
-        {
-            messages.push(BilledLine {
-                campaign: String::new(),
-                category: row.try_get(0).map_err(unavailable)?,
-                country: row.try_get(1).map_err(unavailable)?,
-                quantity: row.try_get::<i64, _>(2).map_err(unavailable)? as u64,
-                amount_micros: row.try_get(3).map_err(unavailable)?,
-            });
-        }
-        impressions.sort_by(|a, b| a.campaign.cmp(&b.campaign));
-        messages.sort_by(|a, b| (&a.category, &a.country).cmp(&(&b.category, &b.country)));
-        Ok((impressions, messages))
     }
 
     /// Every record billed to `advertiser` in `[from_ms, to_ms)`, in byte order of id.

@@ -438,14 +438,27 @@ impl EmbeddedStore {
             let mut out = File::create(&staged)?;
             std::io::Write::write_all(&mut out, super::lines::encode(&json).as_bytes())?;
             out.sync_all()?;
-            std::fs::rename(&staged, &target)?;
-            File::open(&self.data_dir)?.sync_all()
+            std::fs::rename(&staged, &target)
         })()
         .map_err(io)?;
-        file.set_len(0).map_err(io)?;
-        begin_generation(file, generation + 1).map_err(io)?;
-        self.synced_len
-            .store(file.metadata().map_err(io)?.len(), Ordering::SeqCst);
+        // From here the snapshot may be what the next start reads, and it covers this
+        // journal: a line acknowledged into this journal now would be skipped then. So any
+        // failure before the next generation has begun takes no more writes (restart).
+        let switched = (|| {
+            File::open(&self.data_dir)?.sync_all()?;
+            file.set_len(0)?;
+            begin_generation(file, generation + 1)?;
+            file.metadata().map(|m| m.len())
+        })();
+        let len_after = match switched {
+            Ok(len) => len,
+            Err(err) => {
+                self.damaged.store(true, Ordering::SeqCst);
+                tracing::error!(error = %err, "journal compaction failed after the snapshot; refusing further writes (restart)");
+                return Err(io(err));
+            }
+        };
+        self.synced_len.store(len_after, Ordering::SeqCst);
         self.generation.store(generation + 1, Ordering::SeqCst);
         tracing::info!(
             journal_bytes = len,
@@ -887,20 +900,25 @@ impl EmbeddedStore {
     /// Up to `limit` of the oldest ledger records not yet exported whose journal entry is on
     /// disk (a record of an entry whose fsync is still to come, or failed, is never exported:
     /// its event may yet be answered 503).
-    pub fn outbox(&self, limit: usize) -> Vec<LedgerRecord> {
+    ///
+    /// Once the journal is damaged this fails: records it still holds wait for the restart,
+    /// and `as_of` must not move past them meanwhile.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<LedgerRecord>, StoreError> {
         let on_disk = *self.synced.borrow();
         if self.damaged.load(Ordering::SeqCst) {
-            return Vec::new();
+            return Err(StoreError::Unavailable(
+                "journal damaged: records wait in the outbox until a restart".into(),
+            ));
         }
         let guard = self.inner.lock();
-        guard
+        Ok(guard
             .0
             .outbox
             .iter()
             .take(limit)
             .take_while(|(line, _)| *line <= on_disk)
             .map(|(_, record)| record.clone())
-            .collect()
+            .collect())
     }
 
     /// `records` (read from the front of the outbox, in order) are in the system of record:
@@ -1509,7 +1527,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(spent(&store).await, 6_000);
-        assert_eq!(store.outbox(100).len(), 3, "the outbox survives compaction");
+        assert_eq!(
+            store.outbox(100).unwrap().len(),
+            3,
+            "the outbox survives compaction"
+        );
         drop(store);
 
         let reopened = EmbeddedStore::open_with(&dir, u64::MAX).unwrap();
@@ -1518,7 +1540,7 @@ mod tests {
             6_000,
             "snapshot and the journal after it"
         );
-        assert_eq!(reopened.outbox(100).len(), 3);
+        assert_eq!(reopened.outbox(100).unwrap().len(), 3);
         drop(reopened);
 
         // The crash window: the snapshot renamed into place, the journal not yet begun again.

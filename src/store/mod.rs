@@ -656,7 +656,7 @@ impl Store {
                 .collect()),
             Store::Embedded(s) => {
                 // One outbox holds what Redis spreads over the shards: read more of it per step.
-                let records = s.outbox(limit * 10);
+                let records = s.outbox(limit * 10)?;
                 Ok(if records.is_empty() {
                     Vec::new()
                 } else {
