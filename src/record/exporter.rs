@@ -105,6 +105,12 @@ impl Exporter {
         }
     }
 
+    /// How old `as_of` is now.
+    fn lag(&self) -> Duration {
+        let as_of = self.progress.borrow().as_of_ms;
+        Duration::from_millis((self.clock.now_ms() - as_of).max(0) as u64)
+    }
+
     async fn round_logged(&self) {
         let round = self.started.fetch_add(1, Ordering::SeqCst) + 1;
         let started_ms = self.clock.now_ms();
@@ -117,9 +123,7 @@ impl Exporter {
                         p.as_of_ms = p.as_of_ms.max(started_ms);
                     }
                 });
-                let as_of = self.progress.borrow().as_of_ms;
-                let lag = Duration::from_millis((self.clock.now_ms() - as_of).max(0) as u64);
-                self.metrics.export_state(lag, waiting);
+                self.metrics.export_state(self.lag(), waiting);
                 // Compaction writes a file under the state lock: off the async workers.
                 let store = self.store.clone();
                 match tokio::task::spawn_blocking(move || store.maintain()).await {
@@ -132,9 +136,7 @@ impl Exporter {
             }
             Err(err) => {
                 self.metrics.export_failed();
-                let as_of = self.progress.borrow().as_of_ms;
-                let lag = Duration::from_millis((self.clock.now_ms() - as_of).max(0) as u64);
-                self.metrics.export_state(lag, 0);
+                self.metrics.export_state(self.lag(), 0);
                 tracing::warn!(error = %err, "ledger export failed; retrying (nothing is lost)");
             }
         }

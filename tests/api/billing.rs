@@ -10,7 +10,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use statusads::ledger::reconcile;
 use time::macros::datetime;
 
 use crate::contract;
@@ -317,11 +316,7 @@ async fn reconcile_finds_and_repairs_drift() {
         ])
         .await;
     }
-    let (store, record) = (&app.state.store, &app.state.record);
-    let now = statusads::clock::Clock::now_ms(&*app.clock);
-    let clean = reconcile::reconcile(store, record, now, false)
-        .await
-        .unwrap();
+    let clean = app.reconcile(false).await;
     assert_eq!(clean.records, 40, "20 renders and 20 views");
     assert!(clean.differences.is_empty(), "{:?}", clean.differences);
 
@@ -348,17 +343,11 @@ async fn reconcile_finds_and_repairs_drift() {
         .arg(9)
         .query::<i64>(&mut conn)
         .unwrap();
-    let found = reconcile::reconcile(store, record, now, false)
-        .await
-        .unwrap();
+    let found = app.reconcile(false).await;
     assert_eq!(found.differences.len(), 2, "{:?}", found.differences);
-    let repaired = reconcile::reconcile(store, record, now, true)
-        .await
-        .unwrap();
+    let repaired = app.reconcile(true).await;
     assert_eq!(repaired.differences.len(), 2);
-    let after = reconcile::reconcile(store, record, now, false)
-        .await
-        .unwrap();
+    let after = app.reconcile(false).await;
     assert!(after.differences.is_empty(), "{:?}", after.differences);
     assert_eq!(
         app.report_totals(&key, &campaign).await["spend_micros"],

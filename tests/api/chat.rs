@@ -534,14 +534,7 @@ async fn message_invoice_lines_equal_the_ledger(backend: Backend) {
     assert_eq!(theirs["total_micros"], 61_000);
 
     if backend == Backend::Redis {
-        let report = statusads::ledger::reconcile::reconcile(
-            &app.state.store,
-            &app.state.record,
-            statusads::clock::Clock::now_ms(&*app.clock),
-            false,
-        )
-        .await
-        .unwrap();
+        let report = app.reconcile(false).await;
         assert!(report.differences.is_empty(), "{:?}", report.differences);
         assert_eq!(
             report.records, 8,

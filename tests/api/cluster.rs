@@ -72,15 +72,7 @@ async fn two_nodes_on_a_redis_cluster_keep_caps_and_bill_once() {
     // Both nodes exported; each render is in the record once (renders only: no views sent).
     let stored = crate::support::postgres::ledger_records(&first.database_url).await;
     assert_eq!(stored.len() as u64, users, "{stored:?}");
-    let now = statusads::clock::Clock::now_ms(&*first.clock);
-    let report = statusads::ledger::reconcile::reconcile(
-        &first.state.store,
-        &first.state.record,
-        now,
-        false,
-    )
-    .await
-    .unwrap();
+    let report = first.reconcile(false).await;
     assert!(report.differences.is_empty(), "{:?}", report.differences);
     assert_eq!(report.records, users);
 }

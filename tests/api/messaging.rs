@@ -911,14 +911,7 @@ async fn the_readme_worked_month_invoice(backend: Backend) {
 
     match backend {
         Backend::Redis => {
-            let report = statusads::ledger::reconcile::reconcile(
-                &app.state.store,
-                &app.state.record,
-                statusads::clock::Clock::now_ms(&*app.clock),
-                false,
-            )
-            .await
-            .unwrap();
+            let report = app.reconcile(false).await;
             assert!(report.differences.is_empty(), "{:?}", report.differences);
         }
         Backend::Embedded => {

@@ -149,6 +149,18 @@ impl std::ops::Deref for TestApp {
 }
 
 impl TestApp {
+    /// `statusads reconcile` against this app's stores, on its clock.
+    pub async fn reconcile(&self, repair: bool) -> statusads::ledger::reconcile::ReconcileReport {
+        statusads::ledger::reconcile::reconcile(
+            &self.state.store,
+            &self.state.record,
+            self.clock.now_ms(),
+            repair,
+        )
+        .await
+        .expect("reconcile runs")
+    }
+
     /// Asset files stored on disk.
     pub async fn stored_assets(&self) -> usize {
         self.state.assets.count().await.unwrap() as usize
