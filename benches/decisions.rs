@@ -43,6 +43,8 @@ fn decisions(c: &mut Criterion) {
                 session: None,
                 statuses: 12,
                 context: synthetic::context(&mut rng),
+                personalized: None,
+                state: None,
             })
             .collect();
         let mut next = 0;
@@ -80,6 +82,7 @@ fn claims() -> Claims {
         price_micros: 2_500,
         expires_at_ms: NOW_MS + 900_000,
         coarse: Default::default(),
+        personalized: true,
     }
 }
 

@@ -171,8 +171,10 @@ async fn run(args: Args) {
             session: None,
             statuses: 12,
             context: synthetic::context(&mut rng),
+            personalized: None,
+            state: None,
         };
-        served += state.server.slots(&request).await.len();
+        served += state.server.slots(&request).await.slots.len();
     }
     assert!(served > 0, "the synthetic catalog serves ads");
     if !args.full {
@@ -578,12 +580,15 @@ async fn event_batches(
                 session: None,
                 statuses: 20,
                 context: synthetic::context(&mut rng),
+                personalized: None,
+                state: None,
             };
             tokens.extend(
                 state
                     .server
                     .slots(&request)
                     .await
+                    .slots
                     .into_iter()
                     .map(|s| s.token),
             );

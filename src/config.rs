@@ -56,6 +56,7 @@ pub struct Settings {
     pub messaging: MessagingSettings,
     pub rate_limits: RateLimitSettings,
     pub demo: DemoSettings,
+    pub privacy: PrivacySettings,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -157,6 +158,13 @@ pub struct AuctionSettings {
 #[serde(deny_unknown_fields)]
 pub struct ChatSettings {
     pub url_template: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySettings {
+    /// Consent assumed for a slot request that carries none.
+    pub default_personalized: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -40,6 +40,7 @@ pub mod ledger;
 pub mod media;
 pub mod messaging;
 pub mod metrics;
+pub mod privacy;
 pub mod record;
 pub mod secrets;
 pub mod selection;

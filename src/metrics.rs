@@ -150,6 +150,8 @@ label_enum! {
         Messaging => "messaging",
         /// Reading and trimming the ledger outbox for export.
         Outbox => "outbox",
+        /// A user's access or erasure request.
+        Privacy => "privacy",
     }
 }
 

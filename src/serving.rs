@@ -20,12 +20,15 @@ use crate::clock::{utc_day, SharedClock};
 use crate::config::{AdLoadSettings, ChatSettings};
 use crate::domain::audience::Coarse;
 use crate::domain::campaign::Objective;
+use crate::domain::event::{ClientEvent, EventResult, EventStatus};
 use crate::domain::ids::new_decision_id;
-use crate::domain::slot::{Ad, AdAdvertiser, Cta, Slot, SlotRequest};
+use crate::domain::ids::{AdvertiserId, CampaignId};
+use crate::domain::slot::{Ad, AdAdvertiser, Cta, Slot, SlotRequest, SlotsResponse};
 use crate::ledger::conversions::click_id;
 use crate::ledger::served::ServedTally;
 use crate::ledger::SpendBoard;
 use crate::metrics::{DecisionOutcome, DecisionView, Metrics};
+use crate::privacy::{self, state, state::CarriedSession};
 use crate::selection::{self, DecisionInput, Placement};
 use crate::store::{CommitOutcome, DecisionCommit, Store, UserView};
 use crate::tokens::{Claims, TokenKeys};
@@ -50,14 +53,22 @@ pub struct Server {
     pub grace_ms: i64,
     pub shards: u32,
     pub chat: ChatSettings,
+    /// Consent assumed for a request that carries none (`privacy.default_personalized`).
+    pub default_personalized: bool,
 }
 
 impl Server {
-    pub async fn slots(&self, request: &SlotRequest) -> Vec<Slot> {
+    pub async fn slots(&self, request: &SlotRequest) -> SlotsResponse {
         let started = Instant::now();
-        let result = self.decide_and_commit(request).await;
+        let result = if request.personalized.unwrap_or(self.default_personalized) {
+            self.decide_and_commit(request)
+                .await
+                .map(|slots| SlotsResponse { slots, state: None })
+        } else {
+            Ok(self.decide_contextual(request))
+        };
         let outcome = match &result {
-            Ok(slots) if slots.is_empty() => DecisionOutcome::Empty,
+            Ok(answer) if answer.slots.is_empty() => DecisionOutcome::Empty,
             Ok(_) => DecisionOutcome::Filled,
             Err(err) => {
                 tracing::warn!(error = %err, "decision without store: serving no slots");
@@ -65,7 +76,93 @@ impl Server {
             }
         };
         self.metrics.decision(outcome, started.elapsed());
-        result.unwrap_or_default()
+        result.unwrap_or(SlotsResponse {
+            slots: Vec::new(),
+            state: None,
+        })
+    }
+
+    /// A decision without consent to personalisation (see [`crate::privacy`]): on the request's
+    /// contextual signals and the state it carries, with no per-user record read or written.
+    /// Every slot served counts in the answered state as rendered now.
+    fn decide_contextual(&self, request: &SlotRequest) -> SlotsResponse {
+        let now_ms = self.clock.now_ms();
+        let user = request.user.as_str();
+        let mut carried = request
+            .state
+            .as_deref()
+            .and_then(|encoded| state::open(&self.keys, user, encoded, now_ms))
+            .unwrap_or_default();
+        let session = request.session.as_deref();
+        let session_state = carried.session_state(session, now_ms);
+        let request = SlotRequest {
+            context: privacy::contextual(&request.context),
+            state: None,
+            ..request.clone()
+        };
+        let snapshot = self.catalog.snapshot();
+        // The placements borrow what they were decided on; the state then gains them.
+        let history = carried.user.clone();
+        let decision = selection::decide(
+            &DecisionInput {
+                snapshot: &snapshot,
+                budgets: &*self.spend,
+                user: &history,
+                session: session_state,
+                request: &request,
+                policy: self.policy,
+                reserve_cpm_micros: self.reserve_cpm_micros,
+                now_ms,
+            },
+            &mut SmallRng::from_entropy(),
+        );
+        let expires_ms = now_ms + self.token_ttl_ms;
+        let hold_until = expires_ms + self.grace_ms;
+        let planned: Vec<(String, &Placement<'_>)> = decision
+            .placements
+            .iter()
+            .filter_map(|p| {
+                let id = new_decision_id();
+                let held =
+                    self.spend
+                        .try_hold(&id, &p.servable.campaign, p.price_micros, hold_until);
+                held.then_some((id, p))
+            })
+            .collect();
+        let stamp = capping::render_stamp(now_ms);
+        let user_state = &mut carried.user;
+        for (_, p) in &planned {
+            let campaign = &p.servable.campaign;
+            user_state
+                .campaign_renders
+                .entry(campaign.id.to_string())
+                .or_default()
+                .push(stamp);
+            user_state
+                .advertiser_renders
+                .entry(campaign.advertiser_id.to_string())
+                .or_default()
+                .push(stamp);
+            user_state.daily_renders.push(stamp);
+        }
+        if let (Some(id), false) = (session, planned.is_empty()) {
+            let after = selection::placement::advance(
+                session_state,
+                request.statuses,
+                planned.iter().map(|(_, p)| p.position),
+            );
+            carried.session = Some(CarriedSession::new(id, after, now_ms));
+        }
+        let sealed = self.reseal(user, carried, now_ms);
+        let shard = capping::shard_of(user, self.shards);
+        let slots = planned
+            .into_iter()
+            .map(|(id, p)| self.slot(&request, shard, id, p, now_ms, expires_ms, false))
+            .collect();
+        SlotsResponse {
+            slots,
+            state: Some(sealed),
+        }
     }
 
     async fn decide_and_commit(
@@ -176,7 +273,7 @@ impl Server {
                 CommitOutcome::Committed => {
                     let slots = planned
                         .into_iter()
-                        .map(|(id, p)| self.slot(request, shard, id, p, now_ms, expires_ms))
+                        .map(|(id, p)| self.slot(request, shard, id, p, now_ms, expires_ms, true))
                         .collect();
                     let DecisionCommit {
                         reservations,
@@ -205,6 +302,63 @@ impl Server {
         Ok(Vec::new())
     }
 
+    /// The state to answer: pruned to what the rules of today's catalog need, signed.
+    fn reseal(&self, user: &str, mut carried: state::Carried, now_ms: i64) -> String {
+        let snapshot = self.catalog.snapshot();
+        carried.prune(
+            now_ms,
+            |id| {
+                let id = CampaignId::parse(id)?;
+                snapshot.cap_spec(&id).map(|spec| spec.campaign_keep)
+            },
+            |id| {
+                AdvertiserId::parse(id)
+                    .map(|id| snapshot.advertiser_keep(&id))
+                    .unwrap_or_default()
+            },
+        );
+        state::seal(&self.keys, user, &carried, now_ms)
+    }
+
+    /// The state `encoded` with the hides and reports of `events` that were counted (or had
+    /// been: a retry must get its state again): those of slots served without personalisation
+    /// to the state's user, the first such token's user. An invalid state counts as absent.
+    pub fn carry_events(
+        &self,
+        encoded: &str,
+        events: &[ClientEvent],
+        results: &[EventResult],
+    ) -> String {
+        let now_ms = self.clock.now_ms();
+        let hides: Vec<Claims> = events
+            .iter()
+            .zip(results)
+            .filter(|(event, result)| {
+                event.kind.hides()
+                    && matches!(
+                        result.status,
+                        EventStatus::Accepted | EventStatus::Duplicate
+                    )
+            })
+            .filter_map(|(event, _)| self.keys.verify(&event.token).ok())
+            .filter(|claims| !claims.personalized)
+            .collect();
+        let Some(user) = hides.first().map(|claims| claims.user.clone()) else {
+            // Nothing to add: the state as it came.
+            return encoded.to_owned();
+        };
+        let mut carried =
+            state::open(&self.keys, user.as_str(), encoded, now_ms).unwrap_or_default();
+        for claims in hides.iter().filter(|claims| claims.user == user) {
+            carried
+                .user
+                .hidden_until
+                .insert(claims.advertiser.to_string(), now_ms + capping::HIDE_MS);
+        }
+        self.reseal(user.as_str(), carried, now_ms)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn slot(
         &self,
         request: &SlotRequest,
@@ -213,6 +367,7 @@ impl Server {
         placement: &Placement<'_>,
         now_ms: i64,
         expires_ms: i64,
+        personalized: bool,
     ) -> Slot {
         let campaign = &placement.servable.campaign;
         let advertiser = &placement.servable.advertiser;
@@ -230,6 +385,7 @@ impl Server {
             price_micros: placement.price_micros,
             expires_at_ms: expires_ms,
             coarse,
+            personalized,
         });
         let cta = match (campaign.objective, advertiser.chat_number.as_deref()) {
             (Objective::Chat, Some(number)) => {

@@ -214,10 +214,11 @@ impl Application {
             grace_ms,
             shards: settings.store.shards,
             chat: settings.chat.clone(),
+            default_personalized: settings.privacy.default_personalized,
         });
         let ledger = Arc::new(Ledger {
             store: store.clone(),
-            recent,
+            recent: recent.clone(),
             catalog: catalog.clone(),
             keys,
             clock: clock.clone(),
@@ -226,7 +227,7 @@ impl Application {
             grace_ms,
             daily_max: settings.ad_load.max_per_user_per_day,
             spend: spend.clone(),
-            reach,
+            reach: reach.clone(),
             spool: match store.backend_name() {
                 "redis" => Some(Arc::new(
                     spool::Spool::open(&data_dir, settings.store.spool_max_bytes).map_err(
@@ -250,8 +251,19 @@ impl Application {
             clock.clone(),
             metrics.clone(),
         ));
+        let subjects = Arc::new(crate::privacy::subject::Subjects {
+            store: store.clone(),
+            record: record.clone(),
+            exporter: exporter.clone(),
+            recent,
+            catalog: catalog.clone(),
+            reach,
+            clock: clock.clone(),
+            shards: settings.store.shards,
+        });
         let state = web::Data::new(AppState {
             store: store.clone(),
+            subjects,
             record,
             exporter: exporter.clone(),
             catalog: catalog.clone(),
@@ -293,6 +305,7 @@ impl Application {
             shutdown.listener(),
         ));
         let exporting = tokio::spawn(exporter.run(shutdown.listener()));
+        let erasures = tokio::spawn(state.subjects.clone().watch_erasures(shutdown.listener()));
         let prober = tokio::spawn({
             let mut shutdown = shutdown.listener();
             async move { store.probe_while_open(&mut shutdown).await }
@@ -358,7 +371,7 @@ impl Application {
                 server,
                 state,
                 shutdown,
-                background: vec![refresher, prober, exporting],
+                background: vec![refresher, prober, exporting, erasures],
             },
             secrets,
         ))

@@ -3,7 +3,8 @@
 //! and the decision's coarse context (what reports break down by), so an event can be billed and
 //! reported from the token alone and nothing in it can be altered. Tokens signed before the
 //! context was carried (seven fields) still verify, with the context unknown. The key id lets
-//! keys rotate: a verifier keeps old keys until their last tokens expire.
+//! keys rotate: a verifier keeps old keys until their last tokens expire. A slot served without
+//! consent to personalisation carries an eleventh field, `n`; every other token is as before.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -30,6 +31,8 @@ pub struct Claims {
     pub price_micros: Micros,
     pub expires_at_ms: Millis,
     pub coarse: Coarse,
+    /// Served with consent to personalisation: its events may keep per-user state.
+    pub personalized: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +63,7 @@ impl TokenKeys {
     }
 
     pub fn sign(&self, claims: &Claims) -> String {
-        let payload = [
+        let mut payload = [
             claims.decision_id.as_str(),
             claims.user.as_str(),
             claims.campaign.as_str(),
@@ -73,6 +76,9 @@ impl TokenKeys {
             claims.coarse.age_band.as_str(),
         ]
         .join("\n");
+        if !claims.personalized {
+            payload.push_str("\nn");
+        }
         let mut token = format!(
             "{VERSION}.{}.{}",
             self.current.kid,
@@ -115,6 +121,38 @@ impl TokenKeys {
     }
 }
 
+impl TokenKeys {
+    /// The tag of a user's carried state (`crate::privacy::state`), with the current key. The
+    /// `state` prefix keeps it apart from every token's signed text (which starts `v1.`).
+    pub fn state_tag(&self, user: &[u8], body: &[u8]) -> [u8; 32] {
+        state_mac(&self.current, user, body)
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+
+    /// Whether `tag` (a prefix of at least 16 bytes) is the state's tag under any known key.
+    pub fn verify_state_tag(&self, user: &[u8], body: &[u8], tag: &[u8]) -> bool {
+        tag.len() >= 16
+            && std::iter::once(&self.current)
+                .chain(&self.previous)
+                .any(|key| {
+                    state_mac(key, user, body)
+                        .verify_truncated_left(tag)
+                        .is_ok()
+                })
+    }
+}
+
+fn state_mac(key: &SigningKey, user: &[u8], body: &[u8]) -> HmacSha256 {
+    let mut mac = key.mac.clone();
+    mac.update(b"state\n");
+    mac.update(user);
+    mac.update(b"\n");
+    mac.update(body);
+    mac
+}
+
 impl SigningKey {
     fn new(secret: &[u8]) -> Self {
         let kid = hex::encode(&Sha256::digest(secret)[..4]);
@@ -134,6 +172,7 @@ fn parse_claims(payload: &str) -> Option<Claims> {
         price_micros: fields.next()?.parse().ok()?,
         expires_at_ms: fields.next()?.parse().ok()?,
         coarse: Coarse::default(),
+        personalized: true,
     };
     let mut claims = claims;
     if let Some(country) = fields.next() {
@@ -142,6 +181,10 @@ fn parse_claims(payload: &str) -> Option<Claims> {
             os: fields.next()?.to_owned(),
             age_band: fields.next()?.to_owned(),
         };
+        if let Some(flag) = fields.next() {
+            (flag == "n").then_some(())?;
+            claims.personalized = false;
+        }
     }
     (fields.next().is_none() && claims.decision_id.len() == 32).then_some(claims)
 }
@@ -165,6 +208,7 @@ mod tests {
                 os: "android".into(),
                 age_band: "25-34".into(),
             },
+            personalized: true,
         }
     }
 

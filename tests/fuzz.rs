@@ -25,6 +25,7 @@ fn valid_token() -> String {
         price_micros: 2500,
         expires_at_ms: 1_800_000_000_000,
         coarse: Default::default(),
+        personalized: true,
     })
 }
 

@@ -14,7 +14,11 @@
 //! - `r<decision id>`: a reservation, `<campaign hex>|<advertiser hex>|<expires_ms>`;
 //! - `h<advertiser hex>`: the advertiser is hidden until this time (ms);
 //! - `x<campaign hex>`: the user started a conversation from the campaign (`suppress_after:
-//!   conversation`), which is not shown to them until this time (ms).
+//!   conversation`), which is not shown to them until this time (ms);
+//! - `s<session hash>`: the placement state of one session ([`SessionState::encode`]), under
+//!   the first 8 bytes of the session id's SHA-256 as hex: every session of a user lives in
+//!   their hash, so access and erasure find them without a scan, and the field stays short
+//!   however long the client's session id.
 //!
 //! Windows are checked in whole seconds: a render stored as `ceil(t)` counts while
 //! `ceil(t) > floor(now) - per`, which holds whenever the exact `t > now - per` does, so
@@ -59,6 +63,15 @@ pub fn suppress_field(campaign: &str) -> String {
 /// The hash field of an advertiser hidden by this user.
 pub fn hide_field(advertiser: &str) -> String {
     format!("h{}", hex_of(advertiser))
+}
+
+/// The hash field of one session of the user.
+pub fn session_field(session: &str) -> String {
+    use sha2::Digest;
+    format!(
+        "s{}",
+        hex::encode(&sha2::Sha256::digest(session.as_bytes())[..8])
+    )
 }
 
 /// The 16 hex digits of a `cmp_…` / `adv_…` id: what the compact fields store.
@@ -453,6 +466,11 @@ impl SessionState {
     }
 
     /// The stored session as of `now_ms`: a fresh one once it has been forgotten.
+    /// When a stored session is forgotten (`None` when corrupt: prune it).
+    pub fn forget_after(raw: &str) -> Option<Millis> {
+        raw.split(',').nth(2)?.parse().ok()
+    }
+
     pub fn decode(raw: &str, now_ms: Millis) -> Self {
         let mut parts = raw.split(',').map(|p| p.parse::<i64>().unwrap_or(0));
         let (served, carry, forget_after) = (parts.next(), parts.next(), parts.next());

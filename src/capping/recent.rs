@@ -159,9 +159,21 @@ impl RecentUsers {
         shard.insert(user.to_owned(), seen);
     }
 
-    /// Drops the view of a user whose state an event just moved.
+    /// Drops the view of a user whose state an event just moved (or who was erased).
     pub fn forget(&self, user: &str) {
         self.shard(user).lock().remove(user);
+    }
+
+    /// Whether a view of `user` is held, however old (the right of access lists it).
+    pub fn holds(&self, user: &str) -> bool {
+        self.shard(user).lock().contains_key(user)
+    }
+
+    /// Drops the views of every user `erased` selects (erasures announced by other nodes).
+    pub fn forget_where(&self, erased: impl Fn(&str) -> bool) {
+        for shard in &self.shards {
+            shard.lock().retain(|user, _| !erased(user));
+        }
     }
 }
 

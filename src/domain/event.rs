@@ -59,6 +59,10 @@ impl EventType {
 #[serde(deny_unknown_fields)]
 pub struct EventBatch {
     pub events: Vec<ClientEvent>,
+    /// The signed state of a user without personalisation (as `POST /v1/slots` answered it):
+    /// the answer then carries it updated with the batch's hides and reports.
+    #[serde(default)]
+    pub state: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -139,4 +143,7 @@ impl EventResult {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventsResponse {
     pub results: Vec<EventResult>,
+    /// Present when the batch carried a state: the state to keep from now on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }

@@ -16,6 +16,19 @@ pub struct SlotRequestBody {
     pub statuses: u32,
     #[serde(default)]
     pub context: SlotContext,
+    /// Absent: the configured `privacy.default_personalized`.
+    #[serde(default)]
+    pub consent: Option<Consent>,
+    /// The signed state the last answer carried (users without personalisation); absent, or
+    /// one that is altered, expired or another user's: a user never seen.
+    #[serde(default)]
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Consent {
+    pub personalized: bool,
 }
 
 /// Coarse signals only, every one optional (absent = unknown).
@@ -38,6 +51,9 @@ pub struct SlotRequest {
     pub session: Option<String>,
     pub statuses: u32,
     pub context: SlotContext,
+    /// The request's own answer (`None`: the configured default).
+    pub personalized: Option<bool>,
+    pub state: Option<String>,
 }
 
 impl SlotRequestBody {
@@ -96,6 +112,8 @@ impl SlotRequestBody {
             session: self.session,
             statuses: self.statuses,
             context: self.context,
+            personalized: self.consent.map(|c| c.personalized),
+            state: self.state,
         })
     }
 }
@@ -103,6 +121,10 @@ impl SlotRequestBody {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SlotsResponse {
     pub slots: Vec<Slot>,
+    /// For a user without personalisation: the state to send with the next request (and with
+    /// events), also when no slot was served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

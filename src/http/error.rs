@@ -146,6 +146,16 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::privacy::subject::SubjectError> for ApiError {
+    fn from(err: crate::privacy::subject::SubjectError) -> Self {
+        use crate::privacy::subject::SubjectError;
+        match err {
+            SubjectError::Store(err) => err.into(),
+            SubjectError::RecordBehind => Self::Unavailable(err.to_string()),
+        }
+    }
+}
+
 impl From<CatalogError> for ApiError {
     fn from(err: CatalogError) -> Self {
         match err {

@@ -23,5 +23,12 @@ async fn events(
         )));
     }
     let results = state.ledger.ingest(&batch.events).await?;
-    Ok(HttpResponse::Ok().json(EventsResponse { results }))
+    let carried = batch
+        .state
+        .as_deref()
+        .map(|carried| state.server.carry_events(carried, &batch.events, &results));
+    Ok(HttpResponse::Ok().json(EventsResponse {
+        results,
+        state: carried,
+    }))
 }

@@ -18,6 +18,7 @@ pub mod operations;
 pub mod rate_limit;
 pub mod reports;
 pub mod slots;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -44,6 +45,8 @@ pub struct AppState {
     pub exporter: Arc<crate::record::exporter::Exporter>,
     pub catalog: Arc<Catalog>,
     pub server: Arc<Server>,
+    /// Access and erasure requests.
+    pub subjects: Arc<crate::privacy::subject::Subjects>,
     pub ledger: Arc<Ledger>,
     pub spend: Arc<SpendBoard>,
     pub assets: AssetStore,
@@ -95,6 +98,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(assets::configure)
     .configure(reports::configure)
     .configure(invoices::configure)
+    .configure(users::configure)
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
     }));

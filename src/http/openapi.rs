@@ -320,6 +320,24 @@ pub const ROUTES: &[Route] = &[
     ),
     route(
         Get,
+        "/v1/users/{user}",
+        "Everything stored about a user, by kind (the right of access)",
+        Operator,
+        Body::None,
+        200,
+        Json("UserAccess"),
+    ),
+    route(
+        Delete,
+        "/v1/users/{user}",
+        "Erase every per-user record; billing records stay, unlinked (the right of erasure)",
+        Operator,
+        Body::None,
+        200,
+        Json("Erased"),
+    ),
+    route(
+        Get,
         "/assets/{sha256}",
         "A creative's media (immutable, ETag)",
         Public,
@@ -405,6 +423,18 @@ pub const ROUTES: &[Route] = &[
         crate::domain::slot::SlotsResponse,
         crate::domain::event::EventBatch,
         crate::domain::event::EventsResponse,
+        crate::domain::slot::Consent,
+        crate::privacy::subject::UserAccess,
+        crate::privacy::subject::CapsAccess,
+        crate::privacy::subject::Renders,
+        crate::privacy::subject::ReservationAccess,
+        crate::privacy::subject::AdvertiserUntil,
+        crate::privacy::subject::CampaignUntil,
+        crate::privacy::subject::AdvertiserAt,
+        crate::privacy::subject::SessionAccess,
+        crate::privacy::subject::ClickAccess,
+        crate::privacy::subject::ConversationAccess,
+        crate::privacy::subject::Erased,
     ))
 )]
 struct Schemas;
@@ -452,6 +482,10 @@ fn error_statuses(route: &Route) -> Vec<u16> {
     }
     if route.path.contains('{') {
         statuses.push(404);
+    }
+    if route.path.contains("{user}") {
+        // A path that is not a user id (1-128 visible ASCII characters).
+        statuses.push(422);
     }
     if route.path.starts_with("/v1/") {
         statuses.extend([500, 503]);

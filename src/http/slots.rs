@@ -19,6 +19,6 @@ async fn slots(
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner().parse()?;
     state.limit(RateLimitScope::User, request.user.as_str())?;
-    let slots = state.server.slots(&request).await;
-    Ok(HttpResponse::Ok().json(SlotsResponse { slots }))
+    let answer: SlotsResponse = state.server.slots(&request).await;
+    Ok(HttpResponse::Ok().json(answer))
 }

@@ -175,12 +175,20 @@ impl Ledger {
             let shard = capping::shard_of(claims.user.as_str(), self.shards);
             let advertiser_keep = snapshot.advertiser_keep(&claims.advertiser);
             let longest = spec.campaign_keep.window_ms.max(advertiser_keep.window_ms);
+            // Without consent to personalisation, nothing of the event names the user: the
+            // store then keeps no per-user state for it and the record no reach key.
+            let (user, user_key) = if claims.personalized {
+                let user = claims.user.as_str();
+                (user.to_owned(), self.reach.of(user))
+            } else {
+                (String::new(), String::new())
+            };
             let write = EventWrite {
                 kind: event.kind,
                 token_ttl_ms: claims.expires_at_ms + self.grace_ms - now_ms + DEDUPE_MARGIN_MS,
                 user_ttl_ms: capping::user_ttl_ms(longest, event.kind.hides()),
                 decision_id: claims.decision_id,
-                user: claims.user.as_str().to_owned(),
+                user,
                 campaign: claims.campaign.to_string(),
                 advertiser: claims.advertiser.to_string(),
                 price_micros: claims.price_micros,
@@ -200,7 +208,7 @@ impl Ledger {
                     })
                     .unwrap_or_default(),
                 audience: Audience {
-                    user_key: self.reach.of(claims.user.as_str()),
+                    user_key,
                     creative: claims.creative.to_string(),
                     coarse: claims.coarse,
                 },
@@ -223,6 +231,7 @@ impl Ledger {
             };
             for ((index, write), outcome) in indexes.iter().zip(writes).zip(outcomes) {
                 if outcome == EventOutcome::Accepted
+                    && !write.user.is_empty()
                     && (write.kind == EventType::Render || write.kind.hides())
                 {
                     self.recent.forget(&write.user);

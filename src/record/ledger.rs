@@ -426,4 +426,35 @@ impl Record {
             .map_err(unavailable)?;
         Ok(n as u64)
     }
+
+    /// The records linked to the user whose keyed hash is `user_key`: how many, and the
+    /// decision ids of their clicks (where the hot store keeps click owners).
+    pub async fn linked_to(&self, user_key: &str) -> Result<(u64, Vec<String>), StoreError> {
+        let ids: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, kind FROM ledger_records WHERE user_key = $1 AND user_key <> ''",
+        )
+        .bind(user_key)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let clicks = ids
+            .iter()
+            .filter(|(_, kind)| kind == "click")
+            .filter_map(|(id, _)| id.strip_suffix(":click").map(str::to_owned))
+            .collect();
+        Ok((ids.len() as u64, clicks))
+    }
+
+    /// Unlinks the user whose keyed hash is `user_key` from every record: the records stay
+    /// (invoices read them), no longer countable as that user's. Answers how many changed.
+    pub async fn unlink(&self, user_key: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE ledger_records SET user_key = '' WHERE user_key = $1 AND user_key <> ''",
+        )
+        .bind(user_key)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
 }

@@ -356,6 +356,8 @@ mod tests {
                     country: Some(if seed % 2 == 0 { "IT" } else { "FR" }.into()),
                     ..SlotContext::default()
                 },
+                personalized: None,
+                state: None,
             };
             let input = DecisionInput {
                 snapshot: &snapshot,

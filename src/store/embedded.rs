@@ -30,12 +30,13 @@ use serde::{Deserialize, Serialize};
 use super::{
     CatalogData, ClickOwner, CommitOutcome, ConversionOutcome, ConversionRecord, ConversionWrite,
     DecisionCommit, EventOutcome, EventWrite, MessageCommit, MessageOutcome, SettleOutcome,
-    SettleWrite, StoreError, StoredMessage, UserView,
+    SettleWrite, StoreError, StoredMessage, StoredSession, UserClick, UserLocator, UserRecords,
+    UserView,
 };
 use crate::capping::{
-    advertiser_field, campaign_field, count_since, decode_caps, decode_stamps, encode_stamps,
-    hide_field, render_stamp, reservation_expiry, reservation_field, window_now, within_caps,
-    Reservation, UserState, DAY_MS, HIDE_MS,
+    self as capping, advertiser_field, campaign_field, count_since, decode_caps, decode_stamps,
+    encode_stamps, hide_field, render_stamp, reservation_expiry, reservation_field, window_now,
+    within_caps, Reservation, SessionState, UserState, DAY_MS, HIDE_MS,
 };
 use crate::clock::Millis;
 use crate::domain::audience::Audience;
@@ -44,6 +45,7 @@ use crate::domain::event::EventType;
 use crate::domain::ids::CampaignId;
 use crate::ledger::reconcile::{LedgerKind, LedgerRecord};
 use crate::messaging::rules::{price_at, within_limit, Schedule};
+use crate::messaging::Conversation;
 
 const JOURNAL: &str = "journal.log";
 const SNAPSHOT: &str = "snapshot.json";
@@ -116,6 +118,8 @@ enum Entry {
         message_id: String,
         void: bool,
     },
+    /// A user's right of erasure: every record of theirs goes (see `State::erase_user`).
+    EraseUser { user: String },
     /// The first line of a journal begun by compaction: the snapshot of generation
     /// `generation - 1` holds everything before it. A journal without it is generation 0.
     Generation { generation: u64 },
@@ -191,8 +195,6 @@ struct State {
     catalog: HashMap<String, HashMap<String, (u64, String)>>,
     /// user -> fields, the same fields as the Redis user hash.
     users: HashMap<String, HashMap<String, String>>,
-    #[serde(with = "pairs")]
-    sessions: HashMap<(String, String), String>,
     /// decision id -> (flags, expires_ms)
     tokens: HashMap<String, (u32, Millis)>,
     spend_total: HashMap<String, i64>,
@@ -418,12 +420,17 @@ impl EmbeddedStore {
     /// snapshot is renamed into place whole, and a journal it covers is skipped (its
     /// generation says so). Answers whether it compacted.
     pub fn compact(&self) -> Result<bool, StoreError> {
+        self.compact_over(self.compact_bytes)
+    }
+
+    /// [`Self::compact`] once the journal is at least `min_bytes` long.
+    fn compact_over(&self, min_bytes: u64) -> Result<bool, StoreError> {
         let mut locked = self.inner.lock();
         let (state, file) = &mut *locked;
         let io = |e: std::io::Error| StoreError::Unavailable(format!("journal compaction: {e}"));
         let len = file.metadata().map_err(io)?.len();
         // Only with every line on disk: a line still to be fsynced might yet be cut back.
-        if len < self.compact_bytes
+        if len < min_bytes
             || self.damaged.load(Ordering::SeqCst)
             || self.written.load(Ordering::SeqCst) != *self.synced.borrow()
         {
@@ -668,6 +675,30 @@ impl EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    pub async fn user_records(&self, who: &UserLocator<'_>) -> Result<UserRecords, StoreError> {
+        Ok(self.inner.lock().0.user_records(who.user))
+    }
+
+    /// Journals the erasure, applies it, then compacts so that no journal line written before
+    /// it still names the user (compaction waits for every line to be on disk: retried briefly
+    /// while other writes are in flight). It writes the snapshot on this worker thread: an
+    /// erasure is a rare operator request, and the embedded backend serves one node.
+    pub async fn erase_user(&self, who: &UserLocator<'_>) -> Result<(), StoreError> {
+        let entry = Entry::EraseUser {
+            user: who.user.to_owned(),
+        };
+        self.commit(entry, |_| true, State::apply).await?;
+        for _ in 0..100 {
+            if self.compact_over(0)? {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Err(StoreError::Unavailable(
+            "erasure recorded, but the journal could not be compacted yet: retry".into(),
+        ))
+    }
+
     pub async fn click_owner(
         &self,
         _shard: u32,
@@ -971,8 +1002,59 @@ impl State {
                     .flat_map(|f| f.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
             ),
             session: session
-                .and_then(|s| self.sessions.get(&(user.to_owned(), s.to_owned())))
+                .and_then(|s| self.users.get(user)?.get(&capping::session_field(s)))
                 .cloned(),
+        }
+    }
+
+    /// Everything kept about `user` (the same records as the Redis keys `RedisStore` reads).
+    fn user_records(&self, user: &str) -> UserRecords {
+        let fields = self.users.get(user);
+        let pairs = || {
+            fields
+                .into_iter()
+                .flat_map(|f| f.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        };
+        let mut clicks: Vec<UserClick> = self
+            .clicks
+            .iter()
+            .filter(|(_, click)| click.user == user)
+            .map(|(decision, click)| UserClick {
+                decision_id: decision.clone(),
+                advertiser: click.advertiser.clone(),
+                campaign: click.campaign.clone(),
+                conversation_started: click.conversation,
+            })
+            .collect();
+        clicks.sort_by(|a, b| a.decision_id.cmp(&b.decision_id));
+        let mut conversations: Vec<_> = self
+            .conversations
+            .iter()
+            .filter(|((_, owner), _)| owner == user)
+            .map(|((advertiser, _), raw)| (advertiser.clone(), Conversation::decode(raw)))
+            .collect();
+        conversations.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut initiated: Vec<_> = self
+            .initiated
+            .iter()
+            .filter_map(|(advertiser, users)| Some((advertiser.clone(), *users.get(user)?)))
+            .collect();
+        initiated.sort();
+        UserRecords {
+            state: UserState::from_fields(pairs()),
+            sessions: StoredSession::from_fields(pairs()),
+            clicks,
+            conversations,
+            initiated,
+        }
+    }
+
+    fn erase_user(&mut self, user: &str) {
+        self.users.remove(user);
+        self.clicks.retain(|_, click| click.user != user);
+        self.conversations.retain(|(_, owner), _| owner != user);
+        for users in self.initiated.values_mut() {
+            users.remove(user);
         }
     }
 
@@ -994,16 +1076,19 @@ impl State {
                 session_after,
             } => {
                 let fields = self.users.entry(user.clone()).or_default();
-                fields.retain(|field, value| {
-                    !field.starts_with('r')
-                        || reservation_expiry(value).is_some_and(|e| e > *now_ms)
+                let current = session.as_deref().map(capping::session_field);
+                fields.retain(|field, value| match field.as_bytes().first() {
+                    Some(b'r') => reservation_expiry(value).is_some_and(|e| e > *now_ms),
+                    Some(b's') if current.as_ref() != Some(field) => {
+                        SessionState::forget_after(value).is_some_and(|t| t > *now_ms)
+                    }
+                    _ => true,
                 });
                 for (field, value, _) in reservations.iter().filter_map(|r| r.fields()) {
                     fields.insert(field, value);
                 }
-                if let Some(session) = session {
-                    self.sessions
-                        .insert((user.clone(), session.clone()), session_after.clone());
+                if let Some(field) = current {
+                    fields.insert(field, session_after.clone());
                 }
             }
             Entry::Events {
@@ -1070,6 +1155,7 @@ impl State {
             Entry::Message { .. } | Entry::MessageStatus { .. } => {
                 self.apply_message(entry);
             }
+            Entry::EraseUser { user } => self.erase_user(user),
             Entry::Generation { .. } => {}
         }
     }
@@ -1282,11 +1368,26 @@ impl State {
         if e.kind.needs_render() && flags & EventType::Render.bit() == 0 {
             return EventOutcome::OutOfOrder;
         }
-        let fields = self.users.entry(e.user.clone()).or_default();
+        // Served without consent to personalisation: nothing per user (see `events.lua`).
+        let personal = !e.user.is_empty();
+        let mut scratch = HashMap::new();
+        let fields = if personal {
+            self.users.entry(e.user.clone()).or_default()
+        } else {
+            &mut scratch
+        };
         let (campaign_field, advertiser_field) =
             (campaign_field(&e.campaign), advertiser_field(&e.advertiser));
         let now_floor = window_now(now);
-        if e.kind == EventType::Render {
+        if !personal {
+            if e.kind == EventType::Click {
+                let click = self.clicks.entry(e.decision_id.clone()).or_default();
+                click.advertiser.clone_from(&e.advertiser);
+                click.campaign.clone_from(&e.campaign);
+                click.user.clear();
+                click.expires_ms = now + super::CLICK_TTL_MS;
+            }
+        } else if e.kind == EventType::Render {
             let renders = times(fields.get(&campaign_field));
             let adv_renders = times(fields.get(&advertiser_field));
             let daily = times(fields.get("d"));
@@ -1299,7 +1400,9 @@ impl State {
                 return EventOutcome::CapReached;
             }
             fields.remove(&reservation_field(&e.decision_id));
-            fields.insert(campaign_field, append(renders, e.campaign_keep, now));
+            if e.campaign_keep.0 > 0 {
+                fields.insert(campaign_field, append(renders, e.campaign_keep, now));
+            }
             if e.advertiser_keep.0 > 0 {
                 fields.insert(
                     advertiser_field,

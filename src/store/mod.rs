@@ -104,6 +104,8 @@ pub enum CommitOutcome {
 pub struct EventWrite {
     pub kind: EventType,
     pub decision_id: String,
+    /// Empty for a slot served without consent to personalisation: the stores then keep
+    /// nothing per user for the event (see `crate::privacy`).
     pub user: String,
     pub campaign: String,
     pub advertiser: String,
@@ -432,6 +434,75 @@ pub fn parse_conversion_entry(entry: &str, advertiser: &str) -> Option<Conversio
     })
 }
 
+/// Where one user's records live, for access and erasure.
+pub struct UserLocator<'a> {
+    pub shard: u32,
+    pub user: &'a str,
+    /// Every advertiser, with its shard: where conversation windows and business-initiated
+    /// lists name the user.
+    pub advertisers: Vec<(u32, String)>,
+    /// Decision ids of the user's clicks (from the record): Redis finds click keys by them,
+    /// the embedded backend by a scan of its own.
+    pub clicks: Vec<String>,
+}
+
+/// Everything the hot store keeps about one user, decoded.
+#[derive(Debug, Default)]
+pub struct UserRecords {
+    /// Caps (render times), reservations, hides and suppressions.
+    pub state: UserState,
+    pub sessions: Vec<StoredSession>,
+    pub clicks: Vec<UserClick>,
+    /// (advertiser, its conversation with the user)
+    pub conversations: Vec<(String, crate::messaging::Conversation)>,
+    /// (advertiser, the latest business-initiated template to the user, ms)
+    pub initiated: Vec<(String, Millis)>,
+}
+
+impl UserRecords {
+    pub fn is_empty(&self) -> bool {
+        self.state == UserState::default()
+            && self.sessions.is_empty()
+            && self.clicks.is_empty()
+            && self.conversations.is_empty()
+            && self.initiated.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    /// The session id's hash (see `capping::session_field`): the store never keeps the id.
+    pub tag: String,
+    pub state: crate::capping::SessionState,
+    pub forget_after_ms: Millis,
+}
+
+impl StoredSession {
+    /// The user-hash sessions among `fields`.
+    pub fn from_fields<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<Self> {
+        fields
+            .into_iter()
+            .filter_map(|(field, value)| {
+                let tag = field.strip_prefix('s')?;
+                let forget_after_ms = crate::capping::SessionState::forget_after(value)?;
+                Some(Self {
+                    tag: tag.to_owned(),
+                    state: crate::capping::SessionState::decode(value, forget_after_ms - 1),
+                    forget_after_ms,
+                })
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserClick {
+    pub decision_id: String,
+    pub advertiser: String,
+    pub campaign: String,
+    pub conversation_started: bool,
+}
+
 /// Ledger records read from one shard's outbox, with their ids there.
 pub struct OutboxBatch {
     pub shard: u32,
@@ -692,6 +763,41 @@ impl Store {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Everything stored about one user (the right of access).
+    pub async fn user_records(&self, who: &UserLocator<'_>) -> Result<UserRecords, StoreError> {
+        dispatch!(self, s => s.user_records(who).await)
+    }
+
+    /// Removes every record of one user (the right of erasure); idempotent.
+    pub async fn erase_user(&self, who: &UserLocator<'_>) -> Result<(), StoreError> {
+        dispatch!(self, s => s.erase_user(who).await)
+    }
+
+    /// Tells the other nodes that the user with this keyed hash was erased (one node on the
+    /// embedded backend: nothing to tell).
+    pub async fn announce_erasure(
+        &self,
+        user_key: &str,
+        now_ms: Millis,
+        keep_ms: Millis,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Redis(s) => s.announce_erasure(user_key, now_ms, keep_ms).await,
+            Store::Embedded(_) => Ok(()),
+        }
+    }
+
+    /// Erasures other nodes announced after `since_ms`: (user key, when).
+    pub async fn erasures_since(
+        &self,
+        since_ms: Millis,
+    ) -> Result<Vec<(String, Millis)>, StoreError> {
+        match self {
+            Store::Redis(s) => s.erasures_since(since_ms).await,
+            Store::Embedded(_) => Ok(Vec::new()),
         }
     }
 

@@ -31,6 +31,7 @@ fn unserved_token(
         price_micros: 1000,
         expires_at_ms: app.clock.now_ms() + 600_000,
         coarse: Default::default(),
+        personalized: true,
     })
 }
 

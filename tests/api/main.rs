@@ -17,6 +17,7 @@ mod observability;
 mod openapi;
 mod operations;
 mod placement;
+mod privacy;
 mod record;
 mod reporting;
 mod support;

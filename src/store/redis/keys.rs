@@ -11,7 +11,11 @@ pub const CATALOG_CHANGES: &str = "catalog:{catalog}:changes";
 /// Node heartbeats: node id -> last refresh (ms). Budget shares divide by the live count.
 pub const NODES: &str = "nodes:{catalog}";
 
-/// Caps, reservations, hides and version of one user.
+/// Erasures of the last minute (ZSET, member: the user's keyed hash, score: when), which
+/// every node reads to drop its recent view of the user.
+pub const ERASURES: &str = "erasures:{catalog}";
+
+/// Caps, reservations, hides and sessions of one user (fields: `capping`).
 pub fn user(shard: u32, user: &str) -> String {
     format!("u:{{s{shard}}}:{user}")
 }
@@ -19,11 +23,6 @@ pub fn user(shard: u32, user: &str) -> String {
 /// The user whose hash `key` is (the inverse of [`user`]).
 pub fn user_of(shard: u32, key: &str) -> Option<&str> {
     key.strip_prefix(&format!("u:{{s{shard}}}:"))
-}
-
-/// Placement state of one session of one user.
-pub fn session(shard: u32, user: &str, session: &str) -> String {
-    format!("sess:{{s{shard}}}:{user}:{session}")
 }
 
 /// Dedupe flags of one served slot (decision).
@@ -95,7 +94,6 @@ mod tests {
     fn everything_an_event_touches_shares_the_shard_tag() {
         let keys = [
             user(417, "u{ser}"),
-            session(417, "u", "s"),
             token(417, "abc"),
             ledger(417),
             spend_total(417),

@@ -31,13 +31,15 @@ use super::breaker::{Breaker, BreakerPolicy};
 use super::{
     CatalogData, ClickOwner, CommitOutcome, ConversionOutcome, ConversionRecord, ConversionWrite,
     DecisionCommit, EventOutcome, EventWrite, MessageCommit, MessageOutcome, SettleOutcome,
-    SettleWrite, StoreError, StoredMessage, UserView, CLICK_TTL_MS, MESSAGE_DEDUPE_MS,
+    SettleWrite, StoreError, StoredMessage, StoredSession, UserClick, UserLocator, UserRecords,
+    UserView, CLICK_TTL_MS, MESSAGE_DEDUPE_MS,
 };
-use crate::capping::{self, UserState, HIDE_MS, SESSION_TTL_MS};
+use crate::capping::{self, UserState, HIDE_MS};
 use crate::clock::{Millis, SystemClock};
 use crate::domain::campaign::Spend;
 use crate::domain::ids::CampaignId;
 use crate::ledger::reconcile::{LedgerKind, LedgerRecord};
+use crate::messaging::Conversation;
 use crate::metrics::{Metrics, RedisOp};
 use crate::shutdown::Shutdown;
 
@@ -426,19 +428,18 @@ impl RedisStore {
         commit: &DecisionCommit<'_>,
     ) -> Result<CommitOutcome, StoreError> {
         let script = &self.scripts.reserve;
-        let mut call = script.command(2);
+        let mut call = script.command(1);
         call.arg(keys::user(commit.shard, commit.user))
-            .arg(keys::session(
-                commit.shard,
-                commit.user,
-                commit.session.unwrap_or(""),
-            ))
             .arg(commit.now_ms)
             .arg(commit.user_ttl_ms)
-            .arg(if commit.session.is_some() { "1" } else { "0" })
+            .arg(
+                commit
+                    .session
+                    .map(capping::session_field)
+                    .unwrap_or_default(),
+            )
             .arg(commit.session_seen.unwrap_or(""))
             .arg(&commit.session_after)
-            .arg(SESSION_TTL_MS)
             .arg(commit.proof.daily_max)
             .arg(commit.reservations.len())
             .arg(commit.proof.checks.len())
@@ -506,7 +507,8 @@ impl RedisStore {
                 .arg(&event.audience.coarse.country)
                 .arg(&event.audience.coarse.os)
                 .arg(&event.audience.coarse.age_band)
-                .arg(&event.audience.user_key);
+                .arg(&event.audience.user_key)
+                .arg(if event.user.is_empty() { "0" } else { "1" });
         }
         let mut conn = self.conn()?;
         let codes: Vec<i64> = self
@@ -579,6 +581,134 @@ impl RedisStore {
                 .unwrap_or_default()
                 .to_owned(),
         }))
+    }
+
+    /// The user's hash and clicks (one pipeline on their shard), then their conversations and
+    /// business-initiated entries (one pipeline per advertiser shard).
+    pub async fn user_records(&self, who: &UserLocator<'_>) -> Result<UserRecords, StoreError> {
+        let user_key = keys::user(who.shard, who.user);
+        let hashes: Vec<HashMap<String, String>> = self
+            .for_shards(RedisOp::Privacy, &[who.shard], |shard, pipe| {
+                pipe.hgetall(&user_key);
+                for decision in &who.clicks {
+                    pipe.hgetall(keys::click(shard, decision));
+                }
+            })
+            .await?;
+        let mut hashes = hashes.into_iter();
+        let fields = hashes.next().unwrap_or_default();
+        let pairs = || fields.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let mut records = UserRecords {
+            state: UserState::from_fields(pairs()),
+            sessions: StoredSession::from_fields(pairs()),
+            ..UserRecords::default()
+        };
+        for (decision, click) in who.clicks.iter().zip(hashes) {
+            // Only a click this user's hash owns (`usr`); one served without consent names no one.
+            if click.get("usr") == Some(&user_key) {
+                records.clicks.push(UserClick {
+                    decision_id: decision.clone(),
+                    advertiser: click.get("adv").cloned().unwrap_or_default(),
+                    campaign: click.get("cmp").cloned().unwrap_or_default(),
+                    conversation_started: click.contains_key("conv"),
+                });
+            }
+        }
+        let by_shard = advertisers_by_shard(&who.advertisers);
+        let shards: Vec<u32> = by_shard.keys().copied().collect();
+        let replies: Vec<redis::Value> = self
+            .for_shards(RedisOp::Privacy, &shards, |shard, pipe| {
+                for advertiser in &by_shard[&shard] {
+                    pipe.get(keys::conversation(shard, advertiser, who.user))
+                        .zscore(keys::business_initiated(shard, advertiser), who.user);
+                }
+            })
+            .await?;
+        let advertisers = shards.iter().flat_map(|shard| &by_shard[shard]);
+        for (advertiser, pair) in advertisers.zip(replies.chunks(2)) {
+            let text = |value: &redis::Value| {
+                redis::from_redis_value::<Option<String>>(value)
+                    .ok()
+                    .flatten()
+            };
+            if let Some(conversation) = pair.first().and_then(text) {
+                records
+                    .conversations
+                    .push((advertiser.to_string(), Conversation::decode(&conversation)));
+            }
+            if let Some(at) = pair
+                .get(1)
+                .and_then(text)
+                .and_then(|t| t.parse::<f64>().ok())
+            {
+                records
+                    .initiated
+                    .push((advertiser.to_string(), at as Millis));
+            }
+        }
+        Ok(records)
+    }
+
+    /// Deletes the user's hash and clicks, conversations and business-initiated entries.
+    pub async fn erase_user(&self, who: &UserLocator<'_>) -> Result<(), StoreError> {
+        let user_key = keys::user(who.shard, who.user);
+        let _: Vec<redis::Value> = self
+            .for_shards(RedisOp::Privacy, &[who.shard], |shard, pipe| {
+                pipe.del(&user_key).ignore();
+                for decision in &who.clicks {
+                    pipe.del(keys::click(shard, decision)).ignore();
+                }
+            })
+            .await?;
+        let by_shard = advertisers_by_shard(&who.advertisers);
+        let shards: Vec<u32> = by_shard.keys().copied().collect();
+        let _: Vec<redis::Value> = self
+            .for_shards(RedisOp::Privacy, &shards, |shard, pipe| {
+                for advertiser in &by_shard[&shard] {
+                    pipe.del(keys::conversation(shard, advertiser, who.user))
+                        .ignore()
+                        .zrem(keys::business_initiated(shard, advertiser), who.user)
+                        .ignore();
+                }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Announces an erasure to the other nodes for `keep_ms` (see `privacy::subject`).
+    pub async fn announce_erasure(
+        &self,
+        user_key: &str,
+        now_ms: Millis,
+        keep_ms: Millis,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.bulk()?;
+        let user_key = user_key.to_owned();
+        self.call(RedisOp::Privacy, async move {
+            redis::pipe()
+                .zadd(keys::ERASURES, user_key, now_ms)
+                .ignore()
+                .zrembyscore(keys::ERASURES, "-inf", now_ms - keep_ms)
+                .ignore()
+                .pexpire(keys::ERASURES, keep_ms)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    /// Erasures announced after `since_ms`: (user key, when).
+    pub async fn erasures_since(
+        &self,
+        since_ms: Millis,
+    ) -> Result<Vec<(String, Millis)>, StoreError> {
+        let mut conn = self.bulk()?;
+        self.call(RedisOp::Privacy, async move {
+            conn.zrangebyscore_withscores(keys::ERASURES, format!("({since_ms}"), "+inf")
+                .await
+        })
+        .await
     }
 
     pub async fn apply_conversion(
@@ -892,6 +1022,16 @@ fn parse_record(stream_id: &str, fields: &[String]) -> Result<LedgerRecord, Stor
         age_band: optional("age"),
         user_key: optional("uk"),
     })
+}
+
+fn advertisers_by_shard(
+    advertisers: &[(u32, String)],
+) -> std::collections::BTreeMap<u32, Vec<&str>> {
+    let mut by_shard = std::collections::BTreeMap::<u32, Vec<&str>>::new();
+    for (shard, advertiser) in advertisers {
+        by_shard.entry(*shard).or_default().push(advertiser);
+    }
+    by_shard
 }
 
 /// `reserve.lua`'s answer: 1, or the live user hash (flat field, value list) and session value.

@@ -10,10 +10,12 @@
 --   campaign_keep ("count:window_seconds"), advertiser_keep (same, count 0 = off),
 --   daily_max, hide_ms, client_at, click_ttl_ms, the user-hash fields of the campaign's
 --   and the advertiser's render times and of the advertiser's hide (capping::*_field), and
---   what the ledger record carries for reports: creative, country, os, age band, reach key.
+--   what the ledger record carries for reports: creative, country, os, age band, reach key,
+--   and personal: '1', or '0' for a slot served without consent to personalisation, whose
+--   events keep nothing per user (no render times, hide or click owner: see src/privacy).
 -- The shared user_state.lua is prepended (render time encoding, cap checks).
 -- Returns one code per event: 1 accepted, 2 duplicate, 3 out of order, 4 cap reached.
-local FIELDS = 23
+local FIELDS = 24
 local BITS = {render = 1, view = 2, click = 4, hide = 8, report = 16}
 local REFUSED = 32
 local count = tonumber(ARGV[3])
@@ -52,6 +54,7 @@ for i = 1, count do
   local click_ttl = ARGV[a + 15]
   local campaign_field, advertiser_field, hide_field = ARGV[a + 16], ARGV[a + 17], ARGV[a + 18]
   local user, token, click = KEYS[3 + 3 * i - 2], KEYS[3 + 3 * i - 1], KEYS[3 + 3 * i]
+  local personal = ARGV[a + 24] == '1'
   local bit = BITS[kind]
   local flags = tonumber(redis.call('GET', token) or '0')
   local code
@@ -65,7 +68,12 @@ for i = 1, count do
     code = 3
   else
     code = 1
-    if kind == 'render' then
+    if not personal then
+      if kind == 'click' then
+        redis.call('HSET', click, 'adv', advertiser, 'cmp', campaign, 'usr', '')
+        redis.call('PEXPIRE', click, click_ttl)
+      end
+    elseif kind == 'render' then
       -- One read and one write of the user hash per render: each redis.call costs ~2 us.
       local stored = redis.call('HMGET', user, campaign_field, advertiser_field, 'd')
       local renders, renders_digits = stamps(stored[1])
@@ -77,10 +85,15 @@ for i = 1, count do
         redis.call('SET', token, flags + REFUSED, 'PX', token_ttl)
       else
         redis.call('HDEL', user, 'r' .. decision)
-        local writes = {campaign_field, append(renders, renders_digits, keep_c),
-          'd', append(daily, daily_digits, daily_max .. ':' .. DAY_S)}
+        -- A campaign (or advertiser) without caps keeps no render list: nothing per user
+        -- that no rule reads.
+        local writes = {'d', append(daily, daily_digits, daily_max .. ':' .. DAY_S)}
+        if string.match(keep_c, '^(%d+)') ~= '0' then
+          writes[3], writes[4] = campaign_field, append(renders, renders_digits, keep_c)
+        end
         if string.match(keep_a, '^(%d+)') ~= '0' then
-          writes[5], writes[6] = advertiser_field, append(adv_renders, adv_digits, keep_a)
+          local n = #writes
+          writes[n + 1], writes[n + 2] = advertiser_field, append(adv_renders, adv_digits, keep_a)
         end
         redis.call('HSET', user, unpack(writes))
       end
@@ -94,7 +107,7 @@ for i = 1, count do
     end
     if code == 1 then
       redis.call('SET', token, flags + bit, 'PX', token_ttl)
-      if kind == 'render' or kind == 'hide' or kind == 'report' then
+      if personal and (kind == 'render' or kind == 'hide' or kind == 'report') then
         extend[user] = math.max(extend[user] or 0, user_ttl)
       end
       local billed = (kind == 'render' and price > 0) and price or 0

@@ -7,33 +7,41 @@
 -- can be stricter than the live state) and the session is the one it placed by.
 -- capping::UserState::admits is the same rule in Rust.
 --
--- KEYS[1] user hash, KEYS[2] session key
--- ARGV: now_ms, user_ttl_ms, has_session (0|1), session_seen ('' = none), session_after,
---       session_ttl_ms, daily_max, then three counts: reservations, checks, held; then a
+-- KEYS[1] user hash (its `s<hash>` fields hold the user's sessions)
+-- ARGV: now_ms, user_ttl_ms, session_field ('' = no session), session_seen ('' = none),
+--       session_after, daily_max, then three counts: reservations, checks, held; then a
 --       pair per reservation (user-hash field, value), a quadruple per check (campaign
 --       hex, advertiser hex, caps "max:per_seconds,...", advertiser_caps 0|1) and the decision
 --       id of each held reservation.
 -- Returns 1 when committed, else {hash fields and values, session value or ''}.
-local user, session = KEYS[1], KEYS[2]
-local has_session = ARGV[3] == '1'
-local daily_max = tonumber(ARGV[7])
-local reservations, checks, held = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local reservations_at = 10
+local user = KEYS[1]
+local session_field = ARGV[3]
+local has_session = session_field ~= ''
+local daily_max = tonumber(ARGV[6])
+local reservations, checks, held = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local reservations_at = 9
 local checks_at = reservations_at + 2 * reservations
 local held_at = checks_at + 4 * checks
-assert(#ARGV == held_at + held and #KEYS == 2, 'reserve.lua: wrong arity')
+assert(#ARGV == held_at + held and #KEYS == 1, 'reserve.lua: wrong arity')
 
 local flat = redis.call('HGETALL', user)
 local fields = {}
 for i = 1, #flat, 2 do
   fields[flat[i]] = flat[i + 1]
 end
-local stored_session = has_session and redis.call('GET', session) or false
+local stored_session = has_session and fields[session_field] or false
 
--- Pending reservations, counted per campaign and advertiser; expired ones are pruned on commit.
+-- Pending reservations, counted per campaign and advertiser; expired ones and forgotten
+-- sessions (`served,carry,forget_after_ms`) are pruned on commit.
 local by_campaign, by_advertiser, pending, expired = {}, {}, 0, {}
 for field, value in pairs(fields) do
-  if string.sub(field, 1, 1) == 'r' then
+  local kind = string.sub(field, 1, 1)
+  if kind == 's' then
+    local forget_after = tonumber(string.match(value, '^[^,]*,[^,]*,(%d+)$') or '0')
+    if forget_after <= now and field ~= session_field then
+      expired[#expired + 1] = field
+    end
+  elseif kind == 'r' then
     local campaign, advertiser, expires = reservation(value)
     if campaign and expires > now then
       by_campaign[campaign] = (by_campaign[campaign] or 0) + 1
@@ -95,14 +103,15 @@ for i = 0, reservations - 1 do
   local a = reservations_at + 2 * i
   writes[2 * i + 1], writes[2 * i + 2] = ARGV[a + 1], ARGV[a + 2]
 end
+if has_session then
+  local n = #writes
+  writes[n + 1], writes[n + 2] = session_field, ARGV[5]
+end
 if #writes > 0 then
   redis.call('HSET', user, unpack(writes))
 end
 local ttl = tonumber(ARGV[2])
 if redis.call('PTTL', user) < ttl then
   redis.call('PEXPIRE', user, ttl)
-end
-if has_session then
-  redis.call('SET', session, ARGV[5], 'PX', ARGV[6])
 end
 return 1

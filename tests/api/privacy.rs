@@ -1,0 +1,490 @@
+//! Consent, the carried state of users without personalisation, access and erasure.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::contract;
+use crate::support::app::{campaigns_of, token_of, ADMIN, CLIENT};
+use crate::support::{spawn_app, Backend, TestApp};
+
+const FOOTBALL: &str = "channel:football";
+
+/// A slot request of a user who did not consent to personalised ads; its answer's slots and
+/// state.
+async fn contextual_slots(app: &TestApp, user: &str, state: Option<&str>) -> (Vec<Value>, String) {
+    let mut body = json!({
+        "user": user, "statuses": 12, "consent": {"personalized": false},
+        "context": {"country": "IT", "os": "android", "age": 30, "interests": [FOOTBALL]},
+    });
+    if let Some(state) = state {
+        body["state"] = json!(state);
+    }
+    let res = app.post("/v1/slots", CLIENT, body).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    let state = body["state"].as_str().expect("a state answered").to_owned();
+    (body["slots"].as_array().unwrap().clone(), state)
+}
+
+/// Every Redis key, with each string, hash and zset member as text: what a scan of the
+/// keyspace would find about a user.
+fn redis_keyspace(app: &TestApp) -> Vec<(String, String)> {
+    let Some(redis) = &app.redis else {
+        return Vec::new();
+    };
+    let mut conn = redis.connection();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    keys.into_iter()
+        .map(|key| {
+            let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).unwrap();
+            let content = match kind.as_str() {
+                "string" => redis::cmd("GET").arg(&key).query(&mut conn).unwrap(),
+                "hash" => {
+                    let all: Vec<String> =
+                        redis::cmd("HGETALL").arg(&key).query(&mut conn).unwrap();
+                    all.join(" ")
+                }
+                "zset" => {
+                    let all: Vec<String> = redis::cmd("ZRANGE")
+                        .arg(&key)
+                        .arg(0)
+                        .arg(-1)
+                        .query(&mut conn)
+                        .unwrap();
+                    all.join(" ")
+                }
+                other => other.to_owned(),
+            };
+            (key, content)
+        })
+        .collect()
+}
+
+async fn without_consent_caps_hold_through_the_state_and_nothing_is_kept(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, interests_key) = app.advertiser("Interests").await;
+    let interest_campaign = app
+        .live_campaign(
+            &interests_key,
+            json!({"bid_cpm_micros": 9_000_000, "targeting": {"interests": [FOOTBALL]}}),
+        )
+        .await;
+    let (_, aged_key) = app.advertiser("Aged").await;
+    app.live_campaign(
+        &aged_key,
+        json!({"bid_cpm_micros": 8_000_000, "targeting": {"age": {"min": 18, "max": 40}}}),
+    )
+    .await;
+    let (_, key) = app.advertiser("Contextual").await;
+    let capped = app
+        .live_campaign(
+            &key,
+            json!({"targeting": {"countries": ["IT"]},
+                   "frequency_caps": [{"max": 2, "per_seconds": 86400}]}),
+        )
+        .await;
+
+    // With consent the same context gets the interest campaign: the request does match it.
+    let res = app
+        .post(
+            "/v1/slots",
+            CLIENT,
+            json!({"user": "consenting", "statuses": 12,
+                   "context": {"country": "IT", "age": 30, "interests": [FOOTBALL]}}),
+        )
+        .await;
+    let body: Value = res.json().await.unwrap();
+    assert!(body.get("state").is_none(), "no state with consent");
+    assert!(campaigns_of(body["slots"].as_array().unwrap()).contains(&interest_campaign));
+
+    // Five requests carrying the state: contextual campaigns only, the cap of 2 holds.
+    let mut state: Option<String> = None;
+    let mut served = 0;
+    let mut tokens = Vec::new();
+    for _ in 0..5 {
+        let (slots, next) = contextual_slots(&app, "private", state.as_deref()).await;
+        assert_eq!(
+            campaigns_of(&slots)
+                .iter()
+                .filter(|c| **c != capped)
+                .count(),
+            0,
+            "only the contextual campaign: {slots:?}"
+        );
+        for slot in &slots {
+            let token = token_of(slot);
+            assert_eq!(app.render(&token).await, "accepted");
+            assert_eq!(
+                app.render(&token).await,
+                "duplicate",
+                "renders dedupe per token"
+            );
+            tokens.push(token);
+        }
+        served += slots.len();
+        state = Some(next);
+        app.clock.advance_secs(60);
+    }
+    let state = state.unwrap();
+    assert_eq!(served, 2, "a cap of 2 across five requests with the state");
+    assert!(state.len() < 400, "state of {} bytes", state.len());
+
+    // Tampering with one byte, another user's state or none at all: a user never seen.
+    let mut tampered = state.clone().into_bytes();
+    tampered[state.len() / 2] = if tampered[state.len() / 2] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let (slots, _) = contextual_slots(&app, "private", Some(&tampered)).await;
+    assert_eq!(
+        campaigns_of(&slots),
+        vec![capped.clone()],
+        "altered: absent"
+    );
+    let (slots, _) = contextual_slots(&app, "someone-else", Some(&state)).await;
+    assert_eq!(
+        campaigns_of(&slots),
+        vec![capped.clone()],
+        "another's: absent"
+    );
+    let (slots, _) = contextual_slots(&app, "private", None).await;
+    assert_eq!(
+        campaigns_of(&slots),
+        vec![capped.clone()],
+        "dropping the state is the one way past the cap (documented)"
+    );
+    // The state still holds it.
+    let (slots, state) = contextual_slots(&app, "private", Some(&state)).await;
+    assert!(slots.is_empty());
+
+    // A hide sent with the state comes back in it: the advertiser stays hidden.
+    app.clock.advance_secs(2 * 86_400);
+    let (slots, state) = contextual_slots(&app, "private", Some(&state)).await;
+    assert_eq!(campaigns_of(&slots), vec![capped.clone()], "the cap rolled");
+    let res = app
+        .post(
+            "/v1/events",
+            CLIENT,
+            json!({"events": [{"token": token_of(&slots[0]), "type": "hide"}], "state": state}),
+        )
+        .await;
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["results"][0]["status"], "accepted");
+    let hidden = body["state"].as_str().unwrap().to_owned();
+    app.clock.advance_secs(2 * 86_400);
+    assert!(contextual_slots(&app, "private", Some(&hidden))
+        .await
+        .0
+        .is_empty());
+    let (slots, _) = contextual_slots(&app, "private", Some(&state)).await;
+    assert_eq!(
+        campaigns_of(&slots),
+        vec![capped.clone()],
+        "the state before the hide"
+    );
+
+    // Renders billed; nothing in the hot store names the user; the record has no reach key.
+    let totals = app.report_totals(&key, &capped).await;
+    assert_eq!(totals["rendered"], 2);
+    for (name, content) in redis_keyspace(&app) {
+        assert!(
+            !name.contains("private") && !content.contains("private"),
+            "{name} names the user: {content}"
+        );
+        if name.starts_with("u:") {
+            assert!(
+                name.ends_with(":consenting"),
+                "only the consenting user's hash"
+            );
+        }
+    }
+    let access: Value = app
+        .get("/v1/users/private", ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(access["records"], 0, "nothing stored: {access}");
+}
+
+/// `privacy.default_personalized = false` applies to requests without a consent.
+async fn the_configured_default_applies_without_a_consent(backend: Backend) {
+    let app =
+        crate::support::spawn_app_with(backend, |s| s.privacy.default_personalized = false).await;
+    let (_, key) = app.advertiser("Interests").await;
+    app.live_campaign(&key, json!({"targeting": {"interests": [FOOTBALL]}}))
+        .await;
+    let body = json!({"user": "u", "statuses": 12, "context": {"interests": [FOOTBALL]}});
+    let answer: Value = app
+        .post("/v1/slots", CLIENT, body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["slots"], json!([]));
+    assert!(answer["state"].is_string());
+    let body = json!({"user": "u", "statuses": 12, "consent": {"personalized": true},
+                      "context": {"interests": [FOOTBALL]}});
+    let answer: Value = app
+        .post("/v1/slots", CLIENT, body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["slots"].as_array().unwrap().len(), 1);
+}
+
+mod default {
+    use super::*;
+    contract!(the_configured_default_applies_without_a_consent);
+}
+
+async fn message(app: &TestApp, body: Value) -> (StatusCode, Value) {
+    let res = app.post("/v1/messages", ADMIN, body).await;
+    (res.status(), res.json().await.unwrap())
+}
+
+fn chat_message(
+    id: &str,
+    advertiser: &str,
+    direction: &str,
+    kind: &str,
+    category: Option<&str>,
+) -> Value {
+    json!({"id": id, "advertiser_id": advertiser, "user": "wa-user-1", "direction": direction,
+           "kind": kind, "category": category, "country": "IT", "at": "2026-11-26T10:05:00Z"})
+}
+
+async fn access(app: &TestApp, user: &str) -> Value {
+    let res = app.get(&format!("/v1/users/{user}"), ADMIN).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.unwrap()
+}
+
+async fn invoice(app: &TestApp, key: &str) -> Value {
+    let res = app.get("/v1/invoices/2026-11", key).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.unwrap()
+}
+
+async fn access_lists_what_the_user_did_and_erasure_makes_them_new(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = "wa-user-1";
+    let (chat_adv, chat_key) = app.advertiser("Pizzeria Roma").await;
+    let chat = app
+        .live_campaign(
+            &chat_key,
+            json!({"objective": "chat", "bid_cpm_micros": 3_000_000, "suppress_after": "conversation",
+                   "chat": {"prefilled_text": "Hi"}}),
+        )
+        .await;
+    let (_, capped_key) = app.advertiser("Capped").await;
+    let capped = app
+        .live_campaign(
+            &capped_key,
+            json!({"bid_cpm_micros": 2_000_000, "frequency_caps": [{"max": 1, "per_seconds": 86400}]}),
+        )
+        .await;
+    let (hidden_adv, hidden_key) = app.advertiser("Hidden").await;
+    let hidden = app.live_campaign(&hidden_key, json!({})).await;
+    // Its business-initiated templates count towards a limit (so the users are kept).
+    let res = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/v1/advertisers/{hidden_adv}"),
+            Some(ADMIN),
+            Some(json!({"messaging_limit": 1000})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let everything = {
+        let mut all = vec![chat.clone(), capped.clone(), hidden.clone()];
+        all.sort();
+        all
+    };
+    let served = |slots: &[Value]| {
+        let mut served = campaigns_of(slots);
+        served.sort();
+        served
+    };
+
+    // The user sees all three in one session, renders them, hides one, clicks the chat ad,
+    // starts a conversation and gets a business-initiated template.
+    let slots = app.slots(user, Some("session-1"), 12).await;
+    assert_eq!(served(&slots), everything);
+    let token = |campaign: &str| {
+        token_of(
+            slots
+                .iter()
+                .find(|s| s["ad"]["campaign_id"] == campaign)
+                .unwrap(),
+        )
+    };
+    let click_id = slots
+        .iter()
+        .find(|s| s["ad"]["campaign_id"] == chat)
+        .unwrap()["ad"]["cta"]["click_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let renders: Vec<(String, &str)> = [&chat, &capped, &hidden]
+        .iter()
+        .map(|c| (token(c), "render"))
+        .collect();
+    let renders: Vec<(&str, &str)> = renders.iter().map(|(t, k)| (t.as_str(), *k)).collect();
+    assert!(app.events(&renders).await.iter().all(|s| s == "accepted"));
+    let (chat_token, hidden_token) = (token(&chat), token(&hidden));
+    assert_eq!(
+        app.events(&[(&chat_token, "click"), (&hidden_token, "hide")])
+            .await,
+        vec!["accepted", "accepted"]
+    );
+    let res = app
+        .post("/v1/conversions", ADMIN, json!({"advertiser_id": chat_adv, "click_id": click_id,
+                                                "type": "conversation_started", "at": "2026-11-26T10:01:00Z"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let (status, _) = message(
+        &app,
+        chat_message("in-1", &chat_adv, "inbound", "free_form", None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = message(
+        &app,
+        chat_message(
+            "tpl-1",
+            &hidden_adv,
+            "outbound",
+            "template",
+            Some("marketing"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let before = access(&app, user).await;
+    let ids = |list: &Value, field: &str| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| entry[field].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut capped_ids = ids(&before["caps"]["campaigns"], "id");
+    capped_ids.sort();
+    assert_eq!(
+        capped_ids,
+        vec![capped.clone()],
+        "render times kept for capped campaigns: {before}"
+    );
+    assert_eq!(
+        ids(&before["hides"], "advertiser_id"),
+        vec![hidden_adv.clone()]
+    );
+    assert_eq!(
+        ids(&before["suppressions"], "campaign_id"),
+        vec![chat.clone()]
+    );
+    assert_eq!(before["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(before["sessions"][0]["ads_served"], 3);
+    assert!(!before["sessions"][0]["session_hash"]
+        .as_str()
+        .unwrap()
+        .contains("session-1"));
+    assert_eq!(ids(&before["clicks"], "campaign_id"), vec![chat.clone()]);
+    assert_eq!(before["clicks"][0]["conversation_started"], true);
+    assert_eq!(
+        ids(&before["conversation_windows"], "advertiser_id"),
+        vec![chat_adv.clone()]
+    );
+    assert_eq!(
+        ids(&before["business_initiated"], "advertiser_id"),
+        vec![hidden_adv.clone()]
+    );
+    assert_eq!(
+        before["billing_records"], 5,
+        "three renders, a click and a hide: {before}"
+    );
+    assert!(before["records"].as_u64().unwrap() > 10);
+    assert!(!before.to_string().contains("session-1"));
+
+    // Erasure: every record goes, billing stays to the micro.
+    let invoices_before: Vec<Value> = [
+        invoice(&app, &chat_key).await,
+        invoice(&app, &capped_key).await,
+        invoice(&app, &hidden_key).await,
+    ]
+    .to_vec();
+    let res = app
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/users/{user}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let erased: Value = res.json().await.unwrap();
+    assert_eq!(erased["erased"], true);
+    assert_eq!(erased["billing_records_unlinked"], 5);
+    let after = access(&app, user).await;
+    assert_eq!(after["records"], 0, "nothing left: {after}");
+    for (name, content) in redis_keyspace(&app) {
+        assert!(
+            !name.contains(user) && !content.contains(user),
+            "{name} still names the user: {content}"
+        );
+    }
+    let invoices_after = vec![
+        invoice(&app, &chat_key).await,
+        invoice(&app, &capped_key).await,
+        invoice(&app, &hidden_key).await,
+    ];
+    for (before, after) in invoices_before.iter().zip(&invoices_after) {
+        assert_eq!(before["total_micros"], after["total_micros"]);
+        assert_eq!(before["digest"], after["digest"]);
+        assert_eq!(before["lines"], after["lines"]);
+    }
+    // Idempotent; an unknown user is erased too.
+    for who in [user, "never-seen"] {
+        let res = app
+            .send(
+                reqwest::Method::DELETE,
+                &format!("/v1/users/{who}"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    // The user is new: the cap, the hide and the suppression are gone, and an outbound
+    // free-form message is outside any window.
+    let (status, body) = message(
+        &app,
+        chat_message("out-1", &chat_adv, "outbound", "free_form", None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "outside_service_window");
+    assert_eq!(
+        served(&app.slots(user, Some("session-1"), 12).await),
+        everything
+    );
+
+    // Only the operator may ask; a path that is no user id is refused.
+    let res = app.get(&format!("/v1/users/{user}"), CLIENT).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = app
+        .get(&format!("/v1/users/{}", "x".repeat(200)), ADMIN)
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+contract!(
+    without_consent_caps_hold_through_the_state_and_nothing_is_kept,
+    access_lists_what_the_user_did_and_erasure_makes_them_new,
+);
