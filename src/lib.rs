@@ -16,6 +16,8 @@
 //! - [`capping`]: per-user state rules: rolling-window caps, reservations, hides, sessions, the
 //!   check a decision must pass on the live state, and this node's recent views of users.
 //! - [`serving`]: the slot-decision use case (decide on the recent view, commit-or-recompute, sign).
+//! - [`privacy`]: consent, the signed state a user without personalisation carries, and the
+//!   rights of access and erasure.
 //! - [`tokens`]: signed, expiring slot tokens with key ids.
 //! - [`ledger`]: event ingestion (dedupe, caps, spend, append), spend holds and pacing,
 //!   reports, invoices, reconciliation, click-to-chat conversions and business messages.

@@ -30,7 +30,13 @@
 pub mod state;
 pub mod subject;
 
+use crate::capping::DAY_MS;
+use crate::clock::Millis;
 use crate::domain::slot::SlotContext;
+
+/// How long a ledger record keeps the user's keyed hash (what reach counts): a year of reports
+/// and a month to spare. After that the exporter clears it; the record stays for invoices.
+pub const RECORD_USER_KEY_MS: Millis = 400 * DAY_MS;
 
 /// The request's context as a decision may use it: without consent, only the contextual
 /// signals (a campaign targeting age or interests then never matches).

@@ -383,6 +383,10 @@ mod tests {
     fn a_state_opens_to_what_was_sealed_and_stays_compact() {
         let carried = pruned(ten_campaigns(), NOW);
         let sealed = seal(&keys(), "user-1", &carried, NOW);
+        eprintln!(
+            "state of ten campaigns, a hide and a session: {} bytes",
+            sealed.len()
+        );
         assert!(
             sealed.len() < 300,
             "ten campaigns, a hide and a session: {} bytes",

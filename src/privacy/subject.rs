@@ -199,6 +199,7 @@ impl Subjects {
         UserLocator {
             shard: shard_of(user, self.shards),
             user,
+            now_ms: self.clock.now_ms(),
             advertisers: snapshot
                 .advertisers()
                 .map(|a| (shard_of(a.id.as_str(), self.shards), a.id.to_string()))

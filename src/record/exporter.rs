@@ -52,6 +52,8 @@ pub struct Exporter {
     clock: SharedClock,
     metrics: Arc<Metrics>,
     started: AtomicU64,
+    /// When the record's old keyed hashes were last cleared (ms).
+    user_keys_cleared_at: std::sync::atomic::AtomicI64,
     progress: watch::Sender<Progress>,
     wake: Notify,
 }
@@ -73,6 +75,7 @@ impl Exporter {
             clock,
             metrics,
             started: AtomicU64::new(0),
+            user_keys_cleared_at: std::sync::atomic::AtomicI64::new(Millis::MIN / 2),
             progress: watch::channel(Progress::default()).0,
             wake: Notify::new(),
         }
@@ -125,8 +128,10 @@ impl Exporter {
                 });
                 self.metrics.export_state(self.lag(), waiting);
                 // Compaction writes a file under the state lock: off the async workers.
+                self.clear_old_user_keys().await;
                 let store = self.store.clone();
-                match tokio::task::spawn_blocking(move || store.maintain()).await {
+                let now_ms = self.clock.now_ms();
+                match tokio::task::spawn_blocking(move || store.maintain(now_ms)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(err)) => {
                         tracing::warn!(error = %err, "journal compaction failed; retrying later")
@@ -139,6 +144,21 @@ impl Exporter {
                 self.metrics.export_state(self.lag(), 0);
                 tracing::warn!(error = %err, "ledger export failed; retrying (nothing is lost)");
             }
+        }
+    }
+
+    /// At most once a minute: the record's keyed hashes past their retention are cleared.
+    async fn clear_old_user_keys(&self) {
+        let now_ms = self.clock.now_ms();
+        if now_ms - self.user_keys_cleared_at.load(Ordering::SeqCst) < 60_000 {
+            return;
+        }
+        self.user_keys_cleared_at.store(now_ms, Ordering::SeqCst);
+        let before = now_ms - crate::privacy::RECORD_USER_KEY_MS;
+        match self.record.clear_user_keys_before(before).await {
+            Ok(0) => {}
+            Ok(cleared) => tracing::info!(cleared, "cleared keyed hashes past their retention"),
+            Err(err) => tracing::warn!(error = %err, "keyed hashes not cleared; retrying later"),
         }
     }
 

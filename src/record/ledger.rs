@@ -457,4 +457,17 @@ impl Record {
         .map_err(unavailable)?;
         Ok(done.rows_affected())
     }
+
+    /// Clears the keyed hash of every record older than `before_ms` (its retention is over):
+    /// the records stay, no longer countable towards reach. Answers how many changed.
+    pub async fn clear_user_keys_before(&self, before_ms: Millis) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE ledger_records SET user_key = '' WHERE user_key <> '' AND at_ms < $1",
+        )
+        .bind(before_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
 }

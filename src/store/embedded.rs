@@ -69,6 +69,9 @@ enum Entry {
         day: u32,
         reservations: Vec<JournaledReservation>,
         session_after: String,
+        /// How long the user's hash must live now (entries of earlier builds: two days).
+        #[serde(default = "default_user_ttl")]
+        user_ttl_ms: Millis,
     },
     Events {
         now_ms: Millis,
@@ -185,6 +188,13 @@ struct JournaledEvent {
     daily_max: u32,
     #[serde(default)]
     audience: Audience,
+    /// As `EventWrite::user_ttl_ms` (entries of earlier builds: two days).
+    #[serde(default = "default_user_ttl")]
+    user_ttl_ms: Millis,
+}
+
+fn default_user_ttl() -> Millis {
+    capping::user_ttl_ms(0, false)
 }
 
 /// The hot state, also as a snapshot (see [`EmbeddedStore::compact`]).
@@ -195,6 +205,10 @@ struct State {
     catalog: HashMap<String, HashMap<String, (u64, String)>>,
     /// user -> fields, the same fields as the Redis user hash.
     users: HashMap<String, HashMap<String, String>>,
+    /// user -> when their hash expires (ms), as the Redis key's TTL: every write extends it,
+    /// never shortens it, and an expired user is a new one.
+    #[serde(default)]
+    user_expires: HashMap<String, Millis>,
     /// decision id -> (flags, expires_ms)
     tokens: HashMap<String, (u32, Millis)>,
     spend_total: HashMap<String, i64>,
@@ -239,7 +253,11 @@ pub struct EmbeddedStore {
     wake: Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
     /// The group-commit thread: it holds the journal (and its lock) until it ends.
     sync_thread: Option<std::thread::JoinHandle<()>>,
+    /// When [`EmbeddedStore::sweep`] last ran (ms; as `i64` bits).
+    swept_at: std::sync::atomic::AtomicI64,
 }
+
+const SWEEP_EVERY_MS: Millis = 60_000;
 
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
@@ -410,6 +428,7 @@ impl EmbeddedStore {
             synced,
             wake,
             sync_thread: Some(sync_thread),
+            swept_at: std::sync::atomic::AtomicI64::new(Millis::MIN / 2),
         })
     }
 
@@ -584,13 +603,14 @@ impl EmbeddedStore {
                 .map(|r| JournaledReservation::Fields(r.field(), r.value(), r.campaign.clone()))
                 .collect(),
             session_after: commit.session_after.clone(),
+            user_ttl_ms: commit.user_ttl_ms,
         };
         let mut refused = None;
         let committed = self
             .commit(
                 entry,
                 |state| {
-                    let view = state.view(commit.user, commit.session);
+                    let view = state.view(commit.user, commit.session, commit.now_ms);
                     let holds = commit
                         .session
                         .is_none_or(|_| view.session.as_deref() == commit.session_seen)
@@ -630,6 +650,7 @@ impl EmbeddedStore {
                     advertiser: e.advertiser.clone(),
                     price_micros: e.price_micros,
                     token_ttl_ms: e.token_ttl_ms,
+                    user_ttl_ms: e.user_ttl_ms,
                     campaign_caps: e.campaign_caps.clone(),
                     advertiser_caps: e.advertiser_caps.clone(),
                     campaign_keep: (e.campaign_keep.count, e.campaign_keep.window_ms),
@@ -675,8 +696,19 @@ impl EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// Drops what has expired by `now_ms` (see `State::sweep`), at most once a minute: it
+    /// walks every user. Not journaled: replaying the journal and sweeping again gives the
+    /// same state, and what has expired reads as absent meanwhile.
+    pub fn sweep(&self, now_ms: Millis) {
+        if now_ms - self.swept_at.load(Ordering::SeqCst) < SWEEP_EVERY_MS {
+            return;
+        }
+        self.swept_at.store(now_ms, Ordering::SeqCst);
+        self.inner.lock().0.sweep(now_ms);
+    }
+
     pub async fn user_records(&self, who: &UserLocator<'_>) -> Result<UserRecords, StoreError> {
-        Ok(self.inner.lock().0.user_records(who.user))
+        Ok(self.inner.lock().0.user_records(who.user, who.now_ms))
     }
 
     /// Journals the erasure, applies it, then compacts so that no journal line written before
@@ -993,23 +1025,86 @@ fn decode_records<T: serde::de::DeserializeOwned>(
 }
 
 impl State {
-    fn view(&self, user: &str, session: Option<&str>) -> UserView {
+    fn view(&self, user: &str, session: Option<&str>, now: Millis) -> UserView {
+        let fields = self.live_fields(user, now);
         UserView {
             state: UserState::from_fields(
-                self.users
-                    .get(user)
+                fields
                     .into_iter()
                     .flat_map(|f| f.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
             ),
             session: session
-                .and_then(|s| self.users.get(user)?.get(&capping::session_field(s)))
+                .and_then(|s| fields?.get(&capping::session_field(s)))
                 .cloned(),
         }
     }
 
+    /// The user's hash as of `now` (`None` once it has expired, as a Redis key would).
+    fn live_fields(&self, user: &str, now: Millis) -> Option<&HashMap<String, String>> {
+        let expired = self
+            .user_expires
+            .get(user)
+            .is_some_and(|until| *until <= now);
+        self.users.get(user).filter(|_| !expired)
+    }
+
+    /// The user's hash to write at `now`: a new one if it had expired. (Over the two maps, so
+    /// that callers can hold it beside the state's other maps.)
+    fn user_to_write<'a>(
+        users: &'a mut HashMap<String, HashMap<String, String>>,
+        expires: &mut HashMap<String, Millis>,
+        user: &str,
+        now: Millis,
+    ) -> &'a mut HashMap<String, String> {
+        if expires.get(user).is_some_and(|until| *until <= now) {
+            users.remove(user);
+            expires.remove(user);
+        }
+        users.entry(user.to_owned()).or_default()
+    }
+
+    /// Like `PEXPIRE` when the TTL is shorter: the hash lives at least until `until`.
+    fn keep_user(&mut self, user: &str, until: Millis) {
+        let expires = self.user_expires.entry(user.to_owned()).or_insert(until);
+        *expires = (*expires).max(until);
+    }
+
+    /// Drops what has expired, as Redis would have: users' hashes, clicks, conversations past
+    /// their relevance and business-initiated entries past the limit's window. A user kept by
+    /// a build before expiry was tracked is given the longest rule from now.
+    fn sweep(&mut self, now: Millis) {
+        for user in self.users.keys() {
+            if !self.user_expires.contains_key(user) {
+                self.user_expires
+                    .insert(user.clone(), now + capping::SUPPRESS_MS + DAY_MS);
+            }
+        }
+        let expired: Vec<String> = self
+            .user_expires
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(user, _)| user.clone())
+            .collect();
+        for user in expired {
+            self.users.remove(&user);
+            self.user_expires.remove(&user);
+        }
+        self.clicks.retain(|_, click| click.expires_ms > now);
+        self.conversations.retain(|_, raw| {
+            Conversation::decode(raw)
+                .relevant_until_ms()
+                .is_some_and(|until| until + DAY_MS > now)
+        });
+        let horizon = now - 2 * super::BUSINESS_LIMIT_WINDOW_MS;
+        for users in self.initiated.values_mut() {
+            users.retain(|_, at| *at > horizon);
+        }
+        self.initiated.retain(|_, users| !users.is_empty());
+    }
+
     /// Everything kept about `user` (the same records as the Redis keys `RedisStore` reads).
-    fn user_records(&self, user: &str) -> UserRecords {
-        let fields = self.users.get(user);
+    fn user_records(&self, user: &str, now: Millis) -> UserRecords {
+        let fields = self.live_fields(user, now);
         let pairs = || {
             fields
                 .into_iter()
@@ -1018,7 +1113,7 @@ impl State {
         let mut clicks: Vec<UserClick> = self
             .clicks
             .iter()
-            .filter(|(_, click)| click.user == user)
+            .filter(|(_, click)| click.user == user && click.expires_ms > now)
             .map(|(decision, click)| UserClick {
                 decision_id: decision.clone(),
                 advertiser: click.advertiser.clone(),
@@ -1051,6 +1146,7 @@ impl State {
 
     fn erase_user(&mut self, user: &str) {
         self.users.remove(user);
+        self.user_expires.remove(user);
         self.clicks.retain(|_, click| click.user != user);
         self.conversations.retain(|(_, owner), _| owner != user);
         for users in self.initiated.values_mut() {
@@ -1074,8 +1170,10 @@ impl State {
                 day: _,
                 reservations,
                 session_after,
+                user_ttl_ms,
             } => {
-                let fields = self.users.entry(user.clone()).or_default();
+                let fields =
+                    Self::user_to_write(&mut self.users, &mut self.user_expires, user, *now_ms);
                 let current = session.as_deref().map(capping::session_field);
                 fields.retain(|field, value| match field.as_bytes().first() {
                     Some(b'r') => reservation_expiry(value).is_some_and(|e| e > *now_ms),
@@ -1090,6 +1188,7 @@ impl State {
                 if let Some(field) = current {
                     fields.insert(field, session_after.clone());
                 }
+                self.keep_user(user, now_ms + user_ttl_ms);
             }
             Entry::Events {
                 now_ms,
@@ -1115,10 +1214,11 @@ impl State {
                     if let Some((field, until)) =
                         suppress.as_ref().filter(|_| !click.user.is_empty())
                     {
-                        self.users
-                            .entry(click.user.clone())
-                            .or_default()
+                        let user = click.user.clone();
+                        Self::user_to_write(&mut self.users, &mut self.user_expires, &user, *at_ms)
                             .insert(field.clone(), until.to_string());
+                        let expires = self.user_expires.entry(user).or_insert(*until);
+                        *expires = (*expires).max(*until);
                     }
                     ("cv", format!("{decision_id}:conversation"))
                 } else {
@@ -1372,7 +1472,7 @@ impl State {
         let personal = !e.user.is_empty();
         let mut scratch = HashMap::new();
         let fields = if personal {
-            self.users.entry(e.user.clone()).or_default()
+            Self::user_to_write(&mut self.users, &mut self.user_expires, &e.user, now)
         } else {
             &mut scratch
         };
@@ -1421,6 +1521,14 @@ impl State {
         }
         self.tokens
             .insert(e.decision_id.clone(), (flags | bit, token_expiry));
+        if personal {
+            if self.users.get(&e.user).is_some_and(HashMap::is_empty) {
+                // Redis never creates a hash for a view or a click.
+                self.users.remove(&e.user);
+            } else if e.kind == EventType::Render || e.kind.hides() {
+                self.keep_user(&e.user, now + e.user_ttl_ms);
+            }
+        }
         let billed = if e.kind == EventType::Render {
             e.price_micros.max(0)
         } else {

@@ -438,6 +438,8 @@ pub fn parse_conversion_entry(entry: &str, advertiser: &str) -> Option<Conversio
 pub struct UserLocator<'a> {
     pub shard: u32,
     pub user: &'a str,
+    /// What has expired by now is gone (the embedded backend keeps expiry itself).
+    pub now_ms: Millis,
     /// Every advertiser, with its shard: where conversation windows and business-initiated
     /// lists name the user.
     pub advertisers: Vec<(u32, String)>,
@@ -742,10 +744,15 @@ impl Store {
     }
 
     /// Housekeeping after an export round: the embedded journal is compacted once long.
-    pub fn maintain(&self) -> Result<(), StoreError> {
+    /// Housekeeping after an export round: the embedded backend drops what has expired by
+    /// `now_ms` (Redis expires keys itself) and compacts its journal when it is long.
+    pub fn maintain(&self, now_ms: Millis) -> Result<(), StoreError> {
         match self {
             Store::Redis(_) => Ok(()),
-            Store::Embedded(s) => s.compact().map(drop),
+            Store::Embedded(s) => {
+                s.sweep(now_ms);
+                s.compact().map(drop)
+            }
         }
     }
 

@@ -269,8 +269,20 @@ async fn invoice(app: &TestApp, key: &str) -> Value {
     res.json().await.unwrap()
 }
 
-async fn access_lists_what_the_user_did_and_erasure_makes_them_new(backend: Backend) {
-    let app = spawn_app(backend).await;
+/// What [`a_user_who_did_everything`] set up.
+struct Activity {
+    chat: String,
+    capped: String,
+    hidden: String,
+    chat_adv: String,
+    hidden_adv: String,
+    keys: Vec<String>,
+}
+
+/// `wa-user-1` is served three campaigns in one session, renders them, hides one advertiser,
+/// clicks the chat ad and starts a conversation (which suppresses it), messages the
+/// advertiser and gets a business-initiated template from another.
+async fn a_user_who_did_everything(app: &TestApp) -> Activity {
     let user = "wa-user-1";
     let (chat_adv, chat_key) = app.advertiser("Pizzeria Roma").await;
     let chat = app
@@ -299,21 +311,12 @@ async fn access_lists_what_the_user_did_and_erasure_makes_them_new(backend: Back
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
-    let everything = {
-        let mut all = vec![chat.clone(), capped.clone(), hidden.clone()];
-        all.sort();
-        all
-    };
-    let served = |slots: &[Value]| {
-        let mut served = campaigns_of(slots);
-        served.sort();
-        served
-    };
+    let everything = sorted(vec![chat.clone(), capped.clone(), hidden.clone()]);
 
     // The user sees all three in one session, renders them, hides one, clicks the chat ad,
     // starts a conversation and gets a business-initiated template.
     let slots = app.slots(user, Some("session-1"), 12).await;
-    assert_eq!(served(&slots), everything);
+    assert_eq!(sorted(campaigns_of(&slots)), everything);
     let token = |campaign: &str| {
         token_of(
             slots
@@ -347,13 +350,13 @@ async fn access_lists_what_the_user_did_and_erasure_makes_them_new(backend: Back
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let (status, _) = message(
-        &app,
+        app,
         chat_message("in-1", &chat_adv, "inbound", "free_form", None),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = message(
-        &app,
+        app,
         chat_message(
             "tpl-1",
             &hidden_adv,
@@ -365,6 +368,34 @@ async fn access_lists_what_the_user_did_and_erasure_makes_them_new(backend: Back
     .await;
     assert_eq!(status, StatusCode::OK);
 
+    Activity {
+        chat,
+        capped,
+        hidden,
+        chat_adv,
+        hidden_adv,
+        keys: vec![chat_key, capped_key, hidden_key],
+    }
+}
+
+fn sorted(mut list: Vec<String>) -> Vec<String> {
+    list.sort();
+    list
+}
+
+async fn access_lists_what_the_user_did_and_erasure_makes_them_new(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = "wa-user-1";
+    let Activity {
+        chat,
+        capped,
+        hidden,
+        chat_adv,
+        hidden_adv,
+        keys,
+    } = a_user_who_did_everything(&app).await;
+    let everything = sorted(vec![chat.clone(), capped.clone(), hidden.clone()]);
+    let served = |slots: &[Value]| sorted(campaigns_of(slots));
     let before = access(&app, user).await;
     let ids = |list: &Value, field: &str| -> Vec<String> {
         list.as_array()
@@ -412,12 +443,10 @@ async fn access_lists_what_the_user_did_and_erasure_makes_them_new(backend: Back
     assert!(!before.to_string().contains("session-1"));
 
     // Erasure: every record goes, billing stays to the micro.
-    let invoices_before: Vec<Value> = [
-        invoice(&app, &chat_key).await,
-        invoice(&app, &capped_key).await,
-        invoice(&app, &hidden_key).await,
-    ]
-    .to_vec();
+    let mut invoices_before = Vec::new();
+    for key in &keys {
+        invoices_before.push(invoice(&app, key).await);
+    }
     let res = app
         .send(
             reqwest::Method::DELETE,
@@ -438,11 +467,10 @@ async fn access_lists_what_the_user_did_and_erasure_makes_them_new(backend: Back
             "{name} still names the user: {content}"
         );
     }
-    let invoices_after = vec![
-        invoice(&app, &chat_key).await,
-        invoice(&app, &capped_key).await,
-        invoice(&app, &hidden_key).await,
-    ];
+    let mut invoices_after = Vec::new();
+    for key in &keys {
+        invoices_after.push(invoice(&app, key).await);
+    }
     for (before, after) in invoices_before.iter().zip(&invoices_after) {
         assert_eq!(before["total_micros"], after["total_micros"]);
         assert_eq!(before["digest"], after["digest"]);
@@ -488,3 +516,160 @@ contract!(
     without_consent_caps_hold_through_the_state_and_nothing_is_kept,
     access_lists_what_the_user_did_and_erasure_makes_them_new,
 );
+
+/// Every Redis key that names `user`, with its remaining TTL (ms; -1 = none).
+fn keys_naming(app: &TestApp, user: &str) -> Vec<(String, i64)> {
+    let Some(redis) = &app.redis else {
+        return Vec::new();
+    };
+    let mut conn = redis.connection();
+    redis_keyspace(app)
+        .into_iter()
+        .filter(|(name, content)| name.contains(user) || content.contains(user))
+        .map(|(name, _)| {
+            let ttl: i64 = redis::cmd("PTTL").arg(&name).query(&mut conn).unwrap();
+            (name, ttl)
+        })
+        .collect()
+}
+
+/// Export rounds that began after this call have ended (each round also clears what has
+/// passed its retention).
+async fn rounds_done(app: &TestApp) {
+    for _ in 0..3 {
+        app.state.exporter.caught_up().await;
+    }
+}
+
+async fn nothing_per_user_outlives_its_rule(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = "wa-user-1";
+    a_user_who_did_everything(&app).await;
+    rounds_done(&app).await;
+
+    // Redis expires every key that names the user, none later than its rule; the longest is
+    // the user's hash after a conversation suppressed a campaign (365 days).
+    const DAY: i64 = 86_400_000;
+    let named = keys_naming(&app, user);
+    if backend == Backend::Redis {
+        let rule = |name: &str| match name.split(':').next().unwrap() {
+            "u" => 366 * DAY,
+            "click" => 30 * DAY,
+            "conv" => 2 * DAY,
+            "initiated" => 2 * DAY,
+            other => panic!("a key of kind {other} names the user: {name}"),
+        };
+        let kinds: std::collections::BTreeSet<&str> = named
+            .iter()
+            .map(|(n, _)| n.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            kinds.into_iter().collect::<Vec<_>>(),
+            vec!["click", "conv", "initiated", "u"],
+            "{named:?}"
+        );
+        for (name, ttl) in &named {
+            assert!(*ttl > 0 && *ttl <= rule(name), "{name} lives {ttl} ms");
+        }
+        let longest = named.iter().map(|(_, ttl)| *ttl).max().unwrap();
+        assert!(
+            longest > 364 * DAY,
+            "the suppression is the longest rule: {longest}"
+        );
+    }
+    assert!(access(&app, user).await["records"].as_u64().unwrap() > 10);
+
+    // Past every rule on the service's clock: nothing left about the user (the embedded
+    // backend expires on that clock; the record's keyed hashes expire after 400 days on
+    // both). Real Redis TTLs do not follow the test's clock: checked above instead.
+    app.clock.advance_secs(400 * 86_400 + 60);
+    rounds_done(&app).await;
+    let left = access(&app, user).await;
+    assert_eq!(left["billing_records"], 0, "{left}");
+    if backend == Backend::Embedded {
+        assert_eq!(left["records"], 0, "{left}");
+    }
+    // A shorter span keeps what is still within its rule: a hide lasts 90 days.
+    let app = spawn_app(backend).await;
+    let Activity { hidden_adv, .. } = a_user_who_did_everything(&app).await;
+    app.clock.advance_secs(89 * 86_400);
+    rounds_done(&app).await;
+    let kept = access(&app, user).await;
+    assert_eq!(kept["hides"][0]["advertiser_id"], hidden_adv.as_str());
+    assert_eq!(
+        kept["billing_records"], 5,
+        "the record keeps reach for 400 days"
+    );
+}
+
+mod retention {
+    use super::*;
+    contract!(nothing_per_user_outlives_its_rule);
+}
+
+/// Two nodes on a real 3-master Redis Cluster: the state carries caps from one node to the
+/// other; access and erasure reach the user's shard and every advertiser's; the other node
+/// drops its recent view of the erased user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_state_access_and_erasure_span_nodes() {
+    let cluster = crate::support::redis_cluster::RedisCluster::start();
+    let seeds = cluster.seeds();
+    let first =
+        crate::support::app::spawn_app_on(None, |s| s.store.cluster_nodes = seeds.clone()).await;
+    let second =
+        crate::support::app::spawn_app_on(None, |s| s.store.cluster_nodes = seeds.clone()).await;
+    let user = "wa-user-1";
+    let Activity { chat, .. } = a_user_who_did_everything(&first).await;
+    let (_, key) = first.advertiser("Contextual").await;
+    let capped = first
+        .live_campaign(
+            &key,
+            json!({"bid_cpm_micros": 9_000_000,
+                   "frequency_caps": [{"max": 1, "per_seconds": 86400}]}),
+        )
+        .await;
+    second.state.catalog.refresh().await.unwrap();
+
+    // Without consent: served on one node, the state holds the cap on the other.
+    let (slots, state) = contextual_slots(&first, "private", None).await;
+    assert!(campaigns_of(&slots).contains(&capped));
+    let (slots, _) = contextual_slots(&second, "private", Some(&state)).await;
+    assert!(!campaigns_of(&slots).contains(&capped), "{slots:?}");
+
+    // The second node holds a view of the user (a decision it committed).
+    let slots = second.slots(user, None, 12).await;
+    assert_eq!(campaigns_of(&slots), vec![capped.clone()]);
+    assert!(second.state.server.recent.holds(user));
+
+    let before = access(&second, user).await;
+    assert_eq!(
+        before["clicks"][0]["campaign_id"],
+        chat.as_str(),
+        "{before}"
+    );
+    assert_eq!(before["conversation_windows"].as_array().unwrap().len(), 1);
+    assert_eq!(before["business_initiated"].as_array().unwrap().len(), 1);
+    let res = first
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/users/{user}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let after = access(&second, user).await;
+    assert_eq!(
+        after["records"].as_u64().unwrap(),
+        u64::from(after["recent_view"] == true)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while second.state.server.recent.holds(user) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other node dropped its view of the erased user"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(access(&second, user).await["records"], 0);
+}
