@@ -317,6 +317,12 @@ impl Settings {
         if self.ad_load.max_per_session == 0 || self.ad_load.min_gap == 0 {
             return invalid("ad_load", "max_per_session and min_gap must be positive");
         }
+        if self.ad_load.max_per_user_per_day as usize > crate::privacy::state::MAX_DAILY {
+            return invalid(
+                "ad_load.max_per_user_per_day",
+                "must be at most 100 (what a user's carried state counts)",
+            );
+        }
         if self.auction.reserve_cpm_micros < 0 {
             return invalid("auction.reserve_cpm_micros", "must not be negative");
         }

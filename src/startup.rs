@@ -260,6 +260,7 @@ impl Application {
             reach,
             clock: clock.clone(),
             shards: settings.store.shards,
+            spool: ledger.spool.clone(),
         });
         let state = web::Data::new(AppState {
             store: store.clone(),

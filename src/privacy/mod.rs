@@ -10,8 +10,8 @@
 //!
 //! # Threat model of the carried state
 //!
-//! The state is signed (HMAC under the token keys, bound to the user id) and expires 90 days
-//! after it was issued; one that is altered, expired or another user's counts as absent. The
+//! The state is signed (HMAC under the token keys, bound to the user id) and expires 366 days
+//! after it was issued (the longest cap window); one that is altered, expired or another user's counts as absent. The
 //! client holds it, so the client decides which state it sends:
 //! - **Dropping it** (or sending an older one) makes the user look new, or as they were then:
 //!   caps, hides and the ad load start over from that state. That is the price of keeping no
@@ -25,7 +25,9 @@
 //! Every slot served counts in the state as rendered at the decision (the server never learns
 //! which rendered without keeping a record), so caps and load are if anything stricter than
 //! for a personalised user. Hides reach the state when the client sends it with the hide event
-//! (`POST /v1/events` answers the updated state).
+//! (`POST /v1/events` answers the updated state). A conversation started from a chat ad does
+//! not suppress its campaign (`suppress_after`) for such a user: the conversion comes from the
+//! messaging platform, not the client, and there is no per-user record to mark.
 
 pub mod state;
 pub mod subject;

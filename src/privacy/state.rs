@@ -17,13 +17,16 @@
 //! Ids are the 16 hex digits of `cmp_…` / `adv_…` as 8 bytes. The format is hand-written
 //! because it is a versioned wire format that must stay readable across builds and a few
 //! hundred bytes long; a serde format would tie it to struct layout and cost a dependency for
-//! sixty lines. It is bounded ([`MAX_ENTRIES`] per list, [`MAX_STAMPS`] in all) and expires
-//! [`STATE_TTL_MS`] after it was issued (each answer issues a new one).
+//! sixty lines. It is bounded ([`MAX_ENTRIES`] campaigns and advertisers each, [`MAX_HIDES`]
+//! hides, [`MAX_STAMPS`] render times in all: at most about 7 KB encoded) and expires
+//! [`STATE_TTL_MS`] after it was issued (each answer issues a new one). Within the bounds it
+//! holds exactly what the caps need; past them the least recently shown campaigns lose their
+//! oldest render times first, which can only let them be shown again sooner.
 
 use sha2::{Digest, Sha256};
 
 use crate::capping::{
-    render_stamp, window_now, Retention, SessionState, UserState, DAY_MS, HIDE_MS, SESSION_TTL_MS,
+    render_stamp, window_now, Retention, SessionState, UserState, DAY_MS, SESSION_TTL_MS,
     STAMP_EPOCH_S,
 };
 use crate::clock::Millis;
@@ -31,14 +34,19 @@ use crate::tokens::TokenKeys;
 
 const VERSION: u8 = 1;
 const TAG_BYTES: usize = 16;
-/// A state lives as long as its longest rule, a hide.
-pub const STATE_TTL_MS: Millis = HIDE_MS;
-/// Campaigns, advertisers and hides kept, each: the most recent win.
-pub const MAX_ENTRIES: usize = 32;
-/// Render times kept in all lists together (the oldest campaign lists go first).
-pub const MAX_STAMPS: usize = 192;
-/// A state longer than this is not read (far above what [`seal`] writes).
-pub const MAX_ENCODED: usize = 4096;
+/// A state lives as long as its longest rule: a cap's window is at most 365 days.
+pub const STATE_TTL_MS: Millis = 366 * DAY_MS;
+/// Campaigns (and, apart, advertisers) with render times kept: the most recently shown.
+pub const MAX_ENTRIES: usize = 128;
+/// Hides kept: the latest.
+pub const MAX_HIDES: usize = 64;
+/// Render times kept in all lists together, the daily load's included (at most
+/// `ad_load.max_per_user_per_day`, itself at most [`MAX_DAILY`]).
+pub const MAX_STAMPS: usize = 512;
+/// The daily load a state can count (`ad_load.max_per_user_per_day` is validated against it).
+pub const MAX_DAILY: usize = 100;
+/// A state longer than this is not read (above anything [`seal`] writes).
+pub const MAX_ENCODED: usize = 12_288;
 
 /// What a state holds: the user's caps, load and hides (no reservations: a state is written
 /// when slots are served, and counts every slot served as rendered), and their session.
@@ -107,7 +115,7 @@ impl Carried {
         keep(
             &mut user.daily_renders,
             Retention {
-                count: u32::MAX,
+                count: MAX_DAILY as u32,
                 window_ms: DAY_MS,
             },
         );
@@ -129,22 +137,37 @@ impl Carried {
         }
         bound_lists(&mut user.campaign_renders, MAX_ENTRIES);
         bound_lists(&mut user.advertiser_renders, MAX_ENTRIES);
-        if user.hidden_until.len() > MAX_ENTRIES {
+        if user.hidden_until.len() > MAX_HIDES {
             let mut hides: Vec<_> = user.hidden_until.drain().collect();
             hides.sort_unstable_by_key(|(_, until)| std::cmp::Reverse(*until));
-            hides.truncate(MAX_ENTRIES);
+            hides.truncate(MAX_HIDES);
             user.hidden_until.extend(hides);
         }
-        let daily = user.daily_renders.len();
-        let mut budget = MAX_STAMPS.saturating_sub(daily);
-        for lists in [&mut user.campaign_renders, &mut user.advertiser_renders] {
-            let mut newest_first: Vec<(String, Vec<i64>)> = lists.drain().collect();
-            newest_first.sort_unstable_by_key(|(_, l)| std::cmp::Reverse(l.last().copied()));
-            for (id, list) in newest_first {
-                if list.len() <= budget {
-                    budget -= list.len();
-                    lists.insert(id, list);
-                }
+        // The render-time budget goes to the most recently shown lists first, campaigns and
+        // advertisers alike; a list that does not fit whole keeps its newest times.
+        let mut budget = MAX_STAMPS.saturating_sub(user.daily_renders.len());
+        let mut lists: Vec<(bool, String, Vec<i64>)> = user
+            .campaign_renders
+            .drain()
+            .map(|(id, list)| (true, id, list))
+            .chain(
+                user.advertiser_renders
+                    .drain()
+                    .map(|(id, list)| (false, id, list)),
+            )
+            .collect();
+        lists.sort_unstable_by(|a, b| b.2.last().cmp(&a.2.last()).then_with(|| a.1.cmp(&b.1)));
+        for (campaign, id, mut list) in lists {
+            let excess = list.len().saturating_sub(budget);
+            list.drain(..excess);
+            budget -= list.len();
+            if !list.is_empty() {
+                let into = if campaign {
+                    &mut user.campaign_renders
+                } else {
+                    &mut user.advertiser_renders
+                };
+                into.insert(id, list);
             }
         }
     }
@@ -326,7 +349,7 @@ impl<'a> Reader<'a> {
         None
     }
 
-    /// A list length, bounded so that a forged length cannot make a reader allocate.
+    /// A list length, bounded so that no length can make a reader allocate much.
     fn count(&mut self) -> Option<usize> {
         usize::try_from(self.num()?)
             .ok()
@@ -337,6 +360,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capping::HIDE_MS;
 
     const NOW: Millis = 1_795_000_000_000;
 
@@ -460,7 +484,7 @@ mod tests {
     fn pruning_keeps_what_rules_need_and_bounds_the_rest() {
         let mut carried = Carried::default();
         let now_s = window_now(NOW);
-        for i in 0..100 {
+        for i in 0..200 {
             carried.user.campaign_renders.insert(
                 format!("cmp_{i:016x}"),
                 (0..8).map(|k| now_s - i - k).collect(),
@@ -487,10 +511,16 @@ mod tests {
             !u.campaign_renders.contains_key("cmp_0000000000000000"),
             "unknown"
         );
-        assert!(u.campaign_renders.len() <= MAX_ENTRIES);
+        let kept: usize = u.campaign_renders.values().map(Vec::len).sum();
+        assert_eq!(
+            kept + u.daily_renders.len(),
+            MAX_STAMPS,
+            "the budget is used up"
+        );
+        assert_eq!(u.campaign_renders.len(), (MAX_STAMPS - 1).div_ceil(6));
         assert!(
-            u.campaign_renders.values().all(|l| l.len() == 6),
-            "count kept"
+            u.campaign_renders.values().filter(|l| l.len() < 6).count() <= 1,
+            "only the last list to fit is trimmed, keeping its newest"
         );
         assert!(
             u.campaign_renders.contains_key("cmp_0000000000000001"),

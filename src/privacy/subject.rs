@@ -37,8 +37,9 @@ pub const ANNOUNCED_MS: Millis = 60_000;
 pub enum SubjectError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The exporter has not drained the outboxes since the request arrived: records of the
-    /// user may still be on their way into the record. Nothing was changed.
+    /// The exporter has not drained the outboxes since the request arrived, or events held
+    /// during a Redis outage are still to be applied: records of the user may still be on
+    /// their way. Nothing was changed.
     #[error("the system of record is behind the hot store; retry shortly")]
     RecordBehind,
 }
@@ -52,6 +53,8 @@ pub struct Subjects {
     pub reach: Arc<ReachKey>,
     pub clock: SharedClock,
     pub shards: u32,
+    /// Events held while Redis was unreachable (they name users): an erasure waits for them.
+    pub spool: Option<Arc<crate::ledger::spool::Spool>>,
 }
 
 /// Everything stored about one user, by kind (the answer to an access request).
@@ -169,11 +172,15 @@ impl Subjects {
 
     pub async fn erase(&self, user: &UserId) -> Result<Erased, SubjectError> {
         let asked = self.clock.now_ms();
-        if self.exporter.caught_up().await < asked {
+        let spooled = || self.spool.as_ref().is_some_and(|s| s.pending() > 0);
+        if spooled() || self.exporter.caught_up().await < asked || spooled() {
             return Err(SubjectError::RecordBehind);
         }
         let user_key = self.reach.of(user.as_str());
         let (_, clicks) = self.record.linked_to(&user_key).await?;
+        // Forgotten before and after: a decision of this node in flight during the erasure
+        // may put a view back in between.
+        self.recent.forget(user.as_str());
         self.store
             .erase_user(&self.locate(user.as_str(), clicks))
             .await?;
@@ -208,22 +215,30 @@ impl Subjects {
         }
     }
 
-    /// Until `shutdown`: drops this node's view of every user another node erased.
+    /// Until `shutdown`: drops this node's view of every user another node erased. Each read
+    /// takes the whole announcement window (announcing nodes' clocks differ, and two erasures
+    /// can share a millisecond) and acts on the announcements not seen before.
     pub async fn watch_erasures(self: Arc<Self>, mut shutdown: Shutdown) {
-        let mut since = self.clock.now_ms() - ANNOUNCED_MS;
+        let mut seen: std::collections::HashMap<(String, Millis), Millis> =
+            std::collections::HashMap::new();
         loop {
             tokio::select! {
                 _ = shutdown.recv() => return,
                 _ = tokio::time::sleep(WATCH_INTERVAL) => {}
             }
-            match self.store.erasures_since(since).await {
-                Ok(erased) if erased.is_empty() => {}
+            let now = self.clock.now_ms();
+            seen.retain(|_, read_at| *read_at > now - 2 * ANNOUNCED_MS);
+            match self.store.erasures_since(now - 2 * ANNOUNCED_MS).await {
                 Ok(erased) => {
-                    since = erased.iter().map(|(_, at)| *at).max().unwrap_or(since);
-                    let keys: std::collections::HashSet<String> =
-                        erased.into_iter().map(|(key, _)| key).collect();
-                    self.recent
-                        .forget_where(|user| keys.contains(&self.reach.of(user)));
+                    let fresh: std::collections::HashSet<String> = erased
+                        .into_iter()
+                        .filter(|announced| seen.insert(announced.clone(), now).is_none())
+                        .map(|(key, _)| key)
+                        .collect();
+                    if !fresh.is_empty() {
+                        self.recent
+                            .forget_where(|user| fresh.contains(&self.reach.of(user)));
+                    }
                 }
                 Err(err) => tracing::debug!(error = %err, "erasures not read; retrying"),
             }

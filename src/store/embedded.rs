@@ -69,9 +69,10 @@ enum Entry {
         day: u32,
         reservations: Vec<JournaledReservation>,
         session_after: String,
-        /// How long the user's hash must live now (entries of earlier builds: two days).
-        #[serde(default = "default_user_ttl")]
-        user_ttl_ms: Millis,
+        /// How long the user's hash must live now (entries of earlier builds have none: see
+        /// `State::user_to_write`).
+        #[serde(default)]
+        user_ttl_ms: Option<Millis>,
     },
     Events {
         now_ms: Millis,
@@ -188,13 +189,21 @@ struct JournaledEvent {
     daily_max: u32,
     #[serde(default)]
     audience: Audience,
-    /// As `EventWrite::user_ttl_ms` (entries of earlier builds: two days).
-    #[serde(default = "default_user_ttl")]
-    user_ttl_ms: Millis,
+    /// As `EventWrite::user_ttl_ms` (entries of earlier builds have none: derived from what
+    /// they carry, as that build's Redis TTL was).
+    #[serde(default)]
+    user_ttl_ms: Option<Millis>,
 }
 
-fn default_user_ttl() -> Millis {
-    capping::user_ttl_ms(0, false)
+impl JournaledEvent {
+    fn user_ttl_ms(&self) -> Millis {
+        self.user_ttl_ms.unwrap_or_else(|| {
+            capping::user_ttl_ms(
+                self.campaign_keep.1.max(self.advertiser_keep.1),
+                self.kind.hides(),
+            )
+        })
+    }
 }
 
 /// The hot state, also as a snapshot (see [`EmbeddedStore::compact`]).
@@ -258,6 +267,9 @@ pub struct EmbeddedStore {
 }
 
 const SWEEP_EVERY_MS: Millis = 60_000;
+/// The expiry given to a user's hash that has none (see `State::user_to_write`): the longest
+/// rule, a conversation's suppression.
+const LEGACY_USER_TTL_MS: Millis = capping::SUPPRESS_MS + DAY_MS;
 
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
@@ -603,7 +615,7 @@ impl EmbeddedStore {
                 .map(|r| JournaledReservation::Fields(r.field(), r.value(), r.campaign.clone()))
                 .collect(),
             session_after: commit.session_after.clone(),
-            user_ttl_ms: commit.user_ttl_ms,
+            user_ttl_ms: Some(commit.user_ttl_ms),
         };
         let mut refused = None;
         let committed = self
@@ -650,7 +662,7 @@ impl EmbeddedStore {
                     advertiser: e.advertiser.clone(),
                     price_micros: e.price_micros,
                     token_ttl_ms: e.token_ttl_ms,
-                    user_ttl_ms: e.user_ttl_ms,
+                    user_ttl_ms: Some(e.user_ttl_ms),
                     campaign_caps: e.campaign_caps.clone(),
                     advertiser_caps: e.advertiser_caps.clone(),
                     campaign_keep: (e.campaign_keep.count, e.campaign_keep.window_ms),
@@ -1048,17 +1060,25 @@ impl State {
         self.users.get(user).filter(|_| !expired)
     }
 
-    /// The user's hash to write at `now`: a new one if it had expired. (Over the two maps, so
-    /// that callers can hold it beside the state's other maps.)
+    /// The user's hash to write at `now`: a new one if it had expired. A hash kept without an
+    /// expiry (written by a build before expiry was tracked, or by its journal entries) is
+    /// given the longest rule from now: never shorter than its Redis TTL was. (Over the two
+    /// maps, so that callers can hold it beside the state's other maps.)
     fn user_to_write<'a>(
         users: &'a mut HashMap<String, HashMap<String, String>>,
         expires: &mut HashMap<String, Millis>,
         user: &str,
         now: Millis,
     ) -> &'a mut HashMap<String, String> {
-        if expires.get(user).is_some_and(|until| *until <= now) {
-            users.remove(user);
-            expires.remove(user);
+        match expires.get(user) {
+            Some(until) if *until <= now => {
+                users.remove(user);
+                expires.remove(user);
+            }
+            None if users.contains_key(user) => {
+                expires.insert(user.to_owned(), now + LEGACY_USER_TTL_MS);
+            }
+            _ => {}
         }
         users.entry(user.to_owned()).or_default()
     }
@@ -1076,7 +1096,7 @@ impl State {
         for user in self.users.keys() {
             if !self.user_expires.contains_key(user) {
                 self.user_expires
-                    .insert(user.clone(), now + capping::SUPPRESS_MS + DAY_MS);
+                    .insert(user.clone(), now + LEGACY_USER_TTL_MS);
             }
         }
         let expired: Vec<String> = self
@@ -1188,7 +1208,9 @@ impl State {
                 if let Some(field) = current {
                     fields.insert(field, session_after.clone());
                 }
-                self.keep_user(user, now_ms + user_ttl_ms);
+                if let Some(ttl) = user_ttl_ms {
+                    self.keep_user(user, now_ms + ttl);
+                }
             }
             Entry::Events {
                 now_ms,
@@ -1526,7 +1548,7 @@ impl State {
                 // Redis never creates a hash for a view or a click.
                 self.users.remove(&e.user);
             } else if e.kind == EventType::Render || e.kind.hides() {
-                self.keep_user(&e.user, now + e.user_ttl_ms);
+                self.keep_user(&e.user, now + e.user_ttl_ms());
             }
         }
         let billed = if e.kind == EventType::Render {
@@ -1782,6 +1804,50 @@ mod tests {
         assert_eq!(
             fields.get("rd1").map(String::as_str),
             Some("00000000000000aa|00000000000000bb|1795000900000")
+        );
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Entries of builds before expiry was tracked carry no user TTL: a hide lives its 90 days
+    /// (as that build's Redis TTL did), and a hash written without one is kept for the
+    /// longest rule rather than dropped.
+    #[tokio::test]
+    async fn caps_and_hides_journaled_by_earlier_builds_keep_their_lifetime() {
+        const T: Millis = 1_795_000_000_000;
+        let hide = super::super::lines::encode(&format!(
+            r#"{{"op":"events","now_ms":{T},"day":20261123,"events":[{{"kind":"hide","decision_id":"d1","user":"u2","campaign":"cmp_00000000000000aa","advertiser":"adv_00000000000000bb","price_micros":0,"token_ttl_ms":3600000,"campaign_caps":"","advertiser_caps":"","campaign_keep":[0,0],"advertiser_keep":[0,0],"daily_max":10}}]}}"#
+        ));
+        let reserved = decision(
+            r#"[["rd9","00000000000000aa|00000000000000bb|1795000900000","cmp_00000000000000aa"]]"#,
+        );
+        let (dir, _) = journal_with(&[&reserved, &hide]);
+        let store = EmbeddedStore::open(&dir).unwrap();
+        let hidden = |at: Millis| {
+            store
+                .inner
+                .lock()
+                .0
+                .view("u2", None, at)
+                .state
+                .is_hidden("adv_00000000000000bb", at)
+        };
+        assert!(
+            hidden(T + 5 * DAY_MS),
+            "a hide journaled by an earlier build holds"
+        );
+        assert!(hidden(T + 89 * DAY_MS));
+        assert!(!hidden(T + 92 * DAY_MS), "and ends with its rule");
+        store.sweep(T + 10 * DAY_MS);
+        let kept = store
+            .inner
+            .lock()
+            .0
+            .live_fields("u1", T + 300 * DAY_MS)
+            .is_some();
+        assert!(
+            kept,
+            "a hash without an expiry is kept for the longest rule"
         );
         drop(store);
         std::fs::remove_dir_all(dir).unwrap();

@@ -200,6 +200,12 @@ async fn without_consent_caps_hold_through_the_state_and_nothing_is_kept(backend
             );
         }
     }
+    // The embedded backend's journal and snapshot never name the user either.
+    for file in ["journal.log", "snapshot.json"] {
+        if let Ok(text) = std::fs::read_to_string(app._data_dir.path().join(file)) {
+            assert!(!text.contains("private"), "{file} names the user");
+        }
+    }
     let access: Value = app
         .get("/v1/users/private", ADMIN)
         .await
@@ -633,6 +639,30 @@ async fn on_a_redis_cluster_state_access_and_erasure_span_nodes() {
     // Without consent: served on one node, the state holds the cap on the other.
     let (slots, state) = contextual_slots(&first, "private", None).await;
     assert!(campaigns_of(&slots).contains(&capped));
+    // A chat ad clicked without consent converts (its click names no user to suppress for).
+    let chat_slot = slots
+        .iter()
+        .find(|s| s["ad"]["campaign_id"] == chat.as_str())
+        .expect("the chat campaign is contextual too");
+    let chat_token = token_of(chat_slot);
+    assert_eq!(
+        first
+            .events(&[(&chat_token, "render"), (&chat_token, "click")])
+            .await,
+        vec!["accepted", "accepted"]
+    );
+    let click_id = chat_slot["ad"]["cta"]["click_id"].as_str().unwrap();
+    let chat_adv = chat_slot["ad"]["advertiser"]["id"].as_str().unwrap();
+    let res = second
+        .post(
+            "/v1/conversions",
+            ADMIN,
+            json!({"advertiser_id": chat_adv, "click_id": click_id,
+                   "type": "conversation_started", "at": "2026-11-26T10:02:00Z"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "accepted");
     let (slots, _) = contextual_slots(&second, "private", Some(&state)).await;
     assert!(!campaigns_of(&slots).contains(&capped), "{slots:?}");
 

@@ -727,7 +727,9 @@ impl RedisStore {
                         async move { conn.hget(key, "usr").await },
                     )
                     .await?;
-                user
+                // A click served without consent names no one (`usr` empty): nothing to
+                // suppress, and an empty key would hash outside the shard's slot.
+                user.filter(|key| !key.is_empty())
             }
             None => None,
         };
