@@ -57,6 +57,7 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     pub demo: DemoSettings,
     pub privacy: PrivacySettings,
+    pub insight: InsightSettings,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -158,6 +159,13 @@ pub struct AuctionSettings {
 #[serde(deny_unknown_fields)]
 pub struct ChatSettings {
     pub url_template: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InsightSettings {
+    /// Share of decisions sampled for delivery diagnostics and forecasts.
+    pub sample_rate: f64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -316,6 +324,9 @@ impl Settings {
         }
         if self.ad_load.max_per_session == 0 || self.ad_load.min_gap == 0 {
             return invalid("ad_load", "max_per_session and min_gap must be positive");
+        }
+        if !(0.0..=1.0).contains(&self.insight.sample_rate) {
+            return invalid("insight.sample_rate", "must be between 0 and 1");
         }
         if self.ad_load.max_per_user_per_day as usize > crate::privacy::state::MAX_DAILY {
             return invalid(

@@ -18,6 +18,8 @@
 //! - [`serving`]: the slot-decision use case (decide on the recent view, commit-or-recompute, sign).
 //! - [`privacy`]: consent, the signed state a user without personalisation carries, and the
 //!   rights of access and erasure.
+//! - [`insight`]: advertiser insight: delivery diagnostics from sampled decisions, forecasts
+//!   replaying the sampled requests.
 //! - [`tokens`]: signed, expiring slot tokens with key ids.
 //! - [`ledger`]: event ingestion (dedupe, caps, spend, append), spend holds and pacing,
 //!   reports, invoices, reconciliation, click-to-chat conversions and business messages.
@@ -38,6 +40,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod http;
+pub mod insight;
 pub mod ledger;
 pub mod media;
 pub mod messaging;

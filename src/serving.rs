@@ -29,7 +29,8 @@ use crate::ledger::served::ServedTally;
 use crate::ledger::SpendBoard;
 use crate::metrics::{DecisionOutcome, DecisionView, Metrics};
 use crate::privacy::{self, state, state::CarriedSession};
-use crate::selection::{self, DecisionInput, Placement};
+use crate::selection::explain::Explained;
+use crate::selection::{self, Decision, DecisionInput, Placement};
 use crate::store::{CommitOutcome, DecisionCommit, Store, UserView};
 use crate::tokens::{Claims, TokenKeys};
 
@@ -55,6 +56,8 @@ pub struct Server {
     pub chat: ChatSettings,
     /// Consent assumed for a request that carries none (`privacy.default_personalized`).
     pub default_personalized: bool,
+    /// Sampled decisions go here.
+    pub insight: Arc<crate::insight::Insight>,
 }
 
 impl Server {
@@ -103,19 +106,19 @@ impl Server {
         let snapshot = self.catalog.snapshot();
         // The placements borrow what they were decided on; the state then gains them.
         let history = carried.user.clone();
-        let decision = selection::decide(
-            &DecisionInput {
-                snapshot: &snapshot,
-                budgets: &*self.spend,
-                user: &history,
-                session: session_state,
-                request: &request,
-                policy: self.policy,
-                reserve_cpm_micros: self.reserve_cpm_micros,
-                now_ms,
-            },
-            &mut SmallRng::from_entropy(),
-        );
+        let input = DecisionInput {
+            snapshot: &snapshot,
+            budgets: &*self.spend,
+            user: &history,
+            session: session_state,
+            request: &request,
+            policy: self.policy,
+            reserve_cpm_micros: self.reserve_cpm_micros,
+            now_ms,
+        };
+        let (decision, explained) =
+            self.decide(&input, self.insight.sample(), &mut SmallRng::from_entropy());
+        self.note(&input, false, &decision, explained);
         let expires_ms = now_ms + self.token_ttl_ms;
         let hold_until = expires_ms + self.grace_ms;
         let planned: Vec<(String, &Placement<'_>)> = decision
@@ -173,6 +176,7 @@ impl Server {
         let shard = capping::shard_of(user, self.shards);
         let session = request.session.as_deref();
         let mut rng = SmallRng::from_entropy();
+        let sampled = self.insight.sample();
         let mut assumed = self.recent.assume(user, session, self.clock.now_ms());
         self.metrics.decision_view(match assumed.read_at_ms {
             Some(_) => DecisionView::Recent,
@@ -186,23 +190,23 @@ impl Server {
                 .map(|stored| SessionState::decode(stored, now_ms))
                 .unwrap_or_default();
             let snapshot = self.catalog.snapshot();
-            let decision = selection::decide(
-                &DecisionInput {
-                    snapshot: &snapshot,
-                    budgets: &*self.spend,
-                    user: &assumed.state,
-                    session: session_state,
-                    request,
-                    policy: self.policy,
-                    reserve_cpm_micros: self.reserve_cpm_micros,
-                    now_ms,
-                },
-                &mut rng,
-            );
+            let input = DecisionInput {
+                snapshot: &snapshot,
+                budgets: &*self.spend,
+                user: &assumed.state,
+                session: session_state,
+                request,
+                policy: self.policy,
+                reserve_cpm_micros: self.reserve_cpm_micros,
+                now_ms,
+            };
+            // A sampled decision is noted once it holds (a stale view's is decided again).
+            let (decision, explained) = self.decide(&input, sampled, &mut rng);
             if decision.placements.is_empty() {
                 // Answered without the store: no ad is never a cap or a price broken, and a view
                 // stricter than the live state is bounded (see `capping::recent`). Not recording
                 // the statuses passed only makes the session's next request more conservative.
+                self.note(&input, true, &decision, explained);
                 return Ok(Vec::new());
             }
             let expires_ms = now_ms + self.token_ttl_ms;
@@ -271,6 +275,7 @@ impl Server {
             }
             match outcome? {
                 CommitOutcome::Committed => {
+                    self.note(&input, true, &decision, explained);
                     let slots = planned
                         .into_iter()
                         .map(|(id, p)| self.slot(request, shard, id, p, now_ms, expires_ms, true))
@@ -300,6 +305,124 @@ impl Server {
             }
         }
         Ok(Vec::new())
+    }
+
+    /// `POST /v1/slots/explain`: the decision the service would make for `request` and the
+    /// outcome of every campaign, with no effect at all: the user's live state is read (or,
+    /// without consent, the carried state opened), and nothing is held, reserved, counted,
+    /// sampled or signed. Budget holds are not taken, so a campaign whose budget concurrent
+    /// decisions have just held may be shown placed here.
+    pub async fn explain(
+        &self,
+        request: &SlotRequest,
+    ) -> Result<Explanation, crate::store::StoreError> {
+        let now_ms = self.clock.now_ms();
+        let user = request.user.as_str();
+        let session = request.session.as_deref();
+        let (user_state, session_state, request) =
+            if request.personalized.unwrap_or(self.default_personalized) {
+                let found = self
+                    .store
+                    .user_records(&crate::store::UserLocator {
+                        shard: capping::shard_of(user, self.shards),
+                        user,
+                        now_ms,
+                        advertisers: Vec::new(),
+                        clicks: Vec::new(),
+                    })
+                    .await?;
+                let tag = session.map(|id| capping::session_field(id)[1..].to_owned());
+                let session_state = found
+                    .sessions
+                    .iter()
+                    .find(|s| Some(&s.tag) == tag.as_ref() && s.forget_after_ms > now_ms)
+                    .map(|s| s.state)
+                    .unwrap_or_default();
+                (found.state, session_state, request.clone())
+            } else {
+                let carried = request
+                    .state
+                    .as_deref()
+                    .and_then(|encoded| state::open(&self.keys, user, encoded, now_ms))
+                    .unwrap_or_default();
+                let session_state = carried.session_state(session, now_ms);
+                let contextual = SlotRequest {
+                    context: privacy::contextual(&request.context),
+                    state: None,
+                    ..request.clone()
+                };
+                (carried.user, session_state, contextual)
+            };
+        let snapshot = self.catalog.snapshot();
+        let input = DecisionInput {
+            snapshot: &snapshot,
+            budgets: &*self.spend,
+            user: &user_state,
+            session: session_state,
+            request: &request,
+            policy: self.policy,
+            reserve_cpm_micros: self.reserve_cpm_micros,
+            now_ms,
+        };
+        let (decision, explained) =
+            selection::decide_explained(&input, &mut SmallRng::from_entropy());
+        let candidates = selection::explain::every_campaign(&input, explained)
+            .into_iter()
+            .map(|e| ExplainedCandidate {
+                campaign_id: e.campaign.id.to_string(),
+                outcome: e.outcome.kind(),
+                reason: e.outcome.reason(),
+                bid_cpm_micros: e.campaign.bid_cpm_micros,
+            })
+            .collect();
+        Ok(Explanation {
+            slots: decision
+                .placements
+                .iter()
+                .map(|p| ExplainedSlot {
+                    position: p.position,
+                    campaign_id: p.servable.campaign.id.to_string(),
+                    creative_id: p.creative.id.to_string(),
+                    price_micros: p.price_micros,
+                })
+                .collect(),
+            candidates,
+        })
+    }
+
+    /// Decides; a sampled decision is explained too (the same code, traced) for [`Self::note`].
+    fn decide<'a>(
+        &self,
+        input: &DecisionInput<'a>,
+        sampled: bool,
+        rng: &mut SmallRng,
+    ) -> (Decision<'a>, Option<Vec<Explained<'a>>>) {
+        if sampled {
+            let (decision, explained) = selection::decide_explained(input, rng);
+            (decision, Some(explained))
+        } else {
+            (selection::decide(input, rng), None)
+        }
+    }
+
+    /// Hands a sampled decision to insight (delivery diagnostics, forecasts).
+    fn note(
+        &self,
+        input: &DecisionInput<'_>,
+        personalized: bool,
+        decision: &Decision<'_>,
+        explained: Option<Vec<Explained<'_>>>,
+    ) {
+        if let Some(explained) = explained {
+            self.insight.note(
+                input.request,
+                personalized,
+                input.session.served,
+                decision,
+                &explained,
+                input.now_ms,
+            );
+        }
     }
 
     /// The state to answer: pruned to what the rules of today's catalog need, signed.
@@ -429,6 +552,33 @@ impl Server {
             },
         }
     }
+}
+
+/// `POST /v1/slots/explain`'s answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Explanation {
+    pub slots: Vec<ExplainedSlot>,
+    /// Every campaign of the catalog: placed first, then those that lost, then the rest.
+    pub candidates: Vec<ExplainedCandidate>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ExplainedSlot {
+    pub position: u32,
+    pub campaign_id: String,
+    pub creative_id: String,
+    pub price_micros: i64,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ExplainedCandidate {
+    pub campaign_id: String,
+    /// `placed`, `lost` or `not_eligible`.
+    pub outcome: &'static str,
+    /// Why it lost or was not eligible (the keys of the delivery answer's `lost` and
+    /// `not_eligible`); null when placed.
+    pub reason: Option<&'static str>,
+    pub bid_cpm_micros: i64,
 }
 
 /// Fills the configured chat URL template: `{number}` without its '+', `{text}` and

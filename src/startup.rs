@@ -199,6 +199,13 @@ impl Application {
         let served = Arc::new(ServedTally::default());
         let grace_ms = settings.tokens.grace_seconds as i64 * 1000;
         let recent = Arc::new(crate::capping::recent::RecentUsers::default());
+        let insight = Arc::new(crate::insight::Insight::new(
+            settings.insight.sample_rate,
+            record.clone(),
+            catalog.clone(),
+            reach.clone(),
+            clock.clone(),
+        ));
         let server = Arc::new(Server {
             store: store.clone(),
             recent: recent.clone(),
@@ -215,6 +222,7 @@ impl Application {
             shards: settings.store.shards,
             chat: settings.chat.clone(),
             default_personalized: settings.privacy.default_personalized,
+            insight: insight.clone(),
         });
         let ledger = Arc::new(Ledger {
             store: store.clone(),
@@ -261,6 +269,7 @@ impl Application {
             clock: clock.clone(),
             shards: settings.store.shards,
             spool: ledger.spool.clone(),
+            insight: insight.clone(),
         });
         let state = web::Data::new(AppState {
             store: store.clone(),
@@ -307,6 +316,7 @@ impl Application {
         ));
         let exporting = tokio::spawn(exporter.run(shutdown.listener()));
         let erasures = tokio::spawn(state.subjects.clone().watch_erasures(shutdown.listener()));
+        let sampling = tokio::spawn(insight.run(shutdown.listener()));
         let prober = tokio::spawn({
             let mut shutdown = shutdown.listener();
             async move { store.probe_while_open(&mut shutdown).await }
@@ -372,7 +382,7 @@ impl Application {
                 server,
                 state,
                 shutdown,
-                background: vec![refresher, prober, exporting, erasures],
+                background: vec![refresher, prober, exporting, erasures, sampling],
             },
             secrets,
         ))

@@ -174,6 +174,21 @@ impl Snapshot {
         self.campaigns.get(id)
     }
 
+    /// The catalog as data again (what a forecast builds its own snapshot from).
+    pub fn data(&self) -> CatalogData {
+        CatalogData {
+            version: self.version,
+            advertisers: self.advertisers.values().map(|a| (**a).clone()).collect(),
+            campaigns: self.campaigns.values().map(|c| (**c).clone()).collect(),
+            creatives: self.creatives.values().map(|c| (**c).clone()).collect(),
+        }
+    }
+
+    /// Every campaign, servable or not.
+    pub fn campaigns(&self) -> impl Iterator<Item = &Arc<Campaign>> {
+        self.campaigns.values()
+    }
+
     pub fn campaigns_of<'a>(
         &'a self,
         owner: &'a AdvertiserId,

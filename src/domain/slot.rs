@@ -32,7 +32,7 @@ pub struct Consent {
 }
 
 /// Coarse signals only, every one optional (absent = unknown).
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlotContext {
     pub country: Option<String>,

@@ -11,6 +11,7 @@ pub mod conversions;
 pub mod creatives;
 pub mod error;
 pub mod events;
+pub mod insight;
 pub mod invoices;
 pub mod messages;
 pub mod openapi;
@@ -88,6 +89,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(operations::configure)
     .configure(slots::configure)
     .configure(events::configure)
+    .configure(insight::configure)
     .configure(conversions::configure)
     .configure(messages::configure)
     .configure(console::configure)

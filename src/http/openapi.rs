@@ -320,6 +320,33 @@ pub const ROUTES: &[Route] = &[
     ),
     route(
         Get,
+        "/v1/campaigns/{id}/delivery",
+        "Why the campaign served or not, from sampled decisions (?from&to: YYYY-MM-DD)",
+        OperatorOrAdvertiser,
+        Body::None,
+        200,
+        Json("Delivery"),
+    ),
+    route(
+        Post,
+        "/v1/slots/explain",
+        "The decision the service would make for a slot request, with every campaign's outcome; no effect",
+        Operator,
+        Json("SlotRequestBody"),
+        200,
+        Json("Explanation"),
+    ),
+    route(
+        Post,
+        "/v1/forecast",
+        "What a proposed campaign (not saved) would have got over the basis period",
+        Advertiser,
+        Json("CampaignInput"),
+        200,
+        Json("Forecast"),
+    ),
+    route(
+        Get,
         "/v1/users/{user}",
         "Everything stored about a user, by kind (the right of access)",
         Operator,
@@ -435,6 +462,14 @@ pub const ROUTES: &[Route] = &[
         crate::privacy::subject::ClickAccess,
         crate::privacy::subject::ConversationAccess,
         crate::privacy::subject::Erased,
+        crate::insight::Delivery,
+        crate::insight::Percentiles,
+        crate::insight::Estimated,
+        crate::insight::forecast::Forecast,
+        crate::insight::forecast::Basis,
+        crate::serving::Explanation,
+        crate::serving::ExplainedSlot,
+        crate::serving::ExplainedCandidate,
     ))
 )]
 struct Schemas;

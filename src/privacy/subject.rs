@@ -55,6 +55,8 @@ pub struct Subjects {
     pub shards: u32,
     /// Events held while Redis was unreachable (they name users): an erasure waits for them.
     pub spool: Option<Arc<crate::ledger::spool::Spool>>,
+    /// Sampled requests (keyed hashes) waiting to be written: flushed before reading them.
+    pub insight: Arc<crate::insight::Insight>,
 }
 
 /// Everything stored about one user, by kind (the answer to an access request).
@@ -74,6 +76,8 @@ pub struct UserAccess {
     pub business_initiated: Vec<AdvertiserAt>,
     /// Ledger records in the system of record that carry the user's keyed hash (reach).
     pub billing_records: u64,
+    /// Sampled requests kept for forecasts that carry the user's keyed hash (7 days).
+    pub insight_samples: u64,
     /// Whether this node holds a recent view of the user (decisions read it).
     pub recent_view: bool,
     /// The record is complete up to this time.
@@ -162,12 +166,17 @@ impl Subjects {
         let as_of = self.exporter.caught_up().await;
         let user_key = self.reach.of(user.as_str());
         let (billing_records, clicks) = self.record.linked_to(&user_key).await?;
+        self.insight.flush().await?;
+        let insight_samples = self.record.sampled_requests_of(&user_key).await?;
         let found = self
             .store
             .user_records(&self.locate(user.as_str(), clicks))
             .await?;
         let recent_view = self.recent.holds(user.as_str());
-        Ok(describe(user, found, billing_records, recent_view, as_of))
+        let mut access = describe(user, found, billing_records, recent_view, as_of);
+        access.insight_samples = insight_samples;
+        access.records += insight_samples;
+        Ok(access)
     }
 
     pub async fn erase(&self, user: &UserId) -> Result<Erased, SubjectError> {
@@ -184,6 +193,7 @@ impl Subjects {
         self.store
             .erase_user(&self.locate(user.as_str(), clicks))
             .await?;
+        self.insight.flush().await?;
         let unlinked = self.record.unlink(&user_key).await?;
         self.recent.forget(user.as_str());
         self.store
@@ -344,6 +354,7 @@ fn describe(
             })
             .collect(),
         billing_records,
+        insight_samples: 0,
         recent_view,
         as_of: datetime_from_ms(as_of),
         caps,

@@ -23,6 +23,7 @@
 pub mod assets;
 pub mod catalog;
 pub mod exporter;
+pub mod insight;
 pub mod ledger;
 pub mod migration;
 

@@ -8,6 +8,7 @@
 //! An advertiser appears at most once per response.
 
 pub mod auction;
+pub mod explain;
 pub mod index;
 pub mod pacing;
 pub mod placement;
@@ -65,6 +66,8 @@ pub struct Placement<'a> {
     pub price_micros: Micros,
     /// The competing campaign whose bid set the price (second-price auctions).
     pub price_setter: Option<&'a Servable>,
+    /// What the slot cleared at per 1,000 renders (0 for house).
+    pub clearing_cpm_micros: Micros,
 }
 
 #[derive(Debug)]
@@ -74,21 +77,32 @@ pub struct Decision<'a> {
 }
 
 pub fn decide<'a>(input: &DecisionInput<'a>, rng: &mut impl Rng) -> Decision<'a> {
+    decide_traced(input, rng, None)
+}
+
+/// [`decide`], also answering why every campaign did or did not get a slot (see [`explain`]):
+/// the same code, with the candidates walk traced.
+pub fn decide_explained<'a>(
+    input: &DecisionInput<'a>,
+    rng: &mut impl Rng,
+) -> (Decision<'a>, Vec<explain::Explained<'a>>) {
+    let mut walked = Vec::new();
+    let decision = decide_traced(input, rng, Some(&mut walked));
+    let explained = explain::classify(input, &decision, &walked);
+    (decision, explained)
+}
+
+fn decide_traced<'a>(
+    input: &DecisionInput<'a>,
+    rng: &mut impl Rng,
+    trace: Option<&mut Vec<(usize, Option<explain::Outcome>)>>,
+) -> Decision<'a> {
     let request = input.request;
-    let quota = input
-        .policy
-        .max_per_session
-        .saturating_sub(input.session.served)
-        .min(
-            input
-                .user
-                .daily_remaining(input.policy.max_per_user_per_day, input.now_ms),
-        );
-    let positions = placement::positions(&input.policy, input.session, request.statuses, quota);
+    let positions = positions(input);
 
     let mut placements = Vec::with_capacity(positions.len());
     if !positions.is_empty() {
-        let mut candidates = candidates(input, positions.len(), rng);
+        let mut candidates = candidates(input, positions.len(), rng, trace);
         let mut used_advertisers = HashSet::new();
         for position in positions {
             candidates.retain(|s| !used_advertisers.contains(&s.campaign.advertiser_id));
@@ -108,6 +122,7 @@ pub fn decide<'a>(input: &DecisionInput<'a>, rng: &mut impl Rng) -> Decision<'a>
                 creative,
                 price_micros: Campaign::render_price(clearing_cpm),
                 price_setter,
+                clearing_cpm_micros: clearing_cpm,
             });
         }
     }
@@ -120,6 +135,21 @@ pub fn decide<'a>(input: &DecisionInput<'a>, rng: &mut impl Rng) -> Decision<'a>
         placements,
         session_after,
     }
+}
+
+/// Where this decision may place ads: the ad-load policy over the session and the user's
+/// daily load.
+fn positions(input: &DecisionInput<'_>) -> Vec<u32> {
+    let quota = input
+        .policy
+        .max_per_session
+        .saturating_sub(input.session.served)
+        .min(
+            input
+                .user
+                .daily_remaining(input.policy.max_per_user_per_day, input.now_ms),
+        );
+    placement::positions(&input.policy, input.session, input.request.statuses, quota)
 }
 
 /// What the live user state must still allow for `placements`, decided on the copy
@@ -158,10 +188,12 @@ pub fn proof<'p, 'a: 'p>(
 /// advertiser beyond the sponsors (runner-ups set prices), ties at that bid included; house
 /// campaigns only if the others cannot fill every slot. Picking from this set gives the same
 /// outcome as picking from all eligible campaigns, without looking at the long tail.
+/// With `trace`, each campaign walked is noted with why it is not a candidate (`None`: it is).
 fn candidates<'a>(
     input: &DecisionInput<'a>,
     slots: usize,
     rng: &mut impl Rng,
+    mut trace: Option<&mut Vec<(usize, Option<explain::Outcome>)>>,
 ) -> Vec<&'a Servable> {
     let snapshot = input.snapshot;
     let now = crate::clock::datetime_from_ms(input.now_ms);
@@ -178,7 +210,15 @@ fn candidates<'a>(
             Priority::House if sponsors.union(&bidders).count() >= slots => break,
             _ => {}
         }
-        if !(eligible(servable, input, now) && paced_in(servable, input, rng)) {
+        let excluded = match verdict(servable, input, now) {
+            None if paced_in(servable, input, rng) => None,
+            None => Some(explain::Outcome::Lost(explain::LostBy::Pacing)),
+            reason => reason,
+        };
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.push((i, excluded));
+        }
+        if excluded.is_some() {
             continue;
         }
         out.push(servable);
@@ -199,19 +239,42 @@ fn candidates<'a>(
     out
 }
 
+#[cfg(test)]
 fn eligible(servable: &Servable, input: &DecisionInput<'_>, now: time::OffsetDateTime) -> bool {
+    verdict(servable, input, now).is_none()
+}
+
+/// Why a servable campaign cannot take a slot in this decision (`None`: it can), the first
+/// rule it breaks in this order. The one copy of the eligibility rule.
+fn verdict(
+    servable: &Servable,
+    input: &DecisionInput<'_>,
+    now: time::OffsetDateTime,
+) -> Option<explain::Outcome> {
+    use explain::{Ineligible, LostBy, Outcome};
     let campaign = &servable.campaign;
-    campaign.start_at <= now
-        && campaign.end_at.is_none_or(|end| now < end)
-        && (campaign.priority != Priority::Auction
-            || campaign.bid_cpm_micros >= input.reserve_cpm_micros)
-        && campaign.has_budget_left(input.budgets.committed(&campaign.id))
-        && campaign.targeting.matches(&input.request.context)
-        && !input
-            .user
-            .is_hidden(campaign.advertiser_id.as_str(), input.now_ms)
-        && !input.user.is_suppressed(campaign.id.as_str(), input.now_ms)
-        && input.user.caps_allow(campaign, input.now_ms)
+    let user = input.user;
+    Some(
+        if !(campaign.start_at <= now && campaign.end_at.is_none_or(|end| now < end)) {
+            Outcome::NotEligible(Ineligible::Schedule)
+        } else if campaign.priority == Priority::Auction
+            && campaign.bid_cpm_micros < input.reserve_cpm_micros
+        {
+            Outcome::Lost(LostBy::Outbid)
+        } else if !campaign.has_budget_left(input.budgets.committed(&campaign.id)) {
+            Outcome::Lost(LostBy::Budget)
+        } else if !campaign.targeting.matches(&input.request.context) {
+            Outcome::NotEligible(Ineligible::Targeting)
+        } else if user.is_hidden(campaign.advertiser_id.as_str(), input.now_ms)
+            || user.is_suppressed(campaign.id.as_str(), input.now_ms)
+        {
+            Outcome::Lost(LostBy::Hidden)
+        } else if !user.caps_allow(campaign, input.now_ms) {
+            Outcome::Lost(LostBy::FrequencyCap)
+        } else {
+            return None;
+        },
+    )
 }
 
 /// Even pacing: the campaign takes part with its current throttle probability.

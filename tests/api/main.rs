@@ -11,6 +11,7 @@ mod creatives;
 mod durability;
 mod events;
 mod hardening;
+mod insight;
 mod isolation;
 mod messaging;
 mod observability;

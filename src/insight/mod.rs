@@ -1,0 +1,396 @@
+//! Advertiser insight: why a campaign serves or not, from a sample of real decisions.
+//!
+//! A decision is sampled with probability `insight.sample_rate`. A sampled decision runs the
+//! same decision code with its candidates walk traced (`selection::decide_explained`) and notes
+//! each campaign the request's targeting matched with its outcome, what winners paid, and the
+//! request itself (its signals and the user's keyed hash, never the id) for forecasts
+//! ([`forecast`]). Everything is gathered in memory and written to the record about once a
+//! second by [`Insight::run`]; a sample lost to a crash only makes an estimate a little less
+//! precise. Campaigns whose targeting a request misses are counted by difference (every
+//! sampled decision less the campaign's other outcomes), so a sampled decision costs what the
+//! matching campaigns cost, not the whole catalog.
+
+pub mod forecast;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Catalog;
+use crate::clock::{Millis, SharedClock};
+use crate::domain::audience::ReachKey;
+use crate::domain::campaign::{Campaign, CampaignStatus};
+use crate::domain::slot::{SlotContext, SlotRequest};
+use crate::record::insight::InsightBatch;
+use crate::record::Record;
+use crate::selection::explain::{Explained, Ineligible, LostBy, Outcome};
+use crate::selection::Decision;
+use crate::shutdown::Shutdown;
+use crate::store::StoreError;
+
+const HOUR_MS: Millis = 3_600_000;
+/// How long sampled requests are kept for forecasts: their basis period.
+pub const BASIS_MS: Millis = 7 * 86_400_000;
+/// At most this many sampled requests (the newest) are replayed by one forecast.
+pub const FORECAST_REQUESTS: i64 = 100_000;
+/// The outcome under which the campaign '' counts every sampled decision.
+const DECISION: &str = "decision";
+/// Clearing prices are kept to 0.01 per 1,000 renders.
+const PRICE_STEP_MICROS: i64 = 10_000;
+
+/// A sampled request as a forecast replays it: the signals the decision used, without the user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SampledRequest {
+    pub statuses: u32,
+    /// Ads the session had already been served when the request came.
+    pub session_served: u32,
+    pub context: SlotContext,
+}
+
+pub struct Insight {
+    pub rate: f64,
+    record: Arc<Record>,
+    catalog: Arc<Catalog>,
+    reach: Arc<ReachKey>,
+    clock: SharedClock,
+    pending: Mutex<Pending>,
+    pruned_at: AtomicI64,
+    /// One forecast at a time (each takes a thread for up to a few seconds).
+    forecasting: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Pending {
+    batch: InsightBatch,
+    /// Sampled decisions per hour since the last flush.
+    decisions: BTreeMap<Millis, i64>,
+}
+
+impl Insight {
+    pub fn new(
+        rate: f64,
+        record: Arc<Record>,
+        catalog: Arc<Catalog>,
+        reach: Arc<ReachKey>,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            rate,
+            record,
+            catalog,
+            reach,
+            clock,
+            pending: Mutex::new(Pending::default()),
+            pruned_at: AtomicI64::new(Millis::MIN / 2),
+            forecasting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Whether this decision is sampled (one draw of the thread's generator).
+    pub fn sample(&self) -> bool {
+        self.rate >= 1.0 || (self.rate > 0.0 && rand::thread_rng().gen::<f64>() < self.rate)
+    }
+
+    /// Notes one sampled decision: `request` as decided on (without consent: its contextual
+    /// signals only), whether the user consented (a keyed hash is kept only then), the ads
+    /// the session had been served, the decision and every matching campaign's outcome.
+    pub fn note(
+        &self,
+        request: &SlotRequest,
+        personalized: bool,
+        session_served: u32,
+        decision: &Decision<'_>,
+        explained: &[Explained<'_>],
+        now_ms: Millis,
+    ) {
+        let hour = now_ms - now_ms.rem_euclid(HOUR_MS);
+        // What beating the cheapest slot of this decision would have taken.
+        let cleared = decision
+            .placements
+            .iter()
+            .map(|p| p.clearing_cpm_micros)
+            .filter(|cpm| *cpm > 0)
+            .min()
+            .map(|cpm| cpm - cpm.rem_euclid(PRICE_STEP_MICROS));
+        let sample = SampledRequest {
+            statuses: request.statuses,
+            session_served,
+            context: request.context.clone(),
+        };
+        let json = serde_json::to_string(&sample).unwrap_or_default();
+        let user_key = if personalized {
+            self.reach.of(request.user.as_str())
+        } else {
+            String::new()
+        };
+        let id = crate::domain::ids::new_decision_id();
+        let mut pending = self.pending.lock();
+        *pending.decisions.entry(hour).or_default() += 1;
+        let batch = &mut pending.batch;
+        for e in explained {
+            let campaign = e.campaign.id.to_string();
+            if let (Outcome::Lost(LostBy::Outbid), Some(cpm)) = (e.outcome, cleared) {
+                *batch
+                    .prices
+                    .entry((campaign.clone(), hour, cpm))
+                    .or_default() += 1;
+            }
+            *batch
+                .outcomes
+                .entry((campaign, hour, e.outcome.code()))
+                .or_default() += 1;
+        }
+        batch.requests.push((id, now_ms, user_key, json));
+    }
+
+    /// Writes what was noted since the last flush. The campaigns that could not serve at all
+    /// (not active, no approved creative) get their outcome for every decision sampled since,
+    /// as the catalog is now. Kept for the next flush if the record cannot take it.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let Pending {
+            mut batch,
+            decisions,
+        } = std::mem::take(&mut *self.pending.lock());
+        if !decisions.is_empty() {
+            let snapshot = self.catalog.snapshot();
+            let servable: std::collections::HashSet<&str> = snapshot
+                .servable
+                .iter()
+                .map(|s| s.campaign.id.as_str())
+                .collect();
+            for (hour, n) in &decisions {
+                *batch
+                    .outcomes
+                    .entry((String::new(), *hour, DECISION.to_owned()))
+                    .or_default() += n;
+                for campaign in snapshot
+                    .campaigns()
+                    .filter(|c| !servable.contains(c.id.as_str()))
+                {
+                    let why = if campaign.status == CampaignStatus::Active {
+                        Ineligible::NoApprovedCreative
+                    } else {
+                        Ineligible::Status
+                    };
+                    *batch
+                        .outcomes
+                        .entry((
+                            campaign.id.to_string(),
+                            *hour,
+                            Outcome::NotEligible(why).code(),
+                        ))
+                        .or_default() += n;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            if let Err(err) = self.record.write_insight(&batch).await {
+                let mut pending = self.pending.lock();
+                for (key, n) in batch.outcomes {
+                    *pending.batch.outcomes.entry(key).or_default() += n;
+                }
+                for (key, n) in batch.prices {
+                    *pending.batch.prices.entry(key).or_default() += n;
+                }
+                pending.batch.requests.extend(batch.requests);
+                return Err(err);
+            }
+        }
+        let now = self.clock.now_ms();
+        if now - self.pruned_at.load(Ordering::SeqCst) >= 60_000 {
+            self.pruned_at.store(now, Ordering::SeqCst);
+            self.record.prune_sampled_requests(now - BASIS_MS).await?;
+        }
+        Ok(())
+    }
+
+    /// Flushes about once a second until `shutdown`, then once more.
+    pub async fn run(self: Arc<Self>, mut shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                _ = shutdown.recv() => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            if let Err(err) = self.flush().await {
+                tracing::warn!(error = %err, "insight samples not written; retrying");
+            }
+        }
+        if let Err(err) = self.flush().await {
+            tracing::warn!(error = %err, "insight samples not written at shutdown");
+        }
+    }
+
+    /// Why `campaign` served or not in `[from_ms, to_ms)`, from the sampled decisions.
+    pub async fn delivery(
+        &self,
+        campaign: &Campaign,
+        from_ms: Millis,
+        to_ms: Millis,
+    ) -> Result<Delivery, StoreError> {
+        self.flush().await?;
+        let created = crate::clock::ms_from_datetime(campaign.created_at);
+        let from_ms = from_ms.max(created - created.rem_euclid(HOUR_MS));
+        let id = campaign.id.as_str();
+        let all = self.record.delivery_counts("", from_ms, to_ms).await?;
+        let mine = self.record.delivery_counts(id, from_ms, to_ms).await?;
+        let prices = self.record.delivery_prices(id, from_ms, to_ms).await?;
+        let sampled = all.get(DECISION).copied().unwrap_or(0);
+        let count = |outcome: Outcome| mine.get(&outcome.code()).copied().unwrap_or(0);
+        let lost: BTreeMap<&'static str, i64> = LostBy::ALL
+            .into_iter()
+            .map(|by| (by.as_str(), count(Outcome::Lost(by))))
+            .collect();
+        let won = count(Outcome::Won);
+        let eligible = won + lost.values().sum::<i64>();
+        let mut not_eligible: BTreeMap<&'static str, i64> = Ineligible::ALL
+            .into_iter()
+            .map(|why| (why.as_str(), count(Outcome::NotEligible(why))))
+            .collect();
+        let known: i64 = eligible + not_eligible.values().sum::<i64>();
+        *not_eligible
+            .get_mut(Ineligible::Targeting.as_str())
+            .expect("every reason is listed") += (sampled - known).max(0);
+        let clearing = Percentiles {
+            p50: percentile(&prices, 0.5),
+            p90: percentile(&prices, 0.9),
+        };
+        let scale = |n: i64| {
+            if self.rate > 0.0 {
+                (n as f64 / self.rate).round() as i64
+            } else {
+                0
+            }
+        };
+        let summary = summary(sampled, eligible, won, &lost, &not_eligible, clearing.p50);
+        Ok(Delivery {
+            campaign_id: id.to_owned(),
+            sample_rate: self.rate,
+            sampled_decisions: sampled,
+            eligible,
+            won,
+            lost,
+            not_eligible,
+            clearing_cpm_micros: clearing,
+            estimated: Estimated {
+                decisions: scale(sampled),
+                eligible: scale(eligible),
+                won: scale(won),
+            },
+            summary,
+        })
+    }
+}
+
+/// The smallest price at or above which `share` of the decisions lie.
+fn percentile(prices: &[(i64, i64)], share: f64) -> Option<i64> {
+    let total: i64 = prices.iter().map(|(_, n)| n).sum();
+    if total == 0 {
+        return None;
+    }
+    let wanted = (total as f64 * share).ceil().max(1.0) as i64;
+    let mut seen = 0;
+    prices.iter().find_map(|(cpm, n)| {
+        seen += n;
+        (seen >= wanted).then_some(*cpm)
+    })
+}
+
+/// One plain sentence for the console: the main reason the campaign did not serve.
+fn summary(
+    sampled: i64,
+    eligible: i64,
+    won: i64,
+    lost: &BTreeMap<&'static str, i64>,
+    not_eligible: &BTreeMap<&'static str, i64>,
+    clearing_p50: Option<i64>,
+) -> String {
+    if sampled == 0 {
+        return "no sampled decisions in this period yet".to_owned();
+    }
+    if eligible == 0 {
+        let (reason, _) = not_eligible
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .expect("reasons are listed");
+        return format!(
+            "eligible for none of {sampled} sampled requests, mostly because of {}",
+            match *reason {
+                "targeting" => "its targeting",
+                "schedule" => "its schedule",
+                "no_approved_creative" => "no approved creative",
+                _ => "its status",
+            }
+        );
+    }
+    let percent = |n: i64| (n as f64 * 100.0 / eligible as f64).round() as i64;
+    let (reason, n) = lost
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(r, n)| (*r, *n))
+        .expect("reasons are listed");
+    if n == 0 {
+        return format!("won all {won} of its eligible sampled requests");
+    }
+    let why = match reason {
+        "outbid" => "to higher bids",
+        "frequency_cap" => "to its frequency caps",
+        "ad_load" => "to the ad-load policy (no room for an ad)",
+        "pacing" => "to even pacing",
+        "budget" => "to its spent budget",
+        "hidden" => "to users who hid the advertiser",
+        _ => "to another campaign of the same advertiser",
+    };
+    let mut sentence = format!(
+        "won {}% of eligible requests; lost {}% {why}",
+        percent(won),
+        percent(n)
+    );
+    if let (Some(p50), "outbid") = (clearing_p50, reason) {
+        sentence.push_str(&format!(
+            "; winners paid a median of {}.{:02} per 1,000",
+            p50 / 1_000_000,
+            (p50 % 1_000_000) / 10_000
+        ));
+    }
+    sentence
+}
+
+/// `GET /v1/campaigns/{id}/delivery`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Delivery {
+    pub campaign_id: String,
+    pub sample_rate: f64,
+    /// Decisions sampled in the period (since the campaign was created).
+    pub sampled_decisions: i64,
+    /// Sampled decisions the campaign was eligible for: won plus every `lost`.
+    pub eligible: i64,
+    pub won: i64,
+    #[schema(value_type = Object)]
+    pub lost: BTreeMap<&'static str, i64>,
+    #[schema(value_type = Object)]
+    pub not_eligible: BTreeMap<&'static str, i64>,
+    /// What winners paid (per 1,000 renders) in the sampled decisions it lost by bid.
+    pub clearing_cpm_micros: Percentiles,
+    /// The counts scaled by the sample rate: estimates of all decisions.
+    pub estimated: Estimated,
+    /// The main reason in one plain sentence.
+    pub summary: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Percentiles {
+    pub p50: Option<i64>,
+    pub p90: Option<i64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Estimated {
+    pub decisions: i64,
+    pub eligible: i64,
+    pub won: i64,
+}
