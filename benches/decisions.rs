@@ -2,6 +2,9 @@
 //! active campaigns (the eligibility index keeps cost sub-linear), token sign and verify, cap
 //! evaluation, and preparing an event batch of 10 (token verification dominates).
 //!
+//! Also: a sampled decision (the same decision, explained: `selection::decide_explained`),
+//! and a forecast replaying 100,000 sampled requests over 10,000 campaigns.
+//!
 //! `cargo bench --bench decisions`
 
 #[path = "support/synthetic.rs"]
@@ -69,6 +72,93 @@ fn decisions(c: &mut Criterion) {
             },
         );
     }
+    group.finish();
+}
+
+/// A sampled decision costs this much more than a plain one; at `insight.sample_rate` 0.01 the
+/// average decision pays 1% of the difference.
+fn sampled_decisions(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decide_explained");
+    for campaigns in [1_000, 10_000] {
+        let snapshot = Snapshot::build(synthetic::catalog(campaigns, 7));
+        let spend: HashMap<CampaignId, Spend> = HashMap::new();
+        let user = UserState::default();
+        let mut rng = StdRng::seed_from_u64(1);
+        let requests: Vec<SlotRequest> = (0..256)
+            .map(|i| SlotRequest {
+                user: UserId::parse(&format!("u{i}")).unwrap(),
+                session: None,
+                statuses: 12,
+                context: synthetic::context(&mut rng),
+                personalized: None,
+                state: None,
+            })
+            .collect();
+        let mut next = 0;
+        group.bench_with_input(
+            BenchmarkId::from_parameter(campaigns),
+            &campaigns,
+            |b, _| {
+                b.iter(|| {
+                    next = (next + 1) % requests.len();
+                    let input = DecisionInput {
+                        snapshot: &snapshot,
+                        budgets: &spend,
+                        user: &user,
+                        session: SessionState::default(),
+                        request: &requests[next],
+                        policy: POLICY,
+                        reserve_cpm_micros: 500_000,
+                        now_ms: NOW_MS,
+                    };
+                    black_box(selection::decide_explained(&input, &mut rng).1.len())
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+/// `POST /v1/forecast`'s replay: 100,000 sampled requests (25,000 users) over 10,000 campaigns.
+fn forecasts(c: &mut Criterion) {
+    use statusads::insight::forecast::{replay, Market};
+    use statusads::insight::SampledRequest;
+    use statusads::record::insight::StoredRequest;
+    let catalog = synthetic::catalog(10_000, 7);
+    let owner = catalog.advertisers[0].clone();
+    let mut rng = StdRng::seed_from_u64(3);
+    let samples: Vec<StoredRequest> = (0..100_000)
+        .map(|i| StoredRequest {
+            at_ms: NOW_MS - 7 * 86_400_000 + i * 6_000,
+            user_key: format!("{:032x}", i % 25_000),
+            request: serde_json::to_string(&SampledRequest {
+                statuses: 12,
+                session_served: 0,
+                context: synthetic::context(&mut rng),
+            })
+            .unwrap(),
+        })
+        .collect();
+    let proposed: statusads::domain::campaign::CampaignInput = serde_json::from_value(
+        serde_json::json!({"name": "Proposal", "bid_cpm_micros": 3_000_000,
+            "budget": {"total_micros": 1_000_000_000},
+            "frequency_caps": [{"max": 2, "per_seconds": 86400}]}),
+    )
+    .unwrap();
+    let now = time::OffsetDateTime::from_unix_timestamp(NOW_MS / 1000).unwrap();
+    let campaign = statusads::domain::campaign::Campaign::create(proposed, &owner, now).unwrap();
+    let market = Market {
+        catalog,
+        spend: std::sync::Arc::new(statusads::ledger::SpendBoard::default()),
+        policy: POLICY,
+        reserve_cpm_micros: 500_000,
+        rate: 0.01,
+    };
+    let mut group = c.benchmark_group("forecast");
+    group.sample_size(10);
+    group.bench_function("100k_requests_10k_campaigns", |b| {
+        b.iter(|| black_box(replay(campaign.clone(), &market, &samples).impressions))
+    });
     group.finish();
 }
 
@@ -145,5 +235,12 @@ fn caps(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decisions, tokens, caps);
+criterion_group!(
+    benches,
+    decisions,
+    sampled_decisions,
+    forecasts,
+    tokens,
+    caps
+);
 criterion_main!(benches);

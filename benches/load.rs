@@ -137,6 +137,8 @@ async fn run(args: Args) {
     settings.auth.admin_token = "bench-admin-token".into();
     settings.auth.client_tokens = vec![CLIENT.into()];
     settings.demo.seed = Some(false);
+    // Sampling is measured apart: off in every run but the sampled one (see the rounds).
+    settings.insight.sample_rate = 0.0;
     // Measure the service, not the limits (heavy synthetic users would hit the per-user limit).
     settings.rate_limits.client_per_second = 0.0;
     settings.rate_limits.user_per_minute = 0.0;
@@ -203,21 +205,39 @@ async fn run(args: Args) {
         seconds: (args.seconds / ROUNDS).max(1),
         ..args
     };
-    let (mut healthz, mut decisions) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
+    let (mut healthz, mut decisions, mut sampled) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..ROUNDS {
         healthz.push(wrk(&round, &redis, &format!("{base}/healthz"), None));
-        decisions.push(wrk(
-            &round,
-            &redis,
-            &format!("{base}/v1/slots"),
-            Some(&slots_script),
-        ));
+        // The same decisions with `insight.sample_rate` at its default, 0.01, and without;
+        // in alternating order, since the long tail's users fill up from run to run.
+        for sampling in if i % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        } {
+            state
+                .server
+                .insight
+                .set_rate(if sampling { 0.01 } else { 0.0 });
+            let run = wrk(
+                &round,
+                &redis,
+                &format!("{base}/v1/slots"),
+                Some(&slots_script),
+            );
+            if sampling {
+                sampled.push(run);
+            } else {
+                decisions.push(run);
+            }
+        }
+        state.server.insight.set_rate(0.0);
     }
     // The decision path's only Redis call is the commit script (the background refreshers use
     // plain commands), so script calls per decision are its round trips.
     let (commits, commit_us) = script_stats(redis.1).since(scripts_before);
     let filled = counter(&state, "statusads_decisions_total{outcome=\"filled\"}") - filled_before;
-    let decided: u64 = decisions.iter().map(|d| d.requests).sum();
+    let decided: u64 = decisions.iter().chain(&sampled).map(|d| d.requests).sum();
     let mut ratios: Vec<f64> = healthz
         .iter()
         .zip(&decisions)
@@ -308,13 +328,22 @@ async fn run(args: Args) {
             .fold(CpuTimes::default(), |acc, r| acc.plus(r.cpu));
         cpu.per_request_us(runs.iter().map(WrkResult::window_requests).sum())
     };
-    for (what, runs) in [("/healthz request", &healthz), ("decision", &decisions)] {
+    for (what, runs) in [
+        ("/healthz request", &healthz),
+        ("decision", &decisions),
+        ("decision sampled at 0.01", &sampled),
+    ] {
         let [service, redis, client] = per_request(runs);
         println!(
             "| CPU per {what}: service + Redis + wrk (total) | {service:.1} + {redis:.1} + {client:.1} ({:.1}) µs |",
             service + redis + client
         );
     }
+    let (plain, with_sampling) = (per_request(&decisions)[0], per_request(&sampled)[0]);
+    println!(
+        "| insight sampling at 0.01: service CPU per decision vs off (target within 3%) | {:+.1}% |",
+        100.0 * (with_sampling - plain) / plain
+    );
     println!(
         "| decision latency p50 (median round) / p99 (worst round) | {:.2} / {:.2} ms |",
         median(decisions.iter().map(|d| d.p50_ms).collect()),

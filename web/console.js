@@ -844,6 +844,56 @@ async function loadReport() {
   if ($('report-from').value) query.set('from', $('report-from').value);
   if ($('report-to').value) query.set('to', $('report-to').value);
   renderReport(await api('GET', `/v1/reports/campaigns/${encodeURIComponent(id)}?${query}`));
+  renderDelivery(await api('GET', `/v1/campaigns/${encodeURIComponent(id)}/delivery?${query}`));
+}
+
+// --- delivery: GET /v1/campaigns/{id}/delivery, one bar per outcome of the sampled decisions
+
+const DELIVERY_LABELS = {
+  outbid: 'Lost: outbid', frequency_cap: 'Lost: frequency cap', ad_load: 'Lost: ad load',
+  pacing: 'Lost: pacing', budget: 'Lost: budget', hidden: 'Lost: hidden by user',
+  advertiser_once: 'Lost: own campaign chosen', targeting: 'Not eligible: targeting',
+  schedule: 'Not eligible: schedule', no_approved_creative: 'Not eligible: no approved creative',
+  status: 'Not eligible: status',
+};
+
+function renderDelivery(delivery) {
+  $('delivery-summary').textContent = `Sampled at ${delivery.sample_rate}: ${delivery.summary}.`;
+  const bars = [{ key: 'won', label: 'Won', value: delivery.won }]
+    .concat(Object.entries(delivery.lost).map(([key, value]) => ({ key, label: DELIVERY_LABELS[key] ?? key, value })))
+    .concat(Object.entries(delivery.not_eligible).map(([key, value]) => ({ key, label: DELIVERY_LABELS[key] ?? key, value })))
+    .filter((bar) => bar.value > 0);
+  const chart = $('delivery-chart');
+  chart.replaceChildren($('delivery-chart-title'), $('delivery-chart-desc'));
+  $('delivery-chart-desc').textContent = bars.length
+    ? bars.map((bar) => `${bar.label}: ${count(bar.value)}`).join(', ') + '.'
+    : 'No sampled decisions in this period.';
+  const left = 260;
+  const width = 720 - left - 80;
+  const top = Math.max(1, ...bars.map((bar) => bar.value));
+  const step = Math.min(40, 280 / Math.max(1, bars.length));
+  bars.forEach((bar, i) => {
+    const y = 10 + i * step;
+    const length = Math.max(2, (bar.value / top) * width);
+    chart.append(svg('g', { 'data-outcome': bar.key, 'data-value': String(bar.value) },
+      svg('text', { x: left - 10, y: y + step * 0.6, 'text-anchor': 'end' }, bar.label),
+      svg('rect', { x: left, y, width: length, height: step * 0.7, rx: 3, fill: bar.key === 'won' ? '#15803d' : '#1d4ed8' },
+        svg('title', {}, `${bar.label}: ${count(bar.value)}`)),
+      svg('text', { x: left + length + 8, y: y + step * 0.6 }, count(bar.value))));
+  });
+}
+
+// --- estimate: POST /v1/forecast with the campaign form as it is (nothing saved)
+
+async function estimateCampaign() {
+  const values = readCampaignForm();
+  const forecast = await api('POST', '/v1/forecast', { json: values });
+  const basis = forecast.basis.sampled_requests
+    ? `the ${count(forecast.basis.sampled_requests)} sampled requests from ${forecast.basis.from} to ${forecast.basis.to}`
+    : 'no sampled requests yet';
+  $('campaign-estimate-result').textContent = `Over ${basis}: about ${count(forecast.impressions)} impressions`
+    + ` reaching ${count(forecast.reach)} sampled users, spending ${formatMicros(forecast.spend_micros)},`
+    + ` against ${count(forecast.competing_campaigns)} competing campaigns.`;
 }
 
 function renderReport({ rows, totals }) {
@@ -1175,6 +1225,8 @@ function init() {
 
   $('campaign-refresh').addEventListener('click', refreshCampaigns);
   $('campaign-form').addEventListener('submit', submitCampaign);
+  $('campaign-estimate').addEventListener('click', (event) =>
+    runAction(event.currentTarget, $('form-error'), estimateCampaign));
   $('campaign-cancel').addEventListener('click', cancelEdit);
   $('history-close').addEventListener('click', closeHistory);
 

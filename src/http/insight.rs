@@ -71,7 +71,7 @@ async fn forecast(
         spend: state.spend.clone(),
         policy: server.policy,
         reserve_cpm_micros: server.reserve_cpm_micros,
-        rate: server.insight.rate,
+        rate: server.insight.rate(),
     };
     Ok(HttpResponse::Ok().json(server.insight.forecast(proposed, market).await?))
 }

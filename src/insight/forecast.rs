@@ -157,7 +157,8 @@ impl Budgets for Simulated<'_> {
     }
 }
 
-fn replay(proposed: Campaign, market: &Market, samples: &[StoredRequest]) -> Forecast {
+/// The replay itself (pure: the forecast endpoint runs it on its own thread; benches call it).
+pub fn replay(proposed: Campaign, market: &Market, samples: &[StoredRequest]) -> Forecast {
     let rate = market.rate.clamp(f64::MIN_POSITIVE, 1.0);
     let scale = 1.0 / rate;
     let mut proposed = proposed;

@@ -4,15 +4,16 @@
 //! same decision code with its candidates walk traced (`selection::decide_explained`) and notes
 //! each campaign the request's targeting matched with its outcome, what winners paid, and the
 //! request itself (its signals and the user's keyed hash, never the id) for forecasts
-//! ([`forecast`]). Everything is gathered in memory and written to the record about once a
-//! second by [`Insight::run`]; a sample lost to a crash only makes an estimate a little less
-//! precise. Campaigns whose targeting a request misses are counted by difference (every
+//! ([`forecast`]). Everything is gathered in memory and written to the record every
+//! [`FLUSH_EVERY`] by [`Insight::run`] (counters are per hour, so a longer interval writes the
+//! same rows less often), and at once when a delivery answer or a forecast reads them; a
+//! sample lost to a crash only makes an estimate a little less precise. Campaigns whose targeting a request misses are counted by difference (every
 //! sampled decision less the campaign's other outcomes), so a sampled decision costs what the
 //! matching campaigns cost, not the whole catalog.
 
 pub mod forecast;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,8 @@ pub const BASIS_MS: Millis = 7 * 86_400_000;
 pub const FORECAST_REQUESTS: i64 = 100_000;
 /// The outcome under which the campaign '' counts every sampled decision.
 const DECISION: &str = "decision";
+/// How often noted samples are written to the record.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(30);
 /// Clearing prices are kept to 0.01 per 1,000 renders.
 const PRICE_STEP_MICROS: i64 = 10_000;
 
@@ -53,7 +56,8 @@ pub struct SampledRequest {
 }
 
 pub struct Insight {
-    pub rate: f64,
+    /// `insight.sample_rate` as `f64` bits (the load bench changes it while running).
+    rate: std::sync::atomic::AtomicU64,
     record: Arc<Record>,
     catalog: Arc<Catalog>,
     reach: Arc<ReachKey>,
@@ -66,9 +70,33 @@ pub struct Insight {
 
 #[derive(Default)]
 struct Pending {
-    batch: InsightBatch,
+    /// (campaign, hour, outcome) -> decisions: keyed by the catalog's own `Arc`, so noting a
+    /// sampled decision copies no id (the texts are made once per flush).
+    outcomes: HashMap<(ById, Millis, Outcome), i64>,
+    prices: HashMap<(ById, Millis, i64), i64>,
+    requests: Vec<(String, Millis, String, String)>,
     /// Sampled decisions per hour since the last flush.
     decisions: BTreeMap<Millis, i64>,
+    /// What a failed flush left to write again.
+    unwritten: InsightBatch,
+}
+
+/// A campaign compared and hashed by its id.
+#[derive(Clone)]
+struct ById(Arc<Campaign>);
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl std::hash::Hash for ById {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state)
+    }
 }
 
 impl Insight {
@@ -80,7 +108,7 @@ impl Insight {
         clock: SharedClock,
     ) -> Self {
         Self {
-            rate,
+            rate: std::sync::atomic::AtomicU64::new(rate.to_bits()),
             record,
             catalog,
             reach,
@@ -91,9 +119,20 @@ impl Insight {
         }
     }
 
+    pub fn rate(&self) -> f64 {
+        f64::from_bits(self.rate.load(Ordering::Relaxed))
+    }
+
+    /// A new sample rate from now on (counts already taken keep theirs).
+    pub fn set_rate(&self, rate: f64) {
+        self.rate
+            .store(rate.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
+    }
+
     /// Whether this decision is sampled (one draw of the thread's generator).
     pub fn sample(&self) -> bool {
-        self.rate >= 1.0 || (self.rate > 0.0 && rand::thread_rng().gen::<f64>() < self.rate)
+        let rate = self.rate();
+        rate >= 1.0 || (rate > 0.0 && rand::thread_rng().gen::<f64>() < rate)
     }
 
     /// Notes one sampled decision: `request` as decided on (without consent: its contextual
@@ -131,21 +170,20 @@ impl Insight {
         let id = crate::domain::ids::new_decision_id();
         let mut pending = self.pending.lock();
         *pending.decisions.entry(hour).or_default() += 1;
-        let batch = &mut pending.batch;
         for e in explained {
-            let campaign = e.campaign.id.to_string();
+            let campaign = ById(e.campaign.clone());
             if let (Outcome::Lost(LostBy::Outbid), Some(cpm)) = (e.outcome, cleared) {
-                *batch
+                *pending
                     .prices
                     .entry((campaign.clone(), hour, cpm))
                     .or_default() += 1;
             }
-            *batch
+            *pending
                 .outcomes
-                .entry((campaign, hour, e.outcome.code()))
+                .entry((campaign, hour, e.outcome))
                 .or_default() += 1;
         }
-        batch.requests.push((id, now_ms, user_key, json));
+        pending.requests.push((id, now_ms, user_key, json));
     }
 
     /// Writes what was noted since the last flush. The campaigns that could not serve at all
@@ -153,9 +191,25 @@ impl Insight {
     /// as the catalog is now. Kept for the next flush if the record cannot take it.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let Pending {
-            mut batch,
+            outcomes,
+            prices,
+            requests,
             decisions,
+            unwritten: mut batch,
         } = std::mem::take(&mut *self.pending.lock());
+        for ((campaign, hour, outcome), n) in outcomes {
+            *batch
+                .outcomes
+                .entry((campaign.0.id.to_string(), hour, outcome.code()))
+                .or_default() += n;
+        }
+        for ((campaign, hour, cpm), n) in prices {
+            *batch
+                .prices
+                .entry((campaign.0.id.to_string(), hour, cpm))
+                .or_default() += n;
+        }
+        batch.requests.extend(requests);
         if !decisions.is_empty() {
             let snapshot = self.catalog.snapshot();
             let servable: std::collections::HashSet<&str> = snapshot
@@ -191,13 +245,14 @@ impl Insight {
         if !batch.is_empty() {
             if let Err(err) = self.record.write_insight(&batch).await {
                 let mut pending = self.pending.lock();
+                let unwritten = &mut pending.unwritten;
                 for (key, n) in batch.outcomes {
-                    *pending.batch.outcomes.entry(key).or_default() += n;
+                    *unwritten.outcomes.entry(key).or_default() += n;
                 }
                 for (key, n) in batch.prices {
-                    *pending.batch.prices.entry(key).or_default() += n;
+                    *unwritten.prices.entry(key).or_default() += n;
                 }
-                pending.batch.requests.extend(batch.requests);
+                unwritten.requests.extend(batch.requests);
                 return Err(err);
             }
         }
@@ -209,12 +264,12 @@ impl Insight {
         Ok(())
     }
 
-    /// Flushes about once a second until `shutdown`, then once more.
+    /// Flushes every [`FLUSH_EVERY`] until `shutdown`, then once more.
     pub async fn run(self: Arc<Self>, mut shutdown: Shutdown) {
         loop {
             tokio::select! {
                 _ = shutdown.recv() => break,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(FLUSH_EVERY) => {}
             }
             if let Err(err) = self.flush().await {
                 tracing::warn!(error = %err, "insight samples not written; retrying");
@@ -259,9 +314,10 @@ impl Insight {
             p50: percentile(&prices, 0.5),
             p90: percentile(&prices, 0.9),
         };
+        let rate = self.rate();
         let scale = |n: i64| {
-            if self.rate > 0.0 {
-                (n as f64 / self.rate).round() as i64
+            if rate > 0.0 {
+                (n as f64 / rate).round() as i64
             } else {
                 0
             }
@@ -269,7 +325,7 @@ impl Insight {
         let summary = summary(sampled, eligible, won, &lost, &not_eligible, clearing.p50);
         Ok(Delivery {
             campaign_id: id.to_owned(),
-            sample_rate: self.rate,
+            sample_rate: rate,
             sampled_decisions: sampled,
             eligible,
             won,

@@ -154,10 +154,13 @@ async fn chromium_ends_with_its_test_even_when_the_test_fails() {
 }
 
 /// The report panel draws the click-to-chat funnel from the report's totals: rendered → clicks
-/// → conversations → messages → cost per conversation.
+/// → conversations → messages → cost per conversation; beside it, why the campaign served
+/// (every decision sampled here) as a chart and a sentence. The campaign form estimates a
+/// campaign before it is created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_shows_the_click_to_chat_funnel_in_chromium() {
-    let app = spawn_app(Backend::Embedded).await;
+    let app =
+        crate::support::spawn_app_with(Backend::Embedded, |s| s.insight.sample_rate = 1.0).await;
     let (adv, key) = app.advertiser("Funnel Bistro").await;
     let campaign = app
         .live_campaign(
@@ -231,6 +234,46 @@ async fn report_shows_the_click_to_chat_funnel_in_chromium() {
             .unwrap()
             .contains("cost per conversation 0.0005"),
         "{desc}"
+    );
+    let won = browser
+        .wait_for(
+            "the delivery chart",
+            "const won = document.querySelector(\"#delivery-chart [data-outcome='won']\");
+             return !!won && won.dataset.value",
+        )
+        .await;
+    assert_eq!(won, json!("1"));
+    let summary = browser
+        .eval("return document.querySelector('#delivery-summary').textContent")
+        .await;
+    assert!(
+        summary
+            .as_str()
+            .unwrap()
+            .starts_with("Sampled at 1: won all 1 of its eligible sampled requests"),
+        "{summary}"
+    );
+
+    // Estimate from the campaign form: the one sampled request, won at a high bid.
+    browser.click("button[data-panel='panel-campaigns']").await;
+    browser.type_into("#campaign-name", "Proposal").await;
+    browser.type_into("#campaign-bid", "9").await;
+    browser.type_into("#campaign-budget-total", "100").await;
+    browser.click("#campaign-estimate").await;
+    let estimate = browser
+        .wait_for(
+            "the estimate",
+            "const text = document.querySelector('#campaign-estimate-result').textContent;
+             return text.includes('impressions') && text",
+        )
+        .await;
+    assert!(
+        estimate
+            .as_str()
+            .unwrap()
+            .contains("the 1 sampled requests")
+            && estimate.as_str().unwrap().contains("about 1 impressions"),
+        "{estimate}"
     );
 }
 
