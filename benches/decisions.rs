@@ -33,9 +33,16 @@ const POLICY: AdLoadSettings = AdLoadSettings {
 };
 const NOW_MS: i64 = 1_795_000_000_000;
 
-fn decisions(c: &mut Criterion) {
-    let mut group = c.benchmark_group("decide");
-    for campaigns in [1_000, 10_000, 100_000] {
+/// One benchmark group of `decide` over catalogs of each size, on 256 synthetic requests of a
+/// new user.
+fn decide_group(
+    c: &mut Criterion,
+    name: &str,
+    sizes: &[usize],
+    decide: impl Fn(&DecisionInput<'_>, &mut StdRng) -> usize,
+) {
+    let mut group = c.benchmark_group(name);
+    for &campaigns in sizes {
         let snapshot = Snapshot::build(synthetic::catalog(campaigns, 7));
         let spend: HashMap<CampaignId, Spend> = HashMap::new();
         let user = UserState::default();
@@ -67,7 +74,7 @@ fn decisions(c: &mut Criterion) {
                         reserve_cpm_micros: 500_000,
                         now_ms: NOW_MS,
                     };
-                    black_box(selection::decide(&input, &mut rng).placements.len())
+                    black_box(decide(&input, &mut rng))
                 })
             },
         );
@@ -75,48 +82,18 @@ fn decisions(c: &mut Criterion) {
     group.finish();
 }
 
+fn decisions(c: &mut Criterion) {
+    decide_group(c, "decide", &[1_000, 10_000, 100_000], |input, rng| {
+        selection::decide(input, rng).placements.len()
+    });
+}
+
 /// A sampled decision costs this much more than a plain one; at `insight.sample_rate` 0.01 the
 /// average decision pays 1% of the difference.
 fn sampled_decisions(c: &mut Criterion) {
-    let mut group = c.benchmark_group("decide_explained");
-    for campaigns in [1_000, 10_000] {
-        let snapshot = Snapshot::build(synthetic::catalog(campaigns, 7));
-        let spend: HashMap<CampaignId, Spend> = HashMap::new();
-        let user = UserState::default();
-        let mut rng = StdRng::seed_from_u64(1);
-        let requests: Vec<SlotRequest> = (0..256)
-            .map(|i| SlotRequest {
-                user: UserId::parse(&format!("u{i}")).unwrap(),
-                session: None,
-                statuses: 12,
-                context: synthetic::context(&mut rng),
-                personalized: None,
-                state: None,
-            })
-            .collect();
-        let mut next = 0;
-        group.bench_with_input(
-            BenchmarkId::from_parameter(campaigns),
-            &campaigns,
-            |b, _| {
-                b.iter(|| {
-                    next = (next + 1) % requests.len();
-                    let input = DecisionInput {
-                        snapshot: &snapshot,
-                        budgets: &spend,
-                        user: &user,
-                        session: SessionState::default(),
-                        request: &requests[next],
-                        policy: POLICY,
-                        reserve_cpm_micros: 500_000,
-                        now_ms: NOW_MS,
-                    };
-                    black_box(selection::decide_explained(&input, &mut rng).1.len())
-                })
-            },
-        );
-    }
-    group.finish();
+    decide_group(c, "decide_explained", &[1_000, 10_000], |input, rng| {
+        selection::decide_explained(input, rng).1.len()
+    });
 }
 
 /// `POST /v1/forecast`'s replay: 100,000 sampled requests (25,000 users) over 10,000 campaigns.
@@ -148,7 +125,7 @@ fn forecasts(c: &mut Criterion) {
     let now = time::OffsetDateTime::from_unix_timestamp(NOW_MS / 1000).unwrap();
     let campaign = statusads::domain::campaign::Campaign::create(proposed, &owner, now).unwrap();
     let market = Market {
-        catalog,
+        catalog: std::sync::Arc::new(Snapshot::build(catalog)),
         spend: std::sync::Arc::new(statusads::ledger::SpendBoard::default()),
         policy: POLICY,
         reserve_cpm_micros: 500_000,
@@ -157,7 +134,9 @@ fn forecasts(c: &mut Criterion) {
     let mut group = c.benchmark_group("forecast");
     group.sample_size(10);
     group.bench_function("100k_requests_10k_campaigns", |b| {
-        b.iter(|| black_box(replay(campaign.clone(), &market, &samples).impressions))
+        b.iter(|| {
+            black_box(replay(campaign.clone(), &market, &samples, samples.len() as u64).impressions)
+        })
     });
     group.finish();
 }

@@ -275,6 +275,19 @@ async fn run(args: Args) {
             .join(" / ")
     };
 
+    // Decisions while forecasts run: 100,000 sampled requests in the record, forecasts of a
+    // campaign replaying them one after another (each on its low-priority thread), and a
+    // decision round beside them.
+    let forecasting = forecasts_while(&state, || {
+        wrk(
+            &round,
+            &redis,
+            &format!("{base}/v1/slots"),
+            Some(&slots_script),
+        )
+    })
+    .await;
+
     // Events: batches of 10 events of real tokens, from decisions made in process, in the two
     // shapes of `BatchShape`.
     let mut events = Vec::new();
@@ -339,6 +352,14 @@ async fn run(args: Args) {
             service + redis + client
         );
     }
+    let (during, forecasts_run, forecast_time) = &forecasting;
+    println!(
+        "| decisions/s while forecasts run ({forecasts_run} forecasts of 100,000 sampled requests, median {:.2} s) vs the rounds' median | {:.0} vs {:.0} ({:+.1}%) |",
+        forecast_time.as_secs_f64(),
+        during.rps,
+        full_rps,
+        100.0 * (during.rps - full_rps) / full_rps
+    );
     let (plain, with_sampling) = (per_request(&decisions)[0], per_request(&sampled)[0]);
     println!(
         "| insight sampling at 0.01: service CPU per decision vs off (target within 3%) | {:+.1}% |",
@@ -432,6 +453,78 @@ async fn seed(record: &statusads::record::Record, campaigns: usize) {
 }
 
 /// A counter of the service's own /metrics text.
+/// Runs `measure` while forecasts of a broad campaign replay 100,000 sampled requests one
+/// after another; answers its result, the forecasts run and the median forecast time.
+async fn forecasts_while(
+    state: &actix_web::web::Data<statusads::http::AppState>,
+    measure: impl FnOnce() -> WrkResult,
+) -> (WrkResult, usize, Duration) {
+    use statusads::insight::forecast::Market;
+    use statusads::insight::SampledRequest;
+    use statusads::record::insight::InsightBatch;
+    let now_ms = statusads::clock::ms_from_datetime(time::OffsetDateTime::now_utc());
+    let mut rng = rand::thread_rng();
+    let mut batch = InsightBatch::default();
+    for i in 0..100_000_i64 {
+        batch.requests.push((
+            format!("{:032x}", rand::Rng::gen::<u128>(&mut rng)),
+            now_ms - i * 5_000,
+            format!("{:032x}", i % 25_000),
+            serde_json::to_string(&SampledRequest {
+                statuses: 12,
+                session_served: 0,
+                context: synthetic::context(&mut rng),
+            })
+            .unwrap(),
+        ));
+    }
+    state.record.write_insight(&batch).await.unwrap();
+    let owner = (**state.catalog.snapshot().advertisers().next().unwrap()).clone();
+    let input = serde_json::from_value(serde_json::json!({"name": "Proposal",
+        "bid_cpm_micros": 3_000_000, "budget": {"total_micros": 1_000_000_000},
+        "frequency_caps": [{"max": 2, "per_seconds": 86400}]}))
+    .unwrap();
+    let proposed = statusads::domain::campaign::Campaign::create(
+        input,
+        &owner,
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let forecasts = tokio::spawn({
+        let (state, running) = (state.clone(), running.clone());
+        async move {
+            let mut took = Vec::new();
+            while running.load(std::sync::atomic::Ordering::SeqCst) {
+                let server = &state.server;
+                let market = Market {
+                    catalog: state.catalog.snapshot(),
+                    spend: state.spend.clone(),
+                    policy: server.policy,
+                    reserve_cpm_micros: server.reserve_cpm_micros,
+                    rate: server.insight.rate().max(0.01),
+                };
+                let started = Instant::now();
+                server
+                    .insight
+                    .forecast(proposed.clone(), market)
+                    .await
+                    .unwrap();
+                took.push(started.elapsed());
+            }
+            took
+        }
+    });
+    // The first forecast reads the samples before the measured round starts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let result = tokio::task::block_in_place(measure);
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut took = forecasts.await.unwrap();
+    took.sort();
+    let median = took.get(took.len() / 2).copied().unwrap_or_default();
+    (result, took.len(), median)
+}
+
 fn counter(state: &statusads::http::AppState, series: &str) -> f64 {
     state
         .metrics

@@ -29,7 +29,7 @@ use crate::ledger::served::ServedTally;
 use crate::ledger::SpendBoard;
 use crate::metrics::{DecisionOutcome, DecisionView, Metrics};
 use crate::privacy::{self, state, state::CarriedSession};
-use crate::selection::explain::Explained;
+use crate::selection::explain::{Explained, LostBy, Outcome};
 use crate::selection::{self, Decision, DecisionInput, Placement};
 use crate::store::{CommitOutcome, DecisionCommit, Store, UserView};
 use crate::tokens::{Claims, TokenKeys};
@@ -91,18 +91,8 @@ impl Server {
     fn decide_contextual(&self, request: &SlotRequest) -> SlotsResponse {
         let now_ms = self.clock.now_ms();
         let user = request.user.as_str();
-        let mut carried = request
-            .state
-            .as_deref()
-            .and_then(|encoded| state::open(&self.keys, user, encoded, now_ms))
-            .unwrap_or_default();
         let session = request.session.as_deref();
-        let session_state = carried.session_state(session, now_ms);
-        let request = SlotRequest {
-            context: privacy::contextual(&request.context),
-            state: None,
-            ..request.clone()
-        };
+        let (mut carried, session_state, request) = self.contextual_view(request, now_ms);
         let snapshot = self.catalog.snapshot();
         // The placements borrow what they were decided on; the state then gains them.
         let history = carried.user.clone();
@@ -118,20 +108,9 @@ impl Server {
         };
         let (decision, explained) =
             self.decide(&input, self.insight.sample(), &mut SmallRng::from_entropy());
-        self.note(&input, false, &decision, explained);
         let expires_ms = now_ms + self.token_ttl_ms;
-        let hold_until = expires_ms + self.grace_ms;
-        let planned: Vec<(String, &Placement<'_>)> = decision
-            .placements
-            .iter()
-            .filter_map(|p| {
-                let id = new_decision_id();
-                let held =
-                    self.spend
-                        .try_hold(&id, &p.servable.campaign, p.price_micros, hold_until);
-                held.then_some((id, p))
-            })
-            .collect();
+        let planned = self.hold_budgets(&decision.placements, expires_ms + self.grace_ms);
+        self.note(&input, false, &decision, explained, &planned);
         let stamp = capping::render_stamp(now_ms);
         let user_state = &mut carried.user;
         for (_, p) in &planned {
@@ -206,27 +185,16 @@ impl Server {
                 // Answered without the store: no ad is never a cap or a price broken, and a view
                 // stricter than the live state is bounded (see `capping::recent`). Not recording
                 // the statuses passed only makes the session's next request more conservative.
-                self.note(&input, true, &decision, explained);
+                self.note(&input, true, &decision, explained, &[]);
                 return Ok(Vec::new());
             }
             let expires_ms = now_ms + self.token_ttl_ms;
             // A reservation (of caps and of budget) holds until the last moment its token can
             // still render.
             let hold_until = expires_ms + self.grace_ms;
-            // Budget first, atomically: a slot whose budget concurrent decisions have just
-            // taken is dropped here rather than served.
-            let planned: Vec<(String, &Placement<'_>)> = decision
-                .placements
-                .iter()
-                .filter_map(|p| {
-                    let id = new_decision_id();
-                    let held =
-                        self.spend
-                            .try_hold(&id, &p.servable.campaign, p.price_micros, hold_until);
-                    held.then_some((id, p))
-                })
-                .collect();
+            let planned = self.hold_budgets(&decision.placements, hold_until);
             if planned.is_empty() {
+                self.note(&input, true, &decision, explained, &planned);
                 return Ok(Vec::new());
             }
             let session_after = selection::placement::advance(
@@ -275,7 +243,7 @@ impl Server {
             }
             match outcome? {
                 CommitOutcome::Committed => {
-                    self.note(&input, true, &decision, explained);
+                    self.note(&input, true, &decision, explained, &planned);
                     let slots = planned
                         .into_iter()
                         .map(|(id, p)| self.slot(request, shard, id, p, now_ms, expires_ms, true))
@@ -340,17 +308,7 @@ impl Server {
                     .unwrap_or_default();
                 (found.state, session_state, request.clone())
             } else {
-                let carried = request
-                    .state
-                    .as_deref()
-                    .and_then(|encoded| state::open(&self.keys, user, encoded, now_ms))
-                    .unwrap_or_default();
-                let session_state = carried.session_state(session, now_ms);
-                let contextual = SlotRequest {
-                    context: privacy::contextual(&request.context),
-                    state: None,
-                    ..request.clone()
-                };
+                let (carried, session_state, contextual) = self.contextual_view(request, now_ms);
                 (carried.user, session_state, contextual)
             };
         let snapshot = self.catalog.snapshot();
@@ -390,6 +348,46 @@ impl Server {
         })
     }
 
+    /// Budget first, atomically: a slot whose budget concurrent decisions have just taken is
+    /// dropped here rather than served. Each slot kept gets its decision id.
+    fn hold_budgets<'p, 'a>(
+        &self,
+        placements: &'p [Placement<'a>],
+        hold_until: i64,
+    ) -> Vec<(String, &'p Placement<'a>)> {
+        placements
+            .iter()
+            .filter_map(|p| {
+                let id = new_decision_id();
+                let held =
+                    self.spend
+                        .try_hold(&id, &p.servable.campaign, p.price_micros, hold_until);
+                held.then_some((id, p))
+            })
+            .collect()
+    }
+
+    /// A request without consent as a decision sees it: the state it carries (or a user never
+    /// seen), its session's state, and the request with its contextual signals only.
+    fn contextual_view(
+        &self,
+        request: &SlotRequest,
+        now_ms: i64,
+    ) -> (state::Carried, capping::SessionState, SlotRequest) {
+        let carried = request
+            .state
+            .as_deref()
+            .and_then(|encoded| state::open(&self.keys, request.user.as_str(), encoded, now_ms))
+            .unwrap_or_default();
+        let session_state = carried.session_state(request.session.as_deref(), now_ms);
+        let contextual = SlotRequest {
+            context: privacy::contextual(&request.context),
+            state: None,
+            ..request.clone()
+        };
+        (carried, session_state, contextual)
+    }
+
     /// Decides; a sampled decision is explained too (the same code, traced) for [`Self::note`].
     fn decide<'a>(
         &self,
@@ -406,14 +404,24 @@ impl Server {
     }
 
     /// Hands a sampled decision to insight (delivery diagnostics, forecasts).
+    /// (`served`: the placements whose budget was held; one dropped there lost on budget.)
     fn note(
         &self,
         input: &DecisionInput<'_>,
         personalized: bool,
         decision: &Decision<'_>,
         explained: Option<Vec<Explained<'_>>>,
+        served: &[(String, &Placement<'_>)],
     ) {
-        if let Some(explained) = explained {
+        if let Some(mut explained) = explained {
+            for e in explained.iter_mut().filter(|e| e.outcome == Outcome::Won) {
+                if !served
+                    .iter()
+                    .any(|(_, p)| p.servable.campaign.id == e.campaign.id)
+                {
+                    e.outcome = Outcome::Lost(LostBy::Budget);
+                }
+            }
             self.insight.note(
                 input.request,
                 personalized,

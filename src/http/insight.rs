@@ -67,7 +67,7 @@ async fn forecast(
     let proposed = Campaign::create(body.into_inner(), &owner, state.clock.now())?;
     let server = &state.server;
     let market = Market {
-        catalog: state.catalog.snapshot().data(),
+        catalog: state.catalog.snapshot(),
         spend: state.spend.clone(),
         policy: server.policy,
         reserve_cpm_micros: server.reserve_cpm_micros,

@@ -35,7 +35,7 @@ use crate::domain::{Micros, UserId};
 use crate::ledger::SpendBoard;
 use crate::record::insight::StoredRequest;
 use crate::selection::{self, Budgets, DecisionInput};
-use crate::store::{CatalogData, StoreError};
+use crate::store::StoreError;
 
 const HOUR_MS: Millis = 3_600_000;
 
@@ -64,7 +64,7 @@ pub struct Basis {
 
 /// Everything the replay needs besides the samples.
 pub struct Market {
-    pub catalog: CatalogData,
+    pub catalog: Arc<crate::catalog::Snapshot>,
     pub spend: Arc<SpendBoard>,
     pub policy: AdLoadSettings,
     pub reserve_cpm_micros: Micros,
@@ -78,10 +78,15 @@ impl Insight {
         proposed: Campaign,
         market: Market,
     ) -> Result<Forecast, StoreError> {
-        let _one_at_a_time = self.forecasting.lock().await;
+        let permit = self
+            .forecasting
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("forecasts are shut down".into()))?;
         self.flush().await?;
         let now = self.clock.now_ms();
-        let samples = self
+        let (samples, in_basis) = self
             .record
             .sampled_requests(now - BASIS_MS, FORECAST_REQUESTS)
             .await?;
@@ -89,8 +94,9 @@ impl Insight {
         std::thread::Builder::new()
             .name("forecast".into())
             .spawn(move || {
+                let _permit = permit;
                 lowest_priority();
-                let _ = done.send(replay(proposed, &market, &samples));
+                let _ = done.send(replay(proposed, &market, &samples, in_basis));
             })
             .map_err(|e| StoreError::Unavailable(format!("forecast thread: {e}")))?;
         answer
@@ -100,6 +106,7 @@ impl Insight {
 }
 
 /// The calling thread yields the CPU to every other thread that wants it (nice 19).
+#[cfg(target_os = "linux")]
 fn lowest_priority() {
     // SAFETY: gettid and setpriority only read their arguments; on Linux a thread id names
     // one thread for PRIO_PROCESS.
@@ -111,6 +118,9 @@ fn lowest_priority() {
         tracing::debug!("forecast thread keeps its priority");
     }
 }
+
+#[cfg(not(target_os = "linux"))]
+fn lowest_priority() {}
 
 /// What the proposed campaign has spent in the replay (scaled to all requests).
 struct Simulated<'a> {
@@ -158,13 +168,20 @@ impl Budgets for Simulated<'_> {
 }
 
 /// The replay itself (pure: the forecast endpoint runs it on its own thread; benches call it).
-pub fn replay(proposed: Campaign, market: &Market, samples: &[StoredRequest]) -> Forecast {
+/// `samples` is a uniform sample of the `in_basis` sampled requests of the basis period.
+pub fn replay(
+    proposed: Campaign,
+    market: &Market,
+    samples: &[StoredRequest],
+    in_basis: u64,
+) -> Forecast {
     let rate = market.rate.clamp(f64::MIN_POSITIVE, 1.0);
-    let scale = 1.0 / rate;
+    // Each replayed request stands for this many requests.
+    let scale = (in_basis.max(samples.len() as u64) as f64 / samples.len().max(1) as f64) / rate;
     let mut proposed = proposed;
     proposed.start_at = time::OffsetDateTime::UNIX_EPOCH;
     proposed.end_at = None;
-    let mut data = market.catalog.clone();
+    let mut data = market.catalog.data();
     data.creatives.push(placeholder_creative(&proposed));
     data.campaigns.push(proposed.clone());
     let snapshot = crate::catalog::snapshot::Snapshot::build(data);
@@ -294,7 +311,7 @@ pub fn replay(proposed: Campaign, market: &Market, samples: &[StoredRequest]) ->
         basis: Basis {
             from: samples.first().map(|s| at(s.at_ms)),
             to: samples.last().map(|s| at(s.at_ms)),
-            sampled_requests: samples.len() as i64,
+            sampled_requests: in_basis as i64,
         },
         sample_rate: market.rate,
         matched_requests: (matched as f64 * scale).round() as i64,

@@ -64,8 +64,9 @@ pub struct Insight {
     clock: SharedClock,
     pending: Mutex<Pending>,
     pruned_at: AtomicI64,
-    /// One forecast at a time (each takes a thread for up to a few seconds).
-    forecasting: tokio::sync::Mutex<()>,
+    /// One forecast at a time (each takes a thread for up to a few seconds); the permit goes
+    /// with the thread, so a caller that goes away does not free it early.
+    forecasting: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Default)]
@@ -115,7 +116,7 @@ impl Insight {
             clock,
             pending: Mutex::new(Pending::default()),
             pruned_at: AtomicI64::new(Millis::MIN / 2),
-            forecasting: tokio::sync::Mutex::new(()),
+            forecasting: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 
@@ -183,7 +184,22 @@ impl Insight {
                 .entry((campaign, hour, e.outcome))
                 .or_default() += 1;
         }
-        pending.requests.push((id, now_ms, user_key, json));
+        // Bounded while the record is away: a forecast replays at most this many anyway.
+        if pending.requests.len() < FORECAST_REQUESTS as usize {
+            pending.requests.push((id, now_ms, user_key, json));
+        }
+    }
+
+    /// Drops the noted samples of the users with these keyed hashes (erased elsewhere).
+    pub fn forget_users(&self, user_keys: &std::collections::HashSet<String>) {
+        let mut pending = self.pending.lock();
+        pending
+            .requests
+            .retain(|(_, _, key, _)| !user_keys.contains(key));
+        pending
+            .unwritten
+            .requests
+            .retain(|(_, _, key, _)| !user_keys.contains(key));
     }
 
     /// Writes what was noted since the last flush. The campaigns that could not serve at all
@@ -253,6 +269,11 @@ impl Insight {
                     *unwritten.prices.entry(key).or_default() += n;
                 }
                 unwritten.requests.extend(batch.requests);
+                let excess = unwritten
+                    .requests
+                    .len()
+                    .saturating_sub(FORECAST_REQUESTS as usize);
+                unwritten.requests.drain(..excess);
                 return Err(err);
             }
         }

@@ -248,6 +248,13 @@ impl Subjects {
                     if !fresh.is_empty() {
                         self.recent
                             .forget_where(|user| fresh.contains(&self.reach.of(user)));
+                        // This node's samples of those users, noted before the erasure.
+                        self.insight.forget_users(&fresh);
+                        for key in &fresh {
+                            if let Err(err) = self.record.delete_samples_of(key).await {
+                                tracing::warn!(error = %err, "erased user's samples not deleted");
+                            }
+                        }
                     }
                 }
                 Err(err) => tracing::debug!(error = %err, "erasures not read; retrying"),

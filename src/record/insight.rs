@@ -154,15 +154,22 @@ impl Record {
             .collect()
     }
 
-    /// The newest `limit` sampled requests at or after `since_ms`, oldest first.
+    /// A uniform sample of at most `limit` of the sampled requests at or after `since_ms`
+    /// (their ids are random: the first `limit` by id), oldest first, and how many there are.
     pub async fn sampled_requests(
         &self,
         since_ms: Millis,
         limit: i64,
-    ) -> Result<Vec<StoredRequest>, StoreError> {
+    ) -> Result<(Vec<StoredRequest>, u64), StoreError> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sampled_requests WHERE at_ms >= $1")
+                .bind(since_ms)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(unavailable)?;
         let rows = sqlx::query(
             "SELECT at_ms, user_key, request FROM sampled_requests WHERE at_ms >= $1 \
-             ORDER BY at_ms DESC, id DESC LIMIT $2",
+             ORDER BY id LIMIT $2",
         )
         .bind(since_ms)
         .bind(limit)
@@ -179,8 +186,19 @@ impl Record {
                 })
             })
             .collect::<Result<_, StoreError>>()?;
-        out.reverse();
-        Ok(out)
+        out.sort_by_key(|r| r.at_ms);
+        Ok((out, total as u64))
+    }
+
+    /// Drops the sampled requests of the user with this keyed hash (erasure).
+    pub async fn delete_samples_of(&self, user_key: &str) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM sampled_requests WHERE user_key = $1 AND user_key <> ''")
+                .bind(user_key)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(done.rows_affected())
     }
 
     /// Drops sampled requests older than `before_ms` (past the forecast basis period).

@@ -456,14 +456,13 @@ impl Record {
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
-        // The insight samples a forecast replays carry the same keyed hash.
-        sqlx::query(
-            "UPDATE sampled_requests SET user_key = '' WHERE user_key = $1 AND user_key <> ''",
-        )
-        .bind(user_key)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        // The insight samples a forecast replays carry the same keyed hash: they go whole
+        // (they are no billing record).
+        sqlx::query("DELETE FROM sampled_requests WHERE user_key = $1 AND user_key <> ''")
+            .bind(user_key)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         Ok(done.rows_affected())
     }

@@ -142,10 +142,13 @@ pub struct Explained<'a> {
     pub outcome: Outcome,
 }
 
-/// The outcome of every campaign whose targeting the request matches (the index's
-/// candidates), from the decision and the trace of its candidates walk (`walked`: each
-/// campaign walked, with why it was not a candidate). Campaigns the walk stopped before are
-/// judged by the same rule, without drawing pacing: they were outbid had they been eligible.
+/// The outcome of every campaign the index offers for the request, from the decision and the
+/// trace of its candidates walk (`walked`: each campaign walked, with why it was not a
+/// candidate). A campaign that is not eligible at all (schedule, targeting the index only
+/// approximates: city, exact age) says so first, whatever else would also hold it back.
+/// Campaigns the walk stopped before are ranked below the auction's cut-off (or not needed,
+/// for house), so they are `outbid` (or `advertiser_once`) whatever else holds them back; with
+/// no room for an ad at all, `ad_load`. Neither draws pacing nor reads budgets or the user.
 pub fn classify<'a>(
     input: &DecisionInput<'a>,
     decision: &Decision<'a>,
@@ -171,14 +174,12 @@ pub fn classify<'a>(
         .map(|i| {
             let servable = &snapshot.servable[i];
             let campaign = &servable.campaign;
-            let excluded = match walked.get(&i) {
-                Some(traced) => *traced,
-                None => super::verdict(servable, input, now),
-            };
             let outcome = if won.contains(campaign.id.as_str()) {
                 Outcome::Won
-            } else if let Some(reason) = excluded {
+            } else if let Some(reason) = not_eligible(campaign, input, now) {
                 reason
+            } else if let Some(Some(reason)) = walked.get(&i) {
+                *reason
             } else if !room {
                 Outcome::Lost(LostBy::AdLoad)
             } else if placed_advertisers.contains(campaign.advertiser_id.as_str()) {
@@ -192,6 +193,21 @@ pub fn classify<'a>(
             }
         })
         .collect()
+}
+
+/// Schedule and targeting: the checks that do not depend on the user, money or the draw.
+fn not_eligible(
+    campaign: &Campaign,
+    input: &DecisionInput<'_>,
+    now: time::OffsetDateTime,
+) -> Option<Outcome> {
+    if !(campaign.start_at <= now && campaign.end_at.is_none_or(|end| now < end)) {
+        Some(Outcome::NotEligible(Ineligible::Schedule))
+    } else if !campaign.targeting.matches(&input.request.context) {
+        Some(Outcome::NotEligible(Ineligible::Targeting))
+    } else {
+        None
+    }
 }
 
 /// [`classify`] and every other campaign of the catalog, each with why it was no candidate:

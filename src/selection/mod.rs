@@ -404,6 +404,91 @@ mod tests {
         out
     }
 
+    /// A sampled decision is the same decision: explaining it draws nothing more and changes
+    /// nothing, and its outcomes name exactly the campaigns placed as won.
+    #[test]
+    fn an_explained_decision_is_the_same_decision() {
+        use explain::{Ineligible, LostBy, Outcome};
+        for seed in 0..40 {
+            let snapshot = catalog(seed, 60);
+            let spend = HashMap::new();
+            let user = UserState::default();
+            let request = SlotRequest {
+                user: UserId::parse("u").unwrap(),
+                session: None,
+                statuses: 10,
+                context: SlotContext {
+                    country: Some(if seed % 2 == 0 { "IT" } else { "FR" }.into()),
+                    ..SlotContext::default()
+                },
+                personalized: None,
+                state: None,
+            };
+            let mut input = DecisionInput {
+                snapshot: &snapshot,
+                budgets: &spend,
+                user: &user,
+                session: SessionState::default(),
+                request: &request,
+                policy: POLICY,
+                reserve_cpm_micros: 500_000,
+                now_ms: 1_795_000_000_000,
+            };
+            let placed = |d: &Decision<'_>| -> Vec<(String, Micros, u32)> {
+                d.placements
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.servable.campaign.id.to_string(),
+                            p.price_micros,
+                            p.position,
+                        )
+                    })
+                    .collect()
+            };
+            let plain = decide(&input, &mut StdRng::seed_from_u64(seed));
+            let (explained, outcomes) = decide_explained(&input, &mut StdRng::seed_from_u64(seed));
+            assert_eq!(placed(&plain), placed(&explained), "seed {seed}");
+            let mut won: Vec<String> = outcomes
+                .iter()
+                .filter(|e| e.outcome == Outcome::Won)
+                .map(|e| e.campaign.id.to_string())
+                .collect();
+            won.sort();
+            let mut want: Vec<String> = placed(&plain).into_iter().map(|(id, _, _)| id).collect();
+            want.sort();
+            assert_eq!(won, want, "seed {seed}");
+            for e in &outcomes {
+                let campaign = &e.campaign;
+                if !campaign.targeting.matches(&request.context) {
+                    assert_eq!(e.outcome, Outcome::NotEligible(Ineligible::Targeting));
+                } else if e.outcome != Outcome::Won
+                    && plain
+                        .placements
+                        .iter()
+                        .any(|p| p.servable.campaign.advertiser_id == campaign.advertiser_id)
+                {
+                    assert_eq!(e.outcome, Outcome::Lost(LostBy::AdvertiserOnce));
+                }
+            }
+
+            // No room for an ad: every campaign that could serve lost to the ad load.
+            input.session = SessionState {
+                served: POLICY.max_per_session,
+                carry: 0,
+            };
+            let (none, outcomes) = decide_explained(&input, &mut StdRng::seed_from_u64(seed));
+            assert!(none.placements.is_empty());
+            assert!(outcomes.iter().all(|e| matches!(
+                e.outcome,
+                Outcome::Lost(LostBy::AdLoad) | Outcome::NotEligible(_)
+            )));
+            assert!(outcomes
+                .iter()
+                .any(|e| e.outcome == Outcome::Lost(LostBy::AdLoad)));
+        }
+    }
+
     #[test]
     fn early_exit_picks_exactly_what_a_full_scan_picks() {
         let mut compared = 0;

@@ -123,7 +123,7 @@ async fn stores(app: &TestApp) -> (Vec<(String, Vec<u8>)>, Vec<u8>, u64, usize) 
         .sampled_requests(0, 1_000_000)
         .await
         .unwrap();
-    (redis, journal, records, samples.len())
+    (redis, journal, records, samples.1 as usize)
 }
 
 async fn explain_answers_the_decision_and_changes_nothing(backend: Backend) {
@@ -143,6 +143,8 @@ async fn explain_answers_the_decision_and_changes_nothing(backend: Backend) {
     app.state.server.insight.flush().await.unwrap();
 
     let before = stores(&app).await;
+    let id = statusads::domain::ids::CampaignId::parse(&shown).unwrap();
+    let held = app.state.spend.committed(&id);
     let body = json!({"user": "u1", "statuses": 3, "context": {"country": "IT"}});
     let res = app.post("/v1/slots/explain", ADMIN, body.clone()).await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -150,6 +152,15 @@ async fn explain_answers_the_decision_and_changes_nothing(backend: Backend) {
     app.state.server.insight.flush().await.unwrap();
     app.state.exporter.caught_up().await;
     assert_eq!(stores(&app).await, before, "explain changed a store");
+    assert_eq!(
+        app.state.spend.committed(&id),
+        held,
+        "explain held a budget"
+    );
+    assert!(
+        !app.state.server.recent.holds("u1"),
+        "explain left a recent view"
+    );
     assert!(
         !answer.to_string().contains("token"),
         "no token issued: {answer}"
