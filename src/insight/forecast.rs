@@ -15,7 +15,8 @@
 //! a user of its own.
 //!
 //! It runs on a thread of its own at the lowest scheduling priority, so that it takes only
-//! CPU that decisions leave idle; one forecast runs at a time.
+//! CPU that decisions leave idle; one forecast runs at a time, and forecasts within a minute
+//! of each other replay the same basis (read once from the record).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -84,19 +85,34 @@ impl Insight {
             .acquire_owned()
             .await
             .map_err(|_| StoreError::Unavailable("forecasts are shut down".into()))?;
-        self.flush().await?;
         let now = self.clock.now_ms();
-        let (samples, in_basis) = self
-            .record
-            .sampled_requests(now - BASIS_MS, FORECAST_REQUESTS)
-            .await?;
+        let reused = self
+            .basis
+            .lock()
+            .as_ref()
+            .filter(|(read_at, _)| now - read_at < super::BASIS_REUSE_MS && *read_at <= now)
+            .map(|(_, basis)| basis.clone());
+        let basis = match reused {
+            Some(basis) => basis,
+            None => {
+                self.flush().await?;
+                let read = Arc::new(
+                    self.record
+                        .sampled_requests(now - BASIS_MS, FORECAST_REQUESTS)
+                        .await?,
+                );
+                *self.basis.lock() = Some((now, read.clone()));
+                read
+            }
+        };
         let (done, answer) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("forecast".into())
             .spawn(move || {
                 let _permit = permit;
                 lowest_priority();
-                let _ = done.send(replay(proposed, &market, &samples, in_basis));
+                let (samples, in_basis) = &*basis;
+                let _ = done.send(replay(proposed, &market, samples, *in_basis));
             })
             .map_err(|e| StoreError::Unavailable(format!("forecast thread: {e}")))?;
         answer

@@ -67,7 +67,17 @@ pub struct Insight {
     /// One forecast at a time (each takes a thread for up to a few seconds); the permit goes
     /// with the thread, so a caller that goes away does not free it early.
     forecasting: Arc<tokio::sync::Semaphore>,
+    /// The basis last read for a forecast, with when: reused for [`BASIS_REUSE_MS`], so that
+    /// forecasts one after another do not each read 100,000 rows at the database's priority.
+    basis: Mutex<Option<(Millis, Arc<Basis>)>>,
 }
+
+/// A forecast's basis: a uniform sample of the basis period's sampled requests, and how many
+/// there are.
+pub type Basis = (Vec<crate::record::insight::StoredRequest>, u64);
+
+/// How long a forecast basis read from the record is reused.
+pub const BASIS_REUSE_MS: Millis = 60_000;
 
 #[derive(Default)]
 struct Pending {
@@ -117,6 +127,7 @@ impl Insight {
             pending: Mutex::new(Pending::default()),
             pruned_at: AtomicI64::new(Millis::MIN / 2),
             forecasting: Arc::new(tokio::sync::Semaphore::new(1)),
+            basis: Mutex::new(None),
         }
     }
 
@@ -190,8 +201,10 @@ impl Insight {
         }
     }
 
-    /// Drops the noted samples of the users with these keyed hashes (erased elsewhere).
+    /// Drops the noted samples of the users with these keyed hashes (erased), and the basis
+    /// kept for forecasts (read again from the record, without them).
     pub fn forget_users(&self, user_keys: &std::collections::HashSet<String>) {
+        *self.basis.lock() = None;
         let mut pending = self.pending.lock();
         pending
             .requests

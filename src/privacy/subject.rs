@@ -195,6 +195,8 @@ impl Subjects {
             .await?;
         self.insight.flush().await?;
         let unlinked = self.record.unlink(&user_key).await?;
+        self.insight
+            .forget_users(&std::iter::once(user_key.clone()).collect());
         self.recent.forget(user.as_str());
         self.store
             .announce_erasure(&user_key, self.clock.now_ms(), ANNOUNCED_MS)
