@@ -459,7 +459,6 @@ async fn forecasts_while(
     state: &actix_web::web::Data<statusads::http::AppState>,
     measure: impl FnOnce() -> WrkResult,
 ) -> (WrkResult, usize, Duration) {
-    use statusads::insight::forecast::Market;
     use statusads::insight::SampledRequest;
     use statusads::record::insight::InsightBatch;
     let now_ms = statusads::clock::ms_from_datetime(time::OffsetDateTime::now_utc());
@@ -497,13 +496,9 @@ async fn forecasts_while(
             let mut took = Vec::new();
             while running.load(std::sync::atomic::Ordering::SeqCst) {
                 let server = &state.server;
-                let market = Market {
-                    catalog: state.catalog.snapshot(),
-                    spend: state.spend.clone(),
-                    policy: server.policy,
-                    reserve_cpm_micros: server.reserve_cpm_micros,
-                    rate: server.insight.rate().max(0.01),
-                };
+                // Sampling is off in this round; the forecast scales as at the default rate.
+                let mut market = server.forecast_market();
+                market.rate = market.rate.max(0.01);
                 let started = Instant::now();
                 server
                     .insight

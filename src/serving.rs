@@ -14,8 +14,9 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
 use crate::capping::recent::RecentUsers;
-use crate::capping::{self, Reservation, SessionState};
+use crate::capping::{self, Reservation, SessionState, UserState};
 use crate::catalog::Catalog;
+use crate::catalog::Snapshot;
 use crate::clock::{utc_day, SharedClock};
 use crate::config::{AdLoadSettings, ChatSettings};
 use crate::domain::audience::Coarse;
@@ -96,36 +97,18 @@ impl Server {
         let snapshot = self.catalog.snapshot();
         // The placements borrow what they were decided on; the state then gains them.
         let history = carried.user.clone();
-        let input = DecisionInput {
-            snapshot: &snapshot,
-            budgets: &*self.spend,
-            user: &history,
-            session: session_state,
-            request: &request,
-            policy: self.policy,
-            reserve_cpm_micros: self.reserve_cpm_micros,
-            now_ms,
-        };
+        let input = self.input(&snapshot, &history, session_state, &request, now_ms);
         let (decision, explained) =
             self.decide(&input, self.insight.sample(), &mut SmallRng::from_entropy());
         let expires_ms = now_ms + self.token_ttl_ms;
         let planned = self.hold_budgets(&decision.placements, expires_ms + self.grace_ms);
         self.note(&input, false, &decision, explained, &planned);
         let stamp = capping::render_stamp(now_ms);
-        let user_state = &mut carried.user;
         for (_, p) in &planned {
             let campaign = &p.servable.campaign;
-            user_state
-                .campaign_renders
-                .entry(campaign.id.to_string())
-                .or_default()
-                .push(stamp);
-            user_state
-                .advertiser_renders
-                .entry(campaign.advertiser_id.to_string())
-                .or_default()
-                .push(stamp);
-            user_state.daily_renders.push(stamp);
+            carried
+                .user
+                .count_render(campaign.id.as_str(), campaign.advertiser_id.as_str(), stamp);
         }
         if let (Some(id), false) = (session, planned.is_empty()) {
             let after = selection::placement::advance(
@@ -169,16 +152,7 @@ impl Server {
                 .map(|stored| SessionState::decode(stored, now_ms))
                 .unwrap_or_default();
             let snapshot = self.catalog.snapshot();
-            let input = DecisionInput {
-                snapshot: &snapshot,
-                budgets: &*self.spend,
-                user: &assumed.state,
-                session: session_state,
-                request,
-                policy: self.policy,
-                reserve_cpm_micros: self.reserve_cpm_micros,
-                now_ms,
-            };
+            let input = self.input(&snapshot, &assumed.state, session_state, request, now_ms);
             // A sampled decision is noted once it holds (a stale view's is decided again).
             let (decision, explained) = self.decide(&input, sampled, &mut rng);
             if decision.placements.is_empty() {
@@ -312,16 +286,7 @@ impl Server {
                 (carried.user, session_state, contextual)
             };
         let snapshot = self.catalog.snapshot();
-        let input = DecisionInput {
-            snapshot: &snapshot,
-            budgets: &*self.spend,
-            user: &user_state,
-            session: session_state,
-            request: &request,
-            policy: self.policy,
-            reserve_cpm_micros: self.reserve_cpm_micros,
-            now_ms,
-        };
+        let input = self.input(&snapshot, &user_state, session_state, &request, now_ms);
         let (decision, explained) =
             selection::decide_explained(&input, &mut SmallRng::from_entropy());
         let candidates = selection::explain::every_campaign(&input, explained)
@@ -346,6 +311,39 @@ impl Server {
                 .collect(),
             candidates,
         })
+    }
+
+    /// What a decision of this server reads besides the user, the session and the request.
+    fn input<'a>(
+        &'a self,
+        snapshot: &'a Snapshot,
+        user: &'a UserState,
+        session: SessionState,
+        request: &'a SlotRequest,
+        now_ms: i64,
+    ) -> DecisionInput<'a> {
+        DecisionInput {
+            snapshot,
+            budgets: &*self.spend,
+            user,
+            session,
+            request,
+            policy: self.policy,
+            reserve_cpm_micros: self.reserve_cpm_micros,
+            now_ms,
+        }
+    }
+
+    /// What a forecast replays against: the catalog and budgets as they are now, this
+    /// server's ad-load policy and floor, and the sample rate.
+    pub fn forecast_market(&self) -> crate::insight::forecast::Market {
+        crate::insight::forecast::Market {
+            catalog: self.catalog.snapshot(),
+            spend: self.spend.clone(),
+            policy: self.policy,
+            reserve_cpm_micros: self.reserve_cpm_micros,
+            rate: self.insight.rate(),
+        }
     }
 
     /// Budget first, atomically: a slot whose budget concurrent decisions have just taken is

@@ -338,6 +338,21 @@ impl UserState {
             })
     }
 
+    /// Counts one render (stored time `stamp`, see [`render_stamp`]) of `campaign` for its
+    /// caps, its advertiser's and the daily load: what a state kept outside the store (the
+    /// carried state, a forecast's replay) does where the stores run `events.lua`.
+    pub fn count_render(&mut self, campaign: &str, advertiser: &str, stamp: i64) {
+        self.campaign_renders
+            .entry(campaign.to_owned())
+            .or_default()
+            .push(stamp);
+        self.advertiser_renders
+            .entry(advertiser.to_owned())
+            .or_default()
+            .push(stamp);
+        self.daily_renders.push(stamp);
+    }
+
     /// Decision ids of the reservations still pending at `now`.
     pub fn held(&self, now: Millis) -> Vec<String> {
         self.live_reservations(now)

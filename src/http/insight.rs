@@ -10,7 +10,6 @@ use super::error::ApiError;
 use super::AppState;
 use crate::domain::campaign::{Campaign, CampaignInput};
 use crate::domain::slot::SlotRequestBody;
-use crate::insight::forecast::Market;
 use crate::ledger::report::{self, ReportQuery};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -66,12 +65,6 @@ async fn forecast(
 ) -> Result<HttpResponse, ApiError> {
     let proposed = Campaign::create(body.into_inner(), &owner, state.clock.now())?;
     let server = &state.server;
-    let market = Market {
-        catalog: state.catalog.snapshot(),
-        spend: state.spend.clone(),
-        policy: server.policy,
-        reserve_cpm_micros: server.reserve_cpm_micros,
-        rate: server.insight.rate(),
-    };
+    let market = server.forecast_market();
     Ok(HttpResponse::Ok().json(server.insight.forecast(proposed, market).await?))
 }

@@ -267,17 +267,7 @@ pub fn replay(
         let mut state = state;
         let stamp = render_stamp(stored.at_ms);
         for (campaign, advertiser, price) in placed {
-            state
-                .campaign_renders
-                .entry(campaign.to_string())
-                .or_default()
-                .push(stamp);
-            state
-                .advertiser_renders
-                .entry(advertiser.to_string())
-                .or_default()
-                .push(stamp);
-            state.daily_renders.push(stamp);
+            state.count_render(campaign.as_str(), advertiser.as_str(), stamp);
             if campaign == proposed.id {
                 let entry = won.entry(user.clone()).or_default();
                 entry.0 += 1;

@@ -195,6 +195,9 @@ impl Subjects {
             .await?;
         self.insight.flush().await?;
         let unlinked = self.record.unlink(&user_key).await?;
+        // The insight samples a forecast replays carry the same keyed hash: they go whole
+        // (they are no billing record).
+        self.record.delete_samples_of(&user_key).await?;
         self.insight
             .forget_users(&std::iter::once(user_key.clone()).collect());
         self.recent.forget(user.as_str());

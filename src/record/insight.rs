@@ -105,24 +105,10 @@ impl Record {
         from_ms: Millis,
         to_ms: Millis,
     ) -> Result<BTreeMap<String, i64>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT outcome, CAST(SUM(decisions) AS BIGINT) FROM delivery_counters \
-             WHERE campaign_id = $1 AND hour_ms >= $2 AND hour_ms < $3 GROUP BY outcome",
-        )
-        .bind(campaign)
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        rows.into_iter()
-            .map(|row| {
-                Ok((
-                    row.try_get(0).map_err(unavailable)?,
-                    row.try_get(1).map_err(unavailable)?,
-                ))
-            })
-            .collect()
+        let counts = self
+            .decisions_by("delivery_counters", "outcome", campaign, from_ms, to_ms)
+            .await?;
+        Ok(counts.into_iter().collect())
     }
 
     /// What winners paid in the decisions `campaign` lost by bid: (CPM micros, decisions),
@@ -133,17 +119,35 @@ impl Record {
         from_ms: Millis,
         to_ms: Millis,
     ) -> Result<Vec<(i64, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT cpm_micros, CAST(SUM(decisions) AS BIGINT) FROM delivery_prices \
+        self.decisions_by("delivery_prices", "cpm_micros", campaign, from_ms, to_ms)
+            .await
+    }
+
+    /// Sampled decisions of `campaign` in `[from_ms, to_ms)` summed per `key` of `table` (one
+    /// of this module's two tables and its key column), in key order.
+    async fn decisions_by<K>(
+        &self,
+        table: &'static str,
+        key: &'static str,
+        campaign: &str,
+        from_ms: Millis,
+        to_ms: Millis,
+    ) -> Result<Vec<(K, i64)>, StoreError>
+    where
+        K: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        let sql = format!(
+            "SELECT {key}, CAST(SUM(decisions) AS BIGINT) FROM {table} \
              WHERE campaign_id = $1 AND hour_ms >= $2 AND hour_ms < $3 \
-             GROUP BY cpm_micros ORDER BY cpm_micros",
-        )
-        .bind(campaign)
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
+             GROUP BY {key} ORDER BY {key}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(campaign)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
         rows.into_iter()
             .map(|row| {
                 Ok((

@@ -448,22 +448,13 @@ impl Record {
     /// Unlinks the user whose keyed hash is `user_key` from every record: the records stay
     /// (invoices read them), no longer countable as that user's. Answers how many changed.
     pub async fn unlink(&self, user_key: &str) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let done = sqlx::query(
             "UPDATE ledger_records SET user_key = '' WHERE user_key = $1 AND user_key <> ''",
         )
         .bind(user_key)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await
         .map_err(unavailable)?;
-        // The insight samples a forecast replays carry the same keyed hash: they go whole
-        // (they are no billing record).
-        sqlx::query("DELETE FROM sampled_requests WHERE user_key = $1 AND user_key <> ''")
-            .bind(user_key)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
         Ok(done.rows_affected())
     }
 

@@ -116,24 +116,6 @@ impl Outcome {
             Some(reason) => format!("{}.{reason}", self.kind()),
         }
     }
-
-    pub fn parse(code: &str) -> Option<Self> {
-        if code == "won" {
-            return Some(Self::Won);
-        }
-        let (kind, reason) = code.split_once('.')?;
-        match kind {
-            "lost" => LostBy::ALL
-                .into_iter()
-                .find(|by| by.as_str() == reason)
-                .map(Self::Lost),
-            "not_eligible" => Ineligible::ALL
-                .into_iter()
-                .find(|why| why.as_str() == reason)
-                .map(Self::NotEligible),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

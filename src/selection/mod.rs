@@ -379,6 +379,40 @@ mod tests {
         Snapshot::build(data)
     }
 
+    /// A slot request of 10 statuses from `country`.
+    fn request_in(country: &str) -> SlotRequest {
+        SlotRequest {
+            user: UserId::parse("u").unwrap(),
+            session: None,
+            statuses: 10,
+            context: SlotContext {
+                country: Some(country.into()),
+                ..SlotContext::default()
+            },
+            personalized: None,
+            state: None,
+        }
+    }
+
+    /// A decision of a new session at a fixed time under the tests' policy.
+    fn input_for<'a>(
+        snapshot: &'a Snapshot,
+        spend: &'a HashMap<CampaignId, Spend>,
+        user: &'a UserState,
+        request: &'a SlotRequest,
+    ) -> DecisionInput<'a> {
+        DecisionInput {
+            snapshot,
+            budgets: spend,
+            user,
+            session: SessionState::default(),
+            request,
+            policy: POLICY,
+            reserve_cpm_micros: 500_000,
+            now_ms: 1_795_000_000_000,
+        }
+    }
+
     /// Reference: the same per-slot picks over *every* eligible campaign.
     fn reference<'a>(
         input: &DecisionInput<'a>,
@@ -413,27 +447,8 @@ mod tests {
             let snapshot = catalog(seed, 60);
             let spend = HashMap::new();
             let user = UserState::default();
-            let request = SlotRequest {
-                user: UserId::parse("u").unwrap(),
-                session: None,
-                statuses: 10,
-                context: SlotContext {
-                    country: Some(if seed % 2 == 0 { "IT" } else { "FR" }.into()),
-                    ..SlotContext::default()
-                },
-                personalized: None,
-                state: None,
-            };
-            let mut input = DecisionInput {
-                snapshot: &snapshot,
-                budgets: &spend,
-                user: &user,
-                session: SessionState::default(),
-                request: &request,
-                policy: POLICY,
-                reserve_cpm_micros: 500_000,
-                now_ms: 1_795_000_000_000,
-            };
+            let request = request_in(if seed % 2 == 0 { "IT" } else { "FR" });
+            let mut input = input_for(&snapshot, &spend, &user, &request);
             let placed = |d: &Decision<'_>| -> Vec<(String, Micros, u32)> {
                 d.placements
                     .iter()
@@ -496,27 +511,8 @@ mod tests {
             let snapshot = catalog(seed, 60);
             let spend = HashMap::new();
             let user = UserState::default();
-            let request = SlotRequest {
-                user: UserId::parse("u").unwrap(),
-                session: None,
-                statuses: 10,
-                context: SlotContext {
-                    country: Some(if seed % 2 == 0 { "IT" } else { "FR" }.into()),
-                    ..SlotContext::default()
-                },
-                personalized: None,
-                state: None,
-            };
-            let input = DecisionInput {
-                snapshot: &snapshot,
-                budgets: &spend,
-                user: &user,
-                session: SessionState::default(),
-                request: &request,
-                policy: POLICY,
-                reserve_cpm_micros: 500_000,
-                now_ms: 1_795_000_000_000,
-            };
+            let request = request_in(if seed % 2 == 0 { "IT" } else { "FR" });
+            let input = input_for(&snapshot, &spend, &user, &request);
             let decision = decide(&input, &mut StdRng::seed_from_u64(seed));
             let got: Vec<(String, Micros)> = decision
                 .placements

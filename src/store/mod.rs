@@ -461,16 +461,6 @@ pub struct UserRecords {
     pub initiated: Vec<(String, Millis)>,
 }
 
-impl UserRecords {
-    pub fn is_empty(&self) -> bool {
-        self.state == UserState::default()
-            && self.sessions.is_empty()
-            && self.clicks.is_empty()
-            && self.conversations.is_empty()
-            && self.initiated.is_empty()
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSession {
     /// The session id's hash (see `capping::session_field`): the store never keeps the id.

@@ -269,8 +269,27 @@ async fn access(app: &TestApp, user: &str) -> Value {
     res.json().await.unwrap()
 }
 
-async fn invoice(app: &TestApp, key: &str) -> Value {
-    let res = app.get("/v1/invoices/2026-11", key).await;
+/// The November invoice of each advertiser key (the app's manual clock is in November).
+async fn invoices(app: &TestApp, keys: &[String]) -> Vec<Value> {
+    let mut all = Vec::new();
+    for key in keys {
+        let res = app.get("/v1/invoices/2026-11", key).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        all.push(res.json().await.unwrap());
+    }
+    all
+}
+
+/// `DELETE /v1/users/{user}` as the operator; its answer (200 asserted).
+async fn erase(app: &TestApp, user: &str) -> Value {
+    let res = app
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/users/{user}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     res.json().await.unwrap()
 }
@@ -449,20 +468,8 @@ async fn access_lists_what_the_user_did_and_erasure_makes_them_new(backend: Back
     assert!(!before.to_string().contains("session-1"));
 
     // Erasure: every record goes, billing stays to the micro.
-    let mut invoices_before = Vec::new();
-    for key in &keys {
-        invoices_before.push(invoice(&app, key).await);
-    }
-    let res = app
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/v1/users/{user}"),
-            Some(ADMIN),
-            None,
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let erased: Value = res.json().await.unwrap();
+    let invoices_before = invoices(&app, &keys).await;
+    let erased = erase(&app, user).await;
     assert_eq!(erased["erased"], true);
     assert_eq!(erased["billing_records_unlinked"], 5);
     let after = access(&app, user).await;
@@ -473,10 +480,7 @@ async fn access_lists_what_the_user_did_and_erasure_makes_them_new(backend: Back
             "{name} still names the user: {content}"
         );
     }
-    let mut invoices_after = Vec::new();
-    for key in &keys {
-        invoices_after.push(invoice(&app, key).await);
-    }
+    let invoices_after = invoices(&app, &keys).await;
     for (before, after) in invoices_before.iter().zip(&invoices_after) {
         assert_eq!(before["total_micros"], after["total_micros"]);
         assert_eq!(before["digest"], after["digest"]);
@@ -484,15 +488,7 @@ async fn access_lists_what_the_user_did_and_erasure_makes_them_new(backend: Back
     }
     // Idempotent; an unknown user is erased too.
     for who in [user, "never-seen"] {
-        let res = app
-            .send(
-                reqwest::Method::DELETE,
-                &format!("/v1/users/{who}"),
-                Some(ADMIN),
-                None,
-            )
-            .await;
-        assert_eq!(res.status(), StatusCode::OK);
+        erase(&app, who).await;
     }
 
     // The user is new: the cap, the hide and the suppression are gone, and an outbound
@@ -679,15 +675,7 @@ async fn on_a_redis_cluster_state_access_and_erasure_span_nodes() {
     );
     assert_eq!(before["conversation_windows"].as_array().unwrap().len(), 1);
     assert_eq!(before["business_initiated"].as_array().unwrap().len(), 1);
-    let res = first
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/v1/users/{user}"),
-            Some(ADMIN),
-            None,
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    erase(&first, user).await;
     let after = access(&second, user).await;
     assert_eq!(
         after["records"].as_u64().unwrap(),
