@@ -1,11 +1,18 @@
 //! Load benchmark: the service on the redis backend with N synthetic campaigns, driven by `wrk`
-//! over loopback. Prints, from one run on one machine: `/healthz` requests/s, slot decisions/s
-//! with p50/p99, their ratio, event ingestion (batches of 10) and the service's RSS.
+//! over loopback. It measures, in one run on one machine, every performance target of
+//! DESIGN.md as a ratio to a trivial request (CPU per request of each process, read from
+//! `/proc`), and prints them first, each with PASS or MISS, then the details: `/healthz`
+//! against decisions that place three ads for a new user, a Redis GET (`redis-benchmark`)
+//! against the decision's and a billed render's Redis CPU, event ingestion in batches of 10
+//! with the exporter, the p99 at half load, a second service with `--scale-campaigns` against
+//! the first, and with `--soak-minutes` memory and decision cost minute by minute.
 //!
-//! `cargo bench --bench load -- --campaigns 10000 --seconds 10 --connections 32 --requests 300000`
+//! `cargo bench --bench load -- --campaigns 1000 --scale-campaigns 100000 --seconds 20 --soak-minutes 10`
 //!
-//! Needs `redis-server` and `wrk` on PATH. Under `cargo test` (no `--bench` argument) it only
-//! checks that it can seed a small catalog and answer one decision.
+//! `--quick` runs everything small (under two minutes); `cargo test` runs that (no `--bench`
+//! argument), so the bench cannot rot. Needs `redis-server`, `redis-benchmark` and `wrk` on
+//! PATH (`scripts/test` installs them). Figures are printed, never asserted: a timed test would
+//! measure the machine.
 
 #[path = "support/synthetic.rs"]
 mod synthetic;
@@ -31,14 +38,25 @@ const USERS: u32 = 1_000_000;
 const SLOT_REQUESTS: u64 = 300_000;
 /// Alternating /healthz and decision runs (see `run`).
 const ROUNDS: u64 = 4;
+/// Sampled requests a forecast replays in the full run (`--quick`: a tenth).
+const FORECAST_SAMPLES: i64 = 100_000;
 
 /// `cargo bench --bench load -- [--campaigns N] [--requests N] [--seconds N] [--connections N]`.
 #[derive(Clone, Copy, clap::Parser)]
 #[command(about = "statusads load bench: the service on Redis and PostgreSQL, driven by wrk")]
 struct Args {
     /// Synthetic campaigns in the catalog.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 1_000)]
     campaigns: usize,
+    /// Campaigns of a second service measured against the first (0: none).
+    #[arg(long, default_value_t = 100_000)]
+    scale_campaigns: usize,
+    /// Minutes of full load at the end, printing memory and decision cost each minute.
+    #[arg(long, default_value_t = 0)]
+    soak_minutes: u64,
+    /// Everything small: under two minutes (what `cargo test` runs).
+    #[arg(long)]
+    quick: bool,
     /// Distinct slot request bodies replayed.
     #[arg(long, default_value_t = SLOT_REQUESTS as usize)]
     requests: usize,
@@ -54,14 +72,26 @@ struct Args {
 }
 
 fn args() -> Args {
-    // `cargo test` may pass test-harness arguments (filters, `--nocapture`): a smoke run then.
+    // `cargo test` may pass test-harness arguments (filters, `--nocapture`): the quick run then.
     let raw: Vec<String> = std::env::args().collect();
-    <Args as clap::Parser>::try_parse_from(&raw).unwrap_or_else(|err| {
+    let args = <Args as clap::Parser>::try_parse_from(&raw).unwrap_or_else(|err| {
         if raw.iter().any(|a| a == "--bench") {
             err.exit()
         }
         <Args as clap::Parser>::parse_from(["load"])
-    })
+    });
+    if args.full && !args.quick {
+        return args;
+    }
+    Args {
+        campaigns: 200,
+        scale_campaigns: 2_000,
+        requests: 20_000,
+        seconds: 4,
+        soak_minutes: args.soak_minutes.min(1),
+        quick: true,
+        ..args
+    }
 }
 
 struct Redis(Child, u16);
@@ -123,168 +153,104 @@ fn main() {
 }
 
 async fn run(args: Args) {
-    let campaigns = if args.full { args.campaigns } else { 50 };
     let redis = Redis::start();
-    let data_dir = std::env::temp_dir().join(format!("statusads-load-{}", std::process::id()));
-    let mut settings = Settings::defaults();
-    settings.http.bind = "127.0.0.1:0".into();
-    let redis_url = format!("redis://127.0.0.1:{}", redis.1);
     let database = postgres::PostgresServer::start();
-    let database_url = database.database_for(&redis_url);
-    settings.store.redis_url = redis_url.into();
-    settings.store.database_url = database_url.into();
-    settings.store.data_dir = data_dir.clone();
-    settings.auth.admin_token = "bench-admin-token".into();
-    settings.auth.client_tokens = vec![CLIENT.into()];
-    settings.demo.seed = Some(false);
-    // Sampling is measured apart: off in every run but the sampled one (see the rounds).
-    settings.insight.sample_rate = 0.0;
-    // Measure the service, not the limits (heavy synthetic users would hit the per-user limit).
-    settings.rate_limits.client_per_second = 0.0;
-    settings.rate_limits.user_per_minute = 0.0;
-    // Seed before the service starts: this measures serving a catalog, not absorbing a burst of
-    // 200k catalog writes (each of which would trigger a snapshot rebuild).
-    let started = Instant::now();
-    let record = statusads::record::Record::open(
-        settings.store.database_url.expose_secret(),
-        &settings.store.data_dir,
-    )
-    .await
-    .expect("the system of record");
-    seed(&record, campaigns).await;
-    drop(record);
-    let (app, _) = Application::build(settings, Arc::new(SystemClock))
-        .await
-        .expect("app starts");
-    eprintln!(
-        "seeded and loaded {campaigns} campaigns in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-    let port = app.port();
-    let state = app.state.clone();
-    tokio::spawn(app.run_until_stopped());
-
-    // Sanity: requests in the synthetic distribution get ads, in process.
-    let mut rng = rand::thread_rng();
-    let mut served = 0;
-    for i in 0..100 {
-        let request = SlotRequest {
-            user: UserId::parse(&format!("bench-user-{i}")).unwrap(),
-            session: None,
-            statuses: 12,
-            context: synthetic::context(&mut rng),
-            personalized: None,
-            state: None,
-        };
-        served += state.server.slots(&request).await.slots.len();
-    }
-    assert!(served > 0, "the synthetic catalog serves ads");
-    if !args.full {
-        eprintln!("load: smoke run only (pass --bench via `cargo bench` for the measurement)");
-        let _ = std::fs::remove_dir_all(&data_dir);
-        return;
-    }
-
-    let base = format!("http://127.0.0.1:{port}");
-    let scripts = data_dir.join("wrk");
+    let main = Service::start(&redis, &database, args.campaigns, "main").await;
+    let scale_redis = (args.scale_campaigns > 0).then(Redis::start);
+    let scale = match &scale_redis {
+        Some(scale_redis) => {
+            Some(Service::start(scale_redis, &database, args.scale_campaigns, "scale").await)
+        }
+        None => None,
+    };
+    let scripts = main.data_dir.join("wrk");
     std::fs::create_dir_all(&scripts).unwrap();
     let slots_file = scripts.join("slots.txt");
     std::fs::write(&slots_file, slot_bodies(args.requests).join("\n")).unwrap();
-    let slots_script = scripts.join("slots.lua");
+    let returning_script = scripts.join("slots.lua");
     std::fs::write(
-        &slots_script,
+        &returning_script,
         replay_lua(&slots_file.display().to_string(), None),
     )
     .unwrap();
-    let filled_before = counter(&state, "statusads_decisions_total{outcome=\"filled\"}");
     let scripts_before = script_stats(redis.1);
-    // This machine's speed drifts by tens of percent within minutes, so /healthz and decisions
-    // alternate in short rounds and each round's ratio compares neighbours; the median is
-    // reported.
+    let decided_before = main.decisions();
+    // This machine's speed drifts by tens of percent within minutes, so the measures alternate
+    // in short rounds; each ratio compares sums over the same rounds.
     let round = Args {
         seconds: (args.seconds / ROUNDS).max(1),
         ..args
     };
-    let (mut healthz, mut decisions, mut sampled) = (Vec::new(), Vec::new(), Vec::new());
+    let mut runs = Rounds::default();
+    let mut fresh = FreshUsers::new(&scripts, args.requests);
     for i in 0..ROUNDS {
-        healthz.push(wrk(&round, &redis, &format!("{base}/healthz"), None));
+        runs.healthz
+            .push(wrk(&round, &redis, &main.url("/healthz"), None));
+        runs.gets
+            .push(redis_gets(&redis, args.connections, round.seconds));
         // The same decisions with `insight.sample_rate` at its default, 0.01, and without;
-        // in alternating order, since the long tail's users fill up from run to run.
+        // in alternating order.
         for sampling in if i % 2 == 0 {
             [false, true]
         } else {
             [true, false]
         } {
-            state
+            main.state
                 .server
                 .insight
                 .set_rate(if sampling { 0.01 } else { 0.0 });
-            let run = wrk(
-                &round,
-                &redis,
-                &format!("{base}/v1/slots"),
-                Some(&slots_script),
-            );
+            let (slots_before, decisions_before) = (main.slots_served(), main.decisions());
+            let run = wrk(&round, &redis, &main.url("/v1/slots"), Some(&fresh.next()));
             if sampling {
-                sampled.push(run);
+                runs.sampled.push(run);
             } else {
-                decisions.push(run);
+                runs.ads += main.slots_served() - slots_before;
+                runs.ads_decisions += main.decisions() - decisions_before;
+                runs.decisions.push(run);
             }
         }
-        state.server.insight.set_rate(0.0);
+        main.state.server.insight.set_rate(0.0);
+        if let (Some(scale), Some(scale_redis)) = (&scale, &scale_redis) {
+            runs.scaled.push(wrk(
+                &round,
+                scale_redis,
+                &scale.url("/v1/slots"),
+                Some(&fresh.next()),
+            ));
+        }
     }
+    let returning = wrk(
+        &round,
+        &redis,
+        &main.url("/v1/slots"),
+        Some(&returning_script),
+    );
     // The decision path's only Redis call is the commit script (the background refreshers use
     // plain commands), so script calls per decision are its round trips.
     let (commits, commit_us) = script_stats(redis.1).since(scripts_before);
-    let filled = counter(&state, "statusads_decisions_total{outcome=\"filled\"}") - filled_before;
-    let decided: u64 = decisions.iter().chain(&sampled).map(|d| d.requests).sum();
-    let mut ratios: Vec<f64> = healthz
-        .iter()
-        .zip(&decisions)
-        .map(|(h, d)| d.rps / h.rps)
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0
-    };
+    let decided = main.decisions() - decided_before;
     // DESIGN's latency target is the p99 at half the decision throughput: each connection
     // pauses so that the offered load is about half of what the rounds reached.
     // (wrk pauses in whole milliseconds; the run prints the rate it reached.)
-    let full_rps = median(decisions.iter().map(|d| d.rps).collect());
+    let full_rps = median(runs.decisions.iter().map(|d| d.rps).collect());
     let pause_ms = (1000.0 * args.connections as f64 / (full_rps / 2.0)).max(1.0);
-    let half_script = scripts.join("slots-half.lua");
-    std::fs::write(
-        &half_script,
-        replay_lua(
-            &slots_file.display().to_string(),
-            Some(pause_ms.round() as u64),
-        ),
-    )
-    .unwrap();
     let half = wrk(
         &round,
         &redis,
-        &format!("{base}/v1/slots"),
-        Some(&half_script),
+        &main.url("/v1/slots"),
+        Some(&fresh.paced(pause_ms.round() as u64)),
     );
-    let per_round = |runs: &[WrkResult]| {
-        runs.iter()
-            .map(|r| format!("{:.0}", r.rps))
-            .collect::<Vec<_>>()
-            .join(" / ")
-    };
 
-    // Decisions while forecasts run: 100,000 sampled requests in the record, forecasts of a
-    // campaign replaying them one after another (each on its low-priority thread), and a
-    // decision round beside them.
-    let forecasting = forecasts_while(&state, || {
-        wrk(
-            &round,
-            &redis,
-            &format!("{base}/v1/slots"),
-            Some(&slots_script),
-        )
+    // Decisions while forecasts run: sampled requests in the record, forecasts of a campaign
+    // replaying them one after another (each on its low-priority thread), and a decision round
+    // beside them.
+    let samples = if args.quick {
+        FORECAST_SAMPLES / 10
+    } else {
+        FORECAST_SAMPLES
+    };
+    let forecasting = forecasts_while(&main.state, samples, || {
+        wrk(&round, &redis, &main.url("/v1/slots"), Some(&fresh.next()))
     })
     .await;
 
@@ -292,83 +258,201 @@ async fn run(args: Args) {
     // shapes of `BatchShape`.
     let mut events = Vec::new();
     for shape in [BatchShape::Device, BatchShape::Mixed] {
-        let batches = event_batches(&state, 20_000, shape).await;
+        let batches =
+            event_batches(&main.state, if args.quick { 2_000 } else { 20_000 }, shape).await;
         events.push(drive_events(
             &args,
-            &base,
+            &main.base,
             &scripts,
             &redis,
             shape,
             &batches,
-            &state,
+            &main.state,
             database.pid().expect("PostgreSQL runs"),
         ));
     }
     let cap_entry_bytes = bytes_per_cap_entry(redis.1);
+    let soak = soak(&args, &main, &redis, &scripts);
 
-    let rss_kib = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
-        })
-        .unwrap_or_default();
+    let [healthz_cpu, _, _] = per_request(&runs.healthz);
+    let [decision_cpu, decision_redis, _] = per_request(&runs.decisions);
+    let [sampled_cpu, _, _] = per_request(&runs.sampled);
+    let get_us = {
+        let (cpu, requests) = runs
+            .gets
+            .iter()
+            .fold((0.0, 0.0), |(c, n), g| (c + g.redis_cpu, n + g.requests));
+        cpu * 1e6 / requests.max(1.0)
+    };
+    let mixed = events
+        .iter()
+        .find(|e| matches!(e.shape, BatchShape::Mixed))
+        .expect("a mixed run");
+    let render_redis = mixed.wrk.cpu.redis * 1e6 / (mixed.wrk.window_requests() * 10.0).max(1.0);
+    let (during, forecasts_run, forecast_time) = &forecasting;
+
     println!(
-        "\n## statusads load ({} campaigns, {} distinct slot requests, {} connections, {} s per endpoint, 2 cores)",
-        campaigns, args.requests, args.connections, args.seconds
+        "\n## statusads load: targets ({} campaigns{}, {} connections, {} s per measure, {} cores{})",
+        args.campaigns,
+        if scale.is_some() {
+            format!(" and {} in a second service", args.scale_campaigns)
+        } else {
+            String::new()
+        },
+        args.connections,
+        args.seconds,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if args.quick { ", --quick" } else { "" }
     );
-    println!("| measure | value |\n|---|---|");
+    println!("| target | measured | bound | result |\n|---|---|---|---|");
+    let mut targets = Targets::default();
+    targets.at_most(
+        "decision placing 3 ads: service CPU vs a /healthz request",
+        decision_cpu / healthz_cpu,
+        3.0,
+        "x",
+    );
+    targets.at_most(
+        "decision placing 3 ads: Redis CPU vs a GET round trip",
+        decision_redis / get_us,
+        2.5,
+        "x",
+    );
+    targets.at_most(
+        "billed render: Redis CPU vs a GET round trip",
+        render_redis / get_us,
+        1.5,
+        "x",
+    );
+    targets.at_least(
+        "events/s in mixed batches of 10 (answered)",
+        mixed.wrk.rps * 10.0,
+        60_000.0,
+        "/s",
+    );
+    targets.at_most(
+        "export: longest as_of lag during the mixed run",
+        mixed.lag_max_s,
+        2.0,
+        " s",
+    );
+    targets.at_most("decision p99 at half load", half.p99_ms, 2.0, " ms");
+    if scale.is_some() {
+        targets.at_most(
+            &format!(
+                "service CPU per decision: {} vs {} campaigns",
+                args.scale_campaigns, args.campaigns
+            ),
+            per_request(&runs.scaled)[0] / decision_cpu,
+            1.5,
+            "x",
+        );
+    }
+    match &soak {
+        Some(minutes) if minutes.len() >= 2 => {
+            let (first, last) = (&minutes[0], &minutes[minutes.len() - 1]);
+            targets.at_most(
+                &format!("soak: service RSS, minute {} vs minute 1", minutes.len()),
+                last.rss_mib / first.rss_mib,
+                1.1,
+                "x",
+            );
+            targets.at_most(
+                &format!(
+                    "soak: service CPU per decision, minute {} vs minute 1",
+                    minutes.len()
+                ),
+                last.cpu_us / first.cpu_us,
+                1.15,
+                "x",
+            );
+        }
+        _ => targets.not_run("soak: memory and decision cost flat (--soak-minutes 2 or more)"),
+    }
+    targets.at_most(
+        "insight sampling at 0.01: service CPU per decision vs off",
+        100.0 * (sampled_cpu - decision_cpu) / decision_cpu,
+        3.0,
+        "%",
+    );
+    targets.at_least(
+        "decisions/s while forecasts run vs the rounds' median",
+        100.0 * (during.rps - full_rps) / full_rps,
+        -5.0,
+        "%",
+    );
+    println!(
+        "{} of {} measured targets pass.",
+        targets.passed, targets.measured
+    );
+
+    println!("\n## details\n| measure | value |\n|---|---|");
+    let per_round = |runs: &[WrkResult]| {
+        runs.iter()
+            .map(|r| format!("{:.0}", r.rps))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
     println!(
         "| /healthz requests/s, per round | {} |",
-        per_round(&healthz)
+        per_round(&runs.healthz)
     );
     println!(
-        "| /v1/slots decisions/s, per round | {} |",
-        per_round(&decisions)
+        "| decisions/s (new users, {:.2} ads each), per round | {} |",
+        runs.ads / runs.ads_decisions.max(1.0),
+        per_round(&runs.decisions)
     );
+    if scale.is_some() {
+        println!(
+            "| decisions/s with {} campaigns, per round | {} |",
+            args.scale_campaigns,
+            per_round(&runs.scaled)
+        );
+    }
     println!(
-        "| decisions / healthz ratio: median (lowest-highest round) | {:.2} ({:.2}-{:.2}) |",
-        median(ratios.clone()),
-        ratios[0],
-        ratios[ratios.len() - 1]
+        "| Redis GET round trip (redis-benchmark, -c{}): Redis CPU per GET, GETs/s per round | {get_us:.1} µs, {} |",
+        args.connections,
+        runs.gets
+            .iter()
+            .map(|g| format!("{:.0}", g.requests / g.seconds))
+            .collect::<Vec<_>>()
+            .join(" / ")
     );
     // Over all rounds: what one request costs each process. With the cores busy, the ratio of
     // the two totals is about the throughput ratio, and the split says which part limits it.
-    let per_request = |runs: &[WrkResult]| {
-        let cpu = runs
-            .iter()
-            .fold(CpuTimes::default(), |acc, r| acc.plus(r.cpu));
-        cpu.per_request_us(runs.iter().map(WrkResult::window_requests).sum())
-    };
-    for (what, runs) in [
-        ("/healthz request", &healthz),
-        ("decision", &decisions),
-        ("decision sampled at 0.01", &sampled),
-    ] {
-        let [service, redis, client] = per_request(runs);
+    let mut cpu_rows = vec![
+        ("/healthz request".to_owned(), &runs.healthz),
+        ("decision (new user)".to_owned(), &runs.decisions),
+        ("decision sampled at 0.01".to_owned(), &runs.sampled),
+    ];
+    if scale.is_some() {
+        cpu_rows.push((
+            format!("decision with {} campaigns", args.scale_campaigns),
+            &runs.scaled,
+        ));
+    }
+    for (what, rows) in cpu_rows {
+        let [service, redis, client] = per_request(rows);
         println!(
             "| CPU per {what}: service + Redis + wrk (total) | {service:.1} + {redis:.1} + {client:.1} ({:.1}) µs |",
             service + redis + client
         );
     }
-    let (during, forecasts_run, forecast_time) = &forecasting;
+    let [service, redis_us, client] = per_request(std::slice::from_ref(&returning));
     println!(
-        "| decisions/s while forecasts run ({forecasts_run} forecasts of 100,000 sampled requests, median {:.2} s) vs the rounds' median | {:.0} vs {:.0} ({:+.1}%) |",
+        "| returning users (long tail, {} distinct requests): decisions/s, CPU service + Redis + wrk | {:.0}, {service:.1} + {redis_us:.1} + {client:.1} µs |",
+        args.requests, returning.rps
+    );
+    println!(
+        "| decisions/s while forecasts run ({forecasts_run} forecasts of {samples} sampled requests, median {:.2} s) vs the rounds' median | {:.0} vs {:.0} |",
         forecast_time.as_secs_f64(),
         during.rps,
         full_rps,
-        100.0 * (during.rps - full_rps) / full_rps
-    );
-    let (plain, with_sampling) = (per_request(&decisions)[0], per_request(&sampled)[0]);
-    println!(
-        "| insight sampling at 0.01: service CPU per decision vs off (target within 3%) | {:+.1}% |",
-        100.0 * (with_sampling - plain) / plain
     );
     println!(
         "| decision latency p50 (median round) / p99 (worst round) | {:.2} / {:.2} ms |",
-        median(decisions.iter().map(|d| d.p50_ms).collect()),
-        decisions.iter().map(|d| d.p99_ms).fold(0.0, f64::max)
+        median(runs.decisions.iter().map(|d| d.p50_ms).collect()),
+        runs.decisions.iter().map(|d| d.p99_ms).fold(0.0, f64::max)
     );
     println!(
         "| at about half load ({:.0} decisions/s, {:.0}% of the rounds' median): p50 / p99 | {:.2} / {:.2} ms |",
@@ -378,13 +462,8 @@ async fn run(args: Args) {
         half.p99_ms
     );
     println!(
-        "| decisions with ads | {:.0}% |",
-        100.0 * filled / decided as f64
-    );
-    println!(
-        "| Redis round trips per decision (all / with ads) | {:.2} / {:.2} |",
-        commits / decided as f64,
-        commits / filled.max(1.0)
+        "| Redis round trips per decision | {:.2} |",
+        commits / decided.max(1.0)
     );
     for run in &events {
         println!(
@@ -418,15 +497,391 @@ async fn run(args: Args) {
     );
     println!(
         "| non-2xx responses (slots, events) | {}, {} |",
-        decisions.iter().map(|d| d.errors).sum::<u64>(),
+        runs.decisions.iter().map(|d| d.errors).sum::<u64>(),
         events.iter().map(|e| e.wrk.errors).sum::<u64>()
     );
     println!("| Redis bytes per (user, campaign) cap entry | {cap_entry_bytes:.0} |");
     println!(
         "| service RSS (MiB, includes the bench harness) | {:.0} |",
-        rss_kib.parse::<f64>().unwrap_or(0.0) / 1024.0
+        rss_mib()
     );
-    let _ = std::fs::remove_dir_all(&data_dir);
+    if let Some(minutes) = &soak {
+        println!("\n## soak: full load, new users, every other slot rendered\n| minute | decisions/s | service CPU per decision (and its renders) | service RSS (MiB) |\n|---|---|---|---|");
+        for (i, m) in minutes.iter().enumerate() {
+            println!(
+                "| {} | {:.0} | {:.1} µs | {:.0} |",
+                i + 1,
+                m.decisions_per_s,
+                m.cpu_us,
+                m.rss_mib
+            );
+        }
+    }
+    for service in [Some(main), scale].into_iter().flatten() {
+        let _ = std::fs::remove_dir_all(&service.data_dir);
+    }
+}
+
+/// The measured runs of the rounds.
+#[derive(Default)]
+struct Rounds {
+    healthz: Vec<WrkResult>,
+    gets: Vec<GetRun>,
+    decisions: Vec<WrkResult>,
+    sampled: Vec<WrkResult>,
+    scaled: Vec<WrkResult>,
+    /// Slots served and decisions made in the `decisions` runs.
+    ads: f64,
+    ads_decisions: f64,
+}
+
+/// Service, Redis and wrk CPU per request over `runs`, in µs.
+fn per_request(runs: &[WrkResult]) -> [f64; 3] {
+    let cpu = runs
+        .iter()
+        .fold(CpuTimes::default(), |acc, r| acc.plus(r.cpu));
+    cpu.per_request_us(runs.iter().map(WrkResult::window_requests).sum())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// The targets table: each row printed as it is judged.
+#[derive(Default)]
+struct Targets {
+    measured: usize,
+    passed: usize,
+}
+
+impl Targets {
+    fn at_most(&mut self, what: &str, value: f64, bound: f64, unit: &str) {
+        self.row(
+            what,
+            value,
+            &format!("≤ {bound}{unit}"),
+            value <= bound,
+            unit,
+        );
+    }
+
+    fn at_least(&mut self, what: &str, value: f64, bound: f64, unit: &str) {
+        self.row(
+            what,
+            value,
+            &format!("≥ {bound}{unit}"),
+            value >= bound,
+            unit,
+        );
+    }
+
+    fn row(&mut self, what: &str, value: f64, bound: &str, pass: bool, unit: &str) {
+        self.measured += 1;
+        self.passed += usize::from(pass);
+        let value = if value.abs() >= 100.0 {
+            format!("{value:.0}{unit}")
+        } else {
+            format!("{value:.2}{unit}")
+        };
+        println!(
+            "| {what} | {value} | {bound} | {} |",
+            if pass { "PASS" } else { "MISS" }
+        );
+    }
+
+    fn not_run(&self, what: &str) {
+        println!("| {what} | not run | | - |");
+    }
+}
+
+/// A running service of the bench: its own database on the shared PostgreSQL, `campaigns`
+/// synthetic campaigns, and the Redis given.
+struct Service {
+    state: actix_web::web::Data<statusads::http::AppState>,
+    base: String,
+    data_dir: std::path::PathBuf,
+}
+
+impl Service {
+    async fn start(
+        redis: &Redis,
+        database: &postgres::PostgresServer,
+        campaigns: usize,
+        name: &str,
+    ) -> Self {
+        let data_dir =
+            std::env::temp_dir().join(format!("statusads-load-{}-{name}", std::process::id()));
+        let mut settings = Settings::defaults();
+        settings.http.bind = "127.0.0.1:0".into();
+        let redis_url = format!("redis://127.0.0.1:{}", redis.1);
+        let database_url = database.database_for(&redis_url);
+        settings.store.redis_url = redis_url.into();
+        settings.store.database_url = database_url.into();
+        settings.store.data_dir = data_dir.clone();
+        settings.auth.admin_token = "bench-admin-token".into();
+        settings.auth.client_tokens = vec![CLIENT.into()];
+        settings.demo.seed = Some(false);
+        // Sampling is measured apart: off in every run but the sampled one (see the rounds).
+        settings.insight.sample_rate = 0.0;
+        // Measure the service, not the limits (heavy synthetic users would hit the per-user
+        // limit).
+        settings.rate_limits.client_per_second = 0.0;
+        settings.rate_limits.user_per_minute = 0.0;
+        // Seed before the service starts: this measures serving a catalog, not absorbing a
+        // burst of catalog writes (each of which would trigger a snapshot rebuild).
+        let started = Instant::now();
+        let record = statusads::record::Record::open(
+            settings.store.database_url.expose_secret(),
+            &settings.store.data_dir,
+        )
+        .await
+        .expect("the system of record");
+        seed(&record, campaigns).await;
+        drop(record);
+        let (app, _) = Application::build(settings, Arc::new(SystemClock))
+            .await
+            .expect("app starts");
+        eprintln!(
+            "{name}: seeded and loaded {campaigns} campaigns in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state.clone();
+        tokio::spawn(app.run_until_stopped());
+        // Sanity: requests in the synthetic distribution get ads, in process.
+        let mut rng = rand::thread_rng();
+        let mut served = 0;
+        for i in 0..100 {
+            let request = SlotRequest {
+                user: UserId::parse(&format!("bench-user-{i}")).unwrap(),
+                session: None,
+                statuses: 12,
+                context: synthetic::context(&mut rng),
+                personalized: None,
+                state: None,
+            };
+            served += state.server.slots(&request).await.slots.len();
+        }
+        assert!(served > 0, "the synthetic catalog serves ads");
+        Self {
+            state,
+            base,
+            data_dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn decisions(&self) -> f64 {
+        sum_of(&self.state, "statusads_decisions_total{")
+    }
+
+    fn slots_served(&self) -> f64 {
+        sum_of(&self.state, "statusads_slots_served_total{")
+    }
+}
+
+/// The sum of every series of a metric in the service's own /metrics text.
+fn sum_of(state: &statusads::http::AppState, prefix: &str) -> f64 {
+    state
+        .metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// Slot requests of users never seen before: each wrk run replays a file of its own.
+struct FreshUsers {
+    dir: std::path::PathBuf,
+    count: usize,
+    runs: usize,
+}
+
+impl FreshUsers {
+    fn new(dir: &std::path::Path, count: usize) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            count,
+            runs: 0,
+        }
+    }
+
+    fn next(&mut self) -> std::path::PathBuf {
+        self.script(None)
+    }
+
+    fn paced(&mut self, pause_ms: u64) -> std::path::PathBuf {
+        self.script(Some(pause_ms))
+    }
+
+    fn script(&mut self, pause_ms: Option<u64>) -> std::path::PathBuf {
+        self.runs += 1;
+        let mut rng = rand::thread_rng();
+        let bodies: Vec<String> = (0..self.count)
+            .map(|i| {
+                let context = synthetic::context(&mut rng);
+                serde_json::json!({"user": format!("new{}-{i}", self.runs), "statuses": 12,
+                    "context": {"country": context.country, "language": context.language,
+                    "os": context.os, "age": context.age, "interests": context.interests}})
+                .to_string()
+            })
+            .collect();
+        let file = self.dir.join(format!("fresh-{}.txt", self.runs));
+        std::fs::write(&file, bodies.join("\n")).unwrap();
+        let script = self.dir.join(format!("fresh-{}.lua", self.runs));
+        std::fs::write(&script, replay_lua(&file.display().to_string(), pause_ms)).unwrap();
+        script
+    }
+}
+
+/// A `redis-benchmark` run of plain GETs against the bench's Redis.
+struct GetRun {
+    requests: f64,
+    seconds: f64,
+    redis_cpu: f64,
+}
+
+/// GETs of one key over `connections` connections for about `seconds`, with Redis's CPU over
+/// the run (its setup is a few connections: negligible against the GETs).
+fn redis_gets(redis: &Redis, connections: u32, seconds: u64) -> GetRun {
+    let requests = 60_000 * seconds.max(1);
+    let redis_cpu = || tree_cpu_seconds(redis.0.id());
+    let (cpu_before, started) = (redis_cpu(), Instant::now());
+    let status = Command::new("redis-benchmark")
+        .args([
+            "-p",
+            &redis.1.to_string(),
+            "-c",
+            &connections.to_string(),
+            "-n",
+            &requests.to_string(),
+            "-t",
+            "get",
+            "-q",
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .expect("redis-benchmark on PATH (it comes with redis-server)");
+    assert!(status.success(), "redis-benchmark failed");
+    GetRun {
+        requests: requests as f64,
+        seconds: started.elapsed().as_secs_f64(),
+        redis_cpu: redis_cpu() - cpu_before,
+    }
+}
+
+/// One minute of the soak.
+struct SoakMinute {
+    decisions_per_s: f64,
+    cpu_us: f64,
+    rss_mib: f64,
+}
+
+/// `--soak-minutes` of full load (in `--quick`, minutes of 10 s): new users (from a pool of
+/// two million, so some come back), each decision followed by a batch rendering every other slot
+/// it served; the rest are never rendered and hold their budget until their tokens lapse.
+fn soak(
+    args: &Args,
+    main: &Service,
+    redis: &Redis,
+    scripts: &std::path::Path,
+) -> Option<Vec<SoakMinute>> {
+    if args.soak_minutes == 0 {
+        return None;
+    }
+    let minute = if args.quick { 10 } else { 60 };
+    let mut rng = rand::thread_rng();
+    let contexts: Vec<String> = (0..64)
+        .map(|_| {
+            let c = synthetic::context(&mut rng);
+            serde_json::json!({"country": c.country, "language": c.language, "os": c.os,
+                "age": c.age, "interests": c.interests})
+            .to_string()
+        })
+        .collect();
+    let mut out = Vec::new();
+    for m in 0..args.soak_minutes {
+        let script = scripts.join(format!("soak-{m}.lua"));
+        std::fs::write(&script, soak_lua(&contexts, m)).unwrap();
+        let before = main.decisions();
+        let run = wrk(
+            &Args {
+                seconds: minute,
+                ..*args
+            },
+            redis,
+            &main.url("/v1/slots"),
+            Some(&script),
+        );
+        let decided = main.decisions() - before;
+        out.push(SoakMinute {
+            decisions_per_s: decided / minute as f64,
+            cpu_us: run.cpu.service * 1e6 / (decided * run.cpu.window / minute as f64).max(1.0),
+            rss_mib: rss_mib(),
+        });
+    }
+    Some(out)
+}
+
+/// The soak's wrk script: a decision, then (on the same connection's next request) a batch
+/// rendering every other slot it served.
+fn soak_lua(contexts: &[String], minute: u64) -> String {
+    let contexts = contexts
+        .iter()
+        .map(|c| format!("[[{c}]]"))
+        .collect::<Vec<_>>()
+        .join(",\n");
+    format!(
+        r#"local contexts = {{
+{contexts}
+}}
+local n, pending = {start}, {{}}
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {CLIENT}"
+request = function()
+  local body = table.remove(pending)
+  if body then
+    return wrk.format("POST", "/v1/events", nil, body)
+  end
+  n = n + 1
+  body = string.format('{{"user":"soak%d","statuses":12,"context":%s}}', n % 2000000, contexts[n % #contexts + 1])
+  return wrk.format("POST", "/v1/slots", nil, body)
+end
+response = function(status, headers, body)
+  local events, k = {{}}, 0
+  for token in string.gmatch(body, '"token":"([^"]+)"') do
+    k = k + 1
+    if k % 2 == 1 then
+      events[#events + 1] = string.format('{{"token":"%s","type":"render"}}', token)
+    end
+  end
+  if #events > 0 then
+    pending[#pending + 1] = '{{"events":[' .. table.concat(events, ",") .. ']}}'
+  end
+end
+{LATENCY_REPORT}"#,
+        start = minute * 10_000_000
+    )
 }
 
 /// The synthetic catalog of `support/synthetic.rs`, written straight to the record, then loaded.
@@ -453,10 +908,11 @@ async fn seed(record: &statusads::record::Record, campaigns: usize) {
 }
 
 /// A counter of the service's own /metrics text.
-/// Runs `measure` while forecasts of a broad campaign replay 100,000 sampled requests one
+/// Runs `measure` while forecasts of a broad campaign replay `samples` sampled requests one
 /// after another; answers its result, the forecasts run and the median forecast time.
 async fn forecasts_while(
     state: &actix_web::web::Data<statusads::http::AppState>,
+    samples: i64,
     measure: impl FnOnce() -> WrkResult,
 ) -> (WrkResult, usize, Duration) {
     use statusads::insight::SampledRequest;
@@ -464,7 +920,7 @@ async fn forecasts_while(
     let now_ms = statusads::clock::ms_from_datetime(time::OffsetDateTime::now_utc());
     let mut rng = rand::thread_rng();
     let mut batch = InsightBatch::default();
-    for i in 0..100_000_i64 {
+    for i in 0..samples {
         batch.requests.push((
             format!("{:032x}", rand::Rng::gen::<u128>(&mut rng)),
             now_ms - i * 5_000,

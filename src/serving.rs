@@ -22,11 +22,11 @@ use crate::config::{AdLoadSettings, ChatSettings};
 use crate::domain::audience::Coarse;
 use crate::domain::campaign::Objective;
 use crate::domain::event::{ClientEvent, EventResult, EventStatus};
-use crate::domain::ids::new_decision_id;
 use crate::domain::ids::{AdvertiserId, CampaignId};
 use crate::domain::slot::{Ad, AdAdvertiser, Cta, Slot, SlotRequest, SlotsResponse};
 use crate::ledger::conversions::click_id;
 use crate::ledger::served::ServedTally;
+use crate::ledger::spend::Hold;
 use crate::ledger::SpendBoard;
 use crate::metrics::{DecisionOutcome, DecisionView, Metrics};
 use crate::privacy::{self, state, state::CarriedSession};
@@ -211,8 +211,9 @@ impl Server {
             };
             let outcome = self.store.commit_decision(&commit).await;
             if !matches!(outcome, Ok(CommitOutcome::Committed)) {
-                for (id, _) in &planned {
-                    self.spend.release(id);
+                for (id, p) in &planned {
+                    let campaign = &p.servable.campaign.id;
+                    self.spend.release(id, campaign, p.price_micros, hold_until);
                 }
             }
             match outcome? {
@@ -356,11 +357,13 @@ impl Server {
         placements
             .iter()
             .filter_map(|p| {
-                let id = new_decision_id();
-                let held =
-                    self.spend
-                        .try_hold(&id, &p.servable.campaign, p.price_micros, hold_until);
-                held.then_some((id, p))
+                match self
+                    .spend
+                    .try_hold(&p.servable.campaign, p.price_micros, hold_until)
+                {
+                    Hold::Refused => None,
+                    hold => Some((self.spend.decision_id(hold), p)),
+                }
             })
             .collect()
     }

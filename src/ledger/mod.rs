@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::capping::recent::RecentUsers;
 use crate::capping::{self, Retention};
 use crate::catalog::Catalog;
-use crate::clock::{utc_day, SharedClock};
+use crate::clock::{utc_day, Millis, SharedClock};
 use crate::domain::audience::{Audience, ReachKey};
 use crate::domain::event::{ClientEvent, EventResult, EventStatus, EventType, RejectReason};
 use crate::domain::ids::CampaignId;
@@ -140,6 +140,10 @@ impl Ledger {
     }
 }
 
+/// One shard's part of a batch: the indexes into the batch's events, each with its token's last
+/// render moment (where its budget hold lapses), and their writes.
+type ShardWrites = (Vec<(usize, Millis)>, Vec<EventWrite>);
+
 /// What happened to one shard's events.
 enum Applied {
     Now(Vec<EventOutcome>),
@@ -154,8 +158,7 @@ impl Ledger {
         let day = utc_day(now_ms);
         let snapshot = self.catalog.snapshot();
         let mut results: Vec<Option<EventResult>> = vec![None; events.len()];
-        // shard -> (indexes into `events`, writes)
-        let mut by_shard: BTreeMap<u32, (Vec<usize>, Vec<EventWrite>)> = BTreeMap::new();
+        let mut by_shard: BTreeMap<u32, ShardWrites> = BTreeMap::new();
 
         for (index, event) in events.iter().enumerate() {
             let Ok(claims) = self.keys.verify(&event.token) else {
@@ -214,7 +217,7 @@ impl Ledger {
                 },
             };
             let entry = by_shard.entry(shard).or_default();
-            entry.0.push(index);
+            entry.0.push((index, claims.expires_at_ms + self.grace_ms));
             entry.1.push(write);
         }
 
@@ -229,7 +232,8 @@ impl Ledger {
                 // Durably queued: acknowledged now, counted (exactly once) on replay.
                 Applied::Spooled => vec![EventOutcome::Accepted; writes.len()],
             };
-            for ((index, write), outcome) in indexes.iter().zip(writes).zip(outcomes) {
+            for ((&(index, hold_until), write), outcome) in indexes.iter().zip(writes).zip(outcomes)
+            {
                 if outcome == EventOutcome::Accepted
                     && !write.user.is_empty()
                     && (write.kind == EventType::Render || write.kind.hides())
@@ -238,11 +242,15 @@ impl Ledger {
                 }
                 if outcome == EventOutcome::Accepted && write.kind == EventType::Render {
                     if let Some(campaign) = CampaignId::parse(&write.campaign) {
-                        self.spend
-                            .rendered(&write.decision_id, &campaign, write.price_micros);
+                        self.spend.rendered(
+                            &write.decision_id,
+                            &campaign,
+                            write.price_micros,
+                            hold_until,
+                        );
                     }
                 }
-                results[*index] = Some(match outcome {
+                results[index] = Some(match outcome {
                     EventOutcome::Accepted => EventResult::of(EventStatus::Accepted),
                     EventOutcome::Duplicate => EventResult::of(EventStatus::Duplicate),
                     EventOutcome::OutOfOrder => EventResult::rejected(RejectReason::OutOfOrder),

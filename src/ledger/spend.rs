@@ -14,7 +14,7 @@
 //! within the free budget; the residual overspend comes from slots other nodes served but had
 //! not rendered at the refresh (measured in tests/api/billing.rs, stated in the README).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -29,35 +29,60 @@ use crate::domain::Micros;
 use crate::selection::pacing::Pacer;
 use crate::store::{Store, StoreError};
 
-struct Commitment {
-    campaign: CampaignId,
-    price: Micros,
-    /// After this, the slot can no longer render: the commitment lapses.
-    expires_ms: Millis,
-    /// The refresh epoch during which this node acknowledged the render, if it did.
-    rendered_in_epoch: Option<u64>,
+/// Holds lapse in buckets of this width: a hold is kept until the end of the bucket in which
+/// its token's last render moment falls. A node then keeps at most (hold lifetime / width) sums
+/// per campaign, however many slots it serves and however few of them render; lapsing up to this
+/// much late only makes the budget check stricter for that long.
+pub const HOLD_BUCKET_MS: Millis = 30_000;
+
+fn bucket_end(hold_until: Millis) -> Millis {
+    (hold_until.div_euclid(HOLD_BUCKET_MS) + 1) * HOLD_BUCKET_MS
+}
+
+/// The money behind [`Held::total`], by when it leaves.
+#[derive(Default)]
+struct Pending {
+    /// Holds of served slots that have not rendered here, by the end of their bucket.
+    unrendered: BTreeMap<Millis, Micros>,
+    /// Renders this node acknowledged, by the refresh epoch during which it did; a refresh that
+    /// starts later reads a ledger that includes them. At most two epochs are ever here.
+    rendered: Vec<(u64, Micros)>,
 }
 
 /// This node's money in flight for one campaign.
 #[derive(Default)]
 struct Held {
-    /// Everything held and not yet in the ledger view.
+    /// Everything held and not yet in the ledger view: the sum of `pending`, readable without
+    /// its lock.
     total: AtomicI64,
     /// Held since the current refresh interval began (the 1/N share rule).
     added: AtomicI64,
-    /// Serialises check-and-hold for the campaign; reads never take it.
-    hold: Mutex<()>,
+    /// Also serialises check-and-hold for the campaign; reads of `total` never take it.
+    pending: Mutex<Pending>,
+}
+
+/// What [`SpendBoard::try_hold`] did for a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Its price is held (it is written into the slot's decision id, see
+    /// [`SpendBoard::decision_id`]).
+    Taken,
+    /// Nothing to hold: the campaign has no budget or the slot is free.
+    NotNeeded,
+    /// The budget has no room: the slot must not be served.
+    Refused,
 }
 
 pub struct SpendBoard {
     ledger: ArcSwap<HashMap<CampaignId, Spend>>,
     local: RwLock<HashMap<CampaignId, Held>>,
-    commitments: Mutex<HashMap<String, Commitment>>,
     /// Incremented as each refresh starts reading the store.
     epoch: AtomicU64,
     /// Nodes alive at the last refresh (1 on the embedded backend).
     nodes: AtomicU32,
     node_id: String,
+    /// The first four bytes of every decision id this node makes (see [`Self::decision_id`]).
+    tag: [u8; 4],
     pacers: Mutex<HashMap<CampaignId, Pacer>>,
     /// Published throttles of even-paced campaigns; absent means 1.
     throttles: ArcSwap<HashMap<CampaignId, f64>>,
@@ -65,13 +90,14 @@ pub struct SpendBoard {
 
 impl Default for SpendBoard {
     fn default() -> Self {
+        let tag: [u8; 4] = rand::random();
         Self {
             ledger: ArcSwap::default(),
             local: RwLock::default(),
-            commitments: Mutex::default(),
             epoch: AtomicU64::new(0),
             nodes: AtomicU32::new(1),
             node_id: crate::domain::ids::new_decision_id(),
+            tag,
             pacers: Mutex::default(),
             throttles: ArcSwap::default(),
         }
@@ -112,28 +138,14 @@ impl SpendBoard {
     /// Holds `price` of `campaign`'s budget for a slot about to be served, if the budget (total
     /// and daily, and this node's share of it) still has room; atomically per campaign, so
     /// concurrent decisions cannot together commit more than the budget. The hold lasts until
-    /// the slot renders or lapses.
-    pub fn try_hold(
-        &self,
-        decision_id: &str,
-        campaign: &Campaign,
-        price: Micros,
-        expires_ms: Millis,
-    ) -> bool {
-        if price <= 0 {
-            return true;
-        }
-        let Some(budget) = campaign.budget else {
-            return true;
+    /// the slot renders here or `hold_until` (its token's last render moment) has passed.
+    pub fn try_hold(&self, campaign: &Campaign, price: Micros, hold_until: Millis) -> Hold {
+        let Some(budget) = campaign.budget.filter(|_| price > 0) else {
+            return Hold::NotNeeded;
         };
-        if self.local.read().get(&campaign.id).is_none() {
-            self.local.write().entry(campaign.id.clone()).or_default();
-        }
         let nodes = self.nodes.load(Ordering::SeqCst).max(1) as i64;
-        {
-            let local = self.local.read();
-            let held = local.get(&campaign.id).expect("inserted above");
-            let _hold = held.hold.lock();
+        self.with_held(&campaign.id, |held| {
+            let mut pending = held.pending.lock();
             let ledger = self.of(&campaign.id);
             let (total, added) = (
                 held.total.load(Ordering::SeqCst),
@@ -150,66 +162,89 @@ impl SpendBoard {
                     .daily_micros
                     .is_none_or(|daily| room(daily, ledger.today_micros));
             if !fits {
-                return false;
+                return Hold::Refused;
             }
+            *pending
+                .unrendered
+                .entry(bucket_end(hold_until))
+                .or_default() += price;
             held.total.fetch_add(price, Ordering::SeqCst);
             held.added.fetch_add(price, Ordering::SeqCst);
-        }
-        self.commitments.lock().insert(
-            decision_id.to_owned(),
-            Commitment {
-                campaign: campaign.id.clone(),
-                price,
-                expires_ms,
-                rendered_in_epoch: None,
-            },
-        );
-        true
+            Hold::Taken
+        })
+    }
+
+    /// A new decision id for a slot this node serves: 32 hex digits, the first eight this node's
+    /// tag, with the lowest bit saying whether the slot's price is held. A render then finds its
+    /// hold by its campaign, price and time alone, so holds need no entry per slot.
+    pub fn decision_id(&self, hold: Hold) -> String {
+        let mut bytes: [u8; 16] = rand::random();
+        bytes[..4].copy_from_slice(&self.tag);
+        bytes[3] = (bytes[3] & !1) | u8::from(hold == Hold::Taken);
+        hex::encode(bytes)
+    }
+
+    /// Whether `decision_id` is of a slot whose price this node holds.
+    fn holds(&self, decision_id: &str) -> bool {
+        let mut prefix = [0u8; 4];
+        hex::decode_to_slice(decision_id.get(..8).unwrap_or_default(), &mut prefix).is_ok()
+            && prefix[..3] == self.tag[..3]
+            && prefix[3] == (self.tag[3] & !1) | 1
     }
 
     /// Gives back a hold whose slot was never served (the decision did not commit).
-    pub fn release(&self, decision_id: &str) {
-        if let Some(commitment) = self.commitments.lock().remove(decision_id) {
-            self.add_local(&commitment.campaign, -commitment.price);
+    pub fn release(
+        &self,
+        decision_id: &str,
+        campaign: &CampaignId,
+        price: Micros,
+        hold_until: Millis,
+    ) {
+        if !self.holds(decision_id) {
+            return;
         }
+        self.with_held(campaign, |held| {
+            let mut pending = held.pending.lock();
+            if take(&mut pending.unrendered, bucket_end(hold_until), price) {
+                held.total.fetch_sub(price, Ordering::SeqCst);
+            }
+        });
     }
 
     /// This node acknowledged the render of a slot; the next refresh that starts after now
-    /// includes it in the ledger view, and only then the local commitment goes.
-    pub fn rendered(&self, decision_id: &str, campaign: &CampaignId, price: Micros) {
-        let epoch = self.epoch.load(Ordering::SeqCst);
-        let mut commitments = self.commitments.lock();
-        match commitments.get_mut(decision_id) {
-            Some(commitment) => commitment.rendered_in_epoch = Some(epoch),
-            // Served by another node: count it here until our view of the ledger has it.
-            None if price > 0 => {
-                commitments.insert(
-                    decision_id.to_owned(),
-                    Commitment {
-                        campaign: campaign.clone(),
-                        price,
-                        expires_ms: Millis::MAX,
-                        rendered_in_epoch: Some(epoch),
-                    },
-                );
-                drop(commitments);
-                self.add_local(campaign, price);
-            }
-            None => {}
-        }
-    }
-
-    fn add_local(&self, campaign: &CampaignId, micros: Micros) {
-        if let Some(held) = self.local.read().get(campaign) {
-            held.total.fetch_add(micros, Ordering::SeqCst);
+    /// includes it in the ledger view, and only then its money leaves the local part. A slot this
+    /// node holds moves from unrendered to rendered; any other (served by another node, or its
+    /// hold lapsed) counts here until then.
+    pub fn rendered(
+        &self,
+        decision_id: &str,
+        campaign: &CampaignId,
+        price: Micros,
+        hold_until: Millis,
+    ) {
+        if price <= 0 {
             return;
         }
-        self.local
-            .write()
-            .entry(campaign.clone())
-            .or_default()
-            .total
-            .fetch_add(micros, Ordering::SeqCst);
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let own = self.holds(decision_id);
+        self.with_held(campaign, |held| {
+            let mut pending = held.pending.lock();
+            if !(own && take(&mut pending.unrendered, bucket_end(hold_until), price)) {
+                held.total.fetch_add(price, Ordering::SeqCst);
+            }
+            match pending.rendered.iter_mut().find(|(e, _)| *e == epoch) {
+                Some((_, micros)) => *micros += price,
+                None => pending.rendered.push((epoch, price)),
+            }
+        });
+    }
+
+    fn with_held<T>(&self, campaign: &CampaignId, f: impl FnOnce(&Held) -> T) -> T {
+        if let Some(held) = self.local.read().get(campaign) {
+            return f(held);
+        }
+        self.local.write().entry(campaign.clone()).or_default();
+        f(self.local.read().get(campaign).expect("inserted above"))
     }
 
     pub async fn refresh(&self, store: &Store, now_ms: Millis) -> Result<(), StoreError> {
@@ -220,27 +255,30 @@ impl SpendBoard {
         let spend = store.spend(utc_day(now_ms)).await?;
         self.ledger.store(Arc::new(spend));
         self.nodes.store(nodes.max(1), Ordering::SeqCst);
-        let mut released: Vec<(CampaignId, Micros)> = Vec::new();
-        self.commitments.lock().retain(|_, c| {
-            let in_ledger = c.rendered_in_epoch.is_some_and(|e| e < epoch);
-            let lapsed = c.rendered_in_epoch.is_none() && c.expires_ms <= now_ms;
-            if in_ledger || lapsed {
-                released.push((c.campaign.clone(), c.price));
-            }
-            !(in_ledger || lapsed)
-        });
-        let local = self.local.read();
-        for (campaign, price) in released {
-            if let Some(held) = local.get(&campaign) {
-                held.total.fetch_sub(price, Ordering::SeqCst);
-            }
-        }
-        // A new interval: every node's share is recomputed from what is free now.
-        for held in local.values() {
-            let _hold = held.hold.lock();
+        self.settle(epoch, now_ms);
+        Ok(())
+    }
+
+    /// After a refresh of `epoch` read the ledger: holds whose tokens can no longer render lapse,
+    /// renders that read includes leave, and a new interval begins (every node's share is
+    /// recomputed from what is free now). The work is per campaign, never per slot.
+    fn settle(&self, epoch: u64, now_ms: Millis) {
+        for held in self.local.read().values() {
+            let mut pending = held.pending.lock();
+            let live = pending.unrendered.split_off(&(now_ms + 1));
+            let mut freed: Micros = std::mem::replace(&mut pending.unrendered, live)
+                .into_values()
+                .sum();
+            pending.rendered.retain(|&(e, micros)| {
+                let included = e < epoch;
+                if included {
+                    freed += micros;
+                }
+                !included
+            });
+            held.total.fetch_sub(freed, Ordering::SeqCst);
             held.added.store(0, Ordering::SeqCst);
         }
-        Ok(())
     }
 
     /// Re-aims every even-paced campaign's throttle at its ideal spend line (after a refresh).
@@ -265,6 +303,20 @@ impl SpendBoard {
     }
 }
 
+/// Takes `price` out of the sum of `bucket`, if it is there.
+fn take(buckets: &mut BTreeMap<Millis, Micros>, bucket: Millis, price: Micros) -> bool {
+    match buckets.get_mut(&bucket) {
+        Some(sum) if *sum >= price => {
+            *sum -= price;
+            if *sum == 0 {
+                buckets.remove(&bucket);
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
 /// What an even-paced campaign should spend today: its daily budget, or else what is left of
 /// its total spread over the days to `end_at`. Neither: nothing to pace against (spends asap).
 fn daily_target(campaign: &Campaign, spend: Spend, now_ms: Millis) -> Option<Micros> {
@@ -277,4 +329,178 @@ fn daily_target(campaign: &Campaign, spend: Spend, now_ms: Millis) -> Option<Mic
     let days_left = (end.date() - now.date()).whole_days().max(0) + 1;
     let before_today = spend.total_micros - spend.today_micros;
     Some((budget.total_micros - before_today).max(0) / days_left)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::advertiser::NewAdvertiser;
+    use crate::domain::campaign::{Budget, CampaignInput};
+    use time::OffsetDateTime;
+
+    const MINUTE: Millis = 60_000;
+
+    fn campaign(total_micros: Micros) -> Campaign {
+        let owner = NewAdvertiser {
+            name: "A".into(),
+            chat_number: None,
+            currency: "EUR".into(),
+        }
+        .into_advertiser(OffsetDateTime::UNIX_EPOCH)
+        .unwrap()
+        .0;
+        let mut campaign = Campaign::create(
+            serde_json::from_value::<CampaignInput>(
+                serde_json::json!({"name": "C", "bid_cpm_micros": 1_000_000,
+                    "budget": {"total_micros": 1_000_000_000_000_i64}}),
+            )
+            .unwrap(),
+            &owner,
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        campaign.budget = Some(Budget {
+            total_micros,
+            daily_micros: None,
+        });
+        campaign
+    }
+
+    /// Serves a slot at `now_ms` whose token can render for 20 minutes.
+    fn serve(
+        board: &SpendBoard,
+        campaign: &Campaign,
+        price: Micros,
+        now_ms: Millis,
+    ) -> Option<String> {
+        match board.try_hold(campaign, price, now_ms + 20 * MINUTE) {
+            Hold::Refused => None,
+            hold => Some(board.decision_id(hold)),
+        }
+    }
+
+    fn held(board: &SpendBoard, campaign: &Campaign) -> Micros {
+        board.committed(&campaign.id).total_micros
+    }
+
+    fn refresh(board: &SpendBoard, now_ms: Millis) {
+        let epoch = board.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        board.settle(epoch, now_ms);
+    }
+
+    #[test]
+    fn holds_keep_one_sum_per_bucket_however_many_slots_are_served() {
+        let board = SpendBoard::default();
+        let c = campaign(i64::MAX / 2);
+        // 200,000 slots over 10 minutes, none rendered.
+        for i in 0..200_000 {
+            assert!(serve(&board, &c, 7, i * 3).is_some());
+        }
+        assert_eq!(held(&board, &c), 1_400_000);
+        let local = board.local.read();
+        let buckets = local[&c.id].pending.lock().unrendered.len();
+        assert!(
+            buckets <= (10 * MINUTE / HOLD_BUCKET_MS) as usize + 1,
+            "{buckets} buckets"
+        );
+    }
+
+    #[test]
+    fn a_hold_lasts_until_its_token_cannot_render_then_lapses() {
+        let board = SpendBoard::default();
+        let c = campaign(1_000);
+        serve(&board, &c, 600, 0).unwrap();
+        assert!(
+            serve(&board, &c, 600, 0).is_none(),
+            "the budget has room for one"
+        );
+        refresh(&board, 20 * MINUTE);
+        assert_eq!(held(&board, &c), 600, "still renderable at its last moment");
+        refresh(&board, 20 * MINUTE + HOLD_BUCKET_MS);
+        assert_eq!(held(&board, &c), 0);
+        assert!(serve(&board, &c, 600, 0).is_some());
+    }
+
+    #[test]
+    fn a_render_here_moves_its_hold_until_a_later_refresh_reads_it() {
+        let board = SpendBoard::default();
+        let c = campaign(1_000);
+        let first = serve(&board, &c, 300, 0).unwrap();
+        serve(&board, &c, 300, 0).unwrap();
+        board.rendered(&first, &c.id, 300, 20 * MINUTE);
+        assert_eq!(held(&board, &c), 600, "a render moves money, it adds none");
+        // A refresh that began before the render does not include it.
+        board.settle(board.epoch.load(Ordering::SeqCst), MINUTE);
+        assert_eq!(held(&board, &c), 600);
+        refresh(&board, MINUTE);
+        assert_eq!(
+            held(&board, &c),
+            300,
+            "the render is in the ledger view now"
+        );
+        // The other slot's hold is untouched and lapses on time.
+        refresh(&board, 21 * MINUTE);
+        assert_eq!(held(&board, &c), 0);
+    }
+
+    #[test]
+    fn renders_of_slots_this_node_holds_nothing_for_add_their_price() {
+        let board = SpendBoard::default();
+        let other = SpendBoard::default();
+        let c = campaign(1_000);
+        serve(&board, &c, 300, 0).unwrap();
+        // Served by another node; and served here with nothing held (free, or no budget then).
+        let foreign = serve(&other, &c, 300, 0).unwrap();
+        let unheld = board.decision_id(Hold::NotNeeded);
+        board.rendered(&foreign, &c.id, 300, 20 * MINUTE);
+        board.rendered(&unheld, &c.id, 300, 20 * MINUTE);
+        assert_eq!(
+            held(&board, &c),
+            900,
+            "neither takes the unrendered hold's money"
+        );
+        refresh(&board, MINUTE);
+        assert_eq!(held(&board, &c), 300);
+    }
+
+    #[test]
+    fn a_render_after_its_hold_lapsed_still_counts_until_the_ledger_has_it() {
+        let board = SpendBoard::default();
+        let c = campaign(1_000);
+        let id = serve(&board, &c, 300, 0).unwrap();
+        refresh(&board, 21 * MINUTE);
+        board.rendered(&id, &c.id, 300, 20 * MINUTE);
+        assert_eq!(held(&board, &c), 300);
+        refresh(&board, 21 * MINUTE);
+        assert_eq!(held(&board, &c), 0);
+    }
+
+    #[test]
+    fn a_slot_never_served_gives_its_hold_back() {
+        let board = SpendBoard::default();
+        let c = campaign(1_000);
+        let id = serve(&board, &c, 1_000, 0).unwrap();
+        assert!(serve(&board, &c, 1, 0).is_none());
+        board.release(&id, &c.id, 1_000, 20 * MINUTE);
+        assert_eq!(held(&board, &c), 0);
+        // Releasing what was never held here changes nothing.
+        let foreign = serve(&SpendBoard::default(), &c, 1_000, 0).unwrap();
+        serve(&board, &c, 1_000, 0).unwrap();
+        board.release(&foreign, &c.id, 1_000, 20 * MINUTE);
+        assert_eq!(held(&board, &c), 1_000);
+    }
+
+    #[test]
+    fn decision_ids_are_32_hex_digits_and_say_whose_hold_they_are() {
+        let board = SpendBoard::default();
+        let taken = board.decision_id(Hold::Taken);
+        let free = board.decision_id(Hold::NotNeeded);
+        for id in [&taken, &free] {
+            assert_eq!(id.len(), 32);
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        assert!(board.holds(&taken) && !board.holds(&free));
+        assert!(!SpendBoard::default().holds(&taken));
+        assert!(!board.holds("") && !board.holds("zz"));
+    }
 }
