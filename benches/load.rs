@@ -143,6 +143,13 @@ mod postgres;
 mod scratch;
 
 fn main() {
+    // The service's warnings (a failing export, say) go to stderr, as the binary's would.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STATUSADS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let args = args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -180,45 +180,48 @@ impl Exporter {
 /// What one [`export_waiting`] did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Moved {
-    /// Records the first outbox read found.
+    /// Records the first read of each outbox part found.
     pub waiting: u64,
     /// Records new to the record (the rest were there already).
     pub inserted: u64,
 }
 
-/// Exports until every outbox read comes back short of a full batch, `served` with the first
-/// batch. On failure, answers the served counts not written.
+/// Exports, one outbox part at a time, until each part's read comes back short of a full
+/// batch, `served` with the first batch. On failure, answers the served counts not written.
 pub async fn export_waiting(
     store: &Store,
     record: &Record,
     mut served: Vec<(ServedKey, u64)>,
 ) -> Result<Moved, (StoreError, Vec<(ServedKey, u64)>)> {
     let mut moved = Moved::default();
-    let mut first = true;
-    loop {
-        let batches = match store.outbox(PER_SHARD).await {
-            Ok(batches) => batches,
-            Err(err) => return Err((err, served)),
-        };
-        let records: Vec<&LedgerRecord> = batches.iter().flat_map(|b| b.records.iter()).collect();
-        if first {
-            moved.waiting = records.len() as u64;
-            first = false;
-        }
-        if records.is_empty() && served.is_empty() {
-            break;
-        }
-        match record.export(&records, &served).await {
-            Ok(new) => moved.inserted += new,
-            Err(err) => return Err((err, served)),
-        }
-        served = Vec::new();
-        store
-            .exported(&batches)
-            .await
-            .map_err(|err| (err, Vec::new()))?;
-        if !batches.iter().any(|b| b.records.len() >= PER_SHARD) {
-            break;
+    for part in 0..store.outbox_parts() {
+        let mut first = true;
+        loop {
+            let batches = match store.outbox(part, PER_SHARD).await {
+                Ok(batches) => batches,
+                Err(err) => return Err((err, served)),
+            };
+            let records: Vec<&LedgerRecord> =
+                batches.iter().flat_map(|b| b.records.iter()).collect();
+            if first {
+                moved.waiting += records.len() as u64;
+                first = false;
+            }
+            if records.is_empty() && served.is_empty() {
+                break;
+            }
+            match record.export(&records, &served).await {
+                Ok(new) => moved.inserted += new,
+                Err(err) => return Err((err, served)),
+            }
+            served = Vec::new();
+            store
+                .exported(&batches)
+                .await
+                .map_err(|err| (err, Vec::new()))?;
+            if !batches.iter().any(|b| b.records.len() >= PER_SHARD) {
+                break;
+            }
         }
     }
     Ok(moved)

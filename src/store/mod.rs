@@ -123,6 +123,10 @@ pub struct EventWrite {
     pub audience: Audience,
 }
 
+/// Shards whose outboxes one export read takes: at most this many times the exporter's
+/// per-shard page (a few MB), however long the backlog.
+pub const OUTBOX_GROUP: u32 = 64;
+
 /// How long a click stays attributable to conversions.
 pub const CLICK_TTL_MS: Millis = 30 * 86_400_000;
 /// How long a business message's rating is kept to answer duplicates of it.
@@ -700,23 +704,36 @@ impl Store {
         }
     }
 
-    /// The oldest ledger records waiting for export: up to `limit` per shard (embedded: from
-    /// its one outbox, as shard 0), only records whose event was acknowledged or may yet be.
-    pub async fn outbox(&self, limit: usize) -> Result<Vec<OutboxBatch>, StoreError> {
+    /// How many parts [`Store::outbox`] reads the outboxes in: groups of [`OUTBOX_GROUP`]
+    /// shards on Redis, so that one read's reply stays bounded however long the backlog.
+    pub fn outbox_parts(&self) -> u32 {
         match self {
-            Store::Redis(s) => Ok(s
-                .outbox(limit)
-                .await?
-                .into_iter()
-                .map(|(shard, entries)| {
-                    let (ids, records) = entries.into_iter().unzip();
-                    OutboxBatch {
-                        shard,
-                        ids,
-                        records,
-                    }
-                })
-                .collect()),
+            Store::Redis(s) => s.shards().div_ceil(OUTBOX_GROUP),
+            Store::Embedded(_) => 1,
+        }
+    }
+
+    /// The oldest ledger records waiting for export in outbox part `part` (of
+    /// [`Store::outbox_parts`]): up to `limit` per shard (embedded: from its one outbox, as
+    /// shard 0), only records whose event was acknowledged or may yet be.
+    pub async fn outbox(&self, part: u32, limit: usize) -> Result<Vec<OutboxBatch>, StoreError> {
+        match self {
+            Store::Redis(s) => {
+                let first = part * OUTBOX_GROUP;
+                let shards: Vec<u32> = (first..(first + OUTBOX_GROUP).min(s.shards())).collect();
+                Ok(s.outbox(&shards, limit)
+                    .await?
+                    .into_iter()
+                    .map(|(shard, entries)| {
+                        let (ids, records) = entries.into_iter().unzip();
+                        OutboxBatch {
+                            shard,
+                            ids,
+                            records,
+                        }
+                    })
+                    .collect())
+            }
             Store::Embedded(s) => {
                 // One outbox holds what Redis spreads over the shards: read more of it per step.
                 let records = s.outbox(limit * 10)?;
@@ -733,7 +750,6 @@ impl Store {
         }
     }
 
-    /// Housekeeping after an export round: the embedded journal is compacted once long.
     /// Housekeeping after an export round: the embedded backend drops what has expired by
     /// `now_ms` (Redis expires keys itself) and compacts its journal when it is long.
     pub fn maintain(&self, now_ms: Millis) -> Result<(), StoreError> {

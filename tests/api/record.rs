@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use time::macros::datetime;
 
 use crate::contract;
-use crate::support::app::{portrait_png, spawn_app_on, ADMIN};
+use crate::support::app::{portrait_png, spawn_app_on, token_of, ADMIN};
 use crate::support::postgres::PostgresServer;
 use crate::support::redis_server::RedisServer;
 use crate::support::{spawn_app, Backend};
@@ -274,6 +274,90 @@ async fn a_database_outage_while_serving_stops_catalog_writes_only() {
     assert!(billed > 0);
     assert_eq!(invoice["total_micros"], billed);
     assert_eq!(app.report_totals(&key, &campaign).await["rendered"], 10);
+}
+
+/// A long outbox backlog (the record away for a while under traffic) is exported in bounded
+/// reads, a group of shards at a time: the export catches up, and the store's breaker, which
+/// guards decisions, never opens. (One read of every shard's page used to move the whole
+/// backlog at once, past the request deadline: each retry timed out and opened the breaker.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_outbox_backlog_is_exported_while_decisions_go_on() {
+    let mut database = PostgresServer::start();
+    let redis = RedisServer::start();
+    let url = database.database_for(&redis.url());
+    let app = spawn_app_on(Some(redis), move |s| {
+        s.store.database_url = url.into();
+        s.store.shards = 1024;
+    })
+    .await;
+    let (_, key) = app.advertiser("Backlog").await;
+    app.live_campaign(
+        &key,
+        json!({"bid_cpm_micros": 2_000_000, "frequency_caps": []}),
+    )
+    .await;
+    database.kill9();
+    // A real record, then copies of it in every shard's outbox: 61,440 records waiting.
+    let slots = app.slots("backlog-user", None, 12).await;
+    assert_eq!(app.render(&token_of(&slots[0])).await, "accepted");
+    let mut conn = app.redis.as_ref().unwrap().connection();
+    let fields: Vec<String> = (0..1024)
+        .find_map(|shard| {
+            let page: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+                .arg(format!("ledger:{{s{shard}}}"))
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1)
+                .query(&mut conn)
+                .unwrap();
+            page.into_iter().next().map(|(_, fields)| fields)
+        })
+        .expect("the render's record waits in its shard's outbox");
+    let mut pipe = redis::pipe();
+    for shard in 0..1024 {
+        for _ in 0..60 {
+            pipe.cmd("XADD")
+                .arg(format!("ledger:{{s{shard}}}"))
+                .arg("*")
+                .arg(&fields)
+                .ignore();
+        }
+    }
+    pipe.query::<()>(&mut conn).unwrap();
+    let waiting = |conn: &mut redis::Connection| -> u64 {
+        let mut pipe = redis::pipe();
+        for shard in 0..1024 {
+            pipe.cmd("XLEN").arg(format!("ledger:{{s{shard}}}"));
+        }
+        pipe.query::<Vec<u64>>(conn).unwrap().iter().sum()
+    };
+    assert!(waiting(&mut conn) > 61_000);
+
+    database.restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut user = 0;
+    while waiting(&mut conn) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backlog is exported"
+        );
+        let metrics = app.metrics().await;
+        assert!(
+            metrics.contains("statusads_store_breaker_open 0"),
+            "the breaker stays closed while the backlog is exported"
+        );
+        user += 1;
+        let served = app.slots(&format!("during-{user}"), None, 12).await;
+        assert_eq!(
+            served.len(),
+            1,
+            "decisions go on while the backlog is exported"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let stored = crate::support::postgres::ledger_records(&app.database_url).await;
+    assert_eq!(stored.len(), 1, "the copies are one record, exported once");
 }
 
 /// An embedded journal of an earlier build (catalog entries in it, asset files on disk): the

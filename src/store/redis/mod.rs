@@ -338,12 +338,14 @@ impl RedisStore {
         F: Future<Output = redis::RedisResult<T>>,
     {
         let started = Instant::now();
-        // Bulk reads off the request path (whole catalog, ledger scans) move far more data than
-        // a decision; they get a budget of their own.
+        // Bulk reads off the request path (whole catalog, ledger scans, an export's outbox
+        // pages) move far more data than a decision; they get a budget of their own.
         let timeout = match op {
-            RedisOp::Catalog | RedisOp::Ledger | RedisOp::Spend | RedisOp::Report => {
-                self.timeout.max(BULK_TIMEOUT)
-            }
+            RedisOp::Catalog
+            | RedisOp::Ledger
+            | RedisOp::Spend
+            | RedisOp::Report
+            | RedisOp::Outbox => self.timeout.max(BULK_TIMEOUT),
             _ => self.timeout,
         };
         let result = OnHome {
@@ -924,11 +926,12 @@ impl RedisStore {
     /// their stream ids; shards with none are left out.
     pub async fn outbox(
         &self,
+        shards: &[u32],
         limit: usize,
     ) -> Result<Vec<(u32, Vec<(String, LedgerRecord)>)>, StoreError> {
         type Entry = (String, Vec<String>);
         let pages: Vec<Vec<Entry>> = self
-            .per_shard(RedisOp::Outbox, |shard, pipe| {
+            .for_shards(RedisOp::Outbox, shards, |shard, pipe| {
                 pipe.cmd("XRANGE")
                     .arg(keys::ledger(shard))
                     .arg("-")
@@ -938,7 +941,7 @@ impl RedisStore {
             })
             .await?;
         let mut out = Vec::new();
-        for (shard, page) in pages.into_iter().enumerate() {
+        for (&shard, page) in shards.iter().zip(pages) {
             if page.is_empty() {
                 continue;
             }
@@ -946,9 +949,14 @@ impl RedisStore {
                 .iter()
                 .map(|(id, fields)| Ok((id.clone(), parse_record(id, fields)?)))
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            out.push((shard as u32, records));
+            out.push((shard, records));
         }
         Ok(out)
+    }
+
+    /// Shards in all (the exporter reads their outboxes a group at a time).
+    pub fn shards(&self) -> u32 {
+        self.shards
     }
 
     /// Removes exported records from their shards' outboxes.
