@@ -231,7 +231,7 @@ impl Server {
                     self.recent.committed(
                         user,
                         assumed,
-                        &reservations,
+                        reservations,
                         session.map(|id| (id, session_after)),
                         now_ms,
                     );

@@ -124,7 +124,7 @@ impl RecentUsers {
         &self,
         user: &str,
         decided_on: Assumed,
-        reservations: &[Reservation],
+        reservations: Vec<Reservation>,
         session: Option<(&str, String)>,
         now_ms: Millis,
     ) {
@@ -136,7 +136,7 @@ impl RecentUsers {
         shard.remove(user);
         let view = Arc::make_mut(&mut state);
         view.reservations.retain(|r| r.expires_ms > now_ms);
-        view.reservations.extend_from_slice(reservations);
+        view.reservations.extend(reservations);
         Self::insert(
             &mut shard,
             user,
@@ -220,7 +220,7 @@ mod tests {
             session: None,
             read_at_ms: Some(50),
         };
-        recent.committed("u", view, &[reservation("new", 500)], None, 100);
+        recent.committed("u", view, vec![reservation("new", 500)], None, 100);
         let seen = recent.assume("u", None, 100);
         assert_eq!(seen.state.reservations, vec![reservation("new", 500)]);
         // Still resting on the read at 50: it ages from there, not from the commit.

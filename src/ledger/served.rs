@@ -4,9 +4,11 @@
 //! appended to the outbox, which keeps the decision path free of a write per slot. A node
 //! killed with `kill -9` loses the counts of its last export interval (about a second); billing
 //! never reads them.
+//!
+//! The tally is a `hashbrown` map so that counting looks a key up by borrowed parts
+//! ([`Equivalent`]): an existing key, the common case, allocates nothing.
 
-use std::collections::HashMap;
-
+use hashbrown::{Equivalent, HashMap};
 use parking_lot::Mutex;
 
 use crate::clock::Millis;
@@ -24,6 +26,24 @@ pub struct ServedKey {
     pub hour_ms: Millis,
 }
 
+/// A [`ServedKey`] by reference: hashes as it does (the same fields in the same order).
+#[derive(Hash)]
+struct ServedRef<'a> {
+    campaign: &'a str,
+    creative: &'a str,
+    coarse: &'a Coarse,
+    hour_ms: Millis,
+}
+
+impl Equivalent<ServedKey> for ServedRef<'_> {
+    fn equivalent(&self, key: &ServedKey) -> bool {
+        self.hour_ms == key.hour_ms
+            && self.campaign == key.campaign
+            && self.creative == key.creative
+            && *self.coarse == key.coarse
+    }
+}
+
 #[derive(Default)]
 pub struct ServedTally {
     counts: Mutex<HashMap<ServedKey, u64>>,
@@ -31,13 +51,27 @@ pub struct ServedTally {
 
 impl ServedTally {
     pub fn count(&self, campaign: &str, creative: &str, coarse: &Coarse, now_ms: Millis) {
-        let key = ServedKey {
-            campaign: campaign.to_owned(),
-            creative: creative.to_owned(),
-            coarse: coarse.clone(),
-            hour_ms: now_ms - now_ms.rem_euclid(HOUR_MS),
+        let hour_ms = now_ms - now_ms.rem_euclid(HOUR_MS);
+        let found = ServedRef {
+            campaign,
+            creative,
+            coarse,
+            hour_ms,
         };
-        *self.counts.lock().entry(key).or_default() += 1;
+        let mut counts = self.counts.lock();
+        if let Some(n) = counts.get_mut(&found) {
+            *n += 1;
+            return;
+        }
+        counts.insert(
+            ServedKey {
+                campaign: campaign.to_owned(),
+                creative: creative.to_owned(),
+                coarse: coarse.clone(),
+                hour_ms,
+            },
+            1,
+        );
     }
 
     /// Everything counted since the last take.

@@ -75,10 +75,13 @@ local function still_pending(decision)
   return expires > now
 end
 
+-- A user with no hash (new, or expired) has no render, hide or pending reservation: every
+-- check holds, so none is read (the common decision for a new user).
+local known = #flat > 0
 local holds = (not has_session or (stored_session or '') == ARGV[4])
   and count_since(stamps(fields['d']), now_floor - DAY_S) + pending + reservations <= daily_max
 for i = 0, checks - 1 do
-  if not holds then
+  if not holds or not known then
     break
   end
   local a = checks_at + 4 * i
@@ -110,8 +113,9 @@ end
 if #writes > 0 then
   redis.call('HSET', user, unpack(writes))
 end
+-- A hash this commit created has no TTL yet; an existing one is extended, never shortened.
 local ttl = tonumber(ARGV[2])
-if redis.call('PTTL', user) < ttl then
+if not known or redis.call('PTTL', user) < ttl then
   redis.call('PEXPIRE', user, ttl)
 end
 return 1
