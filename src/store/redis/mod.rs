@@ -11,9 +11,12 @@
 //! actix-web's workers each run their own, and they stop before the home runtime does, so a
 //! reconnection started from a worker could be awaited from another runtime after its own had
 //! shut down, which panics ("A Tokio 1.x context was found, but it is being shutdown").
+//! The request path's scripts instead run on each worker's own connection where it has one
+//! (see `worker`): no thread hop per decision.
 
 pub mod keys;
 mod lua;
+mod worker;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -54,6 +57,8 @@ const BULK_TIMEOUT: Duration = Duration::from_secs(30);
 enum Conn {
     Single(ConnectionManager),
     Cluster(redis::cluster_async::ClusterConnection),
+    /// An actix-web worker's own (see `worker`).
+    Worker(redis::aio::MultiplexedConnection),
 }
 
 impl redis::aio::ConnectionLike for Conn {
@@ -64,6 +69,7 @@ impl redis::aio::ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Worker(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -76,6 +82,7 @@ impl redis::aio::ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Worker(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -95,6 +102,8 @@ pub struct RedisStore {
     metrics: Arc<Metrics>,
     breaker: Breaker,
     home: tokio::runtime::Handle,
+    /// Names this store's connections on the actix-web workers (see `worker`).
+    id: u64,
 }
 
 /// What connections are made from (parsed at start: a bad address stops the start).
@@ -152,6 +161,7 @@ impl RedisStore {
             breaker: Breaker::new(breaker, Arc::new(SystemClock), metrics.clone(), false),
             metrics,
             home: tokio::runtime::Handle::current(),
+            id: worker::new_store_id(),
         };
         match store.establish().await {
             Ok(conns) => {
@@ -254,9 +264,11 @@ impl RedisStore {
         };
         for mut conn in [conns.hot, conns.bulk] {
             let pinged = self
-                .attempt(RedisOp::Ping, async move {
-                    redis::cmd("PING").query_async::<String>(&mut conn).await
-                })
+                .attempt(
+                    RedisOp::Ping,
+                    async move { redis::cmd("PING").query_async::<String>(&mut conn).await },
+                    true,
+                )
                 .await;
             if let Err(err) = pinged {
                 tracing::debug!(error = %err, "probe: no answer from Redis");
@@ -317,13 +329,49 @@ impl RedisStore {
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
+        self.through_breaker(op, self.attempt(op, fut, true)).await
+    }
+
+    /// A request-path interaction: on this actix-web worker's own connection when it has one
+    /// (see `worker`), else on the shared hot connection.
+    async fn hot_call<T, F, Fut>(&self, op: RedisOp, run: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        // A worker connection is made only while Redis answers the shared ones.
+        let own = match &self.clients {
+            Clients::Single(client) if self.conns.get().is_some() && self.breaker.admits() => {
+                worker::connection(self.id, client, self.timeout)
+            }
+            _ => None,
+        };
+        let Some(own) = own else {
+            let conn = self.conn()?;
+            return self.call(op, run(conn)).await;
+        };
+        // Polled where it is driven: no home runtime entered (see `worker`).
+        let result = self
+            .through_breaker(op, self.attempt(op, run(Conn::Worker(own)), false))
+            .await;
+        if matches!(result, Err(StoreError::Unavailable(_))) {
+            worker::forget(self.id);
+        }
+        result
+    }
+
+    async fn through_breaker<T>(
+        &self,
+        op: RedisOp,
+        attempt: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         if !self.breaker.admits() {
             return Err(StoreError::Unavailable(format!(
                 "{}: store breaker open",
                 op.as_str()
             )));
         }
-        let result = self.attempt(op, fut).await;
+        let result = attempt.await;
         match &result {
             Err(StoreError::Unavailable(reason)) => self.breaker.failed(reason),
             // An error reply is an answer: Redis is there.
@@ -332,8 +380,9 @@ impl RedisStore {
         result
     }
 
-    /// Runs one Redis interaction on the home runtime under the timeout and records its latency.
-    async fn attempt<T, F>(&self, op: RedisOp, fut: F) -> Result<T, StoreError>
+    /// Runs one Redis interaction under the timeout, on the home runtime when `on_home`, and
+    /// records its latency.
+    async fn attempt<T, F>(&self, op: RedisOp, fut: F, on_home: bool) -> Result<T, StoreError>
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
@@ -348,11 +397,16 @@ impl RedisStore {
             | RedisOp::Outbox => self.timeout.max(BULK_TIMEOUT),
             _ => self.timeout,
         };
-        let result = OnHome {
-            home: &self.home,
-            future: async { tokio::time::timeout(timeout, fut).await },
-        }
-        .await;
+        let bounded = tokio::time::timeout(timeout, fut);
+        let result = if on_home {
+            OnHome {
+                home: &self.home,
+                future: bounded,
+            }
+            .await
+        } else {
+            bounded.await
+        };
         self.metrics.redis_latency(op, started.elapsed());
         match result {
             Ok(Ok(value)) => Ok(value),
@@ -458,9 +512,8 @@ impl RedisStore {
         for decision in &commit.proof.held {
             call.arg(decision);
         }
-        let mut conn = self.conn()?;
         let reply: redis::Value = self
-            .call(RedisOp::Reserve, async move {
+            .hot_call(RedisOp::Reserve, |mut conn| async move {
                 script.run(&call, &mut conn).await
             })
             .await?;
@@ -512,9 +565,8 @@ impl RedisStore {
                 .arg(&event.audience.user_key)
                 .arg(if event.user.is_empty() { "0" } else { "1" });
         }
-        let mut conn = self.conn()?;
         let codes: Vec<i64> = self
-            .call(RedisOp::Events, async move {
+            .hot_call(RedisOp::Events, |mut conn| async move {
                 script.run(&call, &mut conn).await
             })
             .await?;
