@@ -247,6 +247,18 @@ async fn run(args: Args) {
         &main.url("/v1/slots"),
         Some(&fresh.paced(pause_ms.round() as u64)),
     );
+    // The same pacing of /healthz: the machine's own latency floor at that rate (each request
+    // wakes sleeping threads).
+    let paced_healthz = scripts.join("healthz-paced.lua");
+    std::fs::write(
+        &paced_healthz,
+        format!(
+            "delay = function() return {} end\n{LATENCY_REPORT}",
+            pause_ms.round() as u64
+        ),
+    )
+    .unwrap();
+    let half_healthz = wrk(&round, &redis, &main.url("/healthz"), Some(&paced_healthz));
 
     // Decisions while forecasts run: sampled requests in the record, forecasts of a campaign
     // replaying them one after another (each on its low-priority thread), and a decision round
@@ -467,6 +479,10 @@ async fn run(args: Args) {
         100.0 * half.rps / full_rps,
         half.p50_ms,
         half.p99_ms
+    );
+    println!(
+        "| /healthz at the same pacing ({:.0} requests/s): p50 / p99 | {:.2} / {:.2} ms |",
+        half_healthz.rps, half_healthz.p50_ms, half_healthz.p99_ms
     );
     println!(
         "| Redis round trips per decision | {:.2} |",
