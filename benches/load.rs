@@ -321,7 +321,11 @@ async fn run(args: Args) {
         args.connections,
         args.seconds,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        if args.quick { ", --quick" } else { "" }
+        match (args.quick, cfg!(debug_assertions)) {
+            (_, true) => ", --quick, a debug build: not figures to read",
+            (true, false) => ", --quick",
+            (false, false) => "",
+        }
     );
     println!("| target | measured | bound | result |\n|---|---|---|---|");
     let mut targets = Targets::default();

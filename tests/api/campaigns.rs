@@ -223,8 +223,17 @@ async fn paused_archived_and_exhausted_campaigns_are_not_served(backend: Backend
         8,
         "the two unrendered slots still hold their budget"
     );
-    // Their tokens lapse (ttl + grace): the held budget returns.
-    app.clock.advance_secs(900 + 300);
+    // Their tokens lapse (ttl + grace), their holds with the 30-second bucket that moment falls
+    // in: the held budget returns.
+    app.clock.advance_secs(900 + 300 - 1);
+    app.refresh_spend().await;
+    assert_eq!(
+        spend_all("early-spender").await,
+        0,
+        "held until the tokens lapse"
+    );
+    app.clock
+        .advance_secs(1 + statusads::ledger::spend::HOLD_BUCKET_MS / 1000);
     app.refresh_spend().await;
     assert_eq!(spend_all("late-spender").await, 2);
     let shown: Value = app
