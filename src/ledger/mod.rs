@@ -227,10 +227,10 @@ impl Ledger {
             .unzip();
         let applied = self.record(now_ms, day, &shards).await?;
         for ((indexes, (_, writes)), applied) in indexes.iter().zip(&shards).zip(applied) {
-            let outcomes = match applied {
-                Applied::Now(outcomes) => outcomes,
+            let (outcomes, applied_now) = match applied {
+                Applied::Now(outcomes) => (outcomes, true),
                 // Durably queued: acknowledged now, counted (exactly once) on replay.
-                Applied::Spooled => vec![EventOutcome::Accepted; writes.len()],
+                Applied::Spooled => (vec![EventOutcome::Accepted; writes.len()], false),
             };
             for ((&(index, hold_until), write), outcome) in indexes.iter().zip(writes).zip(outcomes)
             {
@@ -247,6 +247,7 @@ impl Ledger {
                             &campaign,
                             write.price_micros,
                             hold_until,
+                            applied_now,
                         );
                     }
                 }

@@ -45,7 +45,7 @@ struct Pending {
     /// Holds of served slots that have not rendered here, by the end of their bucket.
     unrendered: BTreeMap<Millis, Micros>,
     /// Renders this node acknowledged, by the refresh epoch during which it did; a refresh that
-    /// starts later reads a ledger that includes them. At most two epochs are ever here.
+    /// starts later reads a ledger that includes them. At most two entries (see `rendered`).
     rendered: Vec<(u64, Micros)>,
 }
 
@@ -215,26 +215,43 @@ impl SpendBoard {
     /// includes it in the ledger view, and only then its money leaves the local part. A slot this
     /// node holds moves from unrendered to rendered; any other (served by another node, or its
     /// hold lapsed) counts here until then.
+    ///
+    /// `applied`: the store applied the render now, exactly once (it answers a repeat as a
+    /// duplicate). A render acknowledged into the outage spool may be a repeat the spool cannot
+    /// tell (a retried batch), so it never takes a hold, which would be another slot's: it
+    /// counts as another node's, and the slot's own hold stays until its bucket lapses
+    /// (stricter for that long, never looser).
     pub fn rendered(
         &self,
         decision_id: &str,
         campaign: &CampaignId,
         price: Micros,
         hold_until: Millis,
+        applied: bool,
     ) {
         if price <= 0 {
             return;
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let own = self.holds(decision_id);
+        let own = applied && self.holds(decision_id);
         self.with_held(campaign, |held| {
             let mut pending = held.pending.lock();
             if !(own && take(&mut pending.unrendered, bucket_end(hold_until), price)) {
                 held.total.fetch_add(price, Ordering::SeqCst);
             }
-            match pending.rendered.iter_mut().find(|(e, _)| *e == epoch) {
+            let rendered = &mut pending.rendered;
+            match rendered.iter_mut().find(|(e, _)| *e == epoch) {
                 Some((_, micros)) => *micros += price,
-                None => pending.rendered.push((epoch, price)),
+                None => {
+                    // Refreshes that fail (Redis away) still start epochs: older entries merge
+                    // into the newest of them, released with it (later, never earlier).
+                    if rendered.len() >= 2 {
+                        let merged: Micros = rendered.iter().map(|(_, m)| m).sum();
+                        let newest = rendered.iter().map(|(e, _)| *e).max().unwrap_or(epoch);
+                        *rendered = vec![(newest, merged)];
+                    }
+                    rendered.push((epoch, price));
+                }
             }
         });
     }
@@ -427,7 +444,7 @@ mod tests {
         let c = campaign(1_000);
         let first = serve(&board, &c, 300, 0).unwrap();
         serve(&board, &c, 300, 0).unwrap();
-        board.rendered(&first, &c.id, 300, 20 * MINUTE);
+        board.rendered(&first, &c.id, 300, 20 * MINUTE, true);
         assert_eq!(held(&board, &c), 600, "a render moves money, it adds none");
         // A refresh that began before the render does not include it.
         board.settle(board.epoch.load(Ordering::SeqCst), MINUTE);
@@ -452,8 +469,8 @@ mod tests {
         // Served by another node; and served here with nothing held (free, or no budget then).
         let foreign = serve(&other, &c, 300, 0).unwrap();
         let unheld = board.decision_id(Hold::NotNeeded);
-        board.rendered(&foreign, &c.id, 300, 20 * MINUTE);
-        board.rendered(&unheld, &c.id, 300, 20 * MINUTE);
+        board.rendered(&foreign, &c.id, 300, 20 * MINUTE, true);
+        board.rendered(&unheld, &c.id, 300, 20 * MINUTE, true);
         assert_eq!(
             held(&board, &c),
             900,
@@ -469,9 +486,46 @@ mod tests {
         let c = campaign(1_000);
         let id = serve(&board, &c, 300, 0).unwrap();
         refresh(&board, 21 * MINUTE);
-        board.rendered(&id, &c.id, 300, 20 * MINUTE);
+        board.rendered(&id, &c.id, 300, 20 * MINUTE, true);
         assert_eq!(held(&board, &c), 300);
         refresh(&board, 21 * MINUTE);
+        assert_eq!(held(&board, &c), 0);
+    }
+
+    #[test]
+    fn a_render_the_spool_acknowledged_never_takes_a_hold() {
+        let board = SpendBoard::default();
+        let c = campaign(1_000);
+        let first = serve(&board, &c, 300, 0).unwrap();
+        serve(&board, &c, 300, 0).unwrap();
+        // The same render acknowledged twice into the spool (a retried batch).
+        board.rendered(&first, &c.id, 300, 20 * MINUTE, false);
+        board.rendered(&first, &c.id, 300, 20 * MINUTE, false);
+        assert_eq!(
+            held(&board, &c),
+            1_200,
+            "both holds stay, the renders count on top"
+        );
+        refresh(&board, MINUTE);
+        assert_eq!(
+            held(&board, &c),
+            600,
+            "the other slot's hold is still there"
+        );
+    }
+
+    #[test]
+    fn renders_during_failed_refreshes_keep_two_entries_and_release_later() {
+        let board = SpendBoard::default();
+        let c = campaign(i64::MAX / 2);
+        for _ in 0..100 {
+            // A refresh that fails still starts an epoch.
+            board.epoch.fetch_add(1, Ordering::SeqCst);
+            board.rendered(&board.decision_id(Hold::NotNeeded), &c.id, 5, 0, true);
+        }
+        assert!(board.local.read()[&c.id].pending.lock().rendered.len() <= 2);
+        assert_eq!(held(&board, &c), 500);
+        refresh(&board, MINUTE);
         assert_eq!(held(&board, &c), 0);
     }
 

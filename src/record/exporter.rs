@@ -180,35 +180,36 @@ impl Exporter {
 /// What one [`export_waiting`] did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Moved {
-    /// Records the first read of each outbox part found.
+    /// Records the first pass over the outbox parts found.
     pub waiting: u64,
     /// Records new to the record (the rest were there already).
     pub inserted: u64,
 }
 
-/// Exports, one outbox part at a time, until each part's read comes back short of a full
-/// batch, `served` with the first batch. On failure, answers the served counts not written.
+/// Exports in passes over the outbox parts (one read of each, in turn, so that a busy part
+/// cannot starve the others) until a pass finds every part's read short of a full batch,
+/// `served` with the first batch. On failure, answers the served counts not written.
 pub async fn export_waiting(
     store: &Store,
     record: &Record,
     mut served: Vec<(ServedKey, u64)>,
 ) -> Result<Moved, (StoreError, Vec<(ServedKey, u64)>)> {
     let mut moved = Moved::default();
-    for part in 0..store.outbox_parts() {
-        let mut first = true;
-        loop {
+    let mut first_pass = true;
+    loop {
+        let mut any_full = false;
+        for part in 0..store.outbox_parts() {
             let batches = match store.outbox(part, PER_SHARD).await {
                 Ok(batches) => batches,
                 Err(err) => return Err((err, served)),
             };
             let records: Vec<&LedgerRecord> =
                 batches.iter().flat_map(|b| b.records.iter()).collect();
-            if first {
+            if first_pass {
                 moved.waiting += records.len() as u64;
-                first = false;
             }
             if records.is_empty() && served.is_empty() {
-                break;
+                continue;
             }
             match record.export(&records, &served).await {
                 Ok(new) => moved.inserted += new,
@@ -219,9 +220,11 @@ pub async fn export_waiting(
                 .exported(&batches)
                 .await
                 .map_err(|err| (err, Vec::new()))?;
-            if !batches.iter().any(|b| b.records.len() >= PER_SHARD) {
-                break;
-            }
+            any_full |= batches.iter().any(|b| b.records.len() >= PER_SHARD);
+        }
+        first_pass = false;
+        if !any_full {
+            break;
         }
     }
     Ok(moved)

@@ -346,7 +346,7 @@ impl RedisStore {
             }
             _ => None,
         };
-        let Some(own) = own else {
+        let Some((number, own)) = own else {
             let conn = self.conn()?;
             return self.call(op, run(conn)).await;
         };
@@ -355,7 +355,7 @@ impl RedisStore {
             .through_breaker(op, self.attempt(op, run(Conn::Worker(own)), false))
             .await;
         if matches!(result, Err(StoreError::Unavailable(_))) {
-            worker::forget(self.id);
+            worker::forget(self.id, number);
         }
         result
     }

@@ -10,15 +10,20 @@
 //! used on its own thread (it lives in a thread-local), so nothing it spawns or times can be
 //! awaited after its runtime has stopped. It is a plain multiplexed connection without
 //! reconnection: a call that fails as unavailable drops it, and the next call makes a new one
-//! in the background (using the shared connection meanwhile). Only actix-web's worker threads,
+//! in the background (using the shared connection meanwhile); a connection that cannot be made
+//! is tried again no sooner than [`RETRY_AFTER`] later, logged. Only actix-web's worker threads,
 //! whose runtime lives as long as the thread, get one; every other caller and Redis Cluster use
 //! the shared connections.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
+
+/// How long a worker waits before trying again to make a connection that failed: Redis may
+/// refuse new connections (`maxclients`, credentials) while the shared ones still work.
+pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// Distinguishes the stores of one process (tests and the load bench run several).
 static NEXT_STORE: AtomicU64 = AtomicU64::new(1);
@@ -29,12 +34,16 @@ pub fn new_store_id() -> u64 {
 
 enum Slot {
     Connecting,
-    Ready(MultiplexedConnection),
+    /// A connection, with the number that tells it from its successors.
+    Ready(u64, MultiplexedConnection),
+    /// The last attempt failed: none before then.
+    Failed(Instant),
 }
 
 thread_local! {
     /// This thread's connection to each store, by store id.
     static CONNECTIONS: RefCell<Vec<(u64, Slot)>> = const { RefCell::new(Vec::new()) };
+    static MADE: Cell<u64> = const { Cell::new(0) };
 }
 
 fn on_worker() -> bool {
@@ -43,46 +52,66 @@ fn on_worker() -> bool {
         .is_some_and(|name| name.starts_with("actix-server worker"))
 }
 
-/// This worker's connection to store `store`, if it has one. On a worker without one, a
-/// connection is begun on the worker's runtime and `None` answered (the caller uses the shared
-/// connection until it is ready).
+/// This worker's connection to store `store` (with its number, for [`forget`]), if it has
+/// one. On a worker without one, a connection is begun on the worker's runtime and `None`
+/// answered (the caller uses the shared connection until it is ready).
 pub fn connection(
     store: u64,
     client: &redis::Client,
     timeout: Duration,
-) -> Option<MultiplexedConnection> {
+) -> Option<(u64, MultiplexedConnection)> {
     if !on_worker() {
         return None;
     }
     CONNECTIONS.with(|slots| {
         let mut slots = slots.borrow_mut();
         match slots.iter().find(|(id, _)| *id == store) {
-            Some((_, Slot::Ready(conn))) => return Some(conn.clone()),
+            Some((_, Slot::Ready(number, conn))) => return Some((*number, conn.clone())),
             Some((_, Slot::Connecting)) => return None,
-            None => {}
+            Some((_, Slot::Failed(until))) if Instant::now() < *until => return None,
+            _ => {}
         }
+        slots.retain(|(id, _)| *id != store);
         slots.push((store, Slot::Connecting));
         let client = client.clone();
         // A worker's runtime is single-threaded: the task, and the connection's driver it
         // spawns, run on this thread.
         tokio::spawn(async move {
-            let made = tokio::time::timeout(timeout * 4, client.get_multiplexed_async_connection())
-                .await
-                .ok()
-                .and_then(Result::ok);
+            let made =
+                tokio::time::timeout(timeout * 4, client.get_multiplexed_async_connection()).await;
+            let slot = match made {
+                Ok(Ok(conn)) => {
+                    let number = MADE.with(|made| {
+                        made.set(made.get() + 1);
+                        made.get()
+                    });
+                    Slot::Ready(number, conn)
+                }
+                failed => {
+                    let reason = match failed {
+                        Ok(Err(err)) => err.to_string(),
+                        _ => "no answer".to_owned(),
+                    };
+                    tracing::warn!(%reason, "worker's own Redis connection not made; using the shared one");
+                    Slot::Failed(Instant::now() + RETRY_AFTER)
+                }
+            };
             CONNECTIONS.with(|slots| {
                 let mut slots = slots.borrow_mut();
                 slots.retain(|(id, _)| *id != store);
-                if let Some(conn) = made {
-                    slots.push((store, Slot::Ready(conn)));
-                }
+                slots.push((store, slot));
             });
         });
         None
     })
 }
 
-/// Drops this thread's connection to `store` (a call on it failed as unavailable).
-pub fn forget(store: u64) {
-    CONNECTIONS.with(|slots| slots.borrow_mut().retain(|(id, _)| *id != store));
+/// Drops this thread's connection `number` to `store` (a call on it failed as unavailable);
+/// a successor already made is kept.
+pub fn forget(store: u64, number: u64) {
+    CONNECTIONS.with(|slots| {
+        slots
+            .borrow_mut()
+            .retain(|(id, slot)| *id != store || !matches!(slot, Slot::Ready(n, _) if *n == number))
+    });
 }
