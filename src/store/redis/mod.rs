@@ -104,6 +104,9 @@ pub struct RedisStore {
     home: tokio::runtime::Handle,
     /// Names this store's connections on the actix-web workers (see `worker`).
     id: u64,
+    /// Calls that found Redis unavailable so far: worker connections begun before the last one
+    /// are made again (see `worker::connection`).
+    unavailable: std::sync::atomic::AtomicU64,
 }
 
 /// What connections are made from (parsed at start: a bad address stops the start).
@@ -162,6 +165,7 @@ impl RedisStore {
             metrics,
             home: tokio::runtime::Handle::current(),
             id: worker::new_store_id(),
+            unavailable: std::sync::atomic::AtomicU64::new(0),
         };
         match store.establish().await {
             Ok(conns) => {
@@ -342,7 +346,8 @@ impl RedisStore {
         // A worker connection is made only while Redis answers the shared ones.
         let own = match &self.clients {
             Clients::Single(client) if self.conns.get().is_some() && self.breaker.admits() => {
-                worker::connection(self.id, client, self.timeout)
+                let failures = self.unavailable.load(std::sync::atomic::Ordering::SeqCst);
+                worker::connection(self.id, failures, client, self.timeout)
             }
             _ => None,
         };
@@ -373,7 +378,11 @@ impl RedisStore {
         }
         let result = attempt.await;
         match &result {
-            Err(StoreError::Unavailable(reason)) => self.breaker.failed(reason),
+            Err(StoreError::Unavailable(reason)) => {
+                self.unavailable
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                self.breaker.failed(reason)
+            }
             // An error reply is an answer: Redis is there.
             _ => self.breaker.succeeded(),
         }

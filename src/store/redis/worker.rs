@@ -34,8 +34,9 @@ pub fn new_store_id() -> u64 {
 
 enum Slot {
     Connecting,
-    /// A connection, with the number that tells it from its successors.
-    Ready(u64, MultiplexedConnection),
+    /// A connection, with the number that tells it from its successors and the store's failure
+    /// count when it was begun.
+    Ready(u64, u64, MultiplexedConnection),
     /// The last attempt failed: none before then.
     Failed(Instant),
 }
@@ -53,10 +54,13 @@ fn on_worker() -> bool {
 }
 
 /// This worker's connection to store `store` (with its number, for [`forget`]), if it has
-/// one. On a worker without one, a connection is begun on the worker's runtime and `None`
-/// answered (the caller uses the shared connection until it is ready).
+/// one begun since the store's last failed call (`failures`, the store's count of calls that
+/// found Redis unavailable: a connection older than a failure may be to a Redis that has gone,
+/// and is made again). On a worker without one, a connection is begun on the worker's runtime
+/// and `None` answered (the caller uses the shared connection until it is ready).
 pub fn connection(
     store: u64,
+    failures: u64,
     client: &redis::Client,
     timeout: Duration,
 ) -> Option<(u64, MultiplexedConnection)> {
@@ -66,7 +70,9 @@ pub fn connection(
     CONNECTIONS.with(|slots| {
         let mut slots = slots.borrow_mut();
         match slots.iter().find(|(id, _)| *id == store) {
-            Some((_, Slot::Ready(number, conn))) => return Some((*number, conn.clone())),
+            Some((_, Slot::Ready(number, begun, conn))) if *begun == failures => {
+                return Some((*number, conn.clone()))
+            }
             Some((_, Slot::Connecting)) => return None,
             Some((_, Slot::Failed(until))) if Instant::now() < *until => return None,
             _ => {}
@@ -85,7 +91,7 @@ pub fn connection(
                         made.set(made.get() + 1);
                         made.get()
                     });
-                    Slot::Ready(number, conn)
+                    Slot::Ready(number, failures, conn)
                 }
                 failed => {
                     let reason = match failed {
@@ -110,8 +116,8 @@ pub fn connection(
 /// a successor already made is kept.
 pub fn forget(store: u64, number: u64) {
     CONNECTIONS.with(|slots| {
-        slots
-            .borrow_mut()
-            .retain(|(id, slot)| *id != store || !matches!(slot, Slot::Ready(n, _) if *n == number))
+        slots.borrow_mut().retain(|(id, slot)| {
+            *id != store || !matches!(slot, Slot::Ready(n, _, _) if *n == number)
+        })
     });
 }
