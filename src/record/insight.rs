@@ -141,13 +141,7 @@ impl Record {
              WHERE campaign_id = $1 AND hour_ms >= $2 AND hour_ms < $3 \
              GROUP BY {key} ORDER BY {key}"
         );
-        let rows = sqlx::query(&sql)
-            .bind(campaign)
-            .bind(from_ms)
-            .bind(to_ms)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let rows = self.campaign_rows(&sql, campaign, from_ms, to_ms).await?;
         rows.into_iter()
             .map(|row| {
                 Ok((

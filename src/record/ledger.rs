@@ -279,13 +279,7 @@ impl Record {
             "SELECT {column}, {sums} FROM report_counters \
              WHERE campaign_id = $1 AND hour_ms >= $2 AND hour_ms < $3 GROUP BY {column}"
         );
-        let rows = sqlx::query(&sql)
-            .bind(campaign)
-            .bind(from_ms)
-            .bind(to_ms)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let rows = self.campaign_rows(&sql, campaign, from_ms, to_ms).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let (hour_ms, key) = if grouping == Grouping::Hour {
@@ -327,15 +321,12 @@ impl Record {
             .fetch_one(&self.pool)
             .await
             .map_err(unavailable)?;
-        let rows = sqlx::query(&format!(
+        let by_day = format!(
             "SELECT at_ms / {DAY_MS}, COUNT(DISTINCT user_key) {RENDERS} GROUP BY at_ms / {DAY_MS}"
-        ))
-        .bind(campaign)
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        );
+        let rows = self
+            .campaign_rows(&by_day, campaign, from_ms, to_ms)
+            .await?;
         let mut days = BTreeMap::new();
         for row in rows {
             let day: i64 = row.try_get(0).map_err(unavailable)?;

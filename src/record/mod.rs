@@ -117,6 +117,24 @@ impl Record {
             .map(drop)
             .map_err(unavailable)
     }
+
+    /// The rows of `sql`, whose parameters are a campaign ($1) and a range `[from_ms, to_ms)`
+    /// ($2, $3): the shape of every per-campaign report read.
+    async fn campaign_rows(
+        &self,
+        sql: &str,
+        campaign: &str,
+        from_ms: crate::clock::Millis,
+        to_ms: crate::clock::Millis,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        sqlx::query(sql)
+            .bind(campaign)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
 }
 
 /// A failure to reach or use the database: an outage (retryable); answers carry no internals.
