@@ -75,7 +75,7 @@ impl Server {
             Ok(answer) if answer.slots.is_empty() => DecisionOutcome::Empty,
             Ok(_) => DecisionOutcome::Filled,
             Err(err) => {
-                tracing::warn!(error = %err, "decision without store: serving no slots");
+                tracing::warn!(error = %err.report(), "decision without store: serving no slots");
                 DecisionOutcome::Unavailable
             }
         };

@@ -53,7 +53,7 @@ const BACKGROUND_STOP: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("{0}")]
+    #[error("{}", .0.report())]
     Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -187,8 +187,8 @@ impl Application {
         match spend.refresh(&store, clock.now_ms()).await {
             // The refresher retries every second; budgets are read as unspent meanwhile, which
             // serves nothing while the store is away (no decision commits without it).
-            Err(StoreError::Unavailable(reason)) => {
-                tracing::warn!(%reason, "spend not loaded at start")
+            Err(err @ StoreError::Unavailable { .. }) => {
+                tracing::warn!(error = %err.report(), "spend not loaded at start")
             }
             other => other?,
         }
@@ -487,7 +487,7 @@ impl Refresher {
         match tick {
             Tick::Catalog => {
                 if let Err(err) = self.catalog.refresh().await {
-                    tracing::warn!(error = %err, "catalog refresh failed");
+                    tracing::warn!(error = %err.report(), "catalog refresh failed");
                 }
             }
             Tick::Spend => {
@@ -499,7 +499,7 @@ impl Refresher {
                     Ok(()) => self
                         .spend
                         .update_pacing(&self.catalog.snapshot(), self.clock.now_ms()),
-                    Err(err) => tracing::warn!(error = %err, "spend refresh failed"),
+                    Err(err) => tracing::warn!(error = %err.report(), "spend refresh failed"),
                 }
             }
         }

@@ -84,7 +84,7 @@ impl Insight {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| StoreError::Unavailable("forecasts are shut down".into()))?;
+            .map_err(|_| StoreError::unavailable("forecasts are shut down"))?;
         let now = self.clock.now_ms();
         let reused = self
             .basis
@@ -114,10 +114,10 @@ impl Insight {
                 let (samples, in_basis) = &*basis;
                 let _ = done.send(replay(proposed, &market, samples, *in_basis));
             })
-            .map_err(|e| StoreError::Unavailable(format!("forecast thread: {e}")))?;
+            .map_err(|e| StoreError::unavailable_from("forecast thread", e))?;
         answer
             .await
-            .map_err(|_| StoreError::Corrupt("the forecast thread ended without an answer".into()))
+            .map_err(|_| StoreError::corrupt("the forecast thread ended without an answer"))
     }
 }
 

@@ -306,11 +306,11 @@ impl Insight {
                 _ = tokio::time::sleep(FLUSH_EVERY) => {}
             }
             if let Err(err) = self.flush().await {
-                tracing::warn!(error = %err, "insight samples not written; retrying");
+                tracing::warn!(error = %err.report(), "insight samples not written; retrying");
             }
         }
         if let Err(err) = self.flush().await {
-            tracing::warn!(error = %err, "insight samples not written at shutdown");
+            tracing::warn!(error = %err.report(), "insight samples not written at shutdown");
         }
     }
 

@@ -286,7 +286,7 @@ impl Messages<'_> {
                 MessageOutcome::Conflict => continue,
             }
         }
-        Err(StoreError::Unavailable("conversation kept changing; retry".into()).into())
+        Err(StoreError::unavailable("conversation kept changing; retry").into())
     }
 
     /// Applies a delivery status to a message recorded as sent: the first one settles its
@@ -332,7 +332,7 @@ impl Messages<'_> {
 }
 
 fn decode(raw: &str) -> Result<StoredMessage, StoreError> {
-    StoredMessage::decode(raw).ok_or_else(|| StoreError::Corrupt(format!("stored message {raw:?}")))
+    StoredMessage::decode(raw).ok_or_else(|| StoreError::corrupt(format!("stored message {raw:?}")))
 }
 
 fn answer(stored: &StoredMessage, status: &'static str, currency: &str) -> MessageResult {

@@ -78,7 +78,8 @@ impl Ledger {
                 .map(|outcomes| outcomes.map(Applied::Now))
                 .collect();
         };
-        let unavailable = |err: spool::SpoolError| StoreError::Unavailable(err.to_string());
+        let unavailable =
+            |err: spool::SpoolError| StoreError::unavailable_from("outage spool", err);
         if spool.pending() > 0 {
             let everything: Vec<(u32, &[EventWrite])> =
                 shards.iter().map(|(s, e)| (*s, e.as_slice())).collect();
@@ -98,15 +99,15 @@ impl Ledger {
         for ((shard, writes), result) in shards.iter().zip(results) {
             applied.push(match result {
                 Ok(outcomes) => Applied::Now(outcomes),
-                Err(StoreError::Unavailable(reason)) => {
-                    tracing::warn!(%reason, shard, "Redis unavailable: spooling events");
+                Err(err @ StoreError::Unavailable { .. }) => {
+                    tracing::warn!(error = %err.report(), shard, "Redis unavailable: spooling events");
                     failed.push((*shard, writes.as_slice()));
                     Applied::Spooled
                 }
-                Err(err @ StoreError::Corrupt(_)) => {
+                Err(err @ StoreError::Corrupt { .. }) => {
                     // A reply this build cannot read: a bug, not an outage. Replaying it would
                     // fail the same way, so it is not spooled.
-                    tracing::error!(error = %err, shard, recorded_shards = applied.len(), "event batch failed on a store error");
+                    tracing::error!(error = %err.report(), shard, recorded_shards = applied.len(), "event batch failed on a store error");
                     return Err(err);
                 }
             });
@@ -132,8 +133,8 @@ impl Ledger {
                 tracing::info!(replayed, "outage spool replayed");
                 self.metrics.spool(spool.pending(), replayed);
             }
-            Err(err @ StoreError::Corrupt(_)) => {
-                tracing::error!(error = %err, "outage spool replay stopped")
+            Err(err @ StoreError::Corrupt { .. }) => {
+                tracing::error!(error = %err.report(), "outage spool replay stopped")
             }
             Err(err) => tracing::debug!(error = %err, "spool replay waits for Redis"),
         }

@@ -166,7 +166,7 @@ impl Spool {
         // is applied or emptied: the intact batches after it were acknowledged too.
         let (batches, _) = batches(&self.path).map_err(|e| {
             self.unreadable.store(true, Ordering::SeqCst);
-            StoreError::Corrupt(e.to_string())
+            StoreError::corrupt_from("outage spool", e)
         })?;
         let mut replayed = 0;
         for batch in &batches {
@@ -177,7 +177,7 @@ impl Spool {
         }
         file.set_len(0)
             .and_then(|_| file.sync_all())
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            .map_err(|e| StoreError::corrupt_from("outage spool", e))?;
         self.bytes.store(0, Ordering::SeqCst);
         self.events.store(0, Ordering::SeqCst);
         Ok(replayed)

@@ -257,7 +257,7 @@ impl Subjects {
                         self.insight.forget_users(&fresh);
                         for key in &fresh {
                             if let Err(err) = self.record.delete_samples_of(key).await {
-                                tracing::warn!(error = %err, "erased user's samples not deleted");
+                                tracing::warn!(error = %err.report(), "erased user's samples not deleted");
                             }
                         }
                     }

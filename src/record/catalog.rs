@@ -13,8 +13,8 @@ const ADVERTISER: &str = "advertiser";
 const CAMPAIGN: &str = "campaign";
 const CREATIVE: &str = "creative";
 
-fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("system of record: {what}: {err}"))
+fn corrupt(what: &str, err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::corrupt_from(format!("system of record: {what}"), err)
 }
 
 impl Record {
@@ -56,7 +56,11 @@ impl Record {
                 CREATIVE => data
                     .creatives
                     .push(serde_json::from_str(&json).map_err(|e| corrupt("creative", e))?),
-                other => return Err(corrupt("catalog record kind", other)),
+                other => {
+                    return Err(StoreError::corrupt(format!(
+                        "system of record: unknown catalog record kind {other:?}"
+                    )))
+                }
             }
         }
         Ok(data)
@@ -142,7 +146,9 @@ impl Record {
                 Ok(CampaignChange {
                     at: time::OffsetDateTime::from_unix_timestamp_nanos(at_ms as i128 * 1_000_000)
                         .map_err(|e| corrupt("change time", e))?,
-                    actor: Actor::parse(&actor).ok_or_else(|| corrupt("actor", &actor))?,
+                    actor: Actor::parse(&actor).ok_or_else(|| {
+                        StoreError::corrupt(format!("system of record: actor {actor:?}"))
+                    })?,
                     fields: serde_json::from_str(&fields).map_err(|e| corrupt("fields", e))?,
                 })
             })

@@ -134,7 +134,7 @@ impl Exporter {
                 match tokio::task::spawn_blocking(move || store.maintain(now_ms)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(err)) => {
-                        tracing::warn!(error = %err, "journal compaction failed; retrying later")
+                        tracing::warn!(error = %err.report(), "journal compaction failed; retrying later")
                     }
                     Err(panicked) => tracing::error!(%panicked, "journal compaction panicked"),
                 }
@@ -142,7 +142,7 @@ impl Exporter {
             Err(err) => {
                 self.metrics.export_failed();
                 self.metrics.export_state(self.lag(), 0);
-                tracing::warn!(error = %err, "ledger export failed; retrying (nothing is lost)");
+                tracing::warn!(error = %err.report(), "ledger export failed; retrying (nothing is lost)");
             }
         }
     }
@@ -158,7 +158,9 @@ impl Exporter {
         match self.record.clear_user_keys_before(before).await {
             Ok(0) => {}
             Ok(cleared) => tracing::info!(cleared, "cleared keyed hashes past their retention"),
-            Err(err) => tracing::warn!(error = %err, "keyed hashes not cleared; retrying later"),
+            Err(err) => {
+                tracing::warn!(error = %err.report(), "keyed hashes not cleared; retrying later")
+            }
         }
     }
 

@@ -43,10 +43,10 @@ impl Record {
             return Ok(None);
         }
         let data = store.load_catalog().await.map_err(|err| match err {
-            StoreError::Unavailable(reason) => StoreError::Unavailable(format!(
+            err @ StoreError::Unavailable { .. } => err.within(
                 "the first start with a system of record copies the catalog out of the hot \
-                 store, which must answer: {reason}"
-            )),
+                 store, which must answer",
+            ),
             other => other,
         })?;
         let mut migrated = Migrated::default();

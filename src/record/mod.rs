@@ -142,8 +142,8 @@ fn unavailable(err: sqlx::Error) -> StoreError {
     match err {
         sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(format!("system of record: {err}")),
-        other => StoreError::Unavailable(format!("system of record: {}", describe(&other))),
+        | sqlx::Error::ColumnNotFound(_) => StoreError::corrupt_from("system of record", err),
+        other => StoreError::unavailable_from("system of record", other),
     }
 }
 

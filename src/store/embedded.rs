@@ -351,10 +351,10 @@ impl EmbeddedStore {
     /// exporter compacts the journal once it is longer than `compact_bytes`.
     pub fn open_with(data_dir: &Path, compact_bytes: u64) -> Result<Self, StoreError> {
         let io = |e: std::io::Error| {
-            StoreError::Corrupt(format!(
-                "config key `store.data_dir`: {}: {e}",
-                data_dir.display()
-            ))
+            StoreError::corrupt_from(
+                format!("config key `store.data_dir`: {}", data_dir.display()),
+                e,
+            )
         };
         std::fs::create_dir_all(data_dir).map_err(io)?;
         let path = data_dir.join(JOURNAL);
@@ -392,7 +392,7 @@ impl EmbeddedStore {
             }
             Ok(())
         })
-        .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        .map_err(|err| StoreError::corrupt_from("journal", err))?;
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -458,7 +458,7 @@ impl EmbeddedStore {
     fn compact_over(&self, min_bytes: u64) -> Result<bool, StoreError> {
         let mut locked = self.inner.lock();
         let (state, file) = &mut *locked;
-        let io = |e: std::io::Error| StoreError::Unavailable(format!("journal compaction: {e}"));
+        let io = |e: std::io::Error| StoreError::unavailable_from("journal compaction", e);
         let len = file.metadata().map_err(io)?.len();
         // Only with every line on disk: a line still to be fsynced might yet be cut back.
         if len < min_bytes
@@ -469,7 +469,7 @@ impl EmbeddedStore {
         }
         let generation = self.generation.load(Ordering::SeqCst);
         let json = serde_json::to_string(&SnapshotRef { generation, state })
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            .map_err(|e| StoreError::corrupt_from("snapshot encoding", e))?;
         let target = self.data_dir.join(SNAPSHOT);
         let staged = self.data_dir.join(format!("{SNAPSHOT}.tmp"));
         (|| {
@@ -519,12 +519,10 @@ impl EmbeddedStore {
             synced
                 .wait_for(|on_disk| *on_disk >= line)
                 .await
-                .map_err(|_| StoreError::Unavailable("journal sync stopped".into()))?;
+                .map_err(|_| StoreError::unavailable("journal sync stopped"))?;
         }
         if self.damaged.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable(
-                "journal fsync failed; restart".into(),
-            ));
+            return Err(StoreError::unavailable("journal fsync failed; restart"));
         }
         Ok(())
     }
@@ -546,22 +544,22 @@ impl EmbeddedStore {
                 (None, self.written.load(Ordering::SeqCst))
             } else {
                 if self.damaged.load(Ordering::SeqCst) {
-                    return Err(StoreError::Unavailable(
-                        "journal damaged by an earlier write error; restart".into(),
+                    return Err(StoreError::unavailable(
+                        "journal damaged by an earlier write error; restart",
                     ));
                 }
                 let json = serde_json::to_string(&entry)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    .map_err(|e| StoreError::corrupt_from("journal entry encoding", e))?;
                 if let Err(failed) =
                     super::lines::append(file, super::lines::encode(&json).as_bytes())
                 {
                     if !failed.repaired {
                         self.damaged.store(true, Ordering::SeqCst);
                     }
-                    return Err(StoreError::Unavailable(format!(
-                        "journal write failed: {}",
-                        failed.error
-                    )));
+                    return Err(StoreError::unavailable_from(
+                        "journal write failed",
+                        failed.error,
+                    ));
                 }
                 state.line = self.written.load(Ordering::SeqCst) + 1;
                 (
@@ -738,8 +736,8 @@ impl EmbeddedStore {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        Err(StoreError::Unavailable(
-            "erasure recorded, but the journal could not be compacted yet: retry".into(),
+        Err(StoreError::unavailable(
+            "erasure recorded, but the journal could not be compacted yet: retry",
         ))
     }
 
@@ -981,8 +979,8 @@ impl EmbeddedStore {
     pub fn outbox(&self, limit: usize) -> Result<Vec<LedgerRecord>, StoreError> {
         let on_disk = *self.synced.borrow();
         if self.damaged.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable(
-                "journal damaged: records wait in the outbox until a restart".into(),
+            return Err(StoreError::unavailable(
+                "journal damaged: records wait in the outbox until a restart",
             ));
         }
         let guard = self.inner.lock();
@@ -1032,7 +1030,9 @@ fn decode_records<T: serde::de::DeserializeOwned>(
         .into_iter()
         .flat_map(|records| records.values())
         .filter(|(version, _)| *version > since)
-        .map(|(_, json)| serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .map(|(_, json)| {
+            serde_json::from_str(json).map_err(|e| StoreError::corrupt_from("catalog record", e))
+        })
         .collect()
 }
 
@@ -1603,10 +1603,10 @@ fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, StoreError> {
         found = Some(snapshot);
         Ok(())
     })
-    .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+    .map_err(|err| StoreError::corrupt_from("snapshot", err))?;
     if tail.torn_bytes > 0 {
         // Renamed into place whole: a torn snapshot is damage, not a crash mid-write.
-        return Err(StoreError::Corrupt(format!(
+        return Err(StoreError::corrupt(format!(
             "{} is damaged; restore it from a backup",
             path.display()
         )));
@@ -1870,7 +1870,7 @@ mod tests {
         let (dir, len) = journal_with(&[&good, &unknown, &good]);
         assert!(matches!(
             EmbeddedStore::open(&dir),
-            Err(StoreError::Corrupt(_))
+            Err(StoreError::Corrupt { .. })
         ));
         assert_eq!(
             std::fs::metadata(dir.join(JOURNAL)).unwrap().len(),

@@ -29,23 +29,93 @@ use crate::ledger::reconcile::LedgerRecord;
 pub use self::embedded::EmbeddedStore;
 pub use self::redis::RedisStore;
 
-#[derive(Debug, thiserror::Error)]
+/// What made a store call fail underneath: a Redis, I/O, SQL or JSON error, kept whole for the
+/// log (never for the client) and shared, so one failure can answer every part of a request.
+pub type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Every failure of a store: `what` says what was being done, in the store's words; `cause` is
+/// the error beneath it, when there is one. [`StoreError::report`] prints the whole chain.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The backend did not answer in time or the connection failed: an outage, retryable.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    #[error("store unavailable: {what}")]
+    Unavailable {
+        what: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The backend answered something this code cannot understand: a bug or corruption.
-    #[error("store error: {0}")]
-    Corrupt(String),
+    #[error("store error: {what}")]
+    Corrupt {
+        what: String,
+        #[source]
+        cause: Option<Cause>,
+    },
 }
 
 impl StoreError {
-    /// The same failure again, for each part of a request it failed as a whole.
-    pub fn same(&self) -> Self {
-        match self {
-            Self::Unavailable(reason) => Self::Unavailable(reason.clone()),
-            Self::Corrupt(reason) => Self::Corrupt(reason.clone()),
+    pub fn unavailable(what: impl Into<String>) -> Self {
+        Self::Unavailable {
+            what: what.into(),
+            cause: None,
         }
+    }
+
+    pub fn unavailable_from(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Unavailable {
+            what: what.into(),
+            cause: Some(std::sync::Arc::new(cause)),
+        }
+    }
+
+    pub fn corrupt(what: impl Into<String>) -> Self {
+        Self::Corrupt {
+            what: what.into(),
+            cause: None,
+        }
+    }
+
+    pub fn corrupt_from(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Corrupt {
+            what: what.into(),
+            cause: Some(std::sync::Arc::new(cause)),
+        }
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+
+    /// The same kind of failure, with `context` said first: "context: what".
+    pub fn within(self, context: &str) -> Self {
+        match self {
+            Self::Unavailable { what, cause } => Self::Unavailable {
+                what: format!("{context}: {what}"),
+                cause,
+            },
+            Self::Corrupt { what, cause } => Self::Corrupt {
+                what: format!("{context}: {what}"),
+                cause,
+            },
+        }
+    }
+
+    /// This error and every cause beneath it, "a: b: c", for logs.
+    pub fn report(&self) -> String {
+        let mut out = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            out.push_str(": ");
+            out.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        out
     }
 }
 
@@ -348,7 +418,7 @@ impl EventOutcome {
             3 => Self::OutOfOrder,
             4 => Self::CapReached,
             other => {
-                return Err(StoreError::Corrupt(format!(
+                return Err(StoreError::corrupt(format!(
                     "unknown event outcome {other}"
                 )))
             }
@@ -606,7 +676,7 @@ impl Store {
                             .map(|(_, events)| Ok(outcomes.by_ref().take(events.len()).collect()))
                             .collect()
                     }
-                    Err(err) => shards.iter().map(|_| Err(err.same())).collect(),
+                    Err(err) => shards.iter().map(|_| Err(err.clone())).collect(),
                 }
             }
         }
@@ -823,8 +893,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Redis(s) => s.set_spend(day, spend).await,
-            Store::Embedded(_) => Err(StoreError::Corrupt(
-                "the embedded backend rebuilds spend from its journal: restart instead".into(),
+            Store::Embedded(_) => Err(StoreError::corrupt(
+                "the embedded backend rebuilds spend from its journal: restart instead",
             )),
         }
     }

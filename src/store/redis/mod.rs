@@ -138,7 +138,7 @@ impl RedisStore {
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let timeout = Duration::from_millis(timeout_ms);
-        let bad_address = |e: redis::RedisError| StoreError::Corrupt(format!("Redis address: {e}"));
+        let bad_address = |e: redis::RedisError| StoreError::corrupt_from("Redis address", e);
         let clients = if cluster_nodes.is_empty() {
             Clients::Single(redis::Client::open(url).map_err(bad_address)?)
         } else {
@@ -172,7 +172,7 @@ impl RedisStore {
                 let _ = store.conns.set(conns);
             }
             Err(err) => {
-                tracing::warn!(error = %err, "Redis unreachable at start: serving without it until a probe reaches it");
+                tracing::warn!(error = %err.report(), "Redis unreachable at start: serving without it until a probe reaches it");
                 store.breaker =
                     Breaker::new(breaker, Arc::new(SystemClock), store.metrics.clone(), true);
             }
@@ -183,7 +183,7 @@ impl RedisStore {
     /// Opens both connections, each attempt bounded.
     async fn establish(&self) -> Result<Conns, StoreError> {
         let timeout = self.timeout;
-        let no_answer = || StoreError::Unavailable("no answer from Redis".into());
+        let no_answer = || StoreError::unavailable("no answer from Redis");
         let (hot, bulk) = match &self.clients {
             Clients::Single(client) => {
                 let manager = |response_timeout| {
@@ -222,7 +222,7 @@ impl RedisStore {
     fn conns(&self) -> Result<&Conns, StoreError> {
         self.conns
             .get()
-            .ok_or_else(|| StoreError::Unavailable("not connected to Redis yet".into()))
+            .ok_or_else(|| StoreError::unavailable("not connected to Redis yet"))
     }
 
     /// The request-path connection.
@@ -359,7 +359,7 @@ impl RedisStore {
         let result = self
             .through_breaker(op, self.attempt(op, run(Conn::Worker(own)), false))
             .await;
-        if matches!(result, Err(StoreError::Unavailable(_))) {
+        if matches!(&result, Err(err) if err.is_unavailable()) {
             worker::forget(self.id, number);
         }
         result
@@ -371,17 +371,17 @@ impl RedisStore {
         attempt: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         if !self.breaker.admits() {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::unavailable(format!(
                 "{}: store breaker open",
                 op.as_str()
             )));
         }
         let result = attempt.await;
         match &result {
-            Err(StoreError::Unavailable(reason)) => {
+            Err(err @ StoreError::Unavailable { .. }) => {
                 self.unavailable
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                self.breaker.failed(reason)
+                self.breaker.failed(&err.report())
             }
             // An error reply is an answer: Redis is there.
             _ => self.breaker.succeeded(),
@@ -425,7 +425,7 @@ impl RedisStore {
             }
             Err(_) => {
                 self.metrics.redis_error(op);
-                Err(StoreError::Unavailable(format!(
+                Err(StoreError::unavailable(format!(
                     "{} timed out",
                     op.as_str()
                 )))
@@ -580,7 +580,7 @@ impl RedisStore {
             })
             .await?;
         if codes.len() != events.len() {
-            return Err(StoreError::Corrupt(format!(
+            return Err(StoreError::corrupt(format!(
                 "{} outcomes for {} events",
                 codes.len(),
                 events.len()
@@ -912,7 +912,7 @@ impl RedisStore {
             .await?;
         let stored = move || {
             StoredMessage::decode(&raw)
-                .ok_or_else(|| StoreError::Corrupt(format!("stored message {raw:?}")))
+                .ok_or_else(|| StoreError::corrupt(format!("stored message {raw:?}")))
         };
         Ok((code, stored))
     }
@@ -1068,15 +1068,15 @@ fn parse_record(stream_id: &str, fields: &[String]) -> Result<LedgerRecord, Stor
     };
     let get = |name: &str| {
         field(name)
-            .ok_or_else(|| StoreError::Corrupt(format!("ledger record {stream_id} lacks {name}")))
+            .ok_or_else(|| StoreError::corrupt(format!("ledger record {stream_id} lacks {name}")))
     };
     let kind = LedgerKind::parse(get("type")?).ok_or_else(|| {
-        StoreError::Corrupt(format!("ledger record {stream_id} has an unknown type"))
+        StoreError::corrupt(format!("ledger record {stream_id} has an unknown type"))
     })?;
     let number = |name: &str| -> Result<i64, StoreError> {
         get(name)?
             .parse()
-            .map_err(|_| StoreError::Corrupt(format!("ledger record {stream_id}: bad {name}")))
+            .map_err(|_| StoreError::corrupt(format!("ledger record {stream_id}: bad {name}")))
     };
     let optional = |name: &str| field(name).cloned().unwrap_or_default();
     Ok(LedgerRecord {
@@ -1113,7 +1113,7 @@ fn live_view(reply: redis::Value) -> Result<CommitOutcome, StoreError> {
         Value::SimpleString(text) => Some(text.clone()),
         _ => None,
     };
-    let corrupt = || StoreError::Corrupt("unexpected reply from reserve.lua".into());
+    let corrupt = || StoreError::corrupt("unexpected reply from reserve.lua");
     match reply {
         Value::Int(1) => Ok(CommitOutcome::Committed),
         Value::Array(parts) => {
@@ -1160,7 +1160,7 @@ impl<F: Future> Future for OnHome<'_, F> {
 }
 
 fn unavailable(err: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(err.to_string())
+    StoreError::unavailable_from("Redis", err)
 }
 
 fn classify(err: redis::RedisError) -> StoreError {
@@ -1181,9 +1181,9 @@ fn classify(err: redis::RedisError) -> StoreError {
         || err.is_connection_dropped()
         || err.is_connection_refusal()
     {
-        StoreError::Unavailable(err.to_string())
+        StoreError::unavailable_from("Redis", err)
     } else {
-        StoreError::Corrupt(err.to_string())
+        StoreError::corrupt_from("Redis", err)
     }
 }
 
@@ -1191,6 +1191,8 @@ fn decode_all<T: serde::de::DeserializeOwned>(
     raw: impl IntoIterator<Item = String>,
 ) -> Result<Vec<T>, StoreError> {
     raw.into_iter()
-        .map(|json| serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .map(|json| {
+            serde_json::from_str(&json).map_err(|e| StoreError::corrupt_from("stored JSON", e))
+        })
         .collect()
 }
