@@ -23,6 +23,7 @@ use futures_util::FutureExt;
 use rand::Rng;
 use secrecy::ExposeSecret;
 use tracing::Instrument;
+use utoipa_actix_web::AppExt;
 
 use crate::catalog::assets::AssetStore;
 use crate::catalog::Catalog;
@@ -366,7 +367,9 @@ impl Application {
                     .instrument(span)
                 })
                 .configure(extra_routes)
+                .into_utoipa_app()
                 .configure(http::configure)
+                .into_app()
         })
         // Slow clients (slow-loris) lose their connection instead of holding a worker slot.
         // This bounds the head only; `BodyDeadline` bounds the body.

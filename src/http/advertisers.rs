@@ -1,7 +1,8 @@
 //! Operator endpoints for advertisers.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{get, patch, post, web, HttpResponse};
 use serde::Serialize;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::auth::Operator;
 use super::error::ApiError;
@@ -27,13 +28,20 @@ pub struct ApiKey {
     pub api_key: String,
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/advertisers", web::post().to(create))
-        .route("/v1/advertisers", web::get().to(list))
-        .route("/v1/advertisers/{id}", web::patch().to(update))
-        .route("/v1/advertisers/{id}/keys", web::post().to(rotate_key));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create)
+        .service(list)
+        .service(update)
+        .service(rotate_key);
 }
 
+#[utoipa::path(
+    summary = "Set an advertiser's business-initiated messaging limit",
+    request_body = crate::domain::advertiser::AdvertiserPatch,
+    responses((status = 200, body = crate::domain::advertiser::AdvertiserView)),
+    security(("bearer" = ["operator"])),
+)]
+#[patch("/v1/advertisers/{id}")]
 async fn update(
     _: Operator,
     state: web::Data<AppState>,
@@ -45,6 +53,13 @@ async fn update(
     Ok(HttpResponse::Ok().json(AdvertiserView::from(&advertiser)))
 }
 
+#[utoipa::path(
+    summary = "Create an advertiser (its API key is shown once)",
+    request_body = crate::domain::advertiser::NewAdvertiser,
+    responses((status = 201, body = AdvertiserCreated)),
+    security(("bearer" = ["operator"])),
+)]
+#[post("/v1/advertisers")]
 async fn create(
     _: Operator,
     state: web::Data<AppState>,
@@ -60,6 +75,12 @@ async fn create(
     }))
 }
 
+#[utoipa::path(
+    summary = "List advertisers (no keys)",
+    responses((status = 200, body = AdvertiserList)),
+    security(("bearer" = ["operator"])),
+)]
+#[get("/v1/advertisers")]
 async fn list(_: Operator, state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.catalog.snapshot();
     let mut advertisers: Vec<AdvertiserView<'_>> = snapshot
@@ -70,6 +91,12 @@ async fn list(_: Operator, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(AdvertiserList { advertisers })
 }
 
+#[utoipa::path(
+    summary = "Rotate an advertiser's API key",
+    responses((status = 201, body = ApiKey)),
+    security(("bearer" = ["operator"])),
+)]
+#[post("/v1/advertisers/{id}/keys")]
 async fn rotate_key(
     _: Operator,
     state: web::Data<AppState>,

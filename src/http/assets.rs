@@ -2,16 +2,27 @@
 //! says `nosniff`, so a browser never reinterprets one as HTML or script whatever it contains.
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::error::ApiError;
 use super::AppState;
 use crate::media;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/assets/{sha256}", web::get().to(asset));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(asset);
 }
 
+/// A creative's bytes, exactly as uploaded.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Media(pub Vec<u8>);
+
+#[utoipa::path(
+    summary = "A creative's media (immutable, ETag)",
+    responses((status = 200, body = Media, content_type = "application/octet-stream")),
+)]
+#[get("/assets/{sha256}")]
 async fn asset(
     req: HttpRequest,
     state: web::Data<AppState>,

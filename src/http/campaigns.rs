@@ -1,7 +1,8 @@
 //! Advertiser endpoints for campaigns. Another advertiser's campaign is a 404.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{delete, get, patch, post, web, HttpResponse};
 use serde::Serialize;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::auth::{AdvertiserAuth, Reader};
 use super::error::ApiError;
@@ -16,13 +17,13 @@ pub struct CampaignList {
     pub campaigns: Vec<serde_json::Value>,
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/campaigns", web::post().to(create))
-        .route("/v1/campaigns", web::get().to(list))
-        .route("/v1/campaigns/{id}", web::get().to(show))
-        .route("/v1/campaigns/{id}", web::patch().to(update))
-        .route("/v1/campaigns/{id}", web::delete().to(archive))
-        .route("/v1/campaigns/{id}/history", web::get().to(history));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create)
+        .service(list)
+        .service(show)
+        .service(update)
+        .service(archive)
+        .service(history);
 }
 
 /// Every change to a campaign, oldest first (`GET /v1/campaigns/{id}/history`).
@@ -48,6 +49,12 @@ pub fn readable(
     })
 }
 
+#[utoipa::path(
+    summary = "Every change to a campaign, oldest first",
+    responses((status = 200, body = CampaignHistory)),
+    security(("bearer" = ["operator"]), ("bearer" = ["advertiser"])),
+)]
+#[get("/v1/campaigns/{id}/history")]
 async fn history(
     reader: Reader,
     state: web::Data<AppState>,
@@ -67,6 +74,13 @@ pub fn parse_id(raw: &str) -> Result<CampaignId, ApiError> {
     CampaignId::parse(raw).ok_or(ApiError::NotFound)
 }
 
+#[utoipa::path(
+    summary = "Create a campaign",
+    request_body = crate::domain::campaign::CampaignInput,
+    responses((status = 201, body = crate::domain::campaign::CampaignView)),
+    security(("bearer" = ["advertiser"])),
+)]
+#[post("/v1/campaigns")]
 async fn create(
     AdvertiserAuth(owner): AdvertiserAuth,
     state: web::Data<AppState>,
@@ -79,6 +93,12 @@ async fn create(
     Ok(HttpResponse::Created().json(view(&state, &campaign)))
 }
 
+#[utoipa::path(
+    summary = "List the advertiser's campaigns",
+    responses((status = 200, body = CampaignList)),
+    security(("bearer" = ["advertiser"])),
+)]
+#[get("/v1/campaigns")]
 async fn list(AdvertiserAuth(owner): AdvertiserAuth, state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.catalog.snapshot();
     let mut campaigns: Vec<_> = snapshot.campaigns_of(&owner.id).collect();
@@ -87,6 +107,12 @@ async fn list(AdvertiserAuth(owner): AdvertiserAuth, state: web::Data<AppState>)
     HttpResponse::Ok().json(CampaignList { campaigns: views })
 }
 
+#[utoipa::path(
+    summary = "A campaign",
+    responses((status = 200, body = crate::domain::campaign::CampaignView)),
+    security(("bearer" = ["advertiser"])),
+)]
+#[get("/v1/campaigns/{id}")]
 async fn show(
     AdvertiserAuth(owner): AdvertiserAuth,
     state: web::Data<AppState>,
@@ -96,6 +122,13 @@ async fn show(
     Ok(HttpResponse::Ok().json(view(&state, &campaign)))
 }
 
+#[utoipa::path(
+    summary = "Change any subset of a campaign's writable fields",
+    request_body = crate::domain::campaign::CampaignInput,
+    responses((status = 200, body = crate::domain::campaign::CampaignView)),
+    security(("bearer" = ["advertiser"])),
+)]
+#[patch("/v1/campaigns/{id}")]
 async fn update(
     AdvertiserAuth(owner): AdvertiserAuth,
     state: web::Data<AppState>,
@@ -114,6 +147,12 @@ async fn update(
     Ok(HttpResponse::Ok().json(view(&state, &campaign)))
 }
 
+#[utoipa::path(
+    summary = "Archive a campaign (history and spend stay)",
+    responses((status = 200, body = crate::domain::campaign::CampaignView)),
+    security(("bearer" = ["advertiser"])),
+)]
+#[delete("/v1/campaigns/{id}")]
 async fn archive(
     AdvertiserAuth(owner): AdvertiserAuth,
     state: web::Data<AppState>,

@@ -2,8 +2,9 @@
 //! and messages sent through click-to-chat ads. `GET /v1/conversions`: the advertiser reads them
 //! back for its CRM or conversion API.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{get, post, web, HttpResponse};
 use serde::Serialize;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::auth::{AdvertiserAuth, Operator};
 use super::campaigns::parse_id;
@@ -17,11 +18,16 @@ pub struct ConversionResult {
     pub status: ConversionStatus,
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/conversions", web::post().to(convert))
-        .route("/v1/conversions", web::get().to(list));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(convert).service(list);
 }
 
+#[utoipa::path(
+    summary = "The advertiser's click-to-chat conversions (`campaign_id`, `from`, `to`: YYYY-MM-DD)",
+    responses((status = 200, body = crate::ledger::conversions::ConversionList)),
+    security(("bearer" = ["advertiser"])),
+)]
+#[get("/v1/conversions")]
 async fn list(
     AdvertiserAuth(owner): AdvertiserAuth,
     state: web::Data<AppState>,
@@ -47,6 +53,13 @@ async fn list(
     Ok(HttpResponse::Ok().json(list))
 }
 
+#[utoipa::path(
+    summary = "Attribute a click-to-chat conversion (messaging platform)",
+    request_body = crate::ledger::conversions::ConversionBody,
+    responses((status = 200, body = ConversionResult)),
+    security(("bearer" = ["operator"])),
+)]
+#[post("/v1/conversions")]
 async fn convert(
     _: Operator,
     state: web::Data<AppState>,

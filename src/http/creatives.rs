@@ -3,10 +3,11 @@
 //! recognised by content, validated whole, and only then stored: a rejected upload stores nothing.
 
 use actix_multipart::{Multipart, MultipartError};
-use actix_web::{web, HttpResponse};
+use actix_web::{get, post, web, HttpResponse};
 use futures_util::TryStreamExt;
 use serde::Deserialize;
 use serde::Serialize;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::auth::{AdvertiserAuth, Operator};
 use super::campaigns::parse_id;
@@ -28,13 +29,13 @@ pub struct CreativeList<'a> {
     pub creatives: Vec<&'a std::sync::Arc<Creative>>,
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/campaigns/{id}/creatives", web::post().to(upload))
-        .route("/v1/campaigns/{id}/creatives", web::get().to(list))
-        .route("/v1/creatives/{id}", web::get().to(show))
-        .route("/v1/creatives/{id}/approve", web::post().to(approve))
-        .route("/v1/creatives/{id}/reject", web::post().to(reject))
-        .route("/v1/moderation/creatives", web::get().to(moderation_queue));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(upload)
+        .service(list)
+        .service(show)
+        .service(approve)
+        .service(reject)
+        .service(moderation_queue);
 }
 
 fn multipart_error(err: MultipartError) -> ApiError {
@@ -77,6 +78,13 @@ fn media_error(err: MediaError) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    summary = "Upload a creative (parts `file` and `meta`)",
+    request_body(content = crate::domain::creative::CreativeMeta, content_type = "multipart/form-data"),
+    responses((status = 201, body = crate::domain::creative::Creative)),
+    security(("bearer" = ["advertiser"])),
+)]
+#[post("/v1/campaigns/{id}/creatives")]
 async fn upload(
     AdvertiserAuth(owner): AdvertiserAuth,
     state: web::Data<AppState>,
@@ -142,6 +150,12 @@ async fn upload(
     Ok(HttpResponse::Created().json(creative))
 }
 
+#[utoipa::path(
+    summary = "A campaign's creatives",
+    responses((status = 200, body = CreativeList)),
+    security(("bearer" = ["advertiser"])),
+)]
+#[get("/v1/campaigns/{id}/creatives")]
 async fn list(
     AdvertiserAuth(owner): AdvertiserAuth,
     state: web::Data<AppState>,
@@ -157,6 +171,12 @@ async fn list(
     Ok(HttpResponse::Ok().json(CreativeList { creatives }))
 }
 
+#[utoipa::path(
+    summary = "A creative",
+    responses((status = 200, body = crate::domain::creative::Creative)),
+    security(("bearer" = ["advertiser"])),
+)]
+#[get("/v1/creatives/{id}")]
 async fn show(
     AdvertiserAuth(owner): AdvertiserAuth,
     state: web::Data<AppState>,
@@ -171,6 +191,12 @@ async fn show(
     Ok(HttpResponse::Ok().json(creative))
 }
 
+#[utoipa::path(
+    summary = "Approve a creative",
+    responses((status = 200, body = crate::domain::creative::Creative)),
+    security(("bearer" = ["operator"])),
+)]
+#[post("/v1/creatives/{id}/approve")]
 async fn approve(
     _: Operator,
     state: web::Data<AppState>,
@@ -180,6 +206,13 @@ async fn approve(
     Ok(HttpResponse::Ok().json(state.catalog.moderate(&id, Moderation::Approve).await?))
 }
 
+#[utoipa::path(
+    summary = "Reject a creative with a reason",
+    request_body = crate::domain::creative::Rejection,
+    responses((status = 200, body = crate::domain::creative::Creative)),
+    security(("bearer" = ["operator"])),
+)]
+#[post("/v1/creatives/{id}/reject")]
 async fn reject(
     _: Operator,
     state: web::Data<AppState>,
@@ -203,6 +236,12 @@ struct QueueQuery {
     status: Option<CreativeStatus>,
 }
 
+#[utoipa::path(
+    summary = "Creatives by moderation status (default pending)",
+    responses((status = 200, body = CreativeList)),
+    security(("bearer" = ["operator"])),
+)]
+#[get("/v1/moderation/creatives")]
 async fn moderation_queue(
     _: Operator,
     state: web::Data<AppState>,

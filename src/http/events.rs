@@ -1,16 +1,24 @@
 //! `POST /v1/events`: renders, views, clicks, hides and reports of served slots.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{post, web, HttpResponse};
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::auth::Client;
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::event::{EventBatch, EventsResponse, MAX_BATCH};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/events", web::post().to(events));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(events);
 }
 
+#[utoipa::path(
+    summary = "Report renders, views, clicks, hides and reports",
+    request_body = crate::domain::event::EventBatch,
+    responses((status = 200, body = crate::domain::event::EventsResponse)),
+    security(("bearer" = ["client"])),
+)]
+#[post("/v1/events")]
 async fn events(
     _: Client,
     state: web::Data<AppState>,

@@ -1,8 +1,9 @@
 //! Advertiser insight: delivery diagnostics (advertiser, operator), the decision explainer
 //! (operator) and forecasts (advertiser). See `crate::insight`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{get, post, web, HttpResponse};
 use serde::Deserialize;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::auth::{AdvertiserAuth, Operator, Reader};
 use super::campaigns::parse_id;
@@ -12,10 +13,8 @@ use crate::domain::campaign::{Campaign, CampaignInput};
 use crate::domain::slot::SlotRequestBody;
 use crate::ledger::report::{self, ReportQuery};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/slots/explain", web::post().to(explain))
-        .route("/v1/forecast", web::post().to(forecast))
-        .route("/v1/campaigns/{id}/delivery", web::get().to(delivery));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(explain).service(forecast).service(delivery);
 }
 
 /// `from` / `to`: inclusive UTC days (YYYY-MM-DD), the last 30 days by default.
@@ -26,6 +25,12 @@ pub struct DeliveryQuery {
     pub to: Option<String>,
 }
 
+#[utoipa::path(
+    summary = "Why the campaign served or not, from sampled decisions (?from&to: YYYY-MM-DD)",
+    responses((status = 200, body = crate::insight::Delivery)),
+    security(("bearer" = ["operator"]), ("bearer" = ["advertiser"])),
+)]
+#[get("/v1/campaigns/{id}/delivery")]
 async fn delivery(
     reader: Reader,
     state: web::Data<AppState>,
@@ -49,6 +54,13 @@ async fn delivery(
     Ok(HttpResponse::Ok().json(answer))
 }
 
+#[utoipa::path(
+    summary = "The decision the service would make for a slot request, with every campaign's outcome; no effect",
+    request_body = crate::domain::slot::SlotRequestBody,
+    responses((status = 200, body = crate::serving::Explanation)),
+    security(("bearer" = ["operator"])),
+)]
+#[post("/v1/slots/explain")]
 async fn explain(
     _: Operator,
     state: web::Data<AppState>,
@@ -58,6 +70,13 @@ async fn explain(
     Ok(HttpResponse::Ok().json(state.server.explain(&request).await?))
 }
 
+#[utoipa::path(
+    summary = "What a proposed campaign (not saved) would have got over the basis period",
+    request_body = crate::domain::campaign::CampaignInput,
+    responses((status = 200, body = crate::insight::forecast::Forecast)),
+    security(("bearer" = ["advertiser"])),
+)]
+#[post("/v1/forecast")]
 async fn forecast(
     AdvertiserAuth(owner): AdvertiserAuth,
     state: web::Data<AppState>,

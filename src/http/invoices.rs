@@ -2,7 +2,8 @@
 //! `GET /v1/invoices/{YYYY-MM}/records`: the ledger records it bills, CSV (default) or NDJSON.
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::auth::AdvertiserAuth;
 use super::error::ApiError;
@@ -10,9 +11,8 @@ use super::AppState;
 use crate::ledger::invoice::{self, Invoice, InvoiceRecords};
 use crate::ledger::report::rfc3339;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/invoices/{month}", web::get().to(show))
-        .route("/v1/invoices/{month}/records", web::get().to(records));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(show).service(billed_records);
 }
 
 fn accepts(req: &HttpRequest, mime: &str) -> bool {
@@ -32,6 +32,15 @@ async fn load(
     Ok((invoice, records, rfc3339(as_of)))
 }
 
+#[utoipa::path(
+    summary = "The advertiser's invoice for a YYYY-MM month (CSV with Accept: text/csv)",
+    responses((
+        status = 200,
+        content((crate::ledger::invoice::Invoice = "application/json"), (String = "text/csv")),
+    )),
+    security(("bearer" = ["advertiser"])),
+)]
+#[get("/v1/invoices/{month}")]
 async fn show(
     req: HttpRequest,
     AdvertiserAuth(owner): AdvertiserAuth,
@@ -49,7 +58,13 @@ async fn show(
     })
 }
 
-async fn records(
+#[utoipa::path(
+    summary = "Every ledger record the invoice bills, CSV (default) or NDJSON (Accept: application/x-ndjson); its SHA-256 is the invoice digest",
+    responses((status = 200, content((String = "text/csv"), (String = "application/x-ndjson")))),
+    security(("bearer" = ["advertiser"])),
+)]
+#[get("/v1/invoices/{month}/records")]
+async fn billed_records(
     req: HttpRequest,
     AdvertiserAuth(owner): AdvertiserAuth,
     state: web::Data<AppState>,

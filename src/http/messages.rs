@@ -2,16 +2,16 @@
 //! it is rated and, when charged, billed. `POST /v1/messages/{id}/status`: its delivery status
 //! settles a charge left pending by `"delivery": "sent"`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{post, web, HttpResponse};
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::auth::Operator;
 use super::error::ApiError;
 use super::AppState;
 use crate::ledger::messages::{MessageBody, MessageError, Messages, StatusBody};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/messages", web::post().to(record))
-        .route("/v1/messages/{id}/status", web::post().to(status));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(record).service(status);
 }
 
 fn messages(state: &AppState) -> Messages<'_> {
@@ -34,6 +34,13 @@ impl From<MessageError> for ApiError {
     }
 }
 
+#[utoipa::path(
+    summary = "Record and rate a business message (messaging platform)",
+    request_body = crate::ledger::messages::MessageBody,
+    responses((status = 200, body = crate::ledger::messages::MessageResult)),
+    security(("bearer" = ["operator"])),
+)]
+#[post("/v1/messages")]
 async fn record(
     _: Operator,
     state: web::Data<AppState>,
@@ -43,6 +50,13 @@ async fn record(
     Ok(HttpResponse::Ok().json(result))
 }
 
+#[utoipa::path(
+    summary = "Settle a sent message's charge by its delivery status (messaging platform)",
+    request_body = crate::ledger::messages::StatusBody,
+    responses((status = 200, body = crate::ledger::messages::StatusResult)),
+    security(("bearer" = ["operator"])),
+)]
+#[post("/v1/messages/{id}/status")]
 async fn status(
     _: Operator,
     state: web::Data<AppState>,

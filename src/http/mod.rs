@@ -22,6 +22,7 @@ pub mod slots;
 pub mod users;
 
 use std::sync::Arc;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use actix_web::web;
 
@@ -73,7 +74,7 @@ impl AppState {
     }
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(JSON_LIMIT)

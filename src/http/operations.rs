@@ -1,21 +1,30 @@
 //! Liveness, readiness and metrics.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{get, web, HttpResponse};
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(healthz).service(readyz).service(metrics);
 }
 
+#[utoipa::path(
+    summary = "Liveness",
+    responses((status = 200, body = String, content_type = "text/plain")),
+)]
+#[get("/healthz")]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
 /// Ready when the hot store and the system of record answer and this node can make writes
 /// durable (journal, spool and `data_dir` writable); the body says what is wrong.
+#[utoipa::path(
+    summary = "Readiness: store reachable and catalog loaded",
+    responses((status = 200, body = String, content_type = "text/plain")),
+)]
+#[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let mut trouble = match (state.store.ping().await, state.record.ping().await) {
         (Err(_), _) => Some("store unavailable"),
@@ -45,6 +54,11 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+#[utoipa::path(
+    summary = "Prometheus metrics",
+    responses((status = 200, body = String, content_type = "text/plain")),
+)]
+#[get("/metrics")]
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

@@ -1,6 +1,7 @@
 //! Campaign reports: the owning advertiser (or the operator) only.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{get, web, HttpResponse};
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::auth::Reader;
 use super::campaigns::parse_id;
@@ -8,10 +9,16 @@ use super::error::ApiError;
 use super::AppState;
 use crate::ledger::report::{self, ReportQuery};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/reports/campaigns/{id}", web::get().to(campaign_report));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(campaign_report);
 }
 
+#[utoipa::path(
+    summary = "Counters, spend and reach of a campaign (`from`, `to`: YYYY-MM-DD; `by`: day, hour, country, os, age_band, creative)",
+    responses((status = 200, body = crate::ledger::report::Report)),
+    security(("bearer" = ["operator"]), ("bearer" = ["advertiser"])),
+)]
+#[get("/v1/reports/campaigns/{id}")]
 async fn campaign_report(
     reader: Reader,
     state: web::Data<AppState>,

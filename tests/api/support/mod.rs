@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod browser;
+pub mod operations;
 pub mod postgres;
 pub mod process_group;
 pub mod redis_cluster;
