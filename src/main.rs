@@ -116,7 +116,7 @@ async fn reconcile(settings: Settings, repair: bool) -> Result<(), String> {
     let now_ms = statusads::clock::Clock::now_ms(&SystemClock);
     let report = statusads::ledger::reconcile::reconcile(&store, &record, now_ms, repair)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.report().to_string())?;
     println!("ledger records in the system of record: {}", report.records);
     println!("exported from the outbox first: {}", report.exported);
     for difference in &report.differences {

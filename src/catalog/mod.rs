@@ -36,7 +36,7 @@ pub enum CatalogError {
     Conflict(String),
     #[error(transparent)]
     Invalid(#[from] ValidationError),
-    #[error(transparent)]
+    #[error("{}", .0.report())]
     Store(#[from] StoreError),
 }
 

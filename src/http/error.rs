@@ -140,8 +140,8 @@ impl From<ValidationError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Unavailable { .. } => Self::Unavailable(err.report()),
-            StoreError::Corrupt { .. } => Self::Internal(err.report()),
+            StoreError::Unavailable { .. } => Self::Unavailable(err.report().to_string()),
+            StoreError::Corrupt { .. } => Self::Internal(err.report().to_string()),
         }
     }
 }

@@ -262,7 +262,7 @@ impl Subjects {
                         }
                     }
                 }
-                Err(err) => tracing::debug!(error = %err, "erasures not read; retrying"),
+                Err(err) => tracing::debug!(error = %err.report(), "erasures not read; retrying"),
             }
         }
     }

@@ -159,7 +159,7 @@ impl Breaker {
         self.state.lock().succeeded();
     }
 
-    pub fn failed(&self, reason: &str) {
+    pub fn failed(&self, reason: &dyn std::fmt::Display) {
         let transition = self.state.lock().failed(&self.policy, self.clock.now_ms());
         if transition.is_some() {
             tracing::warn!(
@@ -268,7 +268,7 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let breaker = Breaker::new(POLICY, clock.clone(), metrics.clone(), false);
         for _ in 0..3 {
-            breaker.failed("timed out");
+            breaker.failed(&"timed out");
         }
         assert!(!breaker.admits());
         assert_eq!(breaker.probe_in(), Some(Duration::from_millis(500)));
@@ -290,7 +290,7 @@ mod tests {
         let clock = ManualClock::new(datetime!(2026-11-26 10:00:00 UTC));
         let breaker = Breaker::new(POLICY, clock.clone(), Arc::new(Metrics::default()), false);
         for _ in 0..3 {
-            breaker.failed("timed out");
+            breaker.failed(&"timed out");
         }
         clock.set(datetime!(2026-11-26 09:00:00 UTC));
         let due = breaker.probe_in().unwrap();

@@ -60,12 +60,8 @@ async fn every_route_is_documented_and_real_responses_match() {
             "{route:?} is registered but not in the OpenAPI document"
         );
     }
-    for route in &documented {
-        assert!(
-            registered.contains(route),
-            "{route:?} is documented but not registered"
-        );
-    }
+    // The reverse holds by construction: the document is collected from the registered
+    // services.
 
     let app = spawn_app(Backend::Redis).await;
     let doc: Value = app
