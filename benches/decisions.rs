@@ -23,6 +23,7 @@ use statusads::domain::ids::{new_decision_id, CampaignId};
 use statusads::domain::slot::SlotRequest;
 use statusads::domain::UserId;
 use statusads::selection::{self, DecisionInput};
+use statusads::store::codec;
 use statusads::tokens::{Claims, TokenKeys};
 
 const POLICY: AdLoadSettings = AdLoadSettings {
@@ -182,14 +183,14 @@ fn caps(c: &mut Criterion) {
         .iter()
         .map(|c| {
             (
-                capping::campaign_field(c.id.as_str()),
-                capping::encode_stamps(&[now_s - 7_200, now_s - 60]),
+                codec::campaign_field(c.id.as_str()),
+                codec::encode_stamps(&[now_s - 7_200, now_s - 60]),
             )
         })
         .collect();
     fields.push((
         "d".into(),
-        capping::encode_stamps(&(0..10).map(|i| now_s - i * 60).collect::<Vec<_>>()),
+        codec::encode_stamps(&(0..10).map(|i| now_s - i * 60).collect::<Vec<_>>()),
     ));
     let reservation = capping::Reservation {
         decision_id: "0123456789abcdef0123456789abcdef".into(),

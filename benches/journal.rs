@@ -21,8 +21,8 @@ fn event(i: usize) -> EventWrite {
         price_micros: 2_000,
         token_ttl_ms: 1_200_000,
         user_ttl_ms: 86_400_000,
-        campaign_caps: String::new(),
-        advertiser_caps: String::new(),
+        campaign_caps: Vec::new(),
+        advertiser_caps: Vec::new(),
         campaign_keep: Retention {
             count: 0,
             window_ms: 0,

@@ -32,7 +32,7 @@ use crate::metrics::{DecisionOutcome, DecisionView, Metrics};
 use crate::privacy::{self, state, state::CarriedSession};
 use crate::selection::explain::{Explained, LostBy, Outcome};
 use crate::selection::{self, Decision, DecisionInput, Placement};
-use crate::store::{CommitOutcome, DecisionCommit, Store, UserView};
+use crate::store::{CommitOutcome, DecisionCommit, SessionValue, Store, UserView};
 use crate::tokens::{Claims, TokenKeys};
 
 /// A stale view costs one more attempt; concurrent decisions for one user are rare. After this
@@ -148,8 +148,8 @@ impl Server {
             let now_ms = self.clock.now_ms();
             let session_state = assumed
                 .session
-                .as_deref()
-                .map(|stored| SessionState::decode(stored, now_ms))
+                .as_ref()
+                .map(|stored| stored.state(now_ms))
                 .unwrap_or_default();
             let snapshot = self.catalog.snapshot();
             let input = self.input(&snapshot, &assumed.state, session_state, request, now_ms);
@@ -171,12 +171,14 @@ impl Server {
                 self.note(&input, true, &decision, explained, &planned);
                 return Ok(Vec::new());
             }
-            let session_after = selection::placement::advance(
-                session_state,
-                request.statuses,
-                planned.iter().map(|(_, p)| p.position),
-            )
-            .encode(now_ms);
+            let session_after = SessionValue::of(
+                selection::placement::advance(
+                    session_state,
+                    request.statuses,
+                    planned.iter().map(|(_, p)| p.position),
+                ),
+                now_ms,
+            );
             let longest_window = planned
                 .iter()
                 .map(|(_, p)| {
@@ -188,7 +190,7 @@ impl Server {
                 shard,
                 user,
                 session,
-                session_seen: assumed.session.as_deref(),
+                session_seen: assumed.session.as_ref(),
                 proof: selection::proof(
                     planned.iter().map(|(_, p)| *p),
                     &assumed.state,
@@ -274,11 +276,10 @@ impl Server {
                         clicks: Vec::new(),
                     })
                     .await?;
-                let tag = session.map(|id| capping::session_field(id)[1..].to_owned());
                 let session_state = found
                     .sessions
                     .iter()
-                    .find(|s| Some(&s.tag) == tag.as_ref() && s.forget_after_ms > now_ms)
+                    .find(|s| session.is_some_and(|id| s.is_of(id)) && s.forget_after_ms > now_ms)
                     .map(|s| s.state)
                     .unwrap_or_default();
                 (found.state, session_state, request.clone())

@@ -527,7 +527,9 @@ impl Refresher {
                     );
                 }
             }
-            Some(Err(err)) => tracing::debug!(error = %err, "Redis persistence not known yet"),
+            Some(Err(err)) => {
+                tracing::debug!(error = %err.report(), "Redis persistence not known yet")
+            }
         }
     }
 }

@@ -1,24 +1,9 @@
 //! Per-user state that decisions read and events move: rolling-window render timestamps per
 //! campaign and per advertiser, the rolling 24 h ad load, pending reservations and hidden
-//! advertisers, plus the per-session placement state. This module holds the pure rules (including
-//! the check a decision must pass against the live state to commit) and the compact text
-//! encoding both backends store; the atomic updates live in the stores.
-//!
-//! Encoding: one Redis hash per user, mirrored by the embedded backend. There is one field per
-//! (user, campaign) seen, so every field and value is kept under 64 bytes: Redis then keeps the
-//! hash as a listpack (no per-entry pointers), which is what makes an entry cost ~30 bytes.
-//! (A cap above 10 per window, or a daily load above 10, makes that user's lists longer than
-//! 64 bytes: their hash then leaves the compact encoding, which costs memory, nothing else.)
-//! - `c<campaign hex>` / `a<advertiser hex>` / `d`: render times (see [`encode_stamps`]), newest
-//!   last, of the campaign, the advertiser (advertiser-level caps) and of every ad (daily load);
-//! - `r<decision id>`: a reservation, `<campaign hex>|<advertiser hex>|<expires_ms>`;
-//! - `h<advertiser hex>`: the advertiser is hidden until this time (ms);
-//! - `x<campaign hex>`: the user started a conversation from the campaign (`suppress_after:
-//!   conversation`), which is not shown to them until this time (ms);
-//! - `s<session hash>`: the placement state of one session ([`SessionState::encode`]), under
-//!   the first 8 bytes of the session id's SHA-256 as hex: every session of a user lives in
-//!   their hash, so access and erasure find them without a scan, and the field stays short
-//!   however long the client's session id.
+//! advertisers, plus the per-session placement state. This module holds the pure rules over
+//! typed values (including the check a decision must pass against the live state to commit);
+//! how the stores encode that state is `store::codec`'s alone, and the atomic updates live in
+//! the stores.
 //!
 //! Windows are checked in whole seconds: a render stored as `ceil(t)` counts while
 //! `ceil(t) > floor(now) - per`, which holds whenever the exact `t > now - per` does, so
@@ -36,48 +21,8 @@ pub const DAY_MS: Millis = 86_400_000;
 pub const HIDE_MS: Millis = 90 * DAY_MS;
 /// Sessions are forgotten after this long without a decision.
 pub const SESSION_TTL_MS: Millis = 6 * 3_600_000;
-/// Render times count whole seconds from here (2000-01-01T00:00:00Z): six base-36 digits then
-/// last until 2068.
-pub const STAMP_EPOCH_S: i64 = 946_684_800;
-const STAMP_WIDTH: usize = 6;
-const STAMP_MAX: i64 = 36_i64.pow(STAMP_WIDTH as u32) - 1;
-
-/// The hash field of a campaign's render times: `c` and the id's hex part.
-pub fn campaign_field(campaign: &str) -> String {
-    format!("c{}", hex_of(campaign))
-}
-
-/// The hash field of an advertiser's render times (advertiser-level caps).
-pub fn advertiser_field(advertiser: &str) -> String {
-    format!("a{}", hex_of(advertiser))
-}
-
 /// A conversation suppresses its campaign for the user this long (their record's lifetime).
 pub const SUPPRESS_MS: Millis = 365 * DAY_MS;
-
-/// The hash field of a campaign suppressed for this user by a conversation.
-pub fn suppress_field(campaign: &str) -> String {
-    format!("x{}", hex_of(campaign))
-}
-
-/// The hash field of an advertiser hidden by this user.
-pub fn hide_field(advertiser: &str) -> String {
-    format!("h{}", hex_of(advertiser))
-}
-
-/// The hash field of one session of the user.
-pub fn session_field(session: &str) -> String {
-    use sha2::Digest;
-    format!(
-        "s{}",
-        hex::encode(&sha2::Sha256::digest(session.as_bytes())[..8])
-    )
-}
-
-/// The 16 hex digits of a `cmp_…` / `adv_…` id: what the compact fields store.
-pub fn hex_of(id: &str) -> &str {
-    id.split_once('_').map_or(id, |(_, hex)| hex)
-}
 
 /// A render's stored time: whole seconds, rounded up.
 pub fn render_stamp(now_ms: Millis) -> i64 {
@@ -87,46 +32,6 @@ pub fn render_stamp(now_ms: Millis) -> i64 {
 /// `now` for window checks: whole seconds, rounded down.
 pub fn window_now(now_ms: Millis) -> i64 {
     now_ms.div_euclid(1000)
-}
-
-/// Render times (unix seconds) as stored: six base-36 digits each (seconds since
-/// [`STAMP_EPOCH_S`]), no separator. Ten renders fit the 64 bytes that keep the hash compact,
-/// where decimal with commas took 109.
-pub fn encode_stamps(stamps: &[i64]) -> String {
-    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut out = String::with_capacity(stamps.len() * STAMP_WIDTH);
-    for stamp in stamps {
-        let mut n = (stamp - STAMP_EPOCH_S).clamp(0, STAMP_MAX);
-        let mut digits = [b'0'; STAMP_WIDTH];
-        for digit in digits.iter_mut().rev() {
-            *digit = DIGITS[(n % 36) as usize];
-            n /= 36;
-        }
-        out.extend(digits.iter().map(|d| *d as char));
-    }
-    out
-}
-
-/// The inverse of [`encode_stamps`]; a malformed chunk is skipped. Lists written by builds
-/// before this encoding (decimal seconds joined by commas) are read too, so caps hold across
-/// the upgrade; the next write of a list rewrites it.
-pub fn decode_stamps(raw: &str) -> Vec<i64> {
-    if raw.contains(',') || !raw.len().is_multiple_of(STAMP_WIDTH) {
-        return raw.split(',').filter_map(|t| t.parse().ok()).collect();
-    }
-    raw.as_bytes()
-        .chunks(STAMP_WIDTH)
-        .filter_map(|chunk| {
-            let digits = chunk.len() == STAMP_WIDTH
-                && chunk
-                    .iter()
-                    .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
-            let text = std::str::from_utf8(chunk).ok().filter(|_| digits)?;
-            i64::from_str_radix(text, 36)
-                .ok()
-                .map(|n| n + STAMP_EPOCH_S)
-        })
-        .collect()
 }
 
 /// How long a user's stored state must live: past every window it holds, every reservation
@@ -146,55 +51,6 @@ pub struct Reservation {
     pub expires_ms: Millis,
 }
 
-impl Reservation {
-    /// The hash field holding this reservation.
-    pub fn field(&self) -> String {
-        reservation_field(&self.decision_id)
-    }
-
-    /// The field's value: `<campaign hex>|<advertiser hex>|<expires_ms>`.
-    pub fn value(&self) -> String {
-        format!(
-            "{}|{}|{}",
-            hex_of(&self.campaign),
-            hex_of(&self.advertiser),
-            self.expires_ms
-        )
-    }
-
-    fn decode(decision_id: &str, value: &str) -> Option<Self> {
-        let (campaign, advertiser, expires_ms) = reservation_parts(value)?;
-        Some(Self {
-            decision_id: decision_id.to_owned(),
-            campaign: format!("cmp_{campaign}"),
-            advertiser: format!("adv_{advertiser}"),
-            expires_ms,
-        })
-    }
-}
-
-/// The hash field of the reservation made by decision `decision_id`.
-pub fn reservation_field(decision_id: &str) -> String {
-    format!("r{decision_id}")
-}
-
-/// A stored reservation value's (campaign hex, advertiser hex, expiry): exactly three parts,
-/// as `reservation` in user_state.lua reads it.
-fn reservation_parts(value: &str) -> Option<(&str, &str, Millis)> {
-    let mut parts = value.split('|');
-    let (campaign, advertiser) = (parts.next()?, parts.next()?);
-    let expires_ms = parts.next()?.parse().ok()?;
-    parts
-        .next()
-        .is_none()
-        .then_some((campaign, advertiser, expires_ms))
-}
-
-/// The expiry of a stored reservation value (`None` when corrupt: prune it).
-pub fn reservation_expiry(value: &str) -> Option<Millis> {
-    reservation_parts(value).map(|(_, _, expires_ms)| expires_ms)
-}
-
 /// What the store knows about one user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserState {
@@ -209,43 +65,6 @@ pub struct UserState {
 }
 
 impl UserState {
-    /// Parses the stored hash. Unknown or corrupt fields are ignored rather than failing a
-    /// decision: the checks in the store's scripts remain the authority.
-    pub fn from_fields<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let mut state = Self::default();
-        for (field, value) in fields {
-            let Some(rest) = field.get(1..) else { continue };
-            // Id fields are one letter and the id's 16 hex digits.
-            let hex = Some(rest).filter(|hex| hex.len() == 16);
-            match (field.as_bytes().first(), hex) {
-                (Some(b'c'), Some(hex)) => {
-                    state
-                        .campaign_renders
-                        .insert(format!("cmp_{hex}"), decode_stamps(value));
-                }
-                (Some(b'a'), Some(hex)) => {
-                    state
-                        .advertiser_renders
-                        .insert(format!("adv_{hex}"), decode_stamps(value));
-                }
-                (Some(b'h'), Some(hex)) => {
-                    if let Ok(until) = value.parse() {
-                        state.hidden_until.insert(format!("adv_{hex}"), until);
-                    }
-                }
-                (Some(b'x'), Some(hex)) => {
-                    if let Ok(until) = value.parse() {
-                        state.suppressed_until.insert(format!("cmp_{hex}"), until);
-                    }
-                }
-                (Some(b'r'), _) => state.reservations.extend(Reservation::decode(rest, value)),
-                _ if field == "d" => state.daily_renders = decode_stamps(value),
-                _ => {}
-            }
-        }
-        state
-    }
-
     fn live_reservations(&self, now: Millis) -> impl Iterator<Item = &Reservation> {
         self.reservations.iter().filter(move |r| r.expires_ms > now)
     }
@@ -435,34 +254,6 @@ impl Retention {
             window_ms: acc.window_ms.max(cap.per_seconds as Millis * 1000),
         })
     }
-
-    /// `count:window_seconds`, as the stores read it.
-    pub fn encode(self) -> String {
-        format!("{}:{}", self.count, self.window_ms / 1000)
-    }
-}
-
-/// Caps as the stores read them: `max:per_seconds` joined by commas.
-pub fn encode_caps(caps: &[FrequencyCap]) -> String {
-    caps.iter()
-        .map(|cap| format!("{}:{}", cap.max, cap.per_seconds))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The inverse of [`encode_caps`]. A malformed cap reads as `max` 0, which nothing fits.
-pub fn decode_caps(encoded: &str) -> Vec<FrequencyCap> {
-    encoded
-        .split(',')
-        .filter(|cap| !cap.is_empty())
-        .map(|cap| {
-            let mut parts = cap.split(':').map(|x| x.parse::<u32>().unwrap_or(0));
-            FrequencyCap {
-                max: parts.next().unwrap_or(0),
-                per_seconds: parts.next().unwrap_or(0),
-            }
-        })
-        .collect()
 }
 
 /// Placement state of one session across its requests: ads served so far and statuses the user
@@ -471,32 +262,6 @@ pub fn decode_caps(encoded: &str) -> Vec<FrequencyCap> {
 pub struct SessionState {
     pub served: u32,
     pub carry: u32,
-}
-
-impl SessionState {
-    /// `served,carry,forget_after_ms`: the expiry travels in the value so that both backends
-    /// forget a session at the same (injected) time; Redis's key TTL only collects garbage.
-    pub fn encode(self, now_ms: Millis) -> String {
-        format!("{},{},{}", self.served, self.carry, now_ms + SESSION_TTL_MS)
-    }
-
-    /// The stored session as of `now_ms`: a fresh one once it has been forgotten.
-    /// When a stored session is forgotten (`None` when corrupt: prune it).
-    pub fn forget_after(raw: &str) -> Option<Millis> {
-        raw.split(',').nth(2)?.parse().ok()
-    }
-
-    pub fn decode(raw: &str, now_ms: Millis) -> Self {
-        let mut parts = raw.split(',').map(|p| p.parse::<i64>().unwrap_or(0));
-        let (served, carry, forget_after) = (parts.next(), parts.next(), parts.next());
-        if forget_after.is_none_or(|until| now_ms >= until) {
-            return Self::default();
-        }
-        Self {
-            served: served.unwrap_or(0) as u32,
-            carry: carry.unwrap_or(0) as u32,
-        }
-    }
 }
 
 /// Stable virtual shard of a user (FNV-1a): everything keyed by this user lives in it.
@@ -528,80 +293,6 @@ mod tests {
             .collect();
         c.advertiser_caps = advertiser_caps;
         c
-    }
-
-    #[test]
-    fn parses_its_own_encoding() {
-        let (cmp, adv, hidden) = (
-            "cmp_00000000000000aa",
-            "adv_00000000000000bb",
-            "adv_00000000000000cc",
-        );
-        let r = Reservation {
-            decision_id: "0123456789abcdef0123456789abcdef".into(),
-            campaign: cmp.into(),
-            advertiser: adv.into(),
-            expires_ms: 1_795_000_000_000,
-        };
-        let (c, a, h) = (
-            campaign_field(cmp),
-            advertiser_field(adv),
-            hide_field(hidden),
-        );
-        assert_eq!(
-            c, "c00000000000000aa",
-            "one letter and 16 hex digits: compact per entry"
-        );
-        assert_eq!(r.field(), "r0123456789abcdef0123456789abcdef");
-        assert_eq!(r.value(), "00000000000000aa|00000000000000bb|1795000000000");
-        // Redis keeps a hash compact (listpack) only while every field and value is <= 64 bytes.
-        assert!(r.field().len() <= 64 && r.value().len() <= 64);
-        let (value, stamps) = (r.value(), encode_stamps(&[1_795_000_001, 1_795_000_002]));
-        let state = UserState::from_fields([
-            (c.as_str(), stamps.as_str()),
-            (a.as_str(), encode_stamps(&[1_795_000_005]).as_str()),
-            ("d", stamps.as_str()),
-            (r.field().as_str(), value.as_str()),
-            (h.as_str(), "1000"),
-            ("junk", "?"),
-            ("cshort", "1"),
-        ]);
-        assert_eq!(
-            state.campaign_renders[cmp],
-            vec![1_795_000_001, 1_795_000_002]
-        );
-        assert_eq!(state.advertiser_renders[adv], vec![1_795_000_005]);
-        assert_eq!(state.daily_renders, vec![1_795_000_001, 1_795_000_002]);
-        assert_eq!(state.campaign_renders.len(), 1);
-        assert_eq!(state.reservations, vec![r]);
-        assert_eq!(reservation_expiry(&value), Some(1_795_000_000_000));
-        assert_eq!(reservation_expiry("a|b|1|extra"), None, "as strict as Lua");
-        assert!(state.is_hidden(hidden, 999));
-        assert!(!state.is_hidden(hidden, 1000));
-    }
-
-    #[test]
-    fn render_times_are_six_base36_digits_each() {
-        let times = [STAMP_EPOCH_S, 1_795_000_000, STAMP_EPOCH_S + STAMP_MAX];
-        let encoded = encode_stamps(&times);
-        assert_eq!(encoded.len(), 18);
-        assert_eq!(&encoded[..6], "000000");
-        assert_eq!(decode_stamps(&encoded), times);
-        // A full day of the default ad load (10) still fits one compact listpack value.
-        assert_eq!(encode_stamps(&[1_795_000_000; 10]).len(), 60);
-        // Malformed input is skipped, never misread.
-        assert_eq!(decode_stamps("zz!zzz00000"), Vec::<i64>::new());
-        assert_eq!(
-            decode_stamps("-00001+00001"),
-            Vec::<i64>::new(),
-            "as strict as Lua"
-        );
-        // Lists of earlier builds: decimal seconds joined by commas.
-        assert_eq!(decode_stamps("1795000000"), vec![1_795_000_000]);
-        assert_eq!(
-            decode_stamps("1795000000,1795000001"),
-            vec![1_795_000_000, 1_795_000_001]
-        );
     }
 
     #[test]
@@ -720,33 +411,9 @@ mod tests {
                 window_ms: 86_400_000
             }
         );
-        assert_eq!(encode_caps(&caps), "1:3600,3:86400");
-        assert_eq!(decode_caps(&encode_caps(&caps)), caps);
-        assert_eq!(decode_caps(""), Vec::new());
-        assert_eq!(decode_caps("x:60")[0].max, 0, "malformed: nothing fits");
-        assert_eq!(Retention::for_caps(&caps).encode(), "3:86400");
         assert_eq!((render_stamp(1_500), window_now(1_500)), (2, 1));
         assert_eq!((render_stamp(2_000), window_now(2_000)), (2, 2));
         assert_eq!(shard_of("user-1", 1024), shard_of("user-1", 1024));
         assert!(shard_of("user-1", 1024) < 1024);
-        let session = SessionState {
-            served: 2,
-            carry: 5,
-        };
-        let stored = session.encode(1_000);
-        assert_eq!(
-            SessionState::decode(&stored, 1_000 + SESSION_TTL_MS - 1),
-            session
-        );
-        assert_eq!(
-            SessionState::decode(&stored, 1_000 + SESSION_TTL_MS),
-            SessionState::default(),
-            "forgotten"
-        );
-        assert_eq!(
-            SessionState::decode("2,5", 0),
-            SessionState::default(),
-            "no expiry: not trusted"
-        );
     }
 }

@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 
 use super::{Reservation, UserState};
 use crate::clock::Millis;
+use crate::store::SessionValue;
 
 /// Views resting on a live read older than this are not used: the bound on how long an answer
 /// without ads can be stricter than the live state.
@@ -37,7 +38,7 @@ pub struct Assumed {
     /// tenth of the decision's CPU for users with many reservations.
     pub state: Arc<UserState>,
     /// The stored value of the requested session as last seen (`None`: assumed new).
-    pub session: Option<String>,
+    pub session: Option<SessionValue>,
     /// When the live state this view rests on was read (`None`: a user assumed new).
     pub read_at_ms: Option<Millis>,
 }
@@ -46,7 +47,7 @@ pub struct Assumed {
 struct Seen {
     state: Arc<UserState>,
     /// (session id, stored value) of the user's last session seen.
-    session: Option<(String, String)>,
+    session: Option<(String, SessionValue)>,
     /// When the live state this view rests on was read.
     read_at_ms: Millis,
 }
@@ -96,7 +97,7 @@ impl RecentUsers {
         user: &str,
         state: UserState,
         session: Option<&str>,
-        stored: Option<String>,
+        stored: Option<SessionValue>,
         read_at_ms: Millis,
     ) -> Assumed {
         let state = Arc::new(state);
@@ -125,7 +126,7 @@ impl RecentUsers {
         user: &str,
         decided_on: Assumed,
         reservations: Vec<Reservation>,
-        session: Option<(&str, String)>,
+        session: Option<(&str, SessionValue)>,
         now_ms: Millis,
     ) {
         let read_at_ms = decided_on.read_at_ms.unwrap_or(now_ms);
@@ -180,17 +181,25 @@ impl RecentUsers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capping::SessionState;
 
     #[test]
     fn views_are_young_per_session_and_forgettable() {
         let recent = RecentUsers::default();
         let mut state = UserState::default();
         state.daily_renders.push(1);
-        let view = recent.saw("u", state.clone(), Some("s1"), Some("1,2,3".into()), 1_000);
+        let stored = SessionValue::of(
+            SessionState {
+                served: 1,
+                carry: 2,
+            },
+            3,
+        );
+        let view = recent.saw("u", state.clone(), Some("s1"), Some(stored.clone()), 1_000);
         assert_eq!(view.read_at_ms, Some(1_000));
         let seen = recent.assume("u", Some("s1"), 1_000 + MAX_AGE_MS - 1);
         assert_eq!(*seen.state, state);
-        assert_eq!(seen.session.as_deref(), Some("1,2,3"));
+        assert_eq!(seen.session, Some(stored));
         assert_eq!(recent.assume("u", Some("s2"), 1_000).session, None);
         assert_eq!(recent.assume("u", None, 1_000).session, None);
         // Too old, or from the future of a clock set back: assumed new.

@@ -1,13 +1,13 @@
 //! An immutable view of the catalog, rebuilt on change and swapped atomically. Decisions iterate
 //! [`Snapshot::servable`]: campaigns that are active with at least one approved creative, with
-//! everything a decision and an event need precomputed (caps encoding, retention).
+//! everything a decision and an event need precomputed (caps, retention).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::capping::{encode_caps, Retention};
+use crate::capping::Retention;
 use crate::domain::advertiser::Advertiser;
-use crate::domain::campaign::{Campaign, CampaignStatus, Priority};
+use crate::domain::campaign::{Campaign, CampaignStatus, FrequencyCap, Priority};
 use crate::domain::creative::{Creative, CreativeStatus};
 use crate::domain::ids::{AdvertiserId, CampaignId, CreativeId};
 use crate::selection::index::EligibilityIndex;
@@ -21,13 +21,13 @@ pub struct Servable {
     pub creatives: Vec<Arc<Creative>>,
 }
 
-/// What the event path needs to know about a campaign's caps, in store encoding.
+/// What the event path needs to know about a campaign's caps.
 #[derive(Debug, Clone, Default)]
 pub struct CapSpec {
-    pub campaign_caps: String,
+    pub campaign_caps: Vec<FrequencyCap>,
     pub campaign_keep: Retention,
     /// Empty unless the campaign has `advertiser_caps`.
-    pub advertiser_caps: String,
+    pub advertiser_caps: Vec<FrequencyCap>,
 }
 
 #[derive(Debug, Default)]
@@ -103,13 +103,13 @@ impl Snapshot {
         let cap_specs = campaigns
             .values()
             .map(|c| {
-                let caps = encode_caps(&c.frequency_caps);
+                let caps = c.frequency_caps.clone();
                 let spec = CapSpec {
-                    campaign_keep: Retention::for_caps(&c.frequency_caps),
+                    campaign_keep: Retention::for_caps(&caps),
                     advertiser_caps: if c.advertiser_caps {
                         caps.clone()
                     } else {
-                        String::new()
+                        Vec::new()
                     },
                     campaign_caps: caps,
                 };

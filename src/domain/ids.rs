@@ -57,6 +57,14 @@ id_type!(AdvertiserId, "adv_");
 id_type!(CampaignId, "cmp_");
 id_type!(CreativeId, "cre_");
 
+/// The 8 random bytes behind the 16 hex digits of an id of any type (`cmp_…`, `adv_…`).
+pub fn id_bytes(id: &str) -> Option<[u8; 8]> {
+    let hex = id.split_once('_').map_or(id, |(_, hex)| hex);
+    let mut bytes = [0u8; 8];
+    hex::decode_to_slice(hex, &mut bytes).ok()?;
+    Some(bytes)
+}
+
 /// Identifies one served slot; bound into its token and the key of its dedupe state.
 pub fn new_decision_id() -> String {
     hex::encode(rand::thread_rng().gen::<[u8; 16]>())

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use time::{Date, OffsetDateTime};
 
-use crate::capping::{suppress_field, SUPPRESS_MS};
+use crate::capping::SUPPRESS_MS;
 use crate::catalog::Catalog;
 use crate::clock::{datetime_from_ms, day_key, ms_from_datetime, utc_day};
 use crate::domain::campaign::Rfc3339;
@@ -103,7 +103,7 @@ pub async fn convert(
                         let campaign = catalog.snapshot().campaign(&id).cloned()?;
                         campaign.suppress_after.map(|_| {
                             let until = at_ms.saturating_add(SUPPRESS_MS);
-                            ((suppress_field(id.as_str()), until), owner.user)
+                            ((id, until), owner.user)
                         })
                     })
                     .unzip(),

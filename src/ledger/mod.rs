@@ -136,7 +136,7 @@ impl Ledger {
             Err(err @ StoreError::Corrupt { .. }) => {
                 tracing::error!(error = %err.report(), "outage spool replay stopped")
             }
-            Err(err) => tracing::debug!(error = %err, "spool replay waits for Redis"),
+            Err(err) => tracing::debug!(error = %err.report(), "spool replay waits for Redis"),
         }
     }
 }

@@ -10,10 +10,11 @@ use time::{Date, Duration};
 
 use crate::clock::{datetime_from_ms, ms_from_datetime, Millis};
 use crate::domain::ids::CampaignId;
+use crate::domain::Micros;
 use crate::domain::ValidationError;
 use crate::record::ledger::{CounterRow, Grouping};
 use crate::record::Record;
-use crate::store::{DayCounters, StoreError};
+use crate::store::StoreError;
 
 /// Longest range one report may span.
 pub const MAX_DAYS: i64 = 366;
@@ -222,6 +223,68 @@ pub fn frequency(rendered: u64, reach: u64) -> f64 {
         return 0.0;
     }
     (rendered as f64 * 100.0 / reach as f64).round() / 100.0
+}
+
+/// Counters of one campaign on one UTC day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct DayCounters {
+    pub served: u64,
+    pub rendered: u64,
+    pub viewed: u64,
+    pub clicks: u64,
+    pub hides: u64,
+    pub reports: u64,
+    pub conversations: u64,
+    pub messages: u64,
+    pub spend_micros: Micros,
+    /// Charged business messages whose conversation came from this campaign's clicks.
+    pub message_charges_micros: Micros,
+    /// `spend_micros / conversations` (integer micros, rounded down), 0 when none.
+    pub cost_per_conversation_micros: Micros,
+    /// Renders that were billed (price > 0): the invoice quantity.
+    #[serde(skip)]
+    pub billed_renders: u64,
+}
+
+impl DayCounters {
+    pub fn set(&mut self, field_index: usize, value: i64) {
+        let v = value.max(0) as u64;
+        match field_index {
+            0 => self.served += v,
+            1 => self.rendered += v,
+            2 => self.viewed += v,
+            3 => self.clicks += v,
+            4 => self.hides += v,
+            5 => self.reports += v,
+            6 => self.conversations += v,
+            7 => self.messages += v,
+            8 => self.spend_micros += value,
+            9 => self.billed_renders += v,
+            _ => self.message_charges_micros += value,
+        }
+        self.cost_per_conversation_micros = self
+            .spend_micros
+            .checked_div(self.conversations as i64)
+            .unwrap_or(0);
+    }
+
+    pub fn add(&mut self, other: &DayCounters) {
+        self.served += other.served;
+        self.rendered += other.rendered;
+        self.viewed += other.viewed;
+        self.clicks += other.clicks;
+        self.hides += other.hides;
+        self.reports += other.reports;
+        self.conversations += other.conversations;
+        self.messages += other.messages;
+        self.spend_micros += other.spend_micros;
+        self.billed_renders += other.billed_renders;
+        self.message_charges_micros += other.message_charges_micros;
+        self.cost_per_conversation_micros = self
+            .spend_micros
+            .checked_div(self.conversations as i64)
+            .unwrap_or(0);
+    }
 }
 
 #[cfg(test)]

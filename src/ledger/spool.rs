@@ -198,6 +198,7 @@ fn batches(path: &Path) -> Result<(Vec<Batch>, lines::Tail), lines::LogError> {
 mod tests {
     use super::*;
     use crate::capping::Retention;
+    use crate::domain::campaign::FrequencyCap;
     use crate::domain::event::EventType;
 
     /// A data dir removed when the test ends, passed or not.
@@ -218,8 +219,17 @@ mod tests {
             price_micros: 2_000,
             token_ttl_ms: 1_200_000,
             user_ttl_ms: 90 * 86_400_000,
-            campaign_caps: "1:3600,3:86400".into(),
-            advertiser_caps: String::new(),
+            campaign_caps: vec![
+                FrequencyCap {
+                    max: 1,
+                    per_seconds: 3600,
+                },
+                FrequencyCap {
+                    max: 3,
+                    per_seconds: 86_400,
+                },
+            ],
+            advertiser_caps: Vec::new(),
             campaign_keep: Retention {
                 count: 3,
                 window_ms: 86_400_000,
@@ -232,6 +242,16 @@ mod tests {
             client_at: "2026-11-26T10:00:00Z".into(),
             audience: Default::default(),
         }
+    }
+
+    #[test]
+    fn batches_spooled_by_earlier_builds_keep_their_caps() {
+        let mut earlier = serde_json::to_value(event()).unwrap();
+        earlier["campaign_caps"] = "1:3600,3:86400".into();
+        earlier["advertiser_caps"] = "".into();
+        let read: EventWrite = serde_json::from_value(earlier).unwrap();
+        assert_eq!(read.campaign_caps, event().campaign_caps);
+        assert!(read.advertiser_caps.is_empty());
     }
 
     #[tokio::test]

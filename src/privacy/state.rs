@@ -2,7 +2,7 @@
 //! times, hides and session, which the server would otherwise keep in its user hash.
 //!
 //! Wire format (then base64url, no padding), every number an unsigned LEB128 varint and every
-//! time in whole seconds relative to `issued` (seconds since [`STAMP_EPOCH_S`]):
+//! time in whole seconds relative to `issued` (seconds since [`EPOCH_S`]):
 //!
 //! ```text
 //! 0x01 issued
@@ -27,10 +27,13 @@ use sha2::{Digest, Sha256};
 
 use crate::capping::{
     render_stamp, window_now, Retention, SessionState, UserState, DAY_MS, SESSION_TTL_MS,
-    STAMP_EPOCH_S,
 };
 use crate::clock::Millis;
+use crate::domain::ids::id_bytes;
 use crate::tokens::TokenKeys;
+
+/// The state's times count whole seconds from 2000-01-01T00:00:00Z.
+const EPOCH_S: i64 = 946_684_800;
 
 const VERSION: u8 = 1;
 const TAG_BYTES: usize = 16;
@@ -187,10 +190,10 @@ fn bound_lists(lists: &mut std::collections::HashMap<String, Vec<i64>>, max: usi
 /// The signed, encoded state for `user` (call [`Carried::prune`] first).
 pub fn seal(keys: &TokenKeys, user: &str, carried: &Carried, now_ms: Millis) -> String {
     // Rounded up, as render times are: every render time is at or before it.
-    let issued = render_stamp(now_ms) - STAMP_EPOCH_S;
+    let issued = render_stamp(now_ms) - EPOCH_S;
     let mut out = vec![VERSION];
     put(&mut out, issued as u64);
-    let age = |t: i64| (issued - (t - STAMP_EPOCH_S)).max(0) as u64;
+    let age = |t: i64| (issued - (t - EPOCH_S)).max(0) as u64;
     let remaining = |until_ms: Millis| ((until_ms - now_ms).max(0) as u64).div_ceil(1000);
     let u = &carried.user;
     put(&mut out, u.daily_renders.len() as u64);
@@ -251,7 +254,7 @@ pub fn open(keys: &TokenKeys, user: &str, encoded: &str, now_ms: Millis) -> Opti
     let mut r = Reader { bytes: body };
     (r.byte()? == VERSION).then_some(())?;
     let issued = r.num()? as i64;
-    let issued_ms = (issued + STAMP_EPOCH_S) * 1000;
+    let issued_ms = (issued + EPOCH_S) * 1000;
     if issued_ms > now_ms + 60_000 || now_ms - issued_ms >= STATE_TTL_MS {
         return None;
     }
@@ -259,7 +262,7 @@ pub fn open(keys: &TokenKeys, user: &str, encoded: &str, now_ms: Millis) -> Opti
         let n = r.count()?;
         let mut list = Vec::with_capacity(n);
         for _ in 0..n {
-            list.push(issued + STAMP_EPOCH_S - r.num()? as i64);
+            list.push(issued + EPOCH_S - r.num()? as i64);
         }
         list.sort_unstable();
         Some(list)
@@ -298,12 +301,6 @@ pub fn open(keys: &TokenKeys, user: &str, encoded: &str, now_ms: Millis) -> Opti
         user: user_state,
         session,
     })
-}
-
-fn id_bytes(id: &str) -> Option<[u8; 8]> {
-    let mut bytes = [0u8; 8];
-    hex::decode_to_slice(crate::capping::hex_of(id), &mut bytes).ok()?;
-    Some(bytes)
 }
 
 fn put(out: &mut Vec<u8>, mut n: u64) {

@@ -18,8 +18,9 @@ use super::{unavailable, Database, Record};
 use crate::clock::Millis;
 use crate::domain::Micros;
 use crate::ledger::reconcile::{LedgerKind, LedgerRecord};
+use crate::ledger::report::DayCounters;
 use crate::ledger::served::ServedKey;
-use crate::store::{DayCounters, StoreError};
+use crate::store::StoreError;
 
 const HOUR_MS: Millis = 3_600_000;
 const DAY_MS: Millis = 86_400_000;

@@ -27,6 +27,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::codec::{
+    self, advertiser_field, campaign_field, decode_caps, decode_stamps, encode_caps, encode_stamps,
+    hide_field, reservation_expiry, reservation_field, SessionValue,
+};
 use super::{
     CatalogData, ClickOwner, CommitOutcome, ConversionOutcome, ConversionRecord, ConversionWrite,
     DecisionCommit, EventOutcome, EventWrite, MessageCommit, MessageOutcome, SettleOutcome,
@@ -34,9 +38,8 @@ use super::{
     UserView,
 };
 use crate::capping::{
-    self as capping, advertiser_field, campaign_field, count_since, decode_caps, decode_stamps,
-    encode_stamps, hide_field, render_stamp, reservation_expiry, reservation_field, window_now,
-    within_caps, Reservation, SessionState, UserState, DAY_MS, HIDE_MS,
+    self, count_since, render_stamp, window_now, within_caps, Reservation, UserState, DAY_MS,
+    HIDE_MS,
 };
 use crate::clock::Millis;
 use crate::domain::audience::Audience;
@@ -612,7 +615,7 @@ impl EmbeddedStore {
                 .iter()
                 .map(|r| JournaledReservation::Fields(r.field(), r.value(), r.campaign.clone()))
                 .collect(),
-            session_after: commit.session_after.clone(),
+            session_after: commit.session_after.as_str().to_owned(),
             user_ttl_ms: Some(commit.user_ttl_ms),
         };
         let mut refused = None;
@@ -623,7 +626,7 @@ impl EmbeddedStore {
                     let view = state.view(commit.user, commit.session, commit.now_ms);
                     let holds = commit
                         .session
-                        .is_none_or(|_| view.session.as_deref() == commit.session_seen)
+                        .is_none_or(|_| view.session.as_ref() == commit.session_seen)
                         && view.state.admits(&commit.proof, commit.now_ms);
                     if !holds {
                         refused = Some(view);
@@ -661,8 +664,8 @@ impl EmbeddedStore {
                     price_micros: e.price_micros,
                     token_ttl_ms: e.token_ttl_ms,
                     user_ttl_ms: Some(e.user_ttl_ms),
-                    campaign_caps: e.campaign_caps.clone(),
-                    advertiser_caps: e.advertiser_caps.clone(),
+                    campaign_caps: encode_caps(&e.campaign_caps),
+                    advertiser_caps: encode_caps(&e.advertiser_caps),
                     campaign_keep: (e.campaign_keep.count, e.campaign_keep.window_ms),
                     advertiser_keep: (e.advertiser_keep.count, e.advertiser_keep.window_ms),
                     daily_max: e.daily_max,
@@ -786,7 +789,10 @@ impl EmbeddedStore {
             day: write.day,
             at_ms: write.at_ms,
             click_id: Some(write.click_id.to_owned()),
-            suppress: write.suppress.clone(),
+            suppress: write
+                .suppress
+                .as_ref()
+                .map(|(campaign, until)| (codec::suppress_field(campaign.as_str()), *until)),
         };
         // Decided and journaled under one lock: only accepted conversions are journaled.
         let mut decided = ConversionOutcome::UnknownClick;
@@ -1046,8 +1052,9 @@ impl State {
                     .flat_map(|f| f.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
             ),
             session: session
-                .and_then(|s| fields?.get(&capping::session_field(s)))
-                .cloned(),
+                .and_then(|s| fields?.get(&codec::session_field(s)))
+                .cloned()
+                .map(SessionValue::stored),
         }
     }
 
@@ -1194,11 +1201,11 @@ impl State {
             } => {
                 let fields =
                     Self::user_to_write(&mut self.users, &mut self.user_expires, user, *now_ms);
-                let current = session.as_deref().map(capping::session_field);
+                let current = session.as_deref().map(codec::session_field);
                 fields.retain(|field, value| match field.as_bytes().first() {
                     Some(b'r') => reservation_expiry(value).is_some_and(|e| e > *now_ms),
                     Some(b's') if current.as_ref() != Some(field) => {
-                        SessionState::forget_after(value).is_some_and(|t| t > *now_ms)
+                        codec::forget_after(value).is_some_and(|t| t > *now_ms)
                     }
                     _ => true,
                 });
@@ -1712,8 +1719,8 @@ mod tests {
             price_micros: 2_000,
             token_ttl_ms: 3_600_000,
             user_ttl_ms: 86_400_000,
-            campaign_caps: String::new(),
-            advertiser_caps: String::new(),
+            campaign_caps: Vec::new(),
+            advertiser_caps: Vec::new(),
             campaign_keep: crate::capping::Retention {
                 count: 0,
                 window_ms: 0,

@@ -8,6 +8,7 @@
 //! Dispatch is a plain enum rather than a trait object: two variants, no boxing of futures.
 
 pub mod breaker;
+pub mod codec;
 pub mod durability;
 pub mod embedded;
 pub mod lines;
@@ -19,13 +20,14 @@ use crate::capping::{DecisionProof, Retention, UserState};
 use crate::clock::Millis;
 use crate::domain::advertiser::Advertiser;
 use crate::domain::audience::Audience;
-use crate::domain::campaign::{Campaign, Spend};
+use crate::domain::campaign::{Campaign, FrequencyCap, Spend};
 use crate::domain::creative::Creative;
 use crate::domain::event::EventType;
 use crate::domain::ids::CampaignId;
 use crate::domain::Micros;
 use crate::ledger::reconcile::LedgerRecord;
 
+pub use self::codec::SessionValue;
 pub use self::embedded::EmbeddedStore;
 pub use self::redis::RedisStore;
 
@@ -106,16 +108,30 @@ impl StoreError {
         }
     }
 
-    /// This error and every cause beneath it, "a: b: c", for logs.
-    pub fn report(&self) -> String {
-        let mut out = self.to_string();
-        let mut next = std::error::Error::source(self);
+    /// This error and every cause beneath it, "a: b: c", for logs (formatted when printed).
+    pub fn report(&self) -> Report<'_> {
+        Report(self)
+    }
+}
+
+/// A [`StoreError`] with its causes, as logs print it.
+pub struct Report<'a>(&'a StoreError);
+
+impl std::fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
+        let mut next = std::error::Error::source(self.0);
         while let Some(cause) = next {
-            out.push_str(": ");
-            out.push_str(&cause.to_string());
+            let text = cause.to_string();
+            // Many errors end their own message with their source's: say it once.
+            if !last.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
             next = cause.source();
         }
-        out
+        Ok(())
     }
 }
 
@@ -142,14 +158,14 @@ pub struct DecisionCommit<'a> {
     pub session: Option<&'a str>,
     /// The stored session value the decision assumed (`None`: no such session yet); compared
     /// exactly, so concurrent requests of one session cannot both place by the same state.
-    pub session_seen: Option<&'a str>,
+    pub session_seen: Option<&'a SessionValue>,
     /// What the live user state must still allow.
     pub proof: DecisionProof,
     pub now_ms: Millis,
     pub day: u32,
     pub reservations: Vec<crate::capping::Reservation>,
-    /// The session's stored value after this decision ([`crate::capping::SessionState::encode`]).
-    pub session_after: String,
+    /// The session's value after this decision.
+    pub session_after: SessionValue,
     pub user_ttl_ms: Millis,
 }
 
@@ -158,7 +174,7 @@ pub struct DecisionCommit<'a> {
 pub struct UserView {
     pub state: UserState,
     /// The stored value of the requested session, if there is one.
-    pub session: Option<String>,
+    pub session: Option<SessionValue>,
 }
 
 #[derive(Debug)]
@@ -182,8 +198,11 @@ pub struct EventWrite {
     pub price_micros: Micros,
     pub token_ttl_ms: Millis,
     pub user_ttl_ms: Millis,
-    pub campaign_caps: String,
-    pub advertiser_caps: String,
+    #[serde(deserialize_with = "codec::spooled_caps")]
+    pub campaign_caps: Vec<FrequencyCap>,
+    /// Empty unless the campaign caps its advertiser's renders too.
+    #[serde(deserialize_with = "codec::spooled_caps")]
+    pub advertiser_caps: Vec<FrequencyCap>,
     pub campaign_keep: Retention,
     pub advertiser_keep: Retention,
     pub daily_max: u32,
@@ -213,9 +232,9 @@ pub struct ConversionWrite<'a> {
     pub at_ms: Millis,
     /// As the advertiser's conversions API lists it.
     pub click_id: &'a str,
-    /// The user-hash field (and until when) that suppresses the campaign for the clicking
-    /// user, when its campaign suppresses after a conversation.
-    pub suppress: Option<(String, Millis)>,
+    /// The campaign a conversation suppresses for the clicking user, and until when (when
+    /// its campaign suppresses after a conversation).
+    pub suppress: Option<(CampaignId, Millis)>,
 }
 
 /// Whose a recorded click is.
@@ -426,68 +445,6 @@ impl EventOutcome {
     }
 }
 
-/// Counters of one campaign on one UTC day.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct DayCounters {
-    pub served: u64,
-    pub rendered: u64,
-    pub viewed: u64,
-    pub clicks: u64,
-    pub hides: u64,
-    pub reports: u64,
-    pub conversations: u64,
-    pub messages: u64,
-    pub spend_micros: Micros,
-    /// Charged business messages whose conversation came from this campaign's clicks.
-    pub message_charges_micros: Micros,
-    /// `spend_micros / conversations` (integer micros, rounded down), 0 when none.
-    pub cost_per_conversation_micros: Micros,
-    /// Renders that were billed (price > 0): the invoice quantity.
-    #[serde(skip)]
-    pub billed_renders: u64,
-}
-
-impl DayCounters {
-    pub fn set(&mut self, field_index: usize, value: i64) {
-        let v = value.max(0) as u64;
-        match field_index {
-            0 => self.served += v,
-            1 => self.rendered += v,
-            2 => self.viewed += v,
-            3 => self.clicks += v,
-            4 => self.hides += v,
-            5 => self.reports += v,
-            6 => self.conversations += v,
-            7 => self.messages += v,
-            8 => self.spend_micros += value,
-            9 => self.billed_renders += v,
-            _ => self.message_charges_micros += value,
-        }
-        self.cost_per_conversation_micros = self
-            .spend_micros
-            .checked_div(self.conversations as i64)
-            .unwrap_or(0);
-    }
-
-    pub fn add(&mut self, other: &DayCounters) {
-        self.served += other.served;
-        self.rendered += other.rendered;
-        self.viewed += other.viewed;
-        self.clicks += other.clicks;
-        self.hides += other.hides;
-        self.reports += other.reports;
-        self.conversations += other.conversations;
-        self.messages += other.messages;
-        self.spend_micros += other.spend_micros;
-        self.billed_renders += other.billed_renders;
-        self.message_charges_micros += other.message_charges_micros;
-        self.cost_per_conversation_micros = self
-            .spend_micros
-            .checked_div(self.conversations as i64)
-            .unwrap_or(0);
-    }
-}
-
 /// Parses a conversion log entry `<advertiser>|<campaign>|<click id>|<type>|<at_ms>` of
 /// `advertiser` (`None` for another advertiser's or a malformed one).
 pub fn parse_conversion_entry(entry: &str, advertiser: &str) -> Option<ConversionRecord> {
@@ -541,24 +498,6 @@ pub struct StoredSession {
     pub tag: String,
     pub state: crate::capping::SessionState,
     pub forget_after_ms: Millis,
-}
-
-impl StoredSession {
-    /// The user-hash sessions among `fields`.
-    pub fn from_fields<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<Self> {
-        fields
-            .into_iter()
-            .filter_map(|(field, value)| {
-                let tag = field.strip_prefix('s')?;
-                let forget_after_ms = crate::capping::SessionState::forget_after(value)?;
-                Some(Self {
-                    tag: tag.to_owned(),
-                    state: crate::capping::SessionState::decode(value, forget_after_ms - 1),
-                    forget_after_ms,
-                })
-            })
-            .collect()
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -897,5 +836,36 @@ impl Store {
                 "the embedded backend rebuilds spend from its journal: restart instead",
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreError;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn a_report_names_what_failed_and_each_cause_once() {
+        let err = StoreError::unavailable_from(
+            "journal write failed",
+            std::io::Error::other("disk on fire"),
+        );
+        assert!(err.is_unavailable());
+        assert_eq!(err.to_string(), "store unavailable: journal write failed");
+        assert_eq!(
+            err.report().to_string(),
+            "store unavailable: journal write failed: disk on fire"
+        );
+        let err = StoreError::corrupt_from("x", Outer(std::io::Error::other("inner")));
+        assert_eq!(err.report().to_string(), "store error: x: outer: inner");
+        let err = err.within("context");
+        assert!(!err.is_unavailable());
+        assert_eq!(
+            err.report().to_string(),
+            "store error: context: x: outer: inner"
+        );
     }
 }

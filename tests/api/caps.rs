@@ -6,7 +6,7 @@ use statusads::clock::{utc_day, Clock};
 use statusads::domain::ids::{AdvertiserId, CampaignId, CreativeId};
 use statusads::domain::UserId;
 use statusads::store::redis::keys;
-use statusads::store::{CommitOutcome, DecisionCommit};
+use statusads::store::{codec, CommitOutcome, DecisionCommit, SessionValue};
 use statusads::tokens::Claims;
 
 use crate::contract;
@@ -211,7 +211,7 @@ async fn a_commit_refuses_when_a_reservation_it_counted_is_gone(backend: Backend
             advertiser: advertiser.clone(),
             expires_ms: now_ms + 60_000,
         }],
-        session_after: SessionState::default().encode(now_ms),
+        session_after: SessionValue::of(SessionState::default(), now_ms),
         user_ttl_ms: capping::DAY_MS * 2,
     };
     let outcome = server.store.commit_decision(&commit("d1", &["gone"])).await;
@@ -330,7 +330,7 @@ async fn caps_written_by_earlier_builds_still_hold() {
             capping::shard_of("u1", app.state.server.shards),
             "u1",
         ))
-        .arg(capping::campaign_field(&campaign))
+        .arg(codec::campaign_field(&campaign))
         .arg((now_s - 100).to_string())
         .arg("d")
         .arg(format!("{},{}", now_s - 200, now_s - 100))

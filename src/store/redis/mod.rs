@@ -30,6 +30,7 @@ use redis::AsyncCommands;
 
 use self::lua::{LuaScript, Scripts};
 use super::breaker::{Breaker, BreakerPolicy};
+use super::codec::{self, SessionValue};
 
 use super::{
     CatalogData, ClickOwner, CommitOutcome, ConversionOutcome, ConversionRecord, ConversionWrite,
@@ -37,7 +38,7 @@ use super::{
     SettleWrite, StoreError, StoredMessage, StoredSession, UserClick, UserLocator, UserRecords,
     UserView, CLICK_TTL_MS, MESSAGE_DEDUPE_MS,
 };
-use crate::capping::{self, UserState, HIDE_MS};
+use crate::capping::{UserState, HIDE_MS};
 use crate::clock::{Millis, SystemClock};
 use crate::domain::campaign::Spend;
 use crate::domain::ids::CampaignId;
@@ -262,7 +263,7 @@ impl RedisStore {
         let conns = match self.conns.get_or_try_init(|| self.establish()).await {
             Ok(conns) => conns.clone(),
             Err(err) => {
-                tracing::debug!(error = %err, "probe: Redis still unreachable");
+                tracing::debug!(error = %err.report(), "probe: Redis still unreachable");
                 return false;
             }
         };
@@ -275,7 +276,7 @@ impl RedisStore {
                 )
                 .await;
             if let Err(err) = pinged {
-                tracing::debug!(error = %err, "probe: no answer from Redis");
+                tracing::debug!(error = %err.report(), "probe: no answer from Redis");
                 return false;
             }
         }
@@ -497,14 +498,9 @@ impl RedisStore {
         call.arg(keys::user(commit.shard, commit.user))
             .arg(commit.now_ms)
             .arg(commit.user_ttl_ms)
-            .arg(
-                commit
-                    .session
-                    .map(capping::session_field)
-                    .unwrap_or_default(),
-            )
-            .arg(commit.session_seen.unwrap_or(""))
-            .arg(&commit.session_after)
+            .arg(commit.session.map(codec::session_field).unwrap_or_default())
+            .arg(commit.session_seen.map(SessionValue::as_str).unwrap_or(""))
+            .arg(commit.session_after.as_str())
             .arg(commit.proof.daily_max)
             .arg(commit.reservations.len())
             .arg(commit.proof.checks.len())
@@ -513,9 +509,9 @@ impl RedisStore {
             call.arg(reservation.field()).arg(reservation.value());
         }
         for check in &commit.proof.checks {
-            call.arg(capping::hex_of(&check.campaign))
-                .arg(capping::hex_of(&check.advertiser))
-                .arg(capping::encode_caps(&check.caps))
+            call.arg(codec::hex_of(&check.campaign))
+                .arg(codec::hex_of(&check.advertiser))
+                .arg(codec::encode_caps(&check.caps))
                 .arg(if check.advertiser_caps { "1" } else { "0" });
         }
         for decision in &commit.proof.held {
@@ -556,17 +552,17 @@ impl RedisStore {
                 .arg(event.price_micros)
                 .arg(event.token_ttl_ms)
                 .arg(event.user_ttl_ms)
-                .arg(&event.campaign_caps)
-                .arg(&event.advertiser_caps)
+                .arg(codec::encode_caps(&event.campaign_caps))
+                .arg(codec::encode_caps(&event.advertiser_caps))
                 .arg(event.campaign_keep.encode())
                 .arg(event.advertiser_keep.encode())
                 .arg(event.daily_max)
                 .arg(HIDE_MS)
                 .arg(&event.client_at)
                 .arg(CLICK_TTL_MS)
-                .arg(capping::campaign_field(&event.campaign))
-                .arg(capping::advertiser_field(&event.advertiser))
-                .arg(capping::hide_field(&event.advertiser))
+                .arg(codec::campaign_field(&event.campaign))
+                .arg(codec::advertiser_field(&event.advertiser))
+                .arg(codec::hide_field(&event.advertiser))
                 .arg(&event.audience.creative)
                 .arg(&event.audience.coarse.country)
                 .arg(&event.audience.coarse.os)
@@ -798,7 +794,11 @@ impl RedisStore {
         };
         let script = &self.scripts.conversion;
         let mut call = script.command(4);
-        let (field, until) = write.suppress.clone().unwrap_or_default();
+        let (field, until) = write
+            .suppress
+            .as_ref()
+            .map(|(campaign, until)| (codec::suppress_field(campaign.as_str()), *until))
+            .unwrap_or_default();
         call.arg(&click)
             .arg(keys::ledger(write.shard))
             .arg(keys::conversion_log(write.shard, write.day))
@@ -1131,7 +1131,9 @@ fn live_view(reply: redis::Value) -> Result<CommitOutcome, StoreError> {
             );
             Ok(CommitOutcome::Stale(Box::new(UserView {
                 state,
-                session: text(session).filter(|s| !s.is_empty()),
+                session: text(session)
+                    .filter(|s| !s.is_empty())
+                    .map(SessionValue::stored),
             })))
         }
         _ => Err(corrupt()),
