@@ -12,6 +12,11 @@
 //! another node has since turned into a render counting for less time, or a session continued
 //! on another node. Views are therefore used for at most [`MAX_AGE_MS`] after the live read
 //! they rest on, and dropped when this node accepts one of the user's events.
+//!
+//! Why hand-written rather than `moka` or `lru`: a view's age is measured on the injected
+//! clock (tests step it; a cache with its own timer would not follow), the bound is on memory,
+//! not on recency (a full shard simply starts over, with no bookkeeping per read on the decision
+//! path), and losing a view only costs one round trip.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};

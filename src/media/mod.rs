@@ -8,6 +8,13 @@
 //!
 //! Also provides a tiny PNG encoder ([`png`]) and header-only fixture builders ([`samples`]) for
 //! demo creatives and tests.
+//!
+//! Why hand-written: the field's crates (`image`, `mp4`, `mp4parse`) decode or parse whole
+//! files into memory, which is work, memory and attack surface an upload check does not need;
+//! these walkers read only the few header boxes and chunks the rules name, each read bounds-
+//! checked, and stop at the first violation. `media::tests` rejects every prefix of a valid file
+//! and mutated ones, and `tests/fuzz.rs` feeds arbitrary and mutated bytes, so every walker is
+//! held to "a clear error, never a panic".
 
 use std::fmt;
 

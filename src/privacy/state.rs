@@ -1,6 +1,10 @@
 //! The signed state a user without personalisation carries between requests: their render
 //! times, hides and session, which the server would otherwise keep in its user hash.
 //!
+//! The codec is hand-written because it is small and must stay compact and stable: a generic
+//! serializer (`bincode`, `postcard`) would tie the wire format to a crate's versioning, and the
+//! bounds below are checked while reading, before anything is allocated.
+//!
 //! Wire format (then base64url, no padding), every number an unsigned LEB128 varint and every
 //! time in whole seconds relative to `issued` (seconds since [`EPOCH_S`]):
 //!
