@@ -42,6 +42,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod capping;
 pub mod catalog;
 pub mod clock;
+pub mod codes;
 pub mod config;
 pub mod demo;
 pub mod domain;

@@ -1,5 +1,6 @@
 //! Advertisers: who pays. The API key is never stored, only its SHA-256.
 
+use crate::codes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -50,7 +51,7 @@ impl AdvertiserPatch {
         if let Some(limit) = self.messaging_limit {
             if limit.is_some_and(|l| !MESSAGING_LIMITS.contains(&l)) {
                 return Err(ValidationError::new(
-                    "invalid_messaging_limit",
+                    codes::INVALID_MESSAGING_LIMIT,
                     "messaging_limit must be 250, 1000, 10000, 100000 or null (unlimited)",
                 ));
             }
@@ -78,17 +79,17 @@ impl NewAdvertiser {
         let name = self.name.trim();
         if name.is_empty() || name.chars().count() > 100 {
             return Err(ValidationError::new(
-                "invalid_name",
+                codes::INVALID_NAME,
                 "name must be 1-100 characters",
             ));
         }
-        check_one_line("name", name, "invalid_name")?;
+        check_one_line("name", name, codes::INVALID_NAME)?;
         if let Some(number) = &self.chat_number {
             validate_chat_number(number)?;
         }
         if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(ValidationError::new(
-                "invalid_currency",
+                codes::INVALID_CURRENCY,
                 "currency must be an ISO 4217 code such as EUR",
             ));
         }
@@ -118,7 +119,7 @@ fn validate_chat_number(number: &str) -> Result<(), ValidationError> {
         Ok(())
     } else {
         Err(ValidationError::new(
-            "invalid_chat_number",
+            codes::INVALID_CHAT_NUMBER,
             "chat_number must be E.164, e.g. +390612345678",
         ))
     }

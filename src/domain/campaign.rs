@@ -2,6 +2,7 @@
 //! object (every field optional so that PATCH can send any subset); [`Campaign::create`] and
 //! [`Campaign::update`] apply every rule of API.md and produce a valid campaign or a 422 code.
 
+use crate::codes;
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 
@@ -177,7 +178,7 @@ impl Campaign {
         let name = input
             .name
             .clone()
-            .ok_or_else(|| ValidationError::new("invalid_name", "name is required"))?;
+            .ok_or_else(|| ValidationError::new(codes::INVALID_NAME, "name is required"))?;
         let draft = Campaign {
             id: CampaignId::generate(),
             advertiser_id: advertiser.id.clone(),
@@ -216,7 +217,7 @@ impl Campaign {
                 "paused" => CampaignStatus::Paused,
                 _ => {
                     return Err(ValidationError::new(
-                        "invalid_status",
+                        codes::INVALID_STATUS,
                         "status can be set to active or paused (DELETE archives)",
                     ))
                 }
@@ -265,34 +266,34 @@ impl Campaign {
     fn validate(&self, advertiser: &Advertiser) -> Result<(), ValidationError> {
         if self.name.is_empty() || self.name.chars().count() > 100 {
             return Err(ValidationError::new(
-                "invalid_name",
+                codes::INVALID_NAME,
                 "name must be 1-100 characters",
             ));
         }
-        check_one_line("name", &self.name, "invalid_name")?;
+        check_one_line("name", &self.name, codes::INVALID_NAME)?;
         if self.end_at.is_some_and(|end| end <= self.start_at) {
             return Err(ValidationError::new(
-                "invalid_schedule",
+                codes::INVALID_SCHEDULE,
                 "end_at must be after start_at",
             ));
         }
         let billed = self.priority != Priority::House;
         if billed && !(1..=MAX_BID_CPM_MICROS).contains(&self.bid_cpm_micros) {
             return Err(ValidationError::new(
-                "invalid_bid",
+                codes::INVALID_BID,
                 format!("bid_cpm_micros must be between 1 and {MAX_BID_CPM_MICROS}"),
             ));
         }
         if !billed && self.bid_cpm_micros != 0 {
             return Err(ValidationError::new(
-                "invalid_bid",
+                codes::INVALID_BID,
                 "house campaigns are never billed: bid_cpm_micros must be 0",
             ));
         }
         match (billed, self.budget) {
             (true, None) => {
                 return Err(ValidationError::new(
-                    "budget_too_small",
+                    codes::BUDGET_TOO_SMALL,
                     "budget.total_micros is required",
                 ))
             }
@@ -302,32 +303,36 @@ impl Campaign {
         self.targeting.validate()?;
         if self.frequency_caps.len() > MAX_FREQUENCY_CAPS {
             return Err(ValidationError::new(
-                "invalid_frequency_cap",
+                codes::INVALID_FREQUENCY_CAP,
                 format!("at most {MAX_FREQUENCY_CAPS} frequency caps"),
             ));
         }
         for cap in &self.frequency_caps {
             if !(1..=1000).contains(&cap.max) || !(60..=31_536_000).contains(&cap.per_seconds) {
                 return Err(ValidationError::new(
-                    "invalid_frequency_cap",
+                    codes::INVALID_FREQUENCY_CAP,
                     "each cap needs max in 1..1000 and per_seconds in 60..31536000",
                 ));
             }
         }
         if self.objective == Objective::Chat && advertiser.chat_number.is_none() {
             return Err(ValidationError::new(
-                "invalid_objective",
+                codes::INVALID_OBJECTIVE,
                 "a chat campaign needs an advertiser with a chat_number",
             ));
         }
         if let Some(chat) = &self.chat {
             if chat.prefilled_text.chars().count() > 500 {
                 return Err(ValidationError::new(
-                    "invalid_chat",
+                    codes::INVALID_CHAT,
                     "chat.prefilled_text is at most 500 characters",
                 ));
             }
-            check_one_line("chat.prefilled_text", &chat.prefilled_text, "invalid_chat")?;
+            check_one_line(
+                "chat.prefilled_text",
+                &chat.prefilled_text,
+                codes::INVALID_CHAT,
+            )?;
         }
         Ok(())
     }
@@ -368,20 +373,20 @@ impl Campaign {
 fn validate_budget(budget: Budget) -> Result<(), ValidationError> {
     if budget.total_micros < MIN_BUDGET_MICROS {
         return Err(ValidationError::new(
-            "budget_too_small",
+            codes::BUDGET_TOO_SMALL,
             format!("budget.total_micros must be at least {MIN_BUDGET_MICROS}"),
         ));
     }
     if let Some(daily) = budget.daily_micros {
         if daily < MIN_BUDGET_MICROS {
             return Err(ValidationError::new(
-                "budget_too_small",
+                codes::BUDGET_TOO_SMALL,
                 format!("budget.daily_micros must be at least {MIN_BUDGET_MICROS}"),
             ));
         }
         if daily > budget.total_micros {
             return Err(ValidationError::new(
-                "invalid_budget",
+                codes::INVALID_BUDGET,
                 "budget.daily_micros cannot exceed total_micros",
             ));
         }
@@ -480,6 +485,7 @@ mod tests {
         Campaign::create(input(body), &advertiser(false), OffsetDateTime::UNIX_EPOCH)
             .unwrap_err()
             .code
+            .as_str()
     }
 
     #[test]

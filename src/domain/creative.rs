@@ -1,5 +1,6 @@
 //! Creatives: the media and text an ad shows. Only `approved` creatives are ever served.
 
+use crate::codes;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -70,13 +71,13 @@ impl CreativeMeta {
         let too_long = |text: &str, max: usize| text.chars().count() > max;
         if self.headline.trim().is_empty() || too_long(&self.headline, MAX_HEADLINE_CHARS) {
             return Err(ValidationError::new(
-                "invalid_text",
+                codes::INVALID_TEXT,
                 format!("headline must be 1-{MAX_HEADLINE_CHARS} characters"),
             ));
         }
         if too_long(&self.body, MAX_BODY_CHARS) {
             return Err(ValidationError::new(
-                "invalid_text",
+                codes::INVALID_TEXT,
                 format!("body must be at most {MAX_BODY_CHARS} characters"),
             ));
         }
@@ -86,14 +87,14 @@ impl CreativeMeta {
             .is_some_and(|l| l.trim().is_empty() || too_long(l, MAX_CTA_CHARS))
         {
             return Err(ValidationError::new(
-                "invalid_text",
+                codes::INVALID_TEXT,
                 format!("cta_label must be 1-{MAX_CTA_CHARS} characters"),
             ));
         }
-        check_one_line("headline", &self.headline, "invalid_text")?;
-        check_one_line("body", &self.body, "invalid_text")?;
+        check_one_line("headline", &self.headline, codes::INVALID_TEXT)?;
+        check_one_line("body", &self.body, codes::INVALID_TEXT)?;
         if let Some(label) = &self.cta_label {
-            check_one_line("cta_label", label, "invalid_text")?;
+            check_one_line("cta_label", label, codes::INVALID_TEXT)?;
         }
         Ok(())
     }
@@ -109,11 +110,11 @@ impl Rejection {
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.reason.trim().is_empty() || self.reason.chars().count() > MAX_REASON_CHARS {
             return Err(ValidationError::new(
-                "invalid_reason",
+                codes::INVALID_REASON,
                 format!("reason must be 1-{MAX_REASON_CHARS} characters"),
             ));
         }
-        check_one_line("reason", &self.reason, "invalid_reason")
+        check_one_line("reason", &self.reason, codes::INVALID_REASON)
     }
 }
 
@@ -143,7 +144,7 @@ mod tests {
         assert_eq!(meta("", "").validate().unwrap_err().code, "invalid_text");
         let err = meta("ok", "Two lines:\nsecond").validate().unwrap_err();
         assert_eq!(
-            (err.code, err.message.starts_with("body ")),
+            (err.code.as_str(), err.message.starts_with("body ")),
             ("invalid_text", true),
             "a creative's body is one line too"
         );

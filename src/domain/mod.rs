@@ -13,16 +13,18 @@ pub mod slot;
 pub mod targeting;
 pub mod text;
 
-/// A rule of the contract was broken; `code` is the stable snake_case code (HTTP 422).
+use crate::codes::{self, Code};
+
+/// A rule of the contract was broken; `code` is its stable code (a 422 row of `codes`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ValidationError {
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
 }
 
 impl ValidationError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -42,7 +44,7 @@ impl UserId {
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         if raw.is_empty() || raw.len() > 128 || !raw.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ValidationError::new(
-                "invalid_user",
+                codes::INVALID_USER,
                 "user must be 1-128 visible ASCII characters",
             ));
         }

@@ -1,5 +1,6 @@
 //! The client's slot request and the slots it gets back.
 
+use crate::codes;
 use serde::{Deserialize, Serialize};
 
 use super::text::check_one_line;
@@ -61,7 +62,7 @@ impl SlotRequestBody {
         let user = UserId::parse(&self.user)?;
         if self.statuses > MAX_STATUSES {
             return Err(ValidationError::new(
-                "invalid_statuses",
+                codes::INVALID_STATUSES,
                 "statuses must be 0-500",
             ));
         }
@@ -71,7 +72,7 @@ impl SlotRequestBody {
                 || !session.bytes().all(|b| b.is_ascii_graphic())
             {
                 return Err(ValidationError::new(
-                    "invalid_session",
+                    codes::INVALID_SESSION,
                     "session must be 1-128 visible ASCII characters",
                 ));
             }
@@ -84,13 +85,13 @@ impl SlotRequestBody {
             || too_long(&ctx.os)
         {
             return Err(ValidationError::new(
-                "invalid_context",
+                codes::INVALID_CONTEXT,
                 "context values are at most 100 bytes",
             ));
         }
         if ctx.interests.len() > 100 || ctx.interests.iter().any(|i| i.len() > 100) {
             return Err(ValidationError::new(
-                "invalid_context",
+                codes::INVALID_CONTEXT,
                 "at most 100 interests of at most 100 bytes each",
             ));
         }
@@ -101,11 +102,11 @@ impl SlotRequestBody {
             ("context.os", &ctx.os),
         ] {
             if let Some(value) = value {
-                check_one_line(field, value, "invalid_context")?;
+                check_one_line(field, value, codes::INVALID_CONTEXT)?;
             }
         }
         for interest in &ctx.interests {
-            check_one_line("context.interests", interest, "invalid_context")?;
+            check_one_line("context.interests", interest, codes::INVALID_CONTEXT)?;
         }
         Ok(SlotRequest {
             user,

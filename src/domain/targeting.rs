@@ -1,6 +1,7 @@
 //! Targeting on coarse signals only. There is deliberately no field for message content,
 //! contacts or groups: such fields are rejected as unknown.
 
+use crate::codes;
 use serde::{Deserialize, Serialize};
 
 use super::slot::SlotContext;
@@ -35,7 +36,7 @@ pub struct AgeRange {
 }
 
 fn invalid(message: impl Into<String>) -> ValidationError {
-    ValidationError::new("invalid_targeting", message)
+    ValidationError::new(codes::INVALID_TARGETING, message)
 }
 
 impl Targeting {
@@ -80,7 +81,7 @@ impl Targeting {
             return Err(invalid(format!("city {bad:?} must be 1-100 characters")));
         }
         for city in &self.cities {
-            check_one_line("targeting.cities", city, "invalid_targeting")?;
+            check_one_line("targeting.cities", city, codes::INVALID_TARGETING)?;
         }
         if let Some(bad) = self.interests.iter().find(|i| !is_interest(i)) {
             return Err(invalid(format!(

@@ -9,10 +9,11 @@
 //! the button around, and the length limit would no longer bound the space it takes.
 
 use super::ValidationError;
+use crate::codes::Code;
 
 /// Checks `value` of the field named `field` (as the API names it); refusals carry `code`, the
 /// field's own validation code.
-pub fn check_one_line(field: &str, value: &str, code: &'static str) -> Result<(), ValidationError> {
+pub fn check_one_line(field: &str, value: &str, code: Code) -> Result<(), ValidationError> {
     match value.chars().enumerate().find(|(_, c)| refused(*c)) {
         None => Ok(()),
         Some((at, c)) => Err(ValidationError::new(
@@ -42,6 +43,7 @@ fn refused(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codes;
 
     #[test]
     fn refuses_controls_line_breaks_and_bidi_overrides() {
@@ -60,11 +62,11 @@ mod tests {
             "a\u{2069}",
             "a\u{2028}",
         ] {
-            let err = check_one_line("headline", bad, "invalid_text").unwrap_err();
+            let err = check_one_line("headline", bad, codes::INVALID_TEXT).unwrap_err();
             assert_eq!(err.code, "invalid_text", "{bad:?}");
             assert!(err.message.starts_with("headline "), "{}", err.message);
         }
-        assert!(check_one_line("name", "Pizza\u{202e}", "invalid_name")
+        assert!(check_one_line("name", "Pizza\u{202e}", codes::INVALID_NAME)
             .unwrap_err()
             .message
             .contains("U+202E at character 6"));
@@ -82,7 +84,7 @@ mod tests {
             "",
         ] {
             assert!(
-                check_one_line("name", good, "invalid_name").is_ok(),
+                check_one_line("name", good, codes::INVALID_NAME).is_ok(),
                 "{good:?}"
             );
         }

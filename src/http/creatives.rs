@@ -14,6 +14,7 @@ use super::campaigns::parse_id;
 use super::error::ApiError;
 use super::AppState;
 use crate::catalog::Moderation;
+use crate::codes;
 use crate::domain::creative::{Asset, Creative, CreativeMeta, CreativeStatus, Rejection};
 use crate::domain::ids::CreativeId;
 use crate::media::{self, MediaError};
@@ -72,9 +73,13 @@ fn media_error(err: MediaError) -> ApiError {
     match err {
         MediaError::Unsupported(_) => ApiError::UnsupportedMediaType(message),
         MediaError::TooLarge { .. } => ApiError::PayloadTooLarge(message),
-        MediaError::InvalidDimensions(_) => ApiError::validation("invalid_dimensions", message),
-        MediaError::InvalidAspectRatio(_) => ApiError::validation("invalid_aspect_ratio", message),
-        MediaError::InvalidDuration(_) => ApiError::validation("invalid_duration", message),
+        MediaError::InvalidDimensions(_) => {
+            ApiError::validation(codes::INVALID_DIMENSIONS, message)
+        }
+        MediaError::InvalidAspectRatio(_) => {
+            ApiError::validation(codes::INVALID_ASPECT_RATIO, message)
+        }
+        MediaError::InvalidDuration(_) => ApiError::validation(codes::INVALID_DURATION, message),
     }
 }
 

@@ -7,6 +7,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::catalog::CatalogError;
+use crate::codes::{self, Code};
 use crate::domain::ValidationError;
 use crate::store::StoreError;
 
@@ -51,59 +52,35 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
-/// Code and status of every error, in one place.
-pub const ERROR_TABLE: &[(&str, u16)] = &[
-    ("invalid_request", 400),
-    ("unauthorized", 401),
-    ("forbidden", 403),
-    ("not_found", 404),
-    ("request_timeout", 408),
-    ("conflict", 409),
-    ("payload_too_large", 413),
-    ("unsupported_media_type", 415),
-    ("rate_limited", 429),
-    ("internal", 500),
-    ("unavailable", 503),
-];
-
-/// Validation codes are 422 whatever their name.
-const VALIDATION_STATUS: u16 = 422;
+/// Code and status of every error: the one table, [`codes::TABLE`].
+pub use crate::codes::TABLE as ERROR_TABLE;
 
 impl ApiError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Self::InvalidRequest(_) => "invalid_request",
-            Self::Unauthorized => "unauthorized",
-            Self::Forbidden => "forbidden",
-            Self::NotFound => "not_found",
-            Self::RequestTimeout(_) => "request_timeout",
-            Self::Conflict(_) => "conflict",
-            Self::PayloadTooLarge(_) => "payload_too_large",
-            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::InvalidRequest(_) => codes::INVALID_REQUEST,
+            Self::Unauthorized => codes::UNAUTHORIZED,
+            Self::Forbidden => codes::FORBIDDEN,
+            Self::NotFound => codes::NOT_FOUND,
+            Self::RequestTimeout(_) => codes::REQUEST_TIMEOUT,
+            Self::Conflict(_) => codes::CONFLICT,
+            Self::PayloadTooLarge(_) => codes::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => codes::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(v) => v.code,
-            Self::RateLimited(_) => "rate_limited",
-            Self::Unavailable(_) => "unavailable",
-            Self::Internal(_) => "internal",
+            Self::RateLimited(_) => codes::RATE_LIMITED,
+            Self::Unavailable(_) => codes::UNAVAILABLE,
+            Self::Internal(_) => codes::INTERNAL,
         }
     }
 
-    pub fn validation(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn validation(code: Code, message: impl Into<String>) -> Self {
         Self::Validation(ValidationError::new(code, message))
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        let code = self.code();
-        let status = match self {
-            Self::Validation(_) => VALIDATION_STATUS,
-            _ => ERROR_TABLE
-                .iter()
-                .find(|(c, _)| *c == code)
-                .map(|(_, s)| *s)
-                .unwrap_or(500),
-        };
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -124,7 +101,7 @@ impl ResponseError for ApiError {
         }
         response.json(ErrorBody {
             error: ErrorDetail {
-                code: self.code(),
+                code: self.code().as_str(),
                 message: self.to_string(),
             },
         })
@@ -198,7 +175,7 @@ mod tests {
             (ApiError::Conflict("x".into()), 409),
             (ApiError::PayloadTooLarge("x".into()), 413),
             (ApiError::UnsupportedMediaType("x".into()), 415),
-            (ApiError::validation("invalid_aspect_ratio", "x"), 422),
+            (ApiError::validation(codes::INVALID_ASPECT_RATIO, "x"), 422),
             (ApiError::RateLimited(2), 429),
             (ApiError::Unavailable("x".into()), 503),
             (ApiError::Internal("secret detail".into()), 500),

@@ -103,8 +103,7 @@ fn complete(method: &str, path: &str, operation: &mut Operation) {
         let code = ERROR_TABLE
             .iter()
             .find(|(_, s)| *s == status)
-            .map(|(c, _)| *c)
-            .unwrap_or("validation error");
+            .map_or("validation error", |(c, _)| c.as_str());
         let response = ResponseBuilder::new()
             .description(if status == 422 {
                 "a named validation code (see `error.code`)"

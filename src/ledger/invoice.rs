@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use crate::clock::{datetime_from_ms, day_key, ms_from_datetime, Millis};
+use crate::codes;
 use crate::domain::advertiser::Advertiser;
 use crate::domain::{Micros, ValidationError};
 use crate::ledger::report::rfc3339;
@@ -47,8 +48,12 @@ pub struct Invoice {
 
 /// The UTC days of a `YYYY-MM` month as `YYYYMMDD` keys.
 pub fn month_days(month: &str) -> Result<Vec<u32>, ValidationError> {
-    let invalid =
-        || ValidationError::new("invalid_date", format!("{month:?} is not a YYYY-MM month"));
+    let invalid = || {
+        ValidationError::new(
+            codes::INVALID_DATE,
+            format!("{month:?} is not a YYYY-MM month"),
+        )
+    };
     let (year, number) = month.split_once('-').ok_or_else(invalid)?;
     if year.len() != 4 || number.len() != 2 {
         return Err(invalid());

@@ -17,6 +17,7 @@ use super::conversions::parse_click_id;
 use crate::capping::shard_of;
 use crate::catalog::Catalog;
 use crate::clock::{datetime_from_ms, day_key, ms_from_datetime, Millis};
+use crate::codes;
 use crate::domain::campaign::Rfc3339;
 use crate::domain::ids::AdvertiserId;
 use crate::domain::{Micros, UserId, ValidationError};
@@ -129,7 +130,7 @@ fn message_time(at: OffsetDateTime) -> Result<Millis, ValidationError> {
         Ok(at_ms)
     } else {
         Err(ValidationError::new(
-            "invalid_date",
+            codes::INVALID_DATE,
             "times must lie in the years 2000-2999",
         ))
     }
@@ -147,14 +148,14 @@ impl Messages<'_> {
             || !body.id.bytes().all(|b| b.is_ascii_graphic())
         {
             return Err(ValidationError::new(
-                "invalid_message",
+                codes::INVALID_MESSAGE,
                 "id must be 1-128 visible ASCII characters",
             )
             .into());
         }
         if body.country.len() != 2 || !body.country.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(ValidationError::new(
-                "invalid_country",
+                codes::INVALID_COUNTRY,
                 "country must be ISO 3166-1 alpha-2, e.g. IT",
             )
             .into());
@@ -199,7 +200,7 @@ impl Messages<'_> {
                     self.metrics.message(category_label, MessageFate::Refused);
                     match err {
                         RatingError::OutsideServiceWindow => ValidationError::new(
-                            "outside_service_window",
+                            codes::OUTSIDE_SERVICE_WINDOW,
                             "a free-form message needs an open 24-hour customer-service window",
                         ),
                         RatingError::InvalidMessage(code) => {
@@ -278,7 +279,7 @@ impl Messages<'_> {
                 MessageOutcome::LimitReached => {
                     self.metrics.message(category_label, MessageFate::Refused);
                     return Err(ValidationError::new(
-                        "messaging_limit_reached",
+                        codes::MESSAGING_LIMIT_REACHED,
                         "the advertiser's business-initiated messaging limit (distinct users in 24 hours) is reached",
                     )
                     .into());

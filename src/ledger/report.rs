@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::{Date, Duration};
 
 use crate::clock::{datetime_from_ms, ms_from_datetime, Millis};
+use crate::codes;
 use crate::domain::ids::CampaignId;
 use crate::domain::Micros;
 use crate::domain::ValidationError;
@@ -86,26 +87,29 @@ pub fn parse_range(query: &ReportQuery, today: Date) -> Result<(Date, Date), Val
     let parse = |raw: &Option<String>, default: Date| match raw {
         None => Ok(default),
         Some(text) => Date::parse(text, format).map_err(|_| {
-            ValidationError::new("invalid_date", format!("{text:?} is not a YYYY-MM-DD date"))
+            ValidationError::new(
+                codes::INVALID_DATE,
+                format!("{text:?} is not a YYYY-MM-DD date"),
+            )
         }),
     };
     let to = parse(&query.to, today)?;
     let from = parse(&query.from, to - Duration::days(29))?;
     if from > to {
         return Err(ValidationError::new(
-            "invalid_date",
+            codes::INVALID_DATE,
             "from must not be after to",
         ));
     }
     if (to - from).whole_days() >= MAX_DAYS {
         return Err(ValidationError::new(
-            "invalid_date",
+            codes::INVALID_DATE,
             format!("a report spans at most {MAX_DAYS} days"),
         ));
     }
     if query.by == Breakdown::Hour && (to - from).whole_days() >= MAX_HOURLY_DAYS {
         return Err(ValidationError::new(
-            "invalid_date",
+            codes::INVALID_DATE,
             format!("an hourly report spans at most {MAX_HOURLY_DAYS} days"),
         ));
     }

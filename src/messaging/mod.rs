@@ -37,6 +37,7 @@ pub mod rules;
 
 pub use price::{PriceRow, PriceTable};
 
+use crate::codes::{self, Code};
 use serde::{Deserialize, Serialize};
 
 pub use crate::clock::Millis;
@@ -337,15 +338,15 @@ pub enum RatingError {
     /// Inconsistent message shape; the payload is a stable snake_case code (HTTP 422):
     /// `missing_kind`, `template_without_category`, `free_form_with_category`,
     /// `inbound_template`, `inbound_with_category`, `outbound_call`.
-    InvalidMessage(&'static str),
+    InvalidMessage(Code),
 }
 
 impl RatingError {
-    /// Stable snake_case code for the API.
-    pub fn code(&self) -> &'static str {
+    /// Stable code for the API.
+    pub fn code(&self) -> Code {
         match self {
-            RatingError::OutsideServiceWindow => "outside_service_window",
-            RatingError::InvalidMessage(code) => code,
+            RatingError::OutsideServiceWindow => codes::OUTSIDE_SERVICE_WINDOW,
+            RatingError::InvalidMessage(code) => *code,
         }
     }
 }
@@ -385,10 +386,10 @@ fn attributed(conv: &Conversation, at: Millis) -> Option<String> {
 
 fn rate_inbound(mut conv: Conversation, msg: &Message<'_>) -> Result<Rating, RatingError> {
     if msg.kind == Some(MessageKind::Template) {
-        return Err(RatingError::InvalidMessage("inbound_template"));
+        return Err(RatingError::InvalidMessage(codes::INBOUND_TEMPLATE));
     }
     if msg.category.is_some() {
-        return Err(RatingError::InvalidMessage("inbound_with_category"));
+        return Err(RatingError::InvalidMessage(codes::INBOUND_WITH_CATEGORY));
     }
     let at = msg.at_ms;
     conv.window = Some(Span::join(
@@ -432,15 +433,17 @@ fn rate_outbound(
 ) -> Result<Rating, RatingError> {
     let kind = msg
         .kind
-        .ok_or(RatingError::InvalidMessage("missing_kind"))?;
+        .ok_or(RatingError::InvalidMessage(codes::MISSING_KIND))?;
     let template_category = match (kind, msg.category) {
-        (MessageKind::Call, _) => return Err(RatingError::InvalidMessage("outbound_call")),
+        (MessageKind::Call, _) => return Err(RatingError::InvalidMessage(codes::OUTBOUND_CALL)),
         (MessageKind::Template, Some(category)) => Some(category),
         (MessageKind::Template, None) => {
-            return Err(RatingError::InvalidMessage("template_without_category"))
+            return Err(RatingError::InvalidMessage(
+                codes::TEMPLATE_WITHOUT_CATEGORY,
+            ))
         }
         (MessageKind::FreeForm, Some(_)) => {
-            return Err(RatingError::InvalidMessage("free_form_with_category"))
+            return Err(RatingError::InvalidMessage(codes::FREE_FORM_WITH_CATEGORY))
         }
         (MessageKind::FreeForm, None) => None,
     };

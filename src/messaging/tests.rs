@@ -1,4 +1,5 @@
 use super::*;
+use crate::codes;
 
 const H: Millis = 3_600_000;
 const M: Millis = 60_000;
@@ -318,30 +319,41 @@ fn message_shape_is_validated() {
     let bad = |m: Message<'_>| rate(&conv, &m, JULY_2025).map(|r| r.reason);
     let mut m = free_form(T0 + H);
     m.kind = None;
-    assert_eq!(bad(m), Err(RatingError::InvalidMessage("missing_kind")));
+    assert_eq!(
+        bad(m),
+        Err(RatingError::InvalidMessage(codes::MISSING_KIND))
+    );
     let mut m = template(Category::Utility, T0 + H);
     m.category = None;
     assert_eq!(
         bad(m),
-        Err(RatingError::InvalidMessage("template_without_category"))
+        Err(RatingError::InvalidMessage(
+            codes::TEMPLATE_WITHOUT_CATEGORY
+        ))
     );
     let mut m = free_form(T0 + H);
     m.category = Some(Category::Utility);
     assert_eq!(
         bad(m),
-        Err(RatingError::InvalidMessage("free_form_with_category"))
+        Err(RatingError::InvalidMessage(codes::FREE_FORM_WITH_CATEGORY))
     );
     let mut m = free_form(T0 + H);
     m.kind = Some(MessageKind::Call);
-    assert_eq!(bad(m), Err(RatingError::InvalidMessage("outbound_call")));
+    assert_eq!(
+        bad(m),
+        Err(RatingError::InvalidMessage(codes::OUTBOUND_CALL))
+    );
     let mut m = inbound(T0, false);
     m.kind = Some(MessageKind::Template);
-    assert_eq!(bad(m), Err(RatingError::InvalidMessage("inbound_template")));
+    assert_eq!(
+        bad(m),
+        Err(RatingError::InvalidMessage(codes::INBOUND_TEMPLATE))
+    );
     let mut m = inbound(T0, false);
     m.category = Some(Category::Marketing);
     assert_eq!(
         bad(m),
-        Err(RatingError::InvalidMessage("inbound_with_category"))
+        Err(RatingError::InvalidMessage(codes::INBOUND_WITH_CATEGORY))
     );
     let mut m = inbound(T0, false);
     m.kind = Some(MessageKind::FreeForm);
