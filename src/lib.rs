@@ -27,8 +27,10 @@
 //! - [`record`]: the system of record (PostgreSQL or SQLite): catalog, campaign history,
 //!   creative assets.
 //! - [`store`]: the hot state: the `redis` and `embedded` backends behind capping and ledger; the
-//!   circuit breaker in front of Redis.
-//! - [`http`]: the actix-web boundary, one module per resource, one error table.
+//!   one codec of what they store; the circuit breaker in front of Redis.
+//! - [`http`]: the actix-web boundary, one module per resource; each handler carries its
+//!   OpenAPI operation.
+//! - [`codes`]: the one table of error codes and their HTTP statuses.
 //! - [`metrics`]: the one catalogue of Prometheus metrics.
 //! - [`demo`]: demo data for the quick start.
 //! - [`secrets`]: generated tokens and keys, kept under `data_dir` (owner-only) across restarts.

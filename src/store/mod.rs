@@ -4,6 +4,7 @@
 //! - [`redis`](RedisStore): production, many stateless nodes over one Redis.
 //! - embedded: one node, process memory plus files under `data_dir` (see `embedded`).
 //! - [`breaker`]: the circuit breaker in front of Redis, so an outage costs requests nothing.
+//! - [`codec`]: how both backends encode per-user state; nothing above the store sees it.
 //!
 //! Dispatch is a plain enum rather than a trait object: two variants, no boxing of futures.
 
