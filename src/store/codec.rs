@@ -204,10 +204,14 @@ impl Retention {
 
 /// Caps as the stores read them: `max:per_seconds` joined by commas.
 pub fn encode_caps(caps: &[FrequencyCap]) -> String {
-    caps.iter()
-        .map(|cap| format!("{}:{}", cap.max, cap.per_seconds))
-        .collect::<Vec<_>>()
-        .join(",")
+    use std::fmt::Write;
+    // Once per event and per checked campaign: one allocation, no list of pieces.
+    let mut out = String::with_capacity(caps.len() * 12);
+    for (i, cap) in caps.iter().enumerate() {
+        let comma = if i == 0 { "" } else { "," };
+        let _ = write!(out, "{comma}{}:{}", cap.max, cap.per_seconds);
+    }
+    out
 }
 
 /// The inverse of [`encode_caps`]. A malformed cap reads as `max` 0, which nothing fits.
