@@ -2,8 +2,8 @@
 //! campaign and per advertiser, the rolling 24 h ad load, pending reservations and hidden
 //! advertisers, plus the per-session placement state. This module holds the pure rules over
 //! typed values (including the check a decision must pass against the live state to commit);
-//! how the stores encode that state is `store::codec`'s alone, and the atomic updates live in
-//! the stores.
+//! how the stores encode that state is defined once, in `store::codec` (tests and benches use
+//! it to build stored state), and the atomic updates live in the stores.
 //!
 //! Windows are checked in whole seconds: a render stored as `ceil(t)` counts while
 //! `ceil(t) > floor(now) - per`, which holds whenever the exact `t > now - per` does, so

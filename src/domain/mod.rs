@@ -25,6 +25,7 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
+        debug_assert_eq!(code.status(), 422, "{code} is not a validation code");
         Self {
             code,
             message: message.into(),

@@ -1,5 +1,5 @@
-//! The one error type of the HTTP boundary and the one table mapping each stable error code to
-//! its HTTP status (API.md "Conventions"). Bodies are `{"error": {"code", "message"}}`; a 5xx body
+//! The one error type of the HTTP boundary; each answers a code of the one table,
+//! [`crate::codes`] (API.md "Conventions"). Bodies are `{"error": {"code", "message"}}`; a 5xx body
 //! never carries internals (they go to the log with the request id).
 
 use actix_web::http::{header, StatusCode};

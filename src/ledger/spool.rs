@@ -245,11 +245,13 @@ mod tests {
     }
 
     #[test]
-    fn batches_spooled_by_earlier_builds_keep_their_caps() {
-        let mut earlier = serde_json::to_value(event()).unwrap();
-        earlier["campaign_caps"] = "1:3600,3:86400".into();
-        earlier["advertiser_caps"] = "".into();
-        let read: EventWrite = serde_json::from_value(earlier).unwrap();
+    fn caps_are_spooled_as_every_build_spooled_them() {
+        // Earlier builds read (and wrote) the scripts' form: a node rolled back with a full
+        // spool replays it.
+        let spooled = serde_json::to_value(event()).unwrap();
+        assert_eq!(spooled["campaign_caps"], "1:3600,3:86400");
+        assert_eq!(spooled["advertiser_caps"], "");
+        let read: EventWrite = serde_json::from_value(spooled).unwrap();
         assert_eq!(read.campaign_caps, event().campaign_caps);
         assert!(read.advertiser_caps.is_empty());
     }

@@ -205,7 +205,7 @@ impl Retention {
 /// Caps as the stores read them: `max:per_seconds` joined by commas.
 pub fn encode_caps(caps: &[FrequencyCap]) -> String {
     use std::fmt::Write;
-    // Once per event and per checked campaign: one allocation, no list of pieces.
+    // Once per event and per checked campaign: built in place, no list of pieces.
     let mut out = String::with_capacity(caps.len() * 12);
     for (i, cap) in caps.iter().enumerate() {
         let comma = if i == 0 { "" } else { "," };
@@ -229,19 +229,16 @@ pub fn decode_caps(encoded: &str) -> Vec<FrequencyCap> {
         .collect()
 }
 
-/// Caps of an event in the outage spool: a list, or the encoded string spools of earlier
-/// builds hold, so a spool written before an upgrade still replays.
+/// Caps of an event in the outage spool, encoded as the scripts take them: the form every
+/// build has spooled, so a node rolled back with a full spool still replays it.
+pub fn spool_caps<S: serde::Serializer>(caps: &[FrequencyCap], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&encode_caps(caps))
+}
+
+/// The inverse of [`spool_caps`].
 pub fn spooled_caps<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<FrequencyCap>, D::Error> {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Spooled {
-        List(Vec<FrequencyCap>),
-        Encoded(String),
-    }
-    Ok(match serde::Deserialize::deserialize(d)? {
-        Spooled::List(caps) => caps,
-        Spooled::Encoded(encoded) => decode_caps(&encoded),
-    })
+    let encoded: String = serde::Deserialize::deserialize(d)?;
+    Ok(decode_caps(&encoded))
 }
 
 /// A session's placement state as the store holds it (`served,carry,forget_after_ms`). Callers
@@ -283,11 +280,6 @@ impl SessionValue {
             served: served.unwrap_or(0) as u32,
             carry: carry.unwrap_or(0) as u32,
         }
-    }
-
-    /// When the session is forgotten (`None` when corrupt: prune it).
-    pub fn forget_after(&self) -> Option<Millis> {
-        forget_after(&self.0)
     }
 }
 

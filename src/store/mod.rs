@@ -199,10 +199,17 @@ pub struct EventWrite {
     pub price_micros: Micros,
     pub token_ttl_ms: Millis,
     pub user_ttl_ms: Millis,
-    #[serde(deserialize_with = "codec::spooled_caps")]
+    /// Spooled in the codec's form (`max:per,…`), as every build has spooled them.
+    #[serde(
+        serialize_with = "codec::spool_caps",
+        deserialize_with = "codec::spooled_caps"
+    )]
     pub campaign_caps: Vec<FrequencyCap>,
     /// Empty unless the campaign caps its advertiser's renders too.
-    #[serde(deserialize_with = "codec::spooled_caps")]
+    #[serde(
+        serialize_with = "codec::spool_caps",
+        deserialize_with = "codec::spooled_caps"
+    )]
     pub advertiser_caps: Vec<FrequencyCap>,
     pub campaign_keep: Retention,
     pub advertiser_keep: Retention,
@@ -495,7 +502,7 @@ pub struct UserRecords {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSession {
-    /// The session id's hash (see `capping::session_field`): the store never keeps the id.
+    /// The session id's hash (see `codec::session_field`): the store never keeps the id.
     pub tag: String,
     pub state: crate::capping::SessionState,
     pub forget_after_ms: Millis,

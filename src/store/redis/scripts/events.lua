@@ -9,7 +9,7 @@
 --   campaign_caps ("max:per_seconds,..."), advertiser_caps (same, "" when off),
 --   campaign_keep ("count:window_seconds"), advertiser_keep (same, count 0 = off),
 --   daily_max, hide_ms, client_at, click_ttl_ms, the user-hash fields of the campaign's
---   and the advertiser's render times and of the advertiser's hide (capping::*_field), and
+--   and the advertiser's render times and of the advertiser's hide (codec::*_field), and
 --   what the ledger record carries for reports: creative, country, os, age band, reach key,
 --   and personal: '1', or '0' for a slot served without consent to personalisation, whose
 --   events keep nothing per user (no render times, hide or click owner: see src/privacy).

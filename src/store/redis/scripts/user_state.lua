@@ -1,5 +1,5 @@
 -- Shared by the scripts that read or write a user's hash; prepended to each at load time. See
--- src/capping for the encoding (mirrored there in Rust). ARGV[1] is always now_ms.
+-- src/store/codec.rs for the encoding (mirrored there in Rust). ARGV[1] is always now_ms.
 -- Render times are stored in whole seconds rounded up and windows checked against `now`
 -- rounded down: rounding never releases a render early.
 local now = tonumber(ARGV[1])
