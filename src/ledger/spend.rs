@@ -78,6 +78,8 @@ pub struct SpendBoard {
     local: RwLock<HashMap<CampaignId, Held>>,
     /// Incremented as each refresh starts reading the store.
     epoch: AtomicU64,
+    /// Held through each refresh: refreshes never overlap (see [`Self::refresh`]).
+    refreshing: tokio::sync::Mutex<()>,
     /// Nodes alive at the last refresh (1 on the embedded backend).
     nodes: AtomicU32,
     node_id: String,
@@ -95,6 +97,7 @@ impl Default for SpendBoard {
             ledger: ArcSwap::default(),
             local: RwLock::default(),
             epoch: AtomicU64::new(0),
+            refreshing: tokio::sync::Mutex::new(()),
             nodes: AtomicU32::new(1),
             node_id: crate::domain::ids::new_decision_id(),
             tag,
@@ -265,6 +268,10 @@ impl SpendBoard {
     }
 
     pub async fn refresh(&self, store: &Store, now_ms: Millis) -> Result<(), StoreError> {
+        // One at a time. Two overlapping refreshes could finish out of order: the later read
+        // settles renders away as included, then the earlier read, which lacks them, replaces
+        // its ledger view, and those renders would count nowhere (an overspend).
+        let _one = self.refreshing.lock().await;
         // Renders acknowledged before this increment were applied by the store before the read
         // below, so the new ledger view includes them.
         let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
