@@ -80,6 +80,9 @@ pub struct SpendBoard {
     epoch: AtomicU64,
     /// Held through each refresh: refreshes never overlap (see [`Self::refresh`]).
     refreshing: tokio::sync::Mutex<()>,
+    /// The epoch of the ledger view in use: a read never replaces a later one (see
+    /// [`Self::apply`]).
+    applied: Mutex<u64>,
     /// Nodes alive at the last refresh (1 on the embedded backend).
     nodes: AtomicU32,
     node_id: String,
@@ -98,6 +101,7 @@ impl Default for SpendBoard {
             local: RwLock::default(),
             epoch: AtomicU64::new(0),
             refreshing: tokio::sync::Mutex::new(()),
+            applied: Mutex::new(0),
             nodes: AtomicU32::new(1),
             node_id: crate::domain::ids::new_decision_id(),
             tag,
@@ -272,15 +276,30 @@ impl SpendBoard {
         // settles renders away as included, then the earlier read, which lacks them, replaces
         // its ledger view, and those renders would count nowhere (an overspend).
         let _one = self.refreshing.lock().await;
-        // Renders acknowledged before this increment were applied by the store before the read
-        // below, so the new ledger view includes them.
-        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        let epoch = self.begin();
         let nodes = store.heartbeat(&self.node_id, now_ms).await?;
         let spend = store.spend(utc_day(now_ms)).await?;
+        self.apply(epoch, spend, nodes, now_ms);
+        Ok(())
+    }
+
+    /// Starts a read of the ledger. Renders acknowledged before this increment were applied by
+    /// the store before the read, so the view it returns includes them.
+    fn begin(&self) -> u64 {
+        self.epoch.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Puts the ledger view read in `epoch` in use, unless a later read already is: that one
+    /// has settled renders away as included which this one may lack.
+    fn apply(&self, epoch: u64, spend: HashMap<CampaignId, Spend>, nodes: u32, now_ms: Millis) {
+        let mut applied = self.applied.lock();
+        if *applied > epoch {
+            return;
+        }
+        *applied = epoch;
         self.ledger.store(Arc::new(spend));
         self.nodes.store(nodes.max(1), Ordering::SeqCst);
         self.settle(epoch, now_ms);
-        Ok(())
     }
 
     /// After a refresh of `epoch` read the ledger: holds whose tokens can no longer render lapse,
@@ -410,6 +429,31 @@ mod tests {
     fn refresh(board: &SpendBoard, now_ms: Millis) {
         let epoch = board.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         board.settle(epoch, now_ms);
+    }
+
+    #[test]
+    fn a_read_finishing_after_a_later_one_never_replaces_its_view() {
+        let board = SpendBoard::default();
+        let c = campaign(1_000);
+        let slot = serve(&board, &c, 300, 0).unwrap();
+        let earlier = board.begin();
+        // Rendered after the earlier read, before the later one.
+        board.rendered(&slot, &c.id, 300, 20 * MINUTE, true);
+        let later = board.begin();
+        let spend = |micros| Spend {
+            total_micros: micros,
+            today_micros: micros,
+        };
+        board.apply(
+            later,
+            HashMap::from([(c.id.clone(), spend(300))]),
+            1,
+            MINUTE,
+        );
+        assert_eq!(held(&board, &c), 300);
+        // The earlier read finishes last, without the render.
+        board.apply(earlier, HashMap::new(), 1, MINUTE);
+        assert_eq!(held(&board, &c), 300, "the render still counts, once");
     }
 
     #[test]
