@@ -78,8 +78,6 @@ pub struct SpendBoard {
     local: RwLock<HashMap<CampaignId, Held>>,
     /// Incremented as each refresh starts reading the store.
     epoch: AtomicU64,
-    /// Held through each refresh: refreshes never overlap (see [`Self::refresh`]).
-    refreshing: tokio::sync::Mutex<()>,
     /// The epoch of the ledger view in use: a read never replaces a later one (see
     /// [`Self::apply`]).
     applied: Mutex<u64>,
@@ -100,7 +98,6 @@ impl Default for SpendBoard {
             ledger: ArcSwap::default(),
             local: RwLock::default(),
             epoch: AtomicU64::new(0),
-            refreshing: tokio::sync::Mutex::new(()),
             applied: Mutex::new(0),
             nodes: AtomicU32::new(1),
             node_id: crate::domain::ids::new_decision_id(),
@@ -272,10 +269,7 @@ impl SpendBoard {
     }
 
     pub async fn refresh(&self, store: &Store, now_ms: Millis) -> Result<(), StoreError> {
-        // One at a time. Two overlapping refreshes could finish out of order: the later read
-        // settles renders away as included, then the earlier read, which lacks them, replaces
-        // its ledger view, and those renders would count nowhere (an overspend).
-        let _one = self.refreshing.lock().await;
+        // Refreshes may overlap and finish out of order: `apply` keeps the later read's view.
         let epoch = self.begin();
         let nodes = store.heartbeat(&self.node_id, now_ms).await?;
         let spend = store.spend(utc_day(now_ms)).await?;
@@ -290,7 +284,8 @@ impl SpendBoard {
     }
 
     /// Puts the ledger view read in `epoch` in use, unless a later read already is: that one
-    /// has settled renders away as included which this one may lack.
+    /// has settled renders away as included which this one may lack, and they would then count
+    /// nowhere (an overspend).
     fn apply(&self, epoch: u64, spend: HashMap<CampaignId, Spend>, nodes: u32, now_ms: Millis) {
         let mut applied = self.applied.lock();
         if *applied > epoch {
