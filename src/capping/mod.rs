@@ -394,16 +394,7 @@ mod tests {
 
     #[test]
     fn retention_and_shards() {
-        let caps = [
-            FrequencyCap {
-                max: 1,
-                per_seconds: 3600,
-            },
-            FrequencyCap {
-                max: 3,
-                per_seconds: 86_400,
-            },
-        ];
+        let caps = [FrequencyCap::new(1, 3600), FrequencyCap::new(3, 86_400)];
         assert_eq!(
             Retention::for_caps(&caps),
             Retention {

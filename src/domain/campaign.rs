@@ -89,6 +89,12 @@ pub struct FrequencyCap {
     pub per_seconds: u32,
 }
 
+impl FrequencyCap {
+    pub const fn new(max: u32, per_seconds: u32) -> Self {
+        Self { max, per_seconds }
+    }
+}
+
 /// What ends a campaign for one user.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

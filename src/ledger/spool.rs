@@ -219,16 +219,7 @@ mod tests {
             price_micros: 2_000,
             token_ttl_ms: 1_200_000,
             user_ttl_ms: 90 * 86_400_000,
-            campaign_caps: vec![
-                FrequencyCap {
-                    max: 1,
-                    per_seconds: 3600,
-                },
-                FrequencyCap {
-                    max: 3,
-                    per_seconds: 86_400,
-                },
-            ],
+            campaign_caps: vec![FrequencyCap::new(1, 3600), FrequencyCap::new(3, 86_400)],
             advertiser_caps: Vec::new(),
             campaign_keep: Retention {
                 count: 3,

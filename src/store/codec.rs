@@ -20,7 +20,7 @@
 //!   access and erasure find them without a scan, and the field stays short however long the
 //!   client's session id.
 
-use super::StoredSession;
+use super::{ConversionWrite, StoredSession};
 use crate::capping::{Reservation, Retention, SessionState, UserState, SESSION_TTL_MS};
 use crate::clock::Millis;
 use crate::domain::campaign::FrequencyCap;
@@ -271,21 +271,33 @@ impl SessionValue {
 
     /// The session as of `now_ms`: a fresh one once it has been forgotten (or is corrupt).
     pub fn state(&self, now_ms: Millis) -> SessionState {
-        let mut parts = self.0.split(',').map(|p| p.parse::<i64>().unwrap_or(0));
-        let (served, carry, forget_after) = (parts.next(), parts.next(), parts.next());
-        if forget_after.is_none_or(|until| now_ms >= until) {
-            return SessionState::default();
-        }
-        SessionState {
-            served: served.unwrap_or(0) as u32,
-            carry: carry.unwrap_or(0) as u32,
-        }
+        session_state(&self.0, now_ms)
+    }
+}
+
+fn session_state(raw: &str, now_ms: Millis) -> SessionState {
+    if forget_after(raw).is_none_or(|until| now_ms >= until) {
+        return SessionState::default();
+    }
+    let mut parts = raw.split(',').map(|p| p.parse::<i64>().unwrap_or(0));
+    SessionState {
+        served: parts.next().unwrap_or(0) as u32,
+        carry: parts.next().unwrap_or(0) as u32,
     }
 }
 
 /// When a stored session value is forgotten (`None` when corrupt: prune it).
 pub fn forget_after(raw: &str) -> Option<Millis> {
     raw.split(',').nth(2)?.parse().ok()
+}
+
+impl ConversionWrite<'_> {
+    /// The user-hash field a conversation suppresses, and until when.
+    pub(crate) fn suppress_field(&self) -> Option<(String, Millis)> {
+        self.suppress
+            .as_ref()
+            .map(|(campaign, until)| (suppress_field(campaign.as_str()), *until))
+    }
 }
 
 impl StoredSession {
@@ -303,7 +315,7 @@ impl StoredSession {
                 let forget_after_ms = forget_after(value)?;
                 Some(Self {
                     tag: tag.to_owned(),
-                    state: SessionValue::stored(value.to_owned()).state(forget_after_ms - 1),
+                    state: session_state(value, forget_after_ms - 1),
                     forget_after_ms,
                 })
             })
@@ -391,16 +403,7 @@ mod tests {
 
     #[test]
     fn caps_retentions_and_sessions() {
-        let caps = [
-            FrequencyCap {
-                max: 1,
-                per_seconds: 3600,
-            },
-            FrequencyCap {
-                max: 3,
-                per_seconds: 86_400,
-            },
-        ];
+        let caps = [FrequencyCap::new(1, 3600), FrequencyCap::new(3, 86_400)];
         assert_eq!(encode_caps(&caps), "1:3600,3:86400");
         assert_eq!(decode_caps(&encode_caps(&caps)), caps);
         assert_eq!(decode_caps(""), Vec::new());

@@ -789,10 +789,7 @@ impl EmbeddedStore {
             day: write.day,
             at_ms: write.at_ms,
             click_id: Some(write.click_id.to_owned()),
-            suppress: write
-                .suppress
-                .as_ref()
-                .map(|(campaign, until)| (codec::suppress_field(campaign.as_str()), *until)),
+            suppress: write.suppress_field(),
         };
         // Decided and journaled under one lock: only accepted conversions are journaled.
         let mut decided = ConversionOutcome::UnknownClick;

@@ -794,11 +794,7 @@ impl RedisStore {
         };
         let script = &self.scripts.conversion;
         let mut call = script.command(4);
-        let (field, until) = write
-            .suppress
-            .as_ref()
-            .map(|(campaign, until)| (codec::suppress_field(campaign.as_str()), *until))
-            .unwrap_or_default();
+        let (field, until) = write.suppress_field().unwrap_or_default();
         call.arg(&click)
             .arg(keys::ledger(write.shard))
             .arg(keys::conversion_log(write.shard, write.day))
