@@ -26,6 +26,7 @@ pub mod exporter;
 pub mod insight;
 pub mod ledger;
 pub mod migration;
+mod schema;
 
 use std::path::Path;
 use std::time::Duration;
@@ -98,11 +99,12 @@ impl Record {
             .await
             // sqlx errors can echo the URL (with its password): name the cause only.
             .map_err(|err| OpenError::Connect(describe(&err)))?;
-        let migrated = match database {
-            Database::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await,
-            Database::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await,
-        };
-        migrated.map_err(|err| OpenError::Migrate(err.to_string()))?;
+        schema::migrator(database)
+            .await
+            .map_err(|err| OpenError::Migrate(err.to_string()))?
+            .run(&pool)
+            .await
+            .map_err(|err| OpenError::Migrate(err.to_string()))?;
         Ok(Self { pool, database })
     }
 
