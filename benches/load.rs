@@ -9,8 +9,8 @@
 //!
 //! `cargo bench --bench load -- --campaigns 1000 --scale-campaigns 100000 --seconds 20 --soak-minutes 10`
 //!
-//! `--quick` runs everything small (under two minutes); `cargo test` runs that (no `--bench`
-//! argument), so the bench cannot rot. Needs `redis-server`, `redis-benchmark` and `wrk` on
+//! `--quick` runs everything small (under two minutes); `cargo test` (no `--bench` argument)
+//! runs a smoke run of it, two rounds and a second catalog of 500, so the bench cannot rot. Needs `redis-server`, `redis-benchmark` and `wrk` on
 //! PATH (`scripts/test` installs them). Figures are printed, never asserted: a timed test would
 //! measure the machine.
 
@@ -37,6 +37,7 @@ const USERS: u32 = 1_000_000;
 /// exhausted it (`--requests 20000`: about one decision in 20 places ads).
 const SLOT_REQUESTS: u64 = 300_000;
 /// Alternating /healthz and decision runs (see `run`).
+/// Rounds the alternating measures take (`cargo test`'s smoke run: two).
 const ROUNDS: u64 = 4;
 /// Sampled requests a forecast replays in the full run (`--quick`: a tenth).
 const FORECAST_SAMPLES: i64 = 100_000;
@@ -69,6 +70,9 @@ struct Args {
     /// Passed by `cargo bench`; without it (`cargo test`) only a smoke run.
     #[arg(long = "bench")]
     full: bool,
+    /// Not a flag: `ROUNDS`, or two in the smoke run.
+    #[arg(skip = ROUNDS)]
+    rounds: u64,
 }
 
 fn args() -> Args {
@@ -83,11 +87,15 @@ fn args() -> Args {
     if args.full && !args.quick {
         return args;
     }
+    // `cargo test` builds for debugging, where no figure is worth reading: the smoke run keeps
+    // every measure and path but the fewest rounds and a smaller second catalog.
+    let smoke = !args.full;
     Args {
         campaigns: 200,
-        scale_campaigns: 2_000,
+        scale_campaigns: if smoke { 500 } else { 2_000 },
         requests: 20_000,
-        seconds: 4,
+        seconds: if smoke { 2 } else { 4 },
+        rounds: if smoke { 2 } else { ROUNDS },
         soak_minutes: args.soak_minutes.min(1),
         quick: true,
         ..args
@@ -185,12 +193,12 @@ async fn run(args: Args) {
     // This machine's speed drifts by tens of percent within minutes, so the measures alternate
     // in short rounds; each ratio compares sums over the same rounds.
     let round = Args {
-        seconds: (args.seconds / ROUNDS).max(1),
+        seconds: (args.seconds / args.rounds).max(1),
         ..args
     };
     let mut runs = Rounds::default();
     let mut fresh = FreshUsers::new(&scripts, args.requests);
-    for i in 0..ROUNDS {
+    for i in 0..args.rounds {
         runs.healthz
             .push(wrk(&round, &redis, &main.url("/healthz"), None));
         runs.gets
