@@ -127,7 +127,16 @@ impl Catalog {
         change: Option<CampaignChange>,
     ) -> Result<(), CatalogError> {
         self.record.save(record, change.as_ref()).await?;
-        self.refresh().await?;
+        // The change is committed, and its answer must say so: a 503 here would have the
+        // client retry a write that happened (a second campaign, a key never shown). A snapshot
+        // that cannot be rebuilt now is rebuilt by the next periodic refresh; until then this
+        // node serves the catalog as it was.
+        if let Err(err) = self.refresh().await {
+            tracing::warn!(
+                error = %err.report(),
+                "catalog refresh after a committed write failed; the periodic refresh retries"
+            );
+        }
         Ok(())
     }
 
@@ -234,6 +243,18 @@ impl Catalog {
         Ok(campaign)
     }
 
+    /// A campaign of `owner`'s that a creative can be added to (checked again under the write
+    /// lock when it is added).
+    pub fn campaign_taking_creatives(
+        &self,
+        owner: &Advertiser,
+        id: &CampaignId,
+    ) -> Result<Arc<Campaign>, CatalogError> {
+        let campaign = self.owned_campaign(owner, id)?;
+        takes_creatives(&campaign)?;
+        Ok(campaign)
+    }
+
     /// A campaign of another advertiser is indistinguishable from a missing one.
     pub fn owned_campaign(
         &self,
@@ -254,11 +275,7 @@ impl Catalog {
             .campaign(&creative.campaign_id)
             .cloned()
             .ok_or(CatalogError::NotFound)?;
-        if campaign.status == CampaignStatus::Archived {
-            return Err(CatalogError::Conflict(
-                "an archived campaign takes no creatives".into(),
-            ));
-        }
+        takes_creatives(&campaign)?;
         self.persist(CatalogRecord::Creative(&creative), None)
             .await?;
         Ok(creative)
@@ -285,4 +302,13 @@ impl Catalog {
             .await?;
         Ok(creative)
     }
+}
+
+fn takes_creatives(campaign: &Campaign) -> Result<(), CatalogError> {
+    if campaign.status == CampaignStatus::Archived {
+        return Err(CatalogError::Conflict(
+            "an archived campaign takes no creatives".into(),
+        ));
+    }
+    Ok(())
 }

@@ -221,19 +221,22 @@ impl Campaign {
             self.status = match status.as_str() {
                 "active" => CampaignStatus::Active,
                 "paused" => CampaignStatus::Paused,
+                // As DELETE does: archived for good.
+                "archived" => CampaignStatus::Archived,
                 _ => {
                     return Err(ValidationError::new(
                         codes::INVALID_STATUS,
-                        "status can be set to active or paused (DELETE archives)",
+                        "status can be set to active, paused or archived",
                     ))
                 }
             };
         }
+        // Kept (and answered) in UTC, whatever offset the advertiser wrote.
         if let Some(start) = input.start_at {
-            self.start_at = start;
+            self.start_at = start.to_offset(time::UtcOffset::UTC);
         }
         if let Some(end) = input.end_at {
-            self.end_at = end.map(|e| e.0);
+            self.end_at = end.map(|e| e.0.to_offset(time::UtcOffset::UTC));
         }
         if let Some(bid) = input.bid_cpm_micros {
             self.bid_cpm_micros = bid;

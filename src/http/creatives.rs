@@ -96,7 +96,10 @@ async fn upload(
     path: web::Path<String>,
     mut payload: Multipart,
 ) -> Result<HttpResponse, ApiError> {
-    let campaign = state.catalog.owned_campaign(&owner, &parse_id(&path)?)?;
+    // Refused before the body is read and its asset stored.
+    let campaign = state
+        .catalog
+        .campaign_taking_creatives(&owner, &parse_id(&path)?)?;
     // Held until the upload ends, however it ends: bounds the bodies one advertiser can have
     // buffered at once.
     let _slot = state

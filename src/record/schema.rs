@@ -63,7 +63,12 @@ struct Files(&'static [(&'static str, &'static str)]);
 
 impl MigrationSource<'static> for Files {
     fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, BoxDynError>> {
-        Box::pin(async move { self.0.iter().map(|&(name, sql)| migration(name, sql)).collect() })
+        Box::pin(async move {
+            self.0
+                .iter()
+                .map(|&(name, sql)| migration(name, sql))
+                .collect()
+        })
     }
 }
 
@@ -102,7 +107,9 @@ mod tests {
             (Database::Postgres, "postgres"),
             (Database::Sqlite, "sqlite"),
         ] {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(dir);
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(dir);
             let mut on_disk: Vec<Migration> = sqlx::migrate::resolve_blocking(&path)
                 .unwrap()
                 .into_iter()

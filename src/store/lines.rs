@@ -123,6 +123,8 @@ pub fn read(
                     len: read,
                 })
             }
+            // Past a torn line, a bad line can be the rest of a write whose start never reached
+            // the disk (blocks land out of order in a crash): only an intact line proves damage.
             (None, Some(_)) => {}
         }
         offset += read;

@@ -3,7 +3,10 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use sha2::{Digest, Sha256};
+
 use crate::contract;
+use crate::support::app::portrait_png;
 use crate::support::{spawn_app, Backend};
 
 async fn create_read_update_archive(backend: Backend) {
@@ -245,6 +248,67 @@ async fn paused_archived_and_exhausted_campaigns_are_not_served(backend: Backend
     assert_eq!(shown["status"], "exhausted");
     assert_eq!(shown["spend"]["total_micros"], 1_000_000);
     assert!(app.slots("late", None, 12).await.is_empty());
+}
+
+/// Times are answered in UTC whatever offset was sent; `PATCH {"status": "archived"}` archives
+/// as DELETE does; and an archived campaign refuses an upload before its asset is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_are_utc_and_an_archived_campaign_stores_no_upload() {
+    let app = spawn_app(Backend::Embedded).await;
+    let (_, key) = app.advertiser("Offsets").await;
+    let id = app.campaign(&key, json!({})).await;
+    let path = format!("/v1/campaigns/{id}");
+    let res = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(&key),
+            Some(json!({"start_at": "2027-01-01T01:30:00+01:00", "end_at": "2027-02-01T00:00:00-05:00"})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let patched: Value = res.json().await.unwrap();
+    assert_eq!(patched["start_at"], "2027-01-01T00:30:00Z");
+    assert_eq!(patched["end_at"], "2027-02-01T05:00:00Z");
+
+    let res = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(&key),
+            Some(json!({"status": "archived"})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let shown: Value = app.get(&path, &key).await.json().await.unwrap();
+    assert_eq!(shown["status"], "archived");
+    assert_eq!(shown["start_at"], "2027-01-01T00:30:00Z");
+
+    let png = portrait_png();
+    let sha = hex::encode(Sha256::digest(&png));
+    let res = app
+        .upload(
+            &key,
+            &id,
+            png,
+            "ad.png",
+            json!({"headline": "Late", "body": "Too late"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "conflict", "{body}");
+    let asset = app
+        .http
+        .get(app.url(&format!("/assets/{sha}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        asset.status(),
+        StatusCode::NOT_FOUND,
+        "the refused upload's asset"
+    );
 }
 
 contract!(

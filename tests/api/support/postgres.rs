@@ -306,6 +306,34 @@ pub struct StoredRecord {
 }
 
 /// Every ledger record in the record at `database_url` (PostgreSQL or `sqlite://…`), by id.
+/// Runs `statements` in order on the system of record at `database_url` (PostgreSQL or SQLite):
+/// what another writer, or damage, leaves there.
+pub async fn execute(database_url: &str, statements: &[&str]) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(database_url)
+        .await
+        .expect("connect to the system of record");
+    for statement in statements {
+        sqlx::query(statement)
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|err| panic!("{statement}: {err}"));
+    }
+    pool.close().await;
+}
+
+/// The one integer `query` answers on the system of record at `database_url`.
+pub async fn count(database_url: &str, query: &str) -> i64 {
+    use sqlx::Row;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(database_url)
+        .await
+        .expect("connect to the system of record");
+    let row = sqlx::query(query).fetch_one(&pool).await.expect(query);
+    pool.close().await;
+    row.get(0)
+}
+
 pub async fn ledger_records(database_url: &str) -> Vec<StoredRecord> {
     use sqlx::Row;
     sqlx::any::install_default_drivers();
