@@ -418,6 +418,8 @@ catalogue! {
         "Events acknowledged during a Redis outage and waiting in the local spool."),
     spool_replayed: Counter = ("statusads_spool_replayed_total", Count,
         "Spooled events replayed into Redis after an outage."),
+    spool_over_cap: Counter = ("statusads_spool_over_cap_total", Count,
+        "Renders acknowledged during a Redis outage that the replay found over a frequency cap (the cap holds: they are not billed)."),
     breaker_open: Gauge = ("statusads_store_breaker_open", Count,
         "1 while the store's circuit breaker is open (Redis failed store.breaker_failures times in a row; calls fail at once until a probe answers), else 0."),
     breaker_transitions: Family<Transition, Counter> = ("statusads_store_breaker_transitions_total", Count,
@@ -546,9 +548,10 @@ impl Metrics {
         self.handles.rate_limited.get(scope).increment(1);
     }
 
-    pub fn spool(&self, pending: u64, replayed: u64) {
+    pub fn spool(&self, pending: u64, replayed: u64, over_cap: u64) {
         self.handles.spool_events.set(pending as f64);
         self.handles.spool_replayed.increment(replayed);
+        self.handles.spool_over_cap.increment(over_cap);
     }
 
     /// Whether Redis keeps an append-only file (see the README's durability table).

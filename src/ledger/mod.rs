@@ -87,7 +87,7 @@ impl Ledger {
                 .push(now_ms, day, &everything, spool::Limit::Strict)
                 .await
                 .map_err(unavailable)?;
-            self.metrics.spool(spool.pending(), 0);
+            self.metrics.spool(spool.pending(), 0, 0);
             return Ok(shards.iter().map(|_| Applied::Spooled).collect());
         }
         if !spool.admits() {
@@ -117,7 +117,7 @@ impl Ledger {
                 .push(now_ms, day, &failed, spool::Limit::Admitted)
                 .await
                 .map_err(unavailable)?;
-            self.metrics.spool(spool.pending(), 0);
+            self.metrics.spool(spool.pending(), 0, 0);
         }
         Ok(applied)
     }
@@ -129,9 +129,18 @@ impl Ledger {
             return;
         }
         match spool.drain(&self.store).await {
-            Ok(replayed) => {
-                tracing::info!(replayed, "outage spool replayed");
-                self.metrics.spool(spool.pending(), replayed);
+            Ok(drained) => {
+                if drained.over_cap > 0 {
+                    tracing::warn!(
+                        replayed = drained.replayed,
+                        over_cap = drained.over_cap,
+                        "outage spool replayed; renders acknowledged during the outage were over a cap and are not billed"
+                    );
+                } else {
+                    tracing::info!(replayed = drained.replayed, "outage spool replayed");
+                }
+                self.metrics
+                    .spool(spool.pending(), drained.replayed, drained.over_cap);
             }
             Err(err @ StoreError::Corrupt { .. }) => {
                 tracing::error!(error = %err.report(), "outage spool replay stopped")

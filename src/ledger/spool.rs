@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
-use crate::store::{lines, EventWrite, Store, StoreError};
+use crate::store::{lines, EventOutcome, EventWrite, Store, StoreError};
 
 /// The spool's file under `data_dir`.
 pub const FILE: &str = "spool.log";
@@ -157,10 +157,11 @@ impl Spool {
 
     /// Replays everything into the store, oldest first, then empties the spool. Stops at the
     /// first store error (Redis still away); the next drain starts over, which dedupe makes safe.
-    pub async fn drain(&self, store: &Store) -> Result<u64, StoreError> {
+    pub async fn drain(&self, store: &Store) -> Result<Drained, StoreError> {
         let file = self.file.lock().await;
+        let mut drained = Drained::default();
         if self.events.load(Ordering::SeqCst) == 0 {
-            return Ok(0);
+            return Ok(drained);
         }
         // Damage found now (bytes changed since the start) stops the replay before anything
         // is applied or emptied: the intact batches after it were acknowledged too.
@@ -168,20 +169,33 @@ impl Spool {
             self.unreadable.store(true, Ordering::SeqCst);
             StoreError::corrupt_from("outage spool", e)
         })?;
-        let mut replayed = 0;
         for batch in &batches {
-            store
+            let outcomes = store
                 .apply_events(batch.shard, batch.now_ms, batch.day, &batch.events)
                 .await?;
-            replayed += batch.events.len() as u64;
+            drained.replayed += batch.events.len() as u64;
+            drained.over_cap += outcomes
+                .iter()
+                .filter(|o| **o == EventOutcome::CapReached)
+                .count() as u64;
         }
         file.set_len(0)
             .and_then(|_| file.sync_all())
             .map_err(|e| StoreError::corrupt_from("outage spool", e))?;
         self.bytes.store(0, Ordering::SeqCst);
         self.events.store(0, Ordering::SeqCst);
-        Ok(replayed)
+        Ok(drained)
     }
+}
+
+/// What a replay of the spool did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    pub replayed: u64,
+    /// Renders acknowledged during the outage that the replay found over a frequency cap (an
+    /// advertiser-wide cap spent meanwhile by another campaign's render, or a cap tightened):
+    /// the cap holds, so they are recorded and billed nowhere.
+    pub over_cap: u64,
 }
 
 /// The batches of the spool file and where its intact part ends (see `store::lines`).

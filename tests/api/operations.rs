@@ -126,6 +126,48 @@ async fn redis_outage_spools_events_and_replays_them_exactly_once() {
     }
 }
 
+/// Renders acknowledged during an outage are replayed under the caps as they stand then: one
+/// that an advertiser-wide cap refuses (spent meanwhile by another of the brand's campaigns)
+/// is billed nowhere, and the replay says so in the log and a counter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spooled_render_over_a_cap_at_replay_is_counted_not_billed() {
+    let mut app = spawn_app_on(Some(RedisServer::start_durable()), |_| {}).await;
+    let (_, key) = app.advertiser("Brand").await;
+    let capped = app
+        .live_campaign(
+            &key,
+            json!({"priority": "sponsorship", "advertiser_caps": true,
+                "frequency_caps": [{"max": 1, "per_seconds": 86400}]}),
+        )
+        .await;
+    let first = app.slots("u1", Some("s1"), 12).await;
+    assert_eq!(first[0]["ad"]["campaign_id"], capped.as_str());
+    // The capped campaign's slot holds its cap: the user's next answer is the other campaign.
+    let open = app
+        .live_campaign(&key, json!({"priority": "sponsorship"}))
+        .await;
+    let second = app.slots("u1", Some("s2"), 12).await;
+    assert_eq!(second[0]["ad"]["campaign_id"], open.as_str());
+    let (capped_token, open_token) = (&token_of(&first[0]), &token_of(&second[0]));
+
+    app.redis.as_mut().unwrap().kill();
+    // The open campaign's render first: it spends the brand's cap at replay.
+    assert_eq!(app.render(open_token).await, "accepted");
+    assert_eq!(app.render(capped_token).await, "accepted");
+    app.redis.as_mut().unwrap().restart();
+    app.wait_for_metrics("the spool replay", |m| {
+        m.contains("statusads_spool_events 0") && m.contains("statusads_spool_replayed_total 2")
+    })
+    .await;
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("statusads_spool_over_cap_total 1"),
+        "{metrics}"
+    );
+    assert_eq!(app.report_totals(&key, &open).await["rendered"], 1);
+    assert_eq!(app.report_totals(&key, &capped).await["rendered"], 0);
+}
+
 /// A full spool refuses with 503: never acknowledged, never silently dropped. The first batch
 /// of an outage finds the spool empty and tries Redis; the shards Redis fails on are spooled
 /// even past the limit (the batch is acknowledged whole); the next batch is refused.
