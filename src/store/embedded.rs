@@ -1094,8 +1094,10 @@ impl State {
     }
 
     /// Drops what has expired, as Redis would have: users' hashes, clicks, conversations past
-    /// their relevance and business-initiated entries past the limit's window. A user kept by
-    /// a build before expiry was tracked is given the longest rule from now.
+    /// their relevance, business-initiated entries past the limit's window, messages past
+    /// their dedupe window and conversion-log days past their retention (both counted from the
+    /// message's or day's own time, which replay knows, where Redis counts from the write). A
+    /// user kept by a build before expiry was tracked is given the longest rule from now.
     fn sweep(&mut self, now: Millis) {
         for user in self.users.keys() {
             if !self.user_expires.contains_key(user) {
@@ -1124,6 +1126,13 @@ impl State {
             users.retain(|_, at| *at > horizon);
         }
         self.initiated.retain(|_, users| !users.is_empty());
+        // An entry of an earlier build knows no time: it stays.
+        self.messages.retain(|_, raw| {
+            StoredMessage::decode(raw)
+                .is_none_or(|message| message.at_ms + super::MESSAGE_DEDUPE_MS > now)
+        });
+        self.conversion_log
+            .retain(|(day, _)| day_start_ms(*day) + DAY_MS + super::CONVERSION_LOG_MS > now);
     }
 
     /// Everything kept about `user` (the same records as the Redis keys `RedisStore` reads).
@@ -1652,10 +1661,17 @@ mod pairs {
 
 /// The first instant (ms) of a `YYYYMM` month.
 fn month_start_ms(month: u32) -> Millis {
-    let first = time::Month::try_from((month % 100) as u8)
+    day_start_ms(month * 100 + 1)
+}
+
+/// The first instant (ms) of a `YYYYMMDD` day (0 for a day that does not exist).
+fn day_start_ms(day: u32) -> Millis {
+    let date = time::Month::try_from((day / 100 % 100) as u8)
         .ok()
-        .and_then(|m| time::Date::from_calendar_date((month / 100) as i32, m, 1).ok());
-    first.map_or(0, |d| {
+        .and_then(|m| {
+            time::Date::from_calendar_date((day / 10_000) as i32, m, (day % 100) as u8).ok()
+        });
+    date.map_or(0, |d| {
         crate::clock::ms_from_datetime(d.midnight().assume_utc())
     })
 }
@@ -1687,6 +1703,48 @@ fn append(mut list: Vec<i64>, (keep_n, keep_ms): (u32, Millis), now: Millis) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_and_conversion_days_are_forgotten_after_their_windows() {
+        use super::super::{CONVERSION_LOG_MS, MESSAGE_DEDUPE_MS};
+        let at = month_start_ms(202612) + 5 * DAY_MS;
+        let mut state = State::default();
+        let message = |at_ms| {
+            StoredMessage {
+                at_ms,
+                ..StoredMessage::default()
+            }
+            .encode()
+        };
+        state
+            .messages
+            .insert(("adv".into(), "old".into()), message(at));
+        state
+            .messages
+            .insert(("adv".into(), "new".into()), message(at + DAY_MS));
+        state
+            .messages
+            .insert(("adv".into(), "legacy".into()), "accepted".into());
+        state.conversion_log.push((20261206, "old".into()));
+        state.conversion_log.push((20261207, "new".into()));
+        assert_eq!(day_start_ms(20261206), at);
+
+        state.sweep(at + MESSAGE_DEDUPE_MS - 1);
+        assert_eq!(state.messages.len(), 3, "inside the window");
+        state.sweep(at + MESSAGE_DEDUPE_MS);
+        let mut kept: Vec<_> = state.messages.keys().map(|(_, id)| id.as_str()).collect();
+        kept.sort();
+        assert_eq!(kept, ["legacy", "new"]);
+
+        state.sweep(at + DAY_MS + CONVERSION_LOG_MS - 1);
+        assert_eq!(
+            state.conversion_log.len(),
+            2,
+            "the day's last instant is inside"
+        );
+        state.sweep(at + DAY_MS + CONVERSION_LOG_MS);
+        assert_eq!(state.conversion_log, [(20261207, "new".to_owned())]);
+    }
 
     fn journal_with(lines: &[&str]) -> (std::path::PathBuf, u64) {
         let dir = std::env::temp_dir().join(format!(
