@@ -346,6 +346,72 @@ async fn quarantine_while_the_service_runs_loses_nothing_acknowledged() {
     );
 }
 
+/// Redis out of memory (`maxmemory`, noeviction) refuses a script at its first write that
+/// needs memory, before it has changed anything: as in an outage, a batch spanning two shards
+/// is spooled and acknowledged whole, and replayed once Redis has room. (Views: a render's
+/// first write frees its reservation, which Redis allows, and the script then runs on.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_refused_for_memory_are_spooled_and_replayed() {
+    let app = spawn_app_with(Backend::Redis, |_| {}).await;
+    let (key, campaign) = live(&app).await;
+    let shards = app.state.shards;
+    let first = "m0".to_owned();
+    let first_shard = statusads::capping::shard_of(&first, shards);
+    let second = (1..)
+        .map(|i| format!("m{i}"))
+        .find(|u| statusads::capping::shard_of(u, shards) != first_shard)
+        .unwrap();
+    let token = |slots: Vec<Value>| slots[0]["token"].as_str().unwrap().to_owned();
+    let (a, b) = (
+        token(app.slots(&first, None, 12).await),
+        token(app.slots(&second, None, 12).await),
+    );
+    assert_eq!(app.render(&a).await, "accepted");
+    assert_eq!(app.render(&b).await, "accepted");
+    let mut conn = app.redis.as_ref().unwrap().connection();
+    let maxmemory = |conn: &mut redis::Connection, bytes: &str| {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(bytes)
+            .query(conn)
+            .unwrap();
+    };
+    maxmemory(&mut conn, "1");
+    let views = json!({"events": [
+        {"token": a, "type": "view"},
+        {"token": b, "type": "view"},
+    ]});
+    let res = app.post("/v1/events", CLIENT, views.clone()).await;
+    let status = res.status();
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer["results"],
+        json!([{"status": "accepted"}, {"status": "accepted"}])
+    );
+    let metrics = app.metrics().await;
+    assert!(metrics.contains("statusads_spool_events 2"), "{metrics}");
+
+    maxmemory(&mut conn, "0");
+    app.wait_for_metrics("the spool replay", |m| {
+        m.contains("statusads_spool_events 0") && m.contains("statusads_spool_replayed_total 2")
+    })
+    .await;
+    let totals = app.report_totals(&key, &campaign).await;
+    assert_eq!((rendered(&totals), totals["viewed"].as_u64()), (2, Some(2)));
+    let again: Value = app
+        .post("/v1/events", CLIENT, views)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        again["results"],
+        json!([{"status": "duplicate"}, {"status": "duplicate"}])
+    );
+}
+
 /// A batch spanning two shards where Redis answers one shard with an error reply (here a key of
 /// the wrong type; in production e.g. OOM under `maxmemory`): the other shard's script has
 /// already run, yet the whole batch is answered 500 (`Ledger::record` returns on

@@ -1173,7 +1173,11 @@ fn classify(err: redis::RedisError) -> StoreError {
             | ErrorKind::TryAgain
             | ErrorKind::ClusterDown
     );
+    // Out of memory under `maxmemory` (noeviction): Redis takes no writes for now, as in an
+    // outage. A script is refused at its first write, so a refused one wrote nothing.
+    let out_of_memory = err.code() == Some("OOM");
     if transient
+        || out_of_memory
         || err.is_io_error()
         || err.is_timeout()
         || err.is_connection_dropped()
