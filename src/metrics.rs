@@ -434,6 +434,8 @@ catalogue! {
         "Ledger records waiting for export in the last round's read (at most one batch per shard)."),
     redis_aof: Deferred<Gauge> = ("statusads_redis_aof_enabled", Count,
         "1 when Redis reports append-only persistence on, 0 when off (an acknowledged event would not survive a Redis crash); absent until Redis has answered."),
+    redis_evicting: Deferred<Gauge> = ("statusads_redis_evicting", Count,
+        "1 when Redis's maxmemory-policy may evict keys (anything but noeviction: an evicted dedupe or outbox key loses acknowledged events or counts one twice), 0 when not; absent until Redis has answered."),
 }
 
 /// One application's metrics: its own recorder, and the handles registered on it.
@@ -554,10 +556,12 @@ impl Metrics {
         self.handles.spool_over_cap.increment(over_cap);
     }
 
-    /// Whether Redis keeps an append-only file (see the README's durability table).
-    pub fn redis_aof(&self, enabled: bool) {
-        let gauge = self.handles.redis_aof.get(&self.recorder);
-        gauge.set(f64::from(u8::from(enabled)));
+    /// How Redis keeps what it acknowledged (see the README's durability table).
+    pub fn redis_keeping(&self, keeping: &crate::store::Keeping) {
+        let aof = self.handles.redis_aof.get(&self.recorder);
+        aof.set(f64::from(u8::from(keeping.aof)));
+        let evicting = self.handles.redis_evicting.get(&self.recorder);
+        evicting.set(f64::from(u8::from(keeping.evicting.is_some())));
     }
 
     /// The breaker's state now, and the transition that led there if this is one.
@@ -642,7 +646,10 @@ mod tests {
         m.message_status(SettleStatus::Duplicate, "void");
         m.message_status(SettleStatus::Accepted, "");
         m.http_response(204);
-        m.redis_aof(true);
+        m.redis_keeping(&crate::store::Keeping {
+            aof: true,
+            evicting: None,
+        });
         let text = m.render();
         for def in CATALOGUE {
             let (name, kind) = (def.name, def.kind.as_str());
@@ -685,6 +692,7 @@ mod tests {
         ));
         assert!(text.contains("statusads_http_responses_total{class=\"2xx\"} 1\n"));
         assert!(text.contains("statusads_redis_aof_enabled 1\n"));
+        assert!(text.contains("statusads_redis_evicting 0\n"));
     }
 
     #[test]

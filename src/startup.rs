@@ -508,22 +508,30 @@ impl Refresher {
         }
     }
 
-    /// Warns (log and metric) when Redis keeps no append-only file: the README's durability
-    /// table calls that not acceptable for billing.
+    /// Warns (log and metric) when Redis keeps no append-only file or may evict keys: the
+    /// README's durability table calls either not acceptable for billing.
     async fn check_persistence(&mut self) {
         if self.persistence_checked {
             return;
         }
-        match self.store.aof_enabled().await {
+        match self.store.keeping().await {
             None => self.persistence_checked = true,
-            Some(Ok(enabled)) => {
+            Some(Ok(keeping)) => {
                 self.persistence_checked = true;
-                self.ledger.metrics.redis_aof(enabled);
-                if !enabled {
+                self.ledger.metrics.redis_keeping(&keeping);
+                if !keeping.aof {
                     tracing::warn!(
                         "Redis has no append-only file (appendonly no): events acknowledged \
                          since its last snapshot would be lost in a Redis crash; set \
                          appendonly yes (README: Durability)"
+                    );
+                }
+                if let Some(policy) = &keeping.evicting {
+                    tracing::warn!(
+                        policy = %policy,
+                        "Redis may evict keys under memory pressure (maxmemory-policy): an \
+                         evicted dedupe or outbox key loses acknowledged events or counts one \
+                         twice; set maxmemory-policy noeviction (README: Durability)"
                     );
                 }
             }

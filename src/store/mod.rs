@@ -429,6 +429,16 @@ pub struct ConversionRecord {
     pub at_ms: Millis,
 }
 
+/// How Redis keeps what it acknowledged (see the README's durability table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keeping {
+    /// An append-only file: an acknowledged event survives a Redis crash.
+    pub aof: bool,
+    /// The `maxmemory-policy` when it may evict keys (anything but `noeviction`): an evicted
+    /// dedupe, user or outbox key loses acknowledged events or counts one twice.
+    pub evicting: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventOutcome {
     Accepted,
@@ -561,11 +571,12 @@ impl Store {
         }
     }
 
-    /// Whether the hot store keeps what it acknowledged across its own crash: Redis's AOF
-    /// setting (`None` on the embedded backend, whose journal is always fsynced).
-    pub async fn aof_enabled(&self) -> Option<Result<bool, StoreError>> {
+    /// How Redis keeps what it acknowledged: across its own crash (AOF) and under memory
+    /// pressure (no eviction). `None` on the embedded backend, whose journal is always fsynced
+    /// and which evicts nothing.
+    pub async fn keeping(&self) -> Option<Result<Keeping, StoreError>> {
         match self {
-            Store::Redis(s) => Some(s.aof_enabled().await),
+            Store::Redis(s) => Some(s.keeping().await),
             Store::Embedded(_) => None,
         }
     }

@@ -413,7 +413,8 @@ async fn events_refused_for_memory_are_spooled_and_replayed() {
 }
 
 /// A batch spanning two shards where Redis answers one shard with an error reply (here a key of
-/// the wrong type; in production e.g. OOM under `maxmemory`): the other shard's script has
+/// the wrong type, a keyspace damaged by hand; out of memory is an outage, see above): the
+/// other shard's script has
 /// already run, yet the whole batch is answered 500 (`Ledger::record` returns on
 /// `StoreError::Corrupt` after recording earlier shards). A batch that is not answered 200
 /// must have recorded nothing: a re-send is `accepted` throughout.

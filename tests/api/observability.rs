@@ -173,3 +173,32 @@ async fn prometheus_scrapes_the_service() {
         "alert rules loaded: {rules}"
     );
 }
+
+/// A Redis that keeps no append-only file, or may evict keys under memory pressure, is named at
+/// start in a metric (and the log) for the alert rules; one that does neither reads 1 and 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn how_redis_keeps_acknowledged_events_is_a_metric() {
+    use crate::support::app::spawn_app_on;
+    use crate::support::redis_server::RedisServer;
+
+    let lax = RedisServer::start();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query(&mut lax.connection())
+        .unwrap();
+    let app = spawn_app_on(Some(lax), |_| {}).await;
+    app.wait_for_metrics("Redis's persistence", |m| {
+        m.contains("statusads_redis_aof_enabled 0\n") && m.contains("statusads_redis_evicting 1\n")
+    })
+    .await;
+
+    let strict = spawn_app_on(Some(RedisServer::start_durable()), |_| {}).await;
+    strict
+        .wait_for_metrics("Redis's persistence", |m| {
+            m.contains("statusads_redis_aof_enabled 1\n")
+                && m.contains("statusads_redis_evicting 0\n")
+        })
+        .await;
+}

@@ -34,9 +34,9 @@ use super::codec::{self, SessionValue};
 
 use super::{
     CatalogData, ClickOwner, CommitOutcome, ConversionOutcome, ConversionRecord, ConversionWrite,
-    DecisionCommit, EventOutcome, EventWrite, MessageCommit, MessageOutcome, SettleOutcome,
-    SettleWrite, StoreError, StoredMessage, StoredSession, UserClick, UserLocator, UserRecords,
-    UserView, CLICK_TTL_MS, MESSAGE_DEDUPE_MS,
+    DecisionCommit, EventOutcome, EventWrite, Keeping, MessageCommit, MessageOutcome,
+    SettleOutcome, SettleWrite, StoreError, StoredMessage, StoredSession, UserClick, UserLocator,
+    UserRecords, UserView, CLICK_TTL_MS, MESSAGE_DEDUPE_MS,
 };
 use crate::capping::{UserState, HIDE_MS};
 use crate::clock::{Millis, SystemClock};
@@ -443,19 +443,29 @@ impl RedisStore {
         .map(drop)
     }
 
-    /// Whether Redis keeps an append-only file (`INFO persistence`; on a cluster, the node
-    /// that answers).
-    pub async fn aof_enabled(&self) -> Result<bool, StoreError> {
+    /// How Redis keeps what it acknowledged (`INFO persistence` and `memory`; on a cluster,
+    /// the node that answers).
+    pub async fn keeping(&self) -> Result<Keeping, StoreError> {
         let mut conn = self.bulk()?;
         let info: String = self
             .call(RedisOp::Ping, async move {
                 redis::cmd("INFO")
                     .arg("persistence")
+                    .arg("memory")
                     .query_async(&mut conn)
                     .await
             })
             .await?;
-        Ok(info.lines().any(|line| line.trim() == "aof_enabled:1"))
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.trim().strip_prefix(name)?.strip_prefix(':'))
+        };
+        Ok(Keeping {
+            aof: field("aof_enabled") == Some("1"),
+            evicting: field("maxmemory_policy")
+                .filter(|policy| *policy != "noeviction")
+                .map(str::to_owned),
+        })
     }
 
     /// The catalog earlier builds kept in Redis, read once to move it into the system of
