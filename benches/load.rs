@@ -36,8 +36,7 @@ const USERS: u32 = 1_000_000;
 /// under their daily load) rather than replaying a few thousand heavy users who have long
 /// exhausted it (`--requests 20000`: about one decision in 20 places ads).
 const SLOT_REQUESTS: u64 = 300_000;
-/// Alternating /healthz and decision runs (see `run`).
-/// Rounds the alternating measures take (`cargo test`'s smoke run: two).
+/// Rounds of the alternating /healthz and decision runs (see `run`; the smoke run: two).
 const ROUNDS: u64 = 4;
 /// Sampled requests a forecast replays in the full run (`--quick`: a tenth).
 const FORECAST_SAMPLES: i64 = 100_000;

@@ -128,16 +128,34 @@ impl Catalog {
     ) -> Result<(), CatalogError> {
         self.record.save(record, change.as_ref()).await?;
         // The change is committed, and its answer must say so: a 503 here would have the
-        // client retry a write that happened (a second campaign, a key never shown). A snapshot
-        // that cannot be rebuilt now is rebuilt by the next periodic refresh; until then this
-        // node serves the catalog as it was.
+        // client retry a write that happened (a second campaign, a key never shown).
         if let Err(err) = self.refresh().await {
             tracing::warn!(
                 error = %err.report(),
                 "catalog refresh after a committed write failed; the periodic refresh retries"
             );
+            self.show_committed(record).await;
         }
         Ok(())
+    }
+
+    /// Puts a record this node has just committed into its snapshot when reading the record's
+    /// changes failed: its own writes stay visible, and are what its next edit starts from,
+    /// until a refresh reads them back. The version stays, so that refresh still reads every
+    /// change since.
+    async fn show_committed(&self, record: CatalogRecord<'_>) {
+        let mut records = self.records.lock().await;
+        let mut committed = CatalogData {
+            version: records.version,
+            ..CatalogData::default()
+        };
+        match record {
+            CatalogRecord::Advertiser(a) => committed.advertisers.push(a.clone()),
+            CatalogRecord::Campaign(c) => committed.campaigns.push(c.clone()),
+            CatalogRecord::Creative(c) => committed.creatives.push(c.clone()),
+        }
+        records.apply(committed);
+        self.current.store(Arc::new(records.snapshot()));
     }
 
     /// Saves a campaign with the change it makes to its history.

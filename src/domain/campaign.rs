@@ -116,9 +116,15 @@ pub struct Campaign {
     pub advertiser_id: AdvertiserId,
     pub name: String,
     pub status: CampaignStatus,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(
+        serialize_with = "time::serde::rfc3339::serialize",
+        deserialize_with = "utc"
+    )]
     pub start_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(
+        serialize_with = "time::serde::rfc3339::option::serialize",
+        deserialize_with = "utc_option"
+    )]
     pub end_at: Option<OffsetDateTime>,
     pub bid_cpm_micros: Micros,
     pub budget: Option<Budget>,
@@ -166,6 +172,19 @@ pub struct CampaignInput {
 #[serde(transparent)]
 pub struct Rfc3339(#[serde(with = "time::serde::rfc3339")] pub OffsetDateTime);
 
+/// A stored time, read in UTC: campaigns written by builds that kept the sender's offset read
+/// back as new ones are kept, so day arithmetic (pacing, reports) never sees another offset.
+fn utc<'de, D: Deserializer<'de>>(deserializer: D) -> Result<OffsetDateTime, D::Error> {
+    time::serde::rfc3339::deserialize(deserializer).map(|at| at.to_offset(time::UtcOffset::UTC))
+}
+
+fn utc_option<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<OffsetDateTime>, D::Error> {
+    time::serde::rfc3339::option::deserialize(deserializer)
+        .map(|at| at.map(|at| at.to_offset(time::UtcOffset::UTC)))
+}
+
 /// Distinguishes an explicit `null` (Some(None): clear it) from an absent field (None).
 fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
@@ -185,6 +204,12 @@ impl Campaign {
             .name
             .clone()
             .ok_or_else(|| ValidationError::new(codes::INVALID_NAME, "name is required"))?;
+        if input.status.as_deref() == Some("archived") {
+            return Err(ValidationError::new(
+                codes::INVALID_STATUS,
+                "a new campaign is active or paused",
+            ));
+        }
         let draft = Campaign {
             id: CampaignId::generate(),
             advertiser_id: advertiser.id.clone(),

@@ -65,12 +65,14 @@ async fn convert(
     state: web::Data<AppState>,
     body: web::Json<ConversionBody>,
 ) -> Result<HttpResponse, ApiError> {
+    let at_ms = body.at_ms()?;
     let status = conversions::convert(
         &state.store,
         &state.catalog,
         &state.metrics,
         state.shards,
         &body,
+        at_ms,
         |user| state.server.recent.forget(user),
     )
     .await?

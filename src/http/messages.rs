@@ -21,6 +21,7 @@ fn messages(state: &AppState) -> Messages<'_> {
         rules: &state.rules,
         metrics: &state.metrics,
         shards: state.shards,
+        clock: &state.clock,
     }
 }
 

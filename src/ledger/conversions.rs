@@ -10,9 +10,10 @@ use time::{Date, OffsetDateTime};
 
 use crate::capping::SUPPRESS_MS;
 use crate::catalog::Catalog;
-use crate::clock::{datetime_from_ms, day_key, ms_from_datetime, utc_day};
+use crate::clock::{datetime_from_ms, day_key, utc_day, Millis};
 use crate::domain::campaign::Rfc3339;
 use crate::domain::ids::{AdvertiserId, CampaignId};
+use crate::domain::ValidationError;
 use crate::metrics::Metrics;
 use crate::store::{ConversionOutcome, ConversionWrite, Store, StoreError};
 
@@ -55,6 +56,13 @@ pub struct ConversionBody {
     pub at: Rfc3339,
 }
 
+impl ConversionBody {
+    /// `at`, if in the years 2000-2999 (as a business message's).
+    pub fn at_ms(&self) -> Result<Millis, ValidationError> {
+        super::event_time(self.at.0)
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversionStatus {
@@ -82,6 +90,7 @@ pub async fn convert(
     metrics: &Metrics,
     shards: u32,
     body: &ConversionBody,
+    at_ms: Millis,
     forget: impl FnOnce(&str),
 ) -> Result<Option<ConversionStatus>, StoreError> {
     let Some(advertiser) = AdvertiserId::parse(&body.advertiser_id)
@@ -92,7 +101,6 @@ pub async fn convert(
     let status = match parse_click_id(&body.click_id, shards) {
         None => ConversionStatus::UnknownClick,
         Some((shard, decision_id)) => {
-            let at_ms = ms_from_datetime(body.at.0);
             // Only a conversation started from a campaign that asks for it suppresses.
             let (suppress, user) = match body.kind {
                 ConversionType::ConversationStarted => store

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use super::conversions::parse_click_id;
 use crate::capping::shard_of;
 use crate::catalog::Catalog;
-use crate::clock::{datetime_from_ms, day_key, ms_from_datetime, Millis};
+use crate::clock::{datetime_from_ms, Millis, SharedClock};
 use crate::codes;
 use crate::domain::campaign::Rfc3339;
 use crate::domain::ids::AdvertiserId;
@@ -121,19 +121,8 @@ pub struct Messages<'a> {
     pub rules: &'a RuleBook,
     pub metrics: &'a Metrics,
     pub shards: u32,
-}
-
-/// The message time, if in the years 2000-2999.
-fn message_time(at: OffsetDateTime) -> Result<Millis, ValidationError> {
-    let at_ms = ms_from_datetime(at);
-    if messaging::valid_time(at_ms) {
-        Ok(at_ms)
-    } else {
-        Err(ValidationError::new(
-            codes::INVALID_DATE,
-            "times must lie in the years 2000-2999",
-        ))
-    }
+    /// Now: when a message is written (its dedupe window runs from here).
+    pub clock: &'a SharedClock,
 }
 
 impl Messages<'_> {
@@ -160,7 +149,7 @@ impl Messages<'_> {
             )
             .into());
         }
-        let at_ms = message_time(body.at.0)?;
+        let at_ms = super::event_time(body.at.0)?;
         // Only an inbound carrying a click of *this* advertiser's ad opens a free entry point.
         let click_campaign = match (&body.click_id, body.direction) {
             (Some(click), Direction::Inbound) => match parse_click_id(click, self.shards) {
@@ -218,7 +207,8 @@ impl Messages<'_> {
             let state_ttl_ms = after
                 .relevant_until_ms()
                 .map_or(DAY_MS, |until| (until - at_ms).max(0) + DAY_MS);
-            let day = day_key(body.at.0.date());
+            // The UTC day, whatever offset the platform wrote: it picks the invoice month.
+            let day = crate::clock::utc_day(at_ms);
             let stored = StoredMessage {
                 reason: rating.reason.as_str().to_owned(),
                 window_expires_ms: rating.window_expires_ms,
@@ -248,6 +238,7 @@ impl Messages<'_> {
             };
             let commit = MessageCommit {
                 shard,
+                now_ms: self.clock.now_ms(),
                 advertiser: advertiser.id.as_str(),
                 user: user.as_str(),
                 message_id: &body.id,
@@ -301,7 +292,7 @@ impl Messages<'_> {
         let advertiser = AdvertiserId::parse(&body.advertiser_id)
             .and_then(|id| snapshot.advertiser(&id).cloned())
             .ok_or(MessageError::NotFound)?;
-        message_time(body.at.0)?;
+        super::event_time(body.at.0)?;
         let shard = shard_of(advertiser.id.as_str(), self.shards);
         let adv = advertiser.id.as_str();
         let stored = self

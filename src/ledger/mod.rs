@@ -25,6 +25,7 @@ use crate::clock::{utc_day, Millis, SharedClock};
 use crate::domain::audience::{Audience, ReachKey};
 use crate::domain::event::{ClientEvent, EventResult, EventStatus, EventType, RejectReason};
 use crate::domain::ids::CampaignId;
+use crate::domain::ValidationError;
 use crate::metrics::Metrics;
 use crate::store::{EventOutcome, EventWrite, Store, StoreError};
 use crate::tokens::TokenKeys;
@@ -277,5 +278,19 @@ impl Ledger {
             self.metrics.event(event.kind, result.status);
         }
         Ok(results)
+    }
+}
+
+/// The time of a messaging-platform event (a business message or a conversion), if in the
+/// years 2000-2999 (see `messaging::valid_time`).
+pub(crate) fn event_time(at: time::OffsetDateTime) -> Result<Millis, ValidationError> {
+    let at_ms = crate::clock::ms_from_datetime(at);
+    if crate::messaging::valid_time(at_ms) {
+        Ok(at_ms)
+    } else {
+        Err(ValidationError::new(
+            crate::codes::INVALID_DATE,
+            "times must lie in the years 2000-2999",
+        ))
     }
 }

@@ -119,6 +119,9 @@ enum Entry {
         /// The template was business-initiated: its user counts towards the limit.
         #[serde(default)]
         initiated: bool,
+        /// When it was written (entries of earlier builds have none: see `State::sweep`).
+        #[serde(default)]
+        written_ms: Option<Millis>,
     },
     MessageStatus {
         advertiser: String,
@@ -233,6 +236,10 @@ struct State {
     /// (advertiser, message id) -> stored result
     #[serde(with = "pairs")]
     messages: HashMap<(String, String), String>,
+    /// (advertiser, message id) -> when it was written: it is forgotten `MESSAGE_DEDUPE_MS`
+    /// after, as its Redis key expires.
+    #[serde(default, with = "pairs")]
+    message_written: HashMap<(String, String), Millis>,
     /// (month, `<advertiser>|<counter>`) -> messages counted (volume tiers, service allowance)
     #[serde(with = "pairs")]
     message_counts: HashMap<(u32, String), u64>,
@@ -868,6 +875,7 @@ impl EmbeddedStore {
             stored: Some(commit.stored.encode()),
             deliver: commit.deliver,
             initiated: commit.limit.is_some(),
+            written_ms: Some(commit.now_ms),
         };
         let mut outcome = MessageOutcome::Conflict;
         let applied = self
@@ -1095,9 +1103,9 @@ impl State {
 
     /// Drops what has expired, as Redis would have: users' hashes, clicks, conversations past
     /// their relevance, business-initiated entries past the limit's window, messages past
-    /// their dedupe window and conversion-log days past their retention (both counted from the
-    /// message's or day's own time, which replay knows, where Redis counts from the write). A
-    /// user kept by a build before expiry was tracked is given the longest rule from now.
+    /// their dedupe window (from their write) and conversion-log days past their retention
+    /// (from the day; Redis counts from the list's last write, days later at most). A user or
+    /// message kept by a build before expiry was tracked is given its longest rule from now.
     fn sweep(&mut self, now: Millis) {
         for user in self.users.keys() {
             if !self.user_expires.contains_key(user) {
@@ -1126,11 +1134,16 @@ impl State {
             users.retain(|_, at| *at > horizon);
         }
         self.initiated.retain(|_, users| !users.is_empty());
-        // An entry of an earlier build knows no time: it stays.
-        self.messages.retain(|_, raw| {
-            StoredMessage::decode(raw)
-                .is_none_or(|message| message.at_ms + super::MESSAGE_DEDUPE_MS > now)
-        });
+        // A message written by an earlier build, with no time kept, is given the window from
+        // now.
+        for key in self.messages.keys() {
+            if !self.message_written.contains_key(key) {
+                self.message_written.insert(key.clone(), now);
+            }
+        }
+        let written = &mut self.message_written;
+        written.retain(|_, at| *at + super::MESSAGE_DEDUPE_MS > now);
+        self.messages.retain(|key, _| written.contains_key(key));
         self.conversion_log
             .retain(|(day, _)| day_start_ms(*day) + DAY_MS + super::CONVERSION_LOG_MS > now);
     }
@@ -1345,8 +1358,13 @@ impl State {
                 stored,
                 deliver,
                 initiated,
+                written_ms,
             } => {
                 let conversation = (advertiser.clone(), user.clone());
+                if let Some(at) = written_ms {
+                    self.message_written
+                        .insert((advertiser.clone(), message_id.clone()), *at);
+                }
                 if new_state.is_empty() {
                     self.conversations.remove(&conversation);
                 } else {
@@ -1709,32 +1727,32 @@ mod tests {
         use super::super::{CONVERSION_LOG_MS, MESSAGE_DEDUPE_MS};
         let at = month_start_ms(202612) + 5 * DAY_MS;
         let mut state = State::default();
-        let message = |at_ms| {
-            StoredMessage {
-                at_ms,
-                ..StoredMessage::default()
-            }
-            .encode()
+        let key = |id: &str| ("adv".to_owned(), id.to_owned());
+        // Dated long before: the window runs from the write, never from the message's `at`.
+        let old = StoredMessage {
+            at_ms: at - 400 * DAY_MS,
+            ..StoredMessage::default()
         };
-        state
-            .messages
-            .insert(("adv".into(), "old".into()), message(at));
-        state
-            .messages
-            .insert(("adv".into(), "new".into()), message(at + DAY_MS));
-        state
-            .messages
-            .insert(("adv".into(), "legacy".into()), "accepted".into());
+        for id in ["written", "later"] {
+            state.messages.insert(key(id), old.encode());
+        }
+        state.message_written.insert(key("written"), at);
+        state.message_written.insert(key("later"), at + DAY_MS);
+        state.messages.insert(key("legacy"), "accepted".into());
         state.conversion_log.push((20261206, "old".into()));
         state.conversion_log.push((20261207, "new".into()));
         assert_eq!(day_start_ms(20261206), at);
 
-        state.sweep(at + MESSAGE_DEDUPE_MS - 1);
-        assert_eq!(state.messages.len(), 3, "inside the window");
+        state.sweep(at);
+        assert_eq!(state.messages.len(), 3, "inside every window");
         state.sweep(at + MESSAGE_DEDUPE_MS);
-        let mut kept: Vec<_> = state.messages.keys().map(|(_, id)| id.as_str()).collect();
-        kept.sort();
-        assert_eq!(kept, ["legacy", "new"]);
+        assert_eq!(
+            state.messages.keys().collect::<Vec<_>>(),
+            [&key("later")],
+            "an earlier build's message had its window from the first sweep"
+        );
+        state.sweep(at + MESSAGE_DEDUPE_MS + DAY_MS);
+        assert!(state.messages.is_empty() && state.message_written.is_empty());
 
         state.sweep(at + DAY_MS + CONVERSION_LOG_MS - 1);
         assert_eq!(

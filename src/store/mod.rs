@@ -146,6 +146,7 @@ pub struct CatalogData {
 }
 
 /// One catalog record to persist.
+#[derive(Clone, Copy)]
 pub enum CatalogRecord<'a> {
     Advertiser(&'a Advertiser),
     Campaign(&'a Campaign),
@@ -269,6 +270,9 @@ pub enum ConversionOutcome {
 /// the business-initiated limit are per advertiser, so one script sees all of them atomically.
 pub struct MessageCommit<'a> {
     pub shard: u32,
+    /// When it is written: the message is remembered `MESSAGE_DEDUPE_MS` from here (Redis
+    /// counts that on its own clock).
+    pub now_ms: Millis,
     pub advertiser: &'a str,
     pub user: &'a str,
     pub message_id: &'a str,

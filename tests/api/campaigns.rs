@@ -124,6 +124,11 @@ async fn every_invalid_campaign_is_refused_and_changes_nothing(backend: Backend)
             "invalid_name",
         ),
         (
+            json!({"name": "x", "bid_cpm_micros": 1, "budget": {"total_micros": 100_000_000}, "status": "archived"}),
+            422,
+            "invalid_status",
+        ),
+        (
             json!({"name": "x", "bid_cpm_micros": 0, "budget": {"total_micros": 100_000_000}}),
             422,
             "invalid_bid",

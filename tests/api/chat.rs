@@ -128,6 +128,23 @@ async fn chat_ads_carry_a_cta_and_conversions_attribute_once(backend: Backend) {
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     let res = app.post("/v1/conversions", ADMIN, json!({"advertiser_id": "adv_0000000000000000", "click_id": click_id, "type": "message", "at": at(Duration::ZERO)})).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    // A time outside the years 2000-2999 is refused and counts nothing.
+    for when in ["1999-12-31T23:59:59Z", "3000-01-01T00:00:00Z"] {
+        let res = app
+            .post(
+                "/v1/conversions",
+                ADMIN,
+                json!({"advertiser_id": adv, "click_id": click_id, "type": "message", "at": when}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_date", "{body}");
+    }
+    assert_eq!(
+        app.report_totals(&key, &campaign).await["messages"].as_u64(),
+        Some(2)
+    );
 
     // Awareness campaigns have no CTA.
     let (_, plain_key) = app.advertiser("Plain").await;

@@ -38,6 +38,11 @@ async fn a_committed_catalog_write_is_answered_even_when_the_snapshot_cannot_be_
     let created: Value = res.json().await.unwrap();
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["name"], "Kept once");
+    // This node shows its own write (and builds its next edit on it) although its refresh
+    // cannot read the record's changes.
+    let id = created["id"].as_str().unwrap();
+    let shown = app.get(&format!("/v1/campaigns/{id}"), &key).await;
+    assert_eq!(shown.status(), StatusCode::OK);
     let stored = count(
         &app.database_url,
         "SELECT COUNT(*) FROM catalog_records WHERE kind = 'campaign' AND json LIKE '%Kept once%'",

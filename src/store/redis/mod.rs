@@ -443,11 +443,11 @@ impl RedisStore {
         .map(drop)
     }
 
-    /// How Redis keeps what it acknowledged (`INFO persistence` and `memory`; on a cluster,
-    /// the node that answers).
+    /// How Redis keeps what it acknowledged (`INFO persistence` and `memory`). A cluster
+    /// answers for every master: AOF only if all keep one, evicting if any may evict.
     pub async fn keeping(&self) -> Result<Keeping, StoreError> {
         let mut conn = self.bulk()?;
-        let info: String = self
+        let reply: redis::Value = self
             .call(RedisOp::Ping, async move {
                 redis::cmd("INFO")
                     .arg("persistence")
@@ -456,15 +456,28 @@ impl RedisStore {
                     .await
             })
             .await?;
-        let field = |name: &str| {
+        let nodes: Vec<String> = match reply {
+            redis::Value::Map(by_node) => by_node.into_iter().map(|(_, info)| info).collect(),
+            one => vec![one],
+        }
+        .into_iter()
+        .map(|info| redis::from_redis_value::<String>(&info))
+        .collect::<Result<_, _>>()
+        .map_err(|e| StoreError::corrupt_from("Redis INFO", e))?;
+        let field = |info: &'_ str, name: &str| -> Option<String> {
             info.lines()
                 .find_map(|line| line.trim().strip_prefix(name)?.strip_prefix(':'))
+                .map(str::to_owned)
         };
         Ok(Keeping {
-            aof: field("aof_enabled") == Some("1"),
-            evicting: field("maxmemory_policy")
-                .filter(|policy| *policy != "noeviction")
-                .map(str::to_owned),
+            aof: !nodes.is_empty()
+                && nodes
+                    .iter()
+                    .all(|info| field(info, "aof_enabled").as_deref() == Some("1")),
+            evicting: nodes
+                .iter()
+                .filter_map(|info| field(info, "maxmemory_policy"))
+                .find(|policy| policy != "noeviction"),
         })
     }
 

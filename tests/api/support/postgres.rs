@@ -305,7 +305,6 @@ pub struct StoredRecord {
     pub user_key: String,
 }
 
-/// Every ledger record in the record at `database_url` (PostgreSQL or `sqlite://…`), by id.
 /// Runs `statements` in order on the system of record at `database_url` (PostgreSQL or SQLite):
 /// what another writer, or damage, leaves there.
 pub async fn execute(database_url: &str, statements: &[&str]) {
@@ -334,6 +333,7 @@ pub async fn count(database_url: &str, query: &str) -> i64 {
     row.get(0)
 }
 
+/// Every ledger record in the record at `database_url` (PostgreSQL or `sqlite://…`), by id.
 pub async fn ledger_records(database_url: &str) -> Vec<StoredRecord> {
     use sqlx::Row;
     sqlx::any::install_default_drivers();
