@@ -40,12 +40,15 @@ pub type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
 /// the error beneath it, when there is one. [`StoreError::report`] prints the whole chain.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The backend did not answer in time or the connection failed: an outage, retryable.
+    /// The backend did not answer in time or the connection failed (an outage), or it
+    /// answered that it takes no writes for now (`answered`: Redis out of memory, which
+    /// neither opens the breaker nor drops the connection); retryable either way.
     #[error("store unavailable: {what}")]
     Unavailable {
         what: String,
         #[source]
         cause: Option<Cause>,
+        answered: bool,
     },
     /// The backend answered something this code cannot understand: a bug or corruption.
     #[error("store error: {what}")]
@@ -61,6 +64,7 @@ impl StoreError {
         Self::Unavailable {
             what: what.into(),
             cause: None,
+            answered: false,
         }
     }
 
@@ -71,6 +75,19 @@ impl StoreError {
         Self::Unavailable {
             what: what.into(),
             cause: Some(std::sync::Arc::new(cause)),
+            answered: false,
+        }
+    }
+
+    /// The backend answered, refusing writes for now (see `Unavailable`).
+    pub fn refused_from(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Unavailable {
+            what: what.into(),
+            cause: Some(std::sync::Arc::new(cause)),
+            answered: true,
         }
     }
 
@@ -98,9 +115,14 @@ impl StoreError {
     /// The same kind of failure, with `context` said first: "context: what".
     pub fn within(self, context: &str) -> Self {
         match self {
-            Self::Unavailable { what, cause } => Self::Unavailable {
+            Self::Unavailable {
+                what,
+                cause,
+                answered,
+            } => Self::Unavailable {
                 what: format!("{context}: {what}"),
                 cause,
+                answered,
             },
             Self::Corrupt { what, cause } => Self::Corrupt {
                 what: format!("{context}: {what}"),

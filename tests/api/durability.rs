@@ -392,6 +392,16 @@ async fn events_refused_for_memory_are_spooled_and_replayed() {
     );
     let metrics = app.metrics().await;
     assert!(metrics.contains("statusads_spool_events 2"), "{metrics}");
+    // Decisions are refused too (nothing can be reserved), yet Redis answers at once: the
+    // breaker stays closed, so the exporter keeps freeing the outbox.
+    for user in 0..8 {
+        assert!(app.slots(&format!("oom-{user}"), None, 12).await.is_empty());
+    }
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("statusads_store_breaker_transitions_total{to=\"open\"} 0"),
+        "{metrics}"
+    );
 
     maxmemory(&mut conn, "0");
     app.wait_for_metrics("the spool replay", |m| {

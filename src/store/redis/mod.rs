@@ -360,7 +360,14 @@ impl RedisStore {
         let result = self
             .through_breaker(op, self.attempt(op, run(Conn::Worker(own)), false))
             .await;
-        if matches!(&result, Err(err) if err.is_unavailable()) {
+        // A refusal (out of memory) came over a working connection: it stays.
+        if matches!(
+            &result,
+            Err(StoreError::Unavailable {
+                answered: false,
+                ..
+            })
+        ) {
             worker::forget(self.id, number);
         }
         result
@@ -379,12 +386,16 @@ impl RedisStore {
         }
         let result = attempt.await;
         match &result {
-            Err(err @ StoreError::Unavailable { .. }) => {
+            Err(
+                err @ StoreError::Unavailable {
+                    answered: false, ..
+                },
+            ) => {
                 self.unavailable
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 self.breaker.failed(&err.report())
             }
-            // An error reply is an answer: Redis is there.
+            // An error reply or a refusal is an answer: Redis is there, and answers at once.
             _ => self.breaker.succeeded(),
         }
         result
@@ -1197,10 +1208,13 @@ fn classify(err: redis::RedisError) -> StoreError {
             | ErrorKind::ClusterDown
     );
     // Out of memory under `maxmemory` (noeviction): Redis takes no writes for now, as in an
-    // outage. A script is refused at its first write, so a refused one wrote nothing.
-    let out_of_memory = err.code() == Some("OOM");
+    // outage, but answers at once. It refuses a command that needs memory only while a script
+    // has changed nothing yet (after a delete, say, the script runs to its end), so a refused
+    // script wrote nothing.
+    if err.code() == Some("OOM") {
+        return StoreError::refused_from("Redis", err);
+    }
     if transient
-        || out_of_memory
         || err.is_io_error()
         || err.is_timeout()
         || err.is_connection_dropped()
