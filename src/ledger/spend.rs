@@ -14,11 +14,14 @@
 //! within the free budget; the residual overspend comes from slots other nodes served but had
 //! not rendered at the refresh (measured in tests/api/billing.rs, stated in the README).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+// foldhash (hashbrown's default), not SipHash: these maps are read for every candidate of
+// every decision, and their keys are ids the catalog made, not bytes a client chose.
+use hashbrown::HashMap;
 use parking_lot::{Mutex, RwLock};
 
 use crate::catalog::Snapshot;
@@ -273,7 +276,7 @@ impl SpendBoard {
         let epoch = self.begin();
         let nodes = store.heartbeat(&self.node_id, now_ms).await?;
         let spend = store.spend(utc_day(now_ms)).await?;
-        self.apply(epoch, spend, nodes, now_ms);
+        self.apply(epoch, spend.into_iter().collect(), nodes, now_ms);
         Ok(())
     }
 

@@ -7,7 +7,9 @@
 //! Servable campaigns are ordered by tier, then bid (highest first), so walking the bits in
 //! order meets candidates in the order the auction ranks them and a decision can stop early.
 
-use std::collections::HashMap;
+// foldhash (hashbrown's default), not SipHash: looked up per request attribute; the keys are
+// the catalog's targeting values.
+use hashbrown::HashMap;
 
 use crate::domain::slot::SlotContext;
 use crate::domain::targeting::Targeting;

@@ -13,9 +13,11 @@ pub mod index;
 pub mod pacing;
 pub mod placement;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
+// foldhash (hashbrown's default), not SipHash: a few inserts of catalog ids per decision.
+use hashbrown::HashSet;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
