@@ -72,11 +72,7 @@ impl StoreError {
         what: impl Into<String>,
         cause: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Self::Unavailable {
-            what: what.into(),
-            cause: Some(std::sync::Arc::new(cause)),
-            answered: false,
-        }
+        Self::unavailable_because(what, cause, false)
     }
 
     /// The backend answered, refusing writes for now (see `Unavailable`).
@@ -84,10 +80,18 @@ impl StoreError {
         what: impl Into<String>,
         cause: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
+        Self::unavailable_because(what, cause, true)
+    }
+
+    fn unavailable_because(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+        answered: bool,
+    ) -> Self {
         Self::Unavailable {
             what: what.into(),
             cause: Some(std::sync::Arc::new(cause)),
-            answered: true,
+            answered,
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::app::{spawn_app_on, Api, CLIENT};
+use crate::support::app::{spawn_app_on, Api, TestApp, CLIENT};
 use crate::support::redis_server::RedisServer;
 use crate::support::service::ServiceProcess;
 use crate::support::small_disk::SmallDisk;
@@ -346,6 +346,24 @@ async fn quarantine_while_the_service_runs_loses_nothing_acknowledged() {
     );
 }
 
+/// A slot token each for two users (named `prefix` and a number) on different shards, with
+/// each one's shard.
+async fn tokens_on_two_shards(app: &TestApp, prefix: &str) -> ((String, u32), (String, u32)) {
+    let shards = app.state.shards;
+    let first = format!("{prefix}0");
+    let first_shard = statusads::capping::shard_of(&first, shards);
+    let second = (1..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|u| statusads::capping::shard_of(u, shards) != first_shard)
+        .unwrap();
+    let second_shard = statusads::capping::shard_of(&second, shards);
+    let token = |slots: Vec<Value>| slots[0]["token"].as_str().unwrap().to_owned();
+    (
+        (token(app.slots(&first, None, 12).await), first_shard),
+        (token(app.slots(&second, None, 12).await), second_shard),
+    )
+}
+
 /// Redis out of memory (`maxmemory`, noeviction) refuses a script at its first write that
 /// needs memory, before it has changed anything: as in an outage, a batch spanning two shards
 /// is spooled and acknowledged whole, and replayed once Redis has room. (Views: a render's
@@ -354,18 +372,7 @@ async fn quarantine_while_the_service_runs_loses_nothing_acknowledged() {
 async fn events_refused_for_memory_are_spooled_and_replayed() {
     let app = spawn_app_with(Backend::Redis, |_| {}).await;
     let (key, campaign) = live(&app).await;
-    let shards = app.state.shards;
-    let first = "m0".to_owned();
-    let first_shard = statusads::capping::shard_of(&first, shards);
-    let second = (1..)
-        .map(|i| format!("m{i}"))
-        .find(|u| statusads::capping::shard_of(u, shards) != first_shard)
-        .unwrap();
-    let token = |slots: Vec<Value>| slots[0]["token"].as_str().unwrap().to_owned();
-    let (a, b) = (
-        token(app.slots(&first, None, 12).await),
-        token(app.slots(&second, None, 12).await),
-    );
+    let ((a, _), (b, _)) = tokens_on_two_shards(&app, "m").await;
     assert_eq!(app.render(&a).await, "accepted");
     assert_eq!(app.render(&b).await, "accepted");
     let mut conn = app.redis.as_ref().unwrap().connection();
@@ -433,19 +440,7 @@ async fn events_refused_for_memory_are_spooled_and_replayed() {
 async fn an_error_reply_on_one_shard_never_hides_a_recorded_one() {
     let app = spawn_app_with(Backend::Redis, |_| {}).await;
     let (_, campaign) = live(&app).await;
-    let shards = app.state.shards;
-    let first = "p0".to_owned();
-    let first_shard = statusads::capping::shard_of(&first, shards);
-    let second = (1..)
-        .map(|i| format!("p{i}"))
-        .find(|u| statusads::capping::shard_of(u, shards) != first_shard)
-        .unwrap();
-    let second_shard = statusads::capping::shard_of(&second, shards);
-    let token = |slots: Vec<Value>| slots[0]["token"].as_str().unwrap().to_owned();
-    let (a, b) = (
-        token(app.slots(&first, None, 12).await),
-        token(app.slots(&second, None, 12).await),
-    );
+    let ((a, _), (b, second_shard)) = tokens_on_two_shards(&app, "p").await;
     let mut conn = app.redis.as_ref().unwrap().connection();
     let broken = format!("ledger:{{s{second_shard}}}");
     let _: () = redis::cmd("DEL").arg(&broken).query(&mut conn).unwrap();
