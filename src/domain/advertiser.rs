@@ -87,7 +87,7 @@ impl NewAdvertiser {
         if let Some(number) = &self.chat_number {
             validate_chat_number(number)?;
         }
-        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        if iso_currency::Currency::from_code(&self.currency).is_none() {
             return Err(ValidationError::new(
                 codes::INVALID_CURRENCY,
                 "currency must be an ISO 4217 code such as EUR",
@@ -183,6 +183,12 @@ mod tests {
             .into_advertiser(now)
             .unwrap();
         assert!(key.starts_with("sa_adv_"));
+        for currency in ["USD", "JPY", "BRL", "CHF"] {
+            assert!(
+                new("x", None, currency).into_advertiser(now).is_ok(),
+                "{currency}"
+            );
+        }
         assert_eq!(adv.api_key_hash, hash_api_key(&key));
         assert!(!adv.api_key_hash.contains(&key));
         for (bad, code) in [
@@ -190,6 +196,8 @@ mod tests {
             (new("x", Some("0612345678"), "EUR"), "invalid_chat_number"),
             (new("x", Some("+0612345678"), "EUR"), "invalid_chat_number"),
             (new("x", None, "eur"), "invalid_currency"),
+            (new("x", None, "ABC"), "invalid_currency"),
+            (new("x", None, "EURO"), "invalid_currency"),
             (new("Pizza\u{202e}", None, "EUR"), "invalid_name"),
         ] {
             assert_eq!(bad.into_advertiser(now).unwrap_err().code, code);
