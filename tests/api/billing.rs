@@ -539,7 +539,7 @@ async fn even_pacing_throttles_a_campaign_ahead_of_its_line(backend: Backend) {
     let campaign = app
         .live_campaign(
             &key,
-            json!({"priority": "sponsorship", "bid_cpm_micros": 20_000_000, "pacing": "even",
+            json!({"priority": "sponsorship", "bid_cpm_micros": 20_000_000, "pacing": "asap",
                    "budget": {"total_micros": 100_000_000, "daily_micros": 10_000_000}}),
         )
         .await;
@@ -549,10 +549,21 @@ async fn even_pacing_throttles_a_campaign_ahead_of_its_line(backend: Backend) {
             statusads::clock::Clock::now_ms(&*app.clock),
         )
     };
+    // The burst is spent asap: the refresher paces even campaigns every second of real time,
+    // and one tick inside the burst would throttle it before the test's own `pace()`.
     for user in 0..20 {
         let slots = app.slots(&format!("burst{user}"), None, 12).await;
         assert_eq!(app.render(&token_of(&slots[0])).await, "accepted");
     }
+    let res = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/v1/campaigns/{campaign}"),
+            Some(&key),
+            Some(json!({"pacing": "even"})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
     // 400,000 spent: far ahead of the line. The controller sees the spend and throttles.
     app.refresh_spend().await;
     pace();
@@ -742,6 +753,9 @@ async fn embedded_kill_9_keeps_every_acknowledged_render_once() {
     let acknowledged = tokens.iter().filter(|(_, ack)| *ack).count();
     assert!(acknowledged > 10, "the stream ran: {acknowledged}");
     service.restart().await;
+    // Past the stream, no client deadline: an answer after the restart may wait longer than the
+    // stream's 2 s for a slow fsync (or, for a report, an export round).
+    let api = &service.api;
 
     let before = api.report_totals(&key, &campaign).await["rendered"]
         .as_u64()
