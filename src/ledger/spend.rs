@@ -276,7 +276,7 @@ impl SpendBoard {
         let epoch = self.begin();
         let nodes = store.heartbeat(&self.node_id, now_ms).await?;
         let spend = store.spend(utc_day(now_ms)).await?;
-        self.apply(epoch, spend.into_iter().collect(), nodes, now_ms);
+        self.apply(epoch, spend, nodes, now_ms);
         Ok(())
     }
 

@@ -697,10 +697,13 @@ impl EmbeddedStore {
         Ok(outcomes.unwrap_or_default())
     }
 
-    pub async fn spend(&self, day: u32) -> Result<HashMap<CampaignId, Spend>, StoreError> {
+    pub async fn spend(
+        &self,
+        day: u32,
+    ) -> Result<hashbrown::HashMap<CampaignId, Spend>, StoreError> {
         let guard = self.inner.lock();
         let state = &guard.0;
-        let mut out: HashMap<CampaignId, Spend> = HashMap::new();
+        let mut out: hashbrown::HashMap<CampaignId, Spend> = hashbrown::HashMap::new();
         for (campaign, total) in &state.spend_total {
             if let Some(id) = CampaignId::parse(campaign) {
                 out.entry(id).or_default().total_micros += total;

@@ -15,8 +15,6 @@ pub mod embedded;
 pub mod lines;
 pub mod redis;
 
-use std::collections::HashMap;
-
 use crate::capping::{DecisionProof, Retention, UserState};
 use crate::clock::Millis;
 use crate::domain::advertiser::Advertiser;
@@ -682,7 +680,11 @@ impl Store {
     }
 
     /// Spend of every campaign: total and on `day`.
-    pub async fn spend(&self, day: u32) -> Result<HashMap<CampaignId, Spend>, StoreError> {
+    /// Spend per campaign, in the map the spend board keeps (see `ledger::spend`).
+    pub async fn spend(
+        &self,
+        day: u32,
+    ) -> Result<hashbrown::HashMap<CampaignId, Spend>, StoreError> {
         dispatch!(self, s => s.spend(day).await)
     }
 

@@ -304,11 +304,8 @@ async fn times_are_utc_and_an_archived_campaign_stores_no_upload() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "conflict", "{body}");
     let asset = app
-        .http
-        .get(app.url(&format!("/assets/{sha}")))
-        .send()
-        .await
-        .unwrap();
+        .send(Method::GET, &format!("/assets/{sha}"), None, None)
+        .await;
     assert_eq!(
         asset.status(),
         StatusCode::NOT_FOUND,

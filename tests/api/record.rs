@@ -429,11 +429,8 @@ async fn an_earlier_builds_journal_catalog_and_assets_move_into_sqlite() {
     );
     std::fs::remove_file(data_dir.path().join("assets").join(&sha)).unwrap();
     let res = app
-        .http
-        .get(app.url(&format!("/assets/{sha}")))
-        .send()
-        .await
-        .unwrap();
+        .send(reqwest::Method::GET, &format!("/assets/{sha}"), None, None)
+        .await;
     assert_eq!(
         res.bytes().await.unwrap().as_ref(),
         png.as_slice(),

@@ -621,14 +621,17 @@ impl RedisStore {
         codes.into_iter().map(EventOutcome::from_code).collect()
     }
 
-    pub async fn spend(&self, day: u32) -> Result<HashMap<CampaignId, Spend>, StoreError> {
+    pub async fn spend(
+        &self,
+        day: u32,
+    ) -> Result<hashbrown::HashMap<CampaignId, Spend>, StoreError> {
         let replies: Vec<HashMap<String, i64>> = self
             .per_shard(RedisOp::Spend, |shard, pipe| {
                 pipe.hgetall(keys::spend_total(shard))
                     .hgetall(keys::spend_day(shard, day));
             })
             .await?;
-        let mut spend: HashMap<CampaignId, Spend> = HashMap::new();
+        let mut spend: hashbrown::HashMap<CampaignId, Spend> = hashbrown::HashMap::new();
         for (index, reply) in replies.into_iter().enumerate() {
             for (campaign, micros) in reply {
                 let Some(id) = CampaignId::parse(&campaign) else {

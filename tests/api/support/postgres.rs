@@ -305,13 +305,18 @@ pub struct StoredRecord {
     pub user_key: String,
 }
 
+/// A pool on the system of record at `database_url` (PostgreSQL or `sqlite://…`).
+async fn connect(database_url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(database_url)
+        .await
+        .expect("connect to the system of record")
+}
+
 /// Runs `statements` in order on the system of record at `database_url` (PostgreSQL or SQLite):
 /// what another writer, or damage, leaves there.
 pub async fn execute(database_url: &str, statements: &[&str]) {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(database_url)
-        .await
-        .expect("connect to the system of record");
+    let pool = connect(database_url).await;
     for statement in statements {
         sqlx::query(statement)
             .execute(&pool)
@@ -324,10 +329,7 @@ pub async fn execute(database_url: &str, statements: &[&str]) {
 /// The one integer `query` answers on the system of record at `database_url`.
 pub async fn count(database_url: &str, query: &str) -> i64 {
     use sqlx::Row;
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(database_url)
-        .await
-        .expect("connect to the system of record");
+    let pool = connect(database_url).await;
     let row = sqlx::query(query).fetch_one(&pool).await.expect(query);
     pool.close().await;
     row.get(0)
@@ -336,10 +338,7 @@ pub async fn count(database_url: &str, query: &str) -> i64 {
 /// Every ledger record in the record at `database_url` (PostgreSQL or `sqlite://…`), by id.
 pub async fn ledger_records(database_url: &str) -> Vec<StoredRecord> {
     use sqlx::Row;
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(database_url)
-        .await
-        .expect("connect to the system of record");
+    let pool = connect(database_url).await;
     let rows = sqlx::query("SELECT id, kind, amount_micros, user_key FROM ledger_records")
         .fetch_all(&pool)
         .await
