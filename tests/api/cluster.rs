@@ -44,6 +44,32 @@ async fn two_nodes_on_a_redis_cluster_keep_caps_and_bill_once() {
         );
     }
 
+    // The reports read the record, which both nodes fill from the one outbox. A report waits
+    // up to 2 s for its node's next export round, which a loaded machine can outlast: wait for
+    // the export itself (and say how it went if it stalls), then hold every figure exact.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while (crate::support::postgres::ledger_records(&first.database_url)
+        .await
+        .len() as u64)
+        < users
+    {
+        if std::time::Instant::now() > deadline {
+            let mut export = String::new();
+            for node in [&first, &second] {
+                for line in node.metrics().await.lines() {
+                    if line.starts_with("statusads_export")
+                        || line.starts_with("statusads_outbox")
+                        || line.starts_with("statusads_redis_errors")
+                    {
+                        export.push_str(line);
+                        export.push('\n');
+                    }
+                }
+            }
+            panic!("the record lacks renders after 30 s:\n{export}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     for node in [&first, &second] {
         let totals = node.report_totals(&key, &campaign).await;
         assert_eq!(

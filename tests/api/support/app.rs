@@ -69,6 +69,7 @@ pub async fn spawn_app_full(
     configure: impl FnOnce(&mut Settings),
     extra_routes: fn(&mut actix_web::web::ServiceConfig),
 ) -> TestApp {
+    super::logs::capture();
     let data_dir = ScratchDir::new("app");
     let mut settings = Settings::defaults();
     settings.http.bind = "127.0.0.1:0".into();

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod browser;
+pub mod logs;
 pub mod operations;
 pub mod postgres;
 pub mod process_group;
