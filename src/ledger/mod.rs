@@ -58,9 +58,9 @@ impl Ledger {
     ///
     /// Embedded: one journal entry. Redis: while the spool holds anything the batch queues
     /// behind it (so no event overtakes a spooled one), spooled whole. Otherwise each shard goes
-    /// to Redis, and the shards Redis fails on (down, or a deadline missed: the script may or
-    /// may not have run, which dedupe makes the same on replay) are spooled even past the
-    /// spool's limit, so the batch is acknowledged whole.
+    /// to Redis, and the shards Redis fails on (down, a deadline missed: the script may or may
+    /// not have run, which dedupe makes the same on replay; or an error reply) are spooled even
+    /// past the spool's limit, so the batch is acknowledged whole.
     async fn record(
         &self,
         now_ms: i64,
@@ -95,21 +95,24 @@ impl Ledger {
             return Err(unavailable(spool::SpoolError::Full));
         }
         let results = self.store.apply_batch(now_ms, day, shards).await;
+        // A shard that failed may have recorded part of its events (a script stops at its
+        // first failed write, keeping the writes before it; a reply this build cannot read
+        // comes after the whole script ran), so no failure fails the batch: every failed shard
+        // waits in the spool, whose replay retries it until the cause is gone, dedupe making
+        // each retry exact.
         let mut failed = Vec::new();
         let mut applied = Vec::with_capacity(shards.len());
         for ((shard, writes), result) in shards.iter().zip(results) {
             applied.push(match result {
                 Ok(outcomes) => Applied::Now(outcomes),
-                Err(err @ StoreError::Unavailable { .. }) => {
-                    tracing::warn!(error = %err.report(), shard, "Redis unavailable: spooling events");
+                Err(err) => {
+                    if matches!(err, StoreError::Corrupt { .. }) {
+                        tracing::error!(error = %err.report(), shard, "event batch failed on a store error: spooling that shard's events");
+                    } else {
+                        tracing::warn!(error = %err.report(), shard, "Redis unavailable: spooling events");
+                    }
                     failed.push((*shard, writes.as_slice()));
                     Applied::Spooled
-                }
-                Err(err @ StoreError::Corrupt { .. }) => {
-                    // A reply this build cannot read: a bug, not an outage. Replaying it would
-                    // fail the same way, so it is not spooled.
-                    tracing::error!(error = %err.report(), shard, recorded_shards = applied.len(), "event batch failed on a store error");
-                    return Err(err);
                 }
             });
         }

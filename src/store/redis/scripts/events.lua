@@ -1,6 +1,7 @@
 -- Applies a batch of verified events of one shard atomically: dedupe per (token, type), caps,
 -- hides, the ledger record's append to the outbox and the spend budgets read. Every key lives in the shard's
 -- hash slot, so this is one script even on a Redis Cluster, and a crash leaves all or nothing.
+-- (An error reply is no crash: see the order of an accepted event's writes below.)
 --
 -- KEYS[1] ledger stream (the outbox), KEYS[2] spend totals hash, KEYS[3] today's spend hash,
 -- then per event: user hash, token state key, click key.
@@ -68,12 +69,9 @@ for i = 1, count do
     code = 3
   else
     code = 1
-    if not personal then
-      if kind == 'click' then
-        redis.call('HSET', click, 'adv', advertiser, 'cmp', campaign, 'usr', '')
-        redis.call('PEXPIRE', click, click_ttl)
-      end
-    elseif kind == 'render' then
+    -- A personal render's user-hash fields, written once its record is.
+    local render_writes
+    if personal and kind == 'render' then
       -- One read and one write of the user hash per render: each redis.call costs ~2 us.
       local stored = redis.call('HMGET', user, campaign_field, advertiser_field, 'd')
       local renders, renders_digits = stamps(stored[1])
@@ -84,37 +82,43 @@ for i = 1, count do
         code = 4
         redis.call('SET', token, flags + REFUSED, 'PX', token_ttl)
       else
-        redis.call('HDEL', user, 'r' .. decision)
         -- A campaign (or advertiser) without caps keeps no render list: nothing per user
         -- that no rule reads.
-        local writes = {'d', append(daily, daily_digits, daily_max .. ':' .. DAY_S)}
+        render_writes = {'d', append(daily, daily_digits, daily_max .. ':' .. DAY_S)}
         if string.match(keep_c, '^(%d+)') ~= '0' then
-          writes[3], writes[4] = campaign_field, append(renders, renders_digits, keep_c)
+          render_writes[3], render_writes[4] = campaign_field, append(renders, renders_digits, keep_c)
         end
         if string.match(keep_a, '^(%d+)') ~= '0' then
-          local n = #writes
-          writes[n + 1], writes[n + 2] = advertiser_field, append(adv_renders, adv_digits, keep_a)
+          local n = #render_writes
+          render_writes[n + 1], render_writes[n + 2] = advertiser_field, append(adv_renders, adv_digits, keep_a)
         end
-        redis.call('HSET', user, unpack(writes))
       end
-    elseif kind == 'hide' or kind == 'report' then
-      redis.call('HSET', user, hide_field, string.format('%.0f', now + hide_ms))
-    elseif kind == 'click' then
-      -- Conversions find the click by its id and attribute to this campaign; a conversation
-      -- suppresses the campaign in this user's hash (`usr`: its key, in this same slot).
-      redis.call('HSET', click, 'adv', advertiser, 'cmp', campaign, 'usr', user)
-      redis.call('PEXPIRE', click, click_ttl)
     end
     if code == 1 then
-      redis.call('SET', token, flags + bit, 'PX', token_ttl)
-      if personal and (kind == 'render' or kind == 'hide' or kind == 'report') then
-        extend[user] = math.max(extend[user] or 0, user_ttl)
-      end
+      -- A write that fails (a key of another type) ends the script and keeps what was written
+      -- before it. So the record comes first and the spend last: an event is either left
+      -- unjudged (a retry judges it again) or recorded, never marked counted without its
+      -- record; a repeated record carries the same id, which the export keeps once.
       local billed = (kind == 'render' and price > 0) and price or 0
       redis.call('XADD', KEYS[1], '*', 'id', decision .. ':' .. kind, 'type', kind, 'campaign', campaign,
         'advertiser', advertiser, 'price', billed, 'at_ms', ARGV[1], 'client_at', client_at,
         'creative', ARGV[a + 19], 'country', ARGV[a + 20], 'os', ARGV[a + 21], 'age', ARGV[a + 22],
         'uk', ARGV[a + 23])
+      if render_writes then
+        redis.call('HDEL', user, 'r' .. decision)
+        redis.call('HSET', user, unpack(render_writes))
+      elseif personal and (kind == 'hide' or kind == 'report') then
+        redis.call('HSET', user, hide_field, string.format('%.0f', now + hide_ms))
+      elseif kind == 'click' then
+        -- Conversions find the click by its id and attribute to this campaign; a conversation
+        -- suppresses the campaign in this user's hash (`usr`: its key, in this same slot).
+        redis.call('HSET', click, 'adv', advertiser, 'cmp', campaign, 'usr', personal and user or '')
+        redis.call('PEXPIRE', click, click_ttl)
+      end
+      redis.call('SET', token, flags + bit, 'PX', token_ttl)
+      if personal and (kind == 'render' or kind == 'hide' or kind == 'report') then
+        extend[user] = math.max(extend[user] or 0, user_ttl)
+      end
       if billed > 0 then
         redis.call('HINCRBY', KEYS[2], campaign, billed)
         redis.call('HINCRBY', KEYS[3], campaign, billed)
