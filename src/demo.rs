@@ -85,7 +85,7 @@ pub async fn seed(
             created_at: now,
         };
         let creative = catalog.add_creative(creative).await?;
-        catalog.moderate(&creative.id, Moderation::Approve).await?;
+        catalog.moderate(&creative.id, &Moderation::Approve).await?;
     }
     Ok(Some(Seeded {
         advertiser_id: advertiser.id.to_string(),

@@ -23,6 +23,7 @@ use crate::domain::history::{Actor, CampaignChange};
 use crate::domain::ids::{AdvertiserId, CampaignId, CreativeId};
 use crate::domain::ValidationError;
 use crate::metrics::Metrics;
+use crate::record::catalog::{Expected, Saved};
 use crate::record::Record;
 use crate::store::{CatalogData, CatalogRecord, StoreError};
 
@@ -34,6 +35,10 @@ pub enum CatalogError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// The record changed on another node since this one read it: the edit is applied again
+    /// to the record as it now is (never answered as such).
+    #[error("the record changed while the change was made")]
+    Stale,
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     #[error("{}", .0.report())]
@@ -44,6 +49,8 @@ pub enum CatalogError {
 #[derive(Default)]
 struct Records {
     version: u64,
+    /// Each record's own version: what an edit of it is conditional on.
+    record_versions: HashMap<String, u64>,
     advertisers: HashMap<AdvertiserId, Advertiser>,
     campaigns: HashMap<CampaignId, Campaign>,
     creatives: HashMap<CreativeId, Creative>,
@@ -52,6 +59,7 @@ struct Records {
 impl Records {
     fn apply(&mut self, changes: CatalogData) {
         self.version = changes.version;
+        self.record_versions.extend(changes.record_versions);
         self.advertisers
             .extend(changes.advertisers.into_iter().map(|a| (a.id.clone(), a)));
         self.campaigns
@@ -66,6 +74,7 @@ impl Records {
             advertisers: self.advertisers.values().cloned().collect(),
             campaigns: self.campaigns.values().cloned().collect(),
             creatives: self.creatives.values().cloned().collect(),
+            ..CatalogData::default()
         })
     }
 }
@@ -121,12 +130,21 @@ impl Catalog {
         Ok(())
     }
 
+    /// Writes `record` if the stored one is still `expected`; [`CatalogError::Stale`] if not.
     async fn persist(
         &self,
         record: CatalogRecord<'_>,
         change: Option<CampaignChange>,
+        expected: Expected,
     ) -> Result<(), CatalogError> {
-        self.record.save(record, change.as_ref()).await?;
+        let version = match self
+            .record
+            .save_expecting(record, change.as_ref(), expected)
+            .await?
+        {
+            Saved::At(version) => version,
+            Saved::Stale => return Err(CatalogError::Stale),
+        };
         // The change is committed, and its answer must say so: a 503 here would have the
         // client retry a write that happened (a second campaign, a key never shown).
         if let Err(err) = self.refresh().await {
@@ -134,26 +152,75 @@ impl Catalog {
                 error = %err.report(),
                 "catalog refresh after a committed write failed; the periodic refresh retries"
             );
-            self.show_committed(record).await;
+            self.show_committed(record, version).await;
         }
         Ok(())
+    }
+
+    /// Runs one read-modify-write of the catalog, from the records as this node holds them;
+    /// when another node wrote the record since, refreshes and runs it again on what is now
+    /// stored. Past a few rounds (a record changed that often), answers a conflict.
+    async fn editing<T, F, Fut>(&self, mut edit: F) -> Result<T, CatalogError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, CatalogError>>,
+    {
+        const ROUNDS: usize = 4;
+        let _guard = self.writes.lock().await;
+        for _ in 1..ROUNDS {
+            match edit().await {
+                Err(CatalogError::Stale) => self.refresh().await?,
+                done => return done,
+            }
+        }
+        match edit().await {
+            Err(CatalogError::Stale) => Err(CatalogError::Conflict(
+                "the record kept changing while this change was made; retry".into(),
+            )),
+            done => done,
+        }
+    }
+
+    /// A record as this node holds it, with its version (what an edit of it expects).
+    async fn base<T: Clone>(
+        &self,
+        id: &str,
+        pick: impl FnOnce(&Records) -> Option<&T>,
+    ) -> Option<(T, Expected)> {
+        let records = self.records.lock().await;
+        let record = pick(&records)?.clone();
+        let expected = records
+            .record_versions
+            .get(id)
+            .map_or(Expected::Anything, |v| Expected::At(*v));
+        Some((record, expected))
     }
 
     /// Puts a record this node has just committed into its snapshot when reading the record's
     /// changes failed: its own writes stay visible, and are what its next edit starts from,
     /// until a refresh reads them back. The version stays, so that refresh still reads every
     /// change since.
-    async fn show_committed(&self, record: CatalogRecord<'_>) {
+    async fn show_committed(&self, record: CatalogRecord<'_>, record_version: u64) {
         let mut records = self.records.lock().await;
         let mut committed = CatalogData {
             version: records.version,
             ..CatalogData::default()
         };
-        match record {
-            CatalogRecord::Advertiser(a) => committed.advertisers.push(a.clone()),
-            CatalogRecord::Campaign(c) => committed.campaigns.push(c.clone()),
-            CatalogRecord::Creative(c) => committed.creatives.push(c.clone()),
-        }
+        let id = match record {
+            CatalogRecord::Advertiser(a) => {
+                committed.advertisers.push(a.clone());
+                a.id.to_string()
+            }
+            CatalogRecord::Campaign(c) => {
+                committed.campaigns.push(c.clone());
+                c.id.to_string()
+            }
+            CatalogRecord::Creative(c) => {
+                committed.creatives.push(c.clone());
+                c.id.to_string()
+            }
+        };
+        committed.record_versions.insert(id, record_version);
         records.apply(committed);
         self.current.store(Arc::new(records.snapshot()));
     }
@@ -164,9 +231,11 @@ impl Catalog {
         before: Option<&Campaign>,
         after: &Campaign,
         at: OffsetDateTime,
+        expected: Expected,
     ) -> Result<(), CatalogError> {
         let change = CampaignChange::between(before, after, Actor::Advertiser, at);
-        self.persist(CatalogRecord::Campaign(after), change).await
+        self.persist(CatalogRecord::Campaign(after), change, expected)
+            .await
     }
 
     pub async fn create_advertiser(
@@ -176,24 +245,35 @@ impl Catalog {
     ) -> Result<(Advertiser, String), CatalogError> {
         let (advertiser, key) = new.into_advertiser(now)?;
         let _guard = self.writes.lock().await;
-        self.persist(CatalogRecord::Advertiser(&advertiser), None)
-            .await?;
+        self.persist(
+            CatalogRecord::Advertiser(&advertiser),
+            None,
+            Expected::Absent,
+        )
+        .await?;
         Ok((advertiser, key))
+    }
+
+    async fn advertiser_base(
+        &self,
+        id: &AdvertiserId,
+    ) -> Result<(Advertiser, Expected), CatalogError> {
+        self.base(id.as_str(), |r| r.advertisers.get(id))
+            .await
+            .ok_or(CatalogError::NotFound)
     }
 
     /// Issues a new key; the old one stops working as soon as each node's snapshot refreshes.
     pub async fn rotate_key(&self, id: &AdvertiserId) -> Result<String, CatalogError> {
-        let _guard = self.writes.lock().await;
-        let mut advertiser = (**self
-            .snapshot()
-            .advertiser(id)
-            .ok_or(CatalogError::NotFound)?)
-        .clone();
-        let key = new_api_key();
-        advertiser.api_key_hash = hash_api_key(&key);
-        self.persist(CatalogRecord::Advertiser(&advertiser), None)
-            .await?;
-        Ok(key)
+        self.editing(|| async move {
+            let (mut advertiser, expected) = self.advertiser_base(id).await?;
+            let key = new_api_key();
+            advertiser.api_key_hash = hash_api_key(&key);
+            self.persist(CatalogRecord::Advertiser(&advertiser), None, expected)
+                .await?;
+            Ok(key)
+        })
+        .await
     }
 
     /// Applies an operator's change to an advertiser.
@@ -202,16 +282,14 @@ impl Catalog {
         id: &AdvertiserId,
         patch: &AdvertiserPatch,
     ) -> Result<Advertiser, CatalogError> {
-        let _guard = self.writes.lock().await;
-        let mut advertiser = (**self
-            .snapshot()
-            .advertiser(id)
-            .ok_or(CatalogError::NotFound)?)
-        .clone();
-        patch.apply(&mut advertiser)?;
-        self.persist(CatalogRecord::Advertiser(&advertiser), None)
-            .await?;
-        Ok(advertiser)
+        self.editing(|| async move {
+            let (mut advertiser, expected) = self.advertiser_base(id).await?;
+            patch.apply(&mut advertiser)?;
+            self.persist(CatalogRecord::Advertiser(&advertiser), None, expected)
+                .await?;
+            Ok(advertiser)
+        })
+        .await
     }
 
     pub async fn create_campaign(
@@ -222,8 +300,21 @@ impl Catalog {
     ) -> Result<Campaign, CatalogError> {
         let campaign = Campaign::create(input, owner, now)?;
         let _guard = self.writes.lock().await;
-        self.persist_campaign(None, &campaign, now).await?;
+        self.persist_campaign(None, &campaign, now, Expected::Absent)
+            .await?;
         Ok(campaign)
+    }
+
+    /// One of `owner`'s campaigns as this node holds it, with what an edit of it expects.
+    async fn campaign_base(
+        &self,
+        owner: &Advertiser,
+        id: &CampaignId,
+    ) -> Result<(Campaign, Expected), CatalogError> {
+        self.base(id.as_str(), |r| r.campaigns.get(id))
+            .await
+            .filter(|(c, _)| c.advertiser_id == owner.id)
+            .ok_or(CatalogError::NotFound)
     }
 
     pub async fn update_campaign(
@@ -233,16 +324,20 @@ impl Catalog {
         input: CampaignInput,
         now: OffsetDateTime,
     ) -> Result<Campaign, CatalogError> {
-        let _guard = self.writes.lock().await;
-        let current = self.owned_campaign(owner, id)?;
-        if current.status == CampaignStatus::Archived {
-            return Err(CatalogError::Conflict(
-                "an archived campaign cannot be changed".into(),
-            ));
-        }
-        let updated = (*current).clone().update(input, owner)?;
-        self.persist_campaign(Some(&current), &updated, now).await?;
-        Ok(updated)
+        let input = &input;
+        self.editing(|| async move {
+            let (current, expected) = self.campaign_base(owner, id).await?;
+            if current.status == CampaignStatus::Archived {
+                return Err(CatalogError::Conflict(
+                    "an archived campaign cannot be changed".into(),
+                ));
+            }
+            let updated = current.clone().update(input.clone(), owner)?;
+            self.persist_campaign(Some(&current), &updated, now, expected)
+                .await?;
+            Ok(updated)
+        })
+        .await
     }
 
     /// Archives: never served again, history and spend stay.
@@ -252,13 +347,15 @@ impl Catalog {
         id: &CampaignId,
         now: OffsetDateTime,
     ) -> Result<Campaign, CatalogError> {
-        let _guard = self.writes.lock().await;
-        let current = self.owned_campaign(owner, id)?;
-        let mut campaign = (*current).clone();
-        campaign.status = CampaignStatus::Archived;
-        self.persist_campaign(Some(&current), &campaign, now)
-            .await?;
-        Ok(campaign)
+        self.editing(|| async move {
+            let (current, expected) = self.campaign_base(owner, id).await?;
+            let mut campaign = current.clone();
+            campaign.status = CampaignStatus::Archived;
+            self.persist_campaign(Some(&current), &campaign, now, expected)
+                .await?;
+            Ok(campaign)
+        })
+        .await
     }
 
     /// A campaign of `owner`'s that a creative can be added to (checked again under the write
@@ -294,7 +391,7 @@ impl Catalog {
             .cloned()
             .ok_or(CatalogError::NotFound)?;
         takes_creatives(&campaign)?;
-        self.persist(CatalogRecord::Creative(&creative), None)
+        self.persist(CatalogRecord::Creative(&creative), None, Expected::Absent)
             .await?;
         Ok(creative)
     }
@@ -302,23 +399,28 @@ impl Catalog {
     pub async fn moderate(
         &self,
         id: &CreativeId,
-        decision: Moderation,
+        decision: &Moderation,
     ) -> Result<Creative, CatalogError> {
-        let _guard = self.writes.lock().await;
-        let mut creative = (**self.snapshot().creative(id).ok_or(CatalogError::NotFound)?).clone();
-        match decision {
-            Moderation::Approve => {
-                creative.status = CreativeStatus::Approved;
-                creative.reject_reason = None;
+        self.editing(|| async move {
+            let (mut creative, expected) = self
+                .base(id.as_str(), |r| r.creatives.get(id))
+                .await
+                .ok_or(CatalogError::NotFound)?;
+            match decision {
+                Moderation::Approve => {
+                    creative.status = CreativeStatus::Approved;
+                    creative.reject_reason = None;
+                }
+                Moderation::Reject(reason) => {
+                    creative.status = CreativeStatus::Rejected;
+                    creative.reject_reason = Some(reason.clone());
+                }
             }
-            Moderation::Reject(reason) => {
-                creative.status = CreativeStatus::Rejected;
-                creative.reject_reason = Some(reason);
-            }
-        }
-        self.persist(CatalogRecord::Creative(&creative), None)
-            .await?;
-        Ok(creative)
+            self.persist(CatalogRecord::Creative(&creative), None, expected)
+                .await?;
+            Ok(creative)
+        })
+        .await
     }
 }
 
@@ -329,4 +431,132 @@ fn takes_creatives(campaign: &Campaign) -> Result<(), CatalogError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(second: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_795_000_000 + second).unwrap()
+    }
+
+    fn input(json: serde_json::Value) -> CampaignInput {
+        serde_json::from_value(json).unwrap()
+    }
+
+    /// Two nodes over one record, the second never refreshed: its edit is made to what is
+    /// stored, not to its stale copy, so neither node's change is lost (a stale copy written
+    /// back would undo the first node's pause, and the campaign would spend again).
+    #[tokio::test]
+    async fn an_edit_through_a_node_that_is_behind_keeps_the_other_nodes_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = Arc::new(Record::open("", dir.path()).await.unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let first = Catalog::load(record.clone(), metrics.clone())
+            .await
+            .unwrap();
+        let new: NewAdvertiser =
+            serde_json::from_value(serde_json::json!({"name": "Two nodes", "currency": "EUR"}))
+                .unwrap();
+        let (owner, _) = first.create_advertiser(new, at(0)).await.unwrap();
+        let campaign = first
+            .create_campaign(
+                &owner,
+                input(serde_json::json!({"name": "Spring", "bid_cpm_micros": 1_000_000, "status": "active", "budget": {"total_micros": 100_000_000}})),
+                at(1),
+            )
+            .await
+            .unwrap();
+        let second = Catalog::load(record.clone(), metrics.clone())
+            .await
+            .unwrap();
+
+        let paused = input(serde_json::json!({"status": "paused"}));
+        first
+            .update_campaign(&owner, &campaign.id, paused, at(2))
+            .await
+            .unwrap();
+        let rebid = input(serde_json::json!({"bid_cpm_micros": 3_000_000}));
+        let answered = second
+            .update_campaign(&owner, &campaign.id, rebid, at(3))
+            .await
+            .unwrap();
+        assert_eq!(answered.status, CampaignStatus::Paused);
+        assert_eq!(answered.bid_cpm_micros, 3_000_000);
+
+        let fresh = Catalog::load(record.clone(), metrics).await.unwrap();
+        let stored = fresh.snapshot().campaign(&campaign.id).cloned().unwrap();
+        assert_eq!(
+            (stored.status, stored.bid_cpm_micros),
+            (CampaignStatus::Paused, 3_000_000)
+        );
+        // The history holds each change once: the refused write left nothing behind.
+        let history = fresh.history(&campaign.id).await.unwrap();
+        assert_eq!(history.len(), 3, "{history:?}");
+    }
+
+    /// A write expected to find a record at a version it no longer has changes nothing.
+    #[tokio::test]
+    async fn a_stale_write_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = Record::open("", dir.path()).await.unwrap();
+        let new: NewAdvertiser =
+            serde_json::from_value(serde_json::json!({"name": "Stale", "currency": "EUR"}))
+                .unwrap();
+        let (mut advertiser, _) = new.into_advertiser(at(0)).unwrap();
+        let first = record
+            .save_expecting(
+                CatalogRecord::Advertiser(&advertiser),
+                None,
+                Expected::Absent,
+            )
+            .await
+            .unwrap();
+        let Saved::At(version) = first else {
+            panic!("{first:?}")
+        };
+        assert_eq!(
+            record
+                .save_expecting(
+                    CatalogRecord::Advertiser(&advertiser),
+                    None,
+                    Expected::Absent
+                )
+                .await
+                .unwrap(),
+            Saved::Stale
+        );
+        advertiser.name = "Renamed".into();
+        let renamed = record
+            .save_expecting(
+                CatalogRecord::Advertiser(&advertiser),
+                None,
+                Expected::At(version),
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(renamed, Saved::At(v) if v > version),
+            "{renamed:?}"
+        );
+        advertiser.name = "Lost".into();
+        assert_eq!(
+            record
+                .save_expecting(
+                    CatalogRecord::Advertiser(&advertiser),
+                    None,
+                    Expected::At(version)
+                )
+                .await
+                .unwrap(),
+            Saved::Stale
+        );
+        let stored = record.load_catalog().await.unwrap();
+        assert_eq!(stored.advertisers[0].name, "Renamed");
+        let Saved::At(now) = renamed else {
+            unreachable!()
+        };
+        assert_eq!(stored.version, now, "a refused write takes no version");
+    }
 }

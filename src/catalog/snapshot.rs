@@ -181,6 +181,7 @@ impl Snapshot {
             advertisers: self.advertisers.values().map(|a| (**a).clone()).collect(),
             campaigns: self.campaigns.values().map(|c| (**c).clone()).collect(),
             creatives: self.creatives.values().map(|c| (**c).clone()).collect(),
+            ..CatalogData::default()
         }
     }
 

@@ -142,7 +142,7 @@ pub struct Campaign {
 }
 
 /// The writable fields. Absent means "unchanged" (PATCH) or "default" (POST).
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignInput {
     pub name: Option<String>,

@@ -211,7 +211,7 @@ async fn approve(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = CreativeId::parse(&path).ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(state.catalog.moderate(&id, Moderation::Approve).await?))
+    Ok(HttpResponse::Ok().json(state.catalog.moderate(&id, &Moderation::Approve).await?))
 }
 
 #[utoipa::path(
@@ -233,7 +233,7 @@ async fn reject(
     Ok(HttpResponse::Ok().json(
         state
             .catalog
-            .moderate(&id, Moderation::Reject(reason))
+            .moderate(&id, &Moderation::Reject(reason))
             .await?,
     ))
 }

@@ -138,6 +138,7 @@ impl From<CatalogError> for ApiError {
         match err {
             CatalogError::NotFound => Self::NotFound,
             CatalogError::Conflict(message) => Self::Conflict(message),
+            stale @ CatalogError::Stale => Self::Conflict(stale.to_string()),
             CatalogError::Invalid(v) => Self::Validation(v),
             CatalogError::Store(s) => s.into(),
         }

@@ -1,6 +1,11 @@
 //! Catalog records and campaign history in the record. Every write takes the next catalog
 //! version and stamps the record with it in one transaction (with the campaign's change, if
 //! any), so a node holding version `v` catches up by reading the records above `v`.
+//!
+//! A record's version is also what an edit is conditional on ([`Expected`]): a node whose
+//! snapshot is behind (another node wrote since its last refresh) must not write its stale copy
+//! back over the newer one, so the write is refused as [`Saved::Stale`] and the catalog applies
+//! the edit again to the record as it now is.
 
 use sqlx::Row;
 
@@ -12,6 +17,26 @@ use crate::store::{CatalogData, CatalogRecord, StoreError};
 const ADVERTISER: &str = "advertiser";
 const CAMPAIGN: &str = "campaign";
 const CREATIVE: &str = "creative";
+
+/// What a write of one record is conditional on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// Whatever is stored (moving records in from an earlier build).
+    Anything,
+    /// No record with this id yet.
+    Absent,
+    /// The record as of this version (the one the edit was made to).
+    At(u64),
+}
+
+/// The outcome of a conditional write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    /// Written: the record's version now.
+    At(u64),
+    /// Not written: the record is not what the edit expected (nothing changed).
+    Stale,
+}
 
 fn corrupt(what: &str, err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::corrupt_from(format!("system of record: {what}"), err)
@@ -34,18 +59,22 @@ impl Record {
     /// newer than it is fetched again by the next call; applying it twice is harmless).
     pub async fn catalog_changes(&self, since: u64) -> Result<CatalogData, StoreError> {
         let version = self.catalog_version().await?;
-        let rows = sqlx::query("SELECT kind, json FROM catalog_records WHERE version > $1")
-            .bind(since as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let rows =
+            sqlx::query("SELECT kind, id, version, json FROM catalog_records WHERE version > $1")
+                .bind(since as i64)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
         let mut data = CatalogData {
             version,
             ..CatalogData::default()
         };
         for row in rows {
             let kind: String = row.try_get(0).map_err(unavailable)?;
-            let json: String = row.try_get(1).map_err(unavailable)?;
+            let id: String = row.try_get(1).map_err(unavailable)?;
+            let record_version: i64 = row.try_get(2).map_err(unavailable)?;
+            let json: String = row.try_get(3).map_err(unavailable)?;
+            data.record_versions.insert(id, record_version as u64);
             match kind.as_str() {
                 ADVERTISER => data
                     .advertisers
@@ -66,12 +95,26 @@ impl Record {
         Ok(data)
     }
 
-    /// Saves one record (and the campaign change it makes, if any) under the next version.
+    /// Saves one record (and the campaign change it makes, if any) under the next version,
+    /// whatever is stored.
     pub async fn save(
         &self,
         record: CatalogRecord<'_>,
         change: Option<&CampaignChange>,
     ) -> Result<(), StoreError> {
+        self.save_expecting(record, change, Expected::Anything)
+            .await
+            .map(drop)
+    }
+
+    /// Saves one record (and its campaign change) under the next version if what is stored is
+    /// what `expected` says; otherwise changes nothing and answers [`Saved::Stale`].
+    pub async fn save_expecting(
+        &self,
+        record: CatalogRecord<'_>,
+        change: Option<&CampaignChange>,
+        expected: Expected,
+    ) -> Result<Saved, StoreError> {
         let encode = |json: serde_json::Result<String>| json.map_err(|e| corrupt("encode", e));
         let (kind, id, json) = match record {
             CatalogRecord::Advertiser(a) => (
@@ -97,17 +140,39 @@ impl Record {
         .fetch_one(&mut *tx)
         .await
         .map_err(unavailable)?;
-        sqlx::query(
-            "INSERT INTO catalog_records (kind, id, version, json) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, json = excluded.json",
-        )
-        .bind(kind)
-        .bind(&id)
-        .bind(version)
-        .bind(json)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        // The version row's lock (taken above) orders every catalog write, so the condition
+        // reads what the writer before committed.
+        let sql = match expected {
+            Expected::Anything => {
+                "INSERT INTO catalog_records (kind, id, version, json) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, json = excluded.json"
+            }
+            Expected::Absent => {
+                "INSERT INTO catalog_records (kind, id, version, json) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (kind, id) DO NOTHING"
+            }
+            Expected::At(_) => {
+                "UPDATE catalog_records SET version = $3, json = $4 \
+                 WHERE kind = $1 AND id = $2 AND version = $5"
+            }
+        };
+        let mut query = sqlx::query(sql)
+            .bind(kind)
+            .bind(&id)
+            .bind(version)
+            .bind(json);
+        if let Expected::At(at) = expected {
+            query = query.bind(at as i64);
+        }
+        let written = query
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+        if written == 0 {
+            // Dropping the transaction rolls the version back too.
+            return Ok(Saved::Stale);
+        }
         if let Some(change) = change {
             sqlx::query(
                 "INSERT INTO campaign_changes (campaign_id, version, at_ms, actor, fields) \
@@ -122,7 +187,8 @@ impl Record {
             .await
             .map_err(unavailable)?;
         }
-        tx.commit().await.map_err(unavailable)
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Saved::At(version as u64))
     }
 
     /// Every change to a campaign, oldest first.

@@ -603,6 +603,7 @@ impl EmbeddedStore {
             advertisers: decode_records(state, "advertiser", 0)?,
             campaigns: decode_records(state, "campaign", 0)?,
             creatives: decode_records(state, "creative", 0)?,
+            ..CatalogData::default()
         })
     }
 

@@ -164,6 +164,10 @@ impl std::fmt::Display for Report<'_> {
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CatalogData {
     pub version: u64,
+    /// Each record's own version (by id; ids carry their kind's prefix): what an edit of it is
+    /// conditional on. Only the system of record keeps them.
+    #[serde(skip)]
+    pub record_versions: std::collections::HashMap<String, u64>,
     pub advertisers: Vec<Advertiser>,
     pub campaigns: Vec<Campaign>,
     pub creatives: Vec<Creative>,

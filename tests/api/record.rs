@@ -437,3 +437,58 @@ async fn an_earlier_builds_journal_catalog_and_assets_move_into_sqlite() {
         "from SQLite"
     );
 }
+
+/// Two nodes on one record (PostgreSQL): an advertiser pauses a campaign through one node and
+/// at once raises its bid through the other, whose catalog has not caught up yet. Both
+/// changes stand: the second node's edit is applied to the record as stored, never its stale
+/// copy written back (which would silently unpause the campaign). The history lists each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_through_two_nodes_at_once_both_stand() {
+    let first = spawn_app(Backend::Redis).await;
+    let url = first.redis.as_ref().unwrap().url();
+    let second = spawn_app_on(None, |s| s.store.redis_url = url.into()).await;
+    let (_, key) = first.advertiser("Two editors").await;
+    let campaign = first.live_campaign(&key, json!({})).await;
+    second.state.catalog.refresh().await.unwrap();
+    let path = format!("/v1/campaigns/{campaign}");
+    for _ in 0..5 {
+        let (paused, rebid) = tokio::join!(
+            first.send(
+                reqwest::Method::PATCH,
+                &path,
+                Some(&key),
+                Some(json!({"status": "paused"}))
+            ),
+            second.send(
+                reqwest::Method::PATCH,
+                &path,
+                Some(&key),
+                Some(json!({"bid_cpm_micros": 3_000_000}))
+            ),
+        );
+        assert_eq!(
+            (paused.status(), rebid.status()),
+            (StatusCode::OK, StatusCode::OK)
+        );
+        for node in [&first, &second] {
+            node.state.catalog.refresh().await.unwrap();
+            let shown: Value = node.get(&path, &key).await.json().await.unwrap();
+            assert_eq!(
+                (shown["status"].as_str(), shown["bid_cpm_micros"].as_i64()),
+                (Some("paused"), Some(3_000_000)),
+                "{shown}"
+            );
+        }
+        // Back to the start for the next round, through one node, seen by both.
+        let reset = first
+            .send(
+                reqwest::Method::PATCH,
+                &path,
+                Some(&key),
+                Some(json!({"status": "active", "bid_cpm_micros": 1_000_000})),
+            )
+            .await;
+        assert_eq!(reset.status(), StatusCode::OK);
+        second.state.catalog.refresh().await.unwrap();
+    }
+}

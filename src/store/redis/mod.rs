@@ -520,6 +520,7 @@ impl RedisStore {
             advertisers: decode_all(advertisers.into_values())?,
             campaigns: decode_all(campaigns.into_values())?,
             creatives: decode_all(creatives.into_values())?,
+            ..CatalogData::default()
         })
     }
 
