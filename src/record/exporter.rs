@@ -140,6 +140,9 @@ impl Exporter {
                 }
             }
             Err(err) => {
+                // The round is over: a report waiting for it answers the `as_of` it had, at
+                // once, rather than waiting out its deadline.
+                self.progress.send_modify(|p| p.round = p.round.max(round));
                 self.metrics.export_failed();
                 self.metrics.export_state(self.lag(), 0);
                 tracing::warn!(error = %err.report(), "ledger export failed; retrying (nothing is lost)");

@@ -30,6 +30,10 @@ impl RedisCluster {
                         "127.0.0.1",
                         "--cluster-enabled",
                         "yes",
+                        // The bus defaults to the port + 10000, past 65535 for a free port
+                        // above 55535: it gets a free port of its own.
+                        "--cluster-port",
+                        &free_port().to_string(),
                     ])
                     .args([
                         "--cluster-config-file",
