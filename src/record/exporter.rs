@@ -193,7 +193,9 @@ pub struct Moved {
 
 /// Exports in passes over the outbox parts (one read of each, in turn, so that a busy part
 /// cannot starve the others) until a pass finds every part's read short of a full batch,
-/// `served` with the first batch. On failure, answers the served counts not written.
+/// `served` with the first batch. A part whose read fails (a damaged key, a master away) is
+/// passed over, not the others after it, and the round then fails. On failure, answers the
+/// served counts not written.
 pub async fn export_waiting(
     store: &Store,
     record: &Record,
@@ -201,12 +203,17 @@ pub async fn export_waiting(
 ) -> Result<Moved, (StoreError, Vec<(ServedKey, u64)>)> {
     let mut moved = Moved::default();
     let mut first_pass = true;
+    let mut unread: Option<StoreError> = None;
     loop {
         let mut any_full = false;
         for part in 0..store.outbox_parts() {
             let batches = match store.outbox(part, PER_SHARD).await {
                 Ok(batches) => batches,
-                Err(err) => return Err((err, served)),
+                Err(err) => {
+                    tracing::warn!(error = %err.report(), part, "outbox part unread; exporting the others");
+                    unread.get_or_insert(err);
+                    continue;
+                }
             };
             let records: Vec<&LedgerRecord> =
                 batches.iter().flat_map(|b| b.records.iter()).collect();
@@ -228,9 +235,12 @@ pub async fn export_waiting(
             any_full |= batches.iter().any(|b| b.records.len() >= PER_SHARD);
         }
         first_pass = false;
-        if !any_full {
+        if !any_full || unread.is_some() {
             break;
         }
     }
-    Ok(moved)
+    match unread {
+        Some(err) => Err((err, served)),
+        None => Ok(moved),
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::app::{spawn_app_on, Api, TestApp, CLIENT};
+use crate::support::app::{spawn_app_on, token_of, Api, TestApp, CLIENT};
 use crate::support::redis_server::RedisServer;
 use crate::support::service::ServiceProcess;
 use crate::support::small_disk::SmallDisk;
@@ -492,6 +492,65 @@ async fn an_error_reply_on_one_shard_never_hides_a_recorded_one() {
         .filter(|r| r.kind == "render")
         .count();
     assert_eq!(renders, 2);
+}
+
+/// One part of the outboxes cannot be read (a damaged key in the first 64 shards): the export
+/// goes on with the other parts, so a render on a shard of the second is in the record and its
+/// report, while the damaged part waits, its record untouched, until the key is mended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_outbox_part_holds_up_only_itself() {
+    let app = spawn_app_with(Backend::Redis, |s| s.store.shards = 128).await;
+    let (key, campaign) = live(&app).await;
+    let user_in = |low: bool| {
+        (0..)
+            .map(|i| format!("part-{i}"))
+            .find(|u| (statusads::capping::shard_of(u, 128) < 64) == low)
+            .unwrap()
+    };
+    let (early, late) = (user_in(true), user_in(false));
+    let early_shard = statusads::capping::shard_of(&early, 128);
+    let early_token = token_of(&app.slots(&early, None, 12).await[0]);
+    assert_eq!(app.render(&early_token).await, "accepted");
+    // The early shard's outbox, its record still in it, is moved aside and a string put in
+    // its place: the first part's read fails.
+    let mut conn = app.redis.as_ref().unwrap().connection();
+    let outbox = format!("ledger:{{s{early_shard}}}");
+    let aside = format!("{outbox}:aside");
+    let _: () = redis::cmd("RENAME")
+        .arg(&outbox)
+        .arg(&aside)
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&outbox)
+        .arg("damaged")
+        .query(&mut conn)
+        .unwrap();
+    let late_token = token_of(&app.slots(&late, None, 12).await[0]);
+    assert_eq!(app.render(&late_token).await, "accepted");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while rendered(&app.report_totals(&key, &campaign).await) < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the readable part was not exported"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rendered(&app.report_totals(&key, &campaign).await), 1);
+
+    let _: () = redis::cmd("RENAME")
+        .arg(&aside)
+        .arg(&outbox)
+        .query(&mut conn)
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while rendered(&app.report_totals(&key, &campaign).await) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mended part was not exported"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The embedded journal is compacted into a snapshot once long (4 KiB here): a `kill -9` and a
