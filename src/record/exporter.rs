@@ -85,14 +85,32 @@ impl Exporter {
     /// requests added).
     pub async fn run(self: Arc<Self>, mut shutdown: Shutdown) {
         loop {
-            self.round_logged().await;
+            self.round_supervised().await;
             tokio::select! {
                 _ = shutdown.recv() => break,
                 _ = tokio::time::sleep(INTERVAL) => {}
                 _ = self.wake.notified() => {}
             }
         }
-        self.round_logged().await;
+        self.round_supervised().await;
+    }
+
+    /// One round; a panic in it fails that round only. A dead exporter would leave the
+    /// outboxes growing, reports frozen and its lag gauge at its last value, so no alert.
+    async fn round_supervised(&self) {
+        use futures_util::FutureExt;
+        if let Err(panic) = std::panic::AssertUnwindSafe(self.round_logged())
+            .catch_unwind()
+            .await
+        {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            self.metrics.export_failed();
+            tracing::error!(panic = %what, "ledger export round panicked; the next round retries");
+        }
     }
 
     /// The `as_of` of a round that started after this call, waiting up to two seconds for it;

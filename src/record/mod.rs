@@ -91,6 +91,14 @@ impl Record {
                         sqlx::query("PRAGMA synchronous = FULL")
                             .execute(&mut *conn)
                             .await?;
+                    } else {
+                        // A node that stops mid-transaction (frozen, partitioned) would hold its
+                        // row locks until TCP gives up, hours later, and with them every other
+                        // node's catalog writes (the version row) and exports (the same record
+                        // ids): the server ends such a session after 30 s instead.
+                        sqlx::query("SET idle_in_transaction_session_timeout = '30s'")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })

@@ -1210,6 +1210,11 @@ fn classify(err: redis::RedisError) -> StoreError {
             | ErrorKind::MasterDown
             | ErrorKind::TryAgain
             | ErrorKind::ClusterDown
+            // A slot moving between masters, or a master the client has no connection to:
+            // the cluster's layout is changing under the client's single retry.
+            | ErrorKind::Moved
+            | ErrorKind::Ask
+            | ErrorKind::ClusterConnectionNotFound
     );
     // Out of memory under `maxmemory` (noeviction): Redis takes no writes for now, as in an
     // outage, but answers at once. It refuses a command that needs memory only while a script
