@@ -259,6 +259,7 @@ impl Application {
             ledger.spool.clone(),
             clock.clone(),
             metrics.clone(),
+            settings.store.shards,
         ));
         let subjects = Arc::new(crate::privacy::subject::Subjects {
             store: store.clone(),

@@ -49,7 +49,9 @@ async fn list(
         by: Default::default(),
     };
     let (from, to) = parse_range(&range, state.clock.now().date())?;
-    let list = conversions::list(&state.store, &owner.id, campaign.as_ref(), from, to).await?;
+    let as_of = state.exporter.caught_up().await;
+    let list =
+        conversions::list(&state.record, &owner.id, campaign.as_ref(), from, to, as_of).await?;
     Ok(HttpResponse::Ok().json(list))
 }
 

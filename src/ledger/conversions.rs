@@ -10,11 +10,12 @@ use time::{Date, OffsetDateTime};
 
 use crate::capping::SUPPRESS_MS;
 use crate::catalog::Catalog;
-use crate::clock::{datetime_from_ms, day_key, utc_day, Millis};
+use crate::clock::{datetime_from_ms, ms_from_datetime, Millis};
 use crate::domain::campaign::Rfc3339;
 use crate::domain::ids::{AdvertiserId, CampaignId};
 use crate::domain::ValidationError;
 use crate::metrics::Metrics;
+use crate::record::Record;
 use crate::store::{ConversionOutcome, ConversionWrite, Store, StoreError};
 
 pub fn click_id(shard: u32, decision_id: &str) -> String {
@@ -122,7 +123,6 @@ pub async fn convert(
                 decision_id,
                 advertiser: advertiser.as_str(),
                 kind: body.kind.as_str(),
-                day: utc_day(at_ms),
                 at_ms,
                 click_id: &body.click_id,
                 suppress,
@@ -157,6 +157,8 @@ pub struct ConversionView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConversionList {
     pub conversions: Vec<ConversionView>,
+    /// Every conversion accepted before this instant is listed (RFC 3339), as in reports.
+    pub as_of: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,25 +170,26 @@ pub struct ConversionQuery {
 }
 
 /// The advertiser's conversions on the UTC days `from..=to`, oldest first, of one campaign when
-/// `campaign` is given.
+/// `campaign` is given, as the record holds them at `as_of_ms`.
 pub async fn list(
-    store: &Store,
+    record: &Record,
     advertiser: &AdvertiserId,
     campaign: Option<&CampaignId>,
     from: Date,
     to: Date,
+    as_of_ms: Millis,
 ) -> Result<ConversionList, StoreError> {
-    let mut days = Vec::new();
-    let mut day = from;
-    while day <= to {
-        days.push(day_key(day));
-        day = day.next_day().expect("dates in range");
-    }
-    let conversions = store
-        .conversions(advertiser.as_str(), &days)
+    let start = |day: Date| ms_from_datetime(day.midnight().assume_utc());
+    let end = to.next_day().map_or(Millis::MAX, start);
+    let conversions = record
+        .conversions(
+            advertiser.as_str(),
+            campaign.map(CampaignId::as_str),
+            start(from),
+            end,
+        )
         .await?
         .into_iter()
-        .filter(|r| campaign.is_none_or(|c| c.as_str() == r.campaign))
         .map(|r| ConversionView {
             click_id: r.click_id,
             campaign_id: r.campaign,
@@ -194,7 +197,10 @@ pub async fn list(
             at: datetime_from_ms(r.at_ms),
         })
         .collect();
-    Ok(ConversionList { conversions })
+    Ok(ConversionList {
+        conversions,
+        as_of: super::report::rfc3339(as_of_ms),
+    })
 }
 
 #[cfg(test)]

@@ -74,6 +74,9 @@ pub struct LedgerRecord {
     pub os: String,
     pub age_band: String,
     pub user_key: String,
+    /// Click-to-chat conversions: the click id they were reported with ("" otherwise).
+    #[serde(default)]
+    pub click_id: String,
 }
 
 /// Reconciliation's finding: what the record holds and where hot spend differs from it.

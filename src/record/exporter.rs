@@ -56,6 +56,11 @@ pub struct Exporter {
     user_keys_cleared_at: std::sync::atomic::AtomicI64,
     progress: watch::Sender<Progress>,
     wake: Notify,
+    /// The hot store's shards (click ids name one).
+    shards: u32,
+    /// When an earlier build's conversion click ids were last moved into the record (ms;
+    /// `Millis::MAX` once the move is done).
+    click_ids_moved_at: std::sync::atomic::AtomicI64,
 }
 
 impl Exporter {
@@ -66,6 +71,7 @@ impl Exporter {
         spool: Option<Arc<Spool>>,
         clock: SharedClock,
         metrics: Arc<Metrics>,
+        shards: u32,
     ) -> Self {
         Self {
             record,
@@ -78,6 +84,8 @@ impl Exporter {
             user_keys_cleared_at: std::sync::atomic::AtomicI64::new(Millis::MIN / 2),
             progress: watch::channel(Progress::default()).0,
             wake: Notify::new(),
+            shards,
+            click_ids_moved_at: std::sync::atomic::AtomicI64::new(Millis::MIN / 2),
         }
     }
 
@@ -145,6 +153,9 @@ impl Exporter {
                     }
                 });
                 self.metrics.export_state(self.lag(), waiting);
+                if spool_clear {
+                    self.move_earlier_click_ids().await;
+                }
                 // Compaction writes a file under the state lock: off the async workers.
                 self.clear_old_user_keys().await;
                 let store = self.store.clone();
@@ -164,6 +175,39 @@ impl Exporter {
                 self.metrics.export_failed();
                 self.metrics.export_state(self.lag(), 0);
                 tracing::warn!(error = %err.report(), "ledger export failed; retrying (nothing is lost)");
+            }
+        }
+    }
+
+    /// After a round that drained the outboxes, at most hourly until it is done: an earlier
+    /// build's conversion click ids onto their records (see `record::conversions`).
+    async fn move_earlier_click_ids(&self) {
+        const EVERY_MS: Millis = 3_600_000;
+        let now_ms = self.clock.now_ms();
+        let last = self.click_ids_moved_at.load(Ordering::SeqCst);
+        if last == Millis::MAX || now_ms - last < EVERY_MS {
+            return;
+        }
+        self.click_ids_moved_at.store(now_ms, Ordering::SeqCst);
+        let moved = super::conversions::move_earlier_click_ids(
+            &self.store,
+            &self.record,
+            self.shards,
+            now_ms,
+        )
+        .await;
+        match moved {
+            Ok(None) => self.click_ids_moved_at.store(Millis::MAX, Ordering::SeqCst),
+            Ok(Some(records)) => {
+                tracing::info!(
+                    records,
+                    "an earlier build's conversion click ids moved into the record"
+                )
+            }
+            Err(err) => {
+                // Tried again after the next round.
+                self.click_ids_moved_at.store(last, Ordering::SeqCst);
+                tracing::warn!(error = %err.report(), "conversion click ids not moved into the record; retrying")
             }
         }
     }

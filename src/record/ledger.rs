@@ -154,20 +154,21 @@ impl Record {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let mut inserted: HashSet<String> = HashSet::new();
         for chunk in sorted.chunks(ROWS_PER_STATEMENT) {
+            const COLUMNS: usize = 13;
             let mut sql = String::from(
                 "INSERT INTO ledger_records (id, kind, advertiser_id, campaign_id, creative_id, \
-                 category, country, os, age_band, user_key, at_ms, amount_micros) VALUES ",
+                 category, country, os, age_band, user_key, at_ms, amount_micros, click_id) VALUES ",
             );
             for row in 0..chunk.len() {
                 if row > 0 {
                     sql.push(',');
                 }
                 sql.push('(');
-                for column in 0..12 {
+                for column in 0..COLUMNS {
                     if column > 0 {
                         sql.push(',');
                     }
-                    sql.push_str(&format!("${}", row * 12 + column + 1));
+                    sql.push_str(&format!("${}", row * COLUMNS + column + 1));
                 }
                 sql.push(')');
             }
@@ -186,11 +187,25 @@ impl Record {
                     .bind(&r.age_band)
                     .bind(&r.user_key)
                     .bind(r.at_ms)
-                    .bind(r.price_micros);
+                    .bind(r.price_micros)
+                    .bind(&r.click_id);
             }
             for row in query.fetch_all(&mut *tx).await.map_err(unavailable)? {
                 inserted.insert(row.try_get::<String, _>(0).map_err(unavailable)?);
             }
+        }
+        // A conversion an earlier build exported without its click id, written again (an
+        // embedded journal replayed): the click id is added, nothing counted again.
+        for record in sorted
+            .iter()
+            .filter(|r| !r.click_id.is_empty() && !inserted.contains(&r.id))
+        {
+            sqlx::query("UPDATE ledger_records SET click_id = $1 WHERE id = $2 AND click_id = ''")
+                .bind(&record.click_id)
+                .bind(&record.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
         }
         let mut cells: BTreeMap<Cell, [i64; 11]> = BTreeMap::new();
         for record in sorted.iter().filter(|r| inserted.contains(&r.id)) {

@@ -22,6 +22,7 @@
 
 pub mod assets;
 pub mod catalog;
+pub mod conversions;
 pub mod exporter;
 pub mod insight;
 pub mod ledger;

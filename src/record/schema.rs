@@ -36,6 +36,7 @@ const POSTGRES: &[(&str, &str)] = &[
     migration_file!("postgres", "0002_ledger.sql"),
     migration_file!("postgres", "0003_user_key.sql"),
     migration_file!("postgres", "0004_insight.sql"),
+    migration_file!("postgres", "0005_conversion_clicks.sql"),
 ];
 
 const SQLITE: &[(&str, &str)] = &[
@@ -43,6 +44,7 @@ const SQLITE: &[(&str, &str)] = &[
     migration_file!("sqlite", "0002_ledger.sql"),
     migration_file!("sqlite", "0003_user_key.sql"),
     migration_file!("sqlite", "0004_insight.sql"),
+    migration_file!("sqlite", "0005_conversion_clicks.sql"),
 ];
 
 /// The migrator of `database`'s schema.

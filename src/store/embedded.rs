@@ -86,7 +86,6 @@ enum Entry {
         decision_id: String,
         advertiser: String,
         kind: String,
-        day: u32,
         at_ms: Millis,
         /// Listed by the conversions API (entries of earlier builds are not).
         #[serde(default)]
@@ -243,7 +242,9 @@ struct State {
     /// (month, `<advertiser>|<counter>`) -> messages counted (volume tiers, service allowance)
     #[serde(with = "pairs")]
     message_counts: HashMap<(u32, String), u64>,
-    /// (day, `<advertiser>|<campaign>|<click id>|<type>|<at_ms>`), as the Redis conversion log
+    /// (day, `<advertiser>|<campaign>|<click id>|<type>|<at_ms>`): the conversion log of an
+    /// earlier build's snapshot, until its click ids are moved into the record.
+    #[serde(default)]
     conversion_log: Vec<(u32, String)>,
     /// advertiser -> user -> latest business-initiated template (ms)
     initiated: HashMap<String, HashMap<String, Millis>>,
@@ -797,7 +798,6 @@ impl EmbeddedStore {
             decision_id: write.decision_id.to_owned(),
             advertiser: write.advertiser.to_owned(),
             kind: write.kind.to_owned(),
-            day: write.day,
             at_ms: write.at_ms,
             click_id: Some(write.click_id.to_owned()),
             suppress: write.suppress_field(),
@@ -816,19 +816,30 @@ impl EmbeddedStore {
         Ok(decided)
     }
 
-    pub async fn conversions(
+    /// The conversion log an earlier build kept (in its snapshot), every advertiser's.
+    pub async fn earlier_conversion_log(
         &self,
-        advertiser: &str,
         days: &[u32],
-    ) -> Result<Vec<ConversionRecord>, StoreError> {
+    ) -> Result<Vec<(String, ConversionRecord)>, StoreError> {
         let guard = self.inner.lock();
         Ok(guard
             .0
             .conversion_log
             .iter()
             .filter(|(day, _)| days.contains(day))
-            .filter_map(|(_, entry)| super::parse_conversion_entry(entry, advertiser))
+            .filter_map(|(_, entry)| super::parse_conversion_entry(entry))
             .collect())
+    }
+
+    /// Forgets that log (not journaled: a restart reads it again from the snapshot and the
+    /// move into the record is then a no-op, until the next compaction leaves it out).
+    pub async fn drop_earlier_conversion_log(&self, days: &[u32]) -> Result<(), StoreError> {
+        let mut guard = self.inner.lock();
+        guard
+            .0
+            .conversion_log
+            .retain(|(day, _)| !days.contains(day));
+        Ok(())
     }
 
     pub async fn load_conversation(
@@ -1253,7 +1264,6 @@ impl State {
                 decision_id,
                 advertiser,
                 kind,
-                day,
                 at_ms,
                 click_id,
                 suppress,
@@ -1295,14 +1305,9 @@ impl State {
                     os: String::new(),
                     age_band: String::new(),
                     user_key: String::new(),
+                    click_id: click_id.clone().unwrap_or_default(),
                 };
                 self.outbox.push_back((self.line, record));
-                if let Some(click_id) = click_id {
-                    self.conversion_log.push((
-                        *day,
-                        format!("{advertiser}|{}|{click_id}|{kind}|{at_ms}", click.campaign),
-                    ));
-                }
             }
             Entry::Message { .. } | Entry::MessageStatus { .. } => {
                 self.apply_message(entry);
@@ -1494,6 +1499,7 @@ impl State {
             os: String::new(),
             age_band: String::new(),
             user_key: String::new(),
+            click_id: String::new(),
         };
         self.outbox.push_back((self.line, record));
     }
@@ -1608,6 +1614,7 @@ impl State {
             os: e.audience.coarse.os.clone(),
             age_band: e.audience.coarse.age_band.clone(),
             user_key: e.audience.user_key.clone(),
+            click_id: String::new(),
         };
         self.outbox.push_back((self.line, record));
         EventOutcome::Accepted

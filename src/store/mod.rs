@@ -265,7 +265,6 @@ pub struct ConversionWrite<'a> {
     pub advertiser: &'a str,
     /// `conversation_started` or `message`.
     pub kind: &'a str,
-    pub day: u32,
     pub at_ms: Millis,
     /// As the advertiser's conversions API lists it.
     pub click_id: &'a str,
@@ -452,7 +451,8 @@ impl StoredMessage {
     }
 }
 
-/// A click-to-chat conversion as the advertiser's conversions API lists it.
+/// A click-to-chat conversion as the advertiser's conversions API lists it (from the record;
+/// an earlier build's hot conversion log held them too).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversionRecord {
     pub click_id: String,
@@ -495,24 +495,28 @@ impl EventOutcome {
     }
 }
 
-/// Parses a conversion log entry `<advertiser>|<campaign>|<click id>|<type>|<at_ms>` of
-/// `advertiser` (`None` for another advertiser's or a malformed one).
-pub fn parse_conversion_entry(entry: &str, advertiser: &str) -> Option<ConversionRecord> {
+/// Parses an earlier build's conversion log entry
+/// `<advertiser>|<campaign>|<click id>|<type>|<at_ms>` into its advertiser and conversion
+/// (`None` for a malformed one).
+pub fn parse_conversion_entry(entry: &str) -> Option<(String, ConversionRecord)> {
     let mut parts = entry.split('|');
-    let (adv, campaign, click_id, kind, at) = (
+    let (advertiser, campaign, click_id, kind, at) = (
         parts.next()?,
         parts.next()?,
         parts.next()?,
         parts.next()?,
         parts.next()?,
     );
-    (adv == advertiser && parts.next().is_none()).then_some(())?;
-    Some(ConversionRecord {
-        click_id: click_id.to_owned(),
-        campaign: campaign.to_owned(),
-        kind: kind.to_owned(),
-        at_ms: at.parse().ok()?,
-    })
+    parts.next().is_none().then_some(())?;
+    Some((
+        advertiser.to_owned(),
+        ConversionRecord {
+            click_id: click_id.to_owned(),
+            campaign: campaign.to_owned(),
+            kind: kind.to_owned(),
+            at_ms: at.parse().ok()?,
+        },
+    ))
 }
 
 /// Where one user's records live, for access and erasure.
@@ -713,15 +717,18 @@ impl Store {
         dispatch!(self, s => s.apply_conversion(write).await)
     }
 
-    /// The advertiser's conversions on these UTC days (`YYYYMMDD`), oldest first.
-    pub async fn conversions(
+    /// An earlier build's conversion logs of these UTC days (`YYYYMMDD`), every advertiser's:
+    /// what the one-off move of their click ids into the record reads.
+    pub async fn earlier_conversion_log(
         &self,
-        advertiser: &str,
         days: &[u32],
-    ) -> Result<Vec<ConversionRecord>, StoreError> {
-        let mut records = dispatch!(self, s => s.conversions(advertiser, days).await)?;
-        records.sort_by(|a, b| (a.at_ms, &a.click_id).cmp(&(b.at_ms, &b.click_id)));
-        Ok(records)
+    ) -> Result<Vec<(String, ConversionRecord)>, StoreError> {
+        dispatch!(self, s => s.earlier_conversion_log(days).await)
+    }
+
+    /// Removes those logs once their click ids are in the record.
+    pub async fn drop_earlier_conversion_log(&self, days: &[u32]) -> Result<(), StoreError> {
+        dispatch!(self, s => s.drop_earlier_conversion_log(days).await)
     }
 
     /// The stored conversation state ("" = none) and, if this message id was seen, its result.

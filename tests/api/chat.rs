@@ -621,11 +621,21 @@ async fn conversation_funnel_suppression_and_cost(backend: Backend) {
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
     assert_eq!(
-        body,
-        json!({"conversions": [
+        body["conversions"],
+        json!([
             {"click_id": click_id, "campaign_id": campaign, "type": "conversation_started", "at": at(Duration::ZERO)},
             {"click_id": click_id, "campaign_id": campaign, "type": "message", "at": at(Duration::ZERO)},
-        ]})
+        ])
+    );
+    assert_eq!(
+        body.as_object().unwrap().len(),
+        2,
+        "conversions and as_of: {body}"
+    );
+    let as_of = body["as_of"].as_str().unwrap();
+    assert!(
+        OffsetDateTime::parse(as_of, &time::format_description::well_known::Rfc3339).is_ok(),
+        "{as_of}"
     );
     assert!(!body.to_string().contains("u1"));
     let (other, other_key) = app.advertiser("Nosy").await;

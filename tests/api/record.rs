@@ -492,3 +492,98 @@ async fn edits_through_two_nodes_at_once_both_stand() {
         second.state.catalog.refresh().await.unwrap();
     }
 }
+
+/// An earlier build kept conversions' click ids only in a hot-store log per shard and day, and
+/// their ledger records without one. A node of this build moves them onto the records after
+/// its first export round and drops the log: the conversions API, which reads the record, lists
+/// them with their click ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_builds_conversion_log_moves_into_the_record() {
+    use crate::support::postgres::{count, execute};
+    let first = spawn_app(Backend::Redis).await;
+    let url = first.redis.as_ref().unwrap().url();
+    let (adv, key) = first.advertiser("Earlier chats").await;
+    let campaign = first
+        .live_campaign(
+            &key,
+            json!({"objective": "chat", "chat": {"prefilled_text": "Hi"}}),
+        )
+        .await;
+    let slots = first.slots("chatter", None, 12).await;
+    let click_id = slots[0]["ad"]["cta"]["click_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = token_of(&slots[0]);
+    first.events(&[(&token, "render"), (&token, "click")]).await;
+    let at = "2026-11-26T10:00:00Z";
+    for kind in ["conversation_started", "message"] {
+        let res = first
+            .post(
+                "/v1/conversions",
+                ADMIN,
+                json!({"advertiser_id": adv, "click_id": click_id, "type": kind, "at": at}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let listed = |body: Value| body["conversions"].as_array().unwrap().len();
+    let list = format!("/v1/conversions?campaign_id={campaign}");
+    assert_eq!(
+        listed(first.get(&list, &key).await.json().await.unwrap()),
+        2
+    );
+
+    // As the earlier build left it: records without click ids, the ids in its log.
+    execute(
+        &first.database_url,
+        &[
+            "UPDATE ledger_records SET click_id = ''",
+            "DELETE FROM record_upgrades",
+        ],
+    )
+    .await;
+    assert_eq!(
+        listed(first.get(&list, &key).await.json().await.unwrap()),
+        0
+    );
+    let shard: u32 = click_id[1..click_id.find('.').unwrap()].parse().unwrap();
+    let log = format!("cvlog:{{s{shard}}}:20261126");
+    let at_ms = 1_795_686_000_000_i64;
+    let mut conn = first.redis.as_ref().unwrap().connection();
+    for kind in ["conversation_started", "message"] {
+        let _: () = redis::cmd("RPUSH")
+            .arg(&log)
+            .arg(format!("{adv}|{campaign}|{click_id}|{kind}|{at_ms}"))
+            .query(&mut conn)
+            .unwrap();
+    }
+
+    let second = spawn_app_on(None, |s| s.store.redis_url = url.into()).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let body: Value = second.get(&list, &key).await.json().await.unwrap();
+        if listed(body.clone()) == 2 {
+            assert_eq!(
+                body["conversions"],
+                json!([
+                    {"click_id": click_id, "campaign_id": campaign, "type": "conversation_started", "at": at},
+                    {"click_id": click_id, "campaign_id": campaign, "type": "message", "at": at},
+                ])
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not moved: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let exists: i64 = redis::cmd("EXISTS").arg(&log).query(&mut conn).unwrap();
+    assert_eq!(exists, 0, "the log is dropped once moved");
+    assert_eq!(
+        count(
+            &first.database_url,
+            "SELECT COUNT(*) FROM ledger_records WHERE click_id <> ''"
+        )
+        .await,
+        2
+    );
+}

@@ -57,7 +57,8 @@ pub fn business_initiated(shard: u32, advertiser: &str) -> String {
     format!("initiated:{{s{shard}}}:{advertiser}")
 }
 
-/// Click-to-chat conversions of the shard on one UTC day (a list, for the conversions API).
+/// An earlier build's click-to-chat conversions of the shard on one UTC day (a list): read and
+/// dropped once when their click ids move into the record (`record::conversions`).
 pub fn conversion_log(shard: u32, day: u32) -> String {
     format!("cvlog:{{s{shard}}}:{day}")
 }

@@ -831,20 +831,17 @@ impl RedisStore {
             None => None,
         };
         let script = &self.scripts.conversion;
-        let mut call = script.command(4);
+        let mut call = script.command(3);
         let (field, until) = write.suppress_field().unwrap_or_default();
         call.arg(&click)
             .arg(keys::ledger(write.shard))
-            .arg(keys::conversion_log(write.shard, write.day))
             // Not suppressing: the click key again (a real key of this slot, never written).
             .arg(user.as_deref().unwrap_or(&click))
             .arg(write.advertiser)
             .arg(write.kind)
-            .arg(write.day)
             .arg(write.at_ms)
             .arg(write.decision_id)
             .arg(write.click_id)
-            .arg(super::CONVERSION_LOG_MS)
             .arg(if user.is_some() { field.as_str() } else { "" })
             .arg(until);
         let mut conn = self.conn()?;
@@ -860,11 +857,12 @@ impl RedisStore {
         })
     }
 
-    pub async fn conversions(
+    /// An earlier build's conversion logs of these days, every advertiser's (the one-off move of
+    /// their click ids into the record reads them).
+    pub async fn earlier_conversion_log(
         &self,
-        advertiser: &str,
         days: &[u32],
-    ) -> Result<Vec<ConversionRecord>, StoreError> {
+    ) -> Result<Vec<(String, ConversionRecord)>, StoreError> {
         let replies: Vec<Vec<String>> = self
             .per_shard(RedisOp::Report, |shard, pipe| {
                 for day in days {
@@ -875,8 +873,21 @@ impl RedisStore {
         Ok(replies
             .iter()
             .flatten()
-            .filter_map(|entry| super::parse_conversion_entry(entry, advertiser))
+            .filter_map(|entry| super::parse_conversion_entry(entry))
             .collect())
+    }
+
+    /// Removes an earlier build's conversion logs of these days (their click ids are in the
+    /// record).
+    pub async fn drop_earlier_conversion_log(&self, days: &[u32]) -> Result<(), StoreError> {
+        let _: Vec<redis::Value> = self
+            .per_shard(RedisOp::Report, |shard, pipe| {
+                for day in days {
+                    pipe.del(keys::conversion_log(shard, *day));
+                }
+            })
+            .await?;
+        Ok(())
     }
 
     pub async fn load_conversation(
@@ -1126,6 +1137,7 @@ fn parse_record(stream_id: &str, fields: &[String]) -> Result<LedgerRecord, Stor
         os: optional("os"),
         age_band: optional("age"),
         user_key: optional("uk"),
+        click_id: optional("click"),
     })
 }
 
