@@ -221,3 +221,34 @@ impl Drop for ServiceProcess {
         }
     }
 }
+
+/// The invoice months (`YYYY-MM`) from `since` to now, on the real clock a service process
+/// bills by: one, or two when the test ran across the end of a month.
+pub fn months_since(since: time::OffsetDateTime) -> Vec<String> {
+    let month = |at: time::OffsetDateTime| format!("{}-{:02}", at.year(), u8::from(at.month()));
+    let mut months = vec![month(since), month(time::OffsetDateTime::now_utc())];
+    months.dedup();
+    months
+}
+
+impl Api {
+    /// The advertiser's invoices of `months`: their totals summed, and each (total, digest).
+    pub async fn invoices(&self, key: &str, months: &[String]) -> (i64, Vec<serde_json::Value>) {
+        let mut total = 0;
+        let mut each = Vec::new();
+        for month in months {
+            let invoice: serde_json::Value = self
+                .get(&format!("/v1/invoices/{month}"), key)
+                .await
+                .json()
+                .await
+                .unwrap();
+            total += invoice["total_micros"].as_i64().unwrap();
+            each.push(serde_json::json!([
+                invoice["total_micros"],
+                invoice["digest"]
+            ]));
+        }
+        (total, each)
+    }
+}
