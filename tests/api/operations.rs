@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::support::app::{spawn_app_on, token_of, Api, CLIENT};
 use crate::support::redis_server::RedisServer;
 use crate::support::service::{ServiceProcess, Until};
+use crate::support::vanishing::VanishingProxy;
 use crate::support::{spawn_app, Backend};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,7 +249,14 @@ const OPEN_MAX: Duration = Duration::from_millis(150);
 /// decisions stop waiting for Redis; renders go to the spool at once. When Redis answers again
 /// the probe closes the breaker, decisions place ads, and the spool replays exactly once.
 async fn breaker_opens_and_closes_around(outage: Outage) {
-    let mut app = spawn_app_on(Some(RedisServer::start_durable()), |_| {}).await;
+    let redis = RedisServer::start_durable();
+    let proxy = VanishingProxy::start(redis.port).await;
+    let mut app = spawn_app_on(Some(redis), |s| {
+        if matches!(outage, Outage::Vanished) {
+            s.store.redis_url = proxy.url().into();
+        }
+    })
+    .await;
     let (_, key) = app.advertiser("Breaker").await;
     let campaign = app
         .live_campaign(
@@ -266,6 +274,7 @@ async fn breaker_opens_and_closes_around(outage: Outage) {
     match outage {
         Outage::Hung => redis.pause(),
         Outage::Killed => redis.kill(),
+        Outage::Vanished => proxy.vanish(),
     }
     // The first decisions wait out the deadline: these open the breaker.
     let (opening, _) = timed_decisions(&app, 5, &format!("{label}-opening")).await;
@@ -298,6 +307,7 @@ async fn breaker_opens_and_closes_around(outage: Outage) {
     match outage {
         Outage::Hung => redis.resume(),
         Outage::Killed => redis.restart(),
+        Outage::Vanished => proxy.come_back(),
     }
     let back = Instant::now();
     let deadline = back + Duration::from_secs(20);
@@ -328,6 +338,16 @@ async fn breaker_opens_and_closes_around(outage: Outage) {
         metrics.contains("statusads_store_breaker_transitions_total{to=\"closed\"} 1"),
         "{metrics}"
     );
+    // An export round that began in the outage waits out its deadline on the old connection
+    // (vanished: 5 s) before the next one reads the outbox: the report says so by its `as_of`.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.report_totals(&key, &campaign).await["rendered"] == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the spooled render never reached the record"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let totals = app.report_totals(&key, &campaign).await;
     assert_eq!(totals["rendered"], 1, "the spooled render, once");
     assert_eq!(app.render(&token).await, "duplicate");
@@ -339,6 +359,9 @@ enum Outage {
     Hung,
     /// `kill -9`, later restarted on the same port (AOF).
     Killed,
+    /// Gone from under the open connections without a reset (see `VanishingProxy`); reachable
+    /// later through new connections only.
+    Vanished,
 }
 
 impl Outage {
@@ -346,6 +369,7 @@ impl Outage {
         match self {
             Outage::Hung => "hung",
             Outage::Killed => "killed",
+            Outage::Vanished => "vanished",
         }
     }
 }
@@ -353,6 +377,12 @@ impl Outage {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_redis_opens_the_breaker_and_decisions_stop_waiting() {
     breaker_opens_and_closes_around(Outage::Hung).await;
+}
+
+/// The connections open when Redis vanished never answer again: the probe makes new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_gone_from_under_its_connections_is_reached_through_new_ones() {
+    breaker_opens_and_closes_around(Outage::Vanished).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,6 +48,10 @@ use crate::metrics::{Metrics, RedisOp};
 use crate::shutdown::Shutdown;
 
 const BULK_TIMEOUT: Duration = Duration::from_secs(30);
+/// An export's outbox page (at most 200 records a shard) or its deletion takes Redis
+/// milliseconds: a round waits no longer than this on a connection that stopped answering, so
+/// `as_of` moves again soon after new connections are made.
+const OUTBOX_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection to standalone Redis or to a Redis Cluster. Every command (and every pipeline
 /// or script) this store sends touches keys of one hash slot, so the cluster client can route
@@ -94,8 +98,9 @@ impl redis::aio::ConnectionLike for Conn {
 
 pub struct RedisStore {
     clients: Clients,
-    /// Set once, by the start or by the first probe that reaches Redis.
-    conns: tokio::sync::OnceCell<Conns>,
+    /// Made at the start or by the first probe that reaches Redis, and made again by a probe
+    /// when they stop answering (see [`probe`](Self::probe)).
+    conns: arc_swap::ArcSwapOption<Conns>,
     cluster: bool,
     shards: u32,
     timeout: Duration,
@@ -158,7 +163,7 @@ impl RedisStore {
         let mut store = Self {
             cluster: matches!(clients, Clients::Cluster(_)),
             clients,
-            conns: tokio::sync::OnceCell::new(),
+            conns: arc_swap::ArcSwapOption::empty(),
             shards,
             timeout,
             scripts: Scripts::default(),
@@ -169,9 +174,7 @@ impl RedisStore {
             unavailable: std::sync::atomic::AtomicU64::new(0),
         };
         match store.establish().await {
-            Ok(conns) => {
-                let _ = store.conns.set(conns);
-            }
+            Ok(conns) => store.conns.store(Some(Arc::new(conns))),
             Err(err) => {
                 tracing::warn!(error = %err.report(), "Redis unreachable at start: serving without it until a probe reaches it");
                 store.breaker =
@@ -220,19 +223,19 @@ impl RedisStore {
         Ok(Conns { hot, bulk })
     }
 
-    fn conns(&self) -> Result<&Conns, StoreError> {
-        self.conns
-            .get()
-            .ok_or_else(|| StoreError::unavailable("not connected to Redis yet"))
+    fn not_connected() -> StoreError {
+        StoreError::unavailable("not connected to Redis yet")
     }
 
     /// The request-path connection.
     fn conn(&self) -> Result<Conn, StoreError> {
-        Ok(self.conns()?.hot.clone())
+        let conns = self.conns.load();
+        Ok(conns.as_ref().ok_or_else(Self::not_connected)?.hot.clone())
     }
 
     fn bulk(&self) -> Result<Conn, StoreError> {
-        Ok(self.conns()?.bulk.clone())
+        let conns = self.conns.load();
+        Ok(conns.as_ref().ok_or_else(Self::not_connected)?.bulk.clone())
     }
 
     /// While the breaker is open, one probe per `store.breaker_probe_ms`: connect if never
@@ -259,15 +262,37 @@ impl RedisStore {
         }
     }
 
+    /// The connections answer, or fresh ones do (and replace them). A connection whose peer
+    /// vanished without a reset (a failover behind an address, a dropped route) never fails on
+    /// its own: every call on it just times out, so probing it again would keep the breaker
+    /// open for good.
     async fn probe(&self) -> bool {
-        let conns = match self.conns.get_or_try_init(|| self.establish()).await {
-            Ok(conns) => conns.clone(),
+        if let Some(conns) = self.conns.load_full() {
+            if self.answers(&conns).await {
+                return true;
+            }
+        }
+        match self.establish().await {
+            Ok(fresh) => {
+                if !self.answers(&fresh).await {
+                    return false;
+                }
+                if self.conns.load().is_some() {
+                    tracing::warn!("Redis answers on new connections only: replacing them");
+                }
+                self.conns.store(Some(Arc::new(fresh)));
+                true
+            }
             Err(err) => {
                 tracing::debug!(error = %err.report(), "probe: Redis still unreachable");
-                return false;
+                false
             }
-        };
-        for mut conn in [conns.hot, conns.bulk] {
+        }
+    }
+
+    /// Both connections answer a PING within the request deadline.
+    async fn answers(&self, conns: &Conns) -> bool {
+        for mut conn in [conns.hot.clone(), conns.bulk.clone()] {
             let pinged = self
                 .attempt(
                     RedisOp::Ping,
@@ -346,7 +371,7 @@ impl RedisStore {
     {
         // A worker connection is made only while Redis answers the shared ones.
         let own = match &self.clients {
-            Clients::Single(client) if self.conns.get().is_some() && self.breaker.admits() => {
+            Clients::Single(client) if self.conns.load().is_some() && self.breaker.admits() => {
                 let failures = self.unavailable.load(std::sync::atomic::Ordering::SeqCst);
                 worker::connection(self.id, failures, client, self.timeout)
             }
@@ -411,11 +436,10 @@ impl RedisStore {
         // Bulk reads off the request path (whole catalog, ledger scans, an export's outbox
         // pages) move far more data than a decision; they get a budget of their own.
         let timeout = match op {
-            RedisOp::Catalog
-            | RedisOp::Ledger
-            | RedisOp::Spend
-            | RedisOp::Report
-            | RedisOp::Outbox => self.timeout.max(BULK_TIMEOUT),
+            RedisOp::Catalog | RedisOp::Ledger | RedisOp::Spend | RedisOp::Report => {
+                self.timeout.max(BULK_TIMEOUT)
+            }
+            RedisOp::Outbox => self.timeout.max(OUTBOX_TIMEOUT),
             _ => self.timeout,
         };
         let bounded = tokio::time::timeout(timeout, fut);

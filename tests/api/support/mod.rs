@@ -13,6 +13,7 @@ pub mod scratch;
 pub mod service;
 pub mod slow_client;
 pub mod small_disk;
+pub mod vanishing;
 
 pub use app::{spawn_app, spawn_app_with, Backend, TestApp};
 
