@@ -53,14 +53,16 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Records a batch's events (grouped by shard) and answers each shard's outcomes, or fails
-    /// having recorded none of them.
+    /// Records a batch's events (grouped by shard) and answers each shard's outcomes, or fails:
+    /// having recorded none of them when the store is away, or on an error reply having kept
+    /// what a retry then finds exactly.
     ///
     /// Embedded: one journal entry. Redis: while the spool holds anything the batch queues
     /// behind it (so no event overtakes a spooled one), spooled whole. Otherwise each shard goes
-    /// to Redis, and the shards Redis fails on (down, a deadline missed: the script may or may
-    /// not have run, which dedupe makes the same on replay; or an error reply) are spooled even
-    /// past the spool's limit, so the batch is acknowledged whole.
+    /// to Redis, and the shards Redis is away for (down, or a deadline missed: the script may or
+    /// may not have run, which dedupe makes the same on replay) are spooled even past the
+    /// spool's limit, so the batch is acknowledged whole. An error reply fails the batch (see
+    /// below for why a retry of it is exact).
     async fn record(
         &self,
         now_ms: i64,
@@ -95,23 +97,26 @@ impl Ledger {
             return Err(unavailable(spool::SpoolError::Full));
         }
         let results = self.store.apply_batch(now_ms, day, shards).await;
-        // A shard that failed may have recorded part of its events (a script stops at its
-        // first failed write, keeping the writes before it; a reply this build cannot read
-        // comes after the whole script ran), so no failure fails the batch: every failed shard
-        // waits in the spool, whose replay retries it until the cause is gone, dedupe making
-        // each retry exact.
+        // An error reply is no outage: replaying it would most likely fail the same way, and a
+        // spool that cannot drain would hold every later batch of this node behind it. The
+        // batch is answered with the error, after the shards Redis was away for are spooled (their
+        // scripts may have run). What the failed script had written stays, and is exact on a
+        // retry: it writes an event's record before anything that marks the event counted, so a
+        // retry finds each event either counted (`duplicate`) or new.
         let mut failed = Vec::new();
+        let mut broken = None;
         let mut applied = Vec::with_capacity(shards.len());
         for ((shard, writes), result) in shards.iter().zip(results) {
             applied.push(match result {
                 Ok(outcomes) => Applied::Now(outcomes),
-                Err(err) => {
-                    if matches!(err, StoreError::Corrupt { .. }) {
-                        tracing::error!(error = %err.report(), shard, "event batch failed on a store error: spooling that shard's events");
-                    } else {
-                        tracing::warn!(error = %err.report(), shard, "Redis unavailable: spooling events");
-                    }
+                Err(err @ StoreError::Unavailable { .. }) => {
+                    tracing::warn!(error = %err.report(), shard, "Redis unavailable: spooling events");
                     failed.push((*shard, writes.as_slice()));
+                    Applied::Spooled
+                }
+                Err(err @ StoreError::Corrupt { .. }) => {
+                    tracing::error!(error = %err.report(), shard, "event batch failed on a store error");
+                    broken.get_or_insert(err);
                     Applied::Spooled
                 }
             });
@@ -122,6 +127,9 @@ impl Ledger {
                 .await
                 .map_err(unavailable)?;
             self.metrics.spool(spool.pending(), 0, 0);
+        }
+        if let Some(err) = broken {
+            return Err(err);
         }
         Ok(applied)
     }
@@ -165,8 +173,8 @@ enum Applied {
 }
 
 impl Ledger {
-    /// One result per event, in order. A store failure fails the whole batch, having recorded
-    /// none of it ([`Ledger::record`]): the client retries, and dedupe makes the retry safe.
+    /// One result per event, in order. A store failure fails the whole batch ([`Ledger::record`]):
+    /// the client retries, and dedupe makes the retry exact.
     pub async fn ingest(&self, events: &[ClientEvent]) -> Result<Vec<EventResult>, StoreError> {
         let now_ms = self.clock.now_ms();
         let day = utc_day(now_ms);

@@ -1,8 +1,12 @@
 //! Click-to-chat conversions in the record: each conversion's ledger record carries the click
-//! id it was reported with, and the advertiser's conversions API lists them from here (one
-//! indexed range read, however many shards and days; an earlier build read a hot-store log per
-//! shard and day). Earlier builds kept click ids only in that log: [`move_earlier_click_ids`]
-//! copies them onto the records once, after the outboxes have been exported.
+//! id it was reported with, and the advertiser's conversions API lists them from here, one
+//! indexed range read however many shards and days the range spans.
+//!
+//! Earlier builds wrote conversion records without a click id and kept the ids in a hot-store
+//! log per shard and day. Their records still in an outbox get one as they are exported (the
+//! click id names the shard and the decision, see `store::redis`); those already in the record
+//! get one from that log, once ([`move_earlier_click_ids`]). The log is left to expire: a node
+//! of the earlier build still running (a rolling deploy) keeps writing it and reading it.
 
 use sqlx::Row;
 
@@ -82,11 +86,15 @@ impl Record {
                 .bind(click_id)
                 .bind(format!("{decision}:conversation"))
         } else {
+            // The ids `<decision>:message:<n>` as a key range (';' follows ':'), which the
+            // primary key's index serves; LIKE would scan under some collations.
             sqlx::query(
-                "UPDATE ledger_records SET click_id = $1 WHERE id LIKE $2 AND click_id = ''",
+                "UPDATE ledger_records SET click_id = $1 \
+                 WHERE id >= $2 AND id < $3 AND click_id = ''",
             )
             .bind(click_id)
-            .bind(format!("{decision}:message:%"))
+            .bind(format!("{decision}:message:"))
+            .bind(format!("{decision}:message;"))
         };
         Ok(query
             .execute(&self.pool)
@@ -97,11 +105,11 @@ impl Record {
 }
 
 /// Copies the click ids an earlier build kept in its hot conversion log (the days it kept)
-/// onto the conversion records, then drops the entries it moved. Called after an export round
-/// that drained the outboxes, so every conversion the log lists has its record. While nodes of
-/// the earlier build still run (a rolling deploy) the log may fill again, so the move is noted
-/// done only once it finds the log empty; re-running it (a crash midway, two nodes at once) is
-/// harmless. Answers the records that took a click id, `None` once done.
+/// onto conversion records that lack one, once per deployment (noted in `record_upgrades`;
+/// re-running it, after a crash midway or by two nodes at once, is harmless). Called after an
+/// export round that drained the outboxes. Records an earlier-build node exports after it ran
+/// (a rolling deploy still under way) keep no click id until it runs again: delete its note and
+/// restart a node. Answers the records that took a click id (`None` when it had run before).
 pub async fn move_earlier_click_ids(
     store: &Store,
     record: &Record,
@@ -115,19 +123,14 @@ pub async fn move_earlier_click_ids(
     let days: Vec<u32> = (0..=CONVERSION_LOG_MS / DAY_MS)
         .map(|back| day_key(crate::clock::datetime_from_ms(now_ms - back * DAY_MS).date()))
         .collect();
-    let log = store.earlier_conversion_log(&days).await?;
-    if log.is_empty() {
-        record.note_upgrade(CLICK_IDS, now_ms).await?;
-        return Ok(None);
-    }
     let mut moved = 0;
-    for (_, conversion) in &log {
+    for (_, conversion) in store.earlier_conversion_log(&days).await? {
         if let Some((_, decision)) = parse_click_id(&conversion.click_id, shards) {
             moved += record
                 .add_click_id(decision, &conversion.kind, &conversion.click_id)
                 .await?;
         }
     }
-    store.drop_earlier_conversion_log(&days).await?;
+    record.note_upgrade(CLICK_IDS, now_ms).await?;
     Ok(Some(moved))
 }

@@ -58,9 +58,9 @@ pub struct Exporter {
     wake: Notify,
     /// The hot store's shards (click ids name one).
     shards: u32,
-    /// When an earlier build's conversion click ids were last moved into the record (ms;
-    /// `Millis::MAX` once the move is done).
-    click_ids_moved_at: std::sync::atomic::AtomicI64,
+    /// Whether the move of an earlier build's conversion click ids has run (see
+    /// `record::conversions`).
+    click_ids_moved: std::sync::atomic::AtomicBool,
 }
 
 impl Exporter {
@@ -85,7 +85,7 @@ impl Exporter {
             progress: watch::channel(Progress::default()).0,
             wake: Notify::new(),
             shards,
-            click_ids_moved_at: std::sync::atomic::AtomicI64::new(Millis::MIN / 2),
+            click_ids_moved: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -116,7 +116,11 @@ impl Exporter {
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
+            // The round is over for a report waiting on it, as a failed one is.
+            let round = self.started.load(Ordering::SeqCst);
+            self.progress.send_modify(|p| p.round = p.round.max(round));
             self.metrics.export_failed();
+            self.metrics.export_state(self.lag(), 0);
             tracing::error!(panic = %what, "ledger export round panicked; the next round retries");
         }
     }
@@ -179,35 +183,31 @@ impl Exporter {
         }
     }
 
-    /// After a round that drained the outboxes, at most hourly until it is done: an earlier
-    /// build's conversion click ids onto their records (see `record::conversions`).
+    /// After a round that drained the outboxes, until it has run once: an earlier build's
+    /// conversion click ids onto their records (see `record::conversions`).
     async fn move_earlier_click_ids(&self) {
-        const EVERY_MS: Millis = 3_600_000;
-        let now_ms = self.clock.now_ms();
-        let last = self.click_ids_moved_at.load(Ordering::SeqCst);
-        if last == Millis::MAX || now_ms - last < EVERY_MS {
+        if self.click_ids_moved.load(Ordering::SeqCst) {
             return;
         }
-        self.click_ids_moved_at.store(now_ms, Ordering::SeqCst);
         let moved = super::conversions::move_earlier_click_ids(
             &self.store,
             &self.record,
             self.shards,
-            now_ms,
+            self.clock.now_ms(),
         )
         .await;
         match moved {
-            Ok(None) => self.click_ids_moved_at.store(Millis::MAX, Ordering::SeqCst),
-            Ok(Some(records)) => {
-                tracing::info!(
-                    records,
-                    "an earlier build's conversion click ids moved into the record"
-                )
+            Ok(moved) => {
+                if let Some(records) = moved {
+                    tracing::info!(
+                        records,
+                        "an earlier build's conversion click ids moved into the record"
+                    );
+                }
+                self.click_ids_moved.store(true, Ordering::SeqCst);
             }
             Err(err) => {
-                // Tried again after the next round.
-                self.click_ids_moved_at.store(last, Ordering::SeqCst);
-                tracing::warn!(error = %err.report(), "conversion click ids not moved into the record; retrying")
+                tracing::warn!(error = %err.report(), "conversion click ids not moved into the record; retrying after the next round")
             }
         }
     }

@@ -37,6 +37,7 @@ const POSTGRES: &[(&str, &str)] = &[
     migration_file!("postgres", "0003_user_key.sql"),
     migration_file!("postgres", "0004_insight.sql"),
     migration_file!("postgres", "0005_conversion_clicks.sql"),
+    migration_file!("postgres", "0006_conversion_index.sql"),
 ];
 
 const SQLITE: &[(&str, &str)] = &[
@@ -45,11 +46,16 @@ const SQLITE: &[(&str, &str)] = &[
     migration_file!("sqlite", "0003_user_key.sql"),
     migration_file!("sqlite", "0004_insight.sql"),
     migration_file!("sqlite", "0005_conversion_clicks.sql"),
+    migration_file!("sqlite", "0006_conversion_index.sql"),
 ];
 
 /// The migrator of `database`'s schema.
 pub(super) async fn migrator(database: Database) -> Result<Migrator, MigrateError> {
-    Migrator::new(Files(files(database))).await
+    let mut migrator = Migrator::new(Files(files(database))).await?;
+    // A record a later build has migrated further (a rolling deploy, a rollback) is no reason
+    // to stop: each migration only adds what this build can ignore.
+    migrator.set_ignore_missing(true);
+    Ok(migrator)
 }
 
 fn files(database: Database) -> &'static [(&'static str, &'static str)] {

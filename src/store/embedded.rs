@@ -86,6 +86,10 @@ enum Entry {
         decision_id: String,
         advertiser: String,
         kind: String,
+        /// The UTC day of `at_ms`: unused here, kept for earlier builds reading this journal
+        /// (a rollback).
+        #[serde(default)]
+        day: u32,
         at_ms: Millis,
         /// Listed by the conversions API (entries of earlier builds are not).
         #[serde(default)]
@@ -798,6 +802,7 @@ impl EmbeddedStore {
             decision_id: write.decision_id.to_owned(),
             advertiser: write.advertiser.to_owned(),
             kind: write.kind.to_owned(),
+            day: crate::clock::utc_day(write.at_ms),
             at_ms: write.at_ms,
             click_id: Some(write.click_id.to_owned()),
             suppress: write.suppress_field(),
@@ -829,17 +834,6 @@ impl EmbeddedStore {
             .filter(|(day, _)| days.contains(day))
             .filter_map(|(_, entry)| super::parse_conversion_entry(entry))
             .collect())
-    }
-
-    /// Forgets that log (not journaled: a restart reads it again from the snapshot and the
-    /// move into the record is then a no-op, until the next compaction leaves it out).
-    pub async fn drop_earlier_conversion_log(&self, days: &[u32]) -> Result<(), StoreError> {
-        let mut guard = self.inner.lock();
-        guard
-            .0
-            .conversion_log
-            .retain(|(day, _)| !days.contains(day));
-        Ok(())
     }
 
     pub async fn load_conversation(
@@ -1264,6 +1258,7 @@ impl State {
                 decision_id,
                 advertiser,
                 kind,
+                day: _,
                 at_ms,
                 click_id,
                 suppress,

@@ -451,8 +451,7 @@ impl StoredMessage {
     }
 }
 
-/// A click-to-chat conversion as the advertiser's conversions API lists it (from the record;
-/// an earlier build's hot conversion log held them too).
+/// A click-to-chat conversion as the advertiser's conversions API lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversionRecord {
     pub click_id: String,
@@ -724,11 +723,6 @@ impl Store {
         days: &[u32],
     ) -> Result<Vec<(String, ConversionRecord)>, StoreError> {
         dispatch!(self, s => s.earlier_conversion_log(days).await)
-    }
-
-    /// Removes those logs once their click ids are in the record.
-    pub async fn drop_earlier_conversion_log(&self, days: &[u32]) -> Result<(), StoreError> {
-        dispatch!(self, s => s.drop_earlier_conversion_log(days).await)
     }
 
     /// The stored conversation state ("" = none) and, if this message id was seen, its result.

@@ -493,10 +493,12 @@ async fn edits_through_two_nodes_at_once_both_stand() {
     }
 }
 
-/// An earlier build kept conversions' click ids only in a hot-store log per shard and day, and
-/// their ledger records without one. A node of this build moves them onto the records after
-/// its first export round and drops the log: the conversions API, which reads the record, lists
-/// them with their click ids.
+/// An earlier build wrote conversion records without a click id and kept the ids in a
+/// hot-store log per shard and day. A node of this build puts them on the records: from that
+/// log for records already in the record (once, after its first export round), and from the
+/// shard and decision for records still in an outbox (as they are exported). The conversions
+/// API, which reads the record, then lists every one with its click id; the log is left to
+/// expire (an earlier-build node may still read it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_earlier_builds_conversion_log_moves_into_the_record() {
     use crate::support::postgres::{count, execute};
@@ -509,20 +511,27 @@ async fn an_earlier_builds_conversion_log_moves_into_the_record() {
             json!({"objective": "chat", "chat": {"prefilled_text": "Hi"}}),
         )
         .await;
-    let slots = first.slots("chatter", None, 12).await;
-    let click_id = slots[0]["ad"]["cta"]["click_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let token = token_of(&slots[0]);
-    first.events(&[(&token, "render"), (&token, "click")]).await;
+    let clicked = |user: &'static str| {
+        let first = &first;
+        async move {
+            let slots = first.slots(user, None, 12).await;
+            let click_id = slots[0]["ad"]["cta"]["click_id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let token = token_of(&slots[0]);
+            first.events(&[(&token, "render"), (&token, "click")]).await;
+            click_id
+        }
+    };
+    let (exported, waiting) = (clicked("exported").await, clicked("waiting").await);
     let at = "2026-11-26T10:00:00Z";
     for kind in ["conversation_started", "message"] {
         let res = first
             .post(
                 "/v1/conversions",
                 ADMIN,
-                json!({"advertiser_id": adv, "click_id": click_id, "type": kind, "at": at}),
+                json!({"advertiser_id": adv, "click_id": exported, "type": kind, "at": at}),
             )
             .await;
         assert_eq!(res.status(), StatusCode::OK);
@@ -534,7 +543,8 @@ async fn an_earlier_builds_conversion_log_moves_into_the_record() {
         2
     );
 
-    // As the earlier build left it: records without click ids, the ids in its log.
+    // As the earlier build left it: records without click ids, the ids in its log, and one
+    // conversion of its still in an outbox.
     execute(
         &first.database_url,
         &[
@@ -547,43 +557,64 @@ async fn an_earlier_builds_conversion_log_moves_into_the_record() {
         listed(first.get(&list, &key).await.json().await.unwrap()),
         0
     );
-    let shard: u32 = click_id[1..click_id.find('.').unwrap()].parse().unwrap();
-    let log = format!("cvlog:{{s{shard}}}:20261126");
-    let at_ms = 1_795_686_000_000_i64;
+    let shard_of = |click: &str| -> u32 { click[1..click.find('.').unwrap()].parse().unwrap() };
+    let log = format!("cvlog:{{s{}}}:20261126", shard_of(&exported));
+    let at_ms = 1_795_687_200_000_i64; // 2026-11-26T10:00:00Z
     let mut conn = first.redis.as_ref().unwrap().connection();
     for kind in ["conversation_started", "message"] {
         let _: () = redis::cmd("RPUSH")
             .arg(&log)
-            .arg(format!("{adv}|{campaign}|{click_id}|{kind}|{at_ms}"))
+            .arg(format!("{adv}|{campaign}|{exported}|{kind}|{at_ms}"))
             .query(&mut conn)
             .unwrap();
     }
+    let decision = &waiting[waiting.find('.').unwrap() + 1..];
+    let _: () = redis::cmd("XADD")
+        .arg(format!("ledger:{{s{}}}", shard_of(&waiting)))
+        .arg("*")
+        .arg(&[
+            "id",
+            &format!("{decision}:conversation"),
+            "type",
+            "conversation_started",
+            "campaign",
+            &campaign,
+            "advertiser",
+            &adv,
+            "price",
+            "0",
+            "at_ms",
+            &at_ms.to_string(),
+        ])
+        .query(&mut conn)
+        .unwrap();
 
     let second = spawn_app_on(None, |s| s.store.redis_url = url.into()).await;
+    let want = json!([
+        {"click_id": exported, "campaign_id": campaign, "type": "conversation_started", "at": at},
+        {"click_id": exported, "campaign_id": campaign, "type": "message", "at": at},
+        {"click_id": waiting, "campaign_id": campaign, "type": "conversation_started", "at": at},
+    ]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let body: Value = second.get(&list, &key).await.json().await.unwrap();
-        if listed(body.clone()) == 2 {
-            assert_eq!(
-                body["conversions"],
-                json!([
-                    {"click_id": click_id, "campaign_id": campaign, "type": "conversation_started", "at": at},
-                    {"click_id": click_id, "campaign_id": campaign, "type": "message", "at": at},
-                ])
-            );
+        let mut got = body["conversions"].as_array().unwrap().clone();
+        got.sort_by_key(|c| (c["click_id"] != exported, c["type"].to_string()));
+        if got.len() == 3 {
+            assert_eq!(Value::Array(got), want);
             break;
         }
         assert!(std::time::Instant::now() < deadline, "not moved: {body}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let exists: i64 = redis::cmd("EXISTS").arg(&log).query(&mut conn).unwrap();
-    assert_eq!(exists, 0, "the log is dropped once moved");
+    let kept: i64 = redis::cmd("LLEN").arg(&log).query(&mut conn).unwrap();
+    assert_eq!(kept, 2, "the log is left to expire");
     assert_eq!(
         count(
             &first.database_url,
             "SELECT COUNT(*) FROM ledger_records WHERE click_id <> ''"
         )
         .await,
-        2
+        3
     );
 }

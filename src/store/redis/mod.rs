@@ -901,19 +901,6 @@ impl RedisStore {
             .collect())
     }
 
-    /// Removes an earlier build's conversion logs of these days (their click ids are in the
-    /// record).
-    pub async fn drop_earlier_conversion_log(&self, days: &[u32]) -> Result<(), StoreError> {
-        let _: Vec<redis::Value> = self
-            .per_shard(RedisOp::Report, |shard, pipe| {
-                for day in days {
-                    pipe.del(keys::conversion_log(shard, *day));
-                }
-            })
-            .await?;
-        Ok(())
-    }
-
     pub async fn load_conversation(
         &self,
         shard: u32,
@@ -1077,7 +1064,21 @@ impl RedisStore {
             }
             let records = page
                 .iter()
-                .map(|(id, fields)| Ok((id.clone(), parse_record(id, fields)?)))
+                .map(|(id, fields)| {
+                    let mut record = parse_record(id, fields)?;
+                    // An earlier build's conversion carries no click id; the click id names
+                    // the shard and the decision, both known here.
+                    let conversion = matches!(
+                        record.kind,
+                        LedgerKind::Conversation | LedgerKind::ConversionMessage
+                    );
+                    if conversion && record.click_id.is_empty() {
+                        if let Some((decision, _)) = record.id.split_once(':') {
+                            record.click_id = crate::ledger::conversions::click_id(shard, decision);
+                        }
+                    }
+                    Ok((id.clone(), record))
+                })
                 .collect::<Result<Vec<_>, StoreError>>()?;
             out.push((shard, records));
         }

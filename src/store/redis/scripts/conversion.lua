@@ -29,17 +29,17 @@ else
   -- A message's number is spent even if a later write fails: the retry is a message of its own.
   id = decision .. ':message:' .. redis.call('HINCRBY', click, 'msgs', 1)
 end
--- A write that fails keeps what was written before it: the record comes before the mark that
--- makes a retry a duplicate (see events.lua).
+-- A write that fails keeps what was written before it: the record and the suppression come
+-- before the mark that makes a retry a duplicate (see events.lua).
 redis.call('XADD', ledger, '*', 'id', id, 'type', kind, 'campaign', campaign, 'advertiser', advertiser,
   'price', 0, 'at_ms', at, 'click', click_id)
 if kind == 'conversation_started' then
-  redis.call('HSET', click, 'conv', at)
   if suppress ~= '' and user ~= click and redis.call('HGET', click, 'usr') == user then
     redis.call('HSET', user, suppress, string.format('%.0f', suppress_until))
     if redis.call('PTTL', user) < suppress_until - tonumber(at) then
       redis.call('PEXPIRE', user, string.format('%.0f', suppress_until - tonumber(at)))
     end
   end
+  redis.call('HSET', click, 'conv', at)
 end
 return 1

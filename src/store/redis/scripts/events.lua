@@ -65,6 +65,11 @@ for i = 1, count do
     code = 4
   elseif math.floor(flags / bit) % 2 == 1 then
     code = 2
+    -- A retry of a batch whose script failed after this event: its user hash was written, and
+    -- is made to live as long as it must here.
+    if personal and (kind == 'render' or kind == 'hide' or kind == 'report') then
+      extend[user] = math.max(extend[user] or 0, user_ttl)
+    end
   elseif (kind == 'view' or kind == 'click') and flags % 2 == 0 then
     code = 3
   else
