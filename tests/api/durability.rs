@@ -67,6 +67,17 @@ fn damage_a_middle_line(path: &Path, needle: &str) -> usize {
     at
 }
 
+/// The per-event results of posting `batch`.
+async fn results(api: &Api, batch: Value) -> Value {
+    let body: Value = api
+        .post("/v1/events", CLIENT, batch)
+        .await
+        .json()
+        .await
+        .unwrap();
+    body["results"].clone()
+}
+
 fn rendered(totals: &Value) -> u64 {
     totals["rendered"].as_u64().unwrap()
 }
@@ -417,14 +428,8 @@ async fn events_refused_for_memory_are_spooled_and_replayed() {
     .await;
     let totals = app.report_totals(&key, &campaign).await;
     assert_eq!((rendered(&totals), totals["viewed"].as_u64()), (2, Some(2)));
-    let again: Value = app
-        .post("/v1/events", CLIENT, views)
-        .await
-        .json()
-        .await
-        .unwrap();
     assert_eq!(
-        again["results"],
+        results(&app, views).await,
         json!([{"status": "duplicate"}, {"status": "duplicate"}])
     );
 }
@@ -464,14 +469,8 @@ async fn an_error_reply_on_one_shard_leaves_a_retry_exact() {
     assert!(app.metrics().await.contains("statusads_spool_events 0\n"));
 
     let _: () = redis::cmd("DEL").arg(&broken).query(&mut conn).unwrap();
-    let again: Value = app
-        .post("/v1/events", CLIENT, batch.clone())
-        .await
-        .json()
-        .await
-        .unwrap();
     assert_eq!(
-        again["results"],
+        results(&app, batch).await,
         json!([{"status": "duplicate"}, {"status": "accepted"}])
     );
     let totals = app.report_totals(&key, &campaign).await;
