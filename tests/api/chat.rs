@@ -6,7 +6,7 @@ use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
 use crate::contract;
-use crate::support::app::{token_of, ADMIN};
+use crate::support::app::ADMIN;
 use crate::support::{spawn_app, Backend, TestApp};
 
 const T0: OffsetDateTime = datetime!(2026-11-26 10:00:00 UTC);
@@ -26,27 +26,14 @@ async fn clicked_chat_ad(app: &TestApp, user: &str) -> (String, String, String, 
             json!({"objective": "chat", "chat": {"prefilled_text": "Hi! I saw your ad"}}),
         )
         .await;
-    let slots = app.slots(user, None, 12).await;
-    let cta = &slots[0]["ad"]["cta"];
-    assert_eq!(cta["kind"], "chat");
-    let click_id = cta["click_id"].as_str().unwrap().to_owned();
-    let token = token_of(&slots[0]);
-    assert_eq!(
-        app.events(&[(&token, "render"), (&token, "click")]).await,
-        vec!["accepted", "accepted"]
-    );
+    let click_id = app.click_chat_ad(user).await;
     (adv, key, campaign, click_id)
 }
 
+/// A conversion of `click_id` at the clock's start; answers its status.
 async fn convert(app: &TestApp, advertiser: &str, click_id: &str, kind: &str) -> String {
-    let res = app
-        .post("/v1/conversions", ADMIN, json!({"advertiser_id": advertiser, "click_id": click_id, "type": kind, "at": at(Duration::ZERO)}))
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    res.json::<Value>().await.unwrap()["status"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    app.convert(advertiser, click_id, kind, &at(Duration::ZERO))
+        .await
 }
 
 /// Posts a message; returns (HTTP status, body).
@@ -587,13 +574,7 @@ async fn conversation_funnel_suppression_and_cost(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(view["suppress_after"], "conversation");
-    let slots = app.slots("u1", None, 12).await;
-    let click_id = slots[0]["ad"]["cta"]["click_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let token = token_of(&slots[0]);
-    app.events(&[(&token, "render"), (&token, "click")]).await;
+    let click_id = app.click_chat_ad("u1").await;
     // Before a conversation the campaign still serves this user.
     assert_eq!(app.slots("u1", None, 12).await.len(), 1);
     assert_eq!(

@@ -168,24 +168,11 @@ async fn report_shows_the_click_to_chat_funnel_in_chromium() {
             json!({"objective": "chat", "chat": {"prefilled_text": "Hi"}}),
         )
         .await;
-    let slots = app.slots("u1", None, 12).await;
-    let click = slots[0]["ad"]["cta"]["click_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let token = slots[0]["token"].as_str().unwrap().to_owned();
-    app.events(&[(&token, "render"), (&token, "click")]).await;
+    let click = app.click_chat_ad("u1").await;
     // The clock's own day: the app's manual clock starts at 2026-11-26T10:00:00Z.
     let now = "2026-11-26T10:00:00Z";
     for kind in ["conversation_started", "message"] {
-        let res = app
-            .post(
-                "/v1/conversions",
-                ADMIN,
-                json!({"advertiser_id": adv, "click_id": click, "type": kind, "at": now}),
-            )
-            .await;
-        assert_eq!(res.status(), 200);
+        assert_eq!(app.convert(&adv, &click, kind, now).await, "accepted");
     }
 
     let browser = Browser::start(1280, 1000).await;

@@ -511,30 +511,13 @@ async fn an_earlier_builds_conversion_log_moves_into_the_record() {
             json!({"objective": "chat", "chat": {"prefilled_text": "Hi"}}),
         )
         .await;
-    let clicked = |user: &'static str| {
-        let first = &first;
-        async move {
-            let slots = first.slots(user, None, 12).await;
-            let click_id = slots[0]["ad"]["cta"]["click_id"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-            let token = token_of(&slots[0]);
-            first.events(&[(&token, "render"), (&token, "click")]).await;
-            click_id
-        }
-    };
-    let (exported, waiting) = (clicked("exported").await, clicked("waiting").await);
+    let (exported, waiting) = (
+        first.click_chat_ad("exported").await,
+        first.click_chat_ad("waiting").await,
+    );
     let at = "2026-11-26T10:00:00Z";
     for kind in ["conversation_started", "message"] {
-        let res = first
-            .post(
-                "/v1/conversions",
-                ADMIN,
-                json!({"advertiser_id": adv, "click_id": exported, "type": kind, "at": at}),
-            )
-            .await;
-        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(first.convert(&adv, &exported, kind, at).await, "accepted");
     }
     let listed = |body: Value| body["conversions"].as_array().unwrap().len();
     let list = format!("/v1/conversions?campaign_id={campaign}");

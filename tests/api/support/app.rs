@@ -351,6 +351,36 @@ impl Api {
         self.events(&[(token, "render")]).await.remove(0)
     }
 
+    /// Serves `user` a feed whose first slot is a chat ad, renders and clicks it; answers the
+    /// click id a conversion names.
+    pub async fn click_chat_ad(&self, user: &str) -> String {
+        let slots = self.slots(user, None, 12).await;
+        let cta = &slots[0]["ad"]["cta"];
+        assert_eq!(cta["kind"], "chat", "{cta}");
+        let click_id = cta["click_id"].as_str().expect("a click id").to_owned();
+        let token = token_of(&slots[0]);
+        assert_eq!(
+            self.events(&[(&token, "render"), (&token, "click")]).await,
+            ["accepted", "accepted"]
+        );
+        click_id
+    }
+
+    /// Reports a conversion of `kind` for `click_id` at `at` (RFC 3339) as the operator;
+    /// answers its status (`accepted`, `duplicate`, `unknown_click`).
+    pub async fn convert(&self, advertiser: &str, click_id: &str, kind: &str, at: &str) -> String {
+        let res = self
+            .post(
+                "/v1/conversions",
+                ADMIN,
+                json!({"advertiser_id": advertiser, "click_id": click_id, "type": kind, "at": at}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        body["status"].as_str().expect("a status").to_owned()
+    }
+
     /// Totals of the report's default range: the 30 days up to the service's own today, so the
     /// same call reads an in-process app on its manual clock and the real binary on the real one.
     pub async fn report_totals(&self, key: &str, campaign: &str) -> Value {
