@@ -143,6 +143,8 @@ impl Drop for Redis {
     }
 }
 
+#[path = "../tests/api/support/ports.rs"]
+mod ports;
 #[path = "../tests/api/support/postgres.rs"]
 #[allow(dead_code)]
 mod postgres;

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use statusads::metrics::CATALOGUE;
 
 use crate::support::app::token_of;
+use crate::support::ports::free_port;
 use crate::support::process_group::ProcessGroup;
-use crate::support::redis_server::free_port;
 use crate::support::scratch::ScratchDir;
 use crate::support::{spawn_app, Backend};
 

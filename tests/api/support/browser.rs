@@ -11,8 +11,8 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 
+use super::ports::free_port;
 use super::process_group::ProcessGroup;
-use super::redis_server::free_port;
 use super::scratch::ScratchDir;
 
 pub struct Browser {

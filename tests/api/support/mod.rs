@@ -5,6 +5,7 @@ pub mod app;
 pub mod browser;
 pub mod logs;
 pub mod operations;
+pub mod ports;
 pub mod postgres;
 pub mod process_group;
 pub mod redis_cluster;

@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::redis_server::free_port;
+use super::ports::free_port;
 use super::scratch::ScratchDir;
 
 pub struct RedisCluster {

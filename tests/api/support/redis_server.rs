@@ -1,6 +1,6 @@
 //! A real `redis-server` per test, on a free port, in its own directory; killed on drop.
 
-use std::net::TcpListener;
+use super::ports::free_port;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,14 +12,6 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: ScratchDir,
     appendfsync_always: bool,
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl RedisServer {

@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::app::{Api, ADMIN, CLIENT, SIGNING_KEY};
-use super::redis_server::free_port;
+use super::ports::free_port;
 use super::scratch::ScratchDir;
 
 pub struct ServiceProcess {
