@@ -451,6 +451,9 @@ pub async fn open_store(settings: &Settings, metrics: Arc<Metrics>) -> Result<St
     })
 }
 
+/// Each loop of [`refresh_forever`] runs its own copy; only the spool's reads
+/// `persistence_checked`.
+#[derive(Clone)]
 struct Refresher {
     catalog: Arc<Catalog>,
     spend: Arc<SpendBoard>,
@@ -465,25 +468,38 @@ struct Refresher {
 enum Tick {
     Catalog,
     Spend,
+    Spool,
 }
 
-/// Keeps the catalog and spend snapshots fresh and the spool
-/// replayed; errors are logged and retried next tick. Stops at the next await once `shutdown`
-/// fires: a replay cut short leaves the spool whole for the next one (dedupe makes it safe).
-async fn refresh_forever(mut refresher: Refresher, mut shutdown: Shutdown) {
-    let mut catalog_tick = tokio::time::interval(CATALOG_POLL);
-    let mut spend_tick = tokio::time::interval(SPEND_REFRESH);
-    loop {
-        let tick = tokio::select! {
-            _ = shutdown.recv() => break,
-            _ = catalog_tick.tick() => Tick::Catalog,
-            _ = spend_tick.tick() => Tick::Spend,
-        };
-        tokio::select! {
-            _ = shutdown.recv() => break,
-            _ = refresher.run(tick) => {}
+/// Keeps the catalog and spend snapshots fresh and the spool replayed; errors are logged and
+/// retried next tick. Each of the three runs on its own: a read that waits out its deadline on
+/// a Redis connection that stopped answering (a spend read may take 30 s) holds up neither the
+/// catalog poll (the record) nor the spool's replay (on the connections the probe made anew).
+/// Stops at the next await once `shutdown` fires: a replay cut short leaves the spool whole for
+/// the next one (dedupe makes it safe).
+async fn refresh_forever(refresher: Refresher, shutdown: Shutdown) {
+    let every = |period: Duration, tick: Tick| {
+        let (mut refresher, mut shutdown) = (refresher.clone(), shutdown.clone());
+        async move {
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.recv() => break,
+                    _ = interval.tick() => {}
+                }
+                tokio::select! {
+                    _ = shutdown.recv() => break,
+                    _ = refresher.run(tick) => {}
+                }
+            }
         }
-    }
+    };
+    tokio::join!(
+        every(CATALOG_POLL, Tick::Catalog),
+        every(SPEND_REFRESH, Tick::Spend),
+        every(SPEND_REFRESH, Tick::Spool),
+    );
 }
 
 impl Refresher {
@@ -494,17 +510,17 @@ impl Refresher {
                     tracing::warn!(error = %err.report(), "catalog refresh failed");
                 }
             }
-            Tick::Spend => {
+            Tick::Spend => match self.spend.refresh(&self.store, self.clock.now_ms()).await {
+                Ok(()) => self
+                    .spend
+                    .update_pacing(&self.catalog.snapshot(), self.clock.now_ms()),
+                Err(err) => tracing::warn!(error = %err.report(), "spend refresh failed"),
+            },
+            Tick::Spool => {
                 // Histogram samples queue until folded; a node nobody scrapes stays bounded.
                 self.ledger.metrics.run_upkeep();
                 self.check_persistence().await;
                 self.ledger.drain_spool().await;
-                match self.spend.refresh(&self.store, self.clock.now_ms()).await {
-                    Ok(()) => self
-                        .spend
-                        .update_pacing(&self.catalog.snapshot(), self.clock.now_ms()),
-                    Err(err) => tracing::warn!(error = %err.report(), "spend refresh failed"),
-                }
             }
         }
     }
