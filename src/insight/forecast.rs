@@ -96,11 +96,15 @@ impl Insight {
             Some(basis) => basis,
             None => {
                 self.flush().await?;
-                let read = Arc::new(
-                    self.record
-                        .sampled_requests(now - BASIS_MS, FORECAST_REQUESTS)
-                        .await?,
-                );
+                let (stored, in_basis) = self
+                    .record
+                    .sampled_requests(now - BASIS_MS, FORECAST_REQUESTS)
+                    .await?;
+                let read = Arc::new(super::Basis {
+                    stored,
+                    in_basis,
+                    parsed: std::sync::OnceLock::new(),
+                });
                 *self.basis.lock() = Some((now, read.clone()));
                 read
             }
@@ -111,8 +115,8 @@ impl Insight {
             .spawn(move || {
                 let _permit = permit;
                 lowest_priority();
-                let (samples, in_basis) = &*basis;
-                let _ = done.send(replay(proposed, &market, samples, *in_basis));
+                let samples = basis.parsed.get_or_init(|| Samples::parse(&basis.stored));
+                let _ = done.send(replay(proposed, &market, samples, basis.in_basis));
             })
             .map_err(|e| StoreError::unavailable_from("forecast thread", e))?;
         answer
@@ -188,17 +192,67 @@ impl Budgets for Simulated<'_> {
     }
 }
 
+/// Sampled requests ready to replay: parsed, in the order they came, each with the index of its
+/// user among the sample's users (a request without a keyed user is a user of its own), so the
+/// replay keeps its simulated users in a vector instead of maps keyed by strings.
+pub struct Samples {
+    /// When, whose, the ads its session had been served, and the request as decided on.
+    requests: Vec<(Millis, usize, u32, SlotRequest)>,
+    users: usize,
+    /// Rows read, parsed or not: what each replayed request is scaled by.
+    read: usize,
+    /// The first and last request read.
+    span: Option<(Millis, Millis)>,
+}
+
+impl Samples {
+    /// Rows that do not parse (written by another build) are left out of the replay.
+    pub fn parse(stored: &[StoredRequest]) -> Self {
+        let mut users: HashMap<&str, usize> = HashMap::new();
+        let mut next = 0;
+        let anonymous = UserId::parse("forecast").expect("a valid user id");
+        let requests = stored
+            .iter()
+            .filter_map(|row| {
+                let sample = serde_json::from_str::<SampledRequest>(&row.request).ok()?;
+                let user = if row.user_key.is_empty() {
+                    next += 1;
+                    next - 1
+                } else {
+                    *users.entry(&row.user_key).or_insert_with(|| {
+                        next += 1;
+                        next - 1
+                    })
+                };
+                let request = SlotRequest {
+                    user: anonymous.clone(),
+                    session: None,
+                    statuses: sample.statuses,
+                    context: sample.context,
+                    personalized: None,
+                    state: None,
+                };
+                Some((row.at_ms, user, sample.session_served, request))
+            })
+            .collect();
+        Self {
+            requests,
+            users: next,
+            read: stored.len(),
+            span: stored
+                .first()
+                .zip(stored.last())
+                .map(|(f, l)| (f.at_ms, l.at_ms)),
+        }
+    }
+}
+
 /// The replay itself (pure: the forecast endpoint runs it on its own thread; benches call it).
 /// `samples` is a uniform sample of the `in_basis` sampled requests of the basis period.
-pub fn replay(
-    proposed: Campaign,
-    market: &Market,
-    samples: &[StoredRequest],
-    in_basis: u64,
-) -> Forecast {
+pub fn replay(proposed: Campaign, market: &Market, samples: &Samples, in_basis: u64) -> Forecast {
     let rate = market.rate.clamp(f64::MIN_POSITIVE, 1.0);
     // Each replayed request stands for this many requests.
-    let scale = (in_basis.max(samples.len() as u64) as f64 / samples.len().max(1) as f64) / rate;
+    let scale = (in_basis.max(samples.read as u64) as f64 / samples.read.max(1) as f64) / rate;
     let mut proposed = proposed;
     proposed.start_at = time::OffsetDateTime::UNIX_EPOCH;
     proposed.end_at = None;
@@ -207,9 +261,10 @@ pub fn replay(
     data.campaigns.push(proposed.clone());
     let snapshot = crate::catalog::snapshot::Snapshot::build(data);
     let mut rng = SmallRng::seed_from_u64(0x5eed);
-    let mut users: HashMap<String, UserState> = HashMap::new();
+    let mut users: Vec<UserState> = Vec::new();
+    users.resize_with(samples.users, UserState::default);
     // Per user of the sample: slots won by the proposal, and what they cost (micros, unscaled).
-    let mut won: HashMap<String, (i64, Micros)> = HashMap::new();
+    let mut won: Vec<(i64, Micros)> = vec![(0, 0); samples.users];
     let mut competing: HashSet<String> = HashSet::new();
     let mut matched = 0_i64;
     let mut budgets = Simulated {
@@ -221,44 +276,28 @@ pub fn replay(
         day: 0,
         hour: 0,
     };
-    let anonymous = UserId::parse("forecast").expect("a valid user id");
-    for (i, stored) in samples.iter().enumerate() {
-        let Ok(sample) = serde_json::from_str::<SampledRequest>(&stored.request) else {
-            continue;
-        };
-        if !proposed.targeting.matches(&sample.context) {
+    for (at_ms, user, session_served, request) in &samples.requests {
+        let (at_ms, user) = (*at_ms, *user);
+        if !proposed.targeting.matches(&request.context) {
             continue;
         }
         matched += 1;
-        let user = if stored.user_key.is_empty() {
-            format!("request-{i}")
-        } else {
-            stored.user_key.clone()
-        };
-        let request = SlotRequest {
-            user: anonymous.clone(),
-            session: None,
-            statuses: sample.statuses,
-            context: sample.context,
-            personalized: None,
-            state: None,
-        };
-        budgets.day = utc_day(stored.at_ms);
-        budgets.hour = stored.at_ms - stored.at_ms.rem_euclid(HOUR_MS);
-        let state = users.remove(&user).unwrap_or_default();
+        budgets.day = utc_day(at_ms);
+        budgets.hour = at_ms - at_ms.rem_euclid(HOUR_MS);
+        let state = &users[user];
         let placed: Vec<(CampaignId, crate::domain::ids::AdvertiserId, Micros)> = {
             let input = DecisionInput {
                 snapshot: &snapshot,
                 budgets: &budgets,
-                user: &state,
+                user: state,
                 session: crate::capping::SessionState {
-                    served: sample.session_served,
+                    served: *session_served,
                     carry: 0,
                 },
-                request: &request,
+                request,
                 policy: market.policy,
                 reserve_cpm_micros: market.reserve_cpm_micros,
-                now_ms: stored.at_ms,
+                now_ms: at_ms,
             };
             selection::decide(&input, &mut rng)
                 .placements
@@ -269,12 +308,12 @@ pub fn replay(
                 })
                 .collect()
         };
-        let mut state = state;
-        let stamp = render_stamp(stored.at_ms);
+        let state = &mut users[user];
+        let stamp = render_stamp(at_ms);
         for (campaign, advertiser, price) in placed {
             state.count_render(campaign.as_str(), advertiser.as_str(), stamp);
             if campaign == proposed.id {
-                let entry = won.entry(user.clone()).or_default();
+                let entry = &mut won[user];
                 entry.0 += 1;
                 entry.1 += price;
                 let scaled = (price as f64 * scale).round() as Micros;
@@ -285,12 +324,10 @@ pub fn replay(
                 competing.insert(campaign.to_string());
             }
         }
-        users.insert(user, state);
     }
-    let span_ms = match (samples.first(), samples.last()) {
-        (Some(first), Some(last)) => (last.at_ms - first.at_ms).max(1),
-        _ => 1,
-    };
+    let span_ms = samples
+        .span
+        .map_or(1, |(first, last)| (last - first).max(1));
     // What a user's caps allow over the basis period.
     let per_user_cap = proposed
         .frequency_caps
@@ -301,7 +338,7 @@ pub fn replay(
         })
         .fold(f64::INFINITY, f64::min);
     let (mut impressions, mut spend) = (0.0_f64, 0.0_f64);
-    for (wins, cost) in won.values() {
+    for (wins, cost) in won.iter().filter(|(wins, _)| *wins > 0) {
         let estimated = (*wins as f64 * scale).min(per_user_cap);
         impressions += estimated;
         spend += *cost as f64 * estimated / *wins as f64;
@@ -320,14 +357,14 @@ pub fn replay(
     let at = |ms: Millis| crate::ledger::report::rfc3339(ms);
     Forecast {
         basis: Basis {
-            from: samples.first().map(|s| at(s.at_ms)),
-            to: samples.last().map(|s| at(s.at_ms)),
+            from: samples.span.map(|(first, _)| at(first)),
+            to: samples.span.map(|(_, last)| at(last)),
             sampled_requests: in_basis as i64,
         },
         sample_rate: market.rate,
         matched_requests: (matched as f64 * scale).round() as i64,
         impressions: impressions.round() as i64,
-        reach: won.len() as i64,
+        reach: won.iter().filter(|(wins, _)| *wins > 0).count() as i64,
         spend_micros: spend.round() as Micros,
         competing_campaigns: competing.len() as i64,
     }

@@ -72,9 +72,14 @@ pub struct Insight {
     basis: Mutex<Option<(Millis, Arc<Basis>)>>,
 }
 
-/// A forecast's basis: a uniform sample of the basis period's sampled requests, and how many
-/// there are.
-pub type Basis = (Vec<crate::record::insight::StoredRequest>, u64);
+/// A forecast's basis: a uniform sample of the basis period's sampled requests as read, how
+/// many there are, and the sample parsed for replay (once, by the first forecast that replays
+/// it, on its low-priority thread).
+pub struct Basis {
+    pub stored: Vec<crate::record::insight::StoredRequest>,
+    pub in_basis: u64,
+    pub parsed: std::sync::OnceLock<forecast::Samples>,
+}
 
 /// How long a forecast basis read from the record is reused.
 pub const BASIS_REUSE_MS: Millis = 60_000;
