@@ -430,6 +430,8 @@ catalogue! {
         "Export rounds that failed (hot store or system of record unreachable); the outbox keeps the records."),
     export_lag: Gauge = ("statusads_ledger_lag_seconds", Seconds,
         "Seconds since as_of: every event acknowledged before it is in the system of record. Grows while export is stuck."),
+    spend_age: Gauge = ("statusads_spend_age_seconds", Seconds,
+        "Seconds since budgets last read every node's spend from the store (every second normally; grows while Redis does not answer, and budgets then count only this node's own renders since)."),
     outbox_records: Gauge = ("statusads_outbox_records", Count,
         "Ledger records waiting for export in the last round's read (at most one batch per shard)."),
     redis_aof: Deferred<Gauge> = ("statusads_redis_aof_enabled", Count,
@@ -509,6 +511,10 @@ impl Metrics {
     pub fn export_state(&self, lag: Duration, waiting: u64) {
         self.handles.export_lag.set(lag.as_secs_f64());
         self.handles.outbox_records.set(waiting as f64);
+    }
+
+    pub fn spend_age(&self, age: Duration) {
+        self.handles.spend_age.set(age.as_secs_f64());
     }
 
     pub fn ledger_appended(&self, records: u64) {

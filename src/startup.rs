@@ -519,6 +519,10 @@ impl Refresher {
             Tick::Spool => {
                 // Histogram samples queue until folded; a node nobody scrapes stays bounded.
                 self.ledger.metrics.run_upkeep();
+                // Set here, not by the spend loop: it must grow while a spend read hangs.
+                if let Some(age) = self.spend.age(self.clock.now_ms()) {
+                    self.ledger.metrics.spend_age(age);
+                }
                 self.check_persistence().await;
                 self.ledger.drain_spool().await;
             }

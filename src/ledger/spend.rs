@@ -90,6 +90,8 @@ pub struct SpendBoard {
     /// The first four bytes of every decision id this node makes (see [`Self::decision_id`]).
     tag: [u8; 4],
     pacers: Mutex<HashMap<CampaignId, Pacer>>,
+    /// When the ledger view in use was read (ms; `Millis::MIN` before the first read).
+    read_at: AtomicI64,
     /// Published throttles of even-paced campaigns; absent means 1.
     throttles: ArcSwap<HashMap<CampaignId, f64>>,
 }
@@ -106,6 +108,7 @@ impl Default for SpendBoard {
             node_id: crate::domain::ids::new_decision_id(),
             tag,
             pacers: Mutex::default(),
+            read_at: AtomicI64::new(Millis::MIN),
             throttles: ArcSwap::default(),
         }
     }
@@ -280,6 +283,13 @@ impl SpendBoard {
         Ok(())
     }
 
+    /// How old the ledger view in use is at `now_ms` (`None` before the first read).
+    pub fn age(&self, now_ms: Millis) -> Option<std::time::Duration> {
+        let read_at = self.read_at.load(Ordering::SeqCst);
+        (read_at != Millis::MIN)
+            .then(|| std::time::Duration::from_millis((now_ms - read_at).max(0) as u64))
+    }
+
     /// Starts a read of the ledger. Renders acknowledged before this increment were applied by
     /// the store before the read, so the view it returns includes them.
     fn begin(&self) -> u64 {
@@ -296,6 +306,7 @@ impl SpendBoard {
         }
         *applied = epoch;
         self.ledger.store(Arc::new(spend));
+        self.read_at.fetch_max(now_ms, Ordering::SeqCst);
         self.nodes.store(nodes.max(1), Ordering::SeqCst);
         self.settle(epoch, now_ms);
     }

@@ -343,6 +343,15 @@ async fn breaker_opens_and_closes_around(outage: Outage) {
         metrics.contains("statusads_store_breaker_transitions_total{to=\"closed\"} 1"),
         "{metrics}"
     );
+    // Budgets read every node's spend again soon: a read begun on the dead connections waits
+    // out only its own deadline.
+    app.wait_for_metrics("budgets to read spend again", |m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("statusads_spend_age_seconds "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|age| age < 2.0)
+    })
+    .await;
     // An export round that began in the outage waits out its deadline on the old connection
     // (vanished: 5 s) before the next one reads the outbox: the report says so by its `as_of`.
     let deadline = Instant::now() + Duration::from_secs(20);

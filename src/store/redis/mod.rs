@@ -52,6 +52,10 @@ const BULK_TIMEOUT: Duration = Duration::from_secs(30);
 /// milliseconds: a round waits no longer than this on a connection that stopped answering, so
 /// `as_of` moves again soon after new connections are made.
 const OUTBOX_TIMEOUT: Duration = Duration::from_secs(5);
+/// Budgets read every node's spend every second: a read (two hashes a shard, pipelined) waits
+/// no longer than this on a connection that stopped answering, so the next one, on the
+/// connections the probe made anew, comes soon after Redis answers again.
+const SPEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection to standalone Redis or to a Redis Cluster. Every command (and every pipeline
 /// or script) this store sends touches keys of one hash slot, so the cluster client can route
@@ -436,10 +440,9 @@ impl RedisStore {
         // Bulk reads off the request path (whole catalog, ledger scans, an export's outbox
         // pages) move far more data than a decision; they get a budget of their own.
         let timeout = match op {
-            RedisOp::Catalog | RedisOp::Ledger | RedisOp::Spend | RedisOp::Report => {
-                self.timeout.max(BULK_TIMEOUT)
-            }
+            RedisOp::Catalog | RedisOp::Ledger | RedisOp::Report => self.timeout.max(BULK_TIMEOUT),
             RedisOp::Outbox => self.timeout.max(OUTBOX_TIMEOUT),
+            RedisOp::Spend => self.timeout.max(SPEND_TIMEOUT),
             _ => self.timeout,
         };
         let bounded = tokio::time::timeout(timeout, fut);
@@ -1015,8 +1018,9 @@ impl RedisStore {
     pub async fn heartbeat(&self, node: &str, now_ms: Millis) -> Result<u32, StoreError> {
         let mut conn = self.bulk()?;
         let node = node.to_owned();
+        // Part of the spend refresh (the nodes alive divide each budget): its deadline.
         let beats: HashMap<String, Millis> = self
-            .call(RedisOp::Catalog, async move {
+            .call(RedisOp::Spend, async move {
                 let (_, beats): ((), HashMap<String, Millis>) = redis::pipe()
                     .hset(keys::NODES, &node, now_ms)
                     .hgetall(keys::NODES)
