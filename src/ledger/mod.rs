@@ -13,6 +13,7 @@ pub mod served;
 pub mod spend;
 pub mod spool;
 
+use self::spend::RenderedInto;
 pub use self::spend::SpendBoard;
 
 use std::collections::BTreeMap;
@@ -86,12 +87,15 @@ impl Ledger {
         if spool.pending() > 0 {
             let everything: Vec<(u32, &[EventWrite])> =
                 shards.iter().map(|(s, e)| (*s, e.as_slice())).collect();
-            spool
+            let generation = spool
                 .push(now_ms, day, &everything, spool::Limit::Strict)
                 .await
                 .map_err(unavailable)?;
             self.metrics.spool(spool.pending(), 0, 0);
-            return Ok(shards.iter().map(|_| Applied::Spooled).collect());
+            return Ok(shards
+                .iter()
+                .map(|_| Applied::Spooled(generation))
+                .collect());
         }
         if !spool.admits() {
             return Err(unavailable(spool::SpoolError::Full));
@@ -108,21 +112,22 @@ impl Ledger {
         let mut applied = Vec::with_capacity(shards.len());
         for ((shard, writes), result) in shards.iter().zip(results) {
             applied.push(match result {
-                Ok(outcomes) => Applied::Now(outcomes),
+                Ok(outcomes) => Some(outcomes),
                 Err(err @ StoreError::Unavailable { .. }) => {
                     tracing::warn!(error = %err.report(), shard, "Redis unavailable: spooling events");
                     failed.push((*shard, writes.as_slice()));
-                    Applied::Spooled
+                    None
                 }
                 Err(err @ StoreError::Corrupt { .. }) => {
                     tracing::error!(error = %err.report(), shard, "event batch failed on a store error");
                     broken.get_or_insert(err);
-                    Applied::Spooled
+                    None
                 }
             });
         }
+        let mut generation = 0;
         if !failed.is_empty() {
-            spool
+            generation = spool
                 .push(now_ms, day, &failed, spool::Limit::Admitted)
                 .await
                 .map_err(unavailable)?;
@@ -131,7 +136,10 @@ impl Ledger {
         if let Some(err) = broken {
             return Err(err);
         }
-        Ok(applied)
+        Ok(applied
+            .into_iter()
+            .map(|a| a.map_or(Applied::Spooled(generation), Applied::Now))
+            .collect())
     }
 
     /// Replays the spool once Redis answers again; called by the refresher.
@@ -142,6 +150,9 @@ impl Ledger {
         }
         match spool.drain(&self.store).await {
             Ok(drained) => {
+                if let Some(generation) = drained.generation {
+                    self.spend.spool_replayed(generation);
+                }
                 if drained.over_cap > 0 {
                     tracing::warn!(
                         replayed = drained.replayed,
@@ -169,7 +180,8 @@ type ShardWrites = (Vec<(usize, Millis)>, Vec<EventWrite>);
 /// What happened to one shard's events.
 enum Applied {
     Now(Vec<EventOutcome>),
-    Spooled,
+    /// Into the spool, in this generation of it.
+    Spooled(u64),
 }
 
 impl Ledger {
@@ -249,10 +261,13 @@ impl Ledger {
             .unzip();
         let applied = self.record(now_ms, day, &shards).await?;
         for ((indexes, (_, writes)), applied) in indexes.iter().zip(&shards).zip(applied) {
-            let (outcomes, applied_now) = match applied {
-                Applied::Now(outcomes) => (outcomes, true),
+            let (outcomes, into) = match applied {
+                Applied::Now(outcomes) => (outcomes, RenderedInto::Store),
                 // Durably queued: acknowledged now, counted (exactly once) on replay.
-                Applied::Spooled => (vec![EventOutcome::Accepted; writes.len()], false),
+                Applied::Spooled(generation) => (
+                    vec![EventOutcome::Accepted; writes.len()],
+                    RenderedInto::Spool(generation),
+                ),
             };
             for ((&(index, hold_until), write), outcome) in indexes.iter().zip(writes).zip(outcomes)
             {
@@ -269,7 +284,7 @@ impl Ledger {
                             &campaign,
                             write.price_micros,
                             hold_until,
-                            applied_now,
+                            into,
                         );
                     }
                 }

@@ -38,6 +38,23 @@ use crate::store::{Store, StoreError};
 /// much late only makes the budget check stricter for that long.
 pub const HOLD_BUCKET_MS: Millis = 30_000;
 
+/// Adds renders acknowledged during `epoch`: a read that begins later includes them. Refreshes
+/// that fail (Redis away) still start epochs: older entries merge into the newest of them,
+/// released with it (later, never earlier), so there are at most two.
+fn add_rendered(rendered: &mut Vec<(u64, Micros)>, epoch: u64, price: Micros) {
+    match rendered.iter_mut().find(|(e, _)| *e == epoch) {
+        Some((_, micros)) => *micros += price,
+        None => {
+            if rendered.len() >= 2 {
+                let merged: Micros = rendered.iter().map(|(_, m)| m).sum();
+                let newest = rendered.iter().map(|(e, _)| *e).max().unwrap_or(epoch);
+                *rendered = vec![(newest, merged)];
+            }
+            rendered.push((epoch, price));
+        }
+    }
+}
+
 fn bucket_end(hold_until: Millis) -> Millis {
     (hold_until.div_euclid(HOLD_BUCKET_MS) + 1) * HOLD_BUCKET_MS
 }
@@ -50,6 +67,19 @@ struct Pending {
     /// Renders this node acknowledged, by the refresh epoch during which it did; a refresh that
     /// starts later reads a ledger that includes them. At most two entries (see `rendered`).
     rendered: Vec<(u64, Micros)>,
+    /// Renders acknowledged into the outage spool, by the spool generation they were written
+    /// in: no read includes them before the spool has replayed that generation into the store
+    /// (see [`SpendBoard::spool_replayed`]), however many reads begin meanwhile.
+    spooled: Vec<(u64, Micros)>,
+}
+
+/// Where an acknowledged render went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenderedInto {
+    /// Applied by the store now, exactly once.
+    Store,
+    /// Written into the outage spool in this generation of it (see `ledger::spool`).
+    Spool(u64),
 }
 
 /// This node's money in flight for one campaign.
@@ -226,44 +256,57 @@ impl SpendBoard {
     /// node holds moves from unrendered to rendered; any other (served by another node, or its
     /// hold lapsed) counts here until then.
     ///
-    /// `applied`: the store applied the render now, exactly once (it answers a repeat as a
-    /// duplicate). A render acknowledged into the outage spool may be a repeat the spool cannot
-    /// tell (a retried batch), so it never takes a hold, which would be another slot's: it
-    /// counts as another node's, and the slot's own hold stays until its bucket lapses
-    /// (stricter for that long, never looser).
+    /// A render acknowledged into the outage spool may be a repeat the spool cannot tell (a
+    /// retried batch), so it never takes a hold, which would be another slot's: it counts as
+    /// another node's, and the slot's own hold stays until its bucket lapses (stricter for that
+    /// long, never looser).
     pub fn rendered(
         &self,
         decision_id: &str,
         campaign: &CampaignId,
         price: Micros,
         hold_until: Millis,
-        applied: bool,
+        into: RenderedInto,
     ) {
         if price <= 0 {
             return;
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let own = applied && self.holds(decision_id);
+        let own = into == RenderedInto::Store && self.holds(decision_id);
         self.with_held(campaign, |held| {
             let mut pending = held.pending.lock();
             if !(own && take(&mut pending.unrendered, bucket_end(hold_until), price)) {
                 held.total.fetch_add(price, Ordering::SeqCst);
             }
-            let rendered = &mut pending.rendered;
-            match rendered.iter_mut().find(|(e, _)| *e == epoch) {
-                Some((_, micros)) => *micros += price,
-                None => {
-                    // Refreshes that fail (Redis away) still start epochs: older entries merge
-                    // into the newest of them, released with it (later, never earlier).
-                    if rendered.len() >= 2 {
-                        let merged: Micros = rendered.iter().map(|(_, m)| m).sum();
-                        let newest = rendered.iter().map(|(e, _)| *e).max().unwrap_or(epoch);
-                        *rendered = vec![(newest, merged)];
+            match into {
+                RenderedInto::Store => add_rendered(&mut pending.rendered, epoch, price),
+                RenderedInto::Spool(generation) => {
+                    match pending.spooled.iter_mut().find(|(g, _)| *g == generation) {
+                        Some((_, micros)) => *micros += price,
+                        None => pending.spooled.push((generation, price)),
                     }
-                    rendered.push((epoch, price));
                 }
             }
         });
+    }
+
+    /// The spool has replayed everything written in `generation` and before into the store: a
+    /// read that begins from now on includes those renders, so they leave with it.
+    pub fn spool_replayed(&self, generation: u64) {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        for held in self.local.read().values() {
+            let mut pending = held.pending.lock();
+            let mut replayed: Micros = 0;
+            pending.spooled.retain(|&(g, micros)| {
+                if g <= generation {
+                    replayed += micros;
+                }
+                g > generation
+            });
+            if replayed > 0 {
+                add_rendered(&mut pending.rendered, epoch, replayed);
+            }
+        }
     }
 
     fn with_held<T>(&self, campaign: &CampaignId, f: impl FnOnce(&Held) -> T) -> T {
@@ -447,7 +490,7 @@ mod tests {
         let slot = serve(&board, &c, 300, 0).unwrap();
         let earlier = board.begin();
         // Rendered after the earlier read, before the later one.
-        board.rendered(&slot, &c.id, 300, 20 * MINUTE, true);
+        board.rendered(&slot, &c.id, 300, 20 * MINUTE, RenderedInto::Store);
         let later = board.begin();
         let spend = |micros| Spend {
             total_micros: micros,
@@ -504,7 +547,7 @@ mod tests {
         let c = campaign(1_000);
         let first = serve(&board, &c, 300, 0).unwrap();
         serve(&board, &c, 300, 0).unwrap();
-        board.rendered(&first, &c.id, 300, 20 * MINUTE, true);
+        board.rendered(&first, &c.id, 300, 20 * MINUTE, RenderedInto::Store);
         assert_eq!(held(&board, &c), 600, "a render moves money, it adds none");
         // A refresh that began before the render does not include it.
         board.settle(board.epoch.load(Ordering::SeqCst), MINUTE);
@@ -529,8 +572,8 @@ mod tests {
         // Served by another node; and served here with nothing held (free, or no budget then).
         let foreign = serve(&other, &c, 300, 0).unwrap();
         let unheld = board.decision_id(Hold::NotNeeded);
-        board.rendered(&foreign, &c.id, 300, 20 * MINUTE, true);
-        board.rendered(&unheld, &c.id, 300, 20 * MINUTE, true);
+        board.rendered(&foreign, &c.id, 300, 20 * MINUTE, RenderedInto::Store);
+        board.rendered(&unheld, &c.id, 300, 20 * MINUTE, RenderedInto::Store);
         assert_eq!(
             held(&board, &c),
             900,
@@ -546,7 +589,7 @@ mod tests {
         let c = campaign(1_000);
         let id = serve(&board, &c, 300, 0).unwrap();
         refresh(&board, 21 * MINUTE);
-        board.rendered(&id, &c.id, 300, 20 * MINUTE, true);
+        board.rendered(&id, &c.id, 300, 20 * MINUTE, RenderedInto::Store);
         assert_eq!(held(&board, &c), 300);
         refresh(&board, 21 * MINUTE);
         assert_eq!(held(&board, &c), 0);
@@ -559,8 +602,8 @@ mod tests {
         let first = serve(&board, &c, 300, 0).unwrap();
         serve(&board, &c, 300, 0).unwrap();
         // The same render acknowledged twice into the spool (a retried batch).
-        board.rendered(&first, &c.id, 300, 20 * MINUTE, false);
-        board.rendered(&first, &c.id, 300, 20 * MINUTE, false);
+        board.rendered(&first, &c.id, 300, 20 * MINUTE, RenderedInto::Spool(0));
+        board.rendered(&first, &c.id, 300, 20 * MINUTE, RenderedInto::Spool(0));
         assert_eq!(
             held(&board, &c),
             1_200,
@@ -569,9 +612,22 @@ mod tests {
         refresh(&board, MINUTE);
         assert_eq!(
             held(&board, &c),
-            600,
-            "the other slot's hold is still there"
+            1_200,
+            "a read that began before the replay has neither render"
         );
+        // Written after the replay began: the next generation, still only in the spool.
+        board.rendered(&first, &c.id, 100, 20 * MINUTE, RenderedInto::Spool(1));
+        board.spool_replayed(0);
+        assert_eq!(held(&board, &c), 1_300);
+        refresh(&board, MINUTE);
+        assert_eq!(
+            held(&board, &c),
+            700,
+            "the replayed renders leave; the other slot's hold and the later render stay"
+        );
+        board.spool_replayed(1);
+        refresh(&board, MINUTE);
+        assert_eq!(held(&board, &c), 600);
     }
 
     #[test]
@@ -581,7 +637,13 @@ mod tests {
         for _ in 0..100 {
             // A refresh that fails still starts an epoch.
             board.epoch.fetch_add(1, Ordering::SeqCst);
-            board.rendered(&board.decision_id(Hold::NotNeeded), &c.id, 5, 0, true);
+            board.rendered(
+                &board.decision_id(Hold::NotNeeded),
+                &c.id,
+                5,
+                0,
+                RenderedInto::Store,
+            );
         }
         assert!(board.local.read()[&c.id].pending.lock().rendered.len() <= 2);
         assert_eq!(held(&board, &c), 500);

@@ -53,6 +53,9 @@ pub struct Spool {
     /// Set when a replay found a damaged line (bytes changed while running): nothing more is
     /// replayed or emptied until an operator quarantines it.
     unreadable: std::sync::atomic::AtomicBool,
+    /// Counts replays that emptied the spool: what a push writes belongs to the current
+    /// generation, replayed by the next replay to succeed (see `SpendBoard::spool_replayed`).
+    generation: AtomicU64,
 }
 
 /// Whether a push is held to `store.spool_max_bytes`.
@@ -86,6 +89,7 @@ impl Spool {
             events: AtomicU64::new(events),
             damaged: Default::default(),
             unreadable: Default::default(),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -120,7 +124,7 @@ impl Spool {
         day: u32,
         shards: &[(u32, &[EventWrite])],
         limit: Limit,
-    ) -> Result<(), SpoolError> {
+    ) -> Result<u64, SpoolError> {
         let mut text = String::new();
         for (shard, events) in shards {
             let batch = Batch {
@@ -152,7 +156,7 @@ impl Spool {
         }
         self.bytes.fetch_add(text.len() as u64, Ordering::SeqCst);
         self.events.fetch_add(count, Ordering::SeqCst);
-        Ok(())
+        Ok(self.generation.load(Ordering::SeqCst))
     }
 
     /// Replays everything into the store, oldest first, then empties the spool. Stops at the
@@ -184,6 +188,7 @@ impl Spool {
             .map_err(|e| StoreError::corrupt_from("outage spool", e))?;
         self.bytes.store(0, Ordering::SeqCst);
         self.events.store(0, Ordering::SeqCst);
+        drained.generation = Some(self.generation.fetch_add(1, Ordering::SeqCst));
         Ok(drained)
     }
 }
@@ -196,6 +201,9 @@ pub struct Drained {
     /// advertiser-wide cap spent meanwhile by another campaign's render, or a cap tightened):
     /// the cap holds, so they are recorded and billed nowhere.
     pub over_cap: u64,
+    /// The generation replayed (everything written before the replay began): `None` when the
+    /// spool was empty.
+    pub generation: Option<u64>,
 }
 
 /// The batches of the spool file and where its intact part ends (see `store::lines`).
