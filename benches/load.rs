@@ -105,11 +105,7 @@ struct Redis(Child, u16);
 
 impl Redis {
     fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = ports::free_port();
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -515,7 +511,7 @@ async fn run(args: Args) {
         half.p99_ms
     );
     println!(
-        "| at about half load, inside the service: decisions answered over 1 / 2.5 ms; their Redis commit over 1 ms | {:.2}% / {:.2}%; {:.2}% |",
+        "| at about half load (connections in step), inside the service: decisions answered over 1 / 2.5 ms; their Redis commit over 1 ms | {:.2}% / {:.2}%; {:.2}% |",
         half_tail.decisions_over_1ms, half_tail.decisions_over_2_5ms, half_tail.commits_over_1ms
     );
     println!(
@@ -1083,7 +1079,13 @@ impl TailShares {
 
     fn since(&self, before: &Self) -> Tail {
         let delta = |now: f64, then: f64| now - then;
-        let over = |within: f64, all: f64| 100.0 * (1.0 - within / all.max(1.0));
+        let over = |within: f64, all: f64| {
+            if all > 0.0 {
+                100.0 * (1.0 - within / all)
+            } else {
+                0.0
+            }
+        };
         let d: Vec<f64> = (0..3)
             .map(|i| delta(self.decisions[i], before.decisions[i]))
             .collect();
@@ -1458,10 +1460,6 @@ fn slot_bodies(count: usize) -> Vec<String> {
         .collect()
 }
 
-/// A wrk script that POSTs the lines of `path` in turn.
-/// The requests are formatted once, in `init`: formatting each on the fly cost wrk (which shares
-/// the 2 cores with the service) a third of the machine.
-/// With `delay_ms`, each connection waits that long between requests (a lighter, steady load).
 /// How long each wrk connection pauses after an answer before its next request.
 #[derive(Clone, Copy)]
 enum Pacing {
@@ -1484,6 +1482,10 @@ impl Pacing {
     }
 }
 
+/// A wrk script that POSTs the lines of `path` in turn.
+/// The requests are formatted once, in `init`: formatting each on the fly cost wrk (which shares
+/// the 2 cores with the service) a third of the machine.
+/// With a `pacing`, each connection pauses between requests (a lighter load).
 fn replay_lua(path: &str, pacing: Option<Pacing>) -> String {
     let delay = pacing.map(Pacing::lua).unwrap_or_default();
     format!(

@@ -27,7 +27,7 @@ use utoipa_actix_web::AppExt;
 
 use crate::catalog::assets::AssetStore;
 use crate::catalog::Catalog;
-use crate::clock::SharedClock;
+use crate::clock::{Millis, SharedClock};
 use crate::config::Settings;
 use crate::domain::audience::ReachKey;
 use crate::http::body_deadline::BodyDeadline;
@@ -310,6 +310,7 @@ impl Application {
                 catalog,
                 spend,
                 store: store.clone(),
+                started_ms: clock.now_ms(),
                 clock,
                 ledger: state.ledger.clone(),
                 persistence_checked: false,
@@ -462,6 +463,8 @@ struct Refresher {
     ledger: Arc<Ledger>,
     /// Whether Redis's persistence setting has been read (once, when Redis first answers).
     persistence_checked: bool,
+    /// When the refresher began (ms).
+    started_ms: Millis,
 }
 
 #[derive(Clone, Copy)]
@@ -519,10 +522,13 @@ impl Refresher {
             Tick::Spool => {
                 // Histogram samples queue until folded; a node nobody scrapes stays bounded.
                 self.ledger.metrics.run_upkeep();
-                // Set here, not by the spend loop: it must grow while a spend read hangs.
-                if let Some(age) = self.spend.age(self.clock.now_ms()) {
-                    self.ledger.metrics.spend_age(age);
-                }
+                // Set here, not by the spend loop: it must grow while a spend read hangs (and
+                // from the start until the first read).
+                let now_ms = self.clock.now_ms();
+                let age = self.spend.age(now_ms).unwrap_or_else(|| {
+                    Duration::from_millis((now_ms - self.started_ms).max(0) as u64)
+                });
+                self.ledger.metrics.spend_age(age);
                 self.check_persistence().await;
                 self.ledger.drain_spool().await;
             }

@@ -15,7 +15,7 @@ const SPAN: u32 = 12_000;
 /// A port no server of this process was given, free when asked.
 pub fn free_port() -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let low = ephemeral_low().saturating_sub(SPAN).max(1024);
+    let low = pool_start();
     let _ = NEXT.compare_exchange(
         u32::MAX,
         std::process::id().wrapping_mul(7919) % SPAN,
@@ -31,10 +31,21 @@ pub fn free_port() -> u16 {
     panic!("no free port in {low}..{}", low + SPAN);
 }
 
-/// The first port of the kernel's ephemeral range (Linux's default when unreadable).
-fn ephemeral_low() -> u32 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+/// The first port of the pool: below the kernel's ephemeral range, or above it when the range
+/// starts too low to leave room (Linux's default range when unreadable).
+fn pool_start() -> u32 {
+    let (low, high) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32_768)
+        .and_then(|range| {
+            let mut bounds = range.split_whitespace().map(|b| b.parse::<u32>().ok());
+            Some((bounds.next()??, bounds.next()??))
+        })
+        .unwrap_or((32_768, 60_999));
+    if low >= 1024 + SPAN {
+        low - SPAN
+    } else if high + SPAN <= 65_535 {
+        high + 1
+    } else {
+        panic!("the ephemeral port range {low}-{high} leaves no {SPAN} ports outside it");
+    }
 }
