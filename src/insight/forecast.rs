@@ -95,6 +95,7 @@ impl Insight {
         let basis = match reused {
             Some(basis) => basis,
             None => {
+                let erasures = self.erasures.load(std::sync::atomic::Ordering::SeqCst);
                 self.flush().await?;
                 let (stored, in_basis) = self
                     .record
@@ -105,7 +106,11 @@ impl Insight {
                     in_basis,
                     parsed: std::sync::OnceLock::new(),
                 });
-                *self.basis.lock() = Some((now, read.clone()));
+                let mut kept = self.basis.lock();
+                if self.erasures.load(std::sync::atomic::Ordering::SeqCst) == erasures {
+                    *kept = Some((now, read.clone()));
+                }
+                drop(kept);
                 read
             }
         };

@@ -14,7 +14,7 @@
 pub mod forecast;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +70,9 @@ pub struct Insight {
     /// The basis last read for a forecast, with when: reused for [`BASIS_REUSE_MS`], so that
     /// forecasts one after another do not each read 100,000 rows at the database's priority.
     basis: Mutex<Option<(Millis, Arc<Basis>)>>,
+    /// Erasures seen ([`Insight::forget_users`]), counted under the `basis` lock: a basis whose
+    /// read began before an erasure is used once, never kept.
+    erasures: AtomicU64,
 }
 
 /// A forecast's basis: a uniform sample of the basis period's sampled requests as read, how
@@ -133,6 +136,7 @@ impl Insight {
             pruned_at: AtomicI64::new(Millis::MIN / 2),
             forecasting: Arc::new(tokio::sync::Semaphore::new(1)),
             basis: Mutex::new(None),
+            erasures: AtomicU64::new(0),
         }
     }
 
@@ -209,7 +213,11 @@ impl Insight {
     /// Drops the noted samples of the users with these keyed hashes (erased), and the basis
     /// kept for forecasts (read again from the record, without them).
     pub fn forget_users(&self, user_keys: &std::collections::HashSet<String>) {
-        *self.basis.lock() = None;
+        {
+            let mut basis = self.basis.lock();
+            self.erasures.fetch_add(1, Ordering::SeqCst);
+            *basis = None;
+        }
         let mut pending = self.pending.lock();
         pending
             .requests
