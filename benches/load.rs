@@ -1078,7 +1078,6 @@ impl TailShares {
     }
 
     fn since(&self, before: &Self) -> Tail {
-        let delta = |now: f64, then: f64| now - then;
         let over = |within: f64, all: f64| {
             if all > 0.0 {
                 100.0 * (1.0 - within / all)
@@ -1086,16 +1085,12 @@ impl TailShares {
                 0.0
             }
         };
-        let d: Vec<f64> = (0..3)
-            .map(|i| delta(self.decisions[i], before.decisions[i]))
-            .collect();
-        let c: Vec<f64> = (0..2)
-            .map(|i| delta(self.commits[i], before.commits[i]))
-            .collect();
+        let d = |i: usize| self.decisions[i] - before.decisions[i];
+        let c = |i: usize| self.commits[i] - before.commits[i];
         Tail {
-            decisions_over_1ms: over(d[0], d[2]),
-            decisions_over_2_5ms: over(d[1], d[2]),
-            commits_over_1ms: over(c[0], c[1]),
+            decisions_over_1ms: over(d(0), d(2)),
+            decisions_over_2_5ms: over(d(1), d(2)),
+            commits_over_1ms: over(c(0), c(1)),
         }
     }
 }

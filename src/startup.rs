@@ -476,7 +476,7 @@ enum Tick {
 
 /// Keeps the catalog and spend snapshots fresh and the spool replayed; errors are logged and
 /// retried next tick. Each of the three runs on its own: a read that waits out its deadline on
-/// a Redis connection that stopped answering (a spend read may take 30 s) holds up neither the
+/// a Redis connection that stopped answering (5 s for a spend read) holds up neither the
 /// catalog poll (the record) nor the spool's replay (on the connections the probe made anew).
 /// Stops at the next await once `shutdown` fires: a replay cut short leaves the spool whole for
 /// the next one (dedupe makes it safe).

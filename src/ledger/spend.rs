@@ -65,7 +65,7 @@ struct Pending {
     /// Holds of served slots that have not rendered here, by the end of their bucket.
     unrendered: BTreeMap<Millis, Micros>,
     /// Renders this node acknowledged, by the refresh epoch during which it did; a refresh that
-    /// starts later reads a ledger that includes them. At most two entries (see `rendered`).
+    /// starts later reads a ledger that includes them. At most two entries (see `add_rendered`).
     rendered: Vec<(u64, Micros)>,
     /// Renders acknowledged into the outage spool, by the spool generation they were written
     /// in: no read includes them before the spool has replayed that generation into the store

@@ -1,10 +1,10 @@
 //! A real `redis-server` per test, on a free port, in its own directory; killed on drop.
 
-use super::ports::free_port;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::ports::free_port;
 use super::scratch::ScratchDir;
 
 pub struct RedisServer {
