@@ -44,6 +44,14 @@ enum Command {
         /// The file the start-up error names, e.g. `data/journal.log` or `data/spool.log`.
         file: PathBuf,
     },
+    /// List the nodes whose outage spool holds events Redis has not seen (reports' `as_of`
+    /// waits for the oldest), or forget a node gone for good with its spool.
+    Spools {
+        /// The node to forget, as listed. Only for a node that will never replay: its
+        /// acknowledged events are then lost, and reports stop waiting for them.
+        #[arg(long, value_name = "NODE")]
+        forget: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -77,6 +85,7 @@ fn main() -> ExitCode {
             }
             Command::Reconcile { repair } => reconcile(settings, repair).await,
             Command::Quarantine { file } => quarantine(&file),
+            Command::Spools { forget } => spools(settings, forget).await,
         }
     });
     match result {
@@ -136,6 +145,37 @@ async fn reconcile(settings: Settings, repair: bool) -> Result<(), String> {
             report.differences.len()
         )),
     }
+}
+
+async fn spools(settings: Settings, forget: Option<String>) -> Result<(), String> {
+    let record = statusads::record::Record::open(
+        settings.store.database_url.expose_secret(),
+        &settings.store.data_dir,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let failed = |e: statusads::store::StoreError| e.report().to_string();
+    if let Some(node) = forget {
+        return match record.forget_outage_spool(&node).await.map_err(failed)? {
+            true => {
+                println!("forgot {node}'s outage spool; as_of no longer waits for it");
+                Ok(())
+            }
+            false => Err(format!("no outage spool of {node} is listed")),
+        };
+    }
+    let listed = record.outage_spools().await.map_err(failed)?;
+    if listed.is_empty() {
+        println!("no outage spool listed: as_of waits for no node");
+    }
+    for spool in listed {
+        println!(
+            "{}\tsince {}",
+            spool.node,
+            statusads::ledger::report::rfc3339(spool.since_ms)
+        );
+    }
+    Ok(())
 }
 
 fn quarantine(file: &std::path::Path) -> Result<(), String> {

@@ -420,6 +420,8 @@ catalogue! {
         "Spooled events replayed into Redis after an outage."),
     spool_over_cap: Counter = ("statusads_spool_over_cap_total", Count,
         "Renders acknowledged during a Redis outage that the replay found over a frequency cap (the cap holds: they are not billed)."),
+    outage_spools: Gauge = ("statusads_outage_spools", Count,
+        "Nodes whose outage spool holds events Redis has not seen, as the system of record lists them (any node's; as_of waits for the oldest, so a node gone for good with a spool holds reports until an operator forgets it)."),
     breaker_open: Gauge = ("statusads_store_breaker_open", Count,
         "1 while the store's circuit breaker is open (Redis failed store.breaker_failures times in a row; calls fail at once until a probe answers), else 0."),
     breaker_transitions: Family<Transition, Counter> = ("statusads_store_breaker_transitions_total", Count,
@@ -511,6 +513,11 @@ impl Metrics {
     pub fn export_state(&self, lag: Duration, waiting: u64) {
         self.handles.export_lag.set(lag.as_secs_f64());
         self.handles.outbox_records.set(waiting as f64);
+    }
+
+    /// After each export round that could read them: the nodes with a registered spool.
+    pub fn outage_spools(&self, nodes: u64) {
+        self.handles.outage_spools.set(nodes as f64);
     }
 
     pub fn spend_age(&self, age: Duration) {

@@ -2,6 +2,7 @@
 //! tokens, the slot-token signing key and the demo advertiser's key. Each is created on first
 //! use in its own file under `data_dir`, readable by the owner only (created so, never widened
 //! later), and read back at every start, so tokens handed out keep working across restarts.
+//! A node's id (`record::outages`) is no secret but is kept the same way.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

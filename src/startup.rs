@@ -37,6 +37,7 @@ use crate::ledger::spool::{self, SpoolError};
 use crate::ledger::{Ledger, SpendBoard};
 use crate::metrics::Metrics;
 use crate::record::exporter::Exporter;
+use crate::record::outages::{self, Registration};
 use crate::record::Record;
 use crate::secrets::{self, Kept};
 use crate::serving::Server;
@@ -238,17 +239,29 @@ impl Application {
             spend: spend.clone(),
             reach: reach.clone(),
             spool: match store.backend_name() {
-                "redis" => Some(Arc::new(
-                    spool::Spool::open(&data_dir, settings.store.spool_max_bytes).map_err(
-                        |err| match err {
+                "redis" => {
+                    let registration =
+                        Registration::open(record.clone(), &data_dir).map_err(|source| {
+                            StartupError::DataDir {
+                                path: data_dir.join(outages::NODE_ID_FILE),
+                                source,
+                            }
+                        })?;
+                    Some(Arc::new(
+                        spool::Spool::open(
+                            &data_dir,
+                            settings.store.spool_max_bytes,
+                            Some(registration),
+                        )
+                        .map_err(|err| match err {
                             SpoolError::Io(source) => StartupError::DataDir {
                                 path: data_dir.join(spool::FILE),
                                 source,
                             },
                             other => other.into(),
-                        },
-                    )?,
-                )),
+                        })?,
+                    ))
+                }
                 _ => None,
             },
         });

@@ -145,10 +145,12 @@ impl Ledger {
     /// Replays the spool once Redis answers again; called by the refresher.
     pub async fn drain_spool(&self) {
         let Some(spool) = &self.spool else { return };
-        if spool.pending() == 0 {
+        if spool.idle() {
             return;
         }
         match spool.drain(&self.store).await {
+            // Nothing was waiting: at most an empty spool's listing withdrawn.
+            Ok(drained) if drained.generation.is_none() => {}
             Ok(drained) => {
                 if let Some(generation) = drained.generation {
                     self.spend.spool_replayed(generation);

@@ -12,6 +12,10 @@
 //! and refusing the rest would leave it half-recorded behind a 503. The overshoot is bounded by
 //! the events in flight on the node. The file is read under the one policy of `store::lines` (a
 //! damaged line before intact ones stops the start).
+//!
+//! Other nodes' exporters see only the outboxes, so the spool is listed in the system of record
+//! (`record::outages`) before the first event is acknowledged into it and withdrawn once a
+//! replay has emptied it: `as_of` on every node waits for it.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -20,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
+use crate::record::outages::Registration;
 use crate::store::{lines, EventOutcome, EventWrite, Store, StoreError};
 
 /// The spool's file under `data_dir`.
@@ -40,6 +45,8 @@ pub enum SpoolError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Damaged(#[from] lines::LogError),
+    #[error("cannot list the outage spool in the system of record")]
+    Unlisted(#[source] StoreError),
 }
 
 pub struct Spool {
@@ -56,6 +63,8 @@ pub struct Spool {
     /// Counts replays that emptied the spool: what a push writes belongs to the current
     /// generation, replayed by the next replay to succeed (see `SpendBoard::spool_replayed`).
     generation: AtomicU64,
+    /// This node's entry among the record's outage spools (`None` in unit tests only).
+    registration: Option<Registration>,
 }
 
 /// Whether a push is held to `store.spool_max_bytes`.
@@ -70,7 +79,11 @@ pub enum Limit {
 impl Spool {
     /// Opens the spool, counting what a previous run left in it (replayed on the next drain).
     /// A damaged line with intact ones after it is an error naming the file and offset.
-    pub fn open(data_dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
+    pub fn open(
+        data_dir: &Path,
+        max_bytes: u64,
+        registration: Option<Registration>,
+    ) -> Result<Self, SpoolError> {
         let path = data_dir.join(FILE);
         let file = OpenOptions::new()
             .create(true)
@@ -90,6 +103,7 @@ impl Spool {
             damaged: Default::default(),
             unreadable: Default::default(),
             generation: AtomicU64::new(0),
+            registration,
         })
     }
 
@@ -114,6 +128,12 @@ impl Spool {
     /// Events waiting for Redis.
     pub fn pending(&self) -> u64 {
         self.events.load(Ordering::SeqCst)
+    }
+
+    /// Whether [`Spool::drain`] has nothing to do: no events, and no listing in the record left
+    /// to withdraw.
+    pub fn idle(&self) -> bool {
+        self.pending() == 0 && self.registration.as_ref().is_none_or(|r| !r.listed())
     }
 
     /// Appends a batch's events (grouped by shard) durably, in one write and one fsync, before
@@ -149,6 +169,12 @@ impl Spool {
         {
             return Err(SpoolError::Full);
         }
+        if let Some(registration) = &self.registration {
+            registration
+                .ensure(now_ms)
+                .await
+                .map_err(SpoolError::Unlisted)?;
+        }
         if let Err(failed) = lines::append_durably(&mut file, text.as_bytes()) {
             // A partial line left behind would hide every later batch: stop taking more.
             self.damaged.store(!failed.repaired, Ordering::SeqCst);
@@ -159,12 +185,14 @@ impl Spool {
         Ok(self.generation.load(Ordering::SeqCst))
     }
 
-    /// Replays everything into the store, oldest first, then empties the spool. Stops at the
-    /// first store error (Redis still away); the next drain starts over, which dedupe makes safe.
+    /// Replays everything into the store, oldest first, then empties the spool and withdraws its
+    /// listing. Stops at the first store error (Redis still away); the next drain starts over,
+    /// which dedupe makes safe.
     pub async fn drain(&self, store: &Store) -> Result<Drained, StoreError> {
         let file = self.file.lock().await;
         let mut drained = Drained::default();
         if self.events.load(Ordering::SeqCst) == 0 {
+            self.withdraw().await;
             return Ok(drained);
         }
         // Damage found now (bytes changed since the start) stops the replay before anything
@@ -173,6 +201,13 @@ impl Spool {
             self.unreadable.store(true, Ordering::SeqCst);
             StoreError::corrupt_from("outage spool", e)
         })?;
+        // Listed already unless an earlier build spooled these; listing them late is still
+        // better than never, and the replay below does not wait for it.
+        if let (Some(registration), Some(oldest)) = (&self.registration, batches.first()) {
+            if let Err(err) = registration.ensure(oldest.now_ms).await {
+                tracing::warn!(error = %err.report(), "outage spool not listed in the record");
+            }
+        }
         for batch in &batches {
             let outcomes = store
                 .apply_events(batch.shard, batch.now_ms, batch.day, &batch.events)
@@ -189,7 +224,18 @@ impl Spool {
         self.bytes.store(0, Ordering::SeqCst);
         self.events.store(0, Ordering::SeqCst);
         drained.generation = Some(self.generation.fetch_add(1, Ordering::SeqCst));
+        self.withdraw().await;
         Ok(drained)
+    }
+
+    /// Withdraws the listing of an empty spool (called under the lock, so no push lists it
+    /// meanwhile); a failure leaves it for the next drain, `as_of` held until then.
+    async fn withdraw(&self) {
+        if let Some(registration) = &self.registration {
+            if let Err(err) = registration.withdraw().await {
+                tracing::warn!(error = %err.report(), "empty outage spool still listed in the record; retrying");
+            }
+        }
     }
 }
 
@@ -269,6 +315,68 @@ mod tests {
         assert!(read.advertiser_caps.is_empty());
     }
 
+    /// The record lists the spool from before its first event until a replay has emptied it;
+    /// a row an earlier run left (a crash between a replay and the withdrawal) is withdrawn by
+    /// the first drain, and the next outage lists the spool anew from its own start.
+    #[tokio::test]
+    async fn the_spool_is_listed_from_its_first_event_until_replayed() {
+        use crate::record::outages::OutageSpool;
+        use crate::record::Record;
+        use crate::store::embedded::EmbeddedStore;
+        use std::sync::Arc;
+
+        let scratch = scratch();
+        let dir = scratch.path();
+        let hot = dir.join("hot");
+        std::fs::create_dir_all(&hot).unwrap();
+        let store = Store::Embedded(EmbeddedStore::open(&hot).unwrap());
+        let record = Arc::new(Record::open("", dir).await.unwrap());
+        let node = Registration::open(record.clone(), dir)
+            .unwrap()
+            .node()
+            .to_owned();
+        record.register_outage_spool(&node, 5).await.unwrap();
+        let listed = || async { record.outage_spools().await.unwrap() };
+        let since = |since_ms| {
+            vec![OutageSpool {
+                node: node.clone(),
+                since_ms,
+            }]
+        };
+
+        let registration = Registration::open(record.clone(), dir).unwrap();
+        assert_eq!(registration.node(), node, "the node keeps its id");
+        let spool = Spool::open(dir, u64::MAX, Some(registration)).unwrap();
+        assert!(
+            !spool.idle(),
+            "an earlier run's row may be left to withdraw"
+        );
+        assert_eq!(spool.drain(&store).await.unwrap(), Drained::default());
+        assert!(listed().await.is_empty());
+        assert!(spool.idle());
+
+        let event = [event()];
+        spool
+            .push(1_000, 0, &[(1, &event)], Limit::Strict)
+            .await
+            .unwrap();
+        assert_eq!(listed().await, since(1_000));
+        spool
+            .push(2_000, 0, &[(2, &event)], Limit::Strict)
+            .await
+            .unwrap();
+        assert_eq!(listed().await, since(1_000), "listed since the first event");
+        assert_eq!(spool.drain(&store).await.unwrap().replayed, 2);
+        assert!(listed().await.is_empty());
+        assert!(spool.idle());
+
+        spool
+            .push(3_000, 0, &[(1, &event)], Limit::Strict)
+            .await
+            .unwrap();
+        assert_eq!(listed().await, since(3_000));
+    }
+
     #[tokio::test]
     async fn a_batch_that_does_not_fit_is_refused_whole() {
         let scratch = scratch();
@@ -285,7 +393,7 @@ mod tests {
         )
         .len() as u64;
         // Room for one shard's line, not for two.
-        let spool = Spool::open(dir, line + line / 2).unwrap();
+        let spool = Spool::open(dir, line + line / 2, None).unwrap();
         let refused = spool
             .push(0, 0, &[(1, &event), (2, &event)], Limit::Strict)
             .await;
@@ -304,7 +412,7 @@ mod tests {
         let scratch = scratch();
         let dir = scratch.path();
         let event = [event()];
-        let spool = Spool::open(dir, 10).unwrap();
+        let spool = Spool::open(dir, 10, None).unwrap();
         assert!(spool.admits());
         spool
             .push(0, 0, &[(1, &event), (2, &event)], Limit::Admitted)
@@ -322,7 +430,7 @@ mod tests {
         let dir = scratch.path();
         let event = [event()];
         {
-            let spool = Spool::open(dir, u64::MAX).unwrap();
+            let spool = Spool::open(dir, u64::MAX, None).unwrap();
             for shard in 0..3 {
                 spool
                     .push(0, 0, &[(shard, &event)], Limit::Strict)
@@ -335,13 +443,13 @@ mod tests {
         let second = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
         bytes[second + 20] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        let err = Spool::open(dir, u64::MAX).err().expect("refused");
+        let err = Spool::open(dir, u64::MAX, None).err().expect("refused");
         let message = err.to_string();
         assert!(message.contains(&format!("byte {second}")), "{message}");
         assert!(message.contains("spool.log"), "{message}");
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing cut");
         lines::quarantine(&path).unwrap();
-        let spool = Spool::open(dir, u64::MAX).unwrap();
+        let spool = Spool::open(dir, u64::MAX, None).unwrap();
         assert_eq!(
             spool.pending(),
             2,

@@ -10,10 +10,14 @@
 //! two nodes exporting the same records insert them once. Nothing is ever removed from an
 //! outbox before it is committed.
 //!
-//! `as_of` is the start of the last round that found every outbox drained while this node's
-//! outage spool was empty: an event acknowledged before that instant was in an outbox then (its
-//! script ran before the answer) or already exported. A report waits (briefly) for a round that
-//! started after it arrived, so a reader sees its own events.
+//! `as_of` is the start of the last round that found every outbox drained, held before the
+//! oldest outage spool any node has listed in the record (`super::outages`): an event
+//! acknowledged before that instant was in an outbox then (its script ran before the answer)
+//! or already exported, or is in a listed spool. A round reads the list *before* the outboxes:
+//! a spool withdrawn after that read had been replayed into an outbox before it, so the
+//! round's drain finds its events; a spool listed after it acknowledges only events after the
+//! round's start. A report waits (briefly) for a round that started after it arrived, so a
+//! reader sees its own events.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,6 +31,7 @@ use crate::ledger::reconcile::LedgerRecord;
 use crate::ledger::served::{ServedKey, ServedTally};
 use crate::ledger::spool::Spool;
 use crate::metrics::Metrics;
+use crate::record::outages::OutageSpool;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 
@@ -61,6 +66,9 @@ pub struct Exporter {
     /// Whether the move of an earlier build's conversion click ids has run (see
     /// `record::conversions`).
     click_ids_moved: std::sync::atomic::AtomicBool,
+    /// The node whose spool held `as_of` back in the last round that read the list (logged when
+    /// it changes).
+    held_by: parking_lot::Mutex<Option<String>>,
 }
 
 impl Exporter {
@@ -86,6 +94,7 @@ impl Exporter {
             wake: Notify::new(),
             shards,
             click_ids_moved: std::sync::atomic::AtomicBool::new(false),
+            held_by: parking_lot::Mutex::new(None),
         }
     }
 
@@ -147,17 +156,22 @@ impl Exporter {
     async fn round_logged(&self) {
         let round = self.started.fetch_add(1, Ordering::SeqCst) + 1;
         let started_ms = self.clock.now_ms();
-        let spool_clear = self.spool.as_ref().is_none_or(|s| s.pending() == 0);
+        // Before the outboxes (see the module's doc).
+        let spools = self.listed_spools().await;
         match self.drain().await {
             Ok(waiting) => {
+                let bound = spools.as_ref().map(|spools| match spools.first() {
+                    Some(oldest) => started_ms.min(oldest.since_ms),
+                    None => started_ms,
+                });
                 self.progress.send_modify(|p| {
                     p.round = p.round.max(round);
-                    if spool_clear {
-                        p.as_of_ms = p.as_of_ms.max(started_ms);
+                    if let Some(bound) = bound {
+                        p.as_of_ms = p.as_of_ms.max(bound);
                     }
                 });
                 self.metrics.export_state(self.lag(), waiting);
-                if spool_clear {
+                if spools.is_some_and(|s| s.is_empty()) {
                     self.move_earlier_click_ids().await;
                 }
                 // Compaction writes a file under the state lock: off the async workers.
@@ -181,6 +195,37 @@ impl Exporter {
                 tracing::warn!(error = %err.report(), "ledger export failed; retrying (nothing is lost)");
             }
         }
+    }
+
+    /// The outage spools every node has listed (none on the embedded backend, which has no
+    /// spool and shares its record with no node); `None` when the record cannot say.
+    async fn listed_spools(&self) -> Option<Vec<OutageSpool>> {
+        if self.spool.is_none() {
+            return Some(Vec::new());
+        }
+        let spools = match self.record.outage_spools().await {
+            Ok(spools) => spools,
+            Err(err) => {
+                tracing::warn!(error = %err.report(), "outage spools unread; as_of stays");
+                return None;
+            }
+        };
+        self.metrics.outage_spools(spools.len() as u64);
+        let oldest = spools.first().map(|s| s.node.clone());
+        let mut held_by = self.held_by.lock();
+        if *held_by != oldest {
+            match spools.first() {
+                Some(spool) => tracing::warn!(
+                    node = %spool.node,
+                    since = %crate::ledger::report::rfc3339(spool.since_ms),
+                    nodes = spools.len(),
+                    "as_of waits for a node's outage spool (events acknowledged during a Redis outage, not replayed yet)"
+                ),
+                None => tracing::info!("no outage spool listed; as_of moves again"),
+            }
+            *held_by = oldest;
+        }
+        Some(spools)
     }
 
     /// After a round that drained the outboxes, until it has run once: an earlier build's

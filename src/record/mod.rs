@@ -15,6 +15,8 @@
 //! - [`ledger`]: ledger records and report counters, written exactly once; invoice and report
 //!   reads.
 //! - [`exporter`]: the task that moves the outbox into the ledger and keeps `as_of`.
+//! - [`outages`]: every node's outage spool that holds events Redis has not seen, which
+//!   `as_of` waits for.
 //! - [`migration`]: the one-time move of a deployment's catalog and assets out of Redis or an
 //!   embedded journal.
 //!
@@ -27,6 +29,7 @@ pub mod exporter;
 pub mod insight;
 pub mod ledger;
 pub mod migration;
+pub mod outages;
 mod schema;
 
 use std::path::Path;

@@ -38,6 +38,7 @@ const POSTGRES: &[(&str, &str)] = &[
     migration_file!("postgres", "0004_insight.sql"),
     migration_file!("postgres", "0005_conversion_clicks.sql"),
     migration_file!("postgres", "0006_conversion_index.sql"),
+    migration_file!("postgres", "0007_outage_spools.sql"),
 ];
 
 const SQLITE: &[(&str, &str)] = &[
@@ -47,6 +48,7 @@ const SQLITE: &[(&str, &str)] = &[
     migration_file!("sqlite", "0004_insight.sql"),
     migration_file!("sqlite", "0005_conversion_clicks.sql"),
     migration_file!("sqlite", "0006_conversion_index.sql"),
+    migration_file!("sqlite", "0007_outage_spools.sql"),
 ];
 
 /// The migrator of `database`'s schema.

@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::support::app::{spawn_app_on, token_of, Api, CLIENT};
+use crate::support::postgres::PostgresServer;
 use crate::support::redis_server::RedisServer;
 use crate::support::service::{ServiceProcess, Until};
 use crate::support::vanishing::VanishingProxy;
@@ -210,6 +211,189 @@ async fn a_full_spool_refuses_events_with_503() {
         !body.to_string().contains("127.0.0.1"),
         "no internals leak: {body}"
     );
+}
+
+/// Two nodes on one Redis and one record, and Redis gone for one of them only (a dropped
+/// route): that node acknowledges a render into its spool, listed in the record. The other
+/// node's exporter still drains every outbox, but as long as the spool holds the render its
+/// reports' `as_of` stays before the render was acknowledged, whatever its own clock says; once
+/// the spool replays, `as_of` moves on and the render is in the report, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_nodes_outage_spool_holds_as_of_until_it_replays() {
+    let redis = RedisServer::start_durable();
+    let proxy = VanishingProxy::start(redis.port).await;
+    let exporting = spawn_app_on(Some(redis), |_| {}).await;
+    let database_url = exporting.database_url.clone();
+    let cut_off = spawn_app_on(None, |s| {
+        s.store.redis_url = proxy.url().into();
+        s.store.database_url = database_url.into();
+    })
+    .await;
+    let (_, key) = exporting.advertiser("Two nodes").await;
+    let campaign = exporting.live_campaign(&key, json!({})).await;
+    cut_off.state.catalog.refresh().await.unwrap();
+    let token = token_of(&cut_off.slots("u1", None, 12).await[0]);
+
+    proxy.vanish();
+    assert_eq!(cut_off.render(&token).await, "accepted", "spooled");
+    let acknowledged = statusads::clock::Clock::now_ms(&*cut_off.clock);
+    let listed = cut_off.state.record.outage_spools().await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].since_ms <= acknowledged, "{listed:?}");
+
+    // Ten minutes on for the exporting node: its rounds drain every outbox all along.
+    exporting.clock.advance_secs(600);
+    let as_of = |report: &serde_json::Value| {
+        let at = time::OffsetDateTime::parse(
+            report["as_of"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        (at.unix_timestamp_nanos() / 1_000_000) as i64
+    };
+    let path = format!("/v1/reports/campaigns/{campaign}");
+    for _ in 0..3 {
+        let report: serde_json::Value = exporting.get(&path, &key).await.json().await.unwrap();
+        assert!(
+            as_of(&report) <= acknowledged,
+            "as_of claims a render still in another node's spool: {} {}",
+            report["as_of"],
+            report["totals"]
+        );
+        assert_eq!(report["totals"]["rendered"], 0, "{}", report["totals"]);
+    }
+    let metrics = exporting.metrics().await;
+    assert!(metrics.contains("statusads_outage_spools 1"), "{metrics}");
+    let (ok, printed) = spools_command(&exporting.database_url, &[]);
+    assert!(ok, "{printed}");
+    assert!(
+        printed.contains(&format!("{}\tsince 2026-11-26T10:00:00", listed[0].node)),
+        "{printed}"
+    );
+
+    proxy.come_back();
+    cut_off
+        .wait_for_metrics("the spool replay", |m| {
+            m.contains("statusads_spool_events 0") && m.contains("statusads_spool_replayed_total 1")
+        })
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let report: serde_json::Value = exporting.get(&path, &key).await.json().await.unwrap();
+        if as_of(&report) > acknowledged {
+            assert_eq!(
+                report["totals"]["rendered"], 1,
+                "replayed, once: {}",
+                report["totals"]
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "as_of never moved on: {}",
+            report["as_of"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cut_off
+        .state
+        .record
+        .outage_spools()
+        .await
+        .unwrap()
+        .is_empty());
+    exporting
+        .wait_for_metrics("no spool listed", |m| {
+            m.contains("statusads_outage_spools 0")
+        })
+        .await;
+
+    // A node gone for good with its spool: the operator forgets it, once.
+    let record = &exporting.state.record;
+    record.register_outage_spool("node_gone", 1).await.unwrap();
+    let (ok, printed) = spools_command(&exporting.database_url, &["--forget", "node_gone"]);
+    assert!(ok && printed.contains("forgot node_gone"), "{printed}");
+    assert!(record.outage_spools().await.unwrap().is_empty());
+    let (ok, printed) = spools_command(&exporting.database_url, &["--forget", "node_gone"]);
+    assert!(!ok, "nothing to forget: {printed}");
+    let (ok, printed) = spools_command(&exporting.database_url, &[]);
+    assert!(
+        ok && printed.contains("no outage spool listed"),
+        "{printed}"
+    );
+}
+
+/// `statusads spools ARGS` on the record at `database_url`: whether it succeeded, and what it
+/// printed.
+fn spools_command(database_url: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_statusads"))
+        .arg("spools")
+        .args(args)
+        .env("STATUSADS__STORE__DATABASE_URL", database_url)
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), printed)
+}
+
+/// Redis and the record both away: a render cannot be listed as spooled, so it is refused with
+/// 503 and nothing is kept (an answer of 503 records nothing). With the record back and Redis
+/// still away, the retry is listed and spooled; with Redis back it is replayed and reported
+/// once, and the listing is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_and_the_record_both_away_a_render_is_refused_and_nothing_spooled() {
+    let mut database = PostgresServer::start();
+    let redis = RedisServer::start_durable();
+    let url = database.database_for(&redis.url());
+    let mut app = spawn_app_on(Some(redis), move |s| s.store.database_url = url.into()).await;
+    let (_, key) = app.advertiser("Both away").await;
+    let campaign = app.live_campaign(&key, json!({})).await;
+    let token = token_of(&app.slots("u1", None, 12).await[0]);
+
+    app.redis.as_mut().unwrap().kill();
+    database.kill9();
+    let res = app
+        .post(
+            "/v1/events",
+            CLIENT,
+            json!({"events": [{"token": token, "type": "render"}]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let metrics = app.metrics().await;
+    assert!(metrics.contains("statusads_spool_events 0"), "{metrics}");
+
+    database.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.state.record.ping().await.is_err() {
+        assert!(Instant::now() < deadline, "the record never answered again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.render(&token).await, "accepted", "spooled, listed");
+    assert_eq!(app.state.record.outage_spools().await.unwrap().len(), 1);
+
+    app.redis.as_mut().unwrap().restart();
+    app.wait_for_metrics("the spool replay", |m| {
+        m.contains("statusads_spool_events 0") && m.contains("statusads_spool_replayed_total 1")
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.report_totals(&key, &campaign).await["rendered"] == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the replayed render never reached the record"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.report_totals(&key, &campaign).await["rendered"], 1);
+    assert!(app.state.record.outage_spools().await.unwrap().is_empty());
+    assert_eq!(app.render(&token).await, "duplicate");
 }
 
 /// `n` sequential decisions for fresh users (each one would place an ad): how long each took
