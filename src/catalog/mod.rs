@@ -145,6 +145,12 @@ impl Catalog {
             Saved::At(version) => version,
             Saved::Stale => return Err(CatalogError::Stale),
         };
+        self.after_commit(record, version).await;
+        Ok(())
+    }
+
+    /// Brings this node's snapshot up to a write it has just committed.
+    async fn after_commit(&self, record: CatalogRecord<'_>, version: u64) {
         // The change is committed, and its answer must say so: a 503 here would have the
         // client retry a write that happened (a second campaign, a key never shown).
         if let Err(err) = self.refresh().await {
@@ -154,7 +160,6 @@ impl Catalog {
             );
             self.show_committed(record, version).await;
         }
-        Ok(())
     }
 
     /// Runs one read-modify-write of the catalog, from the records as this node holds them;
@@ -383,16 +388,26 @@ impl Catalog {
             .ok_or(CatalogError::NotFound)
     }
 
+    /// Adds a creative to its campaign, if the campaign takes creatives as stored: checked on
+    /// this node's copy, and written only if the record still holds that copy.
     pub async fn add_creative(&self, creative: Creative) -> Result<Creative, CatalogError> {
-        let _guard = self.writes.lock().await;
-        let campaign = self
-            .snapshot()
-            .campaign(&creative.campaign_id)
-            .cloned()
-            .ok_or(CatalogError::NotFound)?;
-        takes_creatives(&campaign)?;
-        self.persist(CatalogRecord::Creative(&creative), None, Expected::Absent)
-            .await?;
+        let campaign_id = &creative.campaign_id;
+        self.editing(|| async {
+            let (campaign, campaign_at) = self
+                .base(campaign_id.as_str(), |r| r.campaigns.get(campaign_id))
+                .await
+                .ok_or(CatalogError::NotFound)?;
+            takes_creatives(&campaign)?;
+            match self.record.save_creative(&creative, campaign_at).await? {
+                Saved::At(version) => {
+                    self.after_commit(CatalogRecord::Creative(&creative), version)
+                        .await
+                }
+                Saved::Stale => return Err(CatalogError::Stale),
+            }
+            Ok(())
+        })
+        .await?;
         Ok(creative)
     }
 
@@ -494,6 +509,75 @@ mod tests {
         // The history holds each change once: the refused write left nothing behind.
         let history = fresh.history(&campaign.id).await.unwrap();
         assert_eq!(history.len(), 3, "{history:?}");
+    }
+
+    /// A campaign archived through one node takes no creative through another that has not
+    /// caught up: the add is checked against what is stored (409, nothing written), since a
+    /// creative written there would belong to a campaign that never serves again.
+    #[tokio::test]
+    async fn a_creative_for_a_campaign_archived_through_another_node_is_refused() {
+        use crate::domain::creative::Asset;
+
+        let dir = tempfile::tempdir().unwrap();
+        let record = Arc::new(Record::open("", dir.path()).await.unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let first = Catalog::load(record.clone(), metrics.clone())
+            .await
+            .unwrap();
+        let new: NewAdvertiser =
+            serde_json::from_value(serde_json::json!({"name": "Archived", "currency": "EUR"}))
+                .unwrap();
+        let (owner, _) = first.create_advertiser(new, at(0)).await.unwrap();
+        let campaign = first
+            .create_campaign(
+                &owner,
+                input(serde_json::json!({"name": "Over", "bid_cpm_micros": 1_000_000, "budget": {"total_micros": 100_000_000}})),
+                at(1),
+            )
+            .await
+            .unwrap();
+        let second = Catalog::load(record.clone(), metrics.clone())
+            .await
+            .unwrap();
+        let creative = |headline: &str| Creative {
+            id: CreativeId::generate(),
+            campaign_id: campaign.id.clone(),
+            advertiser_id: owner.id.clone(),
+            status: CreativeStatus::Pending,
+            reject_reason: None,
+            format: "image".into(),
+            headline: headline.into(),
+            body: String::new(),
+            cta_label: "Learn more".into(),
+            asset: Asset {
+                url: "/assets/0".into(),
+                sha256: "0".repeat(64),
+                mime: "image/png".into(),
+                width: 1080,
+                height: 1920,
+                duration_ms: None,
+                bytes: 1,
+            },
+            created_at: at(2),
+        };
+        second.add_creative(creative("before")).await.unwrap();
+
+        first
+            .archive_campaign(&owner, &campaign.id, at(3))
+            .await
+            .unwrap();
+        let refused = second.add_creative(creative("after")).await;
+        assert!(
+            matches!(refused, Err(CatalogError::Conflict(_))),
+            "{refused:?}"
+        );
+        let stored = record.load_catalog().await.unwrap();
+        let headlines: Vec<&str> = stored
+            .creatives
+            .iter()
+            .map(|c| c.headline.as_str())
+            .collect();
+        assert_eq!(headlines, ["before"]);
     }
 
     /// A write expected to find a record at a version it no longer has changes nothing.

@@ -10,6 +10,7 @@
 use sqlx::Row;
 
 use super::{unavailable, Record};
+use crate::domain::creative::Creative;
 use crate::domain::history::{Actor, CampaignChange};
 use crate::domain::ids::CampaignId;
 use crate::store::{CatalogData, CatalogRecord, StoreError};
@@ -115,6 +116,39 @@ impl Record {
         change: Option<&CampaignChange>,
         expected: Expected,
     ) -> Result<Saved, StoreError> {
+        self.save_under(record, change, expected, None).await
+    }
+
+    /// Saves a new creative under the next version if its campaign is still stored as
+    /// `campaign` says (the copy whose status allowed it: a campaign archived meanwhile through
+    /// another node takes none); otherwise changes nothing and answers [`Saved::Stale`].
+    pub async fn save_creative(
+        &self,
+        creative: &Creative,
+        campaign: Expected,
+    ) -> Result<Saved, StoreError> {
+        let parent = match campaign {
+            Expected::At(at) => Some((creative.campaign_id.as_str(), at)),
+            Expected::Anything | Expected::Absent => None,
+        };
+        self.save_under(
+            CatalogRecord::Creative(creative),
+            None,
+            Expected::Absent,
+            parent,
+        )
+        .await
+    }
+
+    /// [`Record::save_expecting`], and when `parent` names a campaign and a version, only if
+    /// that campaign is still stored at it.
+    async fn save_under(
+        &self,
+        record: CatalogRecord<'_>,
+        change: Option<&CampaignChange>,
+        expected: Expected,
+        parent: Option<(&str, u64)>,
+    ) -> Result<Saved, StoreError> {
         let encode = |json: serde_json::Result<String>| json.map_err(|e| corrupt("encode", e));
         let (kind, id, json) = match record {
             CatalogRecord::Advertiser(a) => (
@@ -140,8 +174,21 @@ impl Record {
         .fetch_one(&mut *tx)
         .await
         .map_err(unavailable)?;
-        // The version row's lock (taken above) orders every catalog write, so the condition
-        // reads what the writer before committed.
+        // The version row's lock (taken above) orders every catalog write, so the conditions
+        // read what the writer before committed.
+        if let Some((campaign, at)) = parent {
+            let stored: Option<i64> = sqlx::query_scalar(
+                "SELECT version FROM catalog_records WHERE kind = $1 AND id = $2",
+            )
+            .bind(CAMPAIGN)
+            .bind(campaign)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if stored != Some(at as i64) {
+                return Ok(Saved::Stale);
+            }
+        }
         let sql = match expected {
             Expected::Anything => {
                 "INSERT INTO catalog_records (kind, id, version, json) VALUES ($1, $2, $3, $4) \
