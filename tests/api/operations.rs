@@ -126,6 +126,13 @@ async fn redis_outage_spools_events_and_replays_them_exactly_once() {
     for token in &tokens {
         assert_eq!(app.render(token).await, "duplicate");
     }
+    // Budgets count each render once too: past the tokens' lifetime (no slot holds budget
+    // any more), what they are checked against is the ledger's 12 renders, the 7 spooled ones
+    // (one a repeat) no longer counted beside them since the replay.
+    app.clock.advance_secs(3600);
+    app.refresh_spend().await;
+    let campaign = statusads::domain::ids::CampaignId::parse(&campaign).unwrap();
+    assert_eq!(app.state.spend.committed(&campaign).total_micros, 12 * 2000);
 }
 
 /// Renders acknowledged during an outage are replayed under the caps as they stand then: one
