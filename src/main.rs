@@ -47,8 +47,8 @@ enum Command {
     /// List the nodes whose outage spool holds events Redis has not seen (reports' `as_of`
     /// waits for the oldest), or forget a node gone for good with its spool.
     Spools {
-        /// The node to forget, as listed. Only for a node that will never replay: its
-        /// acknowledged events are then lost, and reports stop waiting for them.
+        /// The node to forget, as listed. Only for a stopped node whose spool is lost: reports
+        /// stop waiting for its acknowledged events (replayed after all, they appear later).
         #[arg(long, value_name = "NODE")]
         forget: Option<String>,
     },

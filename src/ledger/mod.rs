@@ -149,12 +149,12 @@ impl Ledger {
             return;
         }
         match spool.drain(&self.store).await {
-            // Nothing was waiting: at most an empty spool's listing withdrawn.
-            Ok(drained) if drained.generation.is_none() => {}
             Ok(drained) => {
-                if let Some(generation) = drained.generation {
-                    self.spend.spool_replayed(generation);
-                }
+                // None: nothing was waiting (at most an empty spool's listing withdrawn).
+                let Some(generation) = drained.generation else {
+                    return;
+                };
+                self.spend.spool_replayed(generation);
                 if drained.over_cap > 0 {
                     tracing::warn!(
                         replayed = drained.replayed,

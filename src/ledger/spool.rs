@@ -15,11 +15,16 @@
 //!
 //! Other nodes' exporters see only the outboxes, so the spool is listed in the system of record
 //! (`record::outages`) before the first event is acknowledged into it and withdrawn once a
-//! replay has emptied it: `as_of` on every node waits for it.
+//! replay has emptied it: `as_of` on every node waits for it. A batch that cannot be listed is
+//! refused whole, except the shards Redis failed on of a batch whose other shards it recorded
+//! ([`Limit::Admitted`]): a 503 would claim nothing was recorded, so they are spooled unlisted,
+//! this node's own `as_of` waits for them, and the listing is retried at every drain (other
+//! nodes cannot know of them until it succeeds: the price of Redis and the record failing at
+//! the same moment).
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +70,9 @@ pub struct Spool {
     generation: AtomicU64,
     /// This node's entry among the record's outage spools (`None` in unit tests only).
     registration: Option<Registration>,
+    /// The `now_ms` of the oldest batch waiting (`Millis::MAX` when empty): what a listing
+    /// made while the spool holds batches says it holds them since.
+    oldest_ms: AtomicI64,
 }
 
 /// Whether a push is held to `store.spool_max_bytes`.
@@ -93,6 +101,11 @@ impl Spool {
         lines::lock(&file, &path)?;
         let (batches, tail) = batches(&path)?;
         let events = batches.iter().map(|b| b.events.len() as u64).sum();
+        let oldest_ms = batches
+            .iter()
+            .map(|b| b.now_ms)
+            .min()
+            .unwrap_or(Millis::MAX);
         lines::cut_torn_tail(&file, &path, tail)?;
         Ok(Self {
             path,
@@ -104,6 +117,7 @@ impl Spool {
             unreadable: Default::default(),
             generation: AtomicU64::new(0),
             registration,
+            oldest_ms: AtomicI64::new(oldest_ms),
         })
     }
 
@@ -170,10 +184,15 @@ impl Spool {
             return Err(SpoolError::Full);
         }
         if let Some(registration) = &self.registration {
-            registration
-                .ensure(now_ms)
-                .await
-                .map_err(SpoolError::Unlisted)?;
+            let since = now_ms.min(self.oldest_ms.load(Ordering::SeqCst));
+            if let Err(err) = registration.ensure(since).await {
+                if limit == Limit::Strict {
+                    return Err(SpoolError::Unlisted(err));
+                }
+                // Refusing would answer 503 for a batch partly recorded (see the module's doc).
+                tracing::error!(error = %err.report(), "outage spool not listed in the record: \
+                    other nodes' reports may claim these events until a drain lists it");
+            }
         }
         if let Err(failed) = lines::append_durably(&mut file, text.as_bytes()) {
             // A partial line left behind would hide every later batch: stop taking more.
@@ -182,6 +201,7 @@ impl Spool {
         }
         self.bytes.fetch_add(text.len() as u64, Ordering::SeqCst);
         self.events.fetch_add(count, Ordering::SeqCst);
+        self.oldest_ms.fetch_min(now_ms, Ordering::SeqCst);
         Ok(self.generation.load(Ordering::SeqCst))
     }
 
@@ -201,13 +221,9 @@ impl Spool {
             self.unreadable.store(true, Ordering::SeqCst);
             StoreError::corrupt_from("outage spool", e)
         })?;
-        // Listed already unless an earlier build spooled these; listing them late is still
-        // better than never, and the replay below does not wait for it.
-        if let (Some(registration), Some(oldest)) = (&self.registration, batches.first()) {
-            if let Err(err) = registration.ensure(oldest.now_ms).await {
-                tracing::warn!(error = %err.report(), "outage spool not listed in the record");
-            }
-        }
+        // Listed already, unless a listing failed (see the module's doc) or an earlier build
+        // spooled these: late is better than never, and the replay does not wait for it.
+        self.list().await;
         for batch in &batches {
             let outcomes = store
                 .apply_events(batch.shard, batch.now_ms, batch.day, &batch.events)
@@ -223,9 +239,51 @@ impl Spool {
             .map_err(|e| StoreError::corrupt_from("outage spool", e))?;
         self.bytes.store(0, Ordering::SeqCst);
         self.events.store(0, Ordering::SeqCst);
+        self.oldest_ms.store(Millis::MAX, Ordering::SeqCst);
         drained.generation = Some(self.generation.fetch_add(1, Ordering::SeqCst));
         self.withdraw().await;
         Ok(drained)
+    }
+
+    /// This node's id among the record's outage spools.
+    pub fn node(&self) -> Option<&str> {
+        self.registration.as_ref().map(Registration::node)
+    }
+
+    /// Holds the record's list (`listed`: whether it names this node, as an export round read
+    /// it) against what the spool holds: a row an insert answered too late left behind an empty
+    /// spool is withdrawn, and a spool holding events its row lacks (a withdrawal whose answer
+    /// was lost, an operator who forgot a live node) is listed again. A list read before a
+    /// change this node made since only repeats a write already done.
+    pub async fn reconcile_listing(&self, listed: bool) {
+        let Some(registration) = &self.registration else {
+            return;
+        };
+        if (self.pending() > 0) == listed {
+            return;
+        }
+        let _file = self.file.lock().await;
+        match (self.pending() > 0, listed) {
+            (false, true) => {
+                registration.seen(true);
+                self.withdraw().await;
+            }
+            (true, false) => {
+                registration.seen(false);
+                self.list().await;
+            }
+            _ => {}
+        }
+    }
+
+    /// Lists the batches waiting, best effort (called under the lock).
+    async fn list(&self) {
+        let oldest = self.oldest_ms.load(Ordering::SeqCst);
+        if let (Some(registration), true) = (&self.registration, oldest < Millis::MAX) {
+            if let Err(err) = registration.ensure(oldest).await {
+                tracing::warn!(error = %err.report(), "outage spool not listed in the record; retrying");
+            }
+        }
     }
 
     /// Withdraws the listing of an empty spool (called under the lock, so no push lists it
@@ -375,6 +433,21 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(listed().await, since(3_000));
+
+        // An operator forgot this live node: the next export round lists it again, since its
+        // oldest batch.
+        assert!(record.forget_outage_spool(&node).await.unwrap());
+        spool.reconcile_listing(false).await;
+        assert_eq!(listed().await, since(3_000));
+        spool.drain(&store).await.unwrap();
+        assert!(listed().await.is_empty());
+
+        // An insert answered too late lands after the withdrawal: the round that reads it
+        // withdraws it.
+        record.register_outage_spool(&node, 4_000).await.unwrap();
+        assert!(spool.idle(), "this node believes nothing is listed");
+        spool.reconcile_listing(true).await;
+        assert!(listed().await.is_empty());
     }
 
     #[tokio::test]

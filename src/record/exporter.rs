@@ -10,13 +10,14 @@
 //! two nodes exporting the same records insert them once. Nothing is ever removed from an
 //! outbox before it is committed.
 //!
-//! `as_of` is the start of the last round that found every outbox drained, held before the
-//! oldest outage spool any node has listed in the record (`super::outages`): an event
-//! acknowledged before that instant was in an outbox then (its script ran before the answer)
-//! or already exported, or is in a listed spool. A round reads the list *before* the outboxes:
-//! a spool withdrawn after that read had been replayed into an outbox before it, so the
-//! round's drain finds its events; a spool listed after it acknowledges only events after the
-//! round's start. A report waits (briefly) for a round that started after it arrived, so a
+//! `as_of` is the start of the last round that found every outbox drained while this node's
+//! outage spool was empty and no node's spool was listed in the record (`super::outages`): an
+//! event acknowledged before that instant was in an outbox then (its script ran before the
+//! answer) or already exported. A round reads the list *before* the outboxes: a spool withdrawn
+//! after that read had been replayed into an outbox before it, so the round's drain finds its
+//! events; a spool listed after it acknowledges only events after the round's start. A round
+//! that finds a spool listed leaves `as_of` where it was rather than compare another node's
+//! clock with its own. A report waits (briefly) for a round that started after it arrived, so a
 //! reader sees its own events.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -156,22 +157,21 @@ impl Exporter {
     async fn round_logged(&self) {
         let round = self.started.fetch_add(1, Ordering::SeqCst) + 1;
         let started_ms = self.clock.now_ms();
-        // Before the outboxes (see the module's doc).
+        // Both before the outboxes (see the module's doc). The local spool counts even when its
+        // listing failed.
+        let own_spool_clear = self.spool.as_ref().is_none_or(|s| s.pending() == 0);
         let spools = self.listed_spools().await;
+        let clear = own_spool_clear && spools.as_ref().is_some_and(|s| s.is_empty());
         match self.drain().await {
             Ok(waiting) => {
-                let bound = spools.as_ref().map(|spools| match spools.first() {
-                    Some(oldest) => started_ms.min(oldest.since_ms),
-                    None => started_ms,
-                });
                 self.progress.send_modify(|p| {
                     p.round = p.round.max(round);
-                    if let Some(bound) = bound {
-                        p.as_of_ms = p.as_of_ms.max(bound);
+                    if clear {
+                        p.as_of_ms = p.as_of_ms.max(started_ms);
                     }
                 });
                 self.metrics.export_state(self.lag(), waiting);
-                if spools.is_some_and(|s| s.is_empty()) {
+                if clear {
                     self.move_earlier_click_ids().await;
                 }
                 // Compaction writes a file under the state lock: off the async workers.
@@ -211,6 +211,10 @@ impl Exporter {
             }
         };
         self.metrics.outage_spools(spools.len() as u64);
+        if let Some(spool) = &self.spool {
+            let listed = spools.iter().any(|s| Some(s.node.as_str()) == spool.node());
+            spool.reconcile_listing(listed).await;
+        }
         let oldest = spools.first().map(|s| s.node.clone());
         let mut held_by = self.held_by.lock();
         if *held_by != oldest {

@@ -2,11 +2,15 @@
 //! during a Redis outage and Redis has not seen yet, and since when.
 //!
 //! `as_of` promises that every event acknowledged before it is in the record. An exporter sees
-//! only the outboxes, and another node's spool is in neither, so a node registers its spool here
+//! only the outboxes, and another node's spool is in neither, so a node lists its spool here
 //! before it acknowledges the first event into it ([`Registration::ensure`], under the spool's
-//! lock) and withdraws it under the same lock once a replay has emptied the spool. Every export
-//! round keeps `as_of` before the oldest registration (see [`super::exporter`] for why the
-//! order of its reads makes that exact).
+//! lock) and withdraws it under the same lock once a replay has emptied the spool. No export
+//! round moves `as_of` while any spool is listed (see [`super::exporter`] for why the order of
+//! its reads makes that exact; `since_ms` is for operators, since nodes' clocks differ).
+//!
+//! Writes can be answered late or not at all, so each export round also holds the list against
+//! this node's spool (`Spool::reconcile_listing`): a row left behind an empty spool is
+//! withdrawn, and a spool holding events its row lacks is listed again.
 //!
 //! A node gone for good with events in its spool holds `as_of`, and with it erasures, on every
 //! node until an operator forgets it (`statusads spools --forget NODE`): its events were
@@ -88,31 +92,46 @@ impl Registration {
         self.may_exist.load(Ordering::SeqCst)
     }
 
+    /// What the record shows overrides what this node believes: a row it shows is removed by
+    /// the next withdrawal, a row it lacks is written by the next [`Registration::ensure`].
+    pub fn seen(&self, listed: bool) {
+        if listed {
+            self.may_exist.store(true, Ordering::SeqCst);
+        } else {
+            self.confirmed.store(false, Ordering::SeqCst);
+        }
+    }
+
     /// Removes this node's row, once its spool is empty.
     pub async fn withdraw(&self) -> Result<(), StoreError> {
         if !self.listed() {
             return Ok(());
         }
+        // Before the delete: one that commits but whose answer is lost must not leave the next
+        // push believing the row is there.
+        self.confirmed.store(false, Ordering::SeqCst);
         tokio::time::timeout(DEADLINE, self.record.forget_outage_spool(&self.node))
             .await
             .map_err(|_| {
                 StoreError::unavailable("system of record: withdrawing the outage spool")
             })??;
-        self.confirmed.store(false, Ordering::SeqCst);
         self.may_exist.store(false, Ordering::SeqCst);
         Ok(())
     }
 }
 
 impl Record {
-    /// Lists `node`'s spool since `since_ms`; an existing row keeps its older instant.
+    /// Lists `node`'s spool since `since_ms`, or since its listed instant if that is older.
     pub async fn register_outage_spool(
         &self,
         node: &str,
         since_ms: Millis,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO outage_spools (node, since_ms) VALUES ($1, $2) ON CONFLICT (node) DO NOTHING",
+            "INSERT INTO outage_spools (node, since_ms) VALUES ($1, $2) \
+             ON CONFLICT (node) DO UPDATE SET since_ms = CASE \
+             WHEN excluded.since_ms < outage_spools.since_ms THEN excluded.since_ms \
+             ELSE outage_spools.since_ms END",
         )
         .bind(node)
         .bind(since_ms)
