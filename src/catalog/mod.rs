@@ -460,11 +460,18 @@ mod tests {
         serde_json::from_value(json).unwrap()
     }
 
-    /// Two nodes over one record, the second never refreshed: its edit is made to what is
-    /// stored, not to its stale copy, so neither node's change is lost (a stale copy written
-    /// back would undo the first node's pause, and the campaign would spend again).
-    #[tokio::test]
-    async fn an_edit_through_a_node_that_is_behind_keeps_the_other_nodes_change() {
+    /// Two catalogs over one record, as two nodes have, and an active campaign both know.
+    struct TwoNodes {
+        _dir: tempfile::TempDir,
+        record: Arc<Record>,
+        metrics: Arc<Metrics>,
+        first: Catalog,
+        second: Catalog,
+        owner: Advertiser,
+        campaign: Campaign,
+    }
+
+    async fn two_nodes() -> TwoNodes {
         let dir = tempfile::tempdir().unwrap();
         let record = Arc::new(Record::open("", dir.path()).await.unwrap());
         let metrics = Arc::new(Metrics::default());
@@ -486,6 +493,31 @@ mod tests {
         let second = Catalog::load(record.clone(), metrics.clone())
             .await
             .unwrap();
+        TwoNodes {
+            _dir: dir,
+            record,
+            metrics,
+            first,
+            second,
+            owner,
+            campaign,
+        }
+    }
+
+    /// Two nodes over one record, the second never refreshed: its edit is made to what is
+    /// stored, not to its stale copy, so neither node's change is lost (a stale copy written
+    /// back would undo the first node's pause, and the campaign would spend again).
+    #[tokio::test]
+    async fn an_edit_through_a_node_that_is_behind_keeps_the_other_nodes_change() {
+        let TwoNodes {
+            _dir,
+            record,
+            metrics,
+            first,
+            second,
+            owner,
+            campaign,
+        } = two_nodes().await;
 
         let paused = input(serde_json::json!({"status": "paused"}));
         first
@@ -518,27 +550,15 @@ mod tests {
     async fn a_creative_for_a_campaign_archived_through_another_node_is_refused() {
         use crate::domain::creative::Asset;
 
-        let dir = tempfile::tempdir().unwrap();
-        let record = Arc::new(Record::open("", dir.path()).await.unwrap());
-        let metrics = Arc::new(Metrics::default());
-        let first = Catalog::load(record.clone(), metrics.clone())
-            .await
-            .unwrap();
-        let new: NewAdvertiser =
-            serde_json::from_value(serde_json::json!({"name": "Archived", "currency": "EUR"}))
-                .unwrap();
-        let (owner, _) = first.create_advertiser(new, at(0)).await.unwrap();
-        let campaign = first
-            .create_campaign(
-                &owner,
-                input(serde_json::json!({"name": "Over", "bid_cpm_micros": 1_000_000, "budget": {"total_micros": 100_000_000}})),
-                at(1),
-            )
-            .await
-            .unwrap();
-        let second = Catalog::load(record.clone(), metrics.clone())
-            .await
-            .unwrap();
+        let TwoNodes {
+            _dir,
+            record,
+            first,
+            second,
+            owner,
+            campaign,
+            ..
+        } = two_nodes().await;
         let creative = |headline: &str| Creative {
             id: CreativeId::generate(),
             campaign_id: campaign.id.clone(),
