@@ -148,6 +148,11 @@ async fn reconcile(settings: Settings, repair: bool) -> Result<(), String> {
 }
 
 async fn spools(settings: Settings, forget: Option<String>) -> Result<(), String> {
+    if !settings.uses_redis() {
+        return Err(
+            "outage spools exist on the Redis backend only (store.redis_url is not set)".into(),
+        );
+    }
     let record = statusads::record::Record::open(
         settings.store.database_url.expose_secret(),
         &settings.store.data_dir,
@@ -166,11 +171,11 @@ async fn spools(settings: Settings, forget: Option<String>) -> Result<(), String
     }
     let listed = record.outage_spools().await.map_err(failed)?;
     if listed.is_empty() {
-        println!("no outage spool listed: as_of waits for no node");
+        println!("no outage spool listed");
     }
     for spool in listed {
         println!(
-            "{}\tsince {}",
+            "{}\tsince {} (its clock)",
             spool.node,
             statusads::ledger::report::rfc3339(spool.since_ms)
         );

@@ -581,23 +581,31 @@ mod tests {
             created_at: at(2),
         };
         second.add_creative(creative("before")).await.unwrap();
+        // Another change to the campaign: the add is tried again on what is stored, and stands.
+        let rebid = input(serde_json::json!({"bid_cpm_micros": 3_000_000}));
+        first
+            .update_campaign(&owner, &campaign.id, rebid, at(3))
+            .await
+            .unwrap();
+        second.add_creative(creative("rebid")).await.unwrap();
 
         first
-            .archive_campaign(&owner, &campaign.id, at(3))
+            .archive_campaign(&owner, &campaign.id, at(4))
             .await
             .unwrap();
         let refused = second.add_creative(creative("after")).await;
         assert!(
-            matches!(refused, Err(CatalogError::Conflict(_))),
+            matches!(&refused, Err(CatalogError::Conflict(why)) if why.contains("archived")),
             "{refused:?}"
         );
         let stored = record.load_catalog().await.unwrap();
-        let headlines: Vec<&str> = stored
+        let mut headlines: Vec<&str> = stored
             .creatives
             .iter()
             .map(|c| c.headline.as_str())
             .collect();
-        assert_eq!(headlines, ["before"]);
+        headlines.sort();
+        assert_eq!(headlines, ["before", "rebid"]);
     }
 
     /// A write expected to find a record at a version it no longer has changes nothing.

@@ -15,12 +15,13 @@
 //!
 //! Other nodes' exporters see only the outboxes, so the spool is listed in the system of record
 //! (`record::outages`) before the first event is acknowledged into it and withdrawn once a
-//! replay has emptied it: `as_of` on every node waits for it. A batch that cannot be listed is
-//! refused whole, except the shards Redis failed on of a batch whose other shards it recorded
-//! ([`Limit::Admitted`]): a 503 would claim nothing was recorded, so they are spooled unlisted,
-//! this node's own `as_of` waits for them, and the listing is retried at every drain (other
-//! nodes cannot know of them until it succeeds: the price of Redis and the record failing at
-//! the same moment).
+//! replay has emptied it: `as_of` on every node waits for it. A batch arriving while the spool
+//! holds events and that cannot be listed is refused whole (503). A batch that went to Redis
+//! first ([`Limit::Admitted`]) is spooled even unlisted: Redis may have run its scripts (a
+//! missed deadline) or recorded its other shards, so a 503 could not claim nothing was
+//! recorded. Then this node's own `as_of` waits for it and the listing is retried at every
+//! drain and export round; other nodes cannot know of it until that succeeds, the price of
+//! Redis and the record failing at the same moment.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -189,7 +190,7 @@ impl Spool {
                 if limit == Limit::Strict {
                     return Err(SpoolError::Unlisted(err));
                 }
-                // Refusing would answer 503 for a batch partly recorded (see the module's doc).
+                // Refusing would answer 503 for a batch perhaps recorded (see the module's doc).
                 tracing::error!(error = %err.report(), "outage spool not listed in the record: \
                     other nodes' reports may claim these events until a drain lists it");
             }
@@ -222,7 +223,7 @@ impl Spool {
             StoreError::corrupt_from("outage spool", e)
         })?;
         // Listed already, unless a listing failed (see the module's doc) or an earlier build
-        // spooled these: late is better than never, and the replay does not wait for it.
+        // spooled these: late is better than never.
         self.list().await;
         for batch in &batches {
             let outcomes = store
@@ -250,26 +251,28 @@ impl Spool {
         self.registration.as_ref().map(Registration::node)
     }
 
-    /// Holds the record's list (`listed`: whether it names this node, as an export round read
-    /// it) against what the spool holds: a row an insert answered too late left behind an empty
-    /// spool is withdrawn, and a spool holding events its row lacks (a withdrawal whose answer
-    /// was lost, an operator who forgot a live node) is listed again. A list read before a
-    /// change this node made since only repeats a write already done.
-    pub async fn reconcile_listing(&self, listed: bool) {
+    /// Holds the record's list (`listed`: the token of this node's row, as an export round read
+    /// it) against what the spool holds: a row behind an empty spool (an earlier run's, an
+    /// insert answered after its withdrawal) is withdrawn, and a spool holding events its row
+    /// lacks (a withdrawal whose answer was lost, an operator who forgot a live node) is listed
+    /// again. A list read before a change this node made since only repeats a write already
+    /// done or removes a listing by a token no longer in use.
+    pub async fn reconcile_listing(&self, listed: Option<&str>) {
         let Some(registration) = &self.registration else {
             return;
         };
-        if (self.pending() > 0) == listed {
+        if (self.pending() > 0) == listed.is_some() {
             return;
         }
         let _file = self.file.lock().await;
         match (self.pending() > 0, listed) {
-            (false, true) => {
-                registration.seen(true);
-                self.withdraw().await;
+            (false, Some(token)) => {
+                if let Err(err) = registration.withdraw_listed(token).await {
+                    tracing::warn!(error = %err.report(), "empty outage spool still listed in the record; retrying");
+                }
             }
-            (true, false) => {
-                registration.seen(false);
+            (true, None) => {
+                registration.missing();
                 self.list().await;
             }
             _ => {}
@@ -373,9 +376,10 @@ mod tests {
         assert!(read.advertiser_caps.is_empty());
     }
 
-    /// The record lists the spool from before its first event until a replay has emptied it;
-    /// a row an earlier run left (a crash between a replay and the withdrawal) is withdrawn by
-    /// the first drain, and the next outage lists the spool anew from its own start.
+    /// The record lists the spool from before its first event until a replay has emptied it.
+    /// Export rounds withdraw a row behind an empty spool (an earlier run's, an insert answered
+    /// after its withdrawal) and list again a spool whose row went missing; a removal names its
+    /// listing, so one answered late leaves a later listing in place.
     #[tokio::test]
     async fn the_spool_is_listed_from_its_first_event_until_replayed() {
         use crate::record::outages::OutageSpool;
@@ -393,23 +397,23 @@ mod tests {
             .unwrap()
             .node()
             .to_owned();
-        record.register_outage_spool(&node, 5).await.unwrap();
         let listed = || async { record.outage_spools().await.unwrap() };
-        let since = |since_ms| {
-            vec![OutageSpool {
-                node: node.clone(),
-                since_ms,
-            }]
+        let since = |listed: Vec<OutageSpool>| {
+            listed
+                .into_iter()
+                .map(|l| (l.node, l.since_ms))
+                .collect::<Vec<_>>()
         };
 
+        // An earlier run's row: the first export round withdraws it.
+        record
+            .register_outage_spool(&node, 5, "earlier")
+            .await
+            .unwrap();
         let registration = Registration::open(record.clone(), dir).unwrap();
         assert_eq!(registration.node(), node, "the node keeps its id");
         let spool = Spool::open(dir, u64::MAX, Some(registration)).unwrap();
-        assert!(
-            !spool.idle(),
-            "an earlier run's row may be left to withdraw"
-        );
-        assert_eq!(spool.drain(&store).await.unwrap(), Drained::default());
+        spool.reconcile_listing(Some("earlier")).await;
         assert!(listed().await.is_empty());
         assert!(spool.idle());
 
@@ -418,12 +422,17 @@ mod tests {
             .push(1_000, 0, &[(1, &event)], Limit::Strict)
             .await
             .unwrap();
-        assert_eq!(listed().await, since(1_000));
+        assert_eq!(since(listed().await), [(node.clone(), 1_000)]);
         spool
             .push(2_000, 0, &[(2, &event)], Limit::Strict)
             .await
             .unwrap();
-        assert_eq!(listed().await, since(1_000), "listed since the first event");
+        assert_eq!(
+            since(listed().await),
+            [(node.clone(), 1_000)],
+            "listed since the first event"
+        );
+        let first_listing = listed().await[0].token.clone();
         assert_eq!(spool.drain(&store).await.unwrap().replayed, 2);
         assert!(listed().await.is_empty());
         assert!(spool.idle());
@@ -432,22 +441,44 @@ mod tests {
             .push(3_000, 0, &[(1, &event)], Limit::Strict)
             .await
             .unwrap();
-        assert_eq!(listed().await, since(3_000));
+        spool
+            .push(4_000, 0, &[(1, &event)], Limit::Strict)
+            .await
+            .unwrap();
+        // The first listing's removal, answered late, arrives now: this one stays.
+        record
+            .forget_outage_listing(&node, &first_listing)
+            .await
+            .unwrap();
+        assert_eq!(since(listed().await), [(node.clone(), 3_000)]);
 
         // An operator forgot this live node: the next export round lists it again, since its
         // oldest batch.
         assert!(record.forget_outage_spool(&node).await.unwrap());
-        spool.reconcile_listing(false).await;
-        assert_eq!(listed().await, since(3_000));
+        spool.reconcile_listing(None).await;
+        assert_eq!(since(listed().await), [(node.clone(), 3_000)]);
         spool.drain(&store).await.unwrap();
         assert!(listed().await.is_empty());
 
         // An insert answered too late lands after the withdrawal: the round that reads it
         // withdraws it.
-        record.register_outage_spool(&node, 4_000).await.unwrap();
+        record
+            .register_outage_spool(&node, 5_000, "late")
+            .await
+            .unwrap();
         assert!(spool.idle(), "this node believes nothing is listed");
-        spool.reconcile_listing(true).await;
+        spool.reconcile_listing(Some("late")).await;
         assert!(listed().await.is_empty());
+
+        // A listing keeps its oldest instant, and the newest token names it.
+        for (at, token) in [(3_000, "a"), (2_000, "b"), (4_000, "c")] {
+            record
+                .register_outage_spool("node_other", at, token)
+                .await
+                .unwrap();
+        }
+        let other = listed().await;
+        assert_eq!((other[0].since_ms, other[0].token.as_str()), (2_000, "c"));
     }
 
     #[tokio::test]

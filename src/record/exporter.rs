@@ -212,8 +212,12 @@ impl Exporter {
         };
         self.metrics.outage_spools(spools.len() as u64);
         if let Some(spool) = &self.spool {
-            let listed = spools.iter().any(|s| Some(s.node.as_str()) == spool.node());
-            spool.reconcile_listing(listed).await;
+            let listed = spools
+                .iter()
+                .find(|s| Some(s.node.as_str()) == spool.node());
+            spool
+                .reconcile_listing(listed.map(|s| s.token.as_str()))
+                .await;
         }
         let oldest = spools.first().map(|s| s.node.clone());
         let mut held_by = self.held_by.lock();

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::app::{spawn_app_on, token_of, Api, CLIENT};
+use crate::support::app::{spawn_app_on, token_of, Api, TestApp, CLIENT};
 use crate::support::postgres::PostgresServer;
 use crate::support::redis_server::RedisServer;
 use crate::support::service::{ServiceProcess, Until};
@@ -271,7 +271,7 @@ async fn another_nodes_outage_spool_holds_as_of_until_it_replays() {
     }
     let metrics = exporting.metrics().await;
     assert!(metrics.contains("statusads_outage_spools 1"), "{metrics}");
-    let (ok, printed) = spools_command(&exporting.database_url, &[]);
+    let (ok, printed) = spools_command(&exporting, &[]);
     assert!(ok, "{printed}");
     assert!(
         printed.contains(&format!("{}\tsince 2026-11-26T10:00:00", listed[0].node)),
@@ -317,26 +317,33 @@ async fn another_nodes_outage_spool_holds_as_of_until_it_replays() {
 
     // A node gone for good with its spool: the operator forgets it, once.
     let record = &exporting.state.record;
-    record.register_outage_spool("node_gone", 1).await.unwrap();
-    let (ok, printed) = spools_command(&exporting.database_url, &["--forget", "node_gone"]);
+    record
+        .register_outage_spool("node_gone", 1, "gone")
+        .await
+        .unwrap();
+    let (ok, printed) = spools_command(&exporting, &["--forget", "node_gone"]);
     assert!(ok && printed.contains("forgot node_gone"), "{printed}");
     assert!(record.outage_spools().await.unwrap().is_empty());
-    let (ok, printed) = spools_command(&exporting.database_url, &["--forget", "node_gone"]);
+    let (ok, printed) = spools_command(&exporting, &["--forget", "node_gone"]);
     assert!(!ok, "nothing to forget: {printed}");
-    let (ok, printed) = spools_command(&exporting.database_url, &[]);
+    let (ok, printed) = spools_command(&exporting, &[]);
     assert!(
         ok && printed.contains("no outage spool listed"),
         "{printed}"
     );
 }
 
-/// `statusads spools ARGS` on the record at `database_url`: whether it succeeded, and what it
+/// `statusads spools ARGS` for the deployment of `node`: whether it succeeded, and what it
 /// printed.
-fn spools_command(database_url: &str, args: &[&str]) -> (bool, String) {
+fn spools_command(node: &TestApp, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_statusads"))
         .arg("spools")
         .args(args)
-        .env("STATUSADS__STORE__DATABASE_URL", database_url)
+        .env(
+            "STATUSADS__STORE__REDIS_URL",
+            node.redis.as_ref().unwrap().url(),
+        )
+        .env("STATUSADS__STORE__DATABASE_URL", &node.database_url)
         .output()
         .unwrap();
     let printed = format!(
@@ -347,9 +354,9 @@ fn spools_command(database_url: &str, args: &[&str]) -> (bool, String) {
     (out.status.success(), printed)
 }
 
-/// Redis and the record both away. The first batch goes to Redis and fails there: it could have
-/// been recorded in part (other shards), so it is spooled although it cannot be listed, and
-/// acknowledged. The next batch queues behind it, cannot be listed and is refused with 503,
+/// Redis and the record both away. The first batch goes to Redis and fails there: Redis may
+/// have run its script (a missed deadline looks the same), so it is spooled although it cannot
+/// be listed, and acknowledged. The next batch queues behind it, cannot be listed and is refused with 503,
 /// nothing kept. With the record back the spool is listed at the next drain (Redis still
 /// away) and takes the retry; with Redis back both are replayed and reported once, and the
 /// listing is gone.
