@@ -32,6 +32,9 @@ use crate::store::{
 
 const ATTEMPTS: usize = 5;
 const DAY_MS: Millis = 86_400_000;
+/// What a message's delivery-status ledger record appends to the message's record id
+/// (`message_status.lua` writes it too).
+pub const STATUS_SUFFIX: &str = ":status";
 
 /// Whether the platform reports the message delivered already or only sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
@@ -132,13 +135,17 @@ impl Messages<'_> {
             .and_then(|id| snapshot.advertiser(&id).cloned())
             .ok_or(MessageError::NotFound)?;
         let user = UserId::parse(&body.user)?;
+        // The ledger names a message's delivery status `<its record id>:status`: an id with
+        // that ending would share the record id of another message's status, and one of the
+        // two charges would be dropped as a repeat.
         if body.id.is_empty()
             || body.id.len() > 128
             || !body.id.bytes().all(|b| b.is_ascii_graphic())
+            || body.id.ends_with(STATUS_SUFFIX)
         {
             return Err(ValidationError::new(
                 codes::INVALID_MESSAGE,
-                "id must be 1-128 visible ASCII characters",
+                "id must be 1-128 visible ASCII characters, not ending in \":status\"",
             )
             .into());
         }
@@ -204,9 +211,12 @@ impl Messages<'_> {
             } else {
                 after.encode()
             };
+            // Counted from now, as the store applies it: a message dated ahead (or reported
+            // late) keeps its state until its window ends and a day more, no shorter or longer.
+            let now_ms = self.clock.now_ms();
             let state_ttl_ms = after
                 .relevant_until_ms()
-                .map_or(DAY_MS, |until| (until - at_ms).max(0) + DAY_MS);
+                .map_or(DAY_MS, |until| (until - now_ms).max(0) + DAY_MS);
             // The UTC day, whatever offset the platform wrote: it picks the invoice month.
             let day = crate::clock::utc_day(at_ms);
             let stored = StoredMessage {
@@ -238,7 +248,7 @@ impl Messages<'_> {
             };
             let commit = MessageCommit {
                 shard,
-                now_ms: self.clock.now_ms(),
+                now_ms,
                 advertiser: advertiser.id.as_str(),
                 user: user.as_str(),
                 message_id: &body.id,

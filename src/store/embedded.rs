@@ -1398,7 +1398,10 @@ impl State {
                     let users = self.initiated.entry(advertiser.clone()).or_default();
                     let at = users.entry(user.clone()).or_insert(stored.at_ms);
                     *at = (*at).max(stored.at_ms);
-                    let oldest = stored.at_ms - 2 * super::BUSINESS_LIMIT_WINDOW_MS;
+                    // From the earlier of its date and now: a message dated ahead must not
+                    // drop the users reached until then (mirrors message.lua).
+                    let from = written_ms.map_or(stored.at_ms, |now| now.min(stored.at_ms));
+                    let oldest = from - 2 * super::BUSINESS_LIMIT_WINDOW_MS;
                     users.retain(|_, t| *t >= oldest);
                 }
                 if stored.counter.is_empty() {
@@ -1455,7 +1458,10 @@ impl State {
                 }
                 self.messages.insert(key, stored.encode());
                 self.message_record(
-                    format!("msg:{advertiser}:{message_id}:status"),
+                    format!(
+                        "msg:{advertiser}:{message_id}{}",
+                        crate::ledger::messages::STATUS_SUFFIX
+                    ),
                     LedgerKind::MessageStatus,
                     advertiser,
                     &stored,

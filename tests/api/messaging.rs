@@ -150,6 +150,19 @@ async fn window_start_and_end_at_the_instant(backend: Backend) {
         8_000
     );
 
+    // An id ending in ":status" would share the ledger id of message "m1"'s delivery status
+    // (one of the two charges then dropped as a repeat): refused.
+    let (status, body) = post(
+        &app,
+        "/v1/messages",
+        inbound("m1:status", &adv, "u", at(Duration::hours(1))),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_message"))
+    );
+
     // Far-future and far-past times are refused, and change nothing.
     for when in [
         "9999-12-31T23:59:59Z",
@@ -759,6 +772,57 @@ async fn limit_reached_at_exactly_n_distinct_users(backend: Backend) {
     );
 }
 
+/// A business-initiated template dated days ahead is admitted (nobody was reached near its
+/// date) but must not make the limit forget the users reached today: the next new user today
+/// is still one too many.
+async fn a_message_dated_ahead_keeps_the_limit_of_today(backend: Backend) {
+    let app = Arc::new(spawn_app(backend).await);
+    let (adv, _) = app.advertiser("Ahead").await;
+    let res = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/v1/advertisers/{adv}"),
+            Some(ADMIN),
+            Some(json!({"messaging_limit": 250})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let template = |id: &str, user: &str, when: Duration| {
+        outbound(id, &adv, user, "template", Some("marketing"), at(when))
+    };
+    let sends = (0..250).map(|i| {
+        let (app, body) = (
+            app.clone(),
+            template(&format!("m{i}"), &format!("user-{i}"), Duration::ZERO),
+        );
+        tokio::spawn(async move { post(&app, "/v1/messages", body).await.0 })
+    });
+    for code in futures_util::future::join_all(sends).await {
+        assert_eq!(code.unwrap(), StatusCode::OK);
+    }
+    let (code, _) = post(
+        &app,
+        "/v1/messages",
+        template("ahead", "user-ahead", Duration::days(3)),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "nobody was reached near its date");
+    let (code, body) = post(
+        &app,
+        "/v1/messages",
+        template("one-too-many", "user-251", Duration::hours(1)),
+    )
+    .await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("messaging_limit_reached")
+        ),
+        "{body}"
+    );
+}
+
 /// The rule set of the README's worked month: the default July-2025 rates, with utility tiers
 /// in Italy small enough to cross in a few messages.
 pub const WORKED_MONTH_RULES: &str = r#"
@@ -950,4 +1014,5 @@ contract!(
     tiers_cross_a_boundary_within_a_month_and_reset_the_next,
     rule_set_boundary,
     limit_reached_at_exactly_n_distinct_users,
+    a_message_dated_ahead_keeps_the_limit_of_today,
 );

@@ -946,7 +946,8 @@ impl RedisStore {
             .arg(if commit.deliver { "1" } else { "0" })
             .arg(commit.limit.map_or(-1, i64::from))
             .arg(commit.user)
-            .arg(super::BUSINESS_LIMIT_WINDOW_MS);
+            .arg(super::BUSINESS_LIMIT_WINDOW_MS)
+            .arg(commit.now_ms);
         let (code, stored) = self.run_message_script(script, call).await?;
         Ok(match code {
             1 => MessageOutcome::Committed(stored()?),

@@ -9,7 +9,7 @@
 -- counts hash, KEYS[5] business-initiated users (zset)
 -- ARGV: expected_state ("" = none), new_state ("" = delete), state_ttl_ms, stored message
 --       (billing, charge and tier to fill in), result_ttl_ms, advertiser, message_id, direction,
---       deliver ("1": charge now, else pending), limit (-1: none), user, limit_window_ms
+--       deliver ("1": charge now, else pending), limit (-1: none), user, limit_window_ms, now_ms
 -- Returns {1, stored message} when recorded.
 local conversation, message, ledger, counts, initiated = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local existing = redis.call('GET', message)
@@ -36,7 +36,10 @@ if limit >= 0 then
     end
   end
   redis.call('ZADD', initiated, 'GT', at, user)
-  redis.call('ZREMRANGEBYSCORE', initiated, '-inf', '(' .. (at - 2 * window))
+  -- From the earlier of its date and now: a message dated ahead must not drop the users
+  -- reached until then.
+  local from = math.min(at, tonumber(ARGV[13]))
+  redis.call('ZREMRANGEBYSCORE', initiated, '-inf', '(' .. (from - 2 * window))
   if redis.call('PTTL', initiated) < 2 * window then
     redis.call('PEXPIRE', initiated, 2 * window)
   end

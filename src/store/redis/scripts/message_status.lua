@@ -26,6 +26,7 @@ t[6] = string.format('%d', price)
 t[7] = (t[16] == '1' and tier) and tostring(tier) or ''
 local stored = table.concat(t, '|')
 redis.call('SET', message, stored, 'KEEPTTL')
+-- The id's ':status' is ledger::messages::STATUS_SUFFIX, which no message id may end in.
 redis.call('XADD', ledger, '*', 'id', 'msg:' .. advertiser .. ':' .. id .. ':status', 'type', 'message_status',
   'advertiser', advertiser, 'category', price > 0 and t[10] or '', 'country', t[11], 'price', price,
   'at_ms', t[15], 'billing', t[5], 'campaign', t[14])
