@@ -334,8 +334,13 @@ impl Settings {
                 "must be at most 100 (what a user's carried state counts)",
             );
         }
-        if self.auction.reserve_cpm_micros < 0 {
-            return invalid("auction.reserve_cpm_micros", "must not be negative");
+        // A render is billed its CPM / 1,000 in whole micros: below 1,000 a lone bidder, who
+        // pays the reserve, would be billed nothing.
+        if self.auction.reserve_cpm_micros < 1_000 {
+            return invalid(
+                "auction.reserve_cpm_micros",
+                "must be at least 1000 (a render below it is billed nothing)",
+            );
         }
         if let Err(message) = self.messaging.rule_book() {
             return invalid("messaging.rule_sets", &message);
@@ -554,6 +559,11 @@ mod tests {
                 "STATUSADS__HTTP__MAX_CONCURRENT_UPLOADS_PER_ADVERTISER",
                 "0",
                 "http.max_concurrent_uploads_per_advertiser",
+            ),
+            (
+                "STATUSADS__AUCTION__RESERVE_CPM_MICROS",
+                "999",
+                "auction.reserve_cpm_micros",
             ),
         ] {
             let err = Settings::from_layers(None, &env(&[(name, value)]))

@@ -89,10 +89,16 @@ pub struct BilledRecord {
 type Cell = (String, Millis, String, String, String, String);
 
 fn cell_of(record: &LedgerRecord) -> Cell {
+    // A message's country is its recipient's (the invoice groups charges by it), not a request
+    // context's: reports file message charges under `unknown` (API.md).
+    let country = match record.kind {
+        LedgerKind::BusinessMessage | LedgerKind::MessageStatus => String::new(),
+        _ => record.country.clone(),
+    };
     (
         record.campaign.clone(),
         record.at_ms - record.at_ms.rem_euclid(HOUR_MS),
-        record.country.clone(),
+        country,
         record.os.clone(),
         record.age_band.clone(),
         record.creative.clone(),

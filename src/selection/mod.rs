@@ -259,9 +259,11 @@ fn verdict(
     Some(
         if !(campaign.start_at <= now && campaign.end_at.is_none_or(|end| now < end)) {
             Outcome::NotEligible(Ineligible::Schedule)
-        } else if campaign.priority == Priority::Auction
+        } else if campaign.priority != Priority::House
             && campaign.bid_cpm_micros < input.reserve_cpm_micros
         {
+            // A sponsorship pays its own bid: below the reserve it would be served first for
+            // less than any auction may clear at (under 1,000 micros, for nothing at all).
             Outcome::Lost(LostBy::Outbid)
         } else if !campaign.has_budget_left(input.budgets.committed(&campaign.id)) {
             Outcome::Lost(LostBy::Budget)

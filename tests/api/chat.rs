@@ -688,6 +688,29 @@ async fn conversation_funnel_suppression_and_cost(backend: Backend) {
         day["message_charges_micros"], 61_000,
         "on the message's day"
     );
+    // A message has no request context: by country, its charge is under `unknown` (its
+    // recipient's country is on the invoice line, not in the report).
+    let res = app
+        .get(
+            &format!("/v1/reports/campaigns/{campaign}?from=2026-11-01&to=2026-11-30&by=country"),
+            &key,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let by_country: Value = res.json().await.unwrap();
+    let charges: Vec<(&str, i64)> = by_country["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["message_charges_micros"].as_i64() != Some(0))
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap(),
+                r["message_charges_micros"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(charges, [("unknown", 61_000)], "{by_country}");
 }
 
 contract!(

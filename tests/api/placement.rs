@@ -121,6 +121,25 @@ async fn tiers_sponsorship_then_auction_then_house(backend: Backend) {
         3000,
         "sponsorships pay their bid"
     );
+
+    // A sponsorship below the reserve never serves: it would go first, for next to nothing
+    // (under 1,000 micros, for nothing at all).
+    let res = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/v1/campaigns/{sponsor}"),
+            Some(&sponsor_key),
+            Some(json!({"bid_cpm_micros": 999})),
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    app.state.catalog.refresh().await.unwrap();
+    let slots = app.slots("u4", None, 12).await;
+    assert_eq!(
+        campaigns_of(&slots),
+        vec![high.clone()],
+        "the auction serves"
+    );
 }
 
 async fn targeting_never_matches_unknown_values(backend: Backend) {
