@@ -179,13 +179,6 @@ impl Server {
                 ),
                 now_ms,
             );
-            let longest_window = planned
-                .iter()
-                .map(|(_, p)| {
-                    capping::Retention::for_caps(&p.servable.campaign.frequency_caps).window_ms
-                })
-                .max()
-                .unwrap_or(0);
             let commit = DecisionCommit {
                 shard,
                 user,
@@ -209,7 +202,7 @@ impl Server {
                     })
                     .collect(),
                 session_after,
-                user_ttl_ms: capping::user_ttl_ms(longest_window, false),
+                user_ttl_ms: capping::decision_ttl_ms(hold_until - now_ms),
             };
             let outcome = self.store.commit_decision(&commit).await;
             if !matches!(outcome, Ok(CommitOutcome::Committed)) {

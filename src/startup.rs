@@ -356,9 +356,12 @@ impl Application {
                     async move { body_deadline.answer(body, fut.await) }
                 })
                 .wrap_fn(move |req, srv| {
-                    // Every request gets an id, in its log span and echoed to the caller.
+                    // Every request gets an id, in its log span and echoed to the caller. The
+                    // span names the route, not the path: a path can carry a user id
+                    // (`/v1/users/{user}`), and logs outlive erasures.
                     let request_id = format!("{:016x}", rand::thread_rng().gen::<u64>());
-                    let span = tracing::info_span!("request", id = %request_id, method = %req.method(), path = %req.path());
+                    let route = req.match_pattern().unwrap_or_else(|| "(no route)".into());
+                    let span = tracing::info_span!("request", id = %request_id, method = %req.method(), route = %route);
                     let metrics = metrics.clone();
                     let fut = srv.call(req);
                     async move {
@@ -542,6 +545,7 @@ impl Refresher {
                     Duration::from_millis((now_ms - self.started_ms).max(0) as u64)
                 });
                 self.ledger.metrics.spend_age(age);
+                self.ledger.recent.expire(now_ms);
                 self.check_persistence().await;
                 self.ledger.drain_spool().await;
             }

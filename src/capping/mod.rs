@@ -43,6 +43,14 @@ pub fn user_ttl_ms(longest_window_ms: Millis, hide: bool) -> Millis {
         + DAY_MS
 }
 
+/// How long a user's stored state must live after a decision that reserved until `hold_ms`
+/// from now: its reservations and its session. Render times, which caps keep for their
+/// windows, extend it when a render is recorded (`user_ttl_ms`); a slot served and never
+/// rendered keeps nothing longer.
+pub fn decision_ttl_ms(hold_ms: Millis) -> Millis {
+    hold_ms.max(SESSION_TTL_MS)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
     pub decision_id: String,

@@ -170,6 +170,16 @@ impl RecentUsers {
         self.shard(user).lock().remove(user);
     }
 
+    /// Drops the views too old to be used (called every second): a view holds a user's state
+    /// and session id, and no rule keeps them longer than their use.
+    pub fn expire(&self, now_ms: Millis) {
+        for shard in &self.shards {
+            shard
+                .lock()
+                .retain(|_, seen| now_ms - seen.read_at_ms < MAX_AGE_MS);
+        }
+    }
+
     /// Whether a view of `user` is held, however old (the right of access lists it).
     pub fn holds(&self, user: &str) -> bool {
         self.shard(user).lock().contains_key(user)
@@ -215,6 +225,12 @@ mod tests {
         assert_eq!(*recent.assume("u", None, 999).state, UserState::default());
         recent.forget("u");
         assert_eq!(*recent.assume("u", None, 1_000).state, UserState::default());
+        // Kept no longer than it may be used.
+        recent.saw("u", state.clone(), None, None, 1_000);
+        recent.expire(1_000 + MAX_AGE_MS - 1);
+        assert!(recent.holds("u"));
+        recent.expire(1_000 + MAX_AGE_MS);
+        assert!(!recent.holds("u"));
     }
 
     #[test]

@@ -514,9 +514,48 @@ async fn access_lists_what_the_user_did_and_erasure_makes_them_new(backend: Back
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+/// A slot served and never rendered (a prefetch) keeps the user's state only as its rules say:
+/// the reservation until its token lapses, the session 6 hours. The campaign's year-long cap
+/// window is kept only once something rendered.
+async fn a_slot_never_rendered_keeps_the_user_for_the_session_only(backend: Backend) {
+    const HOUR: i64 = 3_600_000;
+    let app = spawn_app(backend).await;
+    let (_, key) = app.advertiser("Yearly").await;
+    app.live_campaign(
+        &key,
+        json!({"frequency_caps": [{"max": 1, "per_seconds": 31_536_000}]}),
+    )
+    .await;
+    let user = "prefetcher";
+    assert_eq!(app.slots(user, Some("s1"), 12).await.len(), 1);
+    assert!(access(&app, user).await["records"].as_u64().unwrap() > 0);
+    if backend == Backend::Redis {
+        let named = keys_naming(&app, user);
+        assert!(!named.is_empty());
+        for (name, ttl) in named {
+            assert!(ttl > 0 && ttl <= 6 * HOUR, "{name} lives {ttl} ms");
+        }
+    }
+    // Redis expires the key on its own clock (checked above); the embedded store on the app's.
+    app.clock.advance_secs(6 * 3600 + 60);
+    if backend == Backend::Embedded {
+        // The node's own view of the user goes within a second (it is used for 30 s).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let left = access(&app, user).await;
+            if left["records"] == 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{left}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
 contract!(
     without_consent_caps_hold_through_the_state_and_nothing_is_kept,
     access_lists_what_the_user_did_and_erasure_makes_them_new,
+    a_slot_never_rendered_keeps_the_user_for_the_session_only,
 );
 
 /// Every Redis key that names `user`, with its remaining TTL (ms; -1 = none).
@@ -557,7 +596,9 @@ async fn nothing_per_user_outlives_its_rule(backend: Backend) {
         let rule = |name: &str| match name.split(':').next().unwrap() {
             "u" => 366 * DAY,
             "click" => 30 * DAY,
-            "conv" => 2 * DAY,
+            // Until the window closes and a day: the messages are dated 10:05, five minutes
+            // after the service's clock.
+            "conv" => 2 * DAY + 5 * 60_000,
             "initiated" => 2 * DAY,
             other => panic!("a key of kind {other} names the user: {name}"),
         };
@@ -690,4 +731,29 @@ async fn on_a_redis_cluster_state_access_and_erasure_span_nodes() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(access(&second, user).await["records"], 0);
+}
+
+/// Logs outlive erasures, so no log line names a user: a request's span names its route, not
+/// its path (`/v1/users/{user}`), and the erasure's own line carries the keyed hash only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_log_line_names_the_user_an_erasure_was_for() {
+    use crate::support::service::{ServiceProcess, Until};
+    let service =
+        ServiceProcess::start_configured("", Until::Ready, &[("STATUSADS_LOG", "info")]).await;
+    let user = "wa-user-in-no-log";
+    assert_eq!(service.api.slots(user, Some("s1"), 12).await.len(), 0);
+    let res = service
+        .api
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/users/{user}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let log = service.log();
+    assert!(log.contains("erased a user's records"), "{log}");
+    assert!(log.contains("/v1/users/{user}"), "the route: {log}");
+    assert!(!log.contains(user), "{log}");
 }
