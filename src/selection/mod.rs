@@ -481,6 +481,18 @@ mod tests {
                 let campaign = &e.campaign;
                 if !campaign.targeting.matches(&request.context) {
                     assert_eq!(e.outcome, Outcome::NotEligible(Ineligible::Targeting));
+                } else if campaign.priority != Priority::House
+                    && campaign.bid_cpm_micros < input.reserve_cpm_micros
+                {
+                    // Below the reserve, unless its advertiser's placement said so first.
+                    assert!(
+                        matches!(
+                            e.outcome,
+                            Outcome::Lost(LostBy::Outbid | LostBy::AdvertiserOnce)
+                        ),
+                        "{:?}",
+                        e.outcome
+                    );
                 } else if e.outcome != Outcome::Won
                     && plain
                         .placements
