@@ -108,11 +108,17 @@ impl SlotRequestBody {
         for interest in &ctx.interests {
             check_one_line("context.interests", interest, codes::INVALID_CONTEXT)?;
         }
+        // An interest of no known kind could name people or groups: it is never matched, so it
+        // goes here, before anything can keep it (insight samples).
+        let mut context = self.context;
+        context
+            .interests
+            .retain(|interest| super::targeting::is_interest(interest));
         Ok(SlotRequest {
             user,
             session: self.session,
             statuses: self.statuses,
-            context: self.context,
+            context,
             personalized: self.consent.map(|c| c.personalized),
             state: self.state,
         })
@@ -165,4 +171,23 @@ pub struct Cta {
     pub label: String,
     pub url: String,
     pub click_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An interest of no known kind is dropped at parse: never matched, never sampled.
+    #[test]
+    fn a_request_keeps_only_interests_of_known_kinds() {
+        let body: SlotRequestBody = serde_json::from_value(serde_json::json!({
+            "user": "u1", "statuses": 12,
+            "context": {"interests": ["contact:+393331234567", "channel:football", "group:family"]}
+        }))
+        .unwrap();
+        assert_eq!(
+            body.parse().unwrap().context.interests,
+            ["channel:football"]
+        );
+    }
 }

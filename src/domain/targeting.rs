@@ -85,7 +85,7 @@ impl Targeting {
         }
         if let Some(bad) = self.interests.iter().find(|i| !is_interest(i)) {
             return Err(invalid(format!(
-                "interest {bad:?} must look like kind:name, e.g. channel:football"
+                "interest {bad:?} must look like kind:name with kind channel or topic, e.g. channel:football"
             )));
         }
         if let Some(AgeRange { min, max }) = self.age {
@@ -131,13 +131,18 @@ fn is_language(code: &str) -> bool {
     code.len() == 2 && code.bytes().all(|b| b.is_ascii_lowercase())
 }
 
-fn is_interest(value: &str) -> bool {
+/// The kinds of interest there are: public things a user follows or reads about. A free kind
+/// could name people or groups (`contact:…`, `group:…`), which no field may carry.
+pub const INTEREST_KINDS: [&str; 2] = ["channel", "topic"];
+
+/// An interest as campaigns target it and requests may carry it: `kind:name`, the kind one of
+/// [`INTEREST_KINDS`].
+pub fn is_interest(value: &str) -> bool {
     let Some((kind, name)) = value.split_once(':') else {
         return false;
     };
-    (1..=32).contains(&kind.len())
+    INTEREST_KINDS.contains(&kind)
         && (1..=64).contains(&name.len())
-        && kind.bytes().all(|b| b.is_ascii_lowercase())
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
@@ -146,6 +151,21 @@ fn is_interest(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interests_name_channels_and_topics_never_people_or_groups() {
+        assert!(is_interest("channel:football"));
+        assert!(is_interest("topic:cooking"));
+        for bad in [
+            "group:family",
+            "contact:mom",
+            "football",
+            "channel:",
+            "Channel:x",
+        ] {
+            assert!(!is_interest(bad), "{bad}");
+        }
+    }
 
     fn ctx(country: Option<&str>, age: Option<u8>, interests: &[&str]) -> SlotContext {
         SlotContext {

@@ -148,6 +148,12 @@ async fn every_invalid_campaign_is_refused_and_changes_nothing(backend: Backend)
             422,
             "invalid_targeting",
         ),
+        // An interest kind that could name people or groups does not exist.
+        (
+            json!({"name": "x", "bid_cpm_micros": 1, "budget": {"total_micros": 100_000_000}, "targeting": {"interests": ["group:family"]}}),
+            422,
+            "invalid_targeting",
+        ),
     ];
     for (body, status, code) in cases {
         let res = app.post("/v1/campaigns", &key, body.clone()).await;
