@@ -67,7 +67,12 @@ enum Entry {
     },
     Decision {
         user: String,
+        /// The session id itself, as earlier builds wrote it (this one writes `session_field`).
         session: Option<String>,
+        /// The session's user-hash field: a hash of its id, which the store keeps instead of
+        /// the id (entries of earlier builds have `session`).
+        #[serde(default)]
+        session_field: Option<String>,
         now_ms: Millis,
         day: u32,
         reservations: Vec<JournaledReservation>,
@@ -279,6 +284,8 @@ pub struct EmbeddedStore {
     sync_thread: Option<std::thread::JoinHandle<()>>,
     /// When [`EmbeddedStore::sweep`] last ran (ms; as `i64` bits).
     swept_at: std::sync::atomic::AtomicI64,
+    /// When the journal was last compacted, or first maintained (ms).
+    compacted_at: std::sync::atomic::AtomicI64,
 }
 
 const SWEEP_EVERY_MS: Millis = 60_000;
@@ -456,6 +463,7 @@ impl EmbeddedStore {
             wake,
             sync_thread: Some(sync_thread),
             swept_at: std::sync::atomic::AtomicI64::new(Millis::MIN / 2),
+            compacted_at: std::sync::atomic::AtomicI64::new(Millis::MIN),
         })
     }
 
@@ -467,6 +475,27 @@ impl EmbeddedStore {
     /// generation says so). Answers whether it compacted.
     pub fn compact(&self) -> Result<bool, StoreError> {
         self.compact_over(self.compact_bytes)
+    }
+
+    /// What the exporter runs after each round: expiry, then compaction once the journal is
+    /// `compact_bytes` long and at least daily. The journal and the snapshot hold what the hot
+    /// state held when they were written, so state that expired (sessions, reservations, users
+    /// past their rules) leaves the disk within a day of leaving memory.
+    pub fn maintain(&self, now_ms: Millis) -> Result<(), StoreError> {
+        self.sweep(now_ms);
+        let last = self.compacted_at.load(Ordering::SeqCst);
+        if last == Millis::MIN {
+            self.compacted_at.store(now_ms, Ordering::SeqCst);
+        }
+        let daily = last != Millis::MIN && now_ms - last >= DAY_MS;
+        // The sweep above runs at most once a minute: a daily compaction sweeps first.
+        if daily {
+            self.inner.lock().0.sweep(now_ms);
+        }
+        if self.compact_over(if daily { 0 } else { self.compact_bytes })? {
+            self.compacted_at.store(now_ms, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
     /// [`Self::compact`] once the journal is at least `min_bytes` long.
@@ -620,7 +649,8 @@ impl EmbeddedStore {
     ) -> Result<CommitOutcome, StoreError> {
         let entry = Entry::Decision {
             user: commit.user.to_owned(),
-            session: commit.session.map(str::to_owned),
+            session: None,
+            session_field: commit.session.map(codec::session_field),
             now_ms: commit.now_ms,
             day: commit.day,
             reservations: commit
@@ -1221,6 +1251,7 @@ impl State {
             Entry::Decision {
                 user,
                 session,
+                session_field,
                 now_ms,
                 day: _,
                 reservations,
@@ -1229,7 +1260,9 @@ impl State {
             } => {
                 let fields =
                     Self::user_to_write(&mut self.users, &mut self.user_expires, user, *now_ms);
-                let current = session.as_deref().map(codec::session_field);
+                let current = session_field
+                    .clone()
+                    .or_else(|| session.as_deref().map(codec::session_field));
                 fields.retain(|field, value| match field.as_bytes().first() {
                     Some(b'r') => reservation_expiry(value).is_some_and(|e| e > *now_ms),
                     Some(b's') if current.as_ref() != Some(field) => {

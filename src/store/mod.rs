@@ -820,10 +820,7 @@ impl Store {
     pub fn maintain(&self, now_ms: Millis) -> Result<(), StoreError> {
         match self {
             Store::Redis(_) => Ok(()),
-            Store::Embedded(s) => {
-                s.sweep(now_ms);
-                s.compact().map(drop)
-            }
+            Store::Embedded(s) => s.maintain(now_ms),
         }
     }
 

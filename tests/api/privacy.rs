@@ -757,3 +757,33 @@ async fn no_log_line_names_the_user_an_erasure_was_for() {
     assert!(log.contains("/v1/users/{user}"), "the route: {log}");
     assert!(!log.contains(user), "{log}");
 }
+
+/// The embedded backend's files hold no session id (a hash of it, as its memory does), and
+/// what expired leaves them within a day: the journal is compacted at least daily, whatever
+/// its length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_files_keep_no_session_id_and_nothing_past_a_day_after_its_rule() {
+    let app = spawn_app(Backend::Embedded).await;
+    let (_, key) = app.advertiser("Files").await;
+    app.live_campaign(&key, json!({})).await;
+    let (user, session) = ("wa-user-on-disk", "session-id-on-disk");
+    assert_eq!(app.slots(user, Some(session), 12).await.len(), 1);
+    rounds_done(&app).await;
+    let files = || {
+        ["journal.log", "snapshot.json"]
+            .iter()
+            .map(|name| {
+                std::fs::read_to_string(app._data_dir.path().join(name)).unwrap_or_default()
+            })
+            .collect::<String>()
+    };
+    let written = files();
+    assert!(written.contains(user), "the decision is journaled");
+    assert!(!written.contains(session), "{written}");
+
+    // A day on: the session and the reservation expired hours ago; compaction drops them.
+    app.clock.advance_secs(86_400 + 60);
+    rounds_done(&app).await;
+    let left = files();
+    assert!(!left.contains(user), "{left}");
+}
