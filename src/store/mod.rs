@@ -703,10 +703,7 @@ impl Store {
         decision_id: &str,
         at_ms: Millis,
     ) -> Result<Option<ClickOwner>, StoreError> {
-        match self {
-            Store::Redis(s) => s.click_owner(shard, decision_id).await,
-            Store::Embedded(s) => s.click_owner(shard, decision_id, at_ms).await,
-        }
+        dispatch!(self, s => s.click_owner(shard, decision_id, at_ms).await)
     }
 
     pub async fn apply_conversion(

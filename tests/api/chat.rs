@@ -101,6 +101,12 @@ async fn chat_ads_carry_a_cta_and_conversions_attribute_once(backend: Backend) {
         "unknown_click"
     );
     assert_eq!(convert(&app, &adv, "", "message").await, "unknown_click");
+    // Dated past the click's 30 days of attribution: unknown, on both backends alike.
+    assert_eq!(
+        app.convert(&adv, &click_id, "message", &at(Duration::days(31)))
+            .await,
+        "unknown_click"
+    );
 
     let totals = app.report_totals(&key, &campaign).await;
     assert_eq!(

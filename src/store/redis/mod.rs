@@ -682,20 +682,33 @@ impl RedisStore {
         &self,
         shard: u32,
         decision_id: &str,
+        at_ms: Millis,
     ) -> Result<Option<ClickOwner>, StoreError> {
         let mut conn = self.conn()?;
         let key = keys::click(shard, decision_id);
-        let (adv, cmp, usr): (Option<String>, Option<String>, Option<String>) = self
+        type Fields = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<Millis>,
+        );
+        let (adv, cmp, usr, expires): Fields = self
             .call(RedisOp::Messaging, async move {
                 redis::cmd("HMGET")
                     .arg(key)
                     .arg("adv")
                     .arg("cmp")
                     .arg("usr")
+                    .arg("exp")
                     .query_async(&mut conn)
                     .await
             })
             .await?;
+        // Past its attribution for a message dated then (clicks of earlier builds carry no
+        // `exp`: their key's TTL bounds them).
+        if expires.is_some_and(|expires| at_ms >= expires) {
+            return Ok(None);
+        }
         Ok(adv.zip(cmp).map(|(advertiser, campaign)| ClickOwner {
             advertiser,
             campaign,

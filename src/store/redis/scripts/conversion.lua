@@ -1,6 +1,7 @@
 -- Attributes a click-to-chat conversion to the click's campaign, all or nothing.
 -- A `conversation_started` counts once per click; a `message` counts every call, each with its
--- own stable ledger id. A click that does not exist or belongs to another advertiser is unknown.
+-- own stable ledger id. A click that does not exist, belongs to another advertiser or is dated
+-- past its attribution is unknown.
 -- The ledger record carries the click id: the conversions API lists conversions from the
 -- record. A conversation started from a campaign that suppresses after one marks it in the
 -- user's hash.
@@ -14,8 +15,10 @@ assert(#KEYS == 3 and #ARGV == 7, 'conversion.lua: wrong arity')
 local click, ledger, user = KEYS[1], KEYS[2], KEYS[3]
 local advertiser, kind, at, decision = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local click_id, suppress, suppress_until = ARGV[5], ARGV[6], tonumber(ARGV[7])
-local owner = redis.call('HGET', click, 'adv')
-if not owner or owner ~= advertiser then
+local owner, expires = unpack(redis.call('HMGET', click, 'adv', 'exp'))
+-- A conversion dated past the click's attribution is unknown (clicks of earlier builds carry
+-- no `exp`: their key's TTL bounds them).
+if not owner or owner ~= advertiser or (expires and tonumber(at) >= tonumber(expires)) then
   return 3
 end
 local campaign = redis.call('HGET', click, 'cmp')

@@ -117,7 +117,10 @@ for i = 1, count do
       elseif kind == 'click' then
         -- Conversions find the click by its id and attribute to this campaign; a conversation
         -- suppresses the campaign in this user's hash (`usr`: its key, in this same slot).
-        redis.call('HSET', click, 'adv', advertiser, 'cmp', campaign, 'usr', personal and user or '')
+        -- `exp`: until when the click is attributable, compared with a conversion's own time
+        -- (the key's TTL runs on Redis's clock from now).
+        redis.call('HSET', click, 'adv', advertiser, 'cmp', campaign, 'usr', personal and user or '',
+          'exp', string.format('%.0f', now + tonumber(click_ttl)))
         redis.call('PEXPIRE', click, click_ttl)
       end
       redis.call('SET', token, flags + bit, 'PX', token_ttl)
