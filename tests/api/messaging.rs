@@ -621,26 +621,25 @@ service_allowance = {{ free_per_month = 1, category = \"utility\" }}
     );
 }
 
+/// Sets an advertiser's `messaging_limit` as the operator.
+async fn set_limit(app: &TestApp, adv: &str, limit: Value) -> reqwest::Response {
+    app.send(
+        reqwest::Method::PATCH,
+        &format!("/v1/advertisers/{adv}"),
+        Some(ADMIN),
+        Some(json!({ "messaging_limit": limit })),
+    )
+    .await
+}
+
 async fn limit_reached_at_exactly_n_distinct_users(backend: Backend) {
     let app = Arc::new(spawn_app(backend).await);
     let (adv, _) = app.advertiser("Bulk").await;
-    let res = app
-        .send(
-            reqwest::Method::PATCH,
-            &format!("/v1/advertisers/{adv}"),
-            Some(ADMIN),
-            Some(json!({"messaging_limit": 7})),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let res = app
-        .send(
-            reqwest::Method::PATCH,
-            &format!("/v1/advertisers/{adv}"),
-            Some(ADMIN),
-            Some(json!({"messaging_limit": 250})),
-        )
-        .await;
+    assert_eq!(
+        set_limit(&app, &adv, json!(7)).await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let res = set_limit(&app, &adv, json!(250)).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.json::<Value>().await.unwrap()["messaging_limit"], 250);
     // 260 distinct users at once: exactly 250 get through.
@@ -758,14 +757,7 @@ async fn limit_reached_at_exactly_n_distinct_users(backend: Backend) {
     .await;
     assert_eq!(code, StatusCode::OK);
     // Unlimited again.
-    let res = app
-        .send(
-            reqwest::Method::PATCH,
-            &format!("/v1/advertisers/{adv}"),
-            Some(ADMIN),
-            Some(json!({"messaging_limit": null})),
-        )
-        .await;
+    let res = set_limit(&app, &adv, Value::Null).await;
     assert_eq!(
         res.json::<Value>().await.unwrap()["messaging_limit"],
         Value::Null
@@ -778,15 +770,10 @@ async fn limit_reached_at_exactly_n_distinct_users(backend: Backend) {
 async fn a_message_dated_ahead_keeps_the_limit_of_today(backend: Backend) {
     let app = Arc::new(spawn_app(backend).await);
     let (adv, _) = app.advertiser("Ahead").await;
-    let res = app
-        .send(
-            reqwest::Method::PATCH,
-            &format!("/v1/advertisers/{adv}"),
-            Some(ADMIN),
-            Some(json!({"messaging_limit": 250})),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        set_limit(&app, &adv, json!(250)).await.status(),
+        StatusCode::OK
+    );
     let template = |id: &str, user: &str, when: Duration| {
         outbound(id, &adv, user, "template", Some("marketing"), at(when))
     };

@@ -281,7 +281,7 @@ async fn invoices(app: &TestApp, keys: &[String]) -> Vec<Value> {
 }
 
 /// `DELETE /v1/users/{user}` as the operator; its answer (200 asserted).
-async fn erase(app: &TestApp, user: &str) -> Value {
+async fn erase(app: &crate::support::app::Api, user: &str) -> Value {
     let res = app
         .send(
             reqwest::Method::DELETE,
@@ -742,16 +742,7 @@ async fn no_log_line_names_the_user_an_erasure_was_for() {
         ServiceProcess::start_configured("", Until::Ready, &[("STATUSADS_LOG", "info")]).await;
     let user = "wa-user-in-no-log";
     assert_eq!(service.api.slots(user, Some("s1"), 12).await.len(), 0);
-    let res = service
-        .api
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/v1/users/{user}"),
-            Some(ADMIN),
-            None,
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    erase(&service.api, user).await;
     let log = service.log();
     assert!(log.contains("erased a user's records"), "{log}");
     assert!(log.contains("/v1/users/{user}"), "the route: {log}");
