@@ -23,6 +23,10 @@ pub const HIDE_MS: Millis = 90 * DAY_MS;
 pub const SESSION_TTL_MS: Millis = 6 * 3_600_000;
 /// A conversation suppresses its campaign for the user this long (their record's lifetime).
 pub const SUPPRESS_MS: Millis = 365 * DAY_MS;
+/// The expiry given to a user's hash found without one (a script that failed before its
+/// expiry, or a build before expiries were tracked): the longest rule, a conversation's
+/// suppression, and a day.
+pub const UNEXPIRING_USER_TTL_MS: Millis = SUPPRESS_MS + DAY_MS;
 
 /// A render's stored time: whole seconds, rounded up.
 pub fn render_stamp(now_ms: Millis) -> i64 {

@@ -275,7 +275,11 @@ impl Campaign {
         if let Some(priority) = input.priority {
             self.priority = priority;
         }
+        // Targeting is checked when it is given: one an earlier build accepted (an interest kind
+        // that no longer exists) must not stop every other edit of the campaign. Such an
+        // interest never matches a request, so the campaign does not serve until it is changed.
         if let Some(targeting) = input.targeting {
+            targeting.validate()?;
             self.targeting = targeting;
         }
         if let Some(caps) = input.frequency_caps {
@@ -334,7 +338,6 @@ impl Campaign {
             (_, Some(budget)) => validate_budget(budget)?,
             (false, None) => {}
         }
-        self.targeting.validate()?;
         if self.frequency_caps.len() > MAX_FREQUENCY_CAPS {
             return Err(ValidationError::new(
                 codes::INVALID_FREQUENCY_CAP,
@@ -509,6 +512,26 @@ mod tests {
     fn valid() -> serde_json::Value {
         serde_json::json!({"name": "Winter", "bid_cpm_micros": 2_500_000,
             "budget": {"total_micros": 100_000_000, "daily_micros": 10_000_000}})
+    }
+
+    /// Targeting an earlier build accepted (an interest kind that no longer exists) does not
+    /// stop other edits; setting it again is refused.
+    #[test]
+    fn a_stored_interest_of_a_retired_kind_leaves_other_edits_possible() {
+        let owner = advertiser(false);
+        let mut campaign =
+            Campaign::create(input(valid()), &owner, OffsetDateTime::UNIX_EPOCH).unwrap();
+        campaign.targeting.interests = vec!["app:games".into()];
+        let paused = campaign
+            .clone()
+            .update(input(serde_json::json!({"status": "paused"})), &owner)
+            .unwrap();
+        assert_eq!(paused.status, CampaignStatus::Paused);
+        let again = serde_json::json!({"targeting": {"interests": ["app:games"]}});
+        assert_eq!(
+            campaign.update(input(again), &owner).unwrap_err().code,
+            codes::INVALID_TARGETING
+        );
     }
 
     fn code_of(patch: serde_json::Value) -> &'static str {

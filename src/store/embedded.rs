@@ -289,9 +289,8 @@ pub struct EmbeddedStore {
 }
 
 const SWEEP_EVERY_MS: Millis = 60_000;
-/// The expiry given to a user's hash that has none (see `State::user_to_write`): the longest
-/// rule, a conversation's suppression.
-const LEGACY_USER_TTL_MS: Millis = capping::SUPPRESS_MS + DAY_MS;
+/// The expiry given to a user's hash that has none (see `State::user_to_write`).
+const LEGACY_USER_TTL_MS: Millis = capping::UNEXPIRING_USER_TTL_MS;
 
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
@@ -481,19 +480,23 @@ impl EmbeddedStore {
     /// `compact_bytes` long and at least daily. The journal and the snapshot hold what the hot
     /// state held when they were written, so state that expired (sessions, reservations, users
     /// past their rules) leaves the disk within a day of leaving memory.
+    /// The first run after a start counts as due: a node restarted more often than daily
+    /// would otherwise never get there.
     pub fn maintain(&self, now_ms: Millis) -> Result<(), StoreError> {
         self.sweep(now_ms);
         let last = self.compacted_at.load(Ordering::SeqCst);
-        if last == Millis::MIN {
-            self.compacted_at.store(now_ms, Ordering::SeqCst);
-        }
-        let daily = last != Millis::MIN && now_ms - last >= DAY_MS;
+        let daily = last == Millis::MIN || now_ms - last >= DAY_MS;
         // The sweep above runs at most once a minute: a daily compaction sweeps first.
         if daily {
             self.inner.lock().0.sweep(now_ms);
         }
         if self.compact_over(if daily { 0 } else { self.compact_bytes })? {
             self.compacted_at.store(now_ms, Ordering::SeqCst);
+        } else if daily {
+            // Lines still to be fsynced (or a damaged journal): try again in a minute, not at
+            // every round with a full sweep each time.
+            self.compacted_at
+                .store(now_ms - DAY_MS + SWEEP_EVERY_MS, Ordering::SeqCst);
         }
         Ok(())
     }

@@ -778,3 +778,25 @@ async fn the_embedded_files_keep_no_session_id_and_nothing_past_a_day_after_its_
     let left = files();
     assert!(!left.contains(user), "{left}");
 }
+
+/// A user's hash found without an expiry (a script that failed before setting it) is given the
+/// longest rule by the next decision, never cut to the decision's own 6 hours: the render times
+/// it may hold keep their caps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_hash_found_without_an_expiry_gets_the_longest_rule() {
+    const DAY: i64 = 86_400_000;
+    let app = spawn_app(Backend::Redis).await;
+    let (_, key) = app.advertiser("Persisted").await;
+    app.live_campaign(&key, json!({})).await;
+    let user = "wa-user-persisted";
+    assert_eq!(app.slots(user, Some("s1"), 12).await.len(), 1);
+    let (name, _) = keys_naming(&app, user)
+        .into_iter()
+        .find(|(name, _)| name.starts_with("u:"))
+        .expect("the user's hash");
+    let mut conn = app.redis.as_ref().unwrap().connection();
+    let _: i64 = redis::cmd("PERSIST").arg(&name).query(&mut conn).unwrap();
+    assert_eq!(app.slots(user, Some("s2"), 12).await.len(), 1);
+    let ttl: i64 = redis::cmd("PTTL").arg(&name).query(&mut conn).unwrap();
+    assert!(ttl > 365 * DAY, "{name} lives {ttl} ms");
+}

@@ -38,7 +38,7 @@ use super::{
     SettleOutcome, SettleWrite, StoreError, StoredMessage, StoredSession, UserClick, UserLocator,
     UserRecords, UserView, CLICK_TTL_MS, MESSAGE_DEDUPE_MS,
 };
-use crate::capping::{UserState, HIDE_MS};
+use crate::capping::{UserState, HIDE_MS, UNEXPIRING_USER_TTL_MS};
 use crate::clock::{Millis, SystemClock};
 use crate::domain::campaign::Spend;
 use crate::domain::ids::CampaignId;
@@ -566,7 +566,8 @@ impl RedisStore {
             .arg(commit.proof.daily_max)
             .arg(commit.reservations.len())
             .arg(commit.proof.checks.len())
-            .arg(commit.proof.held.len());
+            .arg(commit.proof.held.len())
+            .arg(UNEXPIRING_USER_TTL_MS);
         for reservation in &commit.reservations {
             call.arg(reservation.field()).arg(reservation.value());
         }

@@ -9,7 +9,8 @@
 --
 -- KEYS[1] user hash (its `s<hash>` fields hold the user's sessions)
 -- ARGV: now_ms, user_ttl_ms, session_field ('' = no session), session_seen ('' = none),
---       session_after, daily_max, then three counts: reservations, checks, held; then a
+--       session_after, daily_max, then three counts: reservations, checks, held; the TTL
+--       for a hash found without one (capping::UNEXPIRING_USER_TTL_MS); then a
 --       pair per reservation (user-hash field, value), a quadruple per check (campaign
 --       hex, advertiser hex, caps "max:per_seconds,...", advertiser_caps 0|1) and the decision
 --       id of each held reservation.
@@ -19,7 +20,7 @@ local session_field = ARGV[3]
 local has_session = session_field ~= ''
 local daily_max = tonumber(ARGV[6])
 local reservations, checks, held = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local reservations_at = 9
+local reservations_at = 10
 local checks_at = reservations_at + 2 * reservations
 local held_at = checks_at + 4 * checks
 assert(#ARGV == held_at + held and #KEYS == 1, 'reserve.lua: wrong arity')
@@ -114,8 +115,13 @@ if #writes > 0 then
   redis.call('HSET', user, unpack(writes))
 end
 -- A hash this commit created has no TTL yet; an existing one is extended, never shortened.
+-- One found without a TTL (a script that failed before setting it) gets the longest rule:
+-- render times it holds may be kept that long.
 local ttl = tonumber(ARGV[2])
-if not known or redis.call('PTTL', user) < ttl then
+local left = known and redis.call('PTTL', user) or -2
+if left == -1 then
+  redis.call('PEXPIRE', user, math.max(ttl, tonumber(ARGV[10])))
+elseif not known or left < ttl then
   redis.call('PEXPIRE', user, ttl)
 end
 return 1
