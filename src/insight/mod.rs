@@ -63,6 +63,9 @@ pub struct Insight {
     reach: Arc<ReachKey>,
     clock: SharedClock,
     pending: Mutex<Pending>,
+    /// Held by a flush from taking what is pending until it is written, and by an erasure
+    /// (`forgetting`): a flush in flight would write an erased user's samples back.
+    flushing: tokio::sync::Mutex<()>,
     pruned_at: AtomicI64,
     /// One forecast at a time (each takes a thread for up to a few seconds); the permit goes
     /// with the thread, so a caller that goes away does not free it early.
@@ -133,6 +136,7 @@ impl Insight {
             reach,
             clock,
             pending: Mutex::new(Pending::default()),
+            flushing: tokio::sync::Mutex::new(()),
             pruned_at: AtomicI64::new(Millis::MIN / 2),
             forecasting: Arc::new(tokio::sync::Semaphore::new(1)),
             basis: Mutex::new(None),
@@ -212,7 +216,19 @@ impl Insight {
 
     /// Drops the noted samples of the users with these keyed hashes (erased), and the basis
     /// kept for forecasts (read again from the record, without them).
-    pub fn forget_users(&self, user_keys: &std::collections::HashSet<String>) {
+    /// Forgets `user_keys`' samples still pending and runs `delete` (of what the record holds)
+    /// with no flush in flight: one that took them before would write them after the delete.
+    pub async fn forgetting<T>(
+        &self,
+        user_keys: &std::collections::HashSet<String>,
+        delete: impl std::future::Future<Output = T>,
+    ) -> T {
+        let _no_flush = self.flushing.lock().await;
+        self.forget_users(user_keys);
+        delete.await
+    }
+
+    fn forget_users(&self, user_keys: &std::collections::HashSet<String>) {
         {
             let mut basis = self.basis.lock();
             self.erasures.fetch_add(1, Ordering::SeqCst);
@@ -232,6 +248,7 @@ impl Insight {
     /// (not active, no approved creative) get their outcome for every decision sampled since,
     /// as the catalog is now. Kept for the next flush if the record cannot take it.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        let _one = self.flushing.lock().await;
         let Pending {
             outcomes,
             prices,

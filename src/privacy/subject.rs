@@ -193,13 +193,15 @@ impl Subjects {
         self.store
             .erase_user(&self.locate(user.as_str(), clicks))
             .await?;
-        self.insight.flush().await?;
         let unlinked = self.record.unlink(&user_key).await?;
         // The insight samples a forecast replays carry the same keyed hash: they go whole
-        // (they are no billing record).
-        self.record.delete_samples_of(&user_key).await?;
+        // (they are no billing record), with no flush in flight to write them back.
         self.insight
-            .forget_users(&std::iter::once(user_key.clone()).collect());
+            .forgetting(
+                &std::iter::once(user_key.clone()).collect(),
+                self.record.delete_samples_of(&user_key),
+            )
+            .await?;
         self.recent.forget(user.as_str());
         self.store
             .announce_erasure(&user_key, self.clock.now_ms(), ANNOUNCED_MS)
@@ -254,12 +256,14 @@ impl Subjects {
                         self.recent
                             .forget_where(|user| fresh.contains(&self.reach.of(user)));
                         // This node's samples of those users, noted before the erasure.
-                        self.insight.forget_users(&fresh);
-                        for key in &fresh {
-                            if let Err(err) = self.record.delete_samples_of(key).await {
-                                tracing::warn!(error = %err.report(), "erased user's samples not deleted");
+                        let deleted = async {
+                            for key in &fresh {
+                                if let Err(err) = self.record.delete_samples_of(key).await {
+                                    tracing::warn!(error = %err.report(), "erased user's samples not deleted");
+                                }
                             }
-                        }
+                        };
+                        self.insight.forgetting(&fresh, deleted).await;
                     }
                 }
                 Err(err) => tracing::debug!(error = %err.report(), "erasures not read; retrying"),
