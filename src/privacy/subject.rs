@@ -255,15 +255,20 @@ impl Subjects {
                     if !fresh.is_empty() {
                         self.recent
                             .forget_where(|user| fresh.contains(&self.reach.of(user)));
-                        // This node's samples of those users, noted before the erasure.
+                        // This node's samples of those users, noted before the erasure. An
+                        // announcement whose delete failed is read again next time.
                         let deleted = async {
+                            let mut failed = Vec::new();
                             for key in &fresh {
                                 if let Err(err) = self.record.delete_samples_of(key).await {
-                                    tracing::warn!(error = %err.report(), "erased user's samples not deleted");
+                                    tracing::warn!(error = %err.report(), "erased user's samples not deleted; retrying");
+                                    failed.push(key.clone());
                                 }
                             }
+                            failed
                         };
-                        self.insight.forgetting(&fresh, deleted).await;
+                        let failed = self.insight.forgetting(&fresh, deleted).await;
+                        seen.retain(|(key, _), _| !failed.contains(key));
                     }
                 }
                 Err(err) => tracing::debug!(error = %err.report(), "erasures not read; retrying"),

@@ -379,9 +379,13 @@ impl EmbeddedStore {
         };
         std::fs::create_dir_all(data_dir).map_err(io)?;
         let path = data_dir.join(JOURNAL);
-        let (covered, mut state) = match read_snapshot(&data_dir.join(SNAPSHOT))? {
-            Some(snapshot) => (Some(snapshot.generation), snapshot.state),
-            None => (None, State::default()),
+        let (covered, mut state, compacted_ms) = match read_snapshot(&data_dir.join(SNAPSHOT))? {
+            Some(snapshot) => (
+                Some(snapshot.generation),
+                snapshot.state,
+                snapshot.compacted_ms,
+            ),
+            None => (None, State::default(), None),
         };
         let mut journal_generation = None;
         let mut skip = false;
@@ -462,7 +466,7 @@ impl EmbeddedStore {
             wake,
             sync_thread: Some(sync_thread),
             swept_at: std::sync::atomic::AtomicI64::new(Millis::MIN / 2),
-            compacted_at: std::sync::atomic::AtomicI64::new(Millis::MIN),
+            compacted_at: std::sync::atomic::AtomicI64::new(compacted_ms.unwrap_or(Millis::MIN)),
         })
     }
 
@@ -473,15 +477,15 @@ impl EmbeddedStore {
     /// snapshot is renamed into place whole, and a journal it covers is skipped (its
     /// generation says so). Answers whether it compacted.
     pub fn compact(&self) -> Result<bool, StoreError> {
-        self.compact_over(self.compact_bytes)
+        self.compact_over(self.compact_bytes, self.compacted_at.load(Ordering::SeqCst))
     }
 
     /// What the exporter runs after each round: expiry, then compaction once the journal is
     /// `compact_bytes` long and at least daily. The journal and the snapshot hold what the hot
     /// state held when they were written, so state that expired (sessions, reservations, users
     /// past their rules) leaves the disk within a day of leaving memory.
-    /// The first run after a start counts as due: a node restarted more often than daily
-    /// would otherwise never get there.
+    /// The day counts from the last compaction, kept in the snapshot, so restarts do not
+    /// postpone it (a data dir with no such snapshot is due at once).
     pub fn maintain(&self, now_ms: Millis) -> Result<(), StoreError> {
         self.sweep(now_ms);
         let last = self.compacted_at.load(Ordering::SeqCst);
@@ -490,19 +494,23 @@ impl EmbeddedStore {
         if daily {
             self.inner.lock().0.sweep(now_ms);
         }
-        if self.compact_over(if daily { 0 } else { self.compact_bytes })? {
-            self.compacted_at.store(now_ms, Ordering::SeqCst);
-        } else if daily {
-            // Lines still to be fsynced (or a damaged journal): try again in a minute, not at
-            // every round with a full sweep each time.
-            self.compacted_at
-                .store(now_ms - DAY_MS + SWEEP_EVERY_MS, Ordering::SeqCst);
+        let compacted = self.compact_over(if daily { 0 } else { self.compact_bytes }, now_ms);
+        match compacted {
+            Ok(true) => self.compacted_at.store(now_ms, Ordering::SeqCst),
+            // Lines still to be fsynced, a damaged journal, a failed write: try again in a
+            // minute, not at every round with a full sweep each time.
+            _ if daily => self
+                .compacted_at
+                .store(now_ms - DAY_MS + SWEEP_EVERY_MS, Ordering::SeqCst),
+            _ => {}
         }
-        Ok(())
+        compacted.map(drop)
     }
 
     /// [`Self::compact`] once the journal is at least `min_bytes` long.
-    fn compact_over(&self, min_bytes: u64) -> Result<bool, StoreError> {
+    /// `compacted_ms`: what the snapshot records as the last daily compaction (`Millis::MIN`:
+    /// none).
+    fn compact_over(&self, min_bytes: u64, compacted_ms: Millis) -> Result<bool, StoreError> {
         let mut locked = self.inner.lock();
         let (state, file) = &mut *locked;
         let io = |e: std::io::Error| StoreError::unavailable_from("journal compaction", e);
@@ -515,8 +523,13 @@ impl EmbeddedStore {
             return Ok(false);
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let json = serde_json::to_string(&SnapshotRef { generation, state })
-            .map_err(|e| StoreError::corrupt_from("snapshot encoding", e))?;
+        let compacted_ms = (compacted_ms != Millis::MIN).then_some(compacted_ms);
+        let json = serde_json::to_string(&SnapshotRef {
+            generation,
+            state,
+            compacted_ms,
+        })
+        .map_err(|e| StoreError::corrupt_from("snapshot encoding", e))?;
         let target = self.data_dir.join(SNAPSHOT);
         let staged = self.data_dir.join(format!("{SNAPSHOT}.tmp"));
         (|| {
@@ -783,7 +796,7 @@ impl EmbeddedStore {
         };
         self.commit(entry, |_| true, State::apply).await?;
         for _ in 0..100 {
-            if self.compact_over(0)? {
+            if self.compact_over(0, self.compacted_at.load(Ordering::SeqCst))? {
                 return Ok(());
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -1662,12 +1675,17 @@ impl State {
 struct Snapshot {
     generation: u64,
     state: State,
+    /// When the daily compaction last ran (snapshots of earlier builds have none: due at the
+    /// first maintenance).
+    #[serde(default)]
+    compacted_ms: Option<Millis>,
 }
 
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
     generation: u64,
     state: &'a State,
+    compacted_ms: Option<Millis>,
 }
 
 /// The snapshot at `path`, if any, read under the one reading policy (a one-line file).
@@ -1864,6 +1882,31 @@ mod tests {
             .values()
             .map(|s| s.total_micros)
             .sum()
+    }
+
+    /// The journal is compacted at least daily, the day counted from the last compaction as
+    /// the snapshot keeps it: a restart neither postpones it nor compacts again.
+    #[tokio::test]
+    async fn the_daily_compaction_counts_across_restarts() {
+        const T0: Millis = 1_795_000_000_000;
+        let (dir, _) = journal_with(&[]);
+        let journal_len = || std::fs::metadata(dir.join(JOURNAL)).unwrap().len();
+        let store = EmbeddedStore::open_with(&dir, u64::MAX).unwrap();
+        store.maintain(T0).unwrap();
+        let compacted = journal_len();
+        let event = billed_render("d1");
+        store.apply_events(0, T0, 20261123, [&event]).await.unwrap();
+        drop(store);
+
+        let store = EmbeddedStore::open_with(&dir, u64::MAX).unwrap();
+        store.maintain(T0 + 3_600_000).unwrap();
+        assert!(
+            journal_len() > compacted,
+            "an hour on, after a restart: not due"
+        );
+        store.maintain(T0 + DAY_MS).unwrap();
+        assert_eq!(journal_len(), compacted, "a day on: compacted");
+        assert_eq!(spent(&store).await, 2_000);
     }
 
     /// A crash after the snapshot is in place but before the journal is begun again leaves the

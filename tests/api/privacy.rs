@@ -795,8 +795,18 @@ async fn a_users_hash_found_without_an_expiry_gets_the_longest_rule() {
         .find(|(name, _)| name.starts_with("u:"))
         .expect("the user's hash");
     let mut conn = app.redis.as_ref().unwrap().connection();
-    let _: i64 = redis::cmd("PERSIST").arg(&name).query(&mut conn).unwrap();
-    assert_eq!(app.slots(user, Some("s2"), 12).await.len(), 1);
-    let ttl: i64 = redis::cmd("PTTL").arg(&name).query(&mut conn).unwrap();
-    assert!(ttl > 365 * DAY, "{name} lives {ttl} ms");
+    let persist = |conn: &mut redis::Connection| {
+        let _: i64 = redis::cmd("PERSIST").arg(&name).query(conn).unwrap();
+    };
+    let ttl = |conn: &mut redis::Connection| -> i64 {
+        redis::cmd("PTTL").arg(&name).query(conn).unwrap()
+    };
+    persist(&mut conn);
+    let slots = app.slots(user, Some("s2"), 12).await;
+    assert_eq!(slots.len(), 1);
+    assert!(ttl(&mut conn) > 365 * DAY, "after a decision");
+    // And a render (whose own rule here is two days) gives the same.
+    persist(&mut conn);
+    assert_eq!(app.render(&token_of(&slots[0])).await, "accepted");
+    assert!(ttl(&mut conn) > 365 * DAY, "after a render");
 }

@@ -605,7 +605,10 @@ impl RedisStore {
                 .arg(keys::token(shard, &event.decision_id))
                 .arg(keys::click(shard, &event.decision_id));
         }
-        call.arg(now_ms).arg(day).arg(events.len());
+        call.arg(now_ms)
+            .arg(day)
+            .arg(events.len())
+            .arg(UNEXPIRING_USER_TTL_MS);
         for event in events {
             // The argument order is the FIELDS list at the top of events.lua.
             call.arg(event.kind.as_str())

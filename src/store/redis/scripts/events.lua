@@ -5,7 +5,8 @@
 --
 -- KEYS[1] ledger stream (the outbox), KEYS[2] spend totals hash, KEYS[3] today's spend hash,
 -- then per event: user hash, token state key, click key.
--- ARGV[1] now_ms, ARGV[2] day (YYYYMMDD), ARGV[3] event count, then FIELDS values per event:
+-- ARGV[1] now_ms, ARGV[2] day (YYYYMMDD), ARGV[3] event count, ARGV[4] the TTL for a user hash
+-- found without one (capping::UNEXPIRING_USER_TTL_MS), then FIELDS values per event:
 --   type, decision_id, campaign, advertiser, price_micros, token_ttl_ms, user_ttl_ms,
 --   campaign_caps ("max:per_seconds,..."), advertiser_caps (same, "" when off),
 --   campaign_keep ("count:window_seconds"), advertiser_keep (same, count 0 = off),
@@ -20,7 +21,7 @@ local FIELDS = 24
 local BITS = {render = 1, view = 2, click = 4, hide = 8, report = 16}
 local REFUSED = 32
 local count = tonumber(ARGV[3])
-assert(#ARGV == 3 + count * FIELDS and #KEYS == 3 + 3 * count, 'events.lua: wrong arity')
+assert(#ARGV == 4 + count * FIELDS and #KEYS == 3 + 3 * count, 'events.lua: wrong arity')
 local stamp = math.ceil(now / 1000)
 local stamp_digits = encode_stamp(stamp)
 
@@ -46,7 +47,7 @@ local billed_any = false
 -- the loop (a device's batch is one user's; each redis.call costs ~2 us of Redis's one core).
 local extend = {}
 for i = 1, count do
-  local a = 3 + (i - 1) * FIELDS
+  local a = 4 + (i - 1) * FIELDS
   local kind, decision, campaign, advertiser = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local price = tonumber(ARGV[a + 5])
   local token_ttl, user_ttl = ARGV[a + 6], tonumber(ARGV[a + 7])
@@ -140,8 +141,13 @@ end
 if billed_any and redis.call('PTTL', KEYS[3]) < 0 then
   redis.call('PEXPIRE', KEYS[3], 3 * 86400000)
 end
+-- A hash found without a TTL (a script that failed before setting it) gets the longest rule:
+-- the hides and suppressions it may hold are kept that long.
 for user, ttl in pairs(extend) do
-  if redis.call('PTTL', user) < ttl then
+  local left = redis.call('PTTL', user)
+  if left == -1 then
+    redis.call('PEXPIRE', user, math.max(ttl, tonumber(ARGV[4])))
+  elseif left < ttl then
     redis.call('PEXPIRE', user, ttl)
   end
 end
