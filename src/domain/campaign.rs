@@ -15,6 +15,8 @@ use super::{Micros, ValidationError};
 pub const MIN_BUDGET_MICROS: Micros = 1_000_000;
 pub const MAX_BID_CPM_MICROS: Micros = 1_000_000_000;
 pub const MAX_FREQUENCY_CAPS: usize = 4;
+/// The longest window a frequency cap may have (a year): no cap reads a render older.
+pub const MAX_CAP_WINDOW_S: u32 = 31_536_000;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -345,7 +347,8 @@ impl Campaign {
             ));
         }
         for cap in &self.frequency_caps {
-            if !(1..=1000).contains(&cap.max) || !(60..=31_536_000).contains(&cap.per_seconds) {
+            if !(1..=1000).contains(&cap.max) || !(60..=MAX_CAP_WINDOW_S).contains(&cap.per_seconds)
+            {
                 return Err(ValidationError::new(
                     codes::INVALID_FREQUENCY_CAP,
                     "each cap needs max in 1..1000 and per_seconds in 60..31536000",

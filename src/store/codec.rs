@@ -23,7 +23,7 @@
 use super::{ConversionWrite, StoredSession};
 use crate::capping::{Reservation, Retention, SessionState, UserState, SESSION_TTL_MS};
 use crate::clock::Millis;
-use crate::domain::campaign::FrequencyCap;
+use crate::domain::campaign::{FrequencyCap, MAX_CAP_WINDOW_S};
 
 /// Render times count whole seconds from here (2000-01-01T00:00:00Z): six base-36 digits then
 /// last until 2068.
@@ -83,6 +83,20 @@ pub fn encode_stamps(stamps: &[i64]) -> String {
         out.extend(digits.iter().map(|d| *d as char));
     }
     out
+}
+
+/// Whether no rule reads a user-hash field any more at `now_ms`, so it goes: a hide or a
+/// suppression past its end, render times all older than the longest cap window (a campaign's
+/// or an advertiser's list) or than a day (the daily list). Mirrored in `reserve.lua`.
+pub fn outlived(field: &str, value: &str, now_ms: Millis) -> bool {
+    let newest = || decode_stamps(value).into_iter().max().unwrap_or(i64::MIN);
+    let now_s = now_ms.div_euclid(1000);
+    match field.as_bytes().first() {
+        Some(b'h' | b'x') => value.parse::<Millis>().is_ok_and(|until| until <= now_ms),
+        Some(b'c' | b'a') => newest() <= now_s - i64::from(MAX_CAP_WINDOW_S),
+        Some(b'd') if field == "d" => newest() <= now_s - 86_400,
+        _ => false,
+    }
 }
 
 /// The inverse of [`encode_stamps`]; a malformed chunk is skipped. Lists written by builds
@@ -326,6 +340,28 @@ impl StoredSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_field_no_rule_reads_is_outlived() {
+        let now_ms = 1_795_000_000_000;
+        let now_s = now_ms / 1000;
+        assert!(outlived("hadv", &(now_ms - 1).to_string(), now_ms));
+        assert!(!outlived("hadv", &(now_ms + 1).to_string(), now_ms));
+        assert!(outlived("xcmp", &now_ms.to_string(), now_ms));
+        let year = i64::from(MAX_CAP_WINDOW_S);
+        assert!(outlived("ccmp", &encode_stamps(&[now_s - year]), now_ms));
+        assert!(!outlived(
+            "ccmp",
+            &encode_stamps(&[now_s - year, now_s - 10]),
+            now_ms
+        ));
+        assert!(outlived("d", &encode_stamps(&[now_s - 86_400]), now_ms));
+        assert!(!outlived("d", &encode_stamps(&[now_s - 86_399]), now_ms));
+        assert!(
+            !outlived("s1234", "1,0,0", now_ms),
+            "sessions have their own rule"
+        );
+    }
 
     #[test]
     fn parses_its_own_encoding() {

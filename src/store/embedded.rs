@@ -1284,7 +1284,7 @@ impl State {
                     Some(b's') if current.as_ref() != Some(field) => {
                         codec::forget_after(value).is_some_and(|t| t > *now_ms)
                     }
-                    _ => true,
+                    _ => !codec::outlived(field, value, *now_ms),
                 });
                 for (field, value, _) in reservations.iter().filter_map(|r| r.fields()) {
                     fields.insert(field, value);

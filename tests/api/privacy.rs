@@ -552,8 +552,48 @@ async fn a_slot_never_rendered_keeps_the_user_for_the_session_only(backend: Back
     }
 }
 
+/// What no rule reads any more leaves a user's hash at their next decision, though the user
+/// stays active and the hash lives on: a hide past its 90 days, and render times older than
+/// any cap window.
+async fn a_hide_past_its_rule_leaves_the_users_state(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, key) = app.advertiser("Hidden once").await;
+    app.live_campaign(
+        &key,
+        json!({"frequency_caps": [{"max": 5, "per_seconds": 86_400}]}),
+    )
+    .await;
+    let user = "wa-user-hid";
+    let token = token_of(&app.slots(user, Some("s1"), 12).await[0]);
+    assert_eq!(app.render(&token).await, "accepted");
+    assert_eq!(app.events(&[(&token, "hide")]).await, ["accepted"]);
+    let before = access(&app, user).await;
+    assert_eq!(before["hides"].as_array().unwrap().len(), 1, "{before}");
+    assert_eq!(
+        before["caps"]["campaigns"].as_array().unwrap().len(),
+        1,
+        "{before}"
+    );
+
+    // 91 days on the service's clock: the hide is over.
+    app.clock.advance_secs(91 * 86_400);
+    assert_eq!(
+        app.slots(user, Some("s2"), 12).await.len(),
+        1,
+        "served again"
+    );
+    let after = access(&app, user).await;
+    assert_eq!(after["hides"], json!([]), "{after}");
+    // A year on: no cap reads that render.
+    app.clock.advance_secs(275 * 86_400);
+    assert_eq!(app.slots(user, Some("s3"), 12).await.len(), 1);
+    let after = access(&app, user).await;
+    assert_eq!(after["caps"]["campaigns"], json!([]), "{after}");
+}
+
 contract!(
     without_consent_caps_hold_through_the_state_and_nothing_is_kept,
+    a_hide_past_its_rule_leaves_the_users_state,
     access_lists_what_the_user_did_and_erasure_makes_them_new,
     a_slot_never_rendered_keeps_the_user_for_the_session_only,
 );

@@ -567,7 +567,8 @@ impl RedisStore {
             .arg(commit.reservations.len())
             .arg(commit.proof.checks.len())
             .arg(commit.proof.held.len())
-            .arg(UNEXPIRING_USER_TTL_MS);
+            .arg(UNEXPIRING_USER_TTL_MS)
+            .arg(crate::domain::campaign::MAX_CAP_WINDOW_S);
         for reservation in &commit.reservations {
             call.arg(reservation.field()).arg(reservation.value());
         }

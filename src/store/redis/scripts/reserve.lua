@@ -10,7 +10,8 @@
 -- KEYS[1] user hash (its `s<hash>` fields hold the user's sessions)
 -- ARGV: now_ms, user_ttl_ms, session_field ('' = no session), session_seen ('' = none),
 --       session_after, daily_max, then three counts: reservations, checks, held; the TTL
---       for a hash found without one (capping::UNEXPIRING_USER_TTL_MS); then a
+--       for a hash found without one (capping::UNEXPIRING_USER_TTL_MS); the longest cap
+--       window in seconds (domain::campaign::MAX_CAP_WINDOW_S); then a
 --       pair per reservation (user-hash field, value), a quadruple per check (campaign
 --       hex, advertiser hex, caps "max:per_seconds,...", advertiser_caps 0|1) and the decision
 --       id of each held reservation.
@@ -20,7 +21,8 @@ local session_field = ARGV[3]
 local has_session = session_field ~= ''
 local daily_max = tonumber(ARGV[6])
 local reservations, checks, held = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local reservations_at = 10
+local longest_window = tonumber(ARGV[11])
+local reservations_at = 11
 local checks_at = reservations_at + 2 * reservations
 local held_at = checks_at + 4 * checks
 assert(#ARGV == held_at + held and #KEYS == 1, 'reserve.lua: wrong arity')
@@ -32,8 +34,9 @@ for i = 1, #flat, 2 do
 end
 local stored_session = has_session and fields[session_field] or false
 
--- Pending reservations, counted per campaign and advertiser; expired ones and forgotten
--- sessions (`served,carry,forget_after_ms`) are pruned on commit.
+-- Pending reservations, counted per campaign and advertiser; expired ones, forgotten sessions
+-- (`served,carry,forget_after_ms`) and what no rule reads any more (codec::outlived: hides
+-- and suppressions past their end, render lists older than any window) are pruned on commit.
 local by_campaign, by_advertiser, pending, expired = {}, {}, 0, {}
 for field, value in pairs(fields) do
   local kind = string.sub(field, 1, 1)
@@ -49,6 +52,19 @@ for field, value in pairs(fields) do
       by_advertiser[advertiser] = (by_advertiser[advertiser] or 0) + 1
       pending = pending + 1
     else
+      expired[#expired + 1] = field
+    end
+  elseif kind == 'h' or kind == 'x' then
+    if (tonumber(value) or now + 1) <= now then
+      expired[#expired + 1] = field
+    end
+  elseif kind == 'c' or kind == 'a' or field == 'd' then
+    local times = stamps(value)
+    local newest = -math.huge
+    for _, t in ipairs(times) do
+      newest = math.max(newest, t)
+    end
+    if newest <= now_floor - (field == 'd' and DAY_S or longest_window) then
       expired[#expired + 1] = field
     end
   end
