@@ -849,4 +849,15 @@ async fn a_users_hash_found_without_an_expiry_gets_the_longest_rule() {
     persist(&mut conn);
     assert_eq!(app.render(&token_of(&slots[0])).await, "accepted");
     assert!(ttl(&mut conn) > 365 * DAY, "after a render");
+
+    // A hash the render empties on the way (a first decision with no session: its reservation
+    // is its only field) keeps the render's own rule, not the longest.
+    let newcomer = "wa-user-no-session";
+    let slots = app.slots(newcomer, None, 12).await;
+    assert_eq!(app.render(&token_of(&slots[0])).await, "accepted");
+    let (name, ttl) = keys_naming(&app, newcomer)
+        .into_iter()
+        .find(|(name, _)| name.starts_with("u:"))
+        .expect("the newcomer's hash");
+    assert!(ttl > 0 && ttl <= 2 * DAY, "{name} lives {ttl} ms");
 }

@@ -111,8 +111,10 @@ for i = 1, count do
         'creative', ARGV[a + 19], 'country', ARGV[a + 20], 'os', ARGV[a + 21], 'age', ARGV[a + 22],
         'uk', ARGV[a + 23])
       if render_writes then
-        redis.call('HDEL', user, 'r' .. decision)
+        -- Written before the reservation goes, so the hash never empties in between (an
+        -- emptied hash loses its TTL, and would come back looking like one that never had one).
         redis.call('HSET', user, unpack(render_writes))
+        redis.call('HDEL', user, 'r' .. decision)
       elseif personal and (kind == 'hide' or kind == 'report') then
         redis.call('HSET', user, hide_field, string.format('%.0f', now + hide_ms))
       elseif kind == 'click' then
