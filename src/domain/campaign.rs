@@ -279,7 +279,7 @@ impl Campaign {
         }
         // Targeting is checked when it is given: one an earlier build accepted (an interest kind
         // that no longer exists) must not stop every other edit of the campaign. Such an
-        // interest never matches a request, so the campaign does not serve until it is changed.
+        // interest never matches a request (the campaign's other interests still do).
         if let Some(targeting) = input.targeting {
             targeting.validate()?;
             self.targeting = targeting;

@@ -854,10 +854,23 @@ async fn a_users_hash_found_without_an_expiry_gets_the_longest_rule() {
     // is its only field) keeps the render's own rule, not the longest.
     let newcomer = "wa-user-no-session";
     let slots = app.slots(newcomer, None, 12).await;
+    let later = token_of(&app.slots(newcomer, None, 12).await[0]);
     assert_eq!(app.render(&token_of(&slots[0])).await, "accepted");
-    let (name, ttl) = keys_naming(&app, newcomer)
-        .into_iter()
-        .find(|(name, _)| name.starts_with("u:"))
-        .expect("the newcomer's hash");
+    let hash_ttl = |user: &str| {
+        keys_naming(&app, user)
+            .into_iter()
+            .find(|(name, _)| name.starts_with("u:"))
+            .expect("the user's hash")
+    };
+    let (name, ttl) = hash_ttl(newcomer);
     assert!(ttl > 0 && ttl <= 2 * DAY, "{name} lives {ttl} ms");
+    // Erased, then a slot served before renders: the hash the render creates keeps the
+    // render's own rule too.
+    erase(&app, newcomer).await;
+    assert_eq!(app.render(&later).await, "accepted");
+    let (name, ttl) = hash_ttl(newcomer);
+    assert!(
+        ttl > 0 && ttl <= 2 * DAY,
+        "recreated: {name} lives {ttl} ms"
+    );
 }

@@ -46,6 +46,14 @@ local billed_any = false
 -- User hashes this batch wrote, and how long each must now live: extended once per user after
 -- the loop (a device's batch is one user's; each redis.call costs ~2 us of Redis's one core).
 local extend = {}
+-- Each such user's TTL before this script first wrote the hash (-2: there was none): a hash this
+-- script creates has no TTL yet, which must not read as one found without.
+local before = {}
+local function before_write(user)
+  if before[user] == nil then
+    before[user] = redis.call('PTTL', user)
+  end
+end
 for i = 1, count do
   local a = 4 + (i - 1) * FIELDS
   local kind, decision, campaign, advertiser = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
@@ -113,9 +121,11 @@ for i = 1, count do
       if render_writes then
         -- Written before the reservation goes, so the hash never empties in between (an
         -- emptied hash loses its TTL, and would come back looking like one that never had one).
+        before_write(user)
         redis.call('HSET', user, unpack(render_writes))
         redis.call('HDEL', user, 'r' .. decision)
       elseif personal and (kind == 'hide' or kind == 'report') then
+        before_write(user)
         redis.call('HSET', user, hide_field, string.format('%.0f', now + hide_ms))
       elseif kind == 'click' then
         -- Conversions find the click by its id and attribute to this campaign; a conversation
@@ -144,9 +154,10 @@ if billed_any and redis.call('PTTL', KEYS[3]) < 0 then
   redis.call('PEXPIRE', KEYS[3], 3 * 86400000)
 end
 -- A hash found without a TTL (a script that failed before setting it) gets the longest rule:
--- the hides and suppressions it may hold are kept that long.
+-- the hides and suppressions it may hold are kept that long. One this script created gets its
+-- own rule.
 for user, ttl in pairs(extend) do
-  local left = redis.call('PTTL', user)
+  local left = before[user] or redis.call('PTTL', user)
   if left == -1 then
     redis.call('PEXPIRE', user, math.max(ttl, tonumber(ARGV[4])))
   elseif left < ttl then
