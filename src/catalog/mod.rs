@@ -137,20 +137,20 @@ impl Catalog {
         change: Option<CampaignChange>,
         expected: Expected,
     ) -> Result<(), CatalogError> {
-        let version = match self
+        let saved = self
             .record
             .save_expecting(record, change.as_ref(), expected)
-            .await?
-        {
+            .await?;
+        self.committed(record, saved).await
+    }
+
+    /// After a conditional write of `record`: brings this node's snapshot up to it, or answers
+    /// that the record had moved on.
+    async fn committed(&self, record: CatalogRecord<'_>, saved: Saved) -> Result<(), CatalogError> {
+        let version = match saved {
             Saved::At(version) => version,
             Saved::Stale => return Err(CatalogError::Stale),
         };
-        self.after_commit(record, version).await;
-        Ok(())
-    }
-
-    /// Brings this node's snapshot up to a write it has just committed.
-    async fn after_commit(&self, record: CatalogRecord<'_>, version: u64) {
         // The change is committed, and its answer must say so: a 503 here would have the
         // client retry a write that happened (a second campaign, a key never shown).
         if let Err(err) = self.refresh().await {
@@ -160,6 +160,7 @@ impl Catalog {
             );
             self.show_committed(record, version).await;
         }
+        Ok(())
     }
 
     /// Runs one read-modify-write of the catalog, from the records as this node holds them;
@@ -398,14 +399,9 @@ impl Catalog {
                 .await
                 .ok_or(CatalogError::NotFound)?;
             takes_creatives(&campaign)?;
-            match self.record.save_creative(&creative, campaign_at).await? {
-                Saved::At(version) => {
-                    self.after_commit(CatalogRecord::Creative(&creative), version)
-                        .await
-                }
-                Saved::Stale => return Err(CatalogError::Stale),
-            }
-            Ok(())
+            let saved = self.record.save_creative(&creative, campaign_at).await?;
+            self.committed(CatalogRecord::Creative(&creative), saved)
+                .await
         })
         .await?;
         Ok(creative)

@@ -214,8 +214,6 @@ impl Insight {
         }
     }
 
-    /// Drops the noted samples of the users with these keyed hashes (erased), and the basis
-    /// kept for forecasts (read again from the record, without them).
     /// Forgets `user_keys`' samples still pending and runs `delete` (of what the record holds)
     /// with no flush in flight: one that took them before would write them after the delete.
     pub async fn forgetting<T>(
@@ -228,6 +226,8 @@ impl Insight {
         delete.await
     }
 
+    /// Drops the noted samples of the users with these keyed hashes (erased), and the basis
+    /// kept for forecasts (read again from the record, without them).
     fn forget_users(&self, user_keys: &std::collections::HashSet<String>) {
         {
             let mut basis = self.basis.lock();

@@ -198,11 +198,12 @@ impl Exporter {
     }
 
     /// The outage spools every node has listed (none on the embedded backend, which has no
-    /// spool and shares its record with no node); `None` when the record cannot say.
+    /// spool and shares its record with no node); `None` when the record cannot say. Holds
+    /// this node's own row against its spool on the way (`Spool::reconcile_listing`).
     async fn listed_spools(&self) -> Option<Vec<OutageSpool>> {
-        if self.spool.is_none() {
+        let Some(spool) = &self.spool else {
             return Some(Vec::new());
-        }
+        };
         let spools = match self.record.outage_spools().await {
             Ok(spools) => spools,
             Err(err) => {
@@ -211,14 +212,12 @@ impl Exporter {
             }
         };
         self.metrics.outage_spools(spools.len() as u64);
-        if let Some(spool) = &self.spool {
-            let listed = spools
-                .iter()
-                .find(|s| Some(s.node.as_str()) == spool.node());
-            spool
-                .reconcile_listing(listed.map(|s| s.token.as_str()))
-                .await;
-        }
+        let listed = spools
+            .iter()
+            .find(|s| Some(s.node.as_str()) == spool.node());
+        spool
+            .reconcile_listing(listed.map(|s| s.token.as_str()))
+            .await;
         let oldest = spools.first().map(|s| s.node.clone());
         let mut held_by = self.held_by.lock();
         if *held_by != oldest {

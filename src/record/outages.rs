@@ -138,27 +138,19 @@ impl Registration {
 
     /// Removes this run's listing, once the spool is empty.
     pub async fn withdraw(&self) -> Result<(), StoreError> {
-        let token = {
-            let mut listing = self.state.lock();
-            // Before the delete: one that commits but whose answer is lost must not leave the
-            // next push believing the row is there.
-            listing.confirmed = false;
-            match listing.token.clone() {
-                Some(token) => token,
-                None => return Ok(()),
-            }
-        };
-        self.remove(&token).await
+        let token = self.state.lock().token.clone();
+        match token {
+            Some(token) => self.withdraw_listed(&token).await,
+            None => Ok(()),
+        }
     }
 
-    /// Removes the listing `token` the record shows for this node, whose spool is empty (an
-    /// earlier run's, or an insert answered after its withdrawal).
+    /// Removes the listing `token` of this node, whose spool is empty: this run's, an earlier
+    /// run's, or an insert answered after its withdrawal.
     pub async fn withdraw_listed(&self, token: &str) -> Result<(), StoreError> {
+        // Before the delete: one that commits but whose answer is lost must not leave the next
+        // push believing the row is there.
         self.state.lock().confirmed = false;
-        self.remove(token).await
-    }
-
-    async fn remove(&self, token: &str) -> Result<(), StoreError> {
         tokio::time::timeout(
             DEADLINE,
             self.record.forget_outage_listing(&self.node, token),

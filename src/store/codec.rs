@@ -21,7 +21,7 @@
 //!   client's session id.
 
 use super::{ConversionWrite, StoredSession};
-use crate::capping::{Reservation, Retention, SessionState, UserState, SESSION_TTL_MS};
+use crate::capping::{Reservation, Retention, SessionState, UserState, DAY_MS, SESSION_TTL_MS};
 use crate::clock::Millis;
 use crate::domain::campaign::{FrequencyCap, MAX_CAP_WINDOW_S};
 
@@ -94,7 +94,7 @@ pub fn outlived(field: &str, value: &str, now_ms: Millis) -> bool {
     match field.as_bytes().first() {
         Some(b'h' | b'x') => value.parse::<Millis>().is_ok_and(|until| until <= now_ms),
         Some(b'c' | b'a') => newest() <= now_s - i64::from(MAX_CAP_WINDOW_S),
-        Some(b'd') if field == "d" => newest() <= now_s - 86_400,
+        Some(b'd') if field == "d" => newest() <= now_s - DAY_MS / 1000,
         _ => false,
     }
 }

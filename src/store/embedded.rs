@@ -284,7 +284,8 @@ pub struct EmbeddedStore {
     sync_thread: Option<std::thread::JoinHandle<()>>,
     /// When [`EmbeddedStore::sweep`] last ran (ms; as `i64` bits).
     swept_at: std::sync::atomic::AtomicI64,
-    /// When the journal was last compacted, or first maintained (ms).
+    /// When the daily compaction last ran, as the snapshot keeps it (`Millis::MIN`: never), or
+    /// a minute less than a day before its next try after a failed one (ms).
     compacted_at: std::sync::atomic::AtomicI64,
 }
 
@@ -470,16 +471,6 @@ impl EmbeddedStore {
         })
     }
 
-    /// Once the journal is longer than `compact_bytes`: writes the whole hot state (and the
-    /// outbox) as a snapshot, then begins the journal again after it, so a start replays one
-    /// snapshot and a short journal instead of all history. Holds the state lock throughout
-    /// (writers wait). A crash at any point leaves a start that reads the same state: the
-    /// snapshot is renamed into place whole, and a journal it covers is skipped (its
-    /// generation says so). Answers whether it compacted.
-    pub fn compact(&self) -> Result<bool, StoreError> {
-        self.compact_over(self.compact_bytes, self.compacted_at.load(Ordering::SeqCst))
-    }
-
     /// What the exporter runs after each round: expiry, then compaction once the journal is
     /// `compact_bytes` long and at least daily. The journal and the snapshot hold what the hot
     /// state held when they were written, so state that expired (sessions, reservations, users
@@ -487,12 +478,14 @@ impl EmbeddedStore {
     /// The day counts from the last compaction, kept in the snapshot, so restarts do not
     /// postpone it (a data dir with no such snapshot is due at once).
     pub fn maintain(&self, now_ms: Millis) -> Result<(), StoreError> {
-        self.sweep(now_ms);
         let last = self.compacted_at.load(Ordering::SeqCst);
         let daily = last == Millis::MIN || now_ms - last >= DAY_MS;
-        // The sweep above runs at most once a minute: a daily compaction sweeps first.
         if daily {
+            // Whenever the once-a-minute sweep last ran: the snapshot holds nothing expired.
+            self.swept_at.store(now_ms, Ordering::SeqCst);
             self.inner.lock().0.sweep(now_ms);
+        } else {
+            self.sweep(now_ms);
         }
         let compacted = self.compact_over(if daily { 0 } else { self.compact_bytes }, now_ms);
         match compacted {
@@ -507,9 +500,13 @@ impl EmbeddedStore {
         compacted.map(drop)
     }
 
-    /// [`Self::compact`] once the journal is at least `min_bytes` long.
-    /// `compacted_ms`: what the snapshot records as the last daily compaction (`Millis::MIN`:
-    /// none).
+    /// Once the journal is at least `min_bytes` long: writes the whole hot state (and the
+    /// outbox) as a snapshot, then begins the journal again after it, so a start replays one
+    /// snapshot and a short journal instead of all history. Holds the state lock throughout
+    /// (writers wait). A crash at any point leaves a start that reads the same state: the
+    /// snapshot is renamed into place whole, and a journal it covers is skipped (its
+    /// generation says so). Answers whether it compacted. `compacted_ms`: what the snapshot
+    /// records as the last daily compaction (`Millis::MIN`: none).
     fn compact_over(&self, min_bytes: u64, compacted_ms: Millis) -> Result<bool, StoreError> {
         let mut locked = self.inner.lock();
         let (state, file) = &mut *locked;
@@ -1924,7 +1921,7 @@ mod tests {
                 .unwrap();
         }
         let covered = std::fs::read(dir.join(JOURNAL)).unwrap();
-        assert!(store.compact().unwrap());
+        assert!(store.compact_over(1, Millis::MIN).unwrap());
         let event = billed_render("d3");
         store
             .apply_events(0, 1_795_000_000_000, 20261123, [&event])

@@ -828,12 +828,15 @@ async fn a_users_hash_found_without_an_expiry_gets_the_longest_rule() {
     let app = spawn_app(Backend::Redis).await;
     let (_, key) = app.advertiser("Persisted").await;
     app.live_campaign(&key, json!({})).await;
+    let hash_ttl = |user: &str| {
+        keys_naming(&app, user)
+            .into_iter()
+            .find(|(name, _)| name.starts_with("u:"))
+            .expect("the user's hash")
+    };
     let user = "wa-user-persisted";
     assert_eq!(app.slots(user, Some("s1"), 12).await.len(), 1);
-    let (name, _) = keys_naming(&app, user)
-        .into_iter()
-        .find(|(name, _)| name.starts_with("u:"))
-        .expect("the user's hash");
+    let (name, _) = hash_ttl(user);
     let mut conn = app.redis.as_ref().unwrap().connection();
     let persist = |conn: &mut redis::Connection| {
         let _: i64 = redis::cmd("PERSIST").arg(&name).query(conn).unwrap();
@@ -856,12 +859,6 @@ async fn a_users_hash_found_without_an_expiry_gets_the_longest_rule() {
     let slots = app.slots(newcomer, None, 12).await;
     let later = token_of(&app.slots(newcomer, None, 12).await[0]);
     assert_eq!(app.render(&token_of(&slots[0])).await, "accepted");
-    let hash_ttl = |user: &str| {
-        keys_naming(&app, user)
-            .into_iter()
-            .find(|(name, _)| name.starts_with("u:"))
-            .expect("the user's hash")
-    };
     let (name, ttl) = hash_ttl(newcomer);
     assert!(ttl > 0 && ttl <= 2 * DAY, "{name} lives {ttl} ms");
     // Erased, then a slot served before renders: the hash the render creates keeps the

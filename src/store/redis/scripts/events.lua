@@ -153,15 +153,7 @@ end
 if billed_any and redis.call('PTTL', KEYS[3]) < 0 then
   redis.call('PEXPIRE', KEYS[3], 3 * 86400000)
 end
--- A hash found without a TTL (a script that failed before setting it) gets the longest rule:
--- the hides and suppressions it may hold are kept that long. One this script created gets its
--- own rule.
 for user, ttl in pairs(extend) do
-  local left = before[user] or redis.call('PTTL', user)
-  if left == -1 then
-    redis.call('PEXPIRE', user, math.max(ttl, tonumber(ARGV[4])))
-  elseif left < ttl then
-    redis.call('PEXPIRE', user, ttl)
-  end
+  keep_user(user, before[user] or redis.call('PTTL', user), ttl, tonumber(ARGV[4]))
 end
 return results

@@ -132,14 +132,7 @@ end
 if #expired > 0 then
   redis.call('HDEL', user, unpack(expired))
 end
--- A hash this commit created has no TTL yet; an existing one is extended, never shortened.
--- One found without a TTL (a script that failed before setting it) gets the longest rule:
--- render times it holds may be kept that long.
-local ttl = tonumber(ARGV[2])
-local left = known and redis.call('PTTL', user) or -2
-if left == -1 then
-  redis.call('PEXPIRE', user, math.max(ttl, tonumber(ARGV[10])))
-elseif not known or left < ttl then
-  redis.call('PEXPIRE', user, ttl)
-end
+-- Read after the writes, which never empty the hash: its TTL as it was (render times it holds
+-- may need the longest rule).
+keep_user(user, known and redis.call('PTTL', user) or -2, tonumber(ARGV[2]), tonumber(ARGV[10]))
 return 1

@@ -66,6 +66,17 @@ local function allows(list, caps, reserved)
   return true
 end
 
+-- Makes the user's hash live at least `ttl` ms more, never shortened. `left` is its TTL before
+-- this script wrote it (-2: there was none, so it has none yet); one found without a TTL (-1: a
+-- script that failed before setting it) gets `longest` (capping::UNEXPIRING_USER_TTL_MS).
+local function keep_user(user, left, ttl, longest)
+  if left == -1 then
+    redis.call('PEXPIRE', user, math.max(ttl, longest))
+  elseif left < ttl then
+    redis.call('PEXPIRE', user, ttl)
+  end
+end
+
 -- A reservation field's value: campaign hex, advertiser hex, expiry (ms).
 local function reservation(value)
   local campaign, advertiser, expires = string.match(value, '^([^|]*)|([^|]*)|(%d+)$')
