@@ -44,7 +44,7 @@ fn decide_group(
 ) {
     let mut group = c.benchmark_group(name);
     for &campaigns in sizes {
-        let snapshot = Snapshot::build(synthetic::catalog(campaigns, 7));
+        let snapshot = Snapshot::build(synthetic::catalog(campaigns, 7), Default::default());
         let spend: HashMap<CampaignId, Spend> = HashMap::new();
         let user = UserState::default();
         let mut rng = StdRng::seed_from_u64(1);
@@ -128,7 +128,7 @@ fn forecasts(c: &mut Criterion) {
     let now = time::OffsetDateTime::from_unix_timestamp(NOW_MS / 1000).unwrap();
     let campaign = statusads::domain::campaign::Campaign::create(proposed, &owner, now).unwrap();
     let market = Market {
-        catalog: std::sync::Arc::new(Snapshot::build(catalog)),
+        catalog: std::sync::Arc::new(Snapshot::build(catalog, Default::default())),
         spend: std::sync::Arc::new(statusads::ledger::SpendBoard::default()),
         policy: POLICY,
         reserve_cpm_micros: 500_000,

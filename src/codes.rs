@@ -70,6 +70,9 @@ table! {
     INTERNAL = "internal", 500;
     /// The store did not answer: nothing was recorded; retry.
     UNAVAILABLE = "unavailable", 503;
+    /// The advertiser's currency has no exchange rate (`money.rates`): nothing was recorded;
+    /// retry once the operator has configured it.
+    UNPRICED_CURRENCY = "unpriced_currency", 503;
     // A rule of the contract broken by the request's content: 422, each with its own code.
     BUDGET_TOO_SMALL = "budget_too_small", 422;
     FREE_FORM_WITH_CATEGORY = "free_form_with_category", 422;
@@ -104,6 +107,7 @@ table! {
     OUTBOUND_CALL = "outbound_call", 422;
     OUTSIDE_SERVICE_WINDOW = "outside_service_window", 422;
     TEMPLATE_WITHOUT_CATEGORY = "template_without_category", 422;
+    UNSUPPORTED_CURRENCY = "unsupported_currency", 422;
 }
 
 #[cfg(test)]

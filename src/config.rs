@@ -52,6 +52,7 @@ pub struct Settings {
     pub tokens: TokenSettings,
     pub ad_load: AdLoadSettings,
     pub auction: AuctionSettings,
+    pub money: MoneySettings,
     pub chat: ChatSettings,
     pub messaging: MessagingSettings,
     pub rate_limits: RateLimitSettings,
@@ -153,6 +154,23 @@ pub struct AdLoadSettings {
 #[serde(deny_unknown_fields)]
 pub struct AuctionSettings {
     pub reserve_cpm_micros: i64,
+}
+
+/// The service currency and exchange rates (see `domain::money`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoneySettings {
+    /// What `auction.reserve_cpm_micros` and the messaging rate card are in.
+    pub currency: String,
+    /// Per other currency an advertiser may bill in: units of `currency` one unit is worth.
+    #[serde(default)]
+    pub rates: std::collections::BTreeMap<String, f64>,
+}
+
+impl MoneySettings {
+    pub fn money(&self) -> Result<crate::domain::money::Money, String> {
+        crate::domain::money::Money::new(&self.currency, &self.rates)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -336,11 +354,21 @@ impl Settings {
         }
         // A render is billed its CPM / 1,000 in whole micros: below 1,000 a lone bidder, who
         // pays the reserve, would be billed nothing.
-        if self.auction.reserve_cpm_micros < 1_000 {
+        if self.auction.reserve_cpm_micros
+            < crate::domain::campaign::Campaign::MIN_BILLED_CPM_MICROS
+        {
             return invalid(
                 "auction.reserve_cpm_micros",
                 "must be at least 1000 (a render below it is billed nothing)",
             );
+        }
+        if let Err(message) = self.money.money() {
+            let key = if message.starts_with("rates") {
+                "money.rates"
+            } else {
+                "money.currency"
+            };
+            return invalid(key, &message);
         }
         if let Err(message) = self.messaging.rule_book() {
             return invalid("messaging.rule_sets", &message);

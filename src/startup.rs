@@ -73,6 +73,8 @@ pub enum StartupError {
     Record(#[from] crate::record::OpenError),
     #[error("config key `messaging.rule_sets`: {0}")]
     Rules(String),
+    #[error("config key `money`: {0}")]
+    Money(String),
 }
 
 pub struct Application {
@@ -170,7 +172,8 @@ impl Application {
                 );
             }
         }
-        let catalog = Arc::new(Catalog::load(record.clone(), metrics.clone()).await?);
+        let money = Arc::new(settings.money.money().map_err(StartupError::Money)?);
+        let catalog = Arc::new(Catalog::load(record.clone(), metrics.clone(), money).await?);
         let assets =
             AssetStore::open(&data_dir, record.clone()).map_err(on(&data_dir.join("assets")))?;
         if settings.seeds_demo() {

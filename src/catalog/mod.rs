@@ -21,6 +21,7 @@ use crate::domain::campaign::{Campaign, CampaignInput, CampaignStatus};
 use crate::domain::creative::{Creative, CreativeStatus};
 use crate::domain::history::{Actor, CampaignChange};
 use crate::domain::ids::{AdvertiserId, CampaignId, CreativeId};
+use crate::domain::money::Money;
 use crate::domain::ValidationError;
 use crate::metrics::Metrics;
 use crate::record::catalog::{Expected, Saved};
@@ -48,6 +49,8 @@ pub enum CatalogError {
 /// The catalog's records by id.
 #[derive(Default)]
 struct Records {
+    /// What every snapshot prices with (configuration: fixed for the process).
+    money: Arc<Money>,
     version: u64,
     /// Each record's own version: what an edit of it is conditional on.
     record_versions: HashMap<String, u64>,
@@ -69,13 +72,16 @@ impl Records {
     }
 
     fn snapshot(&self) -> Snapshot {
-        Snapshot::build(CatalogData {
-            version: self.version,
-            advertisers: self.advertisers.values().cloned().collect(),
-            campaigns: self.campaigns.values().cloned().collect(),
-            creatives: self.creatives.values().cloned().collect(),
-            ..CatalogData::default()
-        })
+        Snapshot::build(
+            CatalogData {
+                version: self.version,
+                advertisers: self.advertisers.values().cloned().collect(),
+                campaigns: self.campaigns.values().cloned().collect(),
+                creatives: self.creatives.values().cloned().collect(),
+                ..CatalogData::default()
+            },
+            self.money.clone(),
+        )
     }
 }
 
@@ -95,9 +101,25 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    pub async fn load(record: Arc<Record>, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
-        let mut records = Records::default();
+    pub async fn load(
+        record: Arc<Record>,
+        metrics: Arc<Metrics>,
+        money: Arc<Money>,
+    ) -> Result<Self, StoreError> {
+        let mut records = Records {
+            money,
+            ..Records::default()
+        };
         records.apply(record.load_catalog().await?);
+        for advertiser in records.advertisers.values() {
+            if records.money.rate(&advertiser.currency).is_none() {
+                tracing::error!(
+                    advertiser = %advertiser.id,
+                    currency = %advertiser.currency,
+                    "the advertiser's currency has no exchange rate (money.rates): its campaigns do not serve and its messages are refused until it has one"
+                );
+            }
+        }
         Ok(Self {
             record,
             current: ArcSwap::from_pointee(records.snapshot()),
@@ -249,7 +271,7 @@ impl Catalog {
         new: NewAdvertiser,
         now: OffsetDateTime,
     ) -> Result<(Advertiser, String), CatalogError> {
-        let (advertiser, key) = new.into_advertiser(now)?;
+        let (advertiser, key) = new.into_advertiser(now, self.snapshot().money())?;
         let _guard = self.writes.lock().await;
         self.persist(
             CatalogRecord::Advertiser(&advertiser),
@@ -471,7 +493,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let record = Arc::new(Record::open("", dir.path()).await.unwrap());
         let metrics = Arc::new(Metrics::default());
-        let first = Catalog::load(record.clone(), metrics.clone())
+        let first = Catalog::load(record.clone(), metrics.clone(), Arc::default())
             .await
             .unwrap();
         let new: NewAdvertiser =
@@ -486,7 +508,7 @@ mod tests {
             )
             .await
             .unwrap();
-        let second = Catalog::load(record.clone(), metrics.clone())
+        let second = Catalog::load(record.clone(), metrics.clone(), Arc::default())
             .await
             .unwrap();
         TwoNodes {
@@ -528,7 +550,9 @@ mod tests {
         assert_eq!(answered.status, CampaignStatus::Paused);
         assert_eq!(answered.bid_cpm_micros, 3_000_000);
 
-        let fresh = Catalog::load(record.clone(), metrics).await.unwrap();
+        let fresh = Catalog::load(record.clone(), metrics, Arc::default())
+            .await
+            .unwrap();
         let stored = fresh.snapshot().campaign(&campaign.id).cloned().unwrap();
         assert_eq!(
             (stored.status, stored.bid_cpm_micros),
@@ -612,7 +636,7 @@ mod tests {
         let new: NewAdvertiser =
             serde_json::from_value(serde_json::json!({"name": "Stale", "currency": "EUR"}))
                 .unwrap();
-        let (mut advertiser, _) = new.into_advertiser(at(0)).unwrap();
+        let (mut advertiser, _) = new.into_advertiser(at(0), &Money::default()).unwrap();
         let first = record
             .save_expecting(
                 CatalogRecord::Advertiser(&advertiser),

@@ -1,6 +1,7 @@
 //! An immutable view of the catalog, rebuilt on change and swapped atomically. Decisions iterate
 //! [`Snapshot::servable`]: campaigns that are active with at least one approved creative, with
-//! everything a decision and an event need precomputed (caps, retention).
+//! everything a decision and an event need precomputed (caps, retention, the bid in the
+//! service currency).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,6 +11,9 @@ use crate::domain::advertiser::Advertiser;
 use crate::domain::campaign::{Campaign, CampaignStatus, FrequencyCap, Priority};
 use crate::domain::creative::{Creative, CreativeStatus};
 use crate::domain::ids::{AdvertiserId, CampaignId, CreativeId};
+use crate::domain::money::{Money, Rate};
+use crate::domain::Micros;
+use crate::selection::explain::Ineligible;
 use crate::selection::index::EligibilityIndex;
 use crate::store::CatalogData;
 
@@ -19,6 +23,11 @@ pub struct Servable {
     pub campaign: Arc<Campaign>,
     pub advertiser: Arc<Advertiser>,
     pub creatives: Vec<Arc<Creative>>,
+    /// The advertiser's currency against the service's (see `domain::money`).
+    pub rate: Rate,
+    /// The campaign's bid in the service currency: what the auction ranks and the reserve
+    /// applies to.
+    pub bid_service_cpm_micros: Micros,
 }
 
 /// What the event path needs to know about a campaign's caps.
@@ -33,6 +42,7 @@ pub struct CapSpec {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub version: u64,
+    money: Arc<Money>,
     advertisers: HashMap<AdvertiserId, Arc<Advertiser>>,
     by_key_hash: HashMap<String, AdvertiserId>,
     campaigns: HashMap<CampaignId, Arc<Campaign>>,
@@ -55,7 +65,8 @@ fn tier_rank(priority: Priority) -> u8 {
 }
 
 impl Snapshot {
-    pub fn build(data: CatalogData) -> Self {
+    /// Campaigns of an advertiser whose currency `money` does not price are not servable.
+    pub fn build(data: CatalogData, money: Arc<Money>) -> Self {
         let advertisers: HashMap<_, _> = data
             .advertisers
             .into_iter()
@@ -121,10 +132,14 @@ impl Snapshot {
             .values()
             .filter(|c| c.status == CampaignStatus::Active)
             .filter_map(|c| {
+                let advertiser = advertisers.get(&c.advertiser_id)?;
+                let rate = money.rate(&advertiser.currency)?;
                 Some(Servable {
                     campaign: c.clone(),
-                    advertiser: advertisers.get(&c.advertiser_id)?.clone(),
+                    advertiser: advertiser.clone(),
                     creatives: approved.remove(&c.id)?,
+                    rate,
+                    bid_service_cpm_micros: rate.to_service(c.bid_cpm_micros),
                 })
             })
             .collect();
@@ -134,7 +149,7 @@ impl Snapshot {
             let rank = |s: &Servable| {
                 (
                     tier_rank(s.campaign.priority),
-                    std::cmp::Reverse(s.campaign.bid_cpm_micros),
+                    std::cmp::Reverse(s.bid_service_cpm_micros),
                 )
             };
             rank(a)
@@ -145,6 +160,7 @@ impl Snapshot {
 
         Self {
             version: data.version,
+            money,
             advertisers,
             by_key_hash,
             campaigns,
@@ -153,6 +169,22 @@ impl Snapshot {
             advertiser_keep,
             servable,
             index,
+        }
+    }
+
+    /// The service currency and the rates this snapshot was built with.
+    pub fn money(&self) -> &Arc<Money> {
+        &self.money
+    }
+
+    /// Why `campaign` is not in [`Snapshot::servable`] (for one that is not): the one copy of
+    /// this rule, for explanations and delivery insight.
+    pub fn unservable(&self, campaign: &Campaign) -> Ineligible {
+        match self.advertiser(&campaign.advertiser_id) {
+            _ if campaign.status != CampaignStatus::Active => Ineligible::Status,
+            None => Ineligible::Status,
+            Some(a) if self.money.rate(&a.currency).is_none() => Ineligible::Currency,
+            Some(_) => Ineligible::NoApprovedCreative,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Advertisers: who pays. The API key is never stored, only its SHA-256.
 
 use crate::codes;
+use crate::domain::money::Money;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -72,9 +73,11 @@ pub struct NewAdvertiser {
 
 impl NewAdvertiser {
     /// Validates and builds the advertiser; returns it with the plaintext key (shown once).
+    /// Its currency must be one `money` prices (see `domain::money`).
     pub fn into_advertiser(
         self,
         now: OffsetDateTime,
+        money: &Money,
     ) -> Result<(Advertiser, String), ValidationError> {
         let name = self.name.trim();
         if name.is_empty() || name.chars().count() > 100 {
@@ -91,6 +94,16 @@ impl NewAdvertiser {
             return Err(ValidationError::new(
                 codes::INVALID_CURRENCY,
                 "currency must be an ISO 4217 code such as EUR",
+            ));
+        }
+        if money.rate(&self.currency).is_none() {
+            return Err(ValidationError::new(
+                codes::UNSUPPORTED_CURRENCY,
+                format!(
+                    "this service prices in {}; the currencies it bills in are {} (another needs an exchange rate in money.rates)",
+                    money.currency(),
+                    money.currencies().join(", ")
+                ),
             ));
         }
         let key = new_api_key();
@@ -179,13 +192,20 @@ mod tests {
     #[test]
     fn validates_and_hashes_the_key() {
         let now = OffsetDateTime::UNIX_EPOCH;
+        let money = Money::new(
+            "EUR",
+            &[("USD".to_owned(), 0.92), ("JPY".to_owned(), 0.0061)].into(),
+        )
+        .unwrap();
         let (adv, key) = new("Pizzeria Roma", Some("+390612345678"), "EUR")
-            .into_advertiser(now)
+            .into_advertiser(now, &money)
             .unwrap();
         assert!(key.starts_with("sa_adv_"));
-        for currency in ["USD", "JPY", "BRL", "CHF"] {
+        for currency in ["USD", "JPY"] {
             assert!(
-                new("x", None, currency).into_advertiser(now).is_ok(),
+                new("x", None, currency)
+                    .into_advertiser(now, &money)
+                    .is_ok(),
                 "{currency}"
             );
         }
@@ -198,9 +218,10 @@ mod tests {
             (new("x", None, "eur"), "invalid_currency"),
             (new("x", None, "ABC"), "invalid_currency"),
             (new("x", None, "EURO"), "invalid_currency"),
+            (new("x", None, "CHF"), "unsupported_currency"),
             (new("Pizza\u{202e}", None, "EUR"), "invalid_name"),
         ] {
-            assert_eq!(bad.into_advertiser(now).unwrap_err().code, code);
+            assert_eq!(bad.into_advertiser(now, &money).unwrap_err().code, code);
         }
     }
 }

@@ -403,6 +403,10 @@ impl Campaign {
         }
     }
 
+    /// The least a billed campaign can pay per 1,000 renders: a render below it would be
+    /// billed nothing (a price of 0 is the house tier's, which no budget check stops).
+    pub const MIN_BILLED_CPM_MICROS: Micros = 1_000;
+
     /// Price of one render at a clearing CPM: micros per thousand, truncated (never rounds up
     /// against the advertiser).
     pub fn render_price(clearing_cpm_micros: Micros) -> Micros {
@@ -503,7 +507,7 @@ mod tests {
             chat_number: chat.then(|| "+390612345678".into()),
             currency: "EUR".into(),
         }
-        .into_advertiser(OffsetDateTime::UNIX_EPOCH)
+        .into_advertiser(OffsetDateTime::UNIX_EPOCH, &Default::default())
         .unwrap()
         .0
     }

@@ -9,6 +9,7 @@ pub mod creative;
 pub mod event;
 pub mod history;
 pub mod ids;
+pub mod money;
 pub mod slot;
 pub mod targeting;
 pub mod text;

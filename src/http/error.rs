@@ -35,6 +35,8 @@ pub enum ApiError {
     RateLimited(u64),
     #[error("the store is unavailable, retry later")]
     Unavailable(String),
+    #[error("the advertiser's currency {0} has no exchange rate configured (money.rates); nothing was recorded, retry later")]
+    UnpricedCurrency(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -69,6 +71,7 @@ impl ApiError {
             Self::Validation(v) => v.code,
             Self::RateLimited(_) => codes::RATE_LIMITED,
             Self::Unavailable(_) => codes::UNAVAILABLE,
+            Self::UnpricedCurrency(_) => codes::UNPRICED_CURRENCY,
             Self::Internal(_) => codes::INTERNAL,
         }
     }
@@ -87,6 +90,9 @@ impl ResponseError for ApiError {
         match self {
             Self::Internal(detail) => tracing::error!(%detail, "internal error"),
             Self::Unavailable(detail) => tracing::warn!(%detail, "store unavailable"),
+            Self::UnpricedCurrency(currency) => {
+                tracing::error!(%currency, "a message was refused: its advertiser's currency has no exchange rate (money.rates)")
+            }
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
@@ -96,6 +102,10 @@ impl ResponseError for ApiError {
             }
             Self::RateLimited(seconds) => {
                 response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+            }
+            // An operator has to add the rate: no point retrying at once.
+            Self::UnpricedCurrency(_) => {
+                response.insert_header((header::RETRY_AFTER, "60"));
             }
             _ => {}
         }

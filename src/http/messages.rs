@@ -31,6 +31,7 @@ impl From<MessageError> for ApiError {
             MessageError::NotFound => ApiError::NotFound,
             MessageError::Invalid(invalid) => invalid.into(),
             MessageError::Store(store) => store.into(),
+            MessageError::UnpricedCurrency(currency) => ApiError::UnpricedCurrency(currency),
         }
     }
 }

@@ -264,7 +264,7 @@ pub fn replay(proposed: Campaign, market: &Market, samples: &Samples, in_basis: 
     let mut data = market.catalog.data();
     data.creatives.push(placeholder_creative(&proposed));
     data.campaigns.push(proposed.clone());
-    let snapshot = crate::catalog::snapshot::Snapshot::build(data);
+    let snapshot = crate::catalog::snapshot::Snapshot::build(data, market.catalog.money().clone());
     let mut rng = SmallRng::seed_from_u64(0x5eed);
     let mut users: Vec<UserState> = Vec::new();
     users.resize_with(samples.users, UserState::default);

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::Catalog;
 use crate::clock::{Millis, SharedClock};
 use crate::domain::audience::ReachKey;
-use crate::domain::campaign::{Campaign, CampaignStatus};
+use crate::domain::campaign::Campaign;
 use crate::domain::slot::{SlotContext, SlotRequest};
 use crate::record::insight::InsightBatch;
 use crate::record::Record;
@@ -173,11 +173,12 @@ impl Insight {
         now_ms: Millis,
     ) {
         let hour = now_ms - now_ms.rem_euclid(HOUR_MS);
-        // What beating the cheapest slot of this decision would have taken.
+        // What beating the cheapest slot of this decision would have taken, in the service
+        // currency (every bid is compared in it; a delivery report converts it back).
         let cleared = decision
             .placements
             .iter()
-            .map(|p| p.clearing_cpm_micros)
+            .map(|p| p.clearing_service_cpm_micros)
             .filter(|cpm| *cpm > 0)
             .min()
             .map(|cpm| cpm - cpm.rem_euclid(PRICE_STEP_MICROS));
@@ -285,11 +286,7 @@ impl Insight {
                     .campaigns()
                     .filter(|c| !servable.contains(c.id.as_str()))
                 {
-                    let why = if campaign.status == CampaignStatus::Active {
-                        Ineligible::NoApprovedCreative
-                    } else {
-                        Ineligible::Status
-                    };
+                    let why = snapshot.unservable(campaign);
                     *batch
                         .outcomes
                         .entry((
@@ -374,9 +371,15 @@ impl Insight {
         *not_eligible
             .get_mut(Ineligible::Targeting.as_str())
             .expect("every reason is listed") += (sampled - known).max(0);
+        // Sampled in the service currency: reported in the campaign's own.
+        let snapshot = self.catalog.snapshot();
+        let exchange = snapshot
+            .advertiser(&campaign.advertiser_id)
+            .and_then(|a| snapshot.money().rate(&a.currency));
+        let own = |cpm: Option<i64>| cpm.zip(exchange).map(|(cpm, rate)| rate.from_service(cpm));
         let clearing = Percentiles {
-            p50: percentile(&prices, 0.5),
-            p90: percentile(&prices, 0.9),
+            p50: own(percentile(&prices, 0.5)),
+            p90: own(percentile(&prices, 0.9)),
         };
         let rate = self.rate();
         let scale = |n: i64| {

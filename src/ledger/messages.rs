@@ -116,6 +116,9 @@ pub enum MessageError {
     Invalid(#[from] ValidationError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The advertiser's currency has no exchange rate: the rate card cannot price it.
+    #[error("currency {0} has no exchange rate")]
+    UnpricedCurrency(String),
 }
 
 pub struct Messages<'a> {
@@ -182,6 +185,11 @@ impl Messages<'_> {
         let shard = shard_of(advertiser.id.as_str(), self.shards);
         let category_label = MessageCategory::from(body.category);
         let currency = &advertiser.currency;
+        // The rate card is in the service currency; the advertiser is charged in its own.
+        let exchange = snapshot
+            .money()
+            .rate(currency)
+            .ok_or_else(|| MessageError::UnpricedCurrency(currency.clone()))?;
         for _ in 0..ATTEMPTS {
             let (state, seen) = self
                 .store
@@ -204,7 +212,9 @@ impl Messages<'_> {
                         }
                     }
                 })?;
-            let charge = rules.charge(&rating, &body.country);
+            let charge = rules
+                .charge(&rating, &body.country)
+                .map(|charge| charge.in_currency(exchange));
             let after = &rating.conversation_after;
             let new_state = if *after == Conversation::default() {
                 String::new()

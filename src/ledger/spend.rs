@@ -441,7 +441,7 @@ mod tests {
             chat_number: None,
             currency: "EUR".into(),
         }
-        .into_advertiser(OffsetDateTime::UNIX_EPOCH)
+        .into_advertiser(OffsetDateTime::UNIX_EPOCH, &Default::default())
         .unwrap()
         .0;
         let mut campaign = Campaign::create(

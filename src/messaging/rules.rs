@@ -16,6 +16,7 @@ use time::Date;
 
 use super::{Category, Micros, Millis, PriceRow, PriceTable, Rating, WindowRules};
 use crate::clock::ms_from_datetime;
+use crate::domain::money::Rate;
 
 /// Invoice line of service messages charged beyond a rule set's free allowance.
 pub const SERVICE_LINE: &str = "service";
@@ -89,6 +90,26 @@ pub struct Charge {
     pub schedule: Schedule,
     /// The (country, category) has volume tiers: the answer names the tier.
     pub tiered: bool,
+}
+
+impl Charge {
+    /// Rule sets price in the service currency: each rate of the schedule in the advertiser's
+    /// currency, rounded down (see `domain::money`).
+    pub fn in_currency(self, rate: Rate) -> Self {
+        let steps = self
+            .schedule
+            .0
+            .iter()
+            .map(|step| Step {
+                from: step.from,
+                micros: rate.from_service(step.micros),
+            })
+            .collect();
+        Self {
+            schedule: Schedule(steps),
+            ..self
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::{Decision, DecisionInput};
-use crate::domain::campaign::{Campaign, CampaignStatus};
+use crate::domain::campaign::Campaign;
 
 /// What one campaign got from one decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,6 +46,8 @@ pub enum Ineligible {
     NoApprovedCreative,
     /// Not active (paused, archived, or its advertiser gone).
     Status,
+    /// Its advertiser's currency has no exchange rate (`money.rates`): it cannot be priced.
+    Currency,
 }
 
 impl LostBy {
@@ -73,11 +75,12 @@ impl LostBy {
 }
 
 impl Ineligible {
-    pub const ALL: [Ineligible; 4] = [
+    pub const ALL: [Ineligible; 5] = [
         Self::Targeting,
         Self::Schedule,
         Self::NoApprovedCreative,
         Self::Status,
+        Self::Currency,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +89,7 @@ impl Ineligible {
             Self::Schedule => "schedule",
             Self::NoApprovedCreative => "no_approved_creative",
             Self::Status => "status",
+            Self::Currency => "currency",
         }
     }
 }
@@ -213,12 +217,8 @@ pub fn every_campaign<'a>(
             campaign,
             outcome: Outcome::NotEligible(if servable.contains(campaign.id.as_str()) {
                 Ineligible::Targeting
-            } else if campaign.status != CampaignStatus::Active
-                || snapshot.advertiser(&campaign.advertiser_id).is_none()
-            {
-                Ineligible::Status
             } else {
-                Ineligible::NoApprovedCreative
+                snapshot.unservable(campaign)
             }),
         })
         .collect();

@@ -5,7 +5,8 @@
 //! Order of work: [`placement`] decides how many ads fit and where; eligibility filters the
 //! servable campaigns; then each position is filled by tier: sponsorship (no auction, pays its
 //! bid), auction (second price with reserve), house (free filler only when nothing else fits).
-//! An advertiser appears at most once per response.
+//! An advertiser appears at most once per response. Bids compete and meet the reserve in the
+//! service currency; a winner pays in its own (see `domain::money`).
 
 pub mod auction;
 pub mod explain;
@@ -64,12 +65,14 @@ pub struct Placement<'a> {
     pub position: u32,
     pub servable: &'a Servable,
     pub creative: &'a Arc<Creative>,
-    /// What one render of this slot costs the advertiser (0 for house).
+    /// What one render of this slot costs the advertiser (0 for house), in its currency.
     pub price_micros: Micros,
     /// The competing campaign whose bid set the price (second-price auctions).
     pub price_setter: Option<&'a Servable>,
-    /// What the slot cleared at per 1,000 renders (0 for house).
+    /// What the slot cleared at per 1,000 renders (0 for house), in the advertiser's currency.
     pub clearing_cpm_micros: Micros,
+    /// The same in the service currency, which every campaign's bid is compared in.
+    pub clearing_service_cpm_micros: Micros,
 }
 
 #[derive(Debug)]
@@ -108,8 +111,12 @@ fn decide_traced<'a>(
         let mut used_advertisers = HashSet::new();
         for position in positions {
             candidates.retain(|s| !used_advertisers.contains(&s.campaign.advertiser_id));
-            let Some((servable, clearing_cpm, price_setter)) =
-                pick(&candidates, input.reserve_cpm_micros, rng)
+            let Some(Picked {
+                servable,
+                clearing_cpm,
+                clearing_service_cpm,
+                price_setter,
+            }) = pick(&candidates, input.reserve_cpm_micros, rng)
             else {
                 break;
             };
@@ -125,6 +132,7 @@ fn decide_traced<'a>(
                 price_micros: Campaign::render_price(clearing_cpm),
                 price_setter,
                 clearing_cpm_micros: clearing_cpm,
+                clearing_service_cpm_micros: clearing_service_cpm,
             });
         }
     }
@@ -208,7 +216,11 @@ fn candidates<'a>(
         let campaign = &servable.campaign;
         match campaign.priority {
             // Everything further is lower, and house is not needed either.
-            Priority::Auction if cutoff.is_some_and(|bid| campaign.bid_cpm_micros < bid) => break,
+            Priority::Auction
+                if cutoff.is_some_and(|bid| servable.bid_service_cpm_micros < bid) =>
+            {
+                break
+            }
             Priority::House if sponsors.union(&bidders).count() >= slots => break,
             _ => {}
         }
@@ -232,7 +244,7 @@ fn candidates<'a>(
                 bidders.insert(&campaign.advertiser_id);
                 let distinct = bidders.iter().filter(|a| !sponsors.contains(*a)).count();
                 if cutoff.is_none() && distinct > slots {
-                    cutoff = Some(campaign.bid_cpm_micros);
+                    cutoff = Some(servable.bid_service_cpm_micros);
                 }
             }
             Priority::House => {}
@@ -260,10 +272,12 @@ fn verdict(
         if !(campaign.start_at <= now && campaign.end_at.is_none_or(|end| now < end)) {
             Outcome::NotEligible(Ineligible::Schedule)
         } else if campaign.priority != Priority::House
-            && campaign.bid_cpm_micros < input.reserve_cpm_micros
+            && (servable.bid_service_cpm_micros < input.reserve_cpm_micros
+                || campaign.bid_cpm_micros < Campaign::MIN_BILLED_CPM_MICROS)
         {
             // A sponsorship pays its own bid: below the reserve it would be served first for
-            // less than any auction may clear at (under 1,000 micros, for nothing at all).
+            // less than any auction may clear at (under 1,000 micros of its own currency, for
+            // nothing at all).
             Outcome::Lost(LostBy::Outbid)
         } else if !campaign.has_budget_left(input.budgets.committed(&campaign.id)) {
             Outcome::Lost(LostBy::Budget)
@@ -288,12 +302,25 @@ fn paced_in(servable: &Servable, input: &DecisionInput<'_>, rng: &mut impl Rng) 
         || rng.gen::<f64>() < input.budgets.pacing_throttle(&campaign.id)
 }
 
-/// The best candidate by tier, its clearing CPM and the competitor that set it.
+/// What [`pick`] chose for one position.
+struct Picked<'a> {
+    servable: &'a Servable,
+    /// In the winner's currency: what it pays per 1,000 renders.
+    clearing_cpm: Micros,
+    /// In the service currency.
+    clearing_service_cpm: Micros,
+    price_setter: Option<&'a Servable>,
+}
+
+/// The best candidate by tier, its clearing CPM and the competitor that set it. The auction
+/// runs in the service currency; the winner pays the clearing price in its own, rounded down
+/// but never under [`Campaign::MIN_BILLED_CPM_MICROS`] (a render is billed at least a micro)
+/// nor over its bid.
 fn pick<'a>(
     candidates: &[&'a Servable],
     reserve: Micros,
     rng: &mut impl Rng,
-) -> Option<(&'a Servable, Micros, Option<&'a Servable>)> {
+) -> Option<Picked<'a>> {
     let tier = |priority| {
         candidates
             .iter()
@@ -302,20 +329,41 @@ fn pick<'a>(
     };
     let sponsorships: Vec<&Servable> = tier(Priority::Sponsorship).collect();
     if let Some(chosen) = sponsorships.choose(rng) {
-        return Some((chosen, chosen.campaign.bid_cpm_micros, None));
+        return Some(Picked {
+            servable: chosen,
+            clearing_cpm: chosen.campaign.bid_cpm_micros,
+            clearing_service_cpm: chosen.bid_service_cpm_micros,
+            price_setter: None,
+        });
     }
     let bids: Vec<auction::Bid<&Servable>> = tier(Priority::Auction)
         .map(|s| auction::Bid {
             item: s,
             advertiser: s.campaign.advertiser_id.as_str(),
-            cpm_micros: s.campaign.bid_cpm_micros,
+            cpm_micros: s.bid_service_cpm_micros,
         })
         .collect();
     if let Some(won) = auction::run(bids, reserve, rng) {
-        return Some((won.item, won.clearing_cpm_micros, won.price_setter));
+        let bid = won.item.campaign.bid_cpm_micros;
+        return Some(Picked {
+            servable: won.item,
+            clearing_cpm: won
+                .item
+                .rate
+                .from_service(won.clearing_cpm_micros)
+                .max(Campaign::MIN_BILLED_CPM_MICROS)
+                .min(bid),
+            clearing_service_cpm: won.clearing_cpm_micros,
+            price_setter: won.price_setter,
+        });
     }
     let house: Vec<&Servable> = tier(Priority::House).collect();
-    house.choose(rng).map(|chosen| (*chosen, 0, None))
+    house.choose(rng).map(|chosen| Picked {
+        servable: chosen,
+        clearing_cpm: 0,
+        clearing_service_cpm: 0,
+        price_setter: None,
+    })
 }
 
 #[cfg(test)]
@@ -323,6 +371,7 @@ mod tests {
     use super::*;
     use crate::domain::advertiser::Advertiser;
     use crate::domain::creative::Creative;
+    use crate::domain::money::Money;
     use crate::domain::slot::SlotContext;
     use crate::domain::UserId;
     use crate::store::CatalogData;
@@ -337,16 +386,35 @@ mod tests {
         max_per_user_per_day: 10,
     };
 
-    /// A random catalog: `n` campaigns over `n / 3` advertisers, distinct bids, mixed tiers and
-    /// targeting on two countries.
+    /// What [`catalog`] prices with: EUR, and USD and JPY at rates of the day.
+    fn money() -> Arc<Money> {
+        Arc::new(
+            Money::new(
+                "EUR",
+                &[("USD".to_owned(), 0.92), ("JPY".to_owned(), 0.0061)].into(),
+            )
+            .unwrap(),
+        )
+    }
+
+    /// A random catalog: `n` campaigns over `n / 3` advertisers, distinct bids (in the service
+    /// currency), mixed tiers and targeting on two countries; in every third catalog the
+    /// advertisers bill in EUR, USD and JPY in turn.
     fn catalog(seed: u64, n: usize) -> Snapshot {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut data = CatalogData::default();
         let advertisers = (n / 3).max(1);
+        let money = money();
+        let currency = |a: usize| match a % 3 {
+            _ if !seed.is_multiple_of(3) => "EUR",
+            0 => "EUR",
+            1 => "USD",
+            _ => "JPY",
+        };
         for a in 0..advertisers {
             data.advertisers.push(
                 serde_json::from_value::<Advertiser>(json!({"id": format!("adv_{a:016x}"), "name": "a", "chat_number": null,
-                    "currency": "EUR", "api_key_hash": format!("{a}"), "created_at": "2026-01-01T00:00:00Z"}))
+                    "currency": currency(a), "api_key_hash": format!("{a}"), "created_at": "2026-01-01T00:00:00Z"}))
                 .unwrap(),
             );
         }
@@ -365,7 +433,9 @@ mod tests {
                 1 => json!(["IT"]),
                 _ => json!(["FR"]),
             };
-            let campaign = json!({"id": format!("cmp_{i:016x}"), "advertiser_id": format!("adv_{:016x}", rng.gen_range(0..advertisers)),
+            let advertiser = rng.gen_range(0..advertisers);
+            let bid = money.rate(currency(advertiser)).unwrap().from_service(bid);
+            let campaign = json!({"id": format!("cmp_{i:016x}"), "advertiser_id": format!("adv_{advertiser:016x}"),
                 "name": "c", "status": "active", "start_at": "2026-01-01T00:00:00Z", "end_at": null,
                 "bid_cpm_micros": if priority == "house" { 0 } else { bid }, "budget": null, "pacing": "asap", "priority": priority,
                 "targeting": {"countries": countries}, "frequency_caps": [], "advertiser_caps": false, "objective": "awareness",
@@ -380,7 +450,7 @@ mod tests {
                 .unwrap(),
             );
         }
-        Snapshot::build(data)
+        Snapshot::build(data, money)
     }
 
     /// A slot request of 10 statuses from `country`.
@@ -432,14 +502,22 @@ mod tests {
             .collect();
         let mut out = Vec::new();
         for _ in 0..slots {
-            let Some((s, price, _)) = pick(&all, input.reserve_cpm_micros, rng) else {
+            let Some(picked) = pick(&all, input.reserve_cpm_micros, rng) else {
                 break;
             };
+            let s = picked.servable;
+            let price = Campaign::render_price(picked.clearing_cpm) * 1000;
             out.push((s.campaign.id.to_string(), price));
             let advertiser = s.campaign.advertiser_id.clone();
             all.retain(|c| c.campaign.advertiser_id != advertiser);
         }
         out
+    }
+
+    fn service_bid(snapshot: &Snapshot, campaign: &Campaign) -> Micros {
+        let advertiser = snapshot.advertiser(&campaign.advertiser_id).unwrap();
+        let rate = snapshot.money().rate(&advertiser.currency).unwrap();
+        rate.to_service(campaign.bid_cpm_micros)
     }
 
     /// A sampled decision is the same decision: explaining it draws nothing more and changes
@@ -482,7 +560,7 @@ mod tests {
                 if !campaign.targeting.matches(&request.context) {
                     assert_eq!(e.outcome, Outcome::NotEligible(Ineligible::Targeting));
                 } else if campaign.priority != Priority::House
-                    && campaign.bid_cpm_micros < input.reserve_cpm_micros
+                    && service_bid(&snapshot, campaign) < input.reserve_cpm_micros
                 {
                     // Below the reserve, unless its advertiser's placement said so first.
                     assert!(
@@ -570,5 +648,83 @@ mod tests {
             compared > 40,
             "the comparison must exercise auctions: {compared} auction slots compared"
         );
+    }
+
+    /// Bids of different currencies meet in the service currency, and the winner pays the
+    /// runner-up's bid converted into its own, rounded down; a lone bidder pays the reserve in
+    /// its own currency. (Compared as plain numbers, a bid in yen beat every bid in euros and
+    /// paid a euro bid's figure in yen: a 160th of the price.)
+    #[test]
+    fn bids_of_different_currencies_meet_in_the_service_currency() {
+        let advertiser = |id: &str, currency: &str| {
+            serde_json::from_value::<Advertiser>(json!({"id": id, "name": "a", "chat_number": null,
+                "currency": currency, "api_key_hash": id, "created_at": "2026-01-01T00:00:00Z"}))
+            .unwrap()
+        };
+        let campaign = |id: &str, advertiser: &str, bid: Micros| -> Campaign {
+            serde_json::from_value(json!({"id": id, "advertiser_id": advertiser,
+                "name": "c", "status": "active", "start_at": "2026-01-01T00:00:00Z", "end_at": null,
+                "bid_cpm_micros": bid, "budget": null, "pacing": "asap", "priority": "auction",
+                "targeting": {}, "frequency_caps": [], "advertiser_caps": false, "objective": "awareness",
+                "chat": null, "created_at": "2026-01-01T00:00:00Z"}))
+            .unwrap()
+        };
+        let creative = |campaign: &str| -> Creative {
+            serde_json::from_value(json!({"id": format!("cre_{}", &campaign[4..]), "campaign_id": campaign,
+                "advertiser_id": "adv_0000000000000000", "status": "approved", "reject_reason": null, "format": "image",
+                "headline": "h", "body": "", "cta_label": "c", "created_at": "2026-01-01T00:00:00Z",
+                "asset": {"url": "/a", "sha256": "x", "mime": "image/png", "width": 1080, "height": 1920, "duration_ms": null, "bytes": 1}}))
+            .unwrap()
+        };
+        let (eur, jpy) = ("cmp_000000000000000e", "cmp_000000000000000a");
+        for (jpy_bid, winner, price, lone_price) in [
+            // 300 JPY per 1,000 is 1.83 EUR: the bid of 2 EUR wins and pays 1.83 EUR (1,830
+            // micros a render); the JPY campaign, alone for the next slot, pays the reserve of
+            // 0.5 EUR in JPY (81.967213…: 81,967 micros a render).
+            (300_000_000, eur, 1_830, 81_967),
+            // 400 JPY is 2.44 EUR: the JPY bid wins and pays 2 EUR in JPY (327.868852… per
+            // 1,000); the EUR campaign then pays the reserve.
+            (400_000_000, jpy, 327_868, 500),
+        ] {
+            let data = CatalogData {
+                advertisers: vec![
+                    advertiser("adv_000000000000000e", "EUR"),
+                    advertiser("adv_000000000000000a", "JPY"),
+                ],
+                campaigns: vec![
+                    campaign(eur, "adv_000000000000000e", 2_000_000),
+                    campaign(jpy, "adv_000000000000000a", jpy_bid),
+                ],
+                creatives: vec![creative(eur), creative(jpy)],
+                ..CatalogData::default()
+            };
+            let snapshot = Snapshot::build(data, money());
+            let (spend, user, request) = (HashMap::new(), UserState::default(), request_in("IT"));
+            let input = input_for(&snapshot, &spend, &user, &request);
+            let decision = decide(&input, &mut StdRng::seed_from_u64(1));
+            let placed: Vec<(&str, Micros)> = decision
+                .placements
+                .iter()
+                .map(|p| (p.servable.campaign.id.as_str(), p.price_micros))
+                .collect();
+            let other = if winner == eur { jpy } else { eur };
+            assert_eq!(
+                placed,
+                [(winner, price), (other, lone_price)],
+                "JPY bid {jpy_bid}"
+            );
+        }
+
+        // A currency the service does not price does not serve at all.
+        let data = CatalogData {
+            advertisers: vec![advertiser("adv_000000000000000a", "CHF")],
+            campaigns: vec![campaign(jpy, "adv_000000000000000a", 9_000_000)],
+            creatives: vec![creative(jpy)],
+            ..CatalogData::default()
+        };
+        let snapshot = Snapshot::build(data, money());
+        assert!(snapshot.servable.is_empty());
+        let unpriced = snapshot.campaigns().next().unwrap();
+        assert_eq!(snapshot.unservable(unpriced), explain::Ineligible::Currency);
     }
 }

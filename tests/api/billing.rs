@@ -17,7 +17,7 @@ use crate::support::app::{token_of, Api, ADMIN, CLIENT};
 use crate::support::postgres::ledger_records;
 use crate::support::redis_server::RedisServer;
 use crate::support::service::ServiceProcess;
-use crate::support::{spawn_app, Backend};
+use crate::support::{spawn_app, spawn_app_with, Backend};
 
 /// The decision id inside a token: the ledger record of its render is `<id>:render`.
 fn decision_of(token: &str) -> String {
@@ -291,8 +291,136 @@ async fn invoices_equal_the_ledger_and_skip_house(backend: Backend) {
     );
 }
 
+/// Advertisers billing in other currencies: bids meet in the service currency (EUR) through
+/// the configured rate, each winner pays in its own currency, and its invoice is in it; the rate
+/// card prices in EUR and charges in the advertiser's currency. A currency without a rate is
+/// refused, and nothing is created.
+async fn other_currencies_compete_and_bill_through_the_exchange_rate(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.money.rates.insert("jpy".into(), 0.0061);
+    })
+    .await;
+    let res = app
+        .post(
+            "/v1/advertisers",
+            ADMIN,
+            json!({"name": "Franken", "currency": "CHF"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unsupported_currency");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("EUR, JPY"),
+        "{body}"
+    );
+    let listed: Value = app
+        .get("/v1/advertisers", ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(!listed.to_string().contains("Franken"), "{listed}");
+
+    let (_, eur_key) = app.advertiser("Euro").await;
+    let res = app
+        .post(
+            "/v1/advertisers",
+            ADMIN,
+            json!({"name": "Yen", "chat_number": "+819012345678", "currency": "JPY"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let created: Value = res.json().await.unwrap();
+    let (jpy_adv, jpy_key) = (
+        created["id"].as_str().unwrap().to_owned(),
+        created["api_key"].as_str().unwrap().to_owned(),
+    );
+    // 2 EUR against 400 JPY (2.44 EUR) per 1,000: the yen bid wins and pays 2 EUR in yen
+    // (327.868852… JPY per 1,000, 327,868 micros a render); the euro campaign, alone for the
+    // next slot, pays the reserve (0.5 EUR per 1,000: 500 micros a render). Compared as plain
+    // numbers the yen campaign would pay 2 JPY per 1,000.
+    let eur = app
+        .live_campaign(&eur_key, json!({"bid_cpm_micros": 2_000_000}))
+        .await;
+    let jpy = app
+        .live_campaign(
+            &jpy_key,
+            json!({"bid_cpm_micros": 400_000_000, "budget": {"total_micros": 100_000_000_000_i64}}),
+        )
+        .await;
+    let slots = app.slots("u", None, 12).await;
+    let placed: Vec<&str> = slots
+        .iter()
+        .map(|s| s["ad"]["campaign_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(placed, [jpy.as_str(), eur.as_str()]);
+    for slot in &slots {
+        assert_eq!(app.render(&token_of(slot)).await, "accepted");
+    }
+    // A yen bid under the reserve (80 JPY = 0.488 EUR) does not serve, though its figure is
+    // far above 500,000.
+    let res = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/v1/campaigns/{jpy}"),
+            Some(&jpy_key),
+            Some(json!({"bid_cpm_micros": 80_000_000})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let slots = app.slots("v", None, 12).await;
+    assert_eq!(
+        slots
+            .iter()
+            .map(|s| s["ad"]["campaign_id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        [eur.as_str()]
+    );
+
+    // The rate card's 0.061 EUR for a marketing template in Italy is 10 JPY.
+    let res = app
+        .post(
+            "/v1/messages",
+            ADMIN,
+            json!({"id": "m1", "advertiser_id": jpy_adv, "user": "u", "direction": "outbound",
+                   "kind": "template", "category": "marketing", "country": "IT",
+                   "at": "2026-11-26T10:00:00Z"}),
+        )
+        .await;
+    let message: Value = res.json().await.unwrap();
+    assert_eq!(
+        (
+            message["charge_micros"].clone(),
+            message["currency"].clone()
+        ),
+        (json!(10_000_000), json!("JPY")),
+        "{message}"
+    );
+
+    let invoice: Value = app
+        .get("/v1/invoices/2026-11", &jpy_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(invoice["currency"], "JPY");
+    assert_eq!(invoice["total_micros"], 327_868 + 10_000_000, "{invoice}");
+    let euro: Value = app
+        .get("/v1/invoices/2026-11", &eur_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(euro["total_micros"], 500, "{euro}");
+}
+
 contract!(
     concurrent_renders_never_overspend_the_budget,
+    other_currencies_compete_and_bill_through_the_exchange_rate,
     daily_budget_rolls_over_at_utc_midnight_and_month_end,
     invoices_equal_the_ledger_and_skip_house,
     even_pacing_throttles_a_campaign_ahead_of_its_line,

@@ -177,7 +177,7 @@ async fn an_earlier_builds_redis_catalog_moves_into_the_record() {
         chat_number: None,
         currency: "EUR".into(),
     }
-    .into_advertiser(datetime!(2026-11-01 09:00:00 UTC))
+    .into_advertiser(datetime!(2026-11-01 09:00:00 UTC), &Default::default())
     .unwrap();
     let mut conn = redis.connection();
     let _: () = redis::cmd("HSET")
@@ -407,7 +407,7 @@ async fn an_earlier_builds_journal_catalog_and_assets_move_into_sqlite() {
         chat_number: None,
         currency: "EUR".into(),
     }
-    .into_advertiser(datetime!(2026-11-01 09:00:00 UTC))
+    .into_advertiser(datetime!(2026-11-01 09:00:00 UTC), &Default::default())
     .unwrap();
     let entry = json!({"op": "catalog", "kind": "advertiser", "id": advertiser.id.to_string(),
         "json": serde_json::to_string(&advertiser).unwrap()});

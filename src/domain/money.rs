@@ -1,0 +1,173 @@
+//! Money across currencies. An advertiser is billed in its own currency (`currency`): its
+//! budgets, bids, render prices, message charges and invoices are micros of it. The service
+//! prices in one currency (`money.currency`): the auction's reserve and the messaging rate card
+//! are micros of that one, and bids of different currencies meet in the auction only there.
+//! Another currency enters through the operator's exchange rate for it (`money.rates`): bids
+//! are converted to the service currency to be ranked, and what a winner pays, or what a rate
+//! card charges, is converted back to the advertiser's currency, each time rounded down (never
+//! in the service's favour), so a campaign never pays above its own bid.
+//!
+//! A currency without a rate cannot be priced: an advertiser cannot be created in it, and one
+//! left without (its rate removed from the configuration) does not serve and has no message
+//! rated until the rate is back.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::Micros;
+
+/// How many units of the service currency one unit of another currency is worth, in
+/// billionths (10^-9), so that a currency worth a fraction of a cent still converts to the micro.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate(i64);
+
+const NANOS: i128 = 1_000_000_000;
+
+impl Rate {
+    /// The service currency itself: conversions are the identity.
+    pub const PAR: Rate = Rate(NANOS as i64);
+
+    /// A configured rate (units of the service currency per unit), to the billionth.
+    pub fn from_decimal(value: f64) -> Option<Rate> {
+        let nanos = (value * NANOS as f64).round();
+        (value.is_finite() && (1.0..=1e18).contains(&nanos)).then_some(Rate(nanos as i64))
+    }
+
+    /// `micros` of this currency in the service currency, rounded down.
+    pub fn to_service(self, micros: Micros) -> Micros {
+        saturate(i128::from(micros) * i128::from(self.0) / NANOS)
+    }
+
+    /// `micros` of the service currency in this currency, rounded down.
+    pub fn from_service(self, micros: Micros) -> Micros {
+        saturate(i128::from(micros) * NANOS / i128::from(self.0))
+    }
+}
+
+fn saturate(value: i128) -> Micros {
+    Micros::try_from(value).unwrap_or(if value < 0 { Micros::MIN } else { Micros::MAX })
+}
+
+/// The service currency and the rate of every other currency it prices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Money {
+    currency: String,
+    rates: HashMap<String, Rate>,
+}
+
+impl Default for Money {
+    /// The built-in configuration: EUR, no other currency.
+    fn default() -> Self {
+        Self::single("EUR")
+    }
+}
+
+impl Money {
+    /// One currency and no other.
+    pub fn single(currency: &str) -> Self {
+        Self {
+            currency: currency.to_owned(),
+            rates: HashMap::new(),
+        }
+    }
+
+    /// From configuration: `currency` and, per other ISO 4217 code (any case), its rate.
+    /// The error says which entry is wrong.
+    pub fn new(currency: &str, rates: &BTreeMap<String, f64>) -> Result<Self, String> {
+        let iso = |code: &str| iso_currency::Currency::from_code(code).is_some();
+        if !iso(currency) {
+            return Err(format!(
+                "currency {currency:?} is not an ISO 4217 code such as EUR"
+            ));
+        }
+        let mut out = Self::single(currency);
+        for (code, value) in rates {
+            let code = code.to_ascii_uppercase();
+            if !iso(&code) {
+                return Err(format!("rates: {code:?} is not an ISO 4217 code"));
+            }
+            if code == currency {
+                return Err(format!(
+                    "rates: {code} is the service currency (its rate is 1)"
+                ));
+            }
+            let rate = Rate::from_decimal(*value).ok_or_else(|| {
+                format!("rates: {code} = {value} is not a positive rate of at least 1e-9")
+            })?;
+            out.rates.insert(code, rate);
+        }
+        Ok(out)
+    }
+
+    /// The currency the reserve and the rate card are in.
+    pub fn currency(&self) -> &str {
+        &self.currency
+    }
+
+    /// The rate of `currency`, if the service prices it.
+    pub fn rate(&self, currency: &str) -> Option<Rate> {
+        if currency == self.currency {
+            Some(Rate::PAR)
+        } else {
+            self.rates.get(currency).copied()
+        }
+    }
+
+    /// Every currency the service prices, the service currency first, then alphabetically.
+    pub fn currencies(&self) -> Vec<&str> {
+        let mut others: Vec<&str> = self.rates.keys().map(String::as_str).collect();
+        others.sort_unstable();
+        std::iter::once(self.currency.as_str())
+            .chain(others)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions_round_down_both_ways_and_par_is_the_identity() {
+        let usd = Rate::from_decimal(0.92).unwrap();
+        assert_eq!(usd.to_service(1_000_000), 920_000);
+        assert_eq!(usd.from_service(920_000), 1_000_000);
+        // 1 EUR micro is 1.0869… USD micros: rounded down.
+        assert_eq!(usd.from_service(1), 1);
+        assert_eq!(usd.to_service(1), 0);
+        let jpy = Rate::from_decimal(0.0061).unwrap();
+        assert_eq!(jpy.to_service(1_000_000_000), 6_100_000);
+        assert_eq!(jpy.from_service(500_000), 81_967_213);
+        for micros in [0, 1, 999, 1_000_000, 123_456_789_000] {
+            assert_eq!(Rate::PAR.to_service(micros), micros);
+            assert_eq!(Rate::PAR.from_service(micros), micros);
+        }
+        // A tiny rate cannot overflow back into the currency.
+        assert_eq!(Rate(1).from_service(Micros::MAX), Micros::MAX);
+    }
+
+    #[test]
+    fn configuration_is_checked_entry_by_entry() {
+        let rates = |pairs: &[(&str, f64)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let money = Money::new("EUR", &rates(&[("usd", 0.92), ("JPY", 0.0061)])).unwrap();
+        assert_eq!(money.currencies(), ["EUR", "JPY", "USD"]);
+        assert_eq!(money.rate("EUR"), Some(Rate::PAR));
+        assert_eq!(money.rate("USD"), Rate::from_decimal(0.92));
+        assert_eq!(money.rate("GBP"), None);
+        for (currency, pairs, part) in [
+            ("EURO", &[][..], "not an ISO 4217"),
+            ("EUR", &[("XYZ", 1.0)][..], "XYZ"),
+            ("EUR", &[("eur", 1.0)][..], "service currency"),
+            ("EUR", &[("USD", 0.0)][..], "USD = 0"),
+            ("EUR", &[("USD", -1.0)][..], "USD = -1"),
+            ("EUR", &[("USD", f64::NAN)][..], "USD = NaN"),
+        ] {
+            let err = Money::new(currency, &rates(pairs)).unwrap_err();
+            assert!(err.contains(part), "{err}");
+        }
+    }
+}
