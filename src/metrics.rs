@@ -661,6 +661,7 @@ mod tests {
         m.http_response(204);
         m.redis_keeping(&crate::store::Keeping {
             aof: true,
+            rewriting: false,
             evicting: None,
         });
         let text = m.render();

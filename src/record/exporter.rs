@@ -60,6 +60,8 @@ pub struct Exporter {
     started: AtomicU64,
     /// When the record's old keyed hashes were last cleared (ms).
     user_keys_cleared_at: std::sync::atomic::AtomicI64,
+    /// When [`Exporter::rewrite_redis_files`] last looked (ms).
+    aof_checked_at: std::sync::atomic::AtomicI64,
     progress: watch::Sender<Progress>,
     wake: Notify,
     /// The hot store's shards (click ids name one).
@@ -91,6 +93,7 @@ impl Exporter {
             metrics,
             started: AtomicU64::new(0),
             user_keys_cleared_at: std::sync::atomic::AtomicI64::new(Millis::MIN / 2),
+            aof_checked_at: std::sync::atomic::AtomicI64::new(Millis::MIN / 2),
             progress: watch::channel(Progress::default()).0,
             wake: Notify::new(),
             shards,
@@ -176,6 +179,7 @@ impl Exporter {
                 }
                 // Compaction writes a file under the state lock: off the async workers.
                 self.clear_old_user_keys().await;
+                self.rewrite_redis_files().await;
                 let store = self.store.clone();
                 let now_ms = self.clock.now_ms();
                 match tokio::task::spawn_blocking(move || store.maintain(now_ms)).await {
@@ -278,6 +282,24 @@ impl Exporter {
             Err(err) => {
                 tracing::warn!(error = %err.report(), "keyed hashes not cleared; retrying later")
             }
+        }
+    }
+
+    /// What an erasure or an expiry removed from Redis leaves its disk within a day (the
+    /// embedded backend's daily compaction does the same for its files). Checked every ten
+    /// minutes; the day is shared by every node.
+    async fn rewrite_redis_files(&self) {
+        let now_ms = self.clock.now_ms();
+        if now_ms - self.aof_checked_at.load(Ordering::SeqCst) < 600_000 {
+            return;
+        }
+        // Not asked (Redis away, a rewrite running): asked again at the next round.
+        match self.store.rewrite_aof_if_due(now_ms).await {
+            Ok(_) => self.aof_checked_at.store(now_ms, Ordering::SeqCst),
+            Err(err) => tracing::info!(
+                error = %err.report(),
+                "Redis append-only file rewrite not asked yet; asking again next round"
+            ),
         }
     }
 

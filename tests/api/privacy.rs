@@ -4,7 +4,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::contract;
+use crate::support::app::spawn_app_on;
 use crate::support::app::{campaigns_of, token_of, ADMIN, CLIENT};
+use crate::support::redis_server::RedisServer;
 use crate::support::{spawn_app, Backend, TestApp};
 
 const FOOTBALL: &str = "channel:football";
@@ -771,6 +773,27 @@ async fn on_a_redis_cluster_state_access_and_erasure_span_nodes() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(access(&second, user).await["records"], 0);
+
+    // A day on, every node has rewritten its append-only file: none names the user.
+    let named_on_disk = || {
+        walkdir(cluster.dir())
+            .iter()
+            .any(|f| String::from_utf8_lossy(&std::fs::read(f).unwrap_or_default()).contains(user))
+    };
+    assert!(
+        named_on_disk(),
+        "the erased user's commands are in the files"
+    );
+    first.clock.advance_secs(86_400 + 600);
+    rounds_done(&first).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while named_on_disk() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a day after the erasure a node's append-only file still names the user"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Logs outlive erasures, so no log line names a user: a request's span names its route, not
@@ -787,6 +810,79 @@ async fn no_log_line_names_the_user_an_erasure_was_for() {
     assert!(log.contains("erased a user's records"), "{log}");
     assert!(log.contains("/v1/users/{user}"), "the route: {log}");
     assert!(!log.contains(user), "{log}");
+}
+
+/// Redis keeps every write in its append-only file until the file is rewritten, the DEL of an
+/// erasure too: the service asks every Redis node for a rewrite once a day, so an erased user's
+/// commands leave Redis's disk within a day of the erasure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_user_leaves_redis_append_only_file_within_a_day() {
+    let app = spawn_app_on(Some(RedisServer::start_durable()), |_| {}).await;
+    let (_, key) = app.advertiser("Disk").await;
+    app.live_campaign(
+        &key,
+        json!({"frequency_caps": [{"max": 1, "per_seconds": 86400}]}),
+    )
+    .await;
+    let user = "wa-user-in-the-aof";
+    let slots = app.slots(user, None, 12).await;
+    assert_eq!(app.render(&token_of(&slots[0])).await, "accepted");
+    rounds_done(&app).await;
+    let dir = app.redis.as_ref().unwrap().dir().to_path_buf();
+    let on_disk = || {
+        let mut text = String::new();
+        for entry in walkdir(&dir) {
+            text.push_str(&String::from_utf8_lossy(
+                &std::fs::read(entry).unwrap_or_default(),
+            ));
+        }
+        text
+    };
+    assert!(
+        on_disk().contains(user),
+        "the render is in the append-only file"
+    );
+    erase(&app.api, user).await;
+    rounds_done(&app).await;
+    assert!(
+        on_disk().contains(user),
+        "an erasure alone leaves the commands before it"
+    );
+
+    app.clock.advance_secs(86_400 + 600);
+    rounds_done(&app).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while on_disk().contains(user) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a day after the erasure the append-only file still names the user: {:?}",
+            walkdir(&dir)
+                .into_iter()
+                .map(|f| (
+                    f.clone(),
+                    std::fs::read(&f)
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default()
+                ))
+                .filter(|(_, text)| text.contains(user))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Every file under `dir`, recursively (Redis 7 keeps its AOF parts in `appendonlydir`).
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
 
 /// The embedded backend's files hold no session id (a hash of it, as its memory does), and

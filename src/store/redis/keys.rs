@@ -15,6 +15,10 @@ pub const NODES: &str = "nodes:{catalog}";
 /// every node reads to drop its recent view of the user.
 pub const ERASURES: &str = "erasures:{catalog}";
 
+/// When (the service's clock, ms) a node last asked every Redis node to rewrite its
+/// append-only file (see `RedisStore::rewrite_aof_if_due`).
+pub const AOF_REWRITTEN: &str = "aof:{catalog}:rewritten";
+
 /// Caps, reservations, hides and sessions of one user (fields: `capping`).
 pub fn user(shard: u32, user: &str) -> String {
     format!("u:{{s{shard}}}:{user}")

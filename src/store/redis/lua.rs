@@ -57,6 +57,7 @@ pub struct Scripts {
     pub conversion: LuaScript,
     pub message: LuaScript,
     pub message_status: LuaScript,
+    pub periodic: LuaScript,
 }
 
 impl Default for Scripts {
@@ -81,6 +82,7 @@ impl Default for Scripts {
                 include_str!("scripts/messaging_shared.lua"),
                 include_str!("scripts/message_status.lua")
             )),
+            periodic: LuaScript::new(include_str!("scripts/periodic.lua")),
         }
     }
 }

@@ -516,6 +516,11 @@ impl RedisStore {
                 .iter()
                 .filter_map(|info| field(info, "maxmemory_policy"))
                 .find(|policy| policy != "noeviction"),
+            rewriting: nodes.iter().any(|info| {
+                ["aof_rewrite_in_progress", "aof_rewrite_scheduled"]
+                    .iter()
+                    .any(|name| field(info, name).as_deref() == Some("1"))
+            }),
         })
     }
 
@@ -815,6 +820,73 @@ impl RedisStore {
             })
             .await?;
         Ok(())
+    }
+
+    /// Asks every Redis node (replicas too) to rewrite its append-only file, at most once per
+    /// `period_ms` across all of this service's nodes (the last request is kept in
+    /// [`keys::AOF_REWRITTEN`], on the service's clock). An AOF keeps every write until it is
+    /// rewritten, so without this the commands that wrote an erased user's records, or records
+    /// long past their rule, stay on disk for as long as traffic leaves the file under Redis's
+    /// own growth trigger (`auto-aof-rewrite-percentage`). Nothing is asked of a Redis without
+    /// an AOF. Answers whether it asked.
+    pub async fn rewrite_aof_if_due(
+        &self,
+        now_ms: Millis,
+        period_ms: Millis,
+    ) -> Result<bool, StoreError> {
+        let keeping = self.keeping().await?;
+        if !keeping.aof {
+            return Ok(false);
+        }
+        if keeping.rewriting {
+            return Err(StoreError::unavailable(
+                "an append-only file rewrite is running",
+            ));
+        }
+        let mut claim = self.scripts.periodic.command(1);
+        claim.arg(keys::AOF_REWRITTEN).arg(now_ms).arg(period_ms);
+        let mut conn = self.bulk()?;
+        let script = &self.scripts.periodic;
+        let claimed: i64 = self
+            .call(RedisOp::Privacy, async move {
+                script.run(&claim, &mut conn).await
+            })
+            .await?;
+        if claimed == 0 {
+            return Ok(false);
+        }
+        let mut conn = self.bulk()?;
+        let asked = self.call(RedisOp::Privacy, async move {
+            let rewrite = redis::cmd("BGREWRITEAOF");
+            match &mut conn {
+                // A keyless command the client would send to one random node.
+                Conn::Cluster(c) => {
+                    c.route_command(
+                        &rewrite,
+                        redis::cluster_routing::RoutingInfo::MultiNode((
+                            redis::cluster_routing::MultipleNodeRoutingInfo::AllNodes,
+                            None,
+                        )),
+                    )
+                    .await
+                }
+                single => rewrite.query_async::<redis::Value>(single).await,
+            }
+        });
+        // A rewrite already running (any error, too) does not do: it copies the keys as they
+        // were when it began, perhaps before the erasure. The claim goes, so the next check of
+        // any node asks again.
+        if let Err(err) = asked.await {
+            let mut conn = self.bulk()?;
+            let _: Result<(), _> = self
+                .call(RedisOp::Privacy, async move {
+                    conn.del::<_, ()>(keys::AOF_REWRITTEN).await
+                })
+                .await;
+            return Err(err);
+        }
+        tracing::info!("asked Redis to rewrite its append-only file");
+        Ok(true)
     }
 
     /// Announces an erasure to the other nodes for `keep_ms` (see `privacy::subject`).

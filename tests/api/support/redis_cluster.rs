@@ -10,7 +10,7 @@ use super::scratch::ScratchDir;
 pub struct RedisCluster {
     pub ports: Vec<u16>,
     children: Vec<Child>,
-    _dir: ScratchDir,
+    dir: ScratchDir,
 }
 
 impl RedisCluster {
@@ -40,8 +40,11 @@ impl RedisCluster {
                         "nodes.conf",
                         "--save",
                         "",
+                        // As production runs it (README: Durability), so its files can be read.
                         "--appendonly",
-                        "no",
+                        "yes",
+                        "--appendfsync",
+                        "everysec",
                     ])
                     .arg("--dir")
                     .arg(&node_dir)
@@ -53,7 +56,7 @@ impl RedisCluster {
         let cluster = Self {
             ports,
             children,
-            _dir: dir,
+            dir,
         };
         for port in &cluster.ports {
             cluster.wait(*port, "PING", "PONG");
@@ -95,6 +98,11 @@ impl RedisCluster {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Where the nodes keep their files (one directory each).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     pub fn seeds(&self) -> Vec<String> {

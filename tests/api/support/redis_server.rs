@@ -36,6 +36,11 @@ impl RedisServer {
         server
     }
 
+    /// Where it keeps its files (`--dir`): the append-only file, when enabled.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
