@@ -126,7 +126,9 @@ fn forecasts(c: &mut Criterion) {
     )
     .unwrap();
     let now = time::OffsetDateTime::from_unix_timestamp(NOW_MS / 1000).unwrap();
-    let campaign = statusads::domain::campaign::Campaign::create(proposed, &owner, now).unwrap();
+    let campaign =
+        statusads::domain::campaign::Campaign::create(proposed, &owner, &Default::default(), now)
+            .unwrap();
     let market = Market {
         catalog: std::sync::Arc::new(Snapshot::build(catalog, Default::default())),
         spend: std::sync::Arc::new(statusads::ledger::SpendBoard::default()),

@@ -1008,6 +1008,7 @@ async fn forecasts_while(
     let proposed = statusads::domain::campaign::Campaign::create(
         input,
         &owner,
+        &Default::default(),
         time::OffsetDateTime::now_utc(),
     )
     .unwrap();

@@ -168,7 +168,7 @@ pub struct MoneySettings {
 }
 
 impl MoneySettings {
-    pub fn money(&self) -> Result<crate::domain::money::Money, String> {
+    pub fn money(&self) -> Result<crate::domain::money::Money, crate::domain::money::MoneyError> {
         crate::domain::money::Money::new(&self.currency, &self.rates)
     }
 }
@@ -265,16 +265,16 @@ impl Settings {
         settings
             .validate()
             .map_err(|(key, message)| ConfigError::Invalid {
-                layer: layer_of(&figment, key),
-                key: key.into(),
+                layer: layer_of(&figment, &key),
+                key,
                 message,
             })?;
         Ok(settings)
     }
 
     /// The first rule broken, as (key, message).
-    fn validate(&self) -> Result<(), (&'static str, String)> {
-        let invalid = |key: &'static str, message: &str| Err((key, message.to_owned()));
+    fn validate(&self) -> Result<(), (String, String)> {
+        let invalid = |key: &str, message: &str| Err((key.to_owned(), message.to_owned()));
         if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
             return invalid("http.bind", "must be host:port, e.g. 127.0.0.1:8080");
         }
@@ -362,13 +362,8 @@ impl Settings {
                 "must be at least 1000 (a render below it is billed nothing)",
             );
         }
-        if let Err(message) = self.money.money() {
-            let key = if message.starts_with("rates") {
-                "money.rates"
-            } else {
-                "money.currency"
-            };
-            return invalid(key, &message);
+        if let Err(err) = self.money.money() {
+            return Err((err.key, err.message));
         }
         if let Err(message) = self.messaging.rule_book() {
             return invalid("messaging.rule_sets", &message);
@@ -404,6 +399,15 @@ impl Provider for EnvVar<'_> {
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        // figment would read a short decimal such as 0.92 as an f32 (0.92000001…): an
+        // exchange rate is parsed here as TOML parses it, as an f64.
+        if let Some(rate) = self
+            .key
+            .strip_prefix("money.rates.")
+            .and(self.value.trim().parse::<f64>().ok())
+        {
+            return Serialized::default(&self.key, rate).data();
+        }
         if LIST_KEYS.contains(&self.key.as_str()) {
             let items: Vec<&str> = self
                 .value
@@ -495,6 +499,33 @@ mod tests {
         assert_eq!(book.sets().len(), 1);
         assert_eq!(book.sets()[0].name, "2025-07-01");
         assert!(book.sets()[0].window.utility_free_in_window);
+    }
+
+    #[test]
+    fn exchange_rates_from_the_environment_are_exact_and_errors_name_the_entry() {
+        let s = Settings::from_layers(
+            None,
+            &env(&[
+                ("STATUSADS__MONEY__RATES__USD", "0.92"),
+                ("STATUSADS__MONEY__RATES__JPY", "6.1e-3"),
+            ]),
+        )
+        .unwrap();
+        let money = s.money.money().unwrap();
+        // Read as an f32, 0.92 was 0.92000001…: 920,000 EUR micros were 999,999 USD micros.
+        assert_eq!(money.rate("USD").unwrap().from_service(920_000), 1_000_000);
+        assert_eq!(
+            money.rate("JPY").unwrap().to_service(1_000_000_000),
+            6_100_000
+        );
+        let err = Settings::from_layers(None, &env(&[("STATUSADS__MONEY__RATES__XYZ", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("money.rates.xyz")
+                && err.contains("environment variable STATUSADS__MONEY__RATES__XYZ"),
+            "{err}"
+        );
     }
 
     #[test]

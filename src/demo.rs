@@ -30,7 +30,8 @@ pub async fn seed(
             NewAdvertiser {
                 name: "Pizzeria Roma".into(),
                 chat_number: Some("+390612345678".into()),
-                currency: "EUR".into(),
+                // The service's own currency: priced whatever the configuration.
+                currency: catalog.snapshot().money().currency().to_owned(),
             },
             now,
         )

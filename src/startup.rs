@@ -73,7 +73,7 @@ pub enum StartupError {
     Record(#[from] crate::record::OpenError),
     #[error("config key `messaging.rule_sets`: {0}")]
     Rules(String),
-    #[error("config key `money`: {0}")]
+    #[error("config key `{0}`")]
     Money(String),
 }
 
@@ -172,7 +172,12 @@ impl Application {
                 );
             }
         }
-        let money = Arc::new(settings.money.money().map_err(StartupError::Money)?);
+        let money = Arc::new(
+            settings
+                .money
+                .money()
+                .map_err(|err| StartupError::Money(format!("{}: {}", err.key, err.message)))?,
+        );
         let catalog = Arc::new(Catalog::load(record.clone(), metrics.clone(), money).await?);
         let assets =
             AssetStore::open(&data_dir, record.clone()).map_err(on(&data_dir.join("assets")))?;

@@ -326,7 +326,7 @@ impl Catalog {
         input: CampaignInput,
         now: OffsetDateTime,
     ) -> Result<Campaign, CatalogError> {
-        let campaign = Campaign::create(input, owner, now)?;
+        let campaign = Campaign::create(input, owner, self.snapshot().money(), now)?;
         let _guard = self.writes.lock().await;
         self.persist_campaign(None, &campaign, now, Expected::Absent)
             .await?;
@@ -360,7 +360,9 @@ impl Catalog {
                     "an archived campaign cannot be changed".into(),
                 ));
             }
-            let updated = current.clone().update(input.clone(), owner)?;
+            let updated = current
+                .clone()
+                .update(input.clone(), owner, self.snapshot().money())?;
             self.persist_campaign(Some(&current), &updated, now, expected)
                 .await?;
             Ok(updated)

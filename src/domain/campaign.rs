@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 
 use super::advertiser::Advertiser;
 use super::ids::{AdvertiserId, CampaignId};
+use super::money::Money;
 use super::targeting::Targeting;
 use super::text::check_one_line;
 use super::{Micros, ValidationError};
@@ -197,9 +198,11 @@ where
 }
 
 impl Campaign {
+    /// `money` prices the advertiser's currency (the bid ceiling depends on it).
     pub fn create(
         input: CampaignInput,
         advertiser: &Advertiser,
+        money: &Money,
         now: OffsetDateTime,
     ) -> Result<Self, ValidationError> {
         let name = input
@@ -231,7 +234,7 @@ impl Campaign {
             created_at: now,
             suppress_after: None,
         };
-        draft.update(input, advertiser)
+        draft.update(input, advertiser, money)
     }
 
     /// Applies a PATCH (or the POST body over defaults) and re-validates the whole campaign,
@@ -240,6 +243,7 @@ impl Campaign {
         mut self,
         input: CampaignInput,
         advertiser: &Advertiser,
+        money: &Money,
     ) -> Result<Self, ValidationError> {
         if let Some(name) = input.name {
             self.name = name.trim().to_owned();
@@ -299,11 +303,23 @@ impl Campaign {
         if let Some(suppress) = input.suppress_after {
             self.suppress_after = suppress;
         }
-        self.validate(advertiser)?;
+        self.validate(advertiser, money)?;
         Ok(self)
     }
 
-    fn validate(&self, advertiser: &Advertiser) -> Result<(), ValidationError> {
+    /// The highest bid a campaign of `advertiser` may make: [`MAX_BID_CPM_MICROS`] of its own
+    /// currency, or what that many micros of the service currency are worth in it if more (a
+    /// currency worth a fraction of the service's would otherwise be capped near the reserve).
+    pub fn bid_ceiling(advertiser: &Advertiser, money: &Money) -> Micros {
+        money
+            .rate(&advertiser.currency)
+            .map_or(MAX_BID_CPM_MICROS, |rate| {
+                rate.from_service(MAX_BID_CPM_MICROS)
+            })
+            .max(MAX_BID_CPM_MICROS)
+    }
+
+    fn validate(&self, advertiser: &Advertiser, money: &Money) -> Result<(), ValidationError> {
         if self.name.is_empty() || self.name.chars().count() > 100 {
             return Err(ValidationError::new(
                 codes::INVALID_NAME,
@@ -318,10 +334,11 @@ impl Campaign {
             ));
         }
         let billed = self.priority != Priority::House;
-        if billed && !(1..=MAX_BID_CPM_MICROS).contains(&self.bid_cpm_micros) {
+        let ceiling = Self::bid_ceiling(advertiser, money);
+        if billed && !(1..=ceiling).contains(&self.bid_cpm_micros) {
             return Err(ValidationError::new(
                 codes::INVALID_BID,
-                format!("bid_cpm_micros must be between 1 and {MAX_BID_CPM_MICROS}"),
+                format!("bid_cpm_micros must be between 1 and {ceiling}"),
             ));
         }
         if !billed && self.bid_cpm_micros != 0 {
@@ -526,17 +543,29 @@ mod tests {
     #[test]
     fn a_stored_interest_of_a_retired_kind_leaves_other_edits_possible() {
         let owner = advertiser(false);
-        let mut campaign =
-            Campaign::create(input(valid()), &owner, OffsetDateTime::UNIX_EPOCH).unwrap();
+        let mut campaign = Campaign::create(
+            input(valid()),
+            &owner,
+            &Money::default(),
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap();
         campaign.targeting.interests = vec!["app:games".into()];
         let paused = campaign
             .clone()
-            .update(input(serde_json::json!({"status": "paused"})), &owner)
+            .update(
+                input(serde_json::json!({"status": "paused"})),
+                &owner,
+                &Money::default(),
+            )
             .unwrap();
         assert_eq!(paused.status, CampaignStatus::Paused);
         let again = serde_json::json!({"targeting": {"interests": ["app:games"]}});
         assert_eq!(
-            campaign.update(input(again), &owner).unwrap_err().code,
+            campaign
+                .update(input(again), &owner, &Money::default())
+                .unwrap_err()
+                .code,
             codes::INVALID_TARGETING
         );
     }
@@ -546,10 +575,15 @@ mod tests {
         body.as_object_mut()
             .unwrap()
             .extend(patch.as_object().unwrap().clone());
-        Campaign::create(input(body), &advertiser(false), OffsetDateTime::UNIX_EPOCH)
-            .unwrap_err()
-            .code
-            .as_str()
+        Campaign::create(
+            input(body),
+            &advertiser(false),
+            &Money::default(),
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap_err()
+        .code
+        .as_str()
     }
 
     #[test]
@@ -557,6 +591,7 @@ mod tests {
         let c = Campaign::create(
             input(valid()),
             &advertiser(false),
+            &Money::default(),
             OffsetDateTime::UNIX_EPOCH,
         )
         .unwrap();
@@ -623,6 +658,7 @@ mod tests {
         let c = Campaign::create(
             input(valid()),
             &advertiser(false),
+            &Money::default(),
             OffsetDateTime::UNIX_EPOCH,
         )
         .unwrap();

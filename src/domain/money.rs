@@ -4,12 +4,16 @@
 //! are micros of that one, and bids of different currencies meet in the auction only there.
 //! Another currency enters through the operator's exchange rate for it (`money.rates`): bids
 //! are converted to the service currency to be ranked, and what a winner pays, or what a rate
-//! card charges, is converted back to the advertiser's currency, each time rounded down (never
-//! in the service's favour), so a campaign never pays above its own bid.
+//! card charges, is converted back to the advertiser's currency, each time rounded down; a
+//! campaign never pays above its own bid (but a render always at least one micro: see
+//! `selection::pick`).
 //!
 //! A currency without a rate cannot be priced: an advertiser cannot be created in it, and one
-//! left without (its rate removed from the configuration) does not serve and has no message
-//! rated until the rate is back.
+//! left without (its rate removed from the configuration) does not serve and has no charged
+//! message rated until the rate is back.
+//!
+//! Exchange rates are configuration, read at start: every node must run with the same ones,
+//! or the same decision is priced differently on each.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -29,7 +33,8 @@ impl Rate {
     /// A configured rate (units of the service currency per unit), to the billionth.
     pub fn from_decimal(value: f64) -> Option<Rate> {
         let nanos = (value * NANOS as f64).round();
-        (value.is_finite() && (1.0..=1e18).contains(&nanos)).then_some(Rate(nanos as i64))
+        (value.is_finite() && (1.0..=NANOS as f64 * 1e9).contains(&nanos))
+            .then_some(Rate(nanos as i64))
     }
 
     /// `micros` of this currency in the service currency, rounded down.
@@ -45,6 +50,14 @@ impl Rate {
 
 fn saturate(value: i128) -> Micros {
     Micros::try_from(value).unwrap_or(if value < 0 { Micros::MIN } else { Micros::MAX })
+}
+
+/// A configuration of [`Money`] that cannot be used: `key` names the entry (`money.currency`, or
+/// `money.rates.<code>` as the configuration spells it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoneyError {
+    pub key: String,
+    pub message: String,
 }
 
 /// The service currency and the rate of every other currency it prices.
@@ -71,27 +84,34 @@ impl Money {
     }
 
     /// From configuration: `currency` and, per other ISO 4217 code (any case), its rate.
-    /// The error says which entry is wrong.
-    pub fn new(currency: &str, rates: &BTreeMap<String, f64>) -> Result<Self, String> {
+    /// The error names the entry that is wrong.
+    pub fn new(currency: &str, rates: &BTreeMap<String, f64>) -> Result<Self, MoneyError> {
         let iso = |code: &str| iso_currency::Currency::from_code(code).is_some();
         if !iso(currency) {
-            return Err(format!(
-                "currency {currency:?} is not an ISO 4217 code such as EUR"
-            ));
+            return Err(MoneyError {
+                key: "money.currency".into(),
+                message: format!("{currency:?} is not an ISO 4217 code such as EUR"),
+            });
         }
         let mut out = Self::single(currency);
-        for (code, value) in rates {
-            let code = code.to_ascii_uppercase();
+        for (given, value) in rates {
+            let wrong = |message: String| MoneyError {
+                key: format!("money.rates.{given}"),
+                message,
+            };
+            let code = given.to_ascii_uppercase();
             if !iso(&code) {
-                return Err(format!("rates: {code:?} is not an ISO 4217 code"));
+                return Err(wrong(format!("{code:?} is not an ISO 4217 code")));
             }
             if code == currency {
-                return Err(format!(
-                    "rates: {code} is the service currency (its rate is 1)"
-                ));
+                return Err(wrong(format!(
+                    "{code} is the service currency (its rate is 1)"
+                )));
             }
             let rate = Rate::from_decimal(*value).ok_or_else(|| {
-                format!("rates: {code} = {value} is not a positive rate of at least 1e-9")
+                wrong(format!(
+                    "{value} is not a rate between 1e-9 and 1e9 (units of {currency} one {code} is worth)"
+                ))
             })?;
             out.rates.insert(code, rate);
         }
@@ -158,16 +178,34 @@ mod tests {
         assert_eq!(money.rate("EUR"), Some(Rate::PAR));
         assert_eq!(money.rate("USD"), Rate::from_decimal(0.92));
         assert_eq!(money.rate("GBP"), None);
-        for (currency, pairs, part) in [
-            ("EURO", &[][..], "not an ISO 4217"),
-            ("EUR", &[("XYZ", 1.0)][..], "XYZ"),
-            ("EUR", &[("eur", 1.0)][..], "service currency"),
-            ("EUR", &[("USD", 0.0)][..], "USD = 0"),
-            ("EUR", &[("USD", -1.0)][..], "USD = -1"),
-            ("EUR", &[("USD", f64::NAN)][..], "USD = NaN"),
+        assert_eq!(Rate::from_decimal(1e-9), Some(Rate(1)));
+        assert_eq!(
+            Rate::from_decimal(1e9),
+            Some(Rate(NANOS as i64 * 1_000_000_000))
+        );
+        for (currency, pairs, key, part) in [
+            ("EURO", &[][..], "money.currency", "not an ISO 4217"),
+            ("EUR", &[("xyz", 1.0)][..], "money.rates.xyz", "\"XYZ\""),
+            (
+                "EUR",
+                &[("eur", 1.0)][..],
+                "money.rates.eur",
+                "service currency",
+            ),
+            ("EUR", &[("USD", 0.0)][..], "money.rates.USD", "0 is not"),
+            ("EUR", &[("USD", -1.0)][..], "money.rates.USD", "-1 is not"),
+            (
+                "EUR",
+                &[("USD", f64::NAN)][..],
+                "money.rates.USD",
+                "NaN is not",
+            ),
+            ("EUR", &[("USD", 1e-10)][..], "money.rates.USD", "is not"),
+            ("EUR", &[("USD", 2e9)][..], "money.rates.USD", "is not"),
         ] {
             let err = Money::new(currency, &rates(pairs)).unwrap_err();
-            assert!(err.contains(part), "{err}");
+            assert_eq!(err.key, key, "{err:?}");
+            assert!(err.message.contains(part), "{err:?}");
         }
     }
 }

@@ -91,7 +91,7 @@ impl ResponseError for ApiError {
             Self::Internal(detail) => tracing::error!(%detail, "internal error"),
             Self::Unavailable(detail) => tracing::warn!(%detail, "store unavailable"),
             Self::UnpricedCurrency(currency) => {
-                tracing::error!(%currency, "a message was refused: its advertiser's currency has no exchange rate (money.rates)")
+                tracing::warn!(%currency, "a message was refused: its advertiser's currency has no exchange rate (money.rates)")
             }
             _ => {}
         }

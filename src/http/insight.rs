@@ -82,7 +82,12 @@ async fn forecast(
     state: web::Data<AppState>,
     body: web::Json<CampaignInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let proposed = Campaign::create(body.into_inner(), &owner, state.clock.now())?;
+    let proposed = Campaign::create(
+        body.into_inner(),
+        &owner,
+        state.server.catalog.snapshot().money(),
+        state.clock.now(),
+    )?;
     let server = &state.server;
     let market = server.forecast_market();
     Ok(HttpResponse::Ok().json(server.insight.forecast(proposed, market).await?))

@@ -446,6 +446,7 @@ fn summary(
                 "targeting" => "its targeting",
                 "schedule" => "its schedule",
                 "no_approved_creative" => "no approved creative",
+                "currency" => "its currency having no exchange rate (money.rates)",
                 _ => "its status",
             }
         );

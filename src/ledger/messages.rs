@@ -185,11 +185,6 @@ impl Messages<'_> {
         let shard = shard_of(advertiser.id.as_str(), self.shards);
         let category_label = MessageCategory::from(body.category);
         let currency = &advertiser.currency;
-        // The rate card is in the service currency; the advertiser is charged in its own.
-        let exchange = snapshot
-            .money()
-            .rate(currency)
-            .ok_or_else(|| MessageError::UnpricedCurrency(currency.clone()))?;
         for _ in 0..ATTEMPTS {
             let (state, seen) = self
                 .store
@@ -212,9 +207,19 @@ impl Messages<'_> {
                         }
                     }
                 })?;
-            let charge = rules
-                .charge(&rating, &body.country)
-                .map(|charge| charge.in_currency(exchange));
+            // The rate card is in the service currency; the advertiser is charged in its own
+            // (a free message needs no rate).
+            let charge = match rules.charge(&rating, &body.country) {
+                Some(charge) => Some(
+                    charge.in_currency(
+                        snapshot
+                            .money()
+                            .rate(currency)
+                            .ok_or_else(|| MessageError::UnpricedCurrency(currency.clone()))?,
+                    ),
+                ),
+                None => None,
+            };
             let after = &rating.conversation_after;
             let new_state = if *after == Conversation::default() {
                 String::new()

@@ -451,6 +451,7 @@ mod tests {
             )
             .unwrap(),
             &owner,
+            &Default::default(),
             OffsetDateTime::UNIX_EPOCH,
         )
         .unwrap();

@@ -391,7 +391,12 @@ mod tests {
         Arc::new(
             Money::new(
                 "EUR",
-                &[("USD".to_owned(), 0.92), ("JPY".to_owned(), 0.0061)].into(),
+                &[
+                    ("USD".to_owned(), 0.92),
+                    ("JPY".to_owned(), 0.0061),
+                    ("GBP".to_owned(), 1.17),
+                ]
+                .into(),
             )
             .unwrap(),
         )
@@ -712,6 +717,29 @@ mod tests {
                 placed,
                 [(winner, price), (other, lone_price)],
                 "JPY bid {jpy_bid}"
+            );
+        }
+
+        // A currency worth more than the service's: at the lowest reserve a lone bidder's
+        // clearing price is 854 GBP micros per 1,000, which would bill a render nothing; it
+        // pays the least billable price instead. A bid under that least price never serves,
+        // though it is worth more than the reserve.
+        for (bid, placed) in [(5_000, Some(1)), (900, None)] {
+            let data = CatalogData {
+                advertisers: vec![advertiser("adv_000000000000000b", "GBP")],
+                campaigns: vec![campaign(eur, "adv_000000000000000b", bid)],
+                creatives: vec![creative(eur)],
+                ..CatalogData::default()
+            };
+            let snapshot = Snapshot::build(data, money());
+            let (spend, user, request) = (HashMap::new(), UserState::default(), request_in("IT"));
+            let mut input = input_for(&snapshot, &spend, &user, &request);
+            input.reserve_cpm_micros = Campaign::MIN_BILLED_CPM_MICROS;
+            let decision = decide(&input, &mut StdRng::seed_from_u64(1));
+            assert_eq!(
+                decision.placements.first().map(|p| p.price_micros),
+                placed,
+                "GBP bid {bid}"
             );
         }
 

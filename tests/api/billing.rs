@@ -361,6 +361,23 @@ async fn other_currencies_compete_and_bill_through_the_exchange_rate(backend: Ba
     for slot in &slots {
         assert_eq!(app.render(&token_of(slot)).await, "accepted");
     }
+    // The bid ceiling is 1,000 units or what 1,000 EUR are worth, whichever is more: a yen
+    // campaign may bid 1,500 JPY (9.15 EUR) per 1,000, not more than 163,934 JPY.
+    for (bid, status) in [
+        (1_500_000_000_i64, StatusCode::OK),
+        (163_934_426_229, StatusCode::OK),
+        (163_934_426_230, StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let res = app
+            .send(
+                reqwest::Method::PATCH,
+                &format!("/v1/campaigns/{jpy}"),
+                Some(&jpy_key),
+                Some(json!({"bid_cpm_micros": bid})),
+            )
+            .await;
+        assert_eq!(res.status(), status, "bid {bid}");
+    }
     // A yen bid under the reserve (80 JPY = 0.488 EUR) does not serve, though its figure is
     // far above 500,000.
     let res = app
