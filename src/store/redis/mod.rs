@@ -822,7 +822,8 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Asks every Redis node (replicas too) to rewrite its append-only file, at most once per
+    /// Asks Redis (on a cluster, every node the client knows, replicas too; standalone, the
+    /// primary only) to rewrite its append-only file, at most once per
     /// `period_ms` across all of this service's nodes (the last request is kept in
     /// [`keys::AOF_REWRITTEN`], on the service's clock). An AOF keeps every write until it is
     /// rewritten, so without this the commands that wrote an erased user's records, or records
