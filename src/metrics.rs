@@ -152,6 +152,8 @@ label_enum! {
         Outbox => "outbox",
         /// A user's access or erasure request.
         Privacy => "privacy",
+        /// Keeping Redis's own files: the append-only file rewrite.
+        Files => "files",
     }
 }
 
@@ -661,7 +663,6 @@ mod tests {
         m.http_response(204);
         m.redis_keeping(&crate::store::Keeping {
             aof: true,
-            rewriting: false,
             evicting: None,
         });
         let text = m.render();

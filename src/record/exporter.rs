@@ -178,8 +178,6 @@ impl Exporter {
                     self.move_earlier_click_ids().await;
                 }
                 // Compaction writes a file under the state lock: off the async workers.
-                self.clear_old_user_keys().await;
-                self.rewrite_redis_files().await;
                 let store = self.store.clone();
                 let now_ms = self.clock.now_ms();
                 match tokio::task::spawn_blocking(move || store.maintain(now_ms)).await {
@@ -199,6 +197,9 @@ impl Exporter {
                 tracing::warn!(error = %err.report(), "ledger export failed; retrying (nothing is lost)");
             }
         }
+        // Privacy rules, whether or not the outboxes drained.
+        self.clear_old_user_keys().await;
+        self.rewrite_redis_files().await;
     }
 
     /// The outage spools every node has listed (none on the embedded backend, which has no
@@ -293,13 +294,14 @@ impl Exporter {
         if now_ms - self.aof_checked_at.load(Ordering::SeqCst) < 600_000 {
             return;
         }
-        // Not asked (Redis away, a rewrite running): asked again at the next round.
-        match self.store.rewrite_aof_if_due(now_ms).await {
-            Ok(_) => self.aof_checked_at.store(now_ms, Ordering::SeqCst),
-            Err(err) => tracing::info!(
+        // Nodes not checked this time (Redis away, another service node checking) are
+        // checked at the next interval: a day is many intervals.
+        self.aof_checked_at.store(now_ms, Ordering::SeqCst);
+        if let Err(err) = self.store.rewrite_aof_if_due(now_ms).await {
+            tracing::warn!(
                 error = %err.report(),
-                "Redis append-only file rewrite not asked yet; asking again next round"
-            ),
+                "Redis append-only files not checked; checking again in ten minutes"
+            )
         }
     }
 

@@ -468,8 +468,6 @@ pub struct Keeping {
     /// The `maxmemory-policy` when it may evict keys (anything but `noeviction`): an evicted
     /// dedupe, user or outbox key loses acknowledged events or counts one twice.
     pub evicting: Option<String>,
-    /// A node is rewriting its append-only file, or has one scheduled.
-    pub rewriting: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -815,11 +813,12 @@ impl Store {
     }
 
     /// Housekeeping of Redis's files (see `RedisStore::rewrite_aof_if_due`): its append-only
-    /// file rewritten daily. The embedded backend compacts its own files (`maintain`).
-    pub async fn rewrite_aof_if_due(&self, now_ms: Millis) -> Result<bool, StoreError> {
+    /// file rewritten daily. The embedded backend compacts its own files (`maintain`). Answers
+    /// how many Redis nodes were asked.
+    pub async fn rewrite_aof_if_due(&self, now_ms: Millis) -> Result<u32, StoreError> {
         match self {
             Store::Redis(s) => s.rewrite_aof_if_due(now_ms, crate::capping::DAY_MS).await,
-            Store::Embedded(_) => Ok(false),
+            Store::Embedded(_) => Ok(0),
         }
     }
 

@@ -15,9 +15,12 @@ pub const NODES: &str = "nodes:{catalog}";
 /// every node reads to drop its recent view of the user.
 pub const ERASURES: &str = "erasures:{catalog}";
 
-/// When (the service's clock, ms) a node last asked every Redis node to rewrite its
-/// append-only file (see `RedisStore::rewrite_aof_if_due`).
-pub const AOF_REWRITTEN: &str = "aof:{catalog}:rewritten";
+/// When (the service's clock, ms) a service node last checked Redis's append-only files: one
+/// check at a time across the service (see `RedisStore::rewrite_aof_if_due`).
+pub const AOF_CHECKED: &str = "aof:{catalog}:checked";
+/// Each Redis node's append-only file as last checked (HASH, field: the node's address, value:
+/// `store::redis::files::Kept`).
+pub const AOF_FILES: &str = "aof:{catalog}:files";
 
 /// Caps, reservations, hides and sessions of one user (fields: `capping`).
 pub fn user(shard: u32, user: &str) -> String {

@@ -14,6 +14,7 @@
 //! The request path's scripts instead run on each worker's own connection where it has one
 //! (see `worker`): no thread hop per decision.
 
+mod files;
 pub mod keys;
 mod lua;
 mod worker;
@@ -56,6 +57,14 @@ const OUTBOX_TIMEOUT: Duration = Duration::from_secs(5);
 /// no longer than this on a connection that stopped answering, so the next one, on the
 /// connections the probe made anew, comes soon after Redis answers again.
 const SPEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A Redis node asked about its own files (see `files`).
+struct FileNode {
+    /// The node's field in `keys::AOF_FILES`: its address, `primary` when standalone.
+    name: String,
+    /// Where the cluster client reaches it; standalone, the one connection there is.
+    address: Option<(String, u16)>,
+}
 
 /// A connection to standalone Redis or to a Redis Cluster. Every command (and every pipeline
 /// or script) this store sends touches keys of one hash slot, so the cluster client can route
@@ -441,7 +450,9 @@ impl RedisStore {
         // pages) move far more data than a decision; they get a budget of their own.
         let timeout = match op {
             RedisOp::Catalog | RedisOp::Ledger | RedisOp::Report => self.timeout.max(BULK_TIMEOUT),
-            RedisOp::Outbox => self.timeout.max(OUTBOX_TIMEOUT),
+            // An append-only file rewrite answers once Redis has forked, which takes longer
+            // the more memory it holds.
+            RedisOp::Outbox | RedisOp::Files => self.timeout.max(OUTBOX_TIMEOUT),
             RedisOp::Spend => self.timeout.max(SPEND_TIMEOUT),
             _ => self.timeout,
         };
@@ -502,25 +513,16 @@ impl RedisStore {
         .map(|info| redis::from_redis_value::<String>(&info))
         .collect::<Result<_, _>>()
         .map_err(|e| StoreError::corrupt_from("Redis INFO", e))?;
-        let field = |info: &'_ str, name: &str| -> Option<String> {
-            info.lines()
-                .find_map(|line| line.trim().strip_prefix(name)?.strip_prefix(':'))
-                .map(str::to_owned)
-        };
         Ok(Keeping {
             aof: !nodes.is_empty()
                 && nodes
                     .iter()
-                    .all(|info| field(info, "aof_enabled").as_deref() == Some("1")),
+                    .all(|info| files::info_field(info, "aof_enabled") == Some("1")),
             evicting: nodes
                 .iter()
-                .filter_map(|info| field(info, "maxmemory_policy"))
-                .find(|policy| policy != "noeviction"),
-            rewriting: nodes.iter().any(|info| {
-                ["aof_rewrite_in_progress", "aof_rewrite_scheduled"]
-                    .iter()
-                    .any(|name| field(info, name).as_deref() == Some("1"))
-            }),
+                .filter_map(|info| files::info_field(info, "maxmemory_policy"))
+                .find(|policy| *policy != "noeviction")
+                .map(str::to_owned),
         })
     }
 
@@ -822,72 +824,163 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Asks Redis (on a cluster, every node the client knows, replicas too; standalone, the
-    /// primary only) to rewrite its append-only file, at most once per
-    /// `period_ms` across all of this service's nodes (the last request is kept in
-    /// [`keys::AOF_REWRITTEN`], on the service's clock). An AOF keeps every write until it is
-    /// rewritten, so without this the commands that wrote an erased user's records, or records
-    /// long past their rule, stay on disk for as long as traffic leaves the file under Redis's
-    /// own growth trigger (`auto-aof-rewrite-percentage`). Nothing is asked of a Redis without
-    /// an AOF. Answers whether it asked.
+    /// Asks each Redis node whose append-only file is due (see `files`) to rewrite it, so that
+    /// what an erasure or an expiry removed leaves Redis's disk within `period_ms`. On a
+    /// cluster every node the cluster lists, replicas too; standalone, the primary only (its
+    /// replicas are not known to the service). One check at a time across the service's
+    /// nodes (`keys::AOF_CHECKED`). A node that is away or refuses is logged and checked again
+    /// next time; it holds up no other. Answers how many nodes were asked.
     pub async fn rewrite_aof_if_due(
         &self,
         now_ms: Millis,
         period_ms: Millis,
-    ) -> Result<bool, StoreError> {
-        let keeping = self.keeping().await?;
-        if !keeping.aof {
-            return Ok(false);
-        }
-        if keeping.rewriting {
-            return Err(StoreError::unavailable(
-                "an append-only file rewrite is running",
-            ));
-        }
+    ) -> Result<u32, StoreError> {
+        // Longer than one check can take (every node, each under its deadline), shorter than
+        // a node's interval between checks.
+        const ONE_CHECK_MS: Millis = 5 * 60_000;
         let mut claim = self.scripts.periodic.command(1);
-        claim.arg(keys::AOF_REWRITTEN).arg(now_ms).arg(period_ms);
+        claim.arg(keys::AOF_CHECKED).arg(now_ms).arg(ONE_CHECK_MS);
         let mut conn = self.bulk()?;
         let script = &self.scripts.periodic;
         let claimed: i64 = self
-            .call(RedisOp::Privacy, async move {
+            .call(RedisOp::Files, async move {
                 script.run(&claim, &mut conn).await
             })
             .await?;
         if claimed == 0 {
-            return Ok(false);
+            return Ok(0);
+        }
+        let nodes = self.file_nodes().await?;
+        let mut conn = self.bulk()?;
+        let kept: HashMap<String, String> = self
+            .call(RedisOp::Files, async move {
+                conn.hgetall(keys::AOF_FILES).await
+            })
+            .await?;
+        let mut changed: Vec<(String, String)> = Vec::new();
+        let mut asked = 0;
+        for node in &nodes {
+            let before = kept
+                .get(&node.name)
+                .map(|k| files::Kept::decode(k))
+                .unwrap_or_default();
+            let info: String = match self
+                .on_node(node, redis::cmd("INFO").arg("persistence"))
+                .await
+            {
+                Ok(info) => info,
+                Err(err) => {
+                    tracing::warn!(node = %node.name, error = %err.report(), "Redis node's append-only file unchecked; checking again next time");
+                    continue;
+                }
+            };
+            let (mut after, ask) =
+                files::next(&files::NodeFile::parse(&info), before, now_ms, period_ms);
+            if ask {
+                let rewrite: Result<redis::Value, _> =
+                    self.on_node(node, &redis::cmd("BGREWRITEAOF")).await;
+                match rewrite {
+                    Ok(_) => {
+                        tracing::info!(node = %node.name, "asked a Redis node to rewrite its append-only file");
+                        asked += 1;
+                    }
+                    // What the node confirmed stays; the ask is made again next time.
+                    Err(err) => {
+                        tracing::warn!(node = %node.name, error = %err.report(), "Redis node refused to rewrite its append-only file; asking again next time");
+                        after.asked = None;
+                    }
+                }
+            }
+            if after != before {
+                changed.push((node.name.clone(), after.encode()));
+            }
+        }
+        let gone: Vec<&String> = kept
+            .keys()
+            .filter(|name| nodes.iter().all(|node| &node.name != *name))
+            .collect();
+        if !changed.is_empty() || !gone.is_empty() {
+            let mut pipe = redis::pipe();
+            if !changed.is_empty() {
+                pipe.hset_multiple(keys::AOF_FILES, &changed).ignore();
+            }
+            if !gone.is_empty() {
+                pipe.hdel(keys::AOF_FILES, gone).ignore();
+            }
+            let mut conn = self.bulk()?;
+            self.call(RedisOp::Files, async move {
+                pipe.query_async::<()>(&mut conn).await
+            })
+            .await?;
+        }
+        Ok(asked)
+    }
+
+    /// The Redis nodes with files of their own: standalone, the one the service talks to; on
+    /// a cluster, every master and replica `CLUSTER SLOTS` lists (the addresses the client
+    /// itself connects to).
+    async fn file_nodes(&self) -> Result<Vec<FileNode>, StoreError> {
+        if !self.cluster {
+            return Ok(vec![FileNode {
+                name: "primary".to_owned(),
+                address: None,
+            }]);
         }
         let mut conn = self.bulk()?;
-        let asked = self.call(RedisOp::Privacy, async move {
-            let rewrite = redis::cmd("BGREWRITEAOF");
-            match &mut conn {
-                // A keyless command the client would send to one random node.
-                Conn::Cluster(c) => {
-                    c.route_command(
-                        &rewrite,
-                        redis::cluster_routing::RoutingInfo::MultiNode((
-                            redis::cluster_routing::MultipleNodeRoutingInfo::AllNodes,
-                            None,
-                        )),
-                    )
+        let slots: Vec<Vec<redis::Value>> = self
+            .call(RedisOp::Files, async move {
+                redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query_async(&mut conn)
                     .await
-                }
-                single => rewrite.query_async::<redis::Value>(single).await,
+            })
+            .await?;
+        let mut nodes: Vec<FileNode> = Vec::new();
+        for node in slots.iter().flat_map(|range| range.iter().skip(2)) {
+            let (host, port) = match node {
+                redis::Value::Array(parts) if parts.len() >= 2 => (
+                    redis::from_redis_value::<String>(&parts[0]),
+                    redis::from_redis_value::<u16>(&parts[1]),
+                ),
+                _ => continue,
+            };
+            let (Ok(host), Ok(port)) = (host, port) else {
+                continue;
+            };
+            let name = format!("{host}:{port}");
+            if nodes.iter().all(|n| n.name != name) {
+                nodes.push(FileNode {
+                    name,
+                    address: Some((host, port)),
+                });
             }
-        });
-        // A rewrite already running (any error, too) does not do: it copies the keys as they
-        // were when it began, perhaps before the erasure. The claim goes, so the next check of
-        // any node asks again.
-        if let Err(err) = asked.await {
-            let mut conn = self.bulk()?;
-            let _: Result<(), _> = self
-                .call(RedisOp::Privacy, async move {
-                    conn.del::<_, ()>(keys::AOF_REWRITTEN).await
-                })
-                .await;
-            return Err(err);
         }
-        tracing::info!("asked Redis to rewrite its append-only file");
-        Ok(true)
+        Ok(nodes)
+    }
+
+    /// One command on one node, under the housekeeping deadline.
+    async fn on_node<T: redis::FromRedisValue>(
+        &self,
+        node: &FileNode,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.bulk()?;
+        let address = node.address.clone();
+        self.call(RedisOp::Files, async move {
+            let reply = match (&mut conn, address) {
+                (Conn::Cluster(c), Some((host, port))) => {
+                    use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                    c.route_command(
+                        cmd,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port }),
+                    )
+                    .await?
+                }
+                (conn, _) => cmd.query_async::<redis::Value>(conn).await?,
+            };
+            redis::from_redis_value(&reply)
+        })
+        .await
     }
 
     /// Announces an erasure to the other nodes for `keep_ms` (see `privacy::subject`).
