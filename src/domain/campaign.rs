@@ -15,6 +15,9 @@ use super::{Micros, ValidationError};
 
 pub const MIN_BUDGET_MICROS: Micros = 1_000_000;
 pub const MAX_BID_CPM_MICROS: Micros = 1_000_000_000;
+/// The bid ceiling of a currency worth a tiny fraction of the service's (see
+/// [`Campaign::bid_ceiling`]) stops here, far from where sums of prices could overflow.
+pub const MAX_CONVERTED_BID_CPM_MICROS: Micros = 1_000_000_000_000_000;
 pub const MAX_FREQUENCY_CAPS: usize = 4;
 /// The longest window a frequency cap may have (a year): no cap reads a render older.
 pub const MAX_CAP_WINDOW_S: u32 = 31_536_000;
@@ -245,6 +248,11 @@ impl Campaign {
         advertiser: &Advertiser,
         money: &Money,
     ) -> Result<Self, ValidationError> {
+        // What a bid may be depends on the exchange rate of the day: checked against it when
+        // the bid, or what it is weighed with, is given, so that a rate moved since leaves the
+        // campaign's other edits possible.
+        let bid_given =
+            input.bid_cpm_micros.is_some() || input.budget.is_some() || input.priority.is_some();
         if let Some(name) = input.name {
             self.name = name.trim().to_owned();
         }
@@ -303,7 +311,7 @@ impl Campaign {
         if let Some(suppress) = input.suppress_after {
             self.suppress_after = suppress;
         }
-        self.validate(advertiser, money)?;
+        self.validate(advertiser, money, bid_given)?;
         Ok(self)
     }
 
@@ -316,10 +324,16 @@ impl Campaign {
             .map_or(MAX_BID_CPM_MICROS, |rate| {
                 rate.from_service(MAX_BID_CPM_MICROS)
             })
-            .max(MAX_BID_CPM_MICROS)
+            .clamp(MAX_BID_CPM_MICROS, MAX_CONVERTED_BID_CPM_MICROS)
     }
 
-    fn validate(&self, advertiser: &Advertiser, money: &Money) -> Result<(), ValidationError> {
+    /// `bid_given`: the bid is checked against the ceiling and the budget (see `update`).
+    fn validate(
+        &self,
+        advertiser: &Advertiser,
+        money: &Money,
+        bid_given: bool,
+    ) -> Result<(), ValidationError> {
         if self.name.is_empty() || self.name.chars().count() > 100 {
             return Err(ValidationError::new(
                 codes::INVALID_NAME,
@@ -335,7 +349,8 @@ impl Campaign {
         }
         let billed = self.priority != Priority::House;
         let ceiling = Self::bid_ceiling(advertiser, money);
-        if billed && !(1..=ceiling).contains(&self.bid_cpm_micros) {
+        let over = bid_given && self.bid_cpm_micros > ceiling;
+        if billed && (self.bid_cpm_micros < 1 || over) {
             return Err(ValidationError::new(
                 codes::INVALID_BID,
                 format!("bid_cpm_micros must be between 1 and {ceiling}"),
@@ -356,6 +371,20 @@ impl Campaign {
             }
             (_, Some(budget)) => validate_budget(budget)?,
             (false, None) => {}
+        }
+        // A budget that cannot pay for one render at the bid would win slots whose budget
+        // hold is then refused: each one lost to every other campaign.
+        let render = (self.bid_cpm_micros + 999) / 1000;
+        let smallest = self
+            .budget
+            .map(|b| b.daily_micros.unwrap_or(b.total_micros).min(b.total_micros));
+        if let Some(smallest) = smallest.filter(|s| billed && bid_given && *s < render) {
+            return Err(ValidationError::new(
+                codes::BUDGET_TOO_SMALL,
+                format!(
+                    "the budget ({smallest} micros) cannot pay for one render at the bid ({render} micros)"
+                ),
+            ));
         }
         if self.frequency_caps.len() > MAX_FREQUENCY_CAPS {
             return Err(ValidationError::new(
@@ -567,6 +596,96 @@ mod tests {
                 .unwrap_err()
                 .code,
             codes::INVALID_TARGETING
+        );
+    }
+
+    /// The ceiling follows the exchange rate of the day: a rate moved since a bid was set
+    /// leaves the campaign's other edits possible, and a bid set again meets today's ceiling.
+    #[test]
+    fn a_bid_over_a_ceiling_moved_since_leaves_other_edits_possible() {
+        let yen = |rate: f64| {
+            let rates = [("JPY".to_owned(), rate)].into_iter().collect();
+            Money::new("EUR", &rates).unwrap()
+        };
+        let mut owner = advertiser(false);
+        owner.currency = "JPY".into();
+        let body = serde_json::json!({"name": "Yen", "bid_cpm_micros": 163_934_426_229_i64,
+            "budget": {"total_micros": 1_000_000_000_000_i64}});
+        let campaign = Campaign::create(
+            input(body),
+            &owner,
+            &yen(0.0061),
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        // The yen is worth more now: its ceiling is 100,000 JPY.
+        let renamed = campaign
+            .clone()
+            .update(
+                input(serde_json::json!({"name": "Yen again"})),
+                &owner,
+                &yen(0.01),
+            )
+            .unwrap();
+        assert_eq!(renamed.bid_cpm_micros, 163_934_426_229);
+        for patch in [
+            serde_json::json!({"bid_cpm_micros": 163_934_426_229_i64}),
+            serde_json::json!({"budget": {"total_micros": 2_000_000_000_000_i64}}),
+            serde_json::json!({"priority": "sponsorship"}),
+        ] {
+            let err = campaign
+                .clone()
+                .update(input(patch.clone()), &owner, &yen(0.01))
+                .unwrap_err();
+            assert_eq!(err.code, codes::INVALID_BID, "{patch}");
+            assert!(err.message.contains("100000000000"), "{}", err.message);
+        }
+        // A currency worth a billionth of the service's is capped far from overflow.
+        assert_eq!(
+            Campaign::bid_ceiling(&owner, &yen(1e-9)),
+            MAX_CONVERTED_BID_CPM_MICROS
+        );
+    }
+
+    /// A budget under one render at the bid would win slots it cannot hold.
+    #[test]
+    fn a_budget_pays_for_at_least_one_render_at_the_bid() {
+        let rates = [("JPY".to_owned(), 0.0061)].into_iter().collect();
+        let money = Money::new("EUR", &rates).unwrap();
+        let mut owner = advertiser(false);
+        owner.currency = "JPY".into();
+        let create = |bid: i64, total: i64, daily: Option<i64>| {
+            let body = serde_json::json!({"name": "Yen", "bid_cpm_micros": bid,
+                "budget": {"total_micros": total, "daily_micros": daily}});
+            Campaign::create(input(body), &owner, &money, OffsetDateTime::UNIX_EPOCH)
+                .map(drop)
+                .map_err(|e| e.code)
+        };
+        // 100,000 JPY per 1,000: 100 JPY a render.
+        assert_eq!(create(100_000_000_000, 100_000_000, None), Ok(()));
+        assert_eq!(
+            create(100_000_000_000, 99_999_999, None),
+            Err(codes::BUDGET_TOO_SMALL)
+        );
+        assert_eq!(
+            create(100_000_000_000, 1_000_000_000, Some(99_999_999)),
+            Err(codes::BUDGET_TOO_SMALL)
+        );
+        assert!(create(100_000_000_001, 100_000_000, None).is_err());
+        // In the service currency the smallest budget pays for a render at the highest bid.
+        assert_eq!(
+            Campaign::create(
+                input(
+                    serde_json::json!({"name": "E", "bid_cpm_micros": MAX_BID_CPM_MICROS,
+                    "budget": {"total_micros": MIN_BUDGET_MICROS}})
+                ),
+                &advertiser(false),
+                &Money::default(),
+                OffsetDateTime::UNIX_EPOCH,
+            )
+            .map(drop)
+            .map_err(|e| e.code),
+            Ok(())
         );
     }
 

@@ -30,11 +30,14 @@ impl Rate {
     /// The service currency itself: conversions are the identity.
     pub const PAR: Rate = Rate(NANOS as i64);
 
-    /// A configured rate (units of the service currency per unit), to the billionth.
+    /// A configured rate (units of the service currency per unit), to the billionth: between
+    /// 1e-9 and 1e9, and kept in billionths to within 0.1 % (a rate of 5e-10 would otherwise
+    /// be kept as 1e-9, twice what was configured).
     pub fn from_decimal(value: f64) -> Option<Rate> {
         let nanos = (value * NANOS as f64).round();
-        (value.is_finite() && (1.0..=NANOS as f64 * 1e9).contains(&nanos))
-            .then_some(Rate(nanos as i64))
+        let kept = (value.is_finite() && (1.0..=NANOS as f64 * 1e9).contains(&nanos))
+            .then_some(Rate(nanos as i64))?;
+        ((nanos / NANOS as f64 - value).abs() <= value * 1e-3).then_some(kept)
     }
 
     /// `micros` of this currency in the service currency, rounded down.
@@ -103,6 +106,14 @@ impl Money {
             if !iso(&code) {
                 return Err(wrong(format!("{code:?} is not an ISO 4217 code")));
             }
+            if let Some(other) = rates
+                .keys()
+                .find(|other| *other != given && other.eq_ignore_ascii_case(given))
+            {
+                return Err(wrong(format!(
+                    "{code} is given twice (also as money.rates.{other})"
+                )));
+            }
             if code == currency {
                 return Err(wrong(format!(
                     "{code} is the service currency (its rate is 1)"
@@ -110,7 +121,7 @@ impl Money {
             }
             let rate = Rate::from_decimal(*value).ok_or_else(|| {
                 wrong(format!(
-                    "{value} is not a rate between 1e-9 and 1e9 (units of {currency} one {code} is worth)"
+                    "{value} is not a rate between 1e-9 and 1e9 that billionths keep to 0.1 % (units of {currency} one {code} is worth)"
                 ))
             })?;
             out.rates.insert(code, rate);
@@ -179,6 +190,8 @@ mod tests {
         assert_eq!(money.rate("USD"), Rate::from_decimal(0.92));
         assert_eq!(money.rate("GBP"), None);
         assert_eq!(Rate::from_decimal(1e-9), Some(Rate(1)));
+        assert_eq!(Rate::from_decimal(0.0061), Some(Rate(6_100_000)));
+        assert_eq!(Rate::from_decimal(1.0000000004), Some(Rate::PAR));
         assert_eq!(
             Rate::from_decimal(1e9),
             Some(Rate(NANOS as i64 * 1_000_000_000))
@@ -201,6 +214,14 @@ mod tests {
                 "NaN is not",
             ),
             ("EUR", &[("USD", 1e-10)][..], "money.rates.USD", "is not"),
+            ("EUR", &[("USD", 5e-10)][..], "money.rates.USD", "is not"),
+            ("EUR", &[("USD", 1.4e-9)][..], "money.rates.USD", "is not"),
+            (
+                "EUR",
+                &[("JPY", 0.0061), ("jpy", 0.0062)][..],
+                "money.rates.JPY",
+                "given twice (also as money.rates.jpy)",
+            ),
             ("EUR", &[("USD", 2e9)][..], "money.rates.USD", "is not"),
         ] {
             let err = Money::new(currency, &rates(pairs)).unwrap_err();

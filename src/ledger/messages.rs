@@ -210,14 +210,12 @@ impl Messages<'_> {
             // The rate card is in the service currency; the advertiser is charged in its own
             // (a free message needs no rate).
             let charge = match rules.charge(&rating, &body.country) {
-                Some(charge) => Some(
-                    charge.in_currency(
-                        snapshot
-                            .money()
-                            .rate(currency)
-                            .ok_or_else(|| MessageError::UnpricedCurrency(currency.clone()))?,
-                    ),
-                ),
+                Some(charge) => Some(charge.in_currency(
+                    snapshot.money().rate(currency).ok_or_else(|| {
+                        self.metrics.message(category_label, MessageFate::Refused);
+                        MessageError::UnpricedCurrency(currency.clone())
+                    })?,
+                )),
                 None => None,
             };
             let after = &rating.conversation_after;

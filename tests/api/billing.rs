@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use time::macros::datetime;
 
 use crate::contract;
-use crate::support::app::{token_of, Api, ADMIN, CLIENT};
+use crate::support::app::{campaigns_of, spawn_app_on, token_of, Api, ADMIN, CLIENT};
 use crate::support::postgres::ledger_records;
 use crate::support::redis_server::RedisServer;
 use crate::support::service::ServiceProcess;
@@ -433,6 +433,84 @@ async fn other_currencies_compete_and_bill_through_the_exchange_rate(backend: Ba
         .await
         .unwrap();
     assert_eq!(euro["total_micros"], 500, "{euro}");
+}
+
+/// A node started without the rate of an advertiser's currency (removed from its
+/// configuration) neither serves its campaigns nor rates its charged messages: 503
+/// `unpriced_currency`, nothing recorded, the refusal counted; a free message still goes. A
+/// budget under one render at the bid is refused where the rate prices it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_currency_without_a_rate_neither_serves_nor_rates() {
+    let priced = spawn_app_with(Backend::Redis, |s| {
+        s.money.rates.insert("JPY".into(), 0.0061);
+    })
+    .await;
+    let res = priced
+        .post(
+            "/v1/advertisers",
+            ADMIN,
+            json!({"name": "Yen", "currency": "JPY"}),
+        )
+        .await;
+    let created: Value = res.json().await.unwrap();
+    let (jpy_adv, jpy_key) = (
+        created["id"].as_str().unwrap().to_owned(),
+        created["api_key"].as_str().unwrap().to_owned(),
+    );
+    let refused = priced
+        .post(
+            "/v1/campaigns",
+            &jpy_key,
+            json!({"name": "Too small", "bid_cpm_micros": 100_000_000_000_i64,
+                   "budget": {"total_micros": 99_999_999}}),
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "budget_too_small", "{body}");
+    let campaign = priced
+        .live_campaign(
+            &jpy_key,
+            json!({"bid_cpm_micros": 400_000_000, "budget": {"total_micros": 100_000_000_000_i64}}),
+        )
+        .await;
+    assert_eq!(
+        campaigns_of(&priced.slots("u1", None, 12).await),
+        [campaign]
+    );
+
+    let redis_url = priced.redis.as_ref().unwrap().url();
+    let database_url = priced.database_url.clone();
+    let unpriced = spawn_app_on(None, move |s| {
+        s.store.redis_url = redis_url.into();
+        s.store.database_url = database_url.into();
+    })
+    .await;
+    assert!(unpriced.slots("u2", None, 12).await.is_empty());
+    let message = |id: &str, kind: &str| {
+        json!({"id": id, "advertiser_id": jpy_adv, "user": "u2", "direction": "outbound",
+               "kind": kind, "category": "marketing", "country": "IT",
+               "at": "2026-11-26T10:00:00Z"})
+    };
+    let res = unpriced
+        .post("/v1/messages", ADMIN, message("m1", "template"))
+        .await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "60");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unpriced_currency", "{body}");
+    let metrics = unpriced.metrics().await;
+    assert!(
+        metrics.contains(r#"statusads_messages_total{category="marketing",outcome="refused"} 1"#),
+        "{metrics}"
+    );
+    // Nothing was recorded: the priced node rates the same message as new.
+    let res = priced
+        .post("/v1/messages", ADMIN, message("m1", "template"))
+        .await;
+    let rated: Value = res.json().await.unwrap();
+    assert_eq!(rated["status"], "accepted", "{rated}");
+    assert_eq!(rated["currency"], "JPY", "{rated}");
 }
 
 contract!(
