@@ -94,6 +94,14 @@ impl Kept {
     }
 }
 
+/// Whether the rewrite asked of the node (in `kept`) has run and failed: Redis answered the
+/// ask, so nothing else counts it as an error.
+pub(super) fn failed(file: &NodeFile, kept: &Kept) -> bool {
+    kept.asked.is_some_and(|asked| {
+        file.aof && !file.busy && file.rewrites > asked.rewrites && !file.last_ok
+    })
+}
+
 /// What to keep of a node after a check at `now_ms`, and whether to ask it for a rewrite now.
 /// A node without an AOF, or rewriting already, is left as it is until a later check.
 pub(super) fn next(file: &NodeFile, kept: Kept, now_ms: Millis, period_ms: Millis) -> (Kept, bool) {
@@ -166,6 +174,12 @@ mod tests {
                 rewrites: 4,
             }),
         };
+        assert!(failed(&file(5, false), &covered));
+        assert!(!failed(&file(5, true), &covered));
+        assert!(
+            !failed(&file(4, false), &covered),
+            "not started: refused, not failed"
+        );
         let (kept, ask) = next(&file(5, false), covered, DAY + 600_000, DAY);
         assert!(ask, "the rewrite started and failed");
         assert_eq!(kept.covered_ms, Some(0));

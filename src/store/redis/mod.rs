@@ -874,8 +874,13 @@ impl RedisStore {
                     continue;
                 }
             };
-            let (mut after, ask) =
-                files::next(&files::NodeFile::parse(&info), before, now_ms, period_ms);
+            let file = files::NodeFile::parse(&info);
+            if files::failed(&file, &before) {
+                // Counted where the alerts on Redis errors look.
+                self.metrics.redis_error(RedisOp::Files);
+                tracing::warn!(node = %node.name, "Redis node's append-only file rewrite failed; asking again");
+            }
+            let (mut after, ask) = files::next(&file, before, now_ms, period_ms);
             if ask {
                 let rewrite: Result<redis::Value, _> =
                     self.on_node(node, &redis::cmd("BGREWRITEAOF")).await;
