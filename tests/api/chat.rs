@@ -719,7 +719,41 @@ async fn conversation_funnel_suppression_and_cost(backend: Backend) {
     assert_eq!(charges, [("unknown", 61_000)], "{by_country}");
 }
 
+/// A click attributes for 30 days: an inbound message carrying it dated later opens no free
+/// entry point (the marketing template after it is rated), on both backends alike.
+async fn a_click_past_its_attribution_opens_no_free_entry_point(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (adv, _, _, click_id) = clicked_chat_ad(&app, "u1").await;
+    let (status, body) = message(
+        &app,
+        inbound("late-in", &adv, Duration::days(31), Some(&click_id)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::OK, Some("inbound"))
+    );
+    let (_, body) = message(
+        &app,
+        outbound(
+            "late-m",
+            &adv,
+            Duration::days(31) + Duration::hours(2),
+            "template",
+            Some("marketing"),
+            "IT",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (body["reason"].as_str(), body["charge_micros"].as_i64()),
+        (Some("rated"), Some(61_000)),
+        "{body}"
+    );
+}
+
 contract!(
+    a_click_past_its_attribution_opens_no_free_entry_point,
     conversation_funnel_suppression_and_cost,
     chat_ads_carry_a_cta_and_conversions_attribute_once,
     service_window_boundaries,
