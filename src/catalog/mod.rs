@@ -116,7 +116,7 @@ impl Catalog {
                 tracing::error!(
                     advertiser = %advertiser.id,
                     currency = %advertiser.currency,
-                    "the advertiser's currency has no exchange rate (money.rates): its campaigns do not serve and its messages are refused until it has one"
+                    "the advertiser's currency has no exchange rate (money.rates): its billed campaigns do not serve (house ones do) and its charged messages are refused until it has one"
                 );
             }
         }

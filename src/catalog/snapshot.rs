@@ -133,7 +133,12 @@ impl Snapshot {
             .filter(|c| c.status == CampaignStatus::Active)
             .filter_map(|c| {
                 let advertiser = advertisers.get(&c.advertiser_id)?;
-                let rate = money.rate(&advertiser.currency)?;
+                // A house campaign bids and pays nothing: no rate needed to serve it.
+                let rate = match money.rate(&advertiser.currency) {
+                    Some(rate) => rate,
+                    None if c.priority == Priority::House => Rate::PAR,
+                    None => return None,
+                };
                 Some(Servable {
                     campaign: c.clone(),
                     advertiser: advertiser.clone(),
@@ -183,7 +188,12 @@ impl Snapshot {
         match self.advertiser(&campaign.advertiser_id) {
             _ if campaign.status != CampaignStatus::Active => Ineligible::Status,
             None => Ineligible::Status,
-            Some(a) if self.money.rate(&a.currency).is_none() => Ineligible::Currency,
+            Some(a)
+                if campaign.priority != Priority::House
+                    && self.money.rate(&a.currency).is_none() =>
+            {
+                Ineligible::Currency
+            }
             Some(_) => Ineligible::NoApprovedCreative,
         }
     }

@@ -9,8 +9,8 @@
 //! `selection::pick`).
 //!
 //! A currency without a rate cannot be priced: an advertiser cannot be created in it, and one
-//! left without (its rate removed from the configuration) does not serve and has no charged
-//! message rated until the rate is back.
+//! left without (its rate removed from the configuration) serves only its house campaigns
+//! (never billed) and has no charged message rated until the rate is back.
 //!
 //! Exchange rates are configuration, read at start: every node must run with the same ones,
 //! or the same decision is priced differently on each.

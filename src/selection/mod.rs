@@ -754,5 +754,26 @@ mod tests {
         assert!(snapshot.servable.is_empty());
         let unpriced = snapshot.campaigns().next().unwrap();
         assert_eq!(snapshot.unservable(unpriced), explain::Ineligible::Currency);
+        // Its house campaign still serves: it is never billed.
+        let mut house = campaign(eur, "adv_000000000000000a", 0);
+        house.priority = Priority::House;
+        let data = CatalogData {
+            advertisers: vec![advertiser("adv_000000000000000a", "CHF")],
+            campaigns: vec![house],
+            creatives: vec![creative(eur)],
+            ..CatalogData::default()
+        };
+        let snapshot = Snapshot::build(data, money());
+        let (spend, user, request) = (HashMap::new(), UserState::default(), request_in("IT"));
+        let input = input_for(&snapshot, &spend, &user, &request);
+        let decision = decide(&input, &mut StdRng::seed_from_u64(1));
+        assert_eq!(
+            decision
+                .placements
+                .iter()
+                .map(|p| (p.servable.campaign.id.as_str(), p.price_micros))
+                .collect::<Vec<_>>(),
+            [(eur, 0)]
+        );
     }
 }
