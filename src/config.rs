@@ -250,11 +250,13 @@ impl Settings {
         }
         for (name, value) in env {
             if let Some(rest) = name.strip_prefix(ENV_PREFIX) {
-                figment = figment.merge(EnvVar {
-                    name,
-                    key: rest.to_ascii_lowercase().replace("__", "."),
-                    value,
-                });
+                let mut key = rest.to_ascii_lowercase().replace("__", ".");
+                // A currency code as the files spell it (`USD = 0.92`), so that the variable
+                // overrides the file's entry rather than standing beside it.
+                if let Some(code) = key.strip_prefix("money.rates.") {
+                    key = format!("money.rates.{}", code.to_ascii_uppercase());
+                }
+                figment = figment.merge(EnvVar { name, key, value });
             }
         }
         // Lossy: a string ("6", "true", as every environment value is) is read as the number or
@@ -518,11 +520,25 @@ mod tests {
             money.rate("JPY").unwrap().to_service(1_000_000_000),
             6_100_000
         );
+        // The variable overrides the file's entry of the same code.
+        use crate::domain::money::Rate;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("statusads.toml");
+        std::fs::write(&file, "[money.rates]\nUSD = 0.5\n").unwrap();
+        let s = Settings::from_layers(
+            Some(&file),
+            &env(&[("STATUSADS__MONEY__RATES__USD", "0.92")]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.money.money().unwrap().rate("USD"),
+            Rate::from_decimal(0.92)
+        );
         let err = Settings::from_layers(None, &env(&[("STATUSADS__MONEY__RATES__XYZ", "1")]))
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("money.rates.xyz")
+            err.contains("money.rates.XYZ")
                 && err.contains("environment variable STATUSADS__MONEY__RATES__XYZ"),
             "{err}"
         );

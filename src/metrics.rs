@@ -438,6 +438,8 @@ catalogue! {
         "Seconds since budgets last read every node's spend from the store (every second normally; grows while Redis does not answer, and budgets then count only this node's own renders since)."),
     outbox_records: Gauge = ("statusads_outbox_records", Count,
         "Ledger records waiting for export in the last round's read (at most one batch per shard)."),
+    nodes_pricing_apart: Gauge = ("statusads_nodes_pricing_apart", Count,
+        "Other nodes seen within the last three minutes whose money settings (money.currency, money.rates) differ from this node's: the same decision is priced differently on each. Checked every minute; always 0 on the embedded backend."),
     redis_aof: Deferred<Gauge> = ("statusads_redis_aof_enabled", Count,
         "1 when Redis reports append-only persistence on, 0 when off (an acknowledged event would not survive a Redis crash); absent until Redis has answered."),
     redis_evicting: Deferred<Gauge> = ("statusads_redis_evicting", Count,
@@ -577,6 +579,10 @@ impl Metrics {
         aof.set(f64::from(u8::from(keeping.aof)));
         let evicting = self.handles.redis_evicting.get(&self.recorder);
         evicting.set(f64::from(u8::from(keeping.evicting.is_some())));
+    }
+
+    pub fn nodes_pricing_apart(&self, nodes: u32) {
+        self.handles.nodes_pricing_apart.set(f64::from(nodes));
     }
 
     /// The breaker's state now, and the transition that led there if this is one.

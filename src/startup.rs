@@ -335,6 +335,7 @@ impl Application {
                 clock,
                 ledger: state.ledger.clone(),
                 persistence_checked: false,
+                settings_compared: (Millis::MIN / 2, 0),
             },
             shutdown.listener(),
         ));
@@ -477,7 +478,7 @@ pub async fn open_store(settings: &Settings, metrics: Arc<Metrics>) -> Result<St
 }
 
 /// Each loop of [`refresh_forever`] runs its own copy; only the spool's reads
-/// `persistence_checked`.
+/// `persistence_checked`, only the spend loop's `settings_compared`.
 #[derive(Clone)]
 struct Refresher {
     catalog: Arc<Catalog>,
@@ -489,6 +490,9 @@ struct Refresher {
     persistence_checked: bool,
     /// When the refresher began (ms).
     started_ms: Millis,
+    /// When money settings were last compared with the other nodes' (ms), and how many
+    /// differed then.
+    settings_compared: (Millis, u32),
 }
 
 #[derive(Clone, Copy)]
@@ -537,12 +541,16 @@ impl Refresher {
                     tracing::warn!(error = %err.report(), "catalog refresh failed");
                 }
             }
-            Tick::Spend => match self.spend.refresh(&self.store, self.clock.now_ms()).await {
-                Ok(()) => self
-                    .spend
-                    .update_pacing(&self.catalog.snapshot(), self.clock.now_ms()),
-                Err(err) => tracing::warn!(error = %err.report(), "spend refresh failed"),
-            },
+            Tick::Spend => {
+                match self.spend.refresh(&self.store, self.clock.now_ms()).await {
+                    Ok(()) => self
+                        .spend
+                        .update_pacing(&self.catalog.snapshot(), self.clock.now_ms()),
+                    Err(err) => tracing::warn!(error = %err.report(), "spend refresh failed"),
+                }
+                // On the spend loop, which waits on Redis anyway: never holding up the spool.
+                self.compare_settings(self.clock.now_ms()).await;
+            }
             Tick::Spool => {
                 // Histogram samples queue until folded; a node nobody scrapes stays bounded.
                 self.ledger.metrics.run_upkeep();
@@ -556,6 +564,38 @@ impl Refresher {
                 self.ledger.recent.expire(now_ms);
                 self.check_persistence().await;
                 self.ledger.drain_spool().await;
+            }
+        }
+    }
+
+    /// Once a minute: warns (log and metric) while another node prices with other money
+    /// settings. Exchange rates are configuration, so a node started with other ones would
+    /// rank and bill the same bids differently.
+    async fn compare_settings(&mut self, now_ms: Millis) {
+        if now_ms - self.settings_compared.0 < 60_000 {
+            return;
+        }
+        let money = self.catalog.snapshot().money().clone();
+        let node = self.spend.node_id();
+        match self
+            .store
+            .compare_settings(node, &money.fingerprint(), now_ms)
+            .await
+        {
+            Ok(apart) => {
+                if apart > 0 && apart != self.settings_compared.1 {
+                    tracing::warn!(
+                        nodes = apart,
+                        settings = %money.fingerprint(),
+                        "other nodes price with other money settings (money.currency, money.rates): start every node with the same ones"
+                    );
+                }
+                self.ledger.metrics.nodes_pricing_apart(apart);
+                self.settings_compared = (now_ms, apart);
+            }
+            Err(err) => {
+                self.settings_compared.0 = now_ms;
+                tracing::debug!(error = %err.report(), "money settings not compared; next minute")
             }
         }
     }

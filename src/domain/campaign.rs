@@ -349,7 +349,10 @@ impl Campaign {
         }
         let billed = self.priority != Priority::House;
         let ceiling = Self::bid_ceiling(advertiser, money);
-        let over = bid_given && self.bid_cpm_micros > ceiling;
+        // A currency without a rate has no ceiling to check against: its campaigns do not
+        // serve until it has one, and their other edits stay possible.
+        let priced = money.rate(&advertiser.currency).is_some();
+        let over = bid_given && priced && self.bid_cpm_micros > ceiling;
         if billed && (self.bid_cpm_micros < 1 || over) {
             return Err(ValidationError::new(
                 codes::INVALID_BID,

@@ -13,7 +13,8 @@
 //! (never billed) and has no charged message rated until the rate is back.
 //!
 //! Exchange rates are configuration, read at start: every node must run with the same ones,
-//! or the same decision is priced differently on each.
+//! or the same decision is priced differently on each. Nodes compare [`Money::fingerprint`]s
+//! through Redis and warn while one differs.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -21,7 +22,7 @@ use super::Micros;
 
 /// How many units of the service currency one unit of another currency is worth, in
 /// billionths (10^-9), so that a currency worth a fraction of a cent still converts to the micro.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Rate(i64);
 
 const NANOS: i128 = 1_000_000_000;
@@ -143,6 +144,18 @@ impl Money {
         }
     }
 
+    /// The same text on every node configured alike, and a different one otherwise: what nodes
+    /// compare to find one pricing differently (`store::Store::compare_settings`).
+    pub fn fingerprint(&self) -> String {
+        let mut rates: Vec<(&String, &Rate)> = self.rates.iter().collect();
+        rates.sort_unstable();
+        let mut out = self.currency.clone();
+        for (code, rate) in rates {
+            out.push_str(&format!(" {code}={}", rate.0));
+        }
+        out
+    }
+
     /// Every currency the service prices, the service currency first, then alphabetically.
     pub fn currencies(&self) -> Vec<&str> {
         let mut others: Vec<&str> = self.rates.keys().map(String::as_str).collect();
@@ -186,6 +199,13 @@ mod tests {
         };
         let money = Money::new("EUR", &rates(&[("usd", 0.92), ("JPY", 0.0061)])).unwrap();
         assert_eq!(money.currencies(), ["EUR", "JPY", "USD"]);
+        assert_eq!(money.fingerprint(), "EUR JPY=6100000 USD=920000000");
+        assert_ne!(
+            Money::new("EUR", &rates(&[("usd", 0.92)]))
+                .unwrap()
+                .fingerprint(),
+            money.fingerprint()
+        );
         assert_eq!(money.rate("EUR"), Some(Rate::PAR));
         assert_eq!(money.rate("USD"), Rate::from_decimal(0.92));
         assert_eq!(money.rate("GBP"), None);

@@ -317,6 +317,11 @@ impl SpendBoard {
         f(self.local.read().get(campaign).expect("inserted above"))
     }
 
+    /// This node's id among the nodes sharing the store.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
     pub async fn refresh(&self, store: &Store, now_ms: Millis) -> Result<(), StoreError> {
         // Refreshes may overlap and finish out of order: `apply` keeps the later read's view.
         let epoch = self.begin();

@@ -758,6 +758,20 @@ impl Store {
         dispatch!(self, s => s.settle_message(write).await)
     }
 
+    /// How many other nodes price with other money settings (see
+    /// `RedisStore::compare_settings`); none on the embedded backend, which is one node.
+    pub async fn compare_settings(
+        &self,
+        node: &str,
+        fingerprint: &str,
+        now_ms: Millis,
+    ) -> Result<u32, StoreError> {
+        match self {
+            Store::Redis(s) => s.compare_settings(node, fingerprint, now_ms).await,
+            Store::Embedded(_) => Ok(0),
+        }
+    }
+
     /// Records this node as alive at `now_ms`; returns how many nodes are (1 when embedded).
     pub async fn heartbeat(&self, node: &str, now_ms: Millis) -> Result<u32, StoreError> {
         match self {

@@ -12,7 +12,7 @@ use crate::support::app::token_of;
 use crate::support::ports::free_port;
 use crate::support::process_group::ProcessGroup;
 use crate::support::scratch::ScratchDir;
-use crate::support::{spawn_app, Backend};
+use crate::support::{spawn_app, spawn_app_with, Backend};
 
 fn repo(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -172,6 +172,61 @@ async fn prometheus_scrapes_the_service() {
             .is_some_and(|g| !g.is_empty()),
         "alert rules loaded: {rules}"
     );
+}
+
+/// Nodes sharing a Redis compare their money settings: one started with another exchange rate
+/// is counted by both (and the alert reads it); once it is gone, the count falls back to 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_pricing_with_other_rates_is_a_metric() {
+    use crate::support::app::spawn_app_on;
+
+    let first = spawn_app_with(Backend::Redis, |s| {
+        s.money.rates.insert("JPY".into(), 0.0061);
+    })
+    .await;
+    let redis_url = first.redis.as_ref().unwrap().url();
+    let database_url = first.database_url.clone();
+    let same = {
+        let (redis_url, database_url) = (redis_url.clone(), database_url.clone());
+        spawn_app_on(None, move |s| {
+            s.store.redis_url = redis_url.into();
+            s.store.database_url = database_url.into();
+            s.money.rates.insert("jpy".into(), 0.0061);
+        })
+        .await
+    };
+    same.wait_for_metrics("settings compared", |m| {
+        m.contains("statusads_nodes_pricing_apart 0\n")
+    })
+    .await;
+    let apart = spawn_app_on(None, move |s| {
+        s.store.redis_url = redis_url.into();
+        s.store.database_url = database_url.into();
+        s.money.rates.insert("JPY".into(), 0.0062);
+    })
+    .await;
+    apart
+        .wait_for_metrics("settings compared", |m| {
+            m.contains("statusads_nodes_pricing_apart 2\n")
+        })
+        .await;
+    // Each compares once a minute (nodes' clocks move together).
+    for node in [&first, &same, &apart] {
+        node.clock.advance_secs(61);
+    }
+    for (node, others) in [(&first, 1), (&same, 1), (&apart, 2)] {
+        let line = format!("statusads_nodes_pricing_apart {others}\n");
+        node.wait_for_metrics("settings compared", |m| m.contains(&line))
+            .await;
+    }
+    // A node whose clock stopped (as one gone would) no longer counts after three minutes.
+    for node in [&first, &same] {
+        node.clock.advance_secs(181);
+        node.wait_for_metrics("settings compared", |m| {
+            m.contains("statusads_nodes_pricing_apart 0\n")
+        })
+        .await;
+    }
 }
 
 /// A Redis that keeps no append-only file, or may evict keys under memory pressure, is named at

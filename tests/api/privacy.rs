@@ -784,6 +784,7 @@ async fn on_a_redis_cluster_state_access_and_erasure_span_nodes() {
         named_on_disk(),
         "the erased user's commands are in the files"
     );
+    first_rewrites_ended(&cluster.seeds()).await;
     first.clock.advance_secs(86_400 + 600);
     rounds_done(&first).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -851,15 +852,7 @@ async fn an_erased_user_leaves_redis_append_only_file_within_a_day() {
 
     // The rewrite asked at the first check has ended (a day is far longer than a rewrite):
     // otherwise the node is busy at the next check and waits for the one after.
-    let mut redis = app.redis.as_ref().unwrap().connection();
-    while redis::cmd("INFO")
-        .arg("persistence")
-        .query::<String>(&mut redis)
-        .unwrap()
-        .contains("aof_rewrite_in_progress:1")
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    first_rewrites_ended(&[app.redis.as_ref().unwrap().url()]).await;
     app.clock.advance_secs(86_400 + 600);
     rounds_done(&app).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -879,6 +872,36 @@ async fn an_erased_user_leaves_redis_append_only_file_within_a_day() {
                 .collect::<Vec<_>>()
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until each Redis at `urls` has run the rewrite asked at the first check and runs none
+/// (a day is far longer than a rewrite; a node still busy at the next check waits for the one
+/// after, which these tests do not advance to).
+async fn first_rewrites_ended(urls: &[String]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    for url in urls {
+        let mut redis = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        loop {
+            let info: String = redis::cmd("INFO")
+                .arg("persistence")
+                .query(&mut redis)
+                .unwrap();
+            let busy = ["aof_rewrite_in_progress:1", "aof_rewrite_scheduled:1"]
+                .iter()
+                .any(|line| info.contains(line));
+            if !info.contains("aof_rewrites:0") && !busy {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first rewrite of {url} never ended: {info}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
 

@@ -23,17 +23,20 @@ pub(super) fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
         .find_map(|line| line.trim().strip_prefix(name)?.strip_prefix(':'))
 }
 
-/// What a node's `INFO persistence` says of its append-only file.
+/// What a node's `INFO` says of its append-only file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct NodeFile {
     /// The node keeps an append-only file.
     pub aof: bool,
     /// A rewrite is running or scheduled (after a running RDB save).
     pub busy: bool,
-    /// Rewrites started since the node started.
-    pub rewrites: u64,
+    /// Rewrites started since the node started (absent before Redis 7.0).
+    pub rewrites: Option<u64>,
     /// The last rewrite that ended succeeded.
     pub last_ok: bool,
+    /// The node's process (from its `run_id`): another one behind the same address (a
+    /// restart, a failover behind one endpoint) counts its rewrites afresh.
+    pub run: u64,
 }
 
 impl NodeFile {
@@ -42,10 +45,11 @@ impl NodeFile {
         NodeFile {
             aof: one("aof_enabled"),
             busy: one("aof_rewrite_in_progress") || one("aof_rewrite_scheduled"),
-            rewrites: info_field(info, "aof_rewrites")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0),
+            rewrites: info_field(info, "aof_rewrites").and_then(|n| n.parse().ok()),
             last_ok: info_field(info, "aof_last_bgrewrite_status") == Some("ok"),
+            run: info_field(info, "run_id")
+                .and_then(|id| u64::from_str_radix(id.get(..16)?, 16).ok())
+                .unwrap_or(0),
         }
     }
 }
@@ -57,6 +61,8 @@ pub(super) struct Asked {
     pub at_ms: Millis,
     /// The node's `aof_rewrites` when asked.
     pub rewrites: u64,
+    /// The node's process when asked ([`NodeFile::run`]).
+    pub run: u64,
 }
 
 /// What the service keeps of one node's file between checks.
@@ -69,16 +75,21 @@ pub(super) struct Kept {
 }
 
 impl Kept {
-    /// `covered,asked_at,rewrites` with absent parts empty. Anything else reads as nothing
-    /// kept: the node is asked again, which is always safe.
+    /// `covered,asked_at,rewrites,run` with absent parts empty. Anything else reads as
+    /// nothing kept: the node is asked again, which is always safe.
     pub fn decode(text: &str) -> Self {
-        let mut parts = text.split(',');
-        let mut number = || parts.next().and_then(|p| p.parse::<i64>().ok());
-        let covered_ms = number();
-        let asked = match (number(), number()) {
-            (Some(at_ms), Some(rewrites)) if rewrites >= 0 => Some(Asked {
+        let parts: Vec<&str> = text.split(',').collect();
+        let covered_ms = parts.first().and_then(|p| p.parse::<i64>().ok());
+        let number = |i: usize| parts.get(i).and_then(|p| p.parse::<u64>().ok());
+        let asked = match (
+            parts.get(1).and_then(|p| p.parse::<i64>().ok()),
+            number(2),
+            number(3),
+        ) {
+            (Some(at_ms), Some(rewrites), Some(run)) => Some(Asked {
                 at_ms,
-                rewrites: rewrites as u64,
+                rewrites,
+                run,
             }),
             _ => None,
         };
@@ -88,7 +99,7 @@ impl Kept {
     pub fn encode(&self) -> String {
         let covered = self.covered_ms.map(|c| c.to_string()).unwrap_or_default();
         match self.asked {
-            Some(a) => format!("{covered},{},{}", a.at_ms, a.rewrites),
+            Some(a) => format!("{covered},{},{},{}", a.at_ms, a.rewrites, a.run),
             None => covered,
         }
     }
@@ -98,7 +109,11 @@ impl Kept {
 /// ask, so nothing else counts it as an error.
 pub(super) fn failed(file: &NodeFile, kept: &Kept) -> bool {
     kept.asked.is_some_and(|asked| {
-        file.aof && !file.busy && file.rewrites > asked.rewrites && !file.last_ok
+        file.aof
+            && !file.busy
+            && file.run == asked.run
+            && file.rewrites.is_some_and(|n| n > asked.rewrites)
+            && !file.last_ok
     })
 }
 
@@ -110,20 +125,24 @@ pub(super) fn next(file: &NodeFile, kept: Kept, now_ms: Millis, period_ms: Milli
     }
     let mut kept = kept;
     if let Some(asked) = kept.asked.take() {
-        // Otherwise the ask was refused, lost with a restart, or its rewrite failed: asked again.
-        if file.rewrites > asked.rewrites && file.last_ok {
+        // Otherwise the ask was refused, lost with a restart, or its rewrite failed: asked
+        // again. Without the counter (before Redis 7.0), an ask the node accepted and nothing
+        // running any more is taken as its rewrite.
+        let started = file.rewrites.is_none_or(|n| n > asked.rewrites);
+        if file.run == asked.run && started && file.last_ok {
             kept.covered_ms = Some(asked.at_ms);
         }
     }
-    // A time far from now either way is due: a node whose clock ran ahead must not hold the
-    // rewrite off for longer than a period.
+    // A time ahead of now (kept by a node whose clock ran ahead) is due at once: it must not
+    // hold the rewrite off for longer than a period.
     let due = kept
         .covered_ms
-        .is_none_or(|covered| (now_ms - covered).abs() >= period_ms);
+        .is_none_or(|covered| covered > now_ms || now_ms - covered >= period_ms);
     if due {
         kept.asked = Some(Asked {
             at_ms: now_ms,
-            rewrites: file.rewrites,
+            rewrites: file.rewrites.unwrap_or(0),
+            run: file.run,
         });
     }
     (kept, due)
@@ -134,20 +153,26 @@ mod tests {
     use super::*;
 
     const DAY: Millis = 86_400_000;
+    const RUN: u64 = 0x5a17;
 
     fn file(rewrites: u64, last_ok: bool) -> NodeFile {
         NodeFile {
             aof: true,
             busy: false,
-            rewrites,
+            rewrites: Some(rewrites),
             last_ok,
+            run: RUN,
         }
     }
 
     fn asked(at_ms: Millis, rewrites: u64) -> Kept {
         Kept {
             covered_ms: None,
-            asked: Some(Asked { at_ms, rewrites }),
+            asked: Some(Asked {
+                at_ms,
+                rewrites,
+                run: RUN,
+            }),
         }
     }
 
@@ -172,6 +197,7 @@ mod tests {
             asked: Some(Asked {
                 at_ms: DAY,
                 rewrites: 4,
+                run: RUN,
             }),
         };
         assert!(failed(&file(5, false), &covered));
@@ -188,6 +214,34 @@ mod tests {
         assert!(ask, "no rewrite started after the ask");
         let (_, ask) = next(&file(0, true), covered, DAY + 600_000, DAY);
         assert!(ask, "the node restarted");
+        // Another process behind the address whose own count is higher: not the one asked.
+        let other = NodeFile {
+            run: RUN + 1,
+            ..file(9, true)
+        };
+        let (kept, ask) = next(&other, covered, DAY + 600_000, DAY);
+        assert!(ask);
+        assert_eq!(kept.covered_ms, Some(0));
+        assert!(!failed(
+            &NodeFile {
+                last_ok: false,
+                ..other
+            },
+            &covered
+        ));
+    }
+
+    #[test]
+    fn without_the_counter_an_accepted_ask_and_nothing_running_is_the_rewrite() {
+        let old = NodeFile {
+            rewrites: None,
+            ..file(0, true)
+        };
+        let (kept, ask) = next(&old, Kept::default(), 1_000, DAY);
+        assert!(ask);
+        let (kept, ask) = next(&old, kept, 600_000, DAY);
+        assert!(!ask);
+        assert_eq!(kept.covered_ms, Some(1_000));
     }
 
     #[test]
@@ -209,14 +263,13 @@ mod tests {
     }
 
     #[test]
-    fn a_time_kept_from_a_clock_ahead_holds_nothing_off_for_longer_than_a_period() {
+    fn a_time_kept_from_a_clock_ahead_is_due_at_once() {
         let ahead = Kept {
-            covered_ms: Some(30 * DAY),
+            covered_ms: Some(DAY + 1),
             asked: None,
         };
-        assert!(!next(&file(1, true), ahead, 29 * DAY + 1, DAY).1);
-        assert!(next(&file(1, true), ahead, 29 * DAY, DAY).1);
         assert!(next(&file(1, true), ahead, DAY, DAY).1);
+        assert!(!next(&file(1, true), ahead, DAY + 2, DAY).1);
     }
 
     #[test]
@@ -233,6 +286,7 @@ mod tests {
                 asked: Some(Asked {
                     at_ms: 9,
                     rewrites: 0,
+                    run: u64::MAX,
                 }),
             },
         ] {
@@ -245,29 +299,32 @@ mod tests {
                 asked: None
             }
         );
-        for junk in ["", "x", ",1", ",1,-2", "a,b,c"] {
+        for junk in ["", "x", ",1", ",1,2", ",1,-2,3", "a,b,c,d"] {
             assert_eq!(Kept::decode(junk).asked, None, "{junk}");
         }
     }
 
     #[test]
     fn info_says_what_the_file_is() {
-        let info = "# Persistence\r\naof_enabled:1\r\naof_rewrite_in_progress:0\r\n\
+        let info = "# Server\r\nrun_id:00000000000000ff9a8b7c6d5e4f30211f2e3d4c\r\n\
+                    # Persistence\r\naof_enabled:1\r\naof_rewrite_in_progress:0\r\n\
                     aof_rewrite_scheduled:1\r\naof_last_bgrewrite_status:err\r\naof_rewrites:7\r\n";
         assert_eq!(
             NodeFile::parse(info),
             NodeFile {
                 aof: true,
                 busy: true,
-                rewrites: 7,
-                last_ok: false
+                rewrites: Some(7),
+                last_ok: false,
+                run: 0xff,
             }
         );
         assert!(!NodeFile::parse("aof_enabled:0\r\n").aof);
+        assert_eq!(NodeFile::parse("aof_enabled:1\r\n").rewrites, None);
         // `aof_rewrites_consecutive_failures` is not `aof_rewrites`.
         assert_eq!(
             NodeFile::parse("aof_rewrites_consecutive_failures:3\r\naof_rewrites:1\r\n").rewrites,
-            1
+            Some(1)
         );
     }
 }

@@ -11,6 +11,10 @@ pub const CATALOG_CHANGES: &str = "catalog:{catalog}:changes";
 /// Node heartbeats: node id -> last refresh (ms). Budget shares divide by the live count.
 pub const NODES: &str = "nodes:{catalog}";
 
+/// What each node prices with (node id -> `<ms> <Money::fingerprint>`), compared so that a
+/// node configured apart is found (see `RedisStore::compare_settings`).
+pub const NODE_SETTINGS: &str = "nodes:{catalog}:settings";
+
 /// Erasures of the last minute (ZSET, member: the user's keyed hash, score: when), which
 /// every node reads to drop its recent view of the user.
 pub const ERASURES: &str = "erasures:{catalog}";

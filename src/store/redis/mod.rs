@@ -857,49 +857,17 @@ impl RedisStore {
                 conn.hgetall(keys::AOF_FILES).await
             })
             .await?;
-        let mut changed: Vec<(String, String)> = Vec::new();
-        let mut asked = 0;
-        for node in &nodes {
+        // Concurrently: a node away costs one deadline, not one per node.
+        let checks = nodes.iter().map(|node| {
             let before = kept
                 .get(&node.name)
                 .map(|k| files::Kept::decode(k))
                 .unwrap_or_default();
-            let info: String = match self
-                .on_node(node, redis::cmd("INFO").arg("persistence"))
-                .await
-            {
-                Ok(info) => info,
-                Err(err) => {
-                    tracing::warn!(node = %node.name, error = %err.report(), "Redis node's append-only file unchecked; checking again next time");
-                    continue;
-                }
-            };
-            let file = files::NodeFile::parse(&info);
-            if files::failed(&file, &before) {
-                // Counted where the alerts on Redis errors look.
-                self.metrics.redis_error(RedisOp::Files);
-                tracing::warn!(node = %node.name, "Redis node's append-only file rewrite failed; asking again");
-            }
-            let (mut after, ask) = files::next(&file, before, now_ms, period_ms);
-            if ask {
-                let rewrite: Result<redis::Value, _> =
-                    self.on_node(node, &redis::cmd("BGREWRITEAOF")).await;
-                match rewrite {
-                    Ok(_) => {
-                        tracing::info!(node = %node.name, "asked a Redis node to rewrite its append-only file");
-                        asked += 1;
-                    }
-                    // What the node confirmed stays; the ask is made again next time.
-                    Err(err) => {
-                        tracing::warn!(node = %node.name, error = %err.report(), "Redis node refused to rewrite its append-only file; asking again next time");
-                        after.asked = None;
-                    }
-                }
-            }
-            if after != before {
-                changed.push((node.name.clone(), after.encode()));
-            }
-        }
+            self.check_file(node, before, now_ms, period_ms)
+        });
+        let checked = futures_util::future::join_all(checks).await;
+        let asked = checked.iter().filter(|(_, asked)| *asked).count() as u32;
+        let changed: Vec<(String, String)> = checked.into_iter().filter_map(|(c, _)| c).collect();
         let gone: Vec<&String> = kept
             .keys()
             .filter(|name| nodes.iter().all(|node| &node.name != *name))
@@ -919,6 +887,48 @@ impl RedisStore {
             .await?;
         }
         Ok(asked)
+    }
+
+    /// One node's check (see `files`): its new entry in `keys::AOF_FILES` if it changed, and
+    /// whether it was asked for a rewrite.
+    async fn check_file(
+        &self,
+        node: &FileNode,
+        before: files::Kept,
+        now_ms: Millis,
+        period_ms: Millis,
+    ) -> (Option<(String, String)>, bool) {
+        let info: String = match self.on_node(node, &redis::cmd("INFO")).await {
+            Ok(info) => info,
+            Err(err) => {
+                tracing::warn!(node = %node.name, error = %err.report(), "Redis node's append-only file unchecked; checking again next time");
+                return (None, false);
+            }
+        };
+        let file = files::NodeFile::parse(&info);
+        if files::failed(&file, &before) {
+            // Counted where the alerts on Redis errors look.
+            self.metrics.redis_error(RedisOp::Files);
+            tracing::warn!(node = %node.name, "Redis node's append-only file rewrite failed; asking again");
+        }
+        let (mut after, mut ask) = files::next(&file, before, now_ms, period_ms);
+        if ask {
+            let rewrite: Result<redis::Value, _> =
+                self.on_node(node, &redis::cmd("BGREWRITEAOF")).await;
+            match rewrite {
+                Ok(_) => {
+                    tracing::info!(node = %node.name, "asked a Redis node to rewrite its append-only file")
+                }
+                // What the node confirmed stays; the ask is made again next time.
+                Err(err) => {
+                    tracing::warn!(node = %node.name, error = %err.report(), "Redis node refused to rewrite its append-only file; asking again next time");
+                    after.asked = None;
+                    ask = false;
+                }
+            }
+        }
+        let changed = (after != before).then(|| (node.name.clone(), after.encode()));
+        (changed, ask)
     }
 
     /// The Redis nodes with files of their own: standalone, the one the service talks to; on
@@ -971,20 +981,29 @@ impl RedisStore {
     ) -> Result<T, StoreError> {
         let mut conn = self.bulk()?;
         let address = node.address.clone();
-        self.call(RedisOp::Files, async move {
-            let reply = match (&mut conn, address) {
-                (Conn::Cluster(c), Some((host, port))) => {
-                    use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-                    c.route_command(
-                        cmd,
-                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port }),
-                    )
-                    .await?
-                }
-                (conn, _) => cmd.query_async::<redis::Value>(conn).await?,
-            };
-            redis::from_redis_value(&reply)
-        })
+        // Not through the breaker: a replica away (the request path never uses one) must not
+        // open it for every decision.
+        self.attempt(
+            RedisOp::Files,
+            async move {
+                let reply = match (&mut conn, address) {
+                    (Conn::Cluster(c), Some((host, port))) => {
+                        use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                        c.route_command(
+                            cmd,
+                            RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                                host,
+                                port,
+                            }),
+                        )
+                        .await?
+                    }
+                    (conn, _) => cmd.query_async::<redis::Value>(conn).await?,
+                };
+                redis::from_redis_value(&reply)
+            },
+            true,
+        )
         .await
     }
 
@@ -1231,6 +1250,49 @@ impl RedisStore {
             .values()
             .filter(|at| **at > now_ms - NODE_ALIVE_MS)
             .count() as u32)
+    }
+
+    /// Records what this node prices with (`fingerprint`) and answers how many other nodes
+    /// seen within the last three minutes price with something else. Entries of nodes gone
+    /// for half an hour are dropped.
+    pub async fn compare_settings(
+        &self,
+        node: &str,
+        fingerprint: &str,
+        now_ms: Millis,
+    ) -> Result<u32, StoreError> {
+        // Three times the interval between one node's comparisons, so that a node checking
+        // just before another restamps its entry still sees it.
+        const SEEN_MS: Millis = 180_000;
+        let mut conn = self.bulk()?;
+        let (node, fingerprint) = (node.to_owned(), fingerprint.to_owned());
+        self.call(RedisOp::Spend, async move {
+            let (_, all): ((), HashMap<String, String>) = redis::pipe()
+                .hset(
+                    keys::NODE_SETTINGS,
+                    &node,
+                    format!("{now_ms} {fingerprint}"),
+                )
+                .hgetall(keys::NODE_SETTINGS)
+                .query_async(&mut conn)
+                .await?;
+            let mut differing = 0;
+            let mut gone = Vec::new();
+            for (other, entry) in &all {
+                let (at, theirs) = entry.split_once(' ').unwrap_or((entry, ""));
+                let at = at.parse::<Millis>().unwrap_or(Millis::MIN);
+                if at < now_ms - SEEN_MS * 10 {
+                    gone.push(other);
+                } else if other != &node && at >= now_ms - SEEN_MS && theirs != fingerprint {
+                    differing += 1;
+                }
+            }
+            if !gone.is_empty() {
+                conn.hdel::<_, _, ()>(keys::NODE_SETTINGS, gone).await?;
+            }
+            Ok(differing)
+        })
+        .await
     }
 
     /// Up to `limit` of the oldest records of each shard's outbox (its ledger stream), with
