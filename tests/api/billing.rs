@@ -486,7 +486,11 @@ async fn a_currency_without_a_rate_neither_serves_nor_rates() {
         s.store.database_url = database_url.into();
     })
     .await;
-    assert!(unpriced.slots("u2", None, 12).await.is_empty());
+    // It serves, but only what it can price.
+    let (_, eur_key) = priced.advertiser("Euro").await;
+    let eur = priced.live_campaign(&eur_key, json!({})).await;
+    unpriced.state.catalog.refresh().await.unwrap();
+    assert_eq!(campaigns_of(&unpriced.slots("u2", None, 12).await), [eur]);
     let message = |id: &str, kind: &str| {
         json!({"id": id, "advertiser_id": jpy_adv, "user": "u2", "direction": "outbound",
                "kind": kind, "category": "marketing", "country": "IT",

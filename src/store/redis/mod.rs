@@ -933,7 +933,9 @@ impl RedisStore {
 
     /// The Redis nodes with files of their own: standalone, the one the service talks to; on
     /// a cluster, every master and replica `CLUSTER SLOTS` lists (the addresses the client
-    /// itself connects to).
+    /// itself connects to, and the only ones it can route to). A master left without slots
+    /// after resharding is not among them: its file keeps the keys it held until its own
+    /// growth trigger rewrites it.
     async fn file_nodes(&self) -> Result<Vec<FileNode>, StoreError> {
         if !self.cluster {
             return Ok(vec![FileNode {
@@ -959,9 +961,13 @@ impl RedisStore {
                 ),
                 _ => continue,
             };
+            // An unknown address ("" or "?") is one the client cannot reach by address either.
             let (Ok(host), Ok(port)) = (host, port) else {
                 continue;
             };
+            if host.is_empty() || host == "?" {
+                continue;
+            }
             let name = format!("{host}:{port}");
             if nodes.iter().all(|n| n.name != name) {
                 nodes.push(FileNode {
