@@ -199,7 +199,7 @@ impl Subjects {
         self.insight
             .forgetting(
                 &std::iter::once(user_key.clone()).collect(),
-                self.record.delete_samples_of(&user_key),
+                self.record.delete_samples_of(&[user_key.as_str()]),
             )
             .await?;
         self.recent.forget(user.as_str());
@@ -257,15 +257,15 @@ impl Subjects {
                             .forget_where(|user| fresh.contains(&self.reach.of(user)));
                         // This node's samples of those users, noted before the erasure. An
                         // announcement whose delete failed is read again next time.
+                        let keys: Vec<&str> = fresh.iter().map(String::as_str).collect();
                         let deleted = async {
-                            let mut failed = Vec::new();
-                            for key in &fresh {
-                                if let Err(err) = self.record.delete_samples_of(key).await {
-                                    tracing::warn!(error = %err.report(), "erased user's samples not deleted; retrying");
-                                    failed.push(key.clone());
+                            match self.record.delete_samples_of(&keys).await {
+                                Ok(_) => Vec::new(),
+                                Err(err) => {
+                                    tracing::warn!(error = %err.report(), "erased users' samples not deleted; retrying");
+                                    fresh.iter().cloned().collect()
                                 }
                             }
-                            failed
                         };
                         let failed = self.insight.forgetting(&fresh, deleted).await;
                         seen.retain(|(key, _), _| !failed.contains(key));

@@ -189,14 +189,24 @@ impl Record {
     }
 
     /// Drops the sampled requests of the user with this keyed hash (erasure).
-    pub async fn delete_samples_of(&self, user_key: &str) -> Result<u64, StoreError> {
-        let done =
-            sqlx::query("DELETE FROM sampled_requests WHERE user_key = $1 AND user_key <> ''")
-                .bind(user_key)
+    pub async fn delete_samples_of(&self, user_keys: &[&str]) -> Result<u64, StoreError> {
+        // A few statements however many users: an erasure waits on this with insight flushes
+        // held off (see `insight::Insight::forgetting`).
+        let mut deleted = 0;
+        for chunk in user_keys.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "DELETE FROM sampled_requests WHERE user_key IN ({}) AND user_key <> ''",
+                placeholders(chunk.len(), 1)
+            );
+            let done = chunk
+                .iter()
+                .fold(sqlx::query(&sql), |query, key| query.bind(*key))
                 .execute(&self.pool)
                 .await
                 .map_err(unavailable)?;
-        Ok(done.rows_affected())
+            deleted += done.rows_affected();
+        }
+        Ok(deleted)
     }
 
     /// Drops sampled requests older than `before_ms` (past the forecast basis period).

@@ -593,7 +593,57 @@ async fn a_hide_past_its_rule_leaves_the_users_state(backend: Backend) {
     assert_eq!(after["caps"]["campaigns"], json!([]), "{after}");
 }
 
+/// An erased user's insight samples go with the erasure (the right of access counts them), and
+/// only theirs; the deletion of several users' samples at once (another node reading erasures)
+/// takes each of them and leaves every other user's, and those without a key.
+async fn an_erasure_takes_the_users_insight_samples_and_only_theirs(backend: Backend) {
+    let app = crate::support::spawn_app_with(backend, |s| s.insight.sample_rate = 1.0).await;
+    let (_, key) = app.advertiser("Sampled").await;
+    app.live_campaign(&key, json!({})).await;
+    for user in ["wa-sampled-1", "wa-sampled-2"] {
+        assert_eq!(app.slots(user, None, 12).await.len(), 1);
+    }
+    let samples = |body: &Value| body["insight_samples"].as_u64().unwrap();
+    assert_eq!(samples(&access(&app, "wa-sampled-1").await), 1);
+    erase(&app.api, "wa-sampled-1").await;
+    assert_eq!(samples(&access(&app, "wa-sampled-1").await), 0);
+    assert_eq!(samples(&access(&app, "wa-sampled-2").await), 1);
+
+    let record = &app.state.record;
+    let batch = statusads::record::insight::InsightBatch {
+        requests: ["k-a", "k-b", "k-c", ""]
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                (
+                    format!("sample-{i}"),
+                    1_000,
+                    key.to_string(),
+                    "{}".to_owned(),
+                )
+            })
+            .collect(),
+        ..Default::default()
+    };
+    record.write_insight(&batch).await.unwrap();
+    assert_eq!(
+        record
+            .delete_samples_of(&["k-a", "k-c", "k-x", ""])
+            .await
+            .unwrap(),
+        2
+    );
+    for (key, left) in [("k-a", 0), ("k-b", 1), ("k-c", 0)] {
+        assert_eq!(
+            record.sampled_requests_of(key).await.unwrap(),
+            left,
+            "{key}"
+        );
+    }
+}
+
 contract!(
+    an_erasure_takes_the_users_insight_samples_and_only_theirs,
     without_consent_caps_hold_through_the_state_and_nothing_is_kept,
     a_hide_past_its_rule_leaves_the_users_state,
     access_lists_what_the_user_did_and_erasure_makes_them_new,
