@@ -286,11 +286,19 @@ impl Server {
             selection::decide_explained(&input, &mut SmallRng::from_entropy());
         let candidates = selection::explain::every_campaign(&input, explained)
             .into_iter()
-            .map(|e| ExplainedCandidate {
-                campaign_id: e.campaign.id.to_string(),
-                outcome: e.outcome.kind(),
-                reason: e.outcome.reason(),
-                bid_cpm_micros: e.campaign.bid_cpm_micros,
+            .map(|e| {
+                let currency = snapshot
+                    .advertiser(&e.campaign.advertiser_id)
+                    .map(|a| a.currency.clone());
+                let rate = currency.as_deref().and_then(|c| snapshot.money().rate(c));
+                ExplainedCandidate {
+                    campaign_id: e.campaign.id.to_string(),
+                    outcome: e.outcome.kind(),
+                    reason: e.outcome.reason(),
+                    bid_cpm_micros: e.campaign.bid_cpm_micros,
+                    currency,
+                    bid_service_cpm_micros: rate.map(|r| r.to_service(e.campaign.bid_cpm_micros)),
+                }
             })
             .collect();
         Ok(Explanation {
@@ -581,7 +589,13 @@ pub struct ExplainedCandidate {
     /// Why it lost or was not eligible (the keys of the delivery answer's `lost` and
     /// `not_eligible`); null when placed.
     pub reason: Option<&'static str>,
+    /// In `currency`, the advertiser's.
     pub bid_cpm_micros: i64,
+    /// Null when its advertiser is gone.
+    pub currency: Option<String>,
+    /// The bid in `money.currency`, as the auction ranks it (rounded down); null when the
+    /// currency has no exchange rate.
+    pub bid_service_cpm_micros: Option<i64>,
 }
 
 /// Fills the configured chat URL template: `{number}` without its '+', `{text}` and

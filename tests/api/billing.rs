@@ -476,7 +476,7 @@ async fn a_currency_without_a_rate_neither_serves_nor_rates() {
         .await;
     assert_eq!(
         campaigns_of(&priced.slots("u1", None, 12).await),
-        [campaign]
+        std::slice::from_ref(&campaign)
     );
 
     let redis_url = priced.redis.as_ref().unwrap().url();
@@ -486,6 +486,30 @@ async fn a_currency_without_a_rate_neither_serves_nor_rates() {
         s.store.database_url = database_url.into();
     })
     .await;
+    // Explained, each bid is shown in its currency and as the auction ranks it; the node
+    // without the rate cannot rank the yen bid.
+    let explain = json!({"user": "u3", "statuses": 12, "context": {"country": "IT"}});
+    for (node, ranked) in [(&priced, json!(2_440_000)), (&unpriced, Value::Null)] {
+        node.state.catalog.refresh().await.unwrap();
+        let res = node.post("/v1/slots/explain", ADMIN, explain.clone()).await;
+        let body: Value = res.json().await.unwrap();
+        let yen = body["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["campaign_id"] == campaign.as_str())
+            .unwrap_or_else(|| panic!("{body}"))
+            .clone();
+        assert_eq!(
+            (
+                yen["bid_cpm_micros"].clone(),
+                yen["currency"].clone(),
+                yen["bid_service_cpm_micros"].clone()
+            ),
+            (json!(400_000_000), json!("JPY"), ranked),
+            "{body}"
+        );
+    }
     // It serves, but only what it can price.
     let (_, eur_key) = priced.advertiser("Euro").await;
     let eur = priced.live_campaign(&eur_key, json!({})).await;
