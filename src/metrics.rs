@@ -438,8 +438,8 @@ catalogue! {
         "Seconds since budgets last read every node's spend from the store (every second normally; grows while Redis does not answer, and budgets then count only this node's own renders since)."),
     outbox_records: Gauge = ("statusads_outbox_records", Count,
         "Ledger records waiting for export in the last round's read (at most one batch per shard)."),
-    nodes_pricing_apart: Gauge = ("statusads_nodes_pricing_apart", Count,
-        "Other nodes seen within the last three minutes whose money settings (money.currency, money.rates) differ from this node's: the same decision is priced differently on each. Checked every minute; always 0 on the embedded backend."),
+    nodes_pricing_apart: Deferred<Gauge> = ("statusads_nodes_pricing_apart", Count,
+        "Other nodes seen within the last three minutes whose money settings (money.currency, money.rates) differ from this node's: the same decision is priced differently on each. Checked every minute; absent until the first check, always 0 on the embedded backend. A rollout of new rates shows here until every node runs them, and three minutes more."),
     redis_aof: Deferred<Gauge> = ("statusads_redis_aof_enabled", Count,
         "1 when Redis reports append-only persistence on, 0 when off (an acknowledged event would not survive a Redis crash); absent until Redis has answered."),
     redis_evicting: Deferred<Gauge> = ("statusads_redis_evicting", Count,
@@ -582,7 +582,8 @@ impl Metrics {
     }
 
     pub fn nodes_pricing_apart(&self, nodes: u32) {
-        self.handles.nodes_pricing_apart.set(f64::from(nodes));
+        let gauge = self.handles.nodes_pricing_apart.get(&self.recorder);
+        gauge.set(f64::from(nodes));
     }
 
     /// The breaker's state now, and the transition that led there if this is one.
@@ -671,6 +672,7 @@ mod tests {
             aof: true,
             evicting: None,
         });
+        m.nodes_pricing_apart(0);
         let text = m.render();
         for def in CATALOGUE {
             let (name, kind) = (def.name, def.kind.as_str());

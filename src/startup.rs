@@ -572,7 +572,9 @@ impl Refresher {
     /// settings. Exchange rates are configuration, so a node started with other ones would
     /// rank and bill the same bids differently.
     async fn compare_settings(&mut self, now_ms: Millis) {
-        if now_ms - self.settings_compared.0 < 60_000 {
+        // A clock stepped back compares at once rather than waiting for it to catch up.
+        let last = self.settings_compared.0;
+        if now_ms >= last && now_ms - last < 60_000 {
             return;
         }
         let money = self.catalog.snapshot().money().clone();

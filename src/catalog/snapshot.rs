@@ -65,7 +65,8 @@ fn tier_rank(priority: Priority) -> u8 {
 }
 
 impl Snapshot {
-    /// Campaigns of an advertiser whose currency `money` does not price are not servable.
+    /// Billed campaigns of an advertiser whose currency `money` does not price are not
+    /// servable (house ones are: they bid and pay nothing).
     pub fn build(data: CatalogData, money: Arc<Money>) -> Self {
         let advertisers: HashMap<_, _> = data
             .advertisers

@@ -349,10 +349,13 @@ impl Campaign {
         }
         let billed = self.priority != Priority::House;
         let ceiling = Self::bid_ceiling(advertiser, money);
-        // A currency without a rate has no ceiling to check against: its campaigns do not
-        // serve until it has one, and their other edits stay possible.
-        let priced = money.rate(&advertiser.currency).is_some();
-        let over = bid_given && priced && self.bid_cpm_micros > ceiling;
+        // A currency without a rate has no ceiling of its own: its campaigns do not serve
+        // until it has one; a bid given meanwhile stays under the highest any currency has.
+        let ceiling = match money.rate(&advertiser.currency) {
+            Some(_) => ceiling,
+            None => MAX_CONVERTED_BID_CPM_MICROS,
+        };
+        let over = bid_given && self.bid_cpm_micros > ceiling;
         if billed && (self.bid_cpm_micros < 1 || over) {
             return Err(ValidationError::new(
                 codes::INVALID_BID,
@@ -377,7 +380,7 @@ impl Campaign {
         }
         // A budget that cannot pay for one render at the bid would win slots whose budget
         // hold is then refused: each one lost to every other campaign.
-        let render = (self.bid_cpm_micros + 999) / 1000;
+        let render = self.bid_cpm_micros.saturating_add(999) / 1000;
         let smallest = self
             .budget
             .map(|b| b.daily_micros.unwrap_or(b.total_micros).min(b.total_micros));

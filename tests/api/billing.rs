@@ -436,11 +436,12 @@ async fn other_currencies_compete_and_bill_through_the_exchange_rate(backend: Ba
 }
 
 /// A node started without the rate of an advertiser's currency (removed from its
-/// configuration) neither serves its campaigns nor rates its charged messages: 503
-/// `unpriced_currency`, nothing recorded, the refusal counted; a free message still goes. A
-/// budget under one render at the bid is refused where the rate prices it.
+/// configuration) serves none of its billed campaigns (it serves others) and rates none of its
+/// charged messages: 503 `unpriced_currency`, nothing recorded, the refusal counted. Explained,
+/// a bid shows in its currency and, where a rate prices it, as the auction ranks it. A budget
+/// under one render at the bid is refused where the rate prices it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_currency_without_a_rate_neither_serves_nor_rates() {
+async fn a_currency_without_a_rate_serves_and_rates_nothing_of_it() {
     let priced = spawn_app_with(Backend::Redis, |s| {
         s.money.rates.insert("JPY".into(), 0.0061);
     })

@@ -175,7 +175,8 @@ async fn prometheus_scrapes_the_service() {
 }
 
 /// Nodes sharing a Redis compare their money settings: one started with another exchange rate
-/// is counted by both (and the alert reads it); once it is gone, the count falls back to 0.
+/// is counted by every other node (absent before a node's first comparison); once it is gone,
+/// the count falls back to 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_pricing_with_other_rates_is_a_metric() {
     use crate::support::app::spawn_app_on;
@@ -184,6 +185,12 @@ async fn a_node_pricing_with_other_rates_is_a_metric() {
         s.money.rates.insert("JPY".into(), 0.0061);
     })
     .await;
+    // Each waits for the one before to have compared (its entry is written then).
+    first
+        .wait_for_metrics("settings compared", |m| {
+            m.contains("statusads_nodes_pricing_apart 0\n")
+        })
+        .await;
     let redis_url = first.redis.as_ref().unwrap().url();
     let database_url = first.database_url.clone();
     let same = {

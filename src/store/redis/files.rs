@@ -5,7 +5,7 @@
 //! erased user's records (or records long past their rule) stay on disk for as long as traffic
 //! leaves the file under Redis's own growth trigger (`auto-aof-rewrite-percentage`).
 //!
-//! Layout: [`NodeFile`] is what one node's `INFO persistence` says of its file; [`Kept`] is
+//! Layout: [`NodeFile`] is what one node's `INFO` says of its file; [`Kept`] is
 //! what the service keeps of each node between checks (one field of `keys::AOF_FILES`); [`next`]
 //! is the decision, apart from the I/O in `RedisStore::rewrite_aof_if_due`.
 //!
@@ -112,7 +112,7 @@ pub(super) fn failed(file: &NodeFile, kept: &Kept) -> bool {
         file.aof
             && !file.busy
             && file.run == asked.run
-            && file.rewrites.is_some_and(|n| n > asked.rewrites)
+            && file.rewrites.is_none_or(|n| n > asked.rewrites)
             && !file.last_ok
     })
 }
@@ -133,11 +133,11 @@ pub(super) fn next(file: &NodeFile, kept: Kept, now_ms: Millis, period_ms: Milli
             kept.covered_ms = Some(asked.at_ms);
         }
     }
-    // A time ahead of now (kept by a node whose clock ran ahead) is due at once: it must not
-    // hold the rewrite off for longer than a period.
+    // A time more than a period ahead of now (kept by a node whose clock ran far ahead) is not
+    // believed: it would hold the rewrite off for as long. Ordinary skew delays it by the skew.
     let due = kept
         .covered_ms
-        .is_none_or(|covered| covered > now_ms || now_ms - covered >= period_ms);
+        .is_none_or(|covered| covered - now_ms > period_ms || now_ms - covered >= period_ms);
     if due {
         kept.asked = Some(Asked {
             at_ms: now_ms,
@@ -239,6 +239,13 @@ mod tests {
         };
         let (kept, ask) = next(&old, Kept::default(), 1_000, DAY);
         assert!(ask);
+        assert!(failed(
+            &NodeFile {
+                last_ok: false,
+                ..old
+            },
+            &kept
+        ));
         let (kept, ask) = next(&old, kept, 600_000, DAY);
         assert!(!ask);
         assert_eq!(kept.covered_ms, Some(1_000));
@@ -263,13 +270,16 @@ mod tests {
     }
 
     #[test]
-    fn a_time_kept_from_a_clock_ahead_is_due_at_once() {
-        let ahead = Kept {
-            covered_ms: Some(DAY + 1),
+    fn a_time_kept_from_a_clock_far_ahead_holds_nothing_off() {
+        let ahead = |covered_ms| Kept {
+            covered_ms: Some(covered_ms),
             asked: None,
         };
-        assert!(next(&file(1, true), ahead, DAY, DAY).1);
-        assert!(!next(&file(1, true), ahead, DAY + 2, DAY).1);
+        // Skew of a minute: due a period after that time.
+        assert!(!next(&file(1, true), ahead(DAY + 60_000), DAY, DAY).1);
+        assert!(next(&file(1, true), ahead(DAY + 60_000), 2 * DAY + 60_000, DAY).1);
+        // More than a period ahead: not believed.
+        assert!(next(&file(1, true), ahead(3 * DAY), DAY, DAY).1);
     }
 
     #[test]

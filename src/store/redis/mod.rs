@@ -1289,7 +1289,10 @@ impl RedisStore {
                 let at = at.parse::<Millis>().unwrap_or(Millis::MIN);
                 if at < now_ms - SEEN_MS * 10 {
                     gone.push(other);
-                } else if other != &node && at >= now_ms - SEEN_MS && theirs != fingerprint {
+                } else if other != &node
+                    && (now_ms - SEEN_MS..=now_ms + SEEN_MS).contains(&at)
+                    && theirs != fingerprint
+                {
                     differing += 1;
                 }
             }
