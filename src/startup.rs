@@ -577,18 +577,14 @@ impl Refresher {
         if now_ms >= last && now_ms - last < 60_000 {
             return;
         }
-        let money = self.catalog.snapshot().money().clone();
+        let settings = self.catalog.snapshot().money().fingerprint();
         let node = self.spend.node_id();
-        match self
-            .store
-            .compare_settings(node, &money.fingerprint(), now_ms)
-            .await
-        {
+        match self.store.compare_settings(node, &settings, now_ms).await {
             Ok(apart) => {
                 if apart > 0 && apart != self.settings_compared.1 {
                     tracing::warn!(
                         nodes = apart,
-                        settings = %money.fingerprint(),
+                        %settings,
                         "other nodes price with other money settings (money.currency, money.rates): start every node with the same ones"
                     );
                 }

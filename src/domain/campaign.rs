@@ -318,10 +318,12 @@ impl Campaign {
     /// The highest bid a campaign of `advertiser` may make: [`MAX_BID_CPM_MICROS`] of its own
     /// currency, or what that many micros of the service currency are worth in it if more (a
     /// currency worth a fraction of the service's would otherwise be capped near the reserve).
+    /// A currency without a rate has no ceiling of its own: its campaigns do not serve until it
+    /// has one, and a bid given meanwhile stays under the highest any currency has.
     pub fn bid_ceiling(advertiser: &Advertiser, money: &Money) -> Micros {
         money
             .rate(&advertiser.currency)
-            .map_or(MAX_BID_CPM_MICROS, |rate| {
+            .map_or(MAX_CONVERTED_BID_CPM_MICROS, |rate| {
                 rate.from_service(MAX_BID_CPM_MICROS)
             })
             .clamp(MAX_BID_CPM_MICROS, MAX_CONVERTED_BID_CPM_MICROS)
@@ -349,12 +351,6 @@ impl Campaign {
         }
         let billed = self.priority != Priority::House;
         let ceiling = Self::bid_ceiling(advertiser, money);
-        // A currency without a rate has no ceiling of its own: its campaigns do not serve
-        // until it has one; a bid given meanwhile stays under the highest any currency has.
-        let ceiling = match money.rate(&advertiser.currency) {
-            Some(_) => ceiling,
-            None => MAX_CONVERTED_BID_CPM_MICROS,
-        };
         let over = bid_given && self.bid_cpm_micros > ceiling;
         if billed && (self.bid_cpm_micros < 1 || over) {
             return Err(ValidationError::new(

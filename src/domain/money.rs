@@ -16,13 +16,13 @@
 //! or the same decision is priced differently on each. Nodes compare [`Money::fingerprint`]s
 //! through Redis and warn while one differs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::Micros;
 
 /// How many units of the service currency one unit of another currency is worth, in
 /// billionths (10^-9), so that a currency worth a fraction of a cent still converts to the micro.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate(i64);
 
 const NANOS: i128 = 1_000_000_000;
@@ -68,7 +68,8 @@ pub struct MoneyError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Money {
     currency: String,
-    rates: HashMap<String, Rate>,
+    /// By code, in order (what `currencies` and `fingerprint` list).
+    rates: BTreeMap<String, Rate>,
 }
 
 impl Default for Money {
@@ -83,7 +84,7 @@ impl Money {
     pub fn single(currency: &str) -> Self {
         Self {
             currency: currency.to_owned(),
-            rates: HashMap::new(),
+            rates: BTreeMap::new(),
         }
     }
 
@@ -147,10 +148,8 @@ impl Money {
     /// The same text on every node configured alike, and a different one otherwise: what nodes
     /// compare to find one pricing differently (`store::Store::compare_settings`).
     pub fn fingerprint(&self) -> String {
-        let mut rates: Vec<(&String, &Rate)> = self.rates.iter().collect();
-        rates.sort_unstable();
         let mut out = self.currency.clone();
-        for (code, rate) in rates {
+        for (code, rate) in &self.rates {
             out.push_str(&format!(" {code}={}", rate.0));
         }
         out
@@ -158,10 +157,8 @@ impl Money {
 
     /// Every currency the service prices, the service currency first, then alphabetically.
     pub fn currencies(&self) -> Vec<&str> {
-        let mut others: Vec<&str> = self.rates.keys().map(String::as_str).collect();
-        others.sort_unstable();
         std::iter::once(self.currency.as_str())
-            .chain(others)
+            .chain(self.rates.keys().map(String::as_str))
             .collect()
     }
 }

@@ -827,12 +827,11 @@ impl Store {
     }
 
     /// Housekeeping of Redis's files (see `RedisStore::rewrite_aof_if_due`): its append-only
-    /// file rewritten daily. The embedded backend compacts its own files (`maintain`). Answers
-    /// how many Redis nodes were asked.
-    pub async fn rewrite_aof_if_due(&self, now_ms: Millis) -> Result<u32, StoreError> {
+    /// file rewritten daily. The embedded backend compacts its own files (`maintain`).
+    pub async fn rewrite_aof_if_due(&self, now_ms: Millis) -> Result<(), StoreError> {
         match self {
             Store::Redis(s) => s.rewrite_aof_if_due(now_ms, crate::capping::DAY_MS).await,
-            Store::Embedded(_) => Ok(0),
+            Store::Embedded(_) => Ok(()),
         }
     }
 

@@ -829,12 +829,12 @@ impl RedisStore {
     /// cluster every node the cluster lists, replicas too; standalone, the primary only (its
     /// replicas are not known to the service). One check at a time across the service's
     /// nodes (`keys::AOF_CHECKED`). A node that is away or refuses is logged and checked again
-    /// next time; it holds up no other. Answers how many nodes were asked.
+    /// next time; it holds up no other.
     pub async fn rewrite_aof_if_due(
         &self,
         now_ms: Millis,
         period_ms: Millis,
-    ) -> Result<u32, StoreError> {
+    ) -> Result<(), StoreError> {
         // Longer than one check can take (every node, each under its deadline), shorter than
         // a node's interval between checks.
         const ONE_CHECK_MS: Millis = 5 * 60_000;
@@ -848,7 +848,7 @@ impl RedisStore {
             })
             .await?;
         if claimed == 0 {
-            return Ok(0);
+            return Ok(());
         }
         let nodes = self.file_nodes().await?;
         let mut conn = self.bulk()?;
@@ -865,9 +865,11 @@ impl RedisStore {
                 .unwrap_or_default();
             self.check_file(node, before, now_ms, period_ms)
         });
-        let checked = futures_util::future::join_all(checks).await;
-        let asked = checked.iter().filter(|(_, asked)| *asked).count() as u32;
-        let changed: Vec<(String, String)> = checked.into_iter().filter_map(|(c, _)| c).collect();
+        let changed: Vec<(String, String)> = futures_util::future::join_all(checks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         let gone: Vec<&String> = kept
             .keys()
             .filter(|name| nodes.iter().all(|node| &node.name != *name))
@@ -886,23 +888,22 @@ impl RedisStore {
             })
             .await?;
         }
-        Ok(asked)
+        Ok(())
     }
 
-    /// One node's check (see `files`): its new entry in `keys::AOF_FILES` if it changed, and
-    /// whether it was asked for a rewrite.
+    /// One node's check (see `files`): its new entry in `keys::AOF_FILES` if it changed.
     async fn check_file(
         &self,
         node: &FileNode,
         before: files::Kept,
         now_ms: Millis,
         period_ms: Millis,
-    ) -> (Option<(String, String)>, bool) {
+    ) -> Option<(String, String)> {
         let info: String = match self.on_node(node, &redis::cmd("INFO")).await {
             Ok(info) => info,
             Err(err) => {
                 tracing::warn!(node = %node.name, error = %err.report(), "Redis node's append-only file unchecked; checking again next time");
-                return (None, false);
+                return None;
             }
         };
         let file = files::NodeFile::parse(&info);
@@ -911,7 +912,7 @@ impl RedisStore {
             self.metrics.redis_error(RedisOp::Files);
             tracing::warn!(node = %node.name, "Redis node's append-only file rewrite failed; asking again");
         }
-        let (mut after, mut ask) = files::next(&file, before, now_ms, period_ms);
+        let (mut after, ask) = files::next(&file, before, now_ms, period_ms);
         if ask {
             let rewrite: Result<redis::Value, _> =
                 self.on_node(node, &redis::cmd("BGREWRITEAOF")).await;
@@ -923,12 +924,10 @@ impl RedisStore {
                 Err(err) => {
                     tracing::warn!(node = %node.name, error = %err.report(), "Redis node refused to rewrite its append-only file; asking again next time");
                     after.asked = None;
-                    ask = false;
                 }
             }
         }
-        let changed = (after != before).then(|| (node.name.clone(), after.encode()));
-        (changed, ask)
+        (after != before).then(|| (node.name.clone(), after.encode()))
     }
 
     /// The Redis nodes with files of their own: standalone, the one the service talks to; on
