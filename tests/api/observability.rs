@@ -181,16 +181,17 @@ async fn prometheus_scrapes_the_service() {
 async fn a_node_pricing_with_other_rates_is_a_metric() {
     use crate::support::app::spawn_app_on;
 
+    async fn counts_apart(node: &crate::support::TestApp, others: u32) {
+        let line = format!("statusads_nodes_pricing_apart {others}\n");
+        node.wait_for_metrics("settings compared", |m| m.contains(&line))
+            .await;
+    }
     let first = spawn_app_with(Backend::Redis, |s| {
         s.money.rates.insert("JPY".into(), 0.0061);
     })
     .await;
     // Each waits for the one before to have compared (its entry is written then).
-    first
-        .wait_for_metrics("settings compared", |m| {
-            m.contains("statusads_nodes_pricing_apart 0\n")
-        })
-        .await;
+    counts_apart(&first, 0).await;
     let redis_url = first.redis.as_ref().unwrap().url();
     let database_url = first.database_url.clone();
     let same = {
@@ -202,37 +203,25 @@ async fn a_node_pricing_with_other_rates_is_a_metric() {
         })
         .await
     };
-    same.wait_for_metrics("settings compared", |m| {
-        m.contains("statusads_nodes_pricing_apart 0\n")
-    })
-    .await;
+    counts_apart(&same, 0).await;
     let apart = spawn_app_on(None, move |s| {
         s.store.redis_url = redis_url.into();
         s.store.database_url = database_url.into();
         s.money.rates.insert("JPY".into(), 0.0062);
     })
     .await;
-    apart
-        .wait_for_metrics("settings compared", |m| {
-            m.contains("statusads_nodes_pricing_apart 2\n")
-        })
-        .await;
+    counts_apart(&apart, 2).await;
     // Each compares once a minute (nodes' clocks move together).
     for node in [&first, &same, &apart] {
         node.clock.advance_secs(61);
     }
     for (node, others) in [(&first, 1), (&same, 1), (&apart, 2)] {
-        let line = format!("statusads_nodes_pricing_apart {others}\n");
-        node.wait_for_metrics("settings compared", |m| m.contains(&line))
-            .await;
+        counts_apart(node, others).await;
     }
     // A node whose clock stopped (as one gone would) no longer counts after three minutes.
     for node in [&first, &same] {
         node.clock.advance_secs(181);
-        node.wait_for_metrics("settings compared", |m| {
-            m.contains("statusads_nodes_pricing_apart 0\n")
-        })
-        .await;
+        counts_apart(node, 0).await;
     }
 }
 
