@@ -10,7 +10,10 @@
 //! - **Inbound** (user → business), a message or a call, is always free (reason `inbound`) and
 //!   opens or resets the 24 h customer-service window `[at, at + 24h)`. A window still open at
 //!   `at` is extended (its start kept); a late-delivered older inbound only moves the start back
-//!   when its own window reaches the current one, and never shortens the end.
+//!   when its own window reaches the current one, and never shortens the end. Windows that
+//!   lapsed are remembered for [`LATE_MS`] after the latest one opened, so a message reported
+//!   late is rated against the window open at its own time (an older inbound reported late
+//!   opens its own).
 //! - An inbound carrying this advertiser's click-to-chat click id records a pending click and
 //!   attributes the conversation to the click's campaign for [`ATTRIBUTION_MS`]. The first
 //!   outbound at or after that inbound consumes the click: sent within 24 h of it, it opens the
@@ -29,7 +32,8 @@
 //!   free-form message must not have one. Inbound is `free_form` (or absent) or `call`, never
 //!   with a category. A click id is ignored on outbound.
 //! - Out-of-order delivery: a message is rated against the stored state as is, so the result
-//!   depends only on (state, message). An outbound timed before the pending click inbound is not
+//!   depends only on (state, message); a message more than [`LATE_MS`] older than the latest
+//!   window finds no window of its time. An outbound timed before the pending click inbound is not
 //!   a reply to it, so it neither opens nor consumes the entry point.
 
 mod price;
@@ -49,6 +53,11 @@ pub const SERVICE_WINDOW_MS: Millis = 24 * 3_600_000;
 pub const REPLY_DEADLINE_MS: Millis = 24 * 3_600_000;
 /// Length of a free entry point, counted from the business's first reply.
 pub const ENTRY_POINT_MS: Millis = 72 * 3_600_000;
+/// How long a lapsed customer-service window is remembered after a later one opened: the
+/// platform's gateway retries a report for hours, so a message reported up to a week late is
+/// still rated against the window open at its time (a choice; nothing in the platform's rules
+/// fixes it). Windows last at least 24 h and never overlap, so a conversation keeps at most 8.
+pub const LATE_MS: Millis = 7 * 86_400_000;
 /// Charged messages of a conversation count towards the clicked campaign for this long after
 /// the click inbound (as long as a click stays attributable to conversions).
 pub const ATTRIBUTION_MS: Millis = 30 * 86_400_000;
@@ -154,8 +163,8 @@ impl Span {
         self.start <= at && at < self.end
     }
 
-    /// `self` joined with `new`: one span when they touch or overlap, else the later one (a
-    /// conversation keeps one window; an older disjoint one reported late is not kept).
+    /// `self` joined with `new`: one span when they touch or overlap, else the later one (the
+    /// free entry point is one span: an older disjoint one reported late is not kept).
     fn join(existing: Option<Span>, new: Span) -> Span {
         match existing {
             None => new,
@@ -180,8 +189,12 @@ pub struct Attribution {
 /// content.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conversation {
-    /// The customer-service window.
+    /// The customer-service window opened last.
     pub window: Option<Span>,
+    /// Earlier customer-service windows that lapsed before `window` opened, oldest first, none
+    /// ending more than [`LATE_MS`] before its start: messages reported late are rated by them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_windows: Vec<Span>,
     /// Set by an inbound with this advertiser's click id: the inbound's time (the 24 h reply
     /// deadline runs from it). Cleared by the first outbound at or after it, which either
     /// opens the entry point or lets it lapse.
@@ -193,13 +206,26 @@ pub struct Conversation {
 
 impl Conversation {
     /// Compact storage form: `2,<window start>,<window end>,<click>,<entry start>,<entry end>,
-    /// <campaign>,<attributed until>`, decimal millis, empty for none.
+    /// <campaign>,<attributed until>`, decimal millis, empty for none. With earlier windows the
+    /// form is `3,` and the same fields, then `<start>:<end>;…` oldest first; without, it stays
+    /// the form earlier builds read (a rollback keeps the conversation).
     pub fn encode(&self) -> String {
         fn field(v: Option<Millis>) -> String {
             v.map(|ms| ms.to_string()).unwrap_or_default()
         }
+        let earlier = self
+            .earlier_windows
+            .iter()
+            .map(|w| format!("{}:{}", w.start, w.end))
+            .collect::<Vec<_>>()
+            .join(";");
+        let (form, earlier) = if earlier.is_empty() {
+            ('2', earlier)
+        } else {
+            ('3', format!(",{earlier}"))
+        };
         format!(
-            "2,{},{},{},{},{},{},{}",
+            "{form},{},{},{},{},{},{},{}{earlier}",
             field(self.window.map(|w| w.start)),
             field(self.window.map(|w| w.end)),
             field(self.click_inbound_ms),
@@ -211,6 +237,36 @@ impl Conversation {
                 .unwrap_or(""),
             field(self.attribution.as_ref().map(|a| a.until_ms)),
         )
+    }
+
+    /// The customer-service window open at `at`, if any.
+    pub fn window_at(&self, at: Millis) -> Option<Span> {
+        self.window
+            .iter()
+            .chain(&self.earlier_windows)
+            .find(|w| w.contains(at))
+            .copied()
+    }
+
+    /// Adds the window an inbound opens: merged with every window it touches or overlaps; the
+    /// latest stays `window`, and earlier ones are kept while within [`LATE_MS`] of it.
+    fn open_window(&mut self, new: Span) {
+        let mut spans: Vec<Span> = self.earlier_windows.drain(..).chain(self.window).collect();
+        spans.push(new);
+        spans.sort_by_key(|w| w.start);
+        let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
+        for span in spans {
+            match merged.last_mut() {
+                Some(last) if span.start <= last.end => last.end = last.end.max(span.end),
+                _ => merged.push(span),
+            }
+        }
+        self.window = merged.pop();
+        if let Some(latest) = self.window {
+            let horizon = latest.start.saturating_sub(LATE_MS);
+            merged.retain(|w| w.end > horizon);
+        }
+        self.earlier_windows = merged;
     }
 
     /// Inverse of [`encode`](Self::encode); never fails. Anything malformed decodes to the
@@ -245,6 +301,7 @@ impl Conversation {
                         start: end.saturating_sub(SERVICE_WINDOW_MS),
                         end,
                     }),
+                    earlier_windows: Vec::new(),
                     click_inbound_ms: c,
                     entry_point: e.map(|end| Span {
                         start: end.saturating_sub(ENTRY_POINT_MS),
@@ -253,7 +310,7 @@ impl Conversation {
                     attribution: None,
                 })
             }
-            ["2", ws, we, c, es, ee, campaign, until] => {
+            [form @ ("2" | "3"), ws, we, c, es, ee, campaign, until, earlier @ ..] => {
                 let attribution = match (campaign.is_empty(), field(until)?) {
                     (true, None) => None,
                     (false, Some(until_ms)) if !campaign.contains([',', '|']) => {
@@ -264,8 +321,21 @@ impl Conversation {
                     }
                     _ => return None,
                 };
+                let earlier_windows = match (*form, earlier) {
+                    ("2", []) => Vec::new(),
+                    ("3", [list]) => list
+                        .split(';')
+                        .map(|pair| {
+                            let (start, end) = pair.split_once(':')?;
+                            let (start, end) = (start.parse().ok()?, end.parse().ok()?);
+                            (start < end).then_some(Span { start, end })
+                        })
+                        .collect::<Option<Vec<_>>>()?,
+                    _ => return None,
+                };
                 Some(Conversation {
                     window: span(field(ws)?, field(we)?)?,
+                    earlier_windows,
                     click_inbound_ms: field(c)?,
                     entry_point: span(field(es)?, field(ee)?)?,
                     attribution,
@@ -327,7 +397,7 @@ pub struct Rating {
     pub campaign: Option<String>,
     /// State to persist; equal to the input state when nothing changed.
     pub conversation_after: Conversation,
-    /// Service-window end after this message.
+    /// End of the service window open at the message's time after it, else of the latest.
     pub window_expires_ms: Option<Millis>,
 }
 
@@ -392,13 +462,10 @@ fn rate_inbound(mut conv: Conversation, msg: &Message<'_>) -> Result<Rating, Rat
         return Err(RatingError::InvalidMessage(codes::INBOUND_WITH_CATEGORY));
     }
     let at = msg.at_ms;
-    conv.window = Some(Span::join(
-        conv.window,
-        Span {
-            start: at,
-            end: at.saturating_add(SERVICE_WINDOW_MS),
-        },
-    ));
+    conv.open_window(Span {
+        start: at,
+        end: at.saturating_add(SERVICE_WINDOW_MS),
+    });
     if let Some(campaign) = msg.click_campaign {
         // Keep the newest pending click: it gives the business the latest reply deadline.
         conv.click_inbound_ms = Some(conv.click_inbound_ms.map_or(at, |c| c.max(at)));
@@ -421,7 +488,7 @@ fn rate_inbound(mut conv: Conversation, msg: &Message<'_>) -> Result<Rating, Rat
         service: false,
         business_initiated: false,
         campaign: attributed(&conv, at),
-        window_expires_ms: conv.window.map(|w| w.end),
+        window_expires_ms: conv.window_at(at).or(conv.window).map(|w| w.end),
         conversation_after: conv,
     })
 }
@@ -467,7 +534,7 @@ fn rate_outbound(
             }
         }
     }
-    let in_window = conv.window.is_some_and(|w| w.contains(at));
+    let in_window = conv.window_at(at).is_some();
 
     let reason = match template_category {
         None if !in_window => return Err(RatingError::OutsideServiceWindow),
@@ -486,7 +553,7 @@ fn rate_outbound(
         service: template_category.is_none() && reason == Reason::ServiceWindow,
         business_initiated: template_category.is_some() && !in_window && !free_entry_point,
         campaign: attributed(conv, at),
-        window_expires_ms: after.window.map(|w| w.end),
+        window_expires_ms: after.window_at(at).or(after.window).map(|w| w.end),
         conversation_after: after,
     })
 }

@@ -141,9 +141,101 @@ fn new_inbound_extends_and_older_inbound_does_not_shorten() {
         reason(&gap, free_form(T0 + 31 * H)),
         Ok(Reason::ServiceWindow)
     );
-    // An older disjoint window reported late does not replace the current one.
+    // An older disjoint window reported late does not replace the current one, and is kept
+    // beside it.
     let older = run(&[inbound(T0 + 30 * H, false), inbound(T0, false)]);
     assert_eq!(older.window, gap.window);
+    assert_eq!(older, gap);
+}
+
+#[test]
+fn a_message_reported_late_is_rated_by_the_window_of_its_time() {
+    let conv = run(&[inbound(T0, false), inbound(T0 + 48 * H, false)]);
+    assert_eq!(
+        conv.earlier_windows,
+        vec![Span {
+            start: T0,
+            end: T0 + 24 * H
+        }]
+    );
+    let r = rate(&conv, &free_form(T0 + H), JULY_2025).unwrap();
+    assert_eq!(r.reason, Reason::ServiceWindow);
+    assert_eq!(
+        r.window_expires_ms,
+        Some(T0 + 24 * H),
+        "the window it was in"
+    );
+    assert_eq!(r.conversation_after, conv);
+    let r = rate(&conv, &template(Category::Utility, T0 + 2 * H), JULY_2025).unwrap();
+    assert_eq!(r.reason, Reason::ServiceWindow);
+    assert!(!r.chargeable && !r.business_initiated);
+    // Between the windows, nothing was open.
+    assert_eq!(
+        reason(&conv, free_form(T0 + 30 * H)),
+        Err(RatingError::OutsideServiceWindow)
+    );
+    let r = rate(&conv, &template(Category::Utility, T0 + 30 * H), JULY_2025).unwrap();
+    assert!(r.chargeable && r.business_initiated);
+    assert_eq!(r.window_expires_ms, Some(T0 + 72 * H), "the latest window");
+}
+
+#[test]
+fn a_late_inbound_bridging_two_windows_joins_them() {
+    let conv = run(&[
+        inbound(T0, false),
+        inbound(T0 + 40 * H, false),
+        inbound(T0 + 20 * H, false),
+    ]);
+    assert_eq!(
+        (conv.window, conv.earlier_windows.as_slice()),
+        (
+            Some(Span {
+                start: T0,
+                end: T0 + 64 * H
+            }),
+            &[][..]
+        )
+    );
+    assert_eq!(
+        reason(&conv, free_form(T0 + 30 * H)),
+        Ok(Reason::ServiceWindow)
+    );
+}
+
+#[test]
+fn lapsed_windows_are_forgotten_a_week_after_the_latest_opened() {
+    let day = 24 * H;
+    let last = T0 + 7 * day + 24 * H;
+    let conv = run(&[
+        inbound(T0, false),
+        inbound(T0 + 2 * day, false),
+        inbound(last, false),
+    ]);
+    // [T0, T0 + 1d) ended exactly a week before the latest opened: forgotten. The one of the
+    // third day ends inside the week: kept.
+    assert_eq!(
+        conv.earlier_windows,
+        vec![Span {
+            start: T0 + 2 * day,
+            end: T0 + 3 * day
+        }]
+    );
+    assert_eq!(
+        reason(&conv, free_form(T0 + H)),
+        Err(RatingError::OutsideServiceWindow)
+    );
+    assert_eq!(
+        reason(&conv, free_form(T0 + 2 * day + H)),
+        Ok(Reason::ServiceWindow)
+    );
+    // Reported later still, an inbound older than the week opens nothing that is kept.
+    let again = rate(&conv, &inbound(T0 - day, false), JULY_2025).unwrap();
+    assert_eq!(again.conversation_after, conv);
+    // A daily chat for a month keeps at most the week's windows.
+    let daily: Vec<_> = (0..30)
+        .map(|d| inbound(T0 + d * (day + H), false))
+        .collect();
+    assert!(run(&daily).earlier_windows.len() <= 7);
 }
 
 #[test]
@@ -379,6 +471,7 @@ fn encode_decode_round_trip() {
                 start: T0,
                 end: T0 + 24 * H,
             }),
+            earlier_windows: Vec::new(),
             click_inbound_ms: Some(T0),
             entry_point: Some(Span {
                 start: T0 + H,
@@ -393,6 +486,19 @@ fn encode_decode_round_trip() {
     for conv in cases {
         assert_eq!(Conversation::decode(&conv.encode()), conv);
     }
+    let late = run(&[
+        inbound(T0, false),
+        inbound(T0 + 30 * H, false),
+        inbound(T0 + 60 * H, true),
+    ]);
+    assert_eq!(late.earlier_windows.len(), 2);
+    assert!(late.encode().starts_with("3,"), "{}", late.encode());
+    assert_eq!(Conversation::decode(&late.encode()), late);
+    let single = run(&[inbound(T0, false)]);
+    assert!(
+        single.encode().starts_with("2,"),
+        "without earlier windows, the form earlier builds read"
+    );
 }
 
 #[test]
@@ -426,6 +532,11 @@ fn decode_garbage_is_default() {
         "1,,x",
         "2,1,,,,,,",
         "2,,,,,,cmp_a,",
+        "2,1,2,,,,,,1:2",
+        "3,1,2,,,,,",
+        "3,5,9,,,,,,1:x",
+        "3,5,9,,,,,,2:1",
+        "3,5,9,,,,,,1:2,3:4",
         "99999999999999999999,,",
     ] {
         assert_eq!(

@@ -194,6 +194,70 @@ async fn window_start_and_end_at_the_instant(backend: Backend) {
     assert_eq!(invoice(&app, &key, "2026-11").await["total_micros"], 61_000);
 }
 
+/// A later inbound opened a new window after the first lapsed; messages sent inside the first
+/// and reported only now are rated by it: free, never refused, never counted as
+/// business-initiated.
+async fn a_message_reported_late_is_rated_by_the_window_of_its_time(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (adv, key) = app.advertiser("Late").await;
+    for (id, offset) in [("first", Duration::ZERO), ("second", Duration::hours(48))] {
+        let (status, _) = post(&app, "/v1/messages", inbound(id, &adv, "u", at(offset))).await;
+        assert_eq!(status, StatusCode::OK, "{id}");
+    }
+    let (status, body) = post(
+        &app,
+        "/v1/messages",
+        outbound(
+            "reply",
+            &adv,
+            "u",
+            "free_form",
+            None,
+            at(Duration::hours(1)),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::OK, Some("service_window")),
+        "{body}"
+    );
+    assert_eq!(body["window_expires_at"], at(Duration::hours(24)));
+    let utility =
+        |id: &str, offset| outbound(id, &adv, "u", "template", Some("utility"), at(offset));
+    let (_, body) = post(
+        &app,
+        "/v1/messages",
+        utility("in-first", Duration::hours(2)),
+    )
+    .await;
+    assert_eq!(
+        (body["reason"].as_str(), body["charge_micros"].as_i64()),
+        (Some("service_window"), Some(0)),
+        "{body}"
+    );
+    // Nothing was open between the two windows.
+    let (_, body) = post(
+        &app,
+        "/v1/messages",
+        utility("between", Duration::hours(30)),
+    )
+    .await;
+    assert_eq!(
+        (body["reason"].as_str(), body["charge_micros"].as_i64()),
+        (Some("rated"), Some(8_000)),
+        "{body}"
+    );
+    let (_, body) = post(
+        &app,
+        "/v1/messages",
+        utility("in-second", Duration::hours(50)),
+    )
+    .await;
+    assert_eq!(body["charge_micros"], 0, "{body}");
+    assert_eq!(invoice(&app, &key, "2026-11").await["total_micros"], 8_000);
+}
+
 async fn a_call_opens_a_window(backend: Backend) {
     let app = spawn_app(backend).await;
     let (adv, _) = app.advertiser("Callee").await;
@@ -995,6 +1059,7 @@ async fn the_readme_worked_month_invoice(backend: Backend) {
 contract!(
     the_readme_worked_month_invoice,
     window_start_and_end_at_the_instant,
+    a_message_reported_late_is_rated_by_the_window_of_its_time,
     a_call_opens_a_window,
     entry_point_counts_from_the_first_reply,
     sent_then_failed_voids_and_delivered_charges_once,
