@@ -31,7 +31,6 @@ use crate::store::{
 };
 
 const ATTEMPTS: usize = 5;
-const DAY_MS: Millis = 86_400_000;
 /// What a message's delivery-status ledger record appends to the message's record id
 /// (`message_status.lua` writes it too).
 pub const STATUS_SUFFIX: &str = ":status";
@@ -225,11 +224,13 @@ impl Messages<'_> {
                 after.encode()
             };
             // Counted from now, as the store applies it: a message dated ahead (or reported
-            // late) keeps its state until its window ends and a day more, no shorter or longer.
+            // late) keeps its state until its window ends and LATE_MS more, no shorter or longer.
             let now_ms = self.clock.now_ms();
             let state_ttl_ms = after
                 .relevant_until_ms()
-                .map_or(DAY_MS, |until| (until - now_ms).max(0) + DAY_MS);
+                .map_or(messaging::LATE_MS, |until| {
+                    (until - now_ms).max(0) + messaging::LATE_MS
+                });
             // The UTC day, whatever offset the platform wrote: it picks the invoice month.
             let day = crate::clock::utc_day(at_ms);
             let stored = StoredMessage {

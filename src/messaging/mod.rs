@@ -10,10 +10,10 @@
 //! - **Inbound** (user → business), a message or a call, is always free (reason `inbound`) and
 //!   opens or resets the 24 h customer-service window `[at, at + 24h)`. A window still open at
 //!   `at` is extended (its start kept); a late-delivered older inbound only moves the start back
-//!   when its own window reaches the current one, and never shortens the end. Windows that
-//!   lapsed are remembered for [`LATE_MS`] after the latest one opened, so a message reported
-//!   late is rated against the window open at its own time (an older inbound reported late
-//!   opens its own).
+//!   when its own window reaches the current one, and never shortens the end. A lapsed window
+//!   is remembered for [`LATE_MS`] after it ended, also once a later one opened, so a message
+//!   reported late is rated against the window open at its own time (an older inbound reported
+//!   late opens its own).
 //! - An inbound carrying this advertiser's click-to-chat click id records a pending click and
 //!   attributes the conversation to the click's campaign for [`ATTRIBUTION_MS`]. The first
 //!   outbound at or after that inbound consumes the click: sent within 24 h of it, it opens the
@@ -32,8 +32,7 @@
 //!   free-form message must not have one. Inbound is `free_form` (or absent) or `call`, never
 //!   with a category. A click id is ignored on outbound.
 //! - Out-of-order delivery: a message is rated against the stored state as is, so the result
-//!   depends only on (state, message); a message more than [`LATE_MS`] older than the latest
-//!   window finds no window of its time. An outbound timed before the pending click inbound is not
+//!   depends only on (state, message). An outbound timed before the pending click inbound is not
 //!   a reply to it, so it neither opens nor consumes the entry point.
 
 mod price;
@@ -53,11 +52,12 @@ pub const SERVICE_WINDOW_MS: Millis = 24 * 3_600_000;
 pub const REPLY_DEADLINE_MS: Millis = 24 * 3_600_000;
 /// Length of a free entry point, counted from the business's first reply.
 pub const ENTRY_POINT_MS: Millis = 72 * 3_600_000;
-/// How long a lapsed customer-service window is remembered after a later one opened: the
-/// platform's gateway retries a report for hours, so a message reported up to a week late is
-/// still rated against the window open at its time (a choice; nothing in the platform's rules
-/// fixes it). Windows last at least 24 h and never overlap, so a conversation keeps at most 8.
-pub const LATE_MS: Millis = 7 * 86_400_000;
+/// How late a message may be reported and still be rated against the window open at its time:
+/// a conversation's state lives this long after the last instant it can change a rating, and a
+/// lapsed window is kept beside a later one while it ended less than this before the later one
+/// opened (a report that late would find the state gone anyway). A choice: the platform's
+/// rules fix none. Windows last at least 24 h and never overlap, so at most one is kept.
+pub const LATE_MS: Millis = 86_400_000;
 /// Charged messages of a conversation count towards the clicked campaign for this long after
 /// the click inbound (as long as a click stays attributable to conversions).
 pub const ATTRIBUTION_MS: Millis = 30 * 86_400_000;
@@ -191,8 +191,8 @@ pub struct Attribution {
 pub struct Conversation {
     /// The customer-service window opened last.
     pub window: Option<Span>,
-    /// Earlier customer-service windows that lapsed before `window` opened, oldest first, none
-    /// ending more than [`LATE_MS`] before its start: messages reported late are rated by them.
+    /// Customer-service windows that lapsed before `window` opened, oldest first, none ending
+    /// [`LATE_MS`] or more before its start: messages reported late are rated by them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier_windows: Vec<Span>,
     /// Set by an inbound with this advertiser's click id: the inbound's time (the 24 h reply
@@ -248,8 +248,8 @@ impl Conversation {
             .copied()
     }
 
-    /// Adds the window an inbound opens: merged with every window it touches or overlaps; the
-    /// latest stays `window`, and earlier ones are kept while within [`LATE_MS`] of it.
+    /// Adds the window an inbound opens, merged with every window it touches or overlaps; the
+    /// latest is `window`, and earlier ones stay while they ended within [`LATE_MS`] of its start.
     fn open_window(&mut self, new: Span) {
         let mut spans: Vec<Span> = self.earlier_windows.drain(..).chain(self.window).collect();
         spans.push(new);
@@ -345,8 +345,8 @@ impl Conversation {
         }
     }
 
-    /// Last instant at which this state can still change a rating (for a storage TTL); `None`
-    /// when empty. A pending click matters until its reply deadline.
+    /// Last instant at which this state can still change a rating; `None` when empty. A pending
+    /// click matters until its reply deadline. Stores keep the state [`LATE_MS`] longer.
     pub fn relevant_until_ms(&self) -> Option<Millis> {
         [
             self.window.map(|w| w.end),

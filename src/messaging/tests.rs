@@ -150,7 +150,7 @@ fn new_inbound_extends_and_older_inbound_does_not_shorten() {
 
 #[test]
 fn a_message_reported_late_is_rated_by_the_window_of_its_time() {
-    let conv = run(&[inbound(T0, false), inbound(T0 + 48 * H, false)]);
+    let conv = run(&[inbound(T0, false), inbound(T0 + 40 * H, false)]);
     assert_eq!(
         conv.earlier_windows,
         vec![Span {
@@ -176,7 +176,7 @@ fn a_message_reported_late_is_rated_by_the_window_of_its_time() {
     );
     let r = rate(&conv, &template(Category::Utility, T0 + 30 * H), JULY_2025).unwrap();
     assert!(r.chargeable && r.business_initiated);
-    assert_eq!(r.window_expires_ms, Some(T0 + 72 * H), "the latest window");
+    assert_eq!(r.window_expires_ms, Some(T0 + 64 * H), "the latest window");
 }
 
 #[test]
@@ -203,39 +203,29 @@ fn a_late_inbound_bridging_two_windows_joins_them() {
 }
 
 #[test]
-fn lapsed_windows_are_forgotten_a_week_after_the_latest_opened() {
-    let day = 24 * H;
-    let last = T0 + 7 * day + 24 * H;
-    let conv = run(&[
-        inbound(T0, false),
-        inbound(T0 + 2 * day, false),
-        inbound(last, false),
-    ]);
-    // [T0, T0 + 1d) ended exactly a week before the latest opened: forgotten. The one of the
-    // third day ends inside the week: kept.
+fn a_lapsed_window_is_forgotten_a_day_after_it_ended() {
+    let conv = run(&[inbound(T0, false), inbound(T0 + 48 * H - S, false)]);
+    assert_eq!(
+        conv.earlier_windows.len(),
+        1,
+        "ended a day less a second before"
+    );
+    let conv = run(&[inbound(T0, false), inbound(T0 + 48 * H, false)]);
     assert_eq!(
         conv.earlier_windows,
-        vec![Span {
-            start: T0 + 2 * day,
-            end: T0 + 3 * day
-        }]
+        vec![],
+        "ended a day before the next opened"
     );
     assert_eq!(
         reason(&conv, free_form(T0 + H)),
         Err(RatingError::OutsideServiceWindow)
     );
-    assert_eq!(
-        reason(&conv, free_form(T0 + 2 * day + H)),
-        Ok(Reason::ServiceWindow)
-    );
-    // Reported later still, an inbound older than the week opens nothing that is kept.
-    let again = rate(&conv, &inbound(T0 - day, false), JULY_2025).unwrap();
+    // Reported later still, an inbound older than that opens nothing that is kept.
+    let again = rate(&conv, &inbound(T0 - 2 * H, false), JULY_2025).unwrap();
     assert_eq!(again.conversation_after, conv);
-    // A daily chat for a month keeps at most the week's windows.
-    let daily: Vec<_> = (0..30)
-        .map(|d| inbound(T0 + d * (day + H), false))
-        .collect();
-    assert!(run(&daily).earlier_windows.len() <= 7);
+    // A daily chat keeps at most one lapsed window.
+    let daily: Vec<_> = (0..30).map(|d| inbound(T0 + d * 25 * H, false)).collect();
+    assert_eq!(run(&daily).earlier_windows.len(), 1);
 }
 
 #[test]
@@ -486,12 +476,8 @@ fn encode_decode_round_trip() {
     for conv in cases {
         assert_eq!(Conversation::decode(&conv.encode()), conv);
     }
-    let late = run(&[
-        inbound(T0, false),
-        inbound(T0 + 30 * H, false),
-        inbound(T0 + 60 * H, true),
-    ]);
-    assert_eq!(late.earlier_windows.len(), 2);
+    let late = run(&[inbound(T0, false), inbound(T0 + 30 * H, true)]);
+    assert_eq!(late.earlier_windows.len(), 1);
     assert!(late.encode().starts_with("3,"), "{}", late.encode());
     assert_eq!(Conversation::decode(&late.encode()), late);
     let single = run(&[inbound(T0, false)]);

@@ -1179,7 +1179,7 @@ impl State {
         self.conversations.retain(|_, raw| {
             Conversation::decode(raw)
                 .relevant_until_ms()
-                .is_some_and(|until| until + DAY_MS > now)
+                .is_some_and(|until| until + crate::messaging::LATE_MS > now)
         });
         let horizon = now - 2 * super::BUSINESS_LIMIT_WINDOW_MS;
         for users in self.initiated.values_mut() {

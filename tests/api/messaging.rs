@@ -200,7 +200,7 @@ async fn window_start_and_end_at_the_instant(backend: Backend) {
 async fn a_message_reported_late_is_rated_by_the_window_of_its_time(backend: Backend) {
     let app = spawn_app(backend).await;
     let (adv, key) = app.advertiser("Late").await;
-    for (id, offset) in [("first", Duration::ZERO), ("second", Duration::hours(48))] {
+    for (id, offset) in [("first", Duration::ZERO), ("second", Duration::hours(40))] {
         let (status, _) = post(&app, "/v1/messages", inbound(id, &adv, "u", at(offset))).await;
         assert_eq!(status, StatusCode::OK, "{id}");
     }
