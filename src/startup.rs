@@ -293,6 +293,7 @@ impl Application {
             shards: settings.store.shards,
             spool: ledger.spool.clone(),
             insight: insight.clone(),
+            node: spend.node_id().to_owned(),
         });
         let state = web::Data::new(AppState {
             store: store.clone(),

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use super::conversions::parse_click_id;
 use crate::capping::shard_of;
 use crate::catalog::Catalog;
-use crate::clock::{datetime_from_ms, Millis, SharedClock};
+use crate::clock::{datetime_from_ms, SharedClock};
 use crate::codes;
 use crate::domain::campaign::Rfc3339;
 use crate::domain::ids::AdvertiserId;

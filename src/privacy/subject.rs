@@ -10,7 +10,10 @@
 //! An erasure first waits for the exporter to drain the outboxes, so that no record of the user
 //! is still on its way into the record when it is unlinked. Other nodes learn of an erasure
 //! through the store within [`WATCH_INTERVAL`] and drop their view of the user; the
-//! announcement carries the keyed hash, never the id, and lasts [`ANNOUNCED_MS`].
+//! announcement carries the keyed hash, never the id, and lasts [`ANNOUNCED_MS`]. The erasure
+//! answers once every other live node has acted on it (each counts its completed rounds of
+//! reading announcements in the store), or after [`CONFIRM_WITHIN`] with the number that had
+//! not.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +35,8 @@ use crate::store::{Store, StoreError, UserLocator, UserRecords};
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// How long an erasure stays announced: well past the watch interval of every live node.
 pub const ANNOUNCED_MS: Millis = 60_000;
+/// How long an erasure waits for the other live nodes to act on it before answering.
+pub const CONFIRM_WITHIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubjectError {
@@ -57,6 +62,8 @@ pub struct Subjects {
     pub spool: Option<Arc<crate::ledger::spool::Spool>>,
     /// Sampled requests (keyed hashes) waiting to be written: flushed before reading them.
     pub insight: Arc<crate::insight::Insight>,
+    /// This node's id among the nodes sharing the store (`SpendBoard::node_id`).
+    pub node: String,
 }
 
 /// Everything stored about one user, by kind (the answer to an access request).
@@ -159,6 +166,9 @@ pub struct Erased {
     pub erased: bool,
     /// Ledger records that no longer carry the user's keyed hash (they stay for invoices).
     pub billing_records_unlinked: u64,
+    /// Other live nodes that had not confirmed dropping their view of the user when the
+    /// answer was given (0: all had); each does when it next reads the store.
+    pub nodes_pending: u32,
 }
 
 impl Subjects {
@@ -206,6 +216,14 @@ impl Subjects {
         self.store
             .announce_erasure(&user_key, self.clock.now_ms(), ANNOUNCED_MS)
             .await?;
+        let nodes_pending = self.confirmations().await?;
+        if nodes_pending > 0 {
+            tracing::warn!(
+                user_key = %user_key,
+                nodes_pending,
+                "erased, but live nodes have not yet acted on the erasure"
+            );
+        }
         tracing::info!(
             user_key = %user_key,
             unlinked,
@@ -215,7 +233,33 @@ impl Subjects {
             user: user.as_str().to_owned(),
             erased: true,
             billing_records_unlinked: unlinked,
+            nodes_pending,
         })
+    }
+
+    /// Waits until every other live node has completed two rounds of reading erasures since
+    /// the announcement (the first may have read just before it), up to [`CONFIRM_WITHIN`];
+    /// answers how many had not. A node yet to count its first round counts from 0 (one of an
+    /// earlier build never does, and is waited for in vain); one that stops beating holds
+    /// nothing any more and is no longer waited for.
+    async fn confirmations(&self) -> Result<u32, StoreError> {
+        let deadline = tokio::time::Instant::now() + CONFIRM_WITHIN;
+        let mut waiting: std::collections::HashMap<String, u64> = self
+            .store
+            .erasure_watchers(&self.node, self.clock.now_ms())
+            .await?
+            .into_iter()
+            .map(|(node, rounds)| (node, rounds + 2))
+            .collect();
+        while !waiting.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(WATCH_INTERVAL / 10).await;
+            let now = self
+                .store
+                .erasure_watchers(&self.node, self.clock.now_ms())
+                .await?;
+            waiting.retain(|node, needed| now.get(node).is_some_and(|rounds| rounds < needed));
+        }
+        Ok(waiting.len() as u32)
     }
 
     fn locate<'a>(&self, user: &'a str, clicks: Vec<String>) -> UserLocator<'a> {
@@ -269,6 +313,14 @@ impl Subjects {
                         };
                         let failed = self.insight.forgetting(&fresh, deleted).await;
                         seen.retain(|(key, _), _| !failed.contains(key));
+                        if !failed.is_empty() {
+                            continue;
+                        }
+                    }
+                    // A round that acted on everything it read: erasures waiting on this node
+                    // count it.
+                    if let Err(err) = self.store.erasures_watched(&self.node).await {
+                        tracing::debug!(error = %err.report(), "erasure round not counted");
                     }
                 }
                 Err(err) => tracing::debug!(error = %err.report(), "erasures not read; retrying"),

@@ -15,6 +15,8 @@ pub mod embedded;
 pub mod lines;
 pub mod redis;
 
+use std::collections::HashMap;
+
 use crate::capping::{DecisionProof, Retention, UserState};
 use crate::clock::Millis;
 use crate::domain::advertiser::Advertiser;
@@ -893,6 +895,27 @@ impl Store {
         match self {
             Store::Redis(s) => s.erasures_since(since_ms).await,
             Store::Embedded(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Counts one completed round of this node acting on the erasures others announced.
+    pub async fn erasures_watched(&self, node: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Redis(s) => s.erasures_watched(node).await,
+            Store::Embedded(_) => Ok(()),
+        }
+    }
+
+    /// The other live nodes and the erasure rounds each has completed; none on the embedded
+    /// backend.
+    pub async fn erasure_watchers(
+        &self,
+        node: &str,
+        now_ms: Millis,
+    ) -> Result<HashMap<String, u64>, StoreError> {
+        match self {
+            Store::Redis(s) => s.erasure_watchers(node, now_ms).await,
+            Store::Embedded(_) => Ok(HashMap::new()),
         }
     }
 

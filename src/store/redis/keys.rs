@@ -18,6 +18,9 @@ pub const NODE_SETTINGS: &str = "nodes:{catalog}:settings";
 /// Erasures of the last minute (ZSET, member: the user's keyed hash, score: when), which
 /// every node reads to drop its recent view of the user.
 pub const ERASURES: &str = "erasures:{catalog}";
+/// How many rounds of reading [`ERASURES`] each node has completed (HASH, node id -> count):
+/// an erasure waits for every live node to complete two after announcing it.
+pub const ERASURES_WATCHED: &str = "erasures:{catalog}:watched";
 
 /// When (the service's clock, ms) a service node last checked Redis's append-only files: one
 /// check at a time across the service (see `RedisStore::rewrite_aof_if_due`).

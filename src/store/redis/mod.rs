@@ -1048,6 +1048,51 @@ impl RedisStore {
         .await
     }
 
+    /// Counts one completed round of `node` reading erasures and acting on them.
+    pub async fn erasures_watched(&self, node: &str) -> Result<(), StoreError> {
+        let mut conn = self.bulk()?;
+        let node = node.to_owned();
+        self.call(RedisOp::Privacy, async move {
+            conn.hincr::<_, _, _, ()>(keys::ERASURES_WATCHED, node, 1)
+                .await
+        })
+        .await
+    }
+
+    /// The live nodes other than `node` and how many erasure rounds each has completed (0 for
+    /// none counted). Counts of nodes not alive are dropped (one that comes back counts again
+    /// from 0, which only makes a wait start there).
+    pub async fn erasure_watchers(
+        &self,
+        node: &str,
+        now_ms: Millis,
+    ) -> Result<HashMap<String, u64>, StoreError> {
+        let mut conn = self.bulk()?;
+        let node = node.to_owned();
+        self.call(RedisOp::Privacy, async move {
+            let (beats, watched): (HashMap<String, Millis>, HashMap<String, u64>) = redis::pipe()
+                .hgetall(keys::NODES)
+                .hgetall(keys::ERASURES_WATCHED)
+                .query_async(&mut conn)
+                .await?;
+            let alive = |other: &String| {
+                beats
+                    .get(other)
+                    .is_some_and(|at| *at > now_ms - NODE_ALIVE_MS)
+            };
+            let gone: Vec<&String> = watched.keys().filter(|n| !alive(n)).collect();
+            if !gone.is_empty() {
+                conn.hdel::<_, _, ()>(keys::ERASURES_WATCHED, gone).await?;
+            }
+            Ok(beats
+                .keys()
+                .filter(|other| **other != node && alive(other))
+                .map(|other| (other.clone(), watched.get(other).copied().unwrap_or(0)))
+                .collect())
+        })
+        .await
+    }
+
     pub async fn apply_conversion(
         &self,
         write: &ConversionWrite<'_>,
