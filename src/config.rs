@@ -77,12 +77,18 @@ pub struct RateLimitSettings {
 pub struct MessagingSettings {
     /// Dated rule sets (`[[messaging.rule_sets]]`); see `messaging::rules`.
     pub rule_sets: Vec<crate::messaging::rules::RuleSetConfig>,
+    /// Conversations keep a lapsed window beside a later one, for messages reported late;
+    /// false while nodes of an earlier build share the store (README: Upgrading).
+    pub keep_lapsed_windows: bool,
 }
 
 impl MessagingSettings {
     /// The validated rule sets; the error names the offending set.
     pub fn rule_book(&self) -> Result<crate::messaging::rules::RuleBook, String> {
-        crate::messaging::rules::RuleBook::from_config(&self.rule_sets)
+        Ok(
+            crate::messaging::rules::RuleBook::from_config(&self.rule_sets)?
+                .keeping_lapsed_windows(self.keep_lapsed_windows),
+        )
     }
 }
 

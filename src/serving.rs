@@ -238,7 +238,9 @@ impl Server {
                         state,
                         session: stored,
                     } = *live;
-                    assumed = self.recent.saw(user, state, session, stored, now_ms);
+                    assumed = self
+                        .recent
+                        .saw(&assumed, user, state, session, stored, now_ms);
                 }
             }
         }

@@ -13,6 +13,12 @@
 //! on another node. Views are therefore used for at most [`MAX_AGE_MS`] after the live read
 //! they rest on, and dropped when this node accepts one of the user's events.
 //!
+//! An erasure must leave no view of the user, also when a decision read the view before the
+//! erasure and commits after it: every erasure moves an epoch ([`RecentUsers::erase`],
+//! [`RecentUsers::forget_where`]), and a decision's view is remembered again only if no erasure
+//! came between its read and its commit (erasures are rare; the other users' views of such a
+//! decision are simply read again).
+//!
 //! Why hand-written rather than `moka` or `lru`: a view's age is measured on the injected
 //! clock (tests step it; a cache with its own timer would not follow), the bound is on memory,
 //! not on recency (a full shard simply starts over, with no bookkeeping per read on the decision
@@ -20,6 +26,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -46,6 +53,8 @@ pub struct Assumed {
     pub session: Option<SessionValue>,
     /// When the live state this view rests on was read (`None`: a user assumed new).
     pub read_at_ms: Option<Millis>,
+    /// The erasure epoch when the view was read: what it becomes is remembered only within it.
+    erasures: u64,
 }
 
 #[derive(Debug)]
@@ -60,6 +69,9 @@ struct Seen {
 pub struct RecentUsers {
     shards: Vec<Mutex<HashMap<String, Seen>>>,
     hasher: RandomState,
+    /// Moved by every erasure before it drops views; read under a shard's lock before a view
+    /// is remembered.
+    erasures: AtomicU64,
 }
 
 impl Default for RecentUsers {
@@ -67,6 +79,7 @@ impl Default for RecentUsers {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
+            erasures: AtomicU64::new(0),
         }
     }
 }
@@ -79,11 +92,15 @@ impl RecentUsers {
     /// The view to decide on: the last one seen if young enough, else a new user.
     pub fn assume(&self, user: &str, session: Option<&str>, now_ms: Millis) -> Assumed {
         let shard = self.shard(user).lock();
+        let erasures = self.erasures.load(Ordering::SeqCst);
         let Some(seen) = shard
             .get(user)
             .filter(|seen| now_ms - seen.read_at_ms < MAX_AGE_MS && seen.read_at_ms <= now_ms)
         else {
-            return Assumed::default();
+            return Assumed {
+                erasures,
+                ..Assumed::default()
+            };
         };
         Assumed {
             state: Arc::clone(&seen.state),
@@ -92,13 +109,16 @@ impl RecentUsers {
                 _ => None,
             },
             read_at_ms: Some(seen.read_at_ms),
+            erasures,
         }
     }
 
-    /// Remembers the live state a store answered, read at `read_at_ms`, and returns it as the
-    /// view to decide on (`stored`: the value of the requested session `session`, if any).
+    /// Remembers the live state a store answered, read at `read_at_ms` by a decision that
+    /// began on `before`, and returns it as the view to decide on (`stored`: the value of the
+    /// requested session `session`, if any).
     pub fn saw(
         &self,
+        before: &Assumed,
         user: &str,
         state: UserState,
         session: Option<&str>,
@@ -108,6 +128,7 @@ impl RecentUsers {
         let state = Arc::new(state);
         self.remember(
             user,
+            before.erasures,
             Seen {
                 state: Arc::clone(&state),
                 session: session
@@ -120,6 +141,7 @@ impl RecentUsers {
             state,
             session: stored,
             read_at_ms: Some(read_at_ms),
+            erasures: before.erasures,
         }
     }
 
@@ -140,6 +162,9 @@ impl RecentUsers {
         // Dropping the remembered copy first usually leaves the view unshared, so it is updated
         // in place: a deep copy of the user's maps per decision was most of this call's cost.
         shard.remove(user);
+        if self.erasures.load(Ordering::SeqCst) != decided_on.erasures {
+            return;
+        }
         let view = Arc::make_mut(&mut state);
         view.reservations.retain(|r| r.expires_ms > now_ms);
         view.reservations.extend(reservations);
@@ -154,8 +179,11 @@ impl RecentUsers {
         );
     }
 
-    fn remember(&self, user: &str, seen: Seen) {
-        Self::insert(&mut self.shard(user).lock(), user, seen);
+    fn remember(&self, user: &str, erasures: u64, seen: Seen) {
+        let mut shard = self.shard(user).lock();
+        if self.erasures.load(Ordering::SeqCst) == erasures {
+            Self::insert(&mut shard, user, seen);
+        }
     }
 
     fn insert(shard: &mut HashMap<String, Seen>, user: &str, seen: Seen) {
@@ -165,9 +193,15 @@ impl RecentUsers {
         shard.insert(user.to_owned(), seen);
     }
 
-    /// Drops the view of a user whose state an event just moved (or who was erased).
+    /// Drops the view of a user whose state an event just moved.
     pub fn forget(&self, user: &str) {
         self.shard(user).lock().remove(user);
+    }
+
+    /// Drops the view of an erased user; a decision in flight keeps none it read before.
+    pub fn erase(&self, user: &str) {
+        self.erasures.fetch_add(1, Ordering::SeqCst);
+        self.forget(user);
     }
 
     /// Drops the views too old to be used (called every second): a view holds a user's state
@@ -185,8 +219,10 @@ impl RecentUsers {
         self.shard(user).lock().contains_key(user)
     }
 
-    /// Drops the views of every user `erased` selects (erasures announced by other nodes).
+    /// Drops the views of every user `erased` selects (erasures announced by other nodes); a
+    /// decision in flight keeps none it read before.
     pub fn forget_where(&self, erased: impl Fn(&str) -> bool) {
+        self.erasures.fetch_add(1, Ordering::SeqCst);
         for shard in &self.shards {
             shard.lock().retain(|user, _| !erased(user));
         }
@@ -210,7 +246,15 @@ mod tests {
             },
             3,
         );
-        let view = recent.saw("u", state.clone(), Some("s1"), Some(stored.clone()), 1_000);
+        let began = recent.assume("u", Some("s1"), 1_000);
+        let view = recent.saw(
+            &began,
+            "u",
+            state.clone(),
+            Some("s1"),
+            Some(stored.clone()),
+            1_000,
+        );
         assert_eq!(view.read_at_ms, Some(1_000));
         let seen = recent.assume("u", Some("s1"), 1_000 + MAX_AGE_MS - 1);
         assert_eq!(*seen.state, state);
@@ -226,7 +270,7 @@ mod tests {
         recent.forget("u");
         assert_eq!(*recent.assume("u", None, 1_000).state, UserState::default());
         // Kept no longer than it may be used.
-        recent.saw("u", state.clone(), None, None, 1_000);
+        recent.saw(&began, "u", state.clone(), None, None, 1_000);
         recent.expire(1_000 + MAX_AGE_MS - 1);
         assert!(recent.holds("u"));
         recent.expire(1_000 + MAX_AGE_MS);
@@ -249,6 +293,7 @@ mod tests {
             }),
             session: None,
             read_at_ms: Some(50),
+            erasures: 0,
         };
         recent.committed("u", view, vec![reservation("new", 500)], None, 100);
         let seen = recent.assume("u", None, 100);
@@ -259,5 +304,33 @@ mod tests {
             .assume("u", None, 50 + MAX_AGE_MS)
             .read_at_ms
             .is_none());
+    }
+
+    #[test]
+    fn a_decision_in_flight_across_an_erasure_keeps_no_view() {
+        let recent = RecentUsers::default();
+        let mut state = UserState::default();
+        state.daily_renders.push(1);
+        // Read before the user was erased, on this node or announced by another.
+        for erase in [
+            &(|r: &RecentUsers| r.erase("u")) as &dyn Fn(&RecentUsers),
+            &|r: &RecentUsers| r.forget_where(|user| user == "u"),
+        ] {
+            let began = recent.assume("u", None, 1_000);
+            recent.saw(&began, "u", state.clone(), None, None, 1_000);
+            let in_flight = recent.assume("u", None, 1_000);
+            assert_eq!(*in_flight.state, state);
+            erase(&recent);
+            recent.committed("u", in_flight, Vec::new(), None, 1_001);
+            assert!(!recent.holds("u"), "committed after the erasure");
+            let read = recent.assume("u", None, 1_000);
+            erase(&recent);
+            recent.saw(&read, "u", state.clone(), None, None, 1_002);
+            assert!(!recent.holds("u"), "a live read from before the erasure");
+        }
+        // Decisions begun after it are remembered as before.
+        let after = recent.assume("u", None, 2_000);
+        recent.committed("u", after, Vec::new(), None, 2_000);
+        assert!(recent.holds("u"));
     }
 }

@@ -6,7 +6,8 @@
 //! are converted to the service currency to be ranked, and what a winner pays, or what a rate
 //! card charges, is converted back to the advertiser's currency, each time rounded down; a
 //! campaign never pays above its own bid (but a render always at least one micro: see
-//! `selection::pick`).
+//! `selection::pick`). Delivery insight's prices round up instead: they tell the advertiser
+//! what to bid.
 //!
 //! A currency without a rate cannot be priced: an advertiser cannot be created in it, and one
 //! left without (its rate removed from the configuration) serves only its house campaigns
@@ -49,6 +50,13 @@ impl Rate {
     /// `micros` of the service currency in this currency, rounded down.
     pub fn from_service(self, micros: Micros) -> Micros {
         saturate(i128::from(micros) * NANOS / i128::from(self.0))
+    }
+
+    /// The fewest micros of this currency worth at least `micros` of the service currency: a
+    /// bid that matches a price the auction paid (what delivery insight reports).
+    pub fn from_service_up(self, micros: Micros) -> Micros {
+        let rate = i128::from(self.0);
+        saturate((i128::from(micros) * NANOS + rate - 1).div_euclid(rate))
     }
 }
 
@@ -184,6 +192,25 @@ mod tests {
         }
         // A tiny rate cannot overflow back into the currency.
         assert_eq!(Rate(1).from_service(Micros::MAX), Micros::MAX);
+    }
+
+    #[test]
+    fn a_price_converted_up_is_the_least_bid_worth_it() {
+        let rates = [0.92, 0.0061, 1.17, 1.0, 150.25, 1e-9, 1e9];
+        for rate in rates.map(|r| Rate::from_decimal(r).unwrap()) {
+            for price in [0, 1, 999, 1_000_000, 2_100_000, 123_456_789] {
+                let bid = rate.from_service_up(price);
+                assert!(rate.to_service(bid) >= price, "{rate:?} {price}");
+                assert!(
+                    bid == 0 || rate.to_service(bid - 1) < price,
+                    "{rate:?} {price}: {bid} is not the least"
+                );
+                assert!(bid >= rate.from_service(price));
+            }
+        }
+        // 1 EUR micro is 1.0869… USD micros: 2 are needed to be worth it.
+        assert_eq!(Rate::from_decimal(0.92).unwrap().from_service_up(1), 2);
+        assert_eq!(Rate::PAR.from_service_up(2_100_000), 2_100_000);
     }
 
     #[test]

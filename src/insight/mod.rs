@@ -371,12 +371,16 @@ impl Insight {
         *not_eligible
             .get_mut(Ineligible::Targeting.as_str())
             .expect("every reason is listed") += (sampled - known).max(0);
-        // Sampled in the service currency: reported in the campaign's own.
+        // Sampled in the service currency: reported in the campaign's own, as the least bid of
+        // it worth what winners paid (rounded down, a bid of that much would still lose).
         let snapshot = self.catalog.snapshot();
         let exchange = snapshot
             .advertiser(&campaign.advertiser_id)
             .and_then(|a| snapshot.money().rate(&a.currency));
-        let own = |cpm: Option<i64>| cpm.zip(exchange).map(|(cpm, rate)| rate.from_service(cpm));
+        let own = |cpm: Option<i64>| {
+            cpm.zip(exchange)
+                .map(|(cpm, rate)| rate.from_service_up(cpm))
+        };
         let clearing = Percentiles {
             p50: own(percentile(&prices, 0.5)),
             p90: own(percentile(&prices, 0.9)),

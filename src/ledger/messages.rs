@@ -217,7 +217,11 @@ impl Messages<'_> {
                 )),
                 None => None,
             };
-            let after = &rating.conversation_after;
+            let mut after = rating.conversation_after.clone();
+            if !self.rules.keeps_lapsed_windows() {
+                after.earlier_windows.clear();
+            }
+            let after = &after;
             let new_state = if *after == Conversation::default() {
                 String::new()
             } else {

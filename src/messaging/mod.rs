@@ -10,10 +10,10 @@
 //! - **Inbound** (user → business), a message or a call, is always free (reason `inbound`) and
 //!   opens or resets the 24 h customer-service window `[at, at + 24h)`. A window still open at
 //!   `at` is extended (its start kept); a late-delivered older inbound only moves the start back
-//!   when its own window reaches the current one, and never shortens the end. A lapsed window
-//!   is remembered for [`LATE_MS`] after it ended, also once a later one opened, so a message
-//!   reported late is rated against the window open at its own time (an older inbound reported
-//!   late opens its own).
+//!   when its own window reaches the current one, and never shortens the end. A window that
+//!   lapsed less than [`LATE_MS`] before a later inbound opened a new one is kept beside it, so
+//!   a message reported late is rated against the window open at its own time (an older
+//!   inbound reported late opens its own); the windows kept live as long as the stored state.
 //! - An inbound carrying this advertiser's click-to-chat click id records a pending click and
 //!   attributes the conversation to the click's campaign for [`ATTRIBUTION_MS`]. The first
 //!   outbound at or after that inbound consumes the click: sent within 24 h of it, it opens the
@@ -54,9 +54,10 @@ pub const REPLY_DEADLINE_MS: Millis = 24 * 3_600_000;
 pub const ENTRY_POINT_MS: Millis = 72 * 3_600_000;
 /// How late a message may be reported and still be rated against the window open at its time:
 /// a conversation's state lives this long after the last instant it can change a rating, and a
-/// lapsed window is kept beside a later one while it ended less than this before the later one
-/// opened (a report that late would find the state gone anyway). A choice: the platform's
-/// rules fix none. Windows last at least 24 h and never overlap, so at most one is kept.
+/// lapsed window is kept beside a later one when it ended less than this before the later one
+/// opened (without a click or entry point, a report later than that finds the state gone
+/// anyway). A choice: the platform's rules fix none. Windows last at least 24 h and never
+/// overlap, so at most one is kept.
 pub const LATE_MS: Millis = 86_400_000;
 /// Charged messages of a conversation count towards the clicked campaign for this long after
 /// the click inbound (as long as a click stays attributable to conversions).
@@ -191,8 +192,8 @@ pub struct Attribution {
 pub struct Conversation {
     /// The customer-service window opened last.
     pub window: Option<Span>,
-    /// Customer-service windows that lapsed before `window` opened, oldest first, none ending
-    /// [`LATE_MS`] or more before its start: messages reported late are rated by them.
+    /// Customer-service windows that lapsed before `window` opened, oldest first, each ending
+    /// less than [`LATE_MS`] before its start: messages reported late are rated by them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier_windows: Vec<Span>,
     /// Set by an inbound with this advertiser's click id: the inbound's time (the 24 h reply
@@ -321,20 +322,30 @@ impl Conversation {
                     }
                     _ => return None,
                 };
-                let earlier_windows = match (*form, earlier) {
-                    ("2", []) => Vec::new(),
-                    ("3", [list]) => list
-                        .split(';')
-                        .map(|pair| {
-                            let (start, end) = pair.split_once(':')?;
-                            let (start, end) = (start.parse().ok()?, end.parse().ok()?);
-                            (start < end).then_some(Span { start, end })
-                        })
-                        .collect::<Option<Vec<_>>>()?,
+                let window = span(field(ws)?, field(we)?)?;
+                let earlier_windows = match (*form, earlier, window) {
+                    ("2", [], _) => Vec::new(),
+                    ("3", [list], Some(latest)) => {
+                        let spans = list
+                            .split(';')
+                            .map(|pair| {
+                                let (start, end) = pair.split_once(':')?;
+                                let (start, end) = (start.parse().ok()?, end.parse().ok()?);
+                                (start < end).then_some(Span { start, end })
+                            })
+                            .collect::<Option<Vec<_>>>()?;
+                        // What `open_window` keeps: apart, in order, and before the latest.
+                        let apart = spans
+                            .iter()
+                            .chain([&latest])
+                            .zip(spans.iter().chain([&latest]).skip(1))
+                            .all(|(a, b)| a.end < b.start);
+                        apart.then_some(spans)?
+                    }
                     _ => return None,
                 };
                 Some(Conversation {
-                    window: span(field(ws)?, field(we)?)?,
+                    window,
                     earlier_windows,
                     click_inbound_ms: field(c)?,
                     entry_point: span(field(es)?, field(ee)?)?,
@@ -397,7 +408,8 @@ pub struct Rating {
     pub campaign: Option<String>,
     /// State to persist; equal to the input state when nothing changed.
     pub conversation_after: Conversation,
-    /// End of the service window open at the message's time after it, else of the latest.
+    /// End of the service window open at the message's time after it, else of the latest (for
+    /// a message in no window).
     pub window_expires_ms: Option<Millis>,
 }
 

@@ -164,9 +164,24 @@ impl RuleSet {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleBook {
     sets: Vec<RuleSet>,
+    /// Conversations keep lapsed windows for messages reported late (`Conversation::encode`'s
+    /// form 3, which earlier builds read as a new conversation: off while they run).
+    keep_lapsed_windows: bool,
 }
 
 impl RuleBook {
+    /// `messaging.keep_lapsed_windows`.
+    pub fn keeping_lapsed_windows(self, keep: bool) -> Self {
+        Self {
+            keep_lapsed_windows: keep,
+            ..self
+        }
+    }
+
+    pub fn keeps_lapsed_windows(&self) -> bool {
+        self.keep_lapsed_windows
+    }
+
     /// The set in force at `at_ms`.
     pub fn in_force(&self, at_ms: Millis) -> &RuleSet {
         self.sets
@@ -203,7 +218,10 @@ impl RuleBook {
             sets.push(set);
         }
         sets.sort_by_key(|s| s.effective_from_ms);
-        Ok(Self { sets })
+        Ok(Self {
+            sets,
+            keep_lapsed_windows: true,
+        })
     }
 }
 

@@ -197,9 +197,9 @@ impl Subjects {
         }
         let user_key = self.reach.of(user.as_str());
         let (_, clicks) = self.record.linked_to(&user_key).await?;
-        // Forgotten before and after: a decision of this node in flight during the erasure
-        // may put a view back in between.
-        self.recent.forget(user.as_str());
+        // A decision of this node in flight keeps no view it read before (see
+        // `capping::recent`).
+        self.recent.erase(user.as_str());
         self.store
             .erase_user(&self.locate(user.as_str(), clicks))
             .await?;
@@ -212,7 +212,9 @@ impl Subjects {
                 self.record.delete_samples_of(&[user_key.as_str()]),
             )
             .await?;
-        self.recent.forget(user.as_str());
+        // Again: a decision that began during the erasure may have committed a view of the
+        // user as new, resting on state the erasure then deleted.
+        self.recent.erase(user.as_str());
         self.store
             .announce_erasure(&user_key, self.clock.now_ms(), ANNOUNCED_MS)
             .await?;
@@ -241,7 +243,8 @@ impl Subjects {
     /// the announcement (the first may have read just before it), up to [`CONFIRM_WITHIN`];
     /// answers how many had not. A node yet to count its first round counts from 0 (one of an
     /// earlier build never does, and is waited for in vain); one that stops beating holds
-    /// nothing any more and is no longer waited for.
+    /// nothing any more and is no longer waited for. Only the first read failing is an error:
+    /// later, the erasure is done and announced, and the nodes still waited for are pending.
     async fn confirmations(&self) -> Result<u32, StoreError> {
         let deadline = tokio::time::Instant::now() + CONFIRM_WITHIN;
         let mut waiting: std::collections::HashMap<String, u64> = self
@@ -253,10 +256,17 @@ impl Subjects {
             .collect();
         while !waiting.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(WATCH_INTERVAL / 10).await;
-            let now = self
+            let now = match self
                 .store
                 .erasure_watchers(&self.node, self.clock.now_ms())
-                .await?;
+                .await
+            {
+                Ok(now) => now,
+                Err(err) => {
+                    tracing::warn!(error = %err.report(), "erasure confirmations not read");
+                    break;
+                }
+            };
             waiting.retain(|node, needed| now.get(node).is_some_and(|rounds| rounds < needed));
         }
         Ok(waiting.len() as u32)
@@ -277,8 +287,10 @@ impl Subjects {
     }
 
     /// Until `shutdown`: drops this node's view of every user another node erased. Each read
-    /// takes the whole announcement window (announcing nodes' clocks differ, and two erasures
-    /// can share a millisecond) and acts on the announcements not seen before.
+    /// takes every announcement kept (announcing nodes' clocks differ, and two erasures can
+    /// share a millisecond) and acts on those not seen before. A round that read some and acted
+    /// on all is counted in the store: erasures waiting for this node read the count (rounds
+    /// reading none are not, so an idle service writes nothing).
     pub async fn watch_erasures(self: Arc<Self>, mut shutdown: Shutdown) {
         let mut seen: std::collections::HashMap<(String, Millis), Millis> =
             std::collections::HashMap::new();
@@ -289,8 +301,9 @@ impl Subjects {
             }
             let now = self.clock.now_ms();
             seen.retain(|_, read_at| *read_at > now - 2 * ANNOUNCED_MS);
-            match self.store.erasures_since(now - 2 * ANNOUNCED_MS).await {
+            match self.store.erasures().await {
                 Ok(erased) => {
+                    let announced = !erased.is_empty();
                     let fresh: std::collections::HashSet<String> = erased
                         .into_iter()
                         .filter(|announced| seen.insert(announced.clone(), now).is_none())
@@ -317,10 +330,10 @@ impl Subjects {
                             continue;
                         }
                     }
-                    // A round that acted on everything it read: erasures waiting on this node
-                    // count it.
-                    if let Err(err) = self.store.erasures_watched(&self.node).await {
-                        tracing::debug!(error = %err.report(), "erasure round not counted");
+                    if announced {
+                        if let Err(err) = self.store.erasures_watched(&self.node).await {
+                            tracing::debug!(error = %err.report(), "erasure round not counted");
+                        }
                     }
                 }
                 Err(err) => tracing::debug!(error = %err.report(), "erasures not read; retrying"),

@@ -887,13 +887,10 @@ impl Store {
         }
     }
 
-    /// Erasures other nodes announced after `since_ms`: (user key, when).
-    pub async fn erasures_since(
-        &self,
-        since_ms: Millis,
-    ) -> Result<Vec<(String, Millis)>, StoreError> {
+    /// The erasures announced and still kept: (user key, when).
+    pub async fn erasures(&self) -> Result<Vec<(String, Millis)>, StoreError> {
         match self {
-            Store::Redis(s) => s.erasures_since(since_ms).await,
+            Store::Redis(s) => s.erasures().await,
             Store::Embedded(_) => Ok(Vec::new()),
         }
     }

@@ -258,6 +258,51 @@ async fn a_message_reported_late_is_rated_by_the_window_of_its_time(backend: Bac
     assert_eq!(invoice(&app, &key, "2026-11").await["total_micros"], 8_000);
 }
 
+/// With `messaging.keep_lapsed_windows = false` (nodes of an earlier build share the store),
+/// a conversation is stored in the form they read, and a late reply finds no window again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_lapsed_windows_the_state_keeps_the_earlier_form() {
+    use redis::AsyncCommands;
+    let app = spawn_app_with(Backend::Redis, |s| {
+        s.messaging.keep_lapsed_windows = false;
+    })
+    .await;
+    let (adv, _) = app.advertiser("Late").await;
+    for (id, offset) in [("first", Duration::ZERO), ("second", Duration::hours(40))] {
+        let (status, _) = post(&app, "/v1/messages", inbound(id, &adv, "u", at(offset))).await;
+        assert_eq!(status, StatusCode::OK, "{id}");
+    }
+    let mut redis = redis::Client::open(app.redis.as_ref().unwrap().url().as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis.keys("conv:*").await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let state: String = redis.get(&keys[0]).await.unwrap();
+    assert!(state.starts_with("2,"), "{state}");
+    let (status, body) = post(
+        &app,
+        "/v1/messages",
+        outbound(
+            "reply",
+            &adv,
+            "u",
+            "free_form",
+            None,
+            at(Duration::hours(1)),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("outside_service_window")
+        )
+    );
+}
+
 async fn a_call_opens_a_window(backend: Backend) {
     let app = spawn_app(backend).await;
     let (adv, _) = app.advertiser("Callee").await;

@@ -1,5 +1,7 @@
 //! Consent, the carried state of users without personalisation, access and erasure.
 
+use std::sync::Arc;
+
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -898,6 +900,51 @@ async fn an_erasure_waits_for_every_live_node_and_says_which_did_not_act() {
     let watched: std::collections::HashMap<String, u64> =
         redis.hgetall("erasures:{catalog}:watched").await.unwrap();
     assert!(!watched.contains_key("stuck"), "{watched:?}");
+}
+
+/// The wait is for two rounds counted after the announcement (the first may have read just
+/// before it): a node counting one more round is still waited for, one counting two is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_waits_for_two_rounds_of_each_node() {
+    use redis::AsyncCommands;
+    let app = Arc::new(spawn_app(Backend::Redis).await);
+    let mut redis = redis::Client::open(app.redis.as_ref().unwrap().url().as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    app.refresh_spend().await;
+    let beats: std::collections::HashMap<String, i64> =
+        redis.hgetall("nodes:{catalog}").await.unwrap();
+    let () = redis
+        .hset("nodes:{catalog}", "ghost", *beats.values().max().unwrap())
+        .await
+        .unwrap();
+    let () = redis
+        .hset("erasures:{catalog}:watched", "ghost", 5)
+        .await
+        .unwrap();
+    let asked = std::time::Instant::now();
+    let erasing = tokio::spawn({
+        let app = app.clone();
+        async move { erase(&app, "wa-user-1").await }
+    });
+    while redis.zcard::<_, u64>("erasures:{catalog}").await.unwrap() == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let () = redis
+        .hincr("erasures:{catalog}:watched", "ghost", 1)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!erasing.is_finished(), "answered after one round");
+    let () = redis
+        .hincr("erasures:{catalog}:watched", "ghost", 1)
+        .await
+        .unwrap();
+    let answer = erasing.await.unwrap();
+    assert_eq!(answer["nodes_pending"], 0, "{answer}");
+    assert!(asked.elapsed() < statusads::privacy::subject::CONFIRM_WITHIN);
 }
 
 /// Logs outlive erasures, so no log line names a user: a request's span names its route, not

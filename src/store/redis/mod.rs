@@ -1035,15 +1035,11 @@ impl RedisStore {
         .await
     }
 
-    /// Erasures announced after `since_ms`: (user key, when).
-    pub async fn erasures_since(
-        &self,
-        since_ms: Millis,
-    ) -> Result<Vec<(String, Millis)>, StoreError> {
+    /// The erasures announced and still kept (the announcers trim them): (user key, when).
+    pub async fn erasures(&self) -> Result<Vec<(String, Millis)>, StoreError> {
         let mut conn = self.bulk()?;
         self.call(RedisOp::Privacy, async move {
-            conn.zrangebyscore_withscores(keys::ERASURES, format!("({since_ms}"), "+inf")
-                .await
+            conn.zrange_withscores(keys::ERASURES, 0, -1).await
         })
         .await
     }
