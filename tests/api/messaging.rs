@@ -303,6 +303,35 @@ async fn without_lapsed_windows_the_state_keeps_the_earlier_form() {
     );
 }
 
+/// A conversation's state is kept, counted from now, until a day after the last instant it can
+/// change a rating: an inbound reported 20 h late keeps it 28 h, one dated 3 days ahead 5 days.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_lives_a_day_past_its_window_counted_from_now() {
+    use redis::AsyncCommands;
+    let app = spawn_app(Backend::Redis).await;
+    let (adv, _) = app.advertiser("Shop").await;
+    let mut redis = redis::Client::open(app.redis.as_ref().unwrap().url().as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for (user, offset, lives) in [
+        ("late", -Duration::hours(20), Duration::hours(28)),
+        ("ahead", Duration::days(3), Duration::days(5)),
+    ] {
+        let (status, _) = post(&app, "/v1/messages", inbound(user, &adv, user, at(offset))).await;
+        assert_eq!(status, StatusCode::OK, "{user}");
+        let keys: Vec<String> = redis.keys(format!("conv:*:{user}")).await.unwrap();
+        assert_eq!(keys.len(), 1, "{user}: {keys:?}");
+        let ttl_ms: i64 = redis.pttl(&keys[0]).await.unwrap();
+        let expected = lives.whole_milliseconds() as i64;
+        assert!(
+            (expected - 60_000..=expected).contains(&ttl_ms),
+            "{user}: {ttl_ms} ms, expected {expected}"
+        );
+    }
+}
+
 async fn a_call_opens_a_window(backend: Backend) {
     let app = spawn_app(backend).await;
     let (adv, _) = app.advertiser("Callee").await;
