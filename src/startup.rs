@@ -425,7 +425,8 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, then stops in order (see `shutdown`): the HTTP server
     /// (stop accepting, finish in-flight requests), then the refresher and the probe, joined,
-    /// so that nothing is still waiting on Redis when the runtime goes.
+    /// so that nothing is still waiting on Redis when the runtime goes; last, the node's
+    /// heartbeat goes, so the others neither share budgets with it nor wait for it.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.shutdown.fire();
@@ -435,6 +436,9 @@ impl Application {
                 tracing::error!("a background task did not stop in time");
                 abort.abort();
             }
+        }
+        if let Err(err) = self.state.store.leave(self.state.spend.node_id()).await {
+            tracing::warn!(error = %err.report(), "the other nodes count this one until its heartbeat ages (5 s)");
         }
         if let Some(spool) = &self.state.ledger.spool {
             if spool.pending() > 0 {

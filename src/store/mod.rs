@@ -895,6 +895,15 @@ impl Store {
         }
     }
 
+    /// Tells the other nodes this one has stopped (a graceful stop); nothing on the embedded
+    /// backend, which is one node.
+    pub async fn leave(&self, node: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Redis(s) => s.leave(node).await,
+            Store::Embedded(_) => Ok(()),
+        }
+    }
+
     /// Counts one completed round of this node acting on the erasures others announced.
     pub async fn erasures_watched(&self, node: &str) -> Result<(), StoreError> {
         match self {

@@ -622,6 +622,28 @@ async fn wait_ready(api: &Api) {
     }
 }
 
+/// A node stopped by SIGTERM takes its heartbeat with it: the others stop sharing budgets with
+/// it and no erasure waits for it (a node killed is counted until its heartbeat ages, 5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_gracefully_leaves_the_nodes_alive() {
+    use redis::AsyncCommands;
+    let redis = RedisServer::start();
+    let mut service = ServiceProcess::start(&redis.url()).await;
+    let mut conn = redis::Client::open(redis.url().as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let beats: std::collections::HashMap<String, i64> =
+        conn.hgetall("nodes:{catalog}").await.unwrap();
+    assert_eq!(beats.len(), 1, "{beats:?}");
+    let status = service.terminate().await;
+    assert!(status.success(), "{status:?}");
+    let beats: std::collections::HashMap<String, i64> =
+        conn.hgetall("nodes:{catalog}").await.unwrap();
+    assert!(beats.is_empty(), "{beats:?}");
+}
+
 /// A node that has run before restarts while Redis is down: it starts from its catalog cache,
 /// is not ready, answers empty slots fast and spools the render of a token it served before;
 /// when Redis returns the spool replays and the render is counted once.

@@ -1044,6 +1044,23 @@ impl RedisStore {
         .await
     }
 
+    /// Removes `node`'s heartbeat and erasure count: the other nodes stop counting it in
+    /// budget shares and stop waiting for it, without waiting for the heartbeat to age.
+    pub async fn leave(&self, node: &str) -> Result<(), StoreError> {
+        let mut conn = self.bulk()?;
+        let node = node.to_owned();
+        self.call(RedisOp::Spend, async move {
+            redis::pipe()
+                .hdel(keys::NODES, &node)
+                .ignore()
+                .hdel(keys::ERASURES_WATCHED, &node)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
     /// Counts one completed round of `node` reading erasures and acting on them.
     pub async fn erasures_watched(&self, node: &str) -> Result<(), StoreError> {
         let mut conn = self.bulk()?;
