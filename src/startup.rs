@@ -47,6 +47,9 @@ use crate::tokens::TokenKeys;
 
 /// How often a node looks for catalog changes made by other nodes.
 const CATALOG_POLL: Duration = Duration::from_millis(500);
+/// How long a stopping node takes, at most, to act on the erasures announced and to tell the
+/// others it has gone.
+const LEAVE_WITHIN: Duration = Duration::from_secs(1);
 /// Budget checks read spend at most this old (DESIGN.md: at least every second).
 const SPEND_REFRESH: Duration = Duration::from_millis(1000);
 /// How long the background tasks may take to stop once the server has (they stop at their
@@ -437,8 +440,19 @@ impl Application {
                 abort.abort();
             }
         }
-        if let Err(err) = self.state.store.leave(self.state.spend.node_id()).await {
-            tracing::warn!(error = %err.report(), "the other nodes count this one until its heartbeat ages (5 s)");
+        // Best effort, and briefly: an orchestrator's grace period is already running.
+        let leaving = async {
+            self.state.subjects.act_on_erasures().await;
+            self.state.store.leave(self.state.spend.node_id()).await
+        };
+        match tokio::time::timeout(LEAVE_WITHIN, leaving).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err.report(), "the other nodes count this one until its heartbeat ages (5 s)")
+            }
+            Err(_) => {
+                tracing::warn!("the other nodes count this one until its heartbeat ages (5 s)")
+            }
         }
         if let Some(spool) = &self.state.ledger.spool {
             if spool.pending() > 0 {

@@ -198,10 +198,13 @@ impl RecentUsers {
         self.shard(user).lock().remove(user);
     }
 
-    /// Drops the view of an erased user; a decision in flight keeps none it read before.
+    /// Drops the view of an erased user; a decision in flight keeps none it read before. The
+    /// epoch moves under the shard's lock, with the removal: a view read before it is one whose
+    /// commit sees the new epoch, and one read after it finds nothing.
     pub fn erase(&self, user: &str) {
+        let mut shard = self.shard(user).lock();
         self.erasures.fetch_add(1, Ordering::SeqCst);
-        self.forget(user);
+        shard.remove(user);
     }
 
     /// Drops the views too old to be used (called every second): a view holds a user's state
@@ -222,9 +225,11 @@ impl RecentUsers {
     /// Drops the views of every user `erased` selects (erasures announced by other nodes); a
     /// decision in flight keeps none it read before.
     pub fn forget_where(&self, erased: impl Fn(&str) -> bool) {
-        self.erasures.fetch_add(1, Ordering::SeqCst);
         for shard in &self.shards {
-            shard.lock().retain(|user, _| !erased(user));
+            let mut shard = shard.lock();
+            // Under each shard's lock, as in `erase`.
+            self.erasures.fetch_add(1, Ordering::SeqCst);
+            shard.retain(|user, _| !erased(user));
         }
     }
 }

@@ -181,7 +181,7 @@ impl Insight {
             .map(|p| p.clearing_service_cpm_micros)
             .filter(|cpm| *cpm > 0)
             .min()
-            .map(|cpm| cpm - cpm.rem_euclid(PRICE_STEP_MICROS));
+            .map(step_up);
         let sample = SampledRequest {
             statuses: request.statuses,
             session_served,
@@ -372,7 +372,7 @@ impl Insight {
             .get_mut(Ineligible::Targeting.as_str())
             .expect("every reason is listed") += (sampled - known).max(0);
         // Sampled in the service currency: reported in the campaign's own, as the least bid of
-        // it worth what winners paid (rounded down, a bid of that much would still lose).
+        // it worth what winners paid (rounded down, a bid of that much could still lose).
         let snapshot = self.catalog.snapshot();
         let exchange = snapshot
             .advertiser(&campaign.advertiser_id)
@@ -414,6 +414,12 @@ impl Insight {
 }
 
 /// The smallest price at or above which `share` of the decisions lie.
+/// A clearing price as sampled: rounded up to the step, so never under what was paid (what a
+/// bid must reach).
+fn step_up(cpm: i64) -> i64 {
+    cpm + (PRICE_STEP_MICROS - cpm.rem_euclid(PRICE_STEP_MICROS)) % PRICE_STEP_MICROS
+}
+
 fn percentile(prices: &[(i64, i64)], share: f64) -> Option<i64> {
     let total: i64 = prices.iter().map(|(_, n)| n).sum();
     if total == 0 {
@@ -479,10 +485,12 @@ fn summary(
         percent(n)
     );
     if let (Some(p50), "outbid") = (clearing_p50, reason) {
+        // To the cent above, as the figure it names.
+        let cents = (p50 + 9_999) / 10_000;
         sentence.push_str(&format!(
             "; winners paid a median of {}.{:02} per 1,000",
-            p50 / 1_000_000,
-            (p50 % 1_000_000) / 10_000
+            cents / 100,
+            cents % 100
         ));
     }
     sentence
@@ -521,4 +529,24 @@ pub struct Estimated {
     pub decisions: i64,
     pub eligible: i64,
     pub won: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_round_up_to_what_a_bid_must_reach() {
+        assert_eq!(step_up(2_282_600), 2_290_000);
+        assert_eq!(step_up(2_280_000), 2_280_000);
+        assert_eq!(step_up(1), PRICE_STEP_MICROS);
+        let lost: BTreeMap<&'static str, i64> = LostBy::ALL
+            .into_iter()
+            .map(|by| (by.as_str(), i64::from(by == LostBy::Outbid)))
+            .collect();
+        let said = summary(2, 2, 1, &lost, &BTreeMap::new(), Some(2_282_600));
+        assert!(said.ends_with("a median of 2.29 per 1,000"), "{said}");
+        let said = summary(2, 2, 1, &lost, &BTreeMap::new(), Some(2_280_000));
+        assert!(said.ends_with("a median of 2.28 per 1,000"), "{said}");
+    }
 }

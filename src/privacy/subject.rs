@@ -35,6 +35,9 @@ use crate::store::{Store, StoreError, UserLocator, UserRecords};
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// How long an erasure stays announced: well past the watch interval of every live node.
 pub const ANNOUNCED_MS: Millis = 60_000;
+/// Erasures a node has acted on: (user key, announced at) -> when it read them.
+type Acted = std::collections::HashMap<(String, Millis), Millis>;
+
 /// How long an erasure waits for the other live nodes to act on it before answering.
 pub const CONFIRM_WITHIN: Duration = Duration::from_secs(5);
 
@@ -244,7 +247,8 @@ impl Subjects {
     /// answers how many had not. A node yet to count its first round counts from 0 (one of an
     /// earlier build never does, and is waited for in vain); one that stops beating holds
     /// nothing any more and is no longer waited for. Only the first read failing is an error:
-    /// later, the erasure is done and announced, and the nodes still waited for are pending.
+    /// later, the erasure is done and announced, a failed read is tried again, and the nodes
+    /// still waited for at the deadline are pending.
     async fn confirmations(&self) -> Result<u32, StoreError> {
         let deadline = tokio::time::Instant::now() + CONFIRM_WITHIN;
         let mut waiting: std::collections::HashMap<String, u64> = self
@@ -263,8 +267,8 @@ impl Subjects {
             {
                 Ok(now) => now,
                 Err(err) => {
-                    tracing::warn!(error = %err.report(), "erasure confirmations not read");
-                    break;
+                    tracing::debug!(error = %err.report(), "erasure confirmations not read; retrying");
+                    continue;
                 }
             };
             waiting.retain(|node, needed| now.get(node).is_some_and(|rounds| rounds < needed));
@@ -286,57 +290,69 @@ impl Subjects {
         }
     }
 
-    /// Until `shutdown`: drops this node's view of every user another node erased. Each read
-    /// takes every announcement kept (announcing nodes' clocks differ, and two erasures can
-    /// share a millisecond) and acts on those not seen before. A round that read some and acted
-    /// on all is counted in the store: erasures waiting for this node read the count (rounds
-    /// reading none are not, so an idle service writes nothing).
+    /// Until `shutdown`: drops this node's view of every user another node erased, one round
+    /// every [`WATCH_INTERVAL`] (see [`Self::watch_round`]).
     pub async fn watch_erasures(self: Arc<Self>, mut shutdown: Shutdown) {
-        let mut seen: std::collections::HashMap<(String, Millis), Millis> =
-            std::collections::HashMap::new();
+        let mut acted = Acted::new();
         loop {
             tokio::select! {
                 _ = shutdown.recv() => return,
                 _ = tokio::time::sleep(WATCH_INTERVAL) => {}
             }
-            let now = self.clock.now_ms();
-            seen.retain(|_, read_at| *read_at > now - 2 * ANNOUNCED_MS);
-            match self.store.erasures().await {
-                Ok(erased) => {
-                    let announced = !erased.is_empty();
-                    let fresh: std::collections::HashSet<String> = erased
-                        .into_iter()
-                        .filter(|announced| seen.insert(announced.clone(), now).is_none())
-                        .map(|(key, _)| key)
-                        .collect();
-                    if !fresh.is_empty() {
-                        self.recent
-                            .forget_where(|user| fresh.contains(&self.reach.of(user)));
-                        // This node's samples of those users, noted before the erasure. An
-                        // announcement whose delete failed is read again next time.
-                        let keys: Vec<&str> = fresh.iter().map(String::as_str).collect();
-                        let deleted = async {
-                            match self.record.delete_samples_of(&keys).await {
-                                Ok(_) => Vec::new(),
-                                Err(err) => {
-                                    tracing::warn!(error = %err.report(), "erased users' samples not deleted; retrying");
-                                    fresh.iter().cloned().collect()
-                                }
-                            }
-                        };
-                        let failed = self.insight.forgetting(&fresh, deleted).await;
-                        seen.retain(|(key, _), _| !failed.contains(key));
-                        if !failed.is_empty() {
-                            continue;
-                        }
-                    }
-                    if announced {
-                        if let Err(err) = self.store.erasures_watched(&self.node).await {
-                            tracing::debug!(error = %err.report(), "erasure round not counted");
-                        }
+            self.watch_round(&mut acted).await;
+        }
+    }
+
+    /// One last round on every erasure still announced, for a node that is stopping: its last
+    /// insight flush may have written samples of a user erased meanwhile.
+    pub async fn act_on_erasures(&self) {
+        self.watch_round(&mut Acted::new()).await;
+    }
+
+    /// Reads every announcement kept (announcing nodes' clocks differ, and two erasures can
+    /// share a millisecond) and acts on those not in `acted`. A round that read some and acted
+    /// on all is counted in the store: erasures waiting for this node read the count (rounds
+    /// reading none are not, so an idle service writes nothing).
+    async fn watch_round(&self, acted: &mut Acted) {
+        let now = self.clock.now_ms();
+        acted.retain(|_, read_at| *read_at > now - 2 * ANNOUNCED_MS);
+        let erased = match self.store.erasures().await {
+            Ok(erased) => erased,
+            Err(err) => {
+                tracing::debug!(error = %err.report(), "erasures not read; retrying");
+                return;
+            }
+        };
+        let announced = !erased.is_empty();
+        let fresh: std::collections::HashSet<String> = erased
+            .into_iter()
+            .filter(|announced| acted.insert(announced.clone(), now).is_none())
+            .map(|(key, _)| key)
+            .collect();
+        if !fresh.is_empty() {
+            self.recent
+                .forget_where(|user| fresh.contains(&self.reach.of(user)));
+            // This node's samples of those users, noted before the erasure. An announcement
+            // whose delete failed is read again next time, and the round is not counted.
+            let keys: Vec<&str> = fresh.iter().map(String::as_str).collect();
+            let deleted = async {
+                match self.record.delete_samples_of(&keys).await {
+                    Ok(_) => Vec::new(),
+                    Err(err) => {
+                        tracing::warn!(error = %err.report(), "erased users' samples not deleted; retrying");
+                        fresh.iter().cloned().collect()
                     }
                 }
-                Err(err) => tracing::debug!(error = %err.report(), "erasures not read; retrying"),
+            };
+            let failed = self.insight.forgetting(&fresh, deleted).await;
+            acted.retain(|(key, _), _| !failed.contains(key));
+            if !failed.is_empty() {
+                return;
+            }
+        }
+        if announced {
+            if let Err(err) = self.store.erasures_watched(&self.node).await {
+                tracing::debug!(error = %err.report(), "erasure round not counted");
             }
         }
     }

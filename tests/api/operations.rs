@@ -622,10 +622,11 @@ async fn wait_ready(api: &Api) {
     }
 }
 
-/// A node stopped by SIGTERM takes its heartbeat with it: the others stop sharing budgets with
-/// it and no erasure waits for it (a node killed is counted until its heartbeat ages, 5 s).
+/// A node stopped by SIGTERM takes its heartbeat and erasure count with it: the others stop
+/// sharing budgets with it and no erasure waits for it (a node killed is counted until its
+/// heartbeat ages, 5 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_stopped_gracefully_leaves_the_nodes_alive() {
+async fn a_node_stopped_gracefully_is_no_longer_counted() {
     use redis::AsyncCommands;
     let redis = RedisServer::start();
     let mut service = ServiceProcess::start(&redis.url()).await;
@@ -637,11 +638,17 @@ async fn a_node_stopped_gracefully_leaves_the_nodes_alive() {
     let beats: std::collections::HashMap<String, i64> =
         conn.hgetall("nodes:{catalog}").await.unwrap();
     assert_eq!(beats.len(), 1, "{beats:?}");
+    let node = beats.keys().next().unwrap().clone();
+    let () = conn
+        .hset("erasures:{catalog}:watched", &node, 3)
+        .await
+        .unwrap();
     let status = service.terminate().await;
     assert!(status.success(), "{status:?}");
-    let beats: std::collections::HashMap<String, i64> =
-        conn.hgetall("nodes:{catalog}").await.unwrap();
-    assert!(beats.is_empty(), "{beats:?}");
+    for key in ["nodes:{catalog}", "erasures:{catalog}:watched"] {
+        let left: std::collections::HashMap<String, i64> = conn.hgetall(key).await.unwrap();
+        assert!(left.is_empty(), "{key}: {left:?}");
+    }
 }
 
 /// A node that has run before restarts while Redis is down: it starts from its catalog cache,

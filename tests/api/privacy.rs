@@ -932,6 +932,8 @@ async fn an_erasure_waits_for_two_rounds_of_each_node() {
     while redis.zcard::<_, u64>("erasures:{catalog}").await.unwrap() == 0 {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    // After the erasure's first read of the counts, which follows its announcement at once.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let () = redis
         .hincr("erasures:{catalog}:watched", "ghost", 1)
         .await
