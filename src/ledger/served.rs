@@ -74,9 +74,12 @@ impl ServedTally {
         );
     }
 
-    /// Everything counted since the last take.
+    /// Everything counted since the last take. The tally starts again at the size it reached,
+    /// so the next interval's counting does not grow it step by step.
     pub fn take(&self) -> Vec<(ServedKey, u64)> {
-        std::mem::take(&mut *self.counts.lock())
+        let mut counts = self.counts.lock();
+        let size = counts.len();
+        std::mem::replace(&mut *counts, HashMap::with_capacity(size))
             .into_iter()
             .collect()
     }
