@@ -33,7 +33,7 @@ use crate::privacy::{self, state, state::CarriedSession};
 use crate::selection::explain::{Explained, LostBy, Outcome};
 use crate::selection::{self, Decision, DecisionInput, Placement};
 use crate::store::{CommitOutcome, DecisionCommit, SessionValue, Store, UserView};
-use crate::tokens::{Claims, ClaimsRef, TokenKeys};
+use crate::tokens::{Claims, TokenKeys};
 
 /// A stale view costs one more attempt; concurrent decisions for one user are rare. After this
 /// many attempts, serve nothing.
@@ -120,18 +120,9 @@ impl Server {
         }
         let sealed = self.reseal(user, carried, now_ms);
         let shard = capping::shard_of(user, self.shards);
-        let coarse = Coarse::of(&request.context);
         let slots = planned
             .into_iter()
-            .map(|(id, p)| {
-                let served = Served {
-                    shard,
-                    now_ms,
-                    expires_ms,
-                    personalized: false,
-                };
-                self.slot(&request, &coarse, id, p, served)
-            })
+            .map(|(id, p)| self.slot(&request, shard, id, p, now_ms, expires_ms, false))
             .collect();
         SlotsResponse {
             slots,
@@ -223,18 +214,9 @@ impl Server {
             match outcome? {
                 CommitOutcome::Committed => {
                     self.note(&input, true, &decision, explained, &planned);
-                    let coarse = Coarse::of(&request.context);
                     let slots = planned
                         .into_iter()
-                        .map(|(id, p)| {
-                            let served = Served {
-                                shard,
-                                now_ms,
-                                expires_ms,
-                                personalized: true,
-                            };
-                            self.slot(request, &coarse, id, p, served)
-                        })
+                        .map(|(id, p)| self.slot(request, shard, id, p, now_ms, expires_ms, true))
                         .collect();
                     let DecisionCommit {
                         reservations,
@@ -513,33 +495,29 @@ impl Server {
     }
 
     #[allow(clippy::too_many_arguments)]
-    /// `coarse`: the request's coarse context, the same for every slot of the decision.
     fn slot(
         &self,
         request: &SlotRequest,
-        coarse: &Coarse,
+        shard: u32,
         decision_id: String,
         placement: &Placement<'_>,
-        served: Served,
+        now_ms: i64,
+        expires_ms: i64,
+        personalized: bool,
     ) -> Slot {
-        let Served {
-            shard,
-            now_ms,
-            expires_ms,
-            personalized,
-        } = served;
         let campaign = &placement.servable.campaign;
         let advertiser = &placement.servable.advertiser;
         let creative = placement.creative;
         self.metrics.slot_served(campaign.priority);
+        let coarse = Coarse::of(&request.context);
         self.served
-            .count(campaign.id.as_str(), creative.id.as_str(), coarse, now_ms);
-        let token = self.keys.sign_ref(ClaimsRef {
-            decision_id: &decision_id,
-            user: request.user.as_str(),
-            campaign: campaign.id.as_str(),
-            creative: creative.id.as_str(),
-            advertiser: advertiser.id.as_str(),
+            .count(campaign.id.as_str(), creative.id.as_str(), &coarse, now_ms);
+        let token = self.keys.sign(&Claims {
+            decision_id: decision_id.clone(),
+            user: request.user.clone(),
+            campaign: campaign.id.clone(),
+            creative: creative.id.clone(),
+            advertiser: advertiser.id.clone(),
             price_micros: placement.price_micros,
             expires_at_ms: expires_ms,
             coarse,
@@ -587,15 +565,6 @@ impl Server {
             },
         }
     }
-}
-
-/// How the slots of one decision were served (what each slot's token and answer carry).
-#[derive(Clone, Copy)]
-struct Served {
-    shard: u32,
-    now_ms: i64,
-    expires_ms: i64,
-    personalized: bool,
 }
 
 /// `POST /v1/slots/explain`'s answer.

@@ -35,37 +35,6 @@ pub struct Claims {
     pub personalized: bool,
 }
 
-/// [`Claims`] by reference: what the decision path signs, three times per decision, without
-/// copying each field into an owned claim first.
-#[derive(Debug, Clone, Copy)]
-pub struct ClaimsRef<'a> {
-    pub decision_id: &'a str,
-    pub user: &'a str,
-    pub campaign: &'a str,
-    pub creative: &'a str,
-    pub advertiser: &'a str,
-    pub price_micros: Micros,
-    pub expires_at_ms: Millis,
-    pub coarse: &'a Coarse,
-    pub personalized: bool,
-}
-
-impl Claims {
-    pub fn as_ref(&self) -> ClaimsRef<'_> {
-        ClaimsRef {
-            decision_id: &self.decision_id,
-            user: self.user.as_str(),
-            campaign: self.campaign.as_str(),
-            creative: self.creative.as_str(),
-            advertiser: self.advertiser.as_str(),
-            price_micros: self.price_micros,
-            expires_at_ms: self.expires_at_ms,
-            coarse: &self.coarse,
-            personalized: self.personalized,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenError {
     /// Malformed, unknown key id, bad signature or altered payload.
@@ -94,10 +63,6 @@ impl TokenKeys {
     }
 
     pub fn sign(&self, claims: &Claims) -> String {
-        self.sign_ref(claims.as_ref())
-    }
-
-    pub fn sign_ref(&self, claims: ClaimsRef<'_>) -> String {
         use std::fmt::Write;
         // One buffer for the payload and one for the token: three tokens per decision.
         let mut payload = String::with_capacity(192);
@@ -105,10 +70,10 @@ impl TokenKeys {
             payload,
             "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
             claims.decision_id,
-            claims.user,
-            claims.campaign,
-            claims.creative,
-            claims.advertiser,
+            claims.user.as_str(),
+            claims.campaign.as_str(),
+            claims.creative.as_str(),
+            claims.advertiser.as_str(),
             claims.price_micros,
             claims.expires_at_ms,
             claims.coarse.country,

@@ -74,12 +74,9 @@ impl ServedTally {
         );
     }
 
-    /// Everything counted since the last take. The tally starts again at the size it reached,
-    /// so the next interval's counting does not grow it step by step.
+    /// Everything counted since the last take.
     pub fn take(&self) -> Vec<(ServedKey, u64)> {
-        let mut counts = self.counts.lock();
-        let size = counts.len();
-        std::mem::replace(&mut *counts, HashMap::with_capacity(size))
+        std::mem::take(&mut *self.counts.lock())
             .into_iter()
             .collect()
     }
