@@ -225,36 +225,24 @@ async fn a_message_reported_late_is_rated_by_the_window_of_its_time(backend: Bac
     assert_eq!(body["window_expires_at"], at(Duration::hours(24)));
     let utility =
         |id: &str, offset| outbound(id, &adv, "u", "template", Some("utility"), at(offset));
-    let (_, body) = post(
-        &app,
-        "/v1/messages",
-        utility("in-first", Duration::hours(2)),
-    )
-    .await;
-    assert_eq!(
-        (body["reason"].as_str(), body["charge_micros"].as_i64()),
-        (Some("service_window"), Some(0)),
-        "{body}"
-    );
+    let rated = |body: Value| {
+        let app = &app;
+        async move {
+            let (_, answer) = post(app, "/v1/messages", body).await;
+            (
+                answer["reason"].as_str().map(str::to_owned),
+                answer["charge_micros"].as_i64(),
+            )
+        }
+    };
+    let free = (Some("service_window".to_owned()), Some(0));
+    assert_eq!(rated(utility("in-first", Duration::hours(2))).await, free);
     // Nothing was open between the two windows.
-    let (_, body) = post(
-        &app,
-        "/v1/messages",
-        utility("between", Duration::hours(30)),
-    )
-    .await;
     assert_eq!(
-        (body["reason"].as_str(), body["charge_micros"].as_i64()),
-        (Some("rated"), Some(8_000)),
-        "{body}"
+        rated(utility("between", Duration::hours(30))).await,
+        (Some("rated".to_owned()), Some(8_000))
     );
-    let (_, body) = post(
-        &app,
-        "/v1/messages",
-        utility("in-second", Duration::hours(50)),
-    )
-    .await;
-    assert_eq!(body["charge_micros"], 0, "{body}");
+    assert_eq!(rated(utility("in-second", Duration::hours(50))).await, free);
     assert_eq!(invoice(&app, &key, "2026-11").await["total_micros"], 8_000);
 }
 
