@@ -194,29 +194,24 @@ async fn window_start_and_end_at_the_instant(backend: Backend) {
     assert_eq!(invoice(&app, &key, "2026-11").await["total_micros"], 61_000);
 }
 
+/// Inbounds at 0 and 40 h (the first window lapsed 16 h before the second opened), then a
+/// free-form reply dated 1 h, reported now: its answer.
+async fn a_late_reply(app: &TestApp, adv: &str) -> (StatusCode, Value) {
+    for (id, offset) in [("first", Duration::ZERO), ("second", Duration::hours(40))] {
+        let (status, _) = post(app, "/v1/messages", inbound(id, adv, "u", at(offset))).await;
+        assert_eq!(status, StatusCode::OK, "{id}");
+    }
+    let reply = outbound("reply", adv, "u", "free_form", None, at(Duration::hours(1)));
+    post(app, "/v1/messages", reply).await
+}
+
 /// A later inbound opened a new window after the first lapsed; messages sent inside the first
 /// and reported only now are rated by it: free, never refused, never counted as
 /// business-initiated.
 async fn a_message_reported_late_is_rated_by_the_window_of_its_time(backend: Backend) {
     let app = spawn_app(backend).await;
     let (adv, key) = app.advertiser("Late").await;
-    for (id, offset) in [("first", Duration::ZERO), ("second", Duration::hours(40))] {
-        let (status, _) = post(&app, "/v1/messages", inbound(id, &adv, "u", at(offset))).await;
-        assert_eq!(status, StatusCode::OK, "{id}");
-    }
-    let (status, body) = post(
-        &app,
-        "/v1/messages",
-        outbound(
-            "reply",
-            &adv,
-            "u",
-            "free_form",
-            None,
-            at(Duration::hours(1)),
-        ),
-    )
-    .await;
+    let (status, body) = a_late_reply(&app, &adv).await;
     assert_eq!(
         (status, body["reason"].as_str()),
         (StatusCode::OK, Some("service_window")),
@@ -256,10 +251,7 @@ async fn without_lapsed_windows_the_state_keeps_the_earlier_form() {
     })
     .await;
     let (adv, _) = app.advertiser("Late").await;
-    for (id, offset) in [("first", Duration::ZERO), ("second", Duration::hours(40))] {
-        let (status, _) = post(&app, "/v1/messages", inbound(id, &adv, "u", at(offset))).await;
-        assert_eq!(status, StatusCode::OK, "{id}");
-    }
+    let (status, body) = a_late_reply(&app, &adv).await;
     let mut redis = redis::Client::open(app.redis.as_ref().unwrap().url().as_str())
         .unwrap()
         .get_multiplexed_async_connection()
@@ -269,19 +261,6 @@ async fn without_lapsed_windows_the_state_keeps_the_earlier_form() {
     assert_eq!(keys.len(), 1, "{keys:?}");
     let state: String = redis.get(&keys[0]).await.unwrap();
     assert!(state.starts_with("2,"), "{state}");
-    let (status, body) = post(
-        &app,
-        "/v1/messages",
-        outbound(
-            "reply",
-            &adv,
-            "u",
-            "free_form",
-            None,
-            at(Duration::hours(1)),
-        ),
-    )
-    .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (
