@@ -10,6 +10,7 @@ mod console;
 mod creatives;
 mod durability;
 mod events;
+mod golden;
 mod hardening;
 mod insight;
 mod isolation;

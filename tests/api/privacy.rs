@@ -267,7 +267,7 @@ fn chat_message(
            "kind": kind, "category": category, "country": "IT", "at": "2026-11-26T10:05:00Z"})
 }
 
-async fn access(app: &TestApp, user: &str) -> Value {
+pub(crate) async fn access(app: &TestApp, user: &str) -> Value {
     let res = app.get(&format!("/v1/users/{user}"), ADMIN).await;
     assert_eq!(res.status(), StatusCode::OK);
     res.json().await.unwrap()
@@ -285,7 +285,7 @@ async fn invoices(app: &TestApp, keys: &[String]) -> Vec<Value> {
 }
 
 /// `DELETE /v1/users/{user}` as the operator; its answer (200 asserted).
-async fn erase(app: &crate::support::app::Api, user: &str) -> Value {
+pub(crate) async fn erase(app: &crate::support::app::Api, user: &str) -> Value {
     let res = app
         .send(
             reqwest::Method::DELETE,
@@ -299,19 +299,19 @@ async fn erase(app: &crate::support::app::Api, user: &str) -> Value {
 }
 
 /// What [`a_user_who_did_everything`] set up.
-struct Activity {
-    chat: String,
-    capped: String,
-    hidden: String,
-    chat_adv: String,
-    hidden_adv: String,
-    keys: Vec<String>,
+pub(crate) struct Activity {
+    pub chat: String,
+    pub capped: String,
+    pub hidden: String,
+    pub chat_adv: String,
+    pub hidden_adv: String,
+    pub keys: Vec<String>,
 }
 
 /// `wa-user-1` is served three campaigns in one session, renders them, hides one advertiser,
 /// clicks the chat ad and starts a conversation (which suppresses it), messages the
 /// advertiser and gets a business-initiated template from another.
-async fn a_user_who_did_everything(app: &TestApp) -> Activity {
+pub(crate) async fn a_user_who_did_everything(app: &TestApp) -> Activity {
     let user = "wa-user-1";
     let (chat_adv, chat_key) = app.advertiser("Pizzeria Roma").await;
     let chat = app
