@@ -597,6 +597,7 @@ impl Refresher {
             return;
         }
         let settings = self.catalog.snapshot().money().fingerprint();
+        self.measure_clock().await;
         let node = self.spend.node_id();
         match self.store.compare_settings(node, &settings, now_ms).await {
             Ok(apart) => {
@@ -614,6 +615,26 @@ impl Refresher {
                 self.settings_compared.0 = now_ms;
                 tracing::debug!(error = %err.report(), "money settings not compared; next minute")
             }
+        }
+    }
+
+    /// This node's clock against Redis's (metric; a warning past a second): every time one node
+    /// writes for others to read is read against their clocks.
+    async fn measure_clock(&self) {
+        let before = self.clock.now_ms();
+        match self.store.time_ms().await {
+            Ok(Some(redis_ms)) => {
+                let offset_ms = (before + self.clock.now_ms()) / 2 - redis_ms;
+                if offset_ms.abs() > 1_000 {
+                    tracing::warn!(
+                        offset_ms,
+                        "this node's clock is apart from Redis's: synchronise the nodes' clocks (NTP)"
+                    );
+                }
+                self.ledger.metrics.clock_offset(offset_ms);
+            }
+            Ok(None) => {}
+            Err(err) => tracing::debug!(error = %err.report(), "clock not compared; next minute"),
         }
     }
 

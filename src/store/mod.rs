@@ -895,6 +895,14 @@ impl Store {
         }
     }
 
+    /// The hot store's clock, in ms (`None` on the embedded backend, which is one node).
+    pub async fn time_ms(&self) -> Result<Option<Millis>, StoreError> {
+        match self {
+            Store::Redis(s) => s.time_ms().await.map(Some),
+            Store::Embedded(_) => Ok(None),
+        }
+    }
+
     /// Tells the other nodes this one has stopped (a graceful stop); nothing on the embedded
     /// backend, which is one node.
     pub async fn leave(&self, node: &str) -> Result<(), StoreError> {

@@ -225,6 +225,37 @@ async fn a_node_pricing_with_other_rates_is_a_metric() {
     }
 }
 
+/// Each node measures its clock against Redis's once a minute: the test app's clock, days from
+/// the real one, reads as that far apart, and once set to the real time as within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_clock_apart_from_redis_is_a_metric() {
+    fn offset(metrics: &str) -> Option<f64> {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("statusads_clock_offset_seconds "))
+            .map(|value| value.trim().parse().unwrap())
+    }
+    use statusads::clock::Clock;
+    let real_now = time::OffsetDateTime::now_utc;
+    let app = spawn_app(Backend::Redis).await;
+    let real_ms = (real_now().unix_timestamp_nanos() / 1_000_000) as i64;
+    let apart = (app.clock.now_ms() - real_ms) as f64 / 1000.0;
+    assert!(apart < -60.0, "the test clock starts before the real one");
+    let metrics = app
+        .wait_for_metrics("clock measured", |m| offset(m).is_some())
+        .await;
+    let measured = offset(&metrics).unwrap();
+    assert!((measured - apart).abs() < 5.0, "{measured} vs {apart}");
+    // The next comparison is a minute on: set to the real time, a week on.
+    app.clock.set(real_now());
+    let metrics = app
+        .wait_for_metrics("clock measured again", |m| {
+            offset(m).is_some_and(|o| o.abs() < 1.0)
+        })
+        .await;
+    assert!(offset(&metrics).unwrap().abs() < 1.0);
+}
+
 /// A Redis that keeps no append-only file, or may evict keys under memory pressure, is named at
 /// start in a metric (and the log) for the alert rules; one that does neither reads 1 and 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1044,6 +1044,18 @@ impl RedisStore {
         .await
     }
 
+    /// Redis's own clock (`TIME`), in ms: nodes compare their clocks with it (heartbeats, erasure
+    /// announcements and claims are times of the node that wrote them).
+    pub async fn time_ms(&self) -> Result<Millis, StoreError> {
+        let mut conn = self.bulk()?;
+        let (seconds, micros): (i64, i64) = self
+            .call(RedisOp::Spend, async move {
+                redis::cmd("TIME").query_async(&mut conn).await
+            })
+            .await?;
+        Ok(seconds * 1000 + micros / 1000)
+    }
+
     /// Removes `node`'s heartbeat and erasure count: the other nodes stop counting it in
     /// budget shares and stop waiting for it, without waiting for the heartbeat to age.
     pub async fn leave(&self, node: &str) -> Result<(), StoreError> {
