@@ -74,9 +74,12 @@ fn main() -> ExitCode {
             Command::SeedDemo => {
                 settings.demo.seed = Some(true);
                 settings.http.bind = "127.0.0.1:0".into();
-                let (_, secrets) = Application::build(settings, Arc::new(SystemClock))
+                let (app, secrets) = Application::build(settings, Arc::new(SystemClock))
                     .await
                     .map_err(|e| e.to_string())?;
+                // Its start wrote a heartbeat: nodes must not share budgets with (or wait for)
+                // a command that has done its work.
+                let _ = app.state.store.leave(app.state.spend.node_id()).await;
                 match secrets.demo_api_key {
                     Some(key) if key.created => println!("demo advertiser API key: {}", key.value),
                     _ => println!("the catalog is not empty; nothing seeded"),

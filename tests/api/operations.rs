@@ -649,6 +649,12 @@ async fn a_node_stopped_gracefully_is_no_longer_counted() {
         let left: std::collections::HashMap<String, i64> = conn.hgetall(key).await.unwrap();
         assert!(left.is_empty(), "{key}: {left:?}");
     }
+    // A command that starts the application to do its work leaves no heartbeat either.
+    let seeded = service.run(&["seed-demo"]);
+    assert!(seeded.status.success(), "{seeded:?}");
+    let beats: std::collections::HashMap<String, i64> =
+        conn.hgetall("nodes:{catalog}").await.unwrap();
+    assert!(beats.is_empty(), "{beats:?}");
 }
 
 /// A node that has run before restarts while Redis is down: it starts from its catalog cache,
