@@ -441,7 +441,7 @@ catalogue! {
     nodes_pricing_apart: Deferred<Gauge> = ("statusads_nodes_pricing_apart", Count,
         "Other nodes seen within the last three minutes whose money settings (money.currency, money.rates) differ from this node's: the same decision is priced differently on each. Checked every minute; absent until the first check, always 0 on the embedded backend. A rollout of new rates shows here until every node runs them, and three minutes more."),
     clock_offset: Deferred<Gauge> = ("statusads_clock_offset_seconds", Seconds,
-        "This node's clock minus Redis's, measured every minute (half the round trip either way). Nodes compare each other's times through Redis (heartbeats and budget shares, erasure confirmations, the settings comparison, caps windows of renders served on one node and rendered on another): nodes further apart than a second or two mis-share budgets and may count a live node as gone. Absent on the embedded backend."),
+        "This node's clock minus Redis's (positive: ahead), measured every minute to within half a round trip of at most 250 ms; NaN when the last comparison failed. Nodes compare each other's times through Redis (heartbeats and budget shares, erasure confirmations, the settings comparison, caps windows of renders served on one node and rendered on another): nodes further apart than a second or two mis-share budgets and may count a live node as gone. Absent on the embedded backend."),
     redis_aof: Deferred<Gauge> = ("statusads_redis_aof_enabled", Count,
         "1 when Redis reports append-only persistence on, 0 when off (an acknowledged event would not survive a Redis crash); absent until Redis has answered."),
     redis_evicting: Deferred<Gauge> = ("statusads_redis_evicting", Count,
@@ -583,9 +583,10 @@ impl Metrics {
         evicting.set(f64::from(u8::from(keeping.evicting.is_some())));
     }
 
-    pub fn clock_offset(&self, offset_ms: i64) {
+    /// `None`: the last comparison failed (NaN, which no alert threshold matches).
+    pub fn clock_offset(&self, offset_ms: Option<i64>) {
         let gauge = self.handles.clock_offset.get(&self.recorder);
-        gauge.set(offset_ms as f64 / 1000.0);
+        gauge.set(offset_ms.map_or(f64::NAN, |ms| ms as f64 / 1000.0));
     }
 
     pub fn nodes_pricing_apart(&self, nodes: u32) {
@@ -680,7 +681,7 @@ mod tests {
             evicting: None,
         });
         m.nodes_pricing_apart(0);
-        m.clock_offset(0);
+        m.clock_offset(Some(0));
         let text = m.render();
         for def in CATALOGUE {
             let (name, kind) = (def.name, def.kind.as_str());

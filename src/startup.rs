@@ -47,6 +47,9 @@ use crate::tokens::TokenKeys;
 
 /// How often a node looks for catalog changes made by other nodes.
 const CATALOG_POLL: Duration = Duration::from_millis(500);
+/// The longest round trip a clock comparison with Redis is used from (its reading lies
+/// somewhere in it).
+const CLOCK_ROUND_TRIP: Duration = Duration::from_millis(250);
 /// How long a stopping node takes, at most, to act on the erasures announced and to tell the
 /// others it has gone.
 const LEAVE_WITHIN: Duration = Duration::from_secs(1);
@@ -340,6 +343,7 @@ impl Application {
                 ledger: state.ledger.clone(),
                 persistence_checked: false,
                 settings_compared: (Millis::MIN / 2, 0),
+                clock_apart: false,
             },
             shutdown.listener(),
         ));
@@ -512,6 +516,8 @@ struct Refresher {
     /// When money settings were last compared with the other nodes' (ms), and how many
     /// differed then.
     settings_compared: (Millis, u32),
+    /// The last clock comparison found this node more than a second from Redis.
+    clock_apart: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -618,23 +624,40 @@ impl Refresher {
         }
     }
 
-    /// This node's clock against Redis's (metric; a warning past a second): every time one node
-    /// writes for others to read is read against their clocks.
-    async fn measure_clock(&self) {
+    /// This node's clock against Redis's (metric; a warning when it moves past a second or
+    /// back): every time one node writes for others to read is read against their clocks. A
+    /// round trip too slow to place Redis's reading within a quarter of a second is not used,
+    /// and a failed one leaves the gauge NaN (no stale value for the alert).
+    async fn measure_clock(&mut self) {
         let before = self.clock.now_ms();
+        let asked = std::time::Instant::now();
         match self.store.time_ms().await {
-            Ok(Some(redis_ms)) => {
+            Ok(Some(redis_ms)) if asked.elapsed() <= CLOCK_ROUND_TRIP => {
+                // Positive: this node's clock is ahead of Redis's.
                 let offset_ms = (before + self.clock.now_ms()) / 2 - redis_ms;
-                if offset_ms.abs() > 1_000 {
-                    tracing::warn!(
-                        offset_ms,
-                        "this node's clock is apart from Redis's: synchronise the nodes' clocks (NTP)"
-                    );
+                let apart = offset_ms.abs() > 1_000;
+                if apart != self.clock_apart {
+                    if apart {
+                        tracing::warn!(
+                            offset_ms,
+                            "this node's clock is apart from Redis's (positive: ahead): synchronise the nodes' clocks (NTP)"
+                        );
+                    } else {
+                        tracing::info!(
+                            offset_ms,
+                            "this node's clock is within a second of Redis's again"
+                        );
+                    }
+                    self.clock_apart = apart;
                 }
-                self.ledger.metrics.clock_offset(offset_ms);
+                self.ledger.metrics.clock_offset(Some(offset_ms));
             }
+            Ok(Some(_)) => tracing::debug!("clock not compared (slow round trip); next minute"),
             Ok(None) => {}
-            Err(err) => tracing::debug!(error = %err.report(), "clock not compared; next minute"),
+            Err(err) => {
+                self.ledger.metrics.clock_offset(None);
+                tracing::debug!(error = %err.report(), "clock not compared; next minute")
+            }
         }
     }
 

@@ -1045,12 +1045,19 @@ impl RedisStore {
     }
 
     /// Redis's own clock (`TIME`), in ms: nodes compare their clocks with it (heartbeats, erasure
-    /// announcements and claims are times of the node that wrote them).
+    /// announcements and claims are times of the node that wrote them). Asked in a script keyed
+    /// in the `{catalog}` slot, so that on a cluster every node asks the same master (a bare
+    /// `TIME` goes to any node), on the hot connection (not queued behind exports).
     pub async fn time_ms(&self) -> Result<Millis, StoreError> {
-        let mut conn = self.bulk()?;
+        let mut conn = self.conn()?;
         let (seconds, micros): (i64, i64) = self
-            .call(RedisOp::Spend, async move {
-                redis::cmd("TIME").query_async(&mut conn).await
+            .call(RedisOp::Ping, async move {
+                redis::cmd("EVAL")
+                    .arg("return redis.call('TIME')")
+                    .arg(1)
+                    .arg(keys::NODE_SETTINGS)
+                    .query_async(&mut conn)
+                    .await
             })
             .await?;
         Ok(seconds * 1000 + micros / 1000)
