@@ -79,7 +79,7 @@ fn main() -> ExitCode {
                     .map_err(|e| e.to_string())?;
                 // Its start wrote a heartbeat: nodes must not share budgets with (or wait for)
                 // a command that has done its work.
-                let _ = app.state.store.leave(app.state.spend.node_id()).await;
+                app.finish().await;
                 match secrets.demo_api_key {
                     Some(key) if key.created => println!("demo advertiser API key: {}", key.value),
                     _ => println!("the catalog is not empty; nothing seeded"),

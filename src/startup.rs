@@ -436,28 +436,7 @@ impl Application {
     /// heartbeat goes, so the others neither share budgets with it nor wait for it.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        self.shutdown.fire();
-        for task in self.background {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(BACKGROUND_STOP, task).await.is_err() {
-                tracing::error!("a background task did not stop in time");
-                abort.abort();
-            }
-        }
-        // Best effort, and briefly: an orchestrator's grace period is already running.
-        let leaving = async {
-            self.state.subjects.act_on_erasures().await;
-            self.state.store.leave(self.state.spend.node_id()).await
-        };
-        match tokio::time::timeout(LEAVE_WITHIN, leaving).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err.report(), "the other nodes count this one until its heartbeat ages (5 s)")
-            }
-            Err(_) => {
-                tracing::warn!("the other nodes count this one until its heartbeat ages (5 s)")
-            }
-        }
+        wind_down(self.shutdown, self.background, &self.state).await;
         if let Some(spool) = &self.state.ledger.spool {
             if spool.pending() > 0 {
                 tracing::warn!(
@@ -467,6 +446,43 @@ impl Application {
             }
         }
         result
+    }
+
+    /// Stops what was started, for a command that built the application only to do its work
+    /// (`seed-demo`; its HTTP server was never run): background tasks first, then the node
+    /// leaves.
+    pub async fn finish(self) {
+        wind_down(self.shutdown, self.background, &self.state).await;
+    }
+}
+
+/// After the HTTP server: the background tasks, joined (nothing still waits on Redis when the
+/// runtime goes, and none writes a heartbeat again), then one last erasure round and the
+/// node's leaving.
+async fn wind_down(
+    shutdown: ShutdownSignal,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    state: &AppState,
+) {
+    shutdown.fire();
+    for task in background {
+        let abort = task.abort_handle();
+        if tokio::time::timeout(BACKGROUND_STOP, task).await.is_err() {
+            tracing::error!("a background task did not stop in time");
+            abort.abort();
+        }
+    }
+    // Best effort, and briefly: an orchestrator's grace period is already running.
+    let leaving = async {
+        state.subjects.act_on_erasures().await;
+        state.store.leave(state.spend.node_id()).await
+    };
+    match tokio::time::timeout(LEAVE_WITHIN, leaving).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err.report(), "the other nodes count this one until its heartbeat ages (5 s)")
+        }
+        Err(_) => tracing::warn!("the other nodes count this one until its heartbeat ages (5 s)"),
     }
 }
 
