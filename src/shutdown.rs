@@ -1,5 +1,6 @@
 //! Stopping a node in order (in the style of tokio-rs/mini-redis's `Shutdown`): one
-//! [`ShutdownSignal`] is fired once by `startup::Application::run_until_stopped`, and every
+//! [`ShutdownSignal`] is fired once by `startup::Application::run_until_stopped` (or `finish`,
+//! for a command that never served), and every
 //! background task holds a [`Shutdown`] listener that it selects on between steps of its work.
 //!
 //! # Order

@@ -55,8 +55,9 @@ const CLOCK_ROUND_TRIP: Duration = Duration::from_millis(250);
 const LEAVE_WITHIN: Duration = Duration::from_secs(1);
 /// Budget checks read spend at most this old (DESIGN.md: at least every second).
 const SPEND_REFRESH: Duration = Duration::from_millis(1000);
-/// How long the background tasks may take to stop once the server has (they stop at their
-/// next await, so this only bounds a misbehaving one).
+/// How long the background tasks may take, together, to stop once the server has: most stop at
+/// their next await; the exporter runs one last round and insight flushes once more. One cut
+/// short is aborted, which loses nothing (export is exactly once, and its records wait).
 const BACKGROUND_STOP: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +89,7 @@ pub struct Application {
     server: HttpServer,
     pub state: web::Data<AppState>,
     shutdown: ShutdownSignal,
-    /// The refresher and the store breaker's probe.
+    /// The refresher, the exporter, the erasure watch, insight and the store breaker's probe.
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -431,20 +432,12 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM, then stops in order (see `shutdown`): the HTTP server
-    /// (stop accepting, finish in-flight requests), then the refresher and the probe, joined,
-    /// so that nothing is still waiting on Redis when the runtime goes; last, the node's
-    /// heartbeat goes, so the others neither share budgets with it nor wait for it.
+    /// (stop accepting, finish in-flight requests), then the background tasks (see
+    /// [`wind_down`]); last, the node leaves, so the others neither share budgets with it nor
+    /// wait for it.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         wind_down(self.shutdown, self.background, &self.state).await;
-        if let Some(spool) = &self.state.ledger.spool {
-            if spool.pending() > 0 {
-                tracing::warn!(
-                    events = spool.pending(),
-                    "stopped with events in the outage spool: replayed at the next start"
-                );
-            }
-        }
         result
     }
 
@@ -465,9 +458,11 @@ async fn wind_down(
     state: &AppState,
 ) {
     shutdown.fire();
+    // One deadline for all: an orchestrator's grace period is one too.
+    let deadline = tokio::time::Instant::now() + BACKGROUND_STOP;
     for task in background {
         let abort = task.abort_handle();
-        if tokio::time::timeout(BACKGROUND_STOP, task).await.is_err() {
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
             tracing::error!("a background task did not stop in time");
             abort.abort();
         }
@@ -483,6 +478,14 @@ async fn wind_down(
             tracing::warn!(error = %err.report(), "the other nodes count this one until its heartbeat ages (5 s)")
         }
         Err(_) => tracing::warn!("the other nodes count this one until its heartbeat ages (5 s)"),
+    }
+    if let Some(spool) = &state.ledger.spool {
+        if spool.pending() > 0 {
+            tracing::warn!(
+                events = spool.pending(),
+                "stopped with events in the outage spool: replayed at the next start"
+            );
+        }
     }
 }
 

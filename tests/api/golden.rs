@@ -8,8 +8,9 @@
 //! served, and a late reply rated by a lapsed window. A change to the journal's, snapshot's or
 //! record's readers that loses or changes any of it fails here.
 //!
-//! The answers rest on the test harness's clock start ([`GOLDEN_NOW`]) and signing key. The
-//! files are written on purpose only, by the ignored `write` below (`cargo test --test api
+//! The answers rest on the test harness's clock start ([`GOLDEN_NOW`]), signing key and shard
+//! count, and on `Settings::defaults()` (rule sets, ad load, reserve): a change of those is an
+//! intended change of the answers. The files are written on purpose only, by the ignored `write` below (`cargo test --test api
 //! golden::write -- --ignored` with `STATUSADS_WRITE_GOLDEN` set):
 //! - `answers`: an intended change of an answer. `answers.json` is written again from the kept
 //!   data files, read by this build.
@@ -76,6 +77,79 @@ fn message(id: &str, advertiser: &str, user: &str, kind: &str, at: &str) -> Valu
            "kind": kind, "category": category, "country": "IT", "at": at})
 }
 
+/// The scenario's messages: (id, advertiser in `inputs.json`, user, kind, at).
+const MESSAGES: [(&str, &str, &str, &str, &str); 6] = [
+    (
+        "in-1",
+        "chat_adv",
+        "wa-user-1",
+        "inbound",
+        "2026-11-26T10:05:00Z",
+    ),
+    (
+        "tpl-1",
+        "hidden_adv",
+        "wa-user-1",
+        "marketing",
+        "2026-11-26T10:05:00Z",
+    ),
+    (
+        "sent-3",
+        "hidden_adv",
+        "wa-user-3",
+        "marketing",
+        "2026-11-26T10:03:00Z",
+    ),
+    (
+        "tpl-3",
+        "hidden_adv",
+        "wa-user-3",
+        "marketing",
+        "2026-11-26T10:06:00Z",
+    ),
+    (
+        "late-in-1",
+        "chat_adv",
+        "late",
+        "inbound",
+        "2026-11-25T00:00:00Z",
+    ),
+    (
+        "late-in-2",
+        "chat_adv",
+        "late",
+        "inbound",
+        "2026-11-26T02:00:00Z",
+    ),
+];
+
+/// Until the exporter has caught up with now (one call gives up after 2 s).
+async fn exported(app: &TestApp) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app.state.exporter.caught_up().await < app.clock.now_ms() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exporter never caught up"
+        );
+    }
+}
+
+/// How many ledger records of message `id` a SQLite record file holds.
+async fn records_of_message(file: &Path, id: &str) -> i64 {
+    use sqlx::Connection;
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(file)
+        .read_only(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    sqlx::query_scalar("SELECT COUNT(*) FROM ledger_records WHERE id LIKE ?")
+        .bind(format!("msg:%:{id}"))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+}
+
 fn text(value: &Value) -> &str {
     value.as_str().unwrap()
 }
@@ -96,7 +170,7 @@ fn sorted(value: Value) -> Value {
 /// Everything the scenario left, as the API answers it; the last answers change state (a late
 /// reply recorded, decisions served).
 async fn answers(app: &TestApp, inputs: &Value) -> Value {
-    app.state.exporter.caught_up().await;
+    exported(app).await;
     // Campaigns show the spend of the last refresh (every second): read it now.
     app.refresh_spend().await;
     let keys: Vec<&str> = inputs["keys"]
@@ -123,22 +197,22 @@ async fn answers(app: &TestApp, inputs: &Value) -> Value {
         reports.insert(name.into(), app.report_totals(key, id).await);
     }
     let rendered_again = app.events(&[(text(&inputs["rendered"]), "render")]).await;
+    // Every message recorded, sent again as it was.
     let mut messages = serde_json::Map::new();
-    for (id, advertiser, user) in [
-        ("in-1", "chat_adv", "wa-user-1"),
-        ("tpl-1", "hidden_adv", "wa-user-1"),
-        ("tpl-3", "hidden_adv", "wa-user-3"),
-        ("late-in-2", "chat_adv", "late"),
-    ] {
-        let body = message(
-            id,
-            text(&inputs[advertiser]),
-            user,
-            "inbound",
-            "2026-11-26T10:05:00Z",
-        );
+    for (id, advertiser, user, kind, at) in MESSAGES {
+        let mut body = message(id, text(&inputs[advertiser]), user, kind, at);
+        if id == "sent-3" {
+            body["delivery"] = json!("sent");
+        }
         messages.insert(id.into(), post(app, "/v1/messages", body).await.1);
     }
+    let (_, settled_again) = post(
+        app,
+        "/v1/messages/sent-3/status",
+        json!({"advertiser_id": text(&inputs["hidden_adv"]), "status": "delivered",
+               "at": "2026-11-26T10:04:00Z"}),
+    )
+    .await;
     let (status, late) = post(
         app,
         "/v1/messages",
@@ -151,7 +225,8 @@ async fn answers(app: &TestApp, inputs: &Value) -> Value {
         ),
     )
     .await;
-    let served_again = campaigns_of(&app.slots("wa-user-1", Some("session-2"), 12).await);
+    let mut served_again = campaigns_of(&app.slots("wa-user-1", Some("session-2"), 12).await);
+    served_again.sort();
     let mut served_new = campaigns_of(&app.slots("wa-user-9", None, 12).await);
     served_new.sort();
     json!({
@@ -161,6 +236,7 @@ async fn answers(app: &TestApp, inputs: &Value) -> Value {
         "reports": reports,
         "rendered_again": rendered_again,
         "messages": messages,
+        "settled_again": settled_again,
         "late_reply": {"status": status.as_u16(), "reason": late["reason"],
                        "window_expires_at": late["window_expires_at"]},
         "served_again": served_again,
@@ -211,13 +287,8 @@ async fn scenario(app: &TestApp, dir: &Path) -> Value {
         .await,
         "accepted"
     );
-    let mut sent = message(
-        "sent-3",
-        &hidden_adv,
-        "wa-user-3",
-        "marketing",
-        "2026-11-26T10:03:00Z",
-    );
+    let (_, _, user, kind, at) = MESSAGES[2];
+    let mut sent = message("sent-3", &hidden_adv, user, kind, at);
     sent["delivery"] = json!("sent");
     assert_eq!(
         post(app, "/v1/messages", sent).await.1["billing"],
@@ -230,19 +301,11 @@ async fn scenario(app: &TestApp, dir: &Path) -> Value {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    for (id, at) in [
-        ("late-in-1", "2026-11-25T00:00:00Z"),
-        ("late-in-2", "2026-11-26T02:00:00Z"),
-    ] {
-        let (status, _) = post(
-            app,
-            "/v1/messages",
-            message(id, &chat_adv, "late", "inbound", at),
-        )
-        .await;
+    for (id, _, user, kind, at) in &MESSAGES[4..] {
+        let (status, _) = post(app, "/v1/messages", message(id, &chat_adv, user, kind, at)).await;
         assert_eq!(status, StatusCode::OK, "{id}");
     }
-    app.state.exporter.caught_up().await;
+    exported(app).await;
     let sqlite = dir.join(statusads::record::SQLITE_FILE);
     let _ = std::fs::remove_file(&sqlite);
     vacuum_into(
@@ -250,13 +313,8 @@ async fn scenario(app: &TestApp, dir: &Path) -> Value {
         &sqlite,
     )
     .await;
-    let template = message(
-        "tpl-3",
-        &hidden_adv,
-        "wa-user-3",
-        "marketing",
-        "2026-11-26T10:06:00Z",
-    );
+    let (_, _, user, kind, at) = MESSAGES[3];
+    let template = message("tpl-3", &hidden_adv, user, kind, at);
     let (_, charged) = post(app, "/v1/messages", template).await;
     assert!(charged["charge_micros"].as_i64().unwrap() > 0, "{charged}");
     json!({"chat": chat, "capped": capped, "hidden": hidden, "chat_adv": chat_adv,
@@ -272,35 +330,101 @@ async fn write() {
         ["answers", "all"].contains(&mode.as_str()),
         "set STATUSADS_WRITE_GOLDEN=answers or =all (see tests/api/golden.rs)"
     );
-    let dir = golden_dir();
+    // Everything is written to a staging dir first, and moved in once checked.
+    let staging = ScratchDir::new("golden-staging");
     let live = if mode == "all" {
         let app = embedded(None).await;
-        std::fs::create_dir_all(&dir).unwrap();
-        let inputs = scenario(&app, &dir).await;
+        let inputs = scenario(&app, staging.path()).await;
         // The journal and snapshot change only with the writes above, all answered.
         for file in &FILES[..2] {
-            std::fs::copy(app.state.data_dir.join(file), dir.join(file)).unwrap();
+            std::fs::copy(app.state.data_dir.join(file), staging.path().join(file)).unwrap();
         }
         std::fs::write(
-            dir.join("inputs.json"),
+            staging.path().join("inputs.json"),
             serde_json::to_string_pretty(&inputs).unwrap() + "\n",
         )
         .unwrap();
+        let journal = std::fs::read_to_string(staging.path().join("journal.log")).unwrap();
+        let mut ops: Vec<String> = journal
+            .lines()
+            .map(|line| {
+                let json: Value = serde_json::from_str(line.split_once(' ').unwrap().1).unwrap();
+                json["op"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        ops.sort();
+        ops.dedup();
+        assert_eq!(
+            ops,
+            [
+                "conversion",
+                "decision",
+                "events",
+                "generation",
+                "message",
+                "message_status"
+            ]
+        );
         Some(answers(&app, &inputs).await)
     } else {
+        for file in FILES.iter().chain(&["inputs.json"]) {
+            std::fs::copy(golden_dir().join(file), staging.path().join(file)).unwrap();
+        }
         None
     };
-    let (reopened, _copy) = open_copy().await;
-    let expected = answers(&reopened, &inputs()).await;
+    let inputs: Value =
+        serde_json::from_str(&std::fs::read_to_string(staging.path().join("inputs.json")).unwrap())
+            .unwrap();
+    let (reopened, _copy) = open_copy_of(staging.path()).await;
+    let expected = answers(&reopened, &inputs).await;
     // What this build reads back is what it answered before it stopped.
     if let Some(live) = live {
         assert_eq!(expected, live);
     }
+    check(&expected, staging.path()).await;
     std::fs::write(
-        dir.join("answers.json"),
+        staging.path().join("answers.json"),
         serde_json::to_string_pretty(&expected).unwrap() + "\n",
     )
     .unwrap();
+    std::fs::create_dir_all(golden_dir()).unwrap();
+    for file in FILES.iter().chain(&["inputs.json", "answers.json"]) {
+        std::fs::copy(staging.path().join(file), golden_dir().join(file)).unwrap();
+    }
+}
+
+/// What the answers must show whatever this build reads (so that a regeneration cannot write
+/// a loss into them), and that the record file lacks the message only the journal holds.
+async fn check(expected: &Value, dir: &Path) {
+    assert_eq!(expected["rendered_again"], json!(["duplicate"]));
+    assert_eq!(expected["late_reply"]["reason"], "service_window");
+    for (id, ..) in MESSAGES {
+        assert_eq!(expected["messages"][id]["status"], "duplicate", "{id}");
+    }
+    assert_eq!(expected["messages"]["sent-3"]["billing"], "final");
+    assert_eq!(expected["settled_again"]["status"], "duplicate");
+    let messages_line = expected["invoices"][2]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|line| line["kind"] == "messages")
+        .cloned()
+        .unwrap();
+    assert_eq!(messages_line["quantity"], 3, "tpl-1, sent-3 and tpl-3");
+    let third = &expected["users"]["wa-user-3"];
+    assert_eq!(third["clicks"][0]["conversation_started"], true);
+    assert_eq!(third["suppressions"].as_array().unwrap().len(), 1);
+    for name in ["chat", "capped", "hidden"] {
+        assert!(
+            expected["campaigns"][name]["spend"]["total_micros"]
+                .as_i64()
+                .unwrap()
+                > 0
+        );
+    }
+    let sqlite = dir.join(statusads::record::SQLITE_FILE);
+    assert_eq!(records_of_message(&sqlite, "tpl-3").await, 0);
+    assert_eq!(records_of_message(&sqlite, "tpl-1").await, 1);
 }
 
 fn inputs() -> Value {
@@ -321,11 +445,11 @@ async fn vacuum_into(from: &Path, to: &Path) {
         .unwrap();
 }
 
-/// An app on a copy of the golden data dir (opening may replay, compact and migrate it).
-async fn open_copy() -> (TestApp, ScratchDir) {
+/// An app on a copy of the data dir in `dir` (opening may replay, compact and migrate it).
+async fn open_copy_of(dir: &Path) -> (TestApp, ScratchDir) {
     let copy = ScratchDir::new("golden");
     for file in FILES {
-        std::fs::copy(golden_dir().join(file), copy.path().join(file)).unwrap();
+        std::fs::copy(dir.join(file), copy.path().join(file)).unwrap();
     }
     let app = embedded(Some(copy.path().to_path_buf())).await;
     (app, copy)
@@ -337,11 +461,7 @@ async fn the_embedded_data_dir_of_an_earlier_build_answers_as_it_did() {
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(golden_dir().join("answers.json")).unwrap())
             .unwrap();
-    let (app, _copy) = open_copy().await;
+    check(&expected, &golden_dir()).await;
+    let (app, _copy) = open_copy_of(&golden_dir()).await;
     assert_eq!(answers(&app, &inputs()).await, expected);
-    // The files hold what the scenario did, not empty state answering alike.
-    assert_eq!(expected["rendered_again"], json!(["duplicate"]));
-    assert_eq!(expected["late_reply"]["reason"], "service_window");
-    assert_eq!(expected["messages"]["tpl-3"]["status"], "duplicate");
-    assert!(expected["users"]["wa-user-3"]["records"].as_u64().unwrap() > 0);
 }

@@ -1063,8 +1063,9 @@ impl RedisStore {
         Ok(seconds * 1000 + micros / 1000)
     }
 
-    /// Removes `node`'s heartbeat and erasure count: the other nodes stop counting it in
-    /// budget shares and stop waiting for it, without waiting for the heartbeat to age.
+    /// Removes `node`'s heartbeat, erasure count and money settings: the other nodes stop
+    /// counting it in budget shares, waiting for it and comparing with it, without waiting for
+    /// the entries to age.
     pub async fn leave(&self, node: &str) -> Result<(), StoreError> {
         let mut conn = self.bulk()?;
         let node = node.to_owned();
@@ -1073,6 +1074,8 @@ impl RedisStore {
                 .hdel(keys::NODES, &node)
                 .ignore()
                 .hdel(keys::ERASURES_WATCHED, &node)
+                .ignore()
+                .hdel(keys::NODE_SETTINGS, &node)
                 .ignore()
                 .query_async::<()>(&mut conn)
                 .await
