@@ -60,6 +60,9 @@ pub struct Exporter {
     started: AtomicU64,
     /// When the record's old keyed hashes were last cleared (ms).
     user_keys_cleared_at: std::sync::atomic::AtomicI64,
+    /// The last clearing failed: the next failure is not warned about again (the record being
+    /// away already is, once a round).
+    user_keys_failing: std::sync::atomic::AtomicBool,
     /// When [`Exporter::rewrite_redis_files`] last looked (ms).
     aof_checked_at: std::sync::atomic::AtomicI64,
     progress: watch::Sender<Progress>,
@@ -93,6 +96,7 @@ impl Exporter {
             metrics,
             started: AtomicU64::new(0),
             user_keys_cleared_at: std::sync::atomic::AtomicI64::new(Millis::MIN / 2),
+            user_keys_failing: std::sync::atomic::AtomicBool::new(false),
             aof_checked_at: std::sync::atomic::AtomicI64::new(Millis::MIN / 2),
             progress: watch::channel(Progress::default()).0,
             wake: Notify::new(),
@@ -278,10 +282,17 @@ impl Exporter {
         self.user_keys_cleared_at.store(now_ms, Ordering::SeqCst);
         let before = now_ms - crate::privacy::RECORD_USER_KEY_MS;
         match self.record.clear_user_keys_before(before).await {
-            Ok(0) => {}
-            Ok(cleared) => tracing::info!(cleared, "cleared keyed hashes past their retention"),
+            Ok(cleared) => {
+                self.user_keys_failing.store(false, Ordering::SeqCst);
+                if cleared > 0 {
+                    tracing::info!(cleared, "cleared keyed hashes past their retention");
+                }
+            }
+            Err(err) if self.user_keys_failing.swap(true, Ordering::SeqCst) => {
+                tracing::debug!(error = %err.report(), "keyed hashes still not cleared; retrying in a minute")
+            }
             Err(err) => {
-                tracing::warn!(error = %err.report(), "keyed hashes not cleared; retrying later")
+                tracing::warn!(error = %err.report(), "keyed hashes not cleared; retrying every minute")
             }
         }
     }
