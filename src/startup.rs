@@ -472,12 +472,13 @@ async fn wind_down(
         state.subjects.act_on_erasures().await;
         state.store.leave(state.spend.node_id()).await
     };
-    match tokio::time::timeout(LEAVE_WITHIN, leaving).await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => {
-            tracing::warn!(error = %err.report(), "the other nodes count this one until its heartbeat ages (5 s)")
-        }
-        Err(_) => tracing::warn!("the other nodes count this one until its heartbeat ages (5 s)"),
+    let error = match tokio::time::timeout(LEAVE_WITHIN, leaving).await {
+        Ok(Ok(())) => None,
+        Ok(Err(err)) => Some(err.report().to_string()),
+        Err(_) => Some(format!("no answer within {LEAVE_WITHIN:?}")),
+    };
+    if let Some(error) = error {
+        tracing::warn!(%error, "the other nodes count this one until its heartbeat ages (5 s)");
     }
     if let Some(spool) = &state.ledger.spool {
         if spool.pending() > 0 {

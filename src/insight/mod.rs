@@ -413,13 +413,13 @@ impl Insight {
     }
 }
 
-/// The smallest price at or above which `share` of the decisions lie.
 /// A clearing price as sampled: rounded up to the step, so never under what was paid (what a
 /// bid must reach).
 fn step_up(cpm: i64) -> i64 {
     cpm + (PRICE_STEP_MICROS - cpm.rem_euclid(PRICE_STEP_MICROS)) % PRICE_STEP_MICROS
 }
 
+/// The smallest price at or above which `share` of the decisions lie.
 fn percentile(prices: &[(i64, i64)], share: f64) -> Option<i64> {
     let total: i64 = prices.iter().map(|(_, n)| n).sum();
     if total == 0 {
@@ -485,8 +485,8 @@ fn summary(
         percent(n)
     );
     if let (Some(p50), "outbid") = (clearing_p50, reason) {
-        // To the cent above, as the figure it names.
-        let cents = (p50 + 9_999) / 10_000;
+        // To the cent above (a step is a hundredth), as the figure it names.
+        let cents = step_up(p50) / PRICE_STEP_MICROS;
         sentence.push_str(&format!(
             "; winners paid a median of {}.{:02} per 1,000",
             cents / 100,

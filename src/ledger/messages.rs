@@ -193,7 +193,7 @@ impl Messages<'_> {
                 self.metrics.message(category_label, MessageFate::Duplicate);
                 return Ok(answer(&decode(&stored)?, "duplicate", currency));
             }
-            let rating = messaging::rate(&Conversation::decode(&state), &message, rules.window)
+            let mut rating = messaging::rate(&Conversation::decode(&state), &message, rules.window)
                 .map_err(|err| {
                     self.metrics.message(category_label, MessageFate::Refused);
                     match err {
@@ -217,11 +217,10 @@ impl Messages<'_> {
                 )),
                 None => None,
             };
-            let mut after = rating.conversation_after.clone();
             if !self.rules.keeps_lapsed_windows() {
-                after.earlier_windows.clear();
+                rating.conversation_after.earlier_windows.clear();
             }
-            let after = &after;
+            let after = &rating.conversation_after;
             let new_state = if *after == Conversation::default() {
                 String::new()
             } else {

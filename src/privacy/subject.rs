@@ -35,11 +35,11 @@ use crate::store::{Store, StoreError, UserLocator, UserRecords};
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// How long an erasure stays announced: well past the watch interval of every live node.
 pub const ANNOUNCED_MS: Millis = 60_000;
-/// Erasures a node has acted on: (user key, announced at) -> when it read them.
-type Acted = std::collections::HashMap<(String, Millis), Millis>;
-
 /// How long an erasure waits for the other live nodes to act on it before answering.
 pub const CONFIRM_WITHIN: Duration = Duration::from_secs(5);
+
+/// Erasures a node has acted on: (user key, announced at) -> when it read them.
+type Acted = std::collections::HashMap<(String, Millis), Millis>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubjectError {

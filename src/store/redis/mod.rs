@@ -1110,11 +1110,7 @@ impl RedisStore {
                 .hgetall(keys::ERASURES_WATCHED)
                 .query_async(&mut conn)
                 .await?;
-            let alive = |other: &String| {
-                beats
-                    .get(other)
-                    .is_some_and(|at| *at > now_ms - NODE_ALIVE_MS)
-            };
+            let alive = |other: &String| beats.get(other).is_some_and(|at| alive_at(*at, now_ms));
             let gone: Vec<&String> = watched.keys().filter(|n| !alive(n)).collect();
             if !gone.is_empty() {
                 conn.hdel::<_, _, ()>(keys::ERASURES_WATCHED, gone).await?;
@@ -1308,6 +1304,11 @@ impl RedisStore {
 /// A node that has not refreshed for this long is no longer counted alive.
 const NODE_ALIVE_MS: Millis = 5_000;
 
+/// Whether a node whose last heartbeat was at `beat` counts as alive at `now_ms`.
+fn alive_at(beat: Millis, now_ms: Millis) -> bool {
+    beat > now_ms - NODE_ALIVE_MS
+}
+
 impl RedisStore {
     pub async fn heartbeat(&self, node: &str, now_ms: Millis) -> Result<u32, StoreError> {
         let mut conn = self.bulk()?;
@@ -1331,10 +1332,7 @@ impl RedisStore {
                 Ok(beats)
             })
             .await?;
-        Ok(beats
-            .values()
-            .filter(|at| **at > now_ms - NODE_ALIVE_MS)
-            .count() as u32)
+        Ok(beats.values().filter(|at| alive_at(**at, now_ms)).count() as u32)
     }
 
     /// Records what this node prices with (`fingerprint`) and answers how many other nodes
