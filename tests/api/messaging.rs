@@ -252,11 +252,7 @@ async fn without_lapsed_windows_the_state_keeps_the_earlier_form() {
     .await;
     let (adv, _) = app.advertiser("Late").await;
     let (status, body) = a_late_reply(&app, &adv).await;
-    let mut redis = redis::Client::open(app.redis.as_ref().unwrap().url().as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = app.redis.as_ref().unwrap().async_connection().await;
     let keys: Vec<String> = redis.keys("conv:*").await.unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");
     let state: String = redis.get(&keys[0]).await.unwrap();
@@ -277,11 +273,7 @@ async fn a_conversation_lives_a_day_past_its_window_counted_from_now() {
     use redis::AsyncCommands;
     let app = spawn_app(Backend::Redis).await;
     let (adv, _) = app.advertiser("Shop").await;
-    let mut redis = redis::Client::open(app.redis.as_ref().unwrap().url().as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = app.redis.as_ref().unwrap().async_connection().await;
     for (user, offset, lives) in [
         ("late", -Duration::hours(20), Duration::hours(28)),
         ("ahead", Duration::days(3), Duration::days(5)),

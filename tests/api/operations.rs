@@ -630,11 +630,7 @@ async fn a_node_stopped_gracefully_is_no_longer_counted() {
     use redis::AsyncCommands;
     let redis = RedisServer::start();
     let mut service = ServiceProcess::start(&redis.url()).await;
-    let mut conn = redis::Client::open(redis.url().as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = redis.async_connection().await;
     let beats: std::collections::HashMap<String, i64> =
         conn.hgetall("nodes:{catalog}").await.unwrap();
     assert_eq!(beats.len(), 1, "{beats:?}");

@@ -867,11 +867,7 @@ async fn an_erasure_waits_for_every_live_node_and_says_which_did_not_act() {
     assert!(!second.state.server.recent.holds(user));
 
     // Two nodes that beat as the first does: one whose rounds never move, one that counts none.
-    let mut redis = redis::Client::open(redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = first.redis.as_ref().unwrap().async_connection().await;
     let beats: std::collections::HashMap<String, i64> =
         redis.hgetall("nodes:{catalog}").await.unwrap();
     let beat = *beats.values().max().unwrap();
@@ -908,11 +904,7 @@ async fn an_erasure_waits_for_every_live_node_and_says_which_did_not_act() {
 async fn an_erasure_waits_for_two_rounds_of_each_node() {
     use redis::AsyncCommands;
     let app = Arc::new(spawn_app(Backend::Redis).await);
-    let mut redis = redis::Client::open(app.redis.as_ref().unwrap().url().as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = app.redis.as_ref().unwrap().async_connection().await;
     app.refresh_spend().await;
     let beats: std::collections::HashMap<String, i64> =
         redis.hgetall("nodes:{catalog}").await.unwrap();

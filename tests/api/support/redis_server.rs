@@ -125,6 +125,15 @@ impl RedisServer {
             .get_connection()
             .unwrap()
     }
+
+    /// The async twin of [`Self::connection`], for tests on a tokio runtime.
+    pub async fn async_connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
 }
 
 impl Drop for RedisServer {
