@@ -30,6 +30,7 @@ use crate::ledger::reconcile::LedgerRecord;
 
 pub use self::codec::SessionValue;
 pub use self::embedded::EmbeddedStore;
+pub use self::redis::in_process::URL as IN_PROCESS_REDIS_URL;
 pub use self::redis::RedisStore;
 
 /// What made a store call fail underneath: a Redis, I/O, SQL or JSON error, kept whole for the
@@ -838,10 +839,14 @@ impl Store {
     }
 
     /// Housekeeping after an export round: the embedded backend drops what has expired by
-    /// `now_ms` (Redis expires keys itself) and compacts its journal when it is long.
+    /// `now_ms` (Redis expires keys itself; the in-process one on its own clock) and compacts
+    /// its journal when it is long.
     pub fn maintain(&self, now_ms: Millis) -> Result<(), StoreError> {
         match self {
-            Store::Redis(_) => Ok(()),
+            Store::Redis(s) => {
+                s.purge_expired();
+                Ok(())
+            }
             Store::Embedded(s) => s.maintain(now_ms),
         }
     }

@@ -1058,7 +1058,7 @@ async fn the_readme_worked_month_invoice(backend: Backend) {
     );
 
     match backend {
-        Backend::Redis => {
+        Backend::Redis | Backend::InProcess => {
             let report = app.reconcile(false).await;
             assert!(report.differences.is_empty(), "{:?}", report.differences);
         }

@@ -15,6 +15,7 @@
 //! (see `worker`): no thread hop per decision.
 
 mod files;
+pub mod in_process;
 pub mod keys;
 mod lua;
 mod worker;
@@ -77,6 +78,7 @@ enum Conn {
     Cluster(redis::cluster_async::ClusterConnection),
     /// An actix-web worker's own (see `worker`).
     Worker(redis::aio::MultiplexedConnection),
+    InProcess(in_process::InProcessRedis),
 }
 
 impl redis::aio::ConnectionLike for Conn {
@@ -88,6 +90,7 @@ impl redis::aio::ConnectionLike for Conn {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
             Conn::Worker(c) => c.req_packed_command(cmd),
+            Conn::InProcess(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -101,6 +104,7 @@ impl redis::aio::ConnectionLike for Conn {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Worker(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::InProcess(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -133,6 +137,8 @@ enum Clients {
     Single(redis::Client),
     /// Hot-path and bulk clients (boxed: read only when connecting).
     Cluster(Box<[redis::cluster::ClusterClient; 2]>),
+    /// `redis_url` [`in_process::URL`]: the in-process Redis (tests and development).
+    InProcess(in_process::InProcessRedis),
 }
 
 #[derive(Clone)]
@@ -158,7 +164,13 @@ impl RedisStore {
     ) -> Result<Self, StoreError> {
         let timeout = Duration::from_millis(timeout_ms);
         let bad_address = |e: redis::RedisError| StoreError::corrupt_from("Redis address", e);
-        let clients = if cluster_nodes.is_empty() {
+        let clients = if url == in_process::URL && cluster_nodes.is_empty() {
+            tracing::warn!("the in-process Redis keeps everything in memory: nothing survives a stop (for tests and development, never for billing)");
+            Clients::InProcess(
+                in_process::InProcessRedis::new(Arc::new(SystemClock))
+                    .map_err(|e| StoreError::corrupt_from("the in-process Redis's Lua", e))?,
+            )
+        } else if cluster_nodes.is_empty() {
             Clients::Single(redis::Client::open(url).map_err(bad_address)?)
         } else {
             let cluster = |response_timeout| {
@@ -232,6 +244,10 @@ impl RedisStore {
                     .map_err(unavailable)?;
                 (Conn::Cluster(hot), Conn::Cluster(bulk))
             }
+            Clients::InProcess(redis) => (
+                Conn::InProcess(redis.clone()),
+                Conn::InProcess(redis.clone()),
+            ),
         };
         Ok(Conns { hot, bulk })
     }
@@ -1428,6 +1444,13 @@ impl RedisStore {
     }
 
     /// Shards in all (the exporter reads their outboxes a group at a time).
+    /// Drops the in-process Redis's expired keys (a real Redis expires its own).
+    pub fn purge_expired(&self) {
+        if let Clients::InProcess(redis) = &self.clients {
+            redis.purge_expired();
+        }
+    }
+
     pub fn shards(&self) -> u32 {
         self.shards
     }

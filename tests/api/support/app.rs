@@ -24,6 +24,9 @@ pub const SIGNING_KEY: &str = "test-signing-key-0123456789abcdef0123456789";
 pub enum Backend {
     Redis,
     Embedded,
+    /// The Redis backend on the in-process Redis: the same store code and Lua scripts over
+    /// memory (`store::redis::in_process`).
+    InProcess,
 }
 
 /// HTTP helpers against a running service (in process or a real process).
@@ -48,11 +51,17 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn_app_on(
-        (backend == Backend::Redis).then(RedisServer::start),
-        configure,
-    )
-    .await
+    match backend {
+        Backend::Redis => spawn_app_on(Some(RedisServer::start()), configure).await,
+        Backend::Embedded => spawn_app_on(None, configure).await,
+        Backend::InProcess => {
+            spawn_app_on(None, |s| {
+                s.store.redis_url = statusads::store::IN_PROCESS_REDIS_URL.into();
+                configure(s)
+            })
+            .await
+        }
+    }
 }
 
 /// The app on a given Redis (e.g. a durable one), or on the embedded backend when `None`.
@@ -87,11 +96,15 @@ pub async fn spawn_app_full(
     settings.demo.seed = Some(false);
     configure(&mut settings);
     if settings.uses_redis() && settings.store.database_url.expose_secret().is_empty() {
-        let deployment = format!(
+        let mut deployment = format!(
             "{}{}",
             settings.store.redis_url.expose_secret(),
             settings.store.cluster_nodes.join(",")
         );
+        if deployment == statusads::store::IN_PROCESS_REDIS_URL {
+            // Every in-process Redis is a deployment of its own.
+            deployment.push_str(&data_dir.path().display().to_string());
+        }
         settings.store.database_url = super::postgres::shared().database_for(&deployment).into();
     }
     let database_url = match settings.store.database_url.expose_secret() {

@@ -18,7 +18,8 @@ pub mod vanishing;
 
 pub use app::{spawn_app, spawn_app_with, Backend, TestApp};
 
-/// Runs one async behaviour test against both backends: the contract suite.
+/// Runs one async behaviour test against every backend: the contract suite. The third runs the
+/// Redis backend's code and scripts on the in-process Redis.
 #[macro_export]
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
@@ -35,6 +36,14 @@ macro_rules! contract {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::support::Backend::Embedded).await
+                }
+            )*
+        }
+        mod on_in_process {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::InProcess).await
                 }
             )*
         }

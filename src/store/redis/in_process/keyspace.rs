@@ -1,0 +1,857 @@
+//! The keyspace of the in-process Redis: strings, hashes, sorted sets and streams with
+//! millisecond expiry, and exactly the commands the store sends (directly or from its scripts),
+//! with Redis's replies in RESP2 form. A command outside that list is refused by name, so a
+//! store change that needs one more fails its contract test here at once, not quietly.
+//!
+//! Expiry is lazy, as Redis's is for a key that is read: an expired key reads as absent and is
+//! dropped when touched; [`Keyspace::purge_expired`] drops the rest.
+//!
+//! Hand-written rather than a crate: the embeddable Redis imitations on crates.io run no Lua and
+//! differ in exactly the details (TTL kept or cleared per command, `GT`, exclusive score bounds,
+//! an emptied hash deleted) the scripts' rules rest on; the few commands here are checked
+//! against a real `redis-server` by the contract suite.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use redis::Value;
+
+use crate::clock::Millis;
+
+/// A refused command: Redis's error code (`ERR`, `WRONGTYPE`, ...) and its message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl CommandError {
+    fn err(message: impl Into<String>) -> Self {
+        Self {
+            code: "ERR",
+            message: message.into(),
+        }
+    }
+
+    fn wrong_type() -> Self {
+        Self {
+            code: "WRONGTYPE",
+            message: "Operation against a key holding the wrong kind of value".into(),
+        }
+    }
+
+    fn not_integer() -> Self {
+        Self::err("value is not an integer or out of range")
+    }
+
+    fn syntax() -> Self {
+        Self::err("syntax error")
+    }
+}
+
+pub type Reply = Result<Value, CommandError>;
+
+type Bytes = Vec<u8>;
+
+/// A score with a total order (scores are never NaN: parsing refuses it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Score(f64);
+
+impl Eq for Score {}
+
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct SortedSet {
+    scores: HashMap<Bytes, Score>,
+    ordered: BTreeSet<(Score, Bytes)>,
+}
+
+impl SortedSet {
+    fn insert(&mut self, member: Bytes, score: Score) -> bool {
+        let added = match self.scores.insert(member.clone(), score) {
+            Some(old) => {
+                self.ordered.remove(&(old, member.clone()));
+                false
+            }
+            None => true,
+        };
+        self.ordered.insert((score, member));
+        added
+    }
+
+    fn remove(&mut self, member: &[u8]) -> bool {
+        match self.scores.remove(member) {
+            Some(score) => self.ordered.remove(&(score, member.to_vec())),
+            None => false,
+        }
+    }
+
+    fn in_range(&self, range: &ScoreRange) -> Vec<Bytes> {
+        self.ordered
+            .iter()
+            .filter(|(score, _)| range.holds(score.0))
+            .map(|(_, member)| member.clone())
+            .collect()
+    }
+}
+
+/// A stream entry's id: milliseconds and a sequence within them.
+type StreamId = (u64, u64);
+
+#[derive(Debug, Default, Clone)]
+struct Stream {
+    entries: BTreeMap<StreamId, Vec<(Bytes, Bytes)>>,
+    last: StreamId,
+}
+
+#[derive(Debug, Clone)]
+enum Data {
+    Text(Bytes),
+    Hash(HashMap<Bytes, Bytes>),
+    Sorted(SortedSet),
+    Stream(Stream),
+}
+
+#[derive(Debug, Clone)]
+struct Stored {
+    data: Data,
+    /// When the key expires (ms); `None`: never.
+    expires_ms: Option<Millis>,
+}
+
+/// `min`/`max` of `ZCOUNT` and `ZREMRANGEBYSCORE`: `-inf`, `+inf`, `(x` (exclusive) or `x`.
+struct ScoreRange {
+    min: (f64, bool),
+    max: (f64, bool),
+}
+
+impl ScoreRange {
+    fn parse(min: &[u8], max: &[u8]) -> Result<Self, CommandError> {
+        let bound = |raw: &[u8]| -> Result<(f64, bool), CommandError> {
+            let (raw, exclusive) = match raw.strip_prefix(b"(") {
+                Some(rest) => (rest, true),
+                None => (raw, false),
+            };
+            Ok((
+                score(raw).map_err(|_| CommandError::err("min or max is not a float"))?,
+                exclusive,
+            ))
+        };
+        Ok(Self {
+            min: bound(min)?,
+            max: bound(max)?,
+        })
+    }
+
+    fn holds(&self, score: f64) -> bool {
+        let above = if self.min.1 {
+            score > self.min.0
+        } else {
+            score >= self.min.0
+        };
+        let below = if self.max.1 {
+            score < self.max.0
+        } else {
+            score <= self.max.0
+        };
+        above && below
+    }
+}
+
+fn text(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw).into_owned()
+}
+
+fn integer(raw: &[u8]) -> Result<i64, CommandError> {
+    std::str::from_utf8(raw)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(CommandError::not_integer)
+}
+
+fn score(raw: &[u8]) -> Result<f64, CommandError> {
+    let parsed = match raw {
+        b"+inf" | b"inf" => Some(f64::INFINITY),
+        b"-inf" => Some(f64::NEG_INFINITY),
+        _ => std::str::from_utf8(raw)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok()),
+    };
+    parsed
+        .filter(|s| !s.is_nan())
+        .ok_or_else(|| CommandError::err("value is not a valid float"))
+}
+
+/// A score as Redis writes it in a reply: integral scores without a fraction.
+fn format_score(score: f64) -> Bytes {
+    if score.fract() == 0.0 && score.abs() < 1e17 {
+        format!("{}", score as i64).into_bytes()
+    } else {
+        format!("{score}").into_bytes()
+    }
+}
+
+fn bulk(raw: impl Into<Bytes>) -> Value {
+    Value::BulkString(raw.into())
+}
+
+fn int(n: impl TryInto<i64>) -> Value {
+    Value::Int(n.try_into().unwrap_or(i64::MAX))
+}
+
+fn stream_id(id: StreamId) -> Bytes {
+    format!("{}-{}", id.0, id.1).into_bytes()
+}
+
+/// `ms-seq` or `ms` (`-`/`+`: the ends), as XRANGE's bounds and XDEL's ids take them.
+fn parse_stream_id(raw: &[u8], end: bool) -> Result<StreamId, CommandError> {
+    let invalid = || CommandError::err("Invalid stream ID specified as stream command argument");
+    match raw {
+        b"-" => return Ok((0, 0)),
+        b"+" => return Ok((u64::MAX, u64::MAX)),
+        _ => {}
+    }
+    let raw = std::str::from_utf8(raw).map_err(|_| invalid())?;
+    match raw.split_once('-') {
+        Some((ms, seq)) => Ok((
+            ms.parse().map_err(|_| invalid())?,
+            seq.parse().map_err(|_| invalid())?,
+        )),
+        None => Ok((
+            raw.parse().map_err(|_| invalid())?,
+            if end { u64::MAX } else { 0 },
+        )),
+    }
+}
+
+#[derive(Default)]
+pub struct Keyspace {
+    keys: HashMap<Bytes, Stored>,
+}
+
+impl Keyspace {
+    /// Runs one command (`args[0]` its name) at `now_ms`, Redis's clock.
+    pub fn execute(&mut self, args: &[&[u8]], now_ms: Millis) -> Reply {
+        let (name, args) = args
+            .split_first()
+            .ok_or_else(|| CommandError::err("empty command"))?;
+        let name = text(name).to_ascii_uppercase();
+        let arity = |ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(CommandError::err(format!(
+                    "wrong number of arguments for '{}' command",
+                    name.to_ascii_lowercase()
+                )))
+            }
+        };
+        match name.as_str() {
+            "PING" => Ok(Value::SimpleString("PONG".into())),
+            "GET" => {
+                arity(args.len() == 1)?;
+                match self.live(args[0], now_ms) {
+                    None => Ok(Value::Nil),
+                    Some(Stored {
+                        data: Data::Text(v),
+                        ..
+                    }) => Ok(bulk(v.clone())),
+                    Some(_) => Err(CommandError::wrong_type()),
+                }
+            }
+            "SET" => {
+                arity(args.len() >= 2)?;
+                self.set(args, now_ms)
+            }
+            "DEL" => {
+                arity(!args.is_empty())?;
+                let mut removed = 0;
+                for key in args {
+                    if self.live(key, now_ms).is_some() {
+                        self.keys.remove(*key);
+                        removed += 1;
+                    }
+                }
+                Ok(int(removed))
+            }
+            "EXISTS" => {
+                arity(!args.is_empty())?;
+                Ok(int(args
+                    .iter()
+                    .filter(|k| self.live(k, now_ms).is_some())
+                    .count()))
+            }
+            "PEXPIRE" => {
+                arity(args.len() == 2)?;
+                let ms = integer(args[1])?;
+                if self.live(args[0], now_ms).is_none() {
+                    return Ok(int(0));
+                }
+                if ms <= 0 {
+                    self.keys.remove(args[0]);
+                } else if let Some(stored) = self.keys.get_mut(args[0]) {
+                    stored.expires_ms = Some(now_ms.saturating_add(ms));
+                }
+                Ok(int(1))
+            }
+            "PTTL" => {
+                arity(args.len() == 1)?;
+                Ok(int(match self.live(args[0], now_ms) {
+                    None => -2,
+                    Some(Stored {
+                        expires_ms: None, ..
+                    }) => -1,
+                    Some(Stored {
+                        expires_ms: Some(at),
+                        ..
+                    }) => at - now_ms,
+                }))
+            }
+            "HGET" => {
+                arity(args.len() == 2)?;
+                Ok(self
+                    .hash(args[0], now_ms)?
+                    .and_then(|h| h.get(args[1]).cloned())
+                    .map_or(Value::Nil, bulk))
+            }
+            "HMGET" => {
+                arity(args.len() >= 2)?;
+                let hash = self.hash(args[0], now_ms)?;
+                Ok(Value::Array(
+                    args[1..]
+                        .iter()
+                        .map(|f| {
+                            hash.and_then(|h| h.get(*f).cloned())
+                                .map_or(Value::Nil, bulk)
+                        })
+                        .collect(),
+                ))
+            }
+            "HGETALL" => {
+                arity(args.len() == 1)?;
+                Ok(Value::Array(
+                    self.hash(args[0], now_ms)?
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|(f, v)| [bulk(f.clone()), bulk(v.clone())])
+                        .collect(),
+                ))
+            }
+            "HEXISTS" => {
+                arity(args.len() == 2)?;
+                Ok(int(self
+                    .hash(args[0], now_ms)?
+                    .is_some_and(|h| h.contains_key(args[1]))))
+            }
+            "HSET" => {
+                arity(args.len() >= 3 && args.len() % 2 == 1)?;
+                let hash = self.hash_mut(args[0], now_ms)?;
+                let added = args[1..]
+                    .chunks(2)
+                    .filter(|pair| hash.insert(pair[0].to_vec(), pair[1].to_vec()).is_none())
+                    .count();
+                Ok(int(added))
+            }
+            "HDEL" => {
+                arity(args.len() >= 2)?;
+                let removed = if self.hash(args[0], now_ms)?.is_some() {
+                    let hash = self.hash_mut(args[0], now_ms)?;
+                    args[1..]
+                        .iter()
+                        .filter(|f| hash.remove(**f).is_some())
+                        .count()
+                } else {
+                    0
+                };
+                self.drop_if_empty(args[0]);
+                Ok(int(removed))
+            }
+            "HINCRBY" => {
+                arity(args.len() == 3)?;
+                let by = integer(args[2])?;
+                let hash = self.hash_mut(args[0], now_ms)?;
+                let field = hash
+                    .entry(args[1].to_vec())
+                    .or_insert_with(|| b"0".to_vec());
+                let now = integer(field)
+                    .map_err(|_| CommandError::err("hash value is not an integer"))?
+                    .checked_add(by)
+                    .ok_or_else(|| CommandError::err("increment or decrement would overflow"))?;
+                *field = now.to_string().into_bytes();
+                Ok(int(now))
+            }
+            "ZADD" => {
+                arity(args.len() >= 3)?;
+                self.zadd(args, now_ms)
+            }
+            "ZSCORE" => {
+                arity(args.len() == 2)?;
+                Ok(self
+                    .sorted(args[0], now_ms)?
+                    .and_then(|z| z.scores.get(args[1]))
+                    .map_or(Value::Nil, |s| bulk(format_score(s.0))))
+            }
+            "ZCOUNT" => {
+                arity(args.len() == 3)?;
+                let range = ScoreRange::parse(args[1], args[2])?;
+                Ok(int(self
+                    .sorted(args[0], now_ms)?
+                    .map_or(0, |z| z.in_range(&range).len())))
+            }
+            "ZREMRANGEBYSCORE" => {
+                arity(args.len() == 3)?;
+                let range = ScoreRange::parse(args[1], args[2])?;
+                let Some(members) = self.sorted(args[0], now_ms)?.map(|z| z.in_range(&range))
+                else {
+                    return Ok(int(0));
+                };
+                if let Some(Stored {
+                    data: Data::Sorted(z),
+                    ..
+                }) = self.keys.get_mut(args[0])
+                {
+                    for member in &members {
+                        z.remove(member);
+                    }
+                }
+                self.drop_if_empty(args[0]);
+                Ok(int(members.len()))
+            }
+            "ZREM" => {
+                arity(args.len() >= 2)?;
+                let mut removed = 0;
+                if self.sorted(args[0], now_ms)?.is_some() {
+                    if let Some(Stored {
+                        data: Data::Sorted(z),
+                        ..
+                    }) = self.keys.get_mut(args[0])
+                    {
+                        removed = args[1..].iter().filter(|m| z.remove(m)).count();
+                    }
+                }
+                self.drop_if_empty(args[0]);
+                Ok(int(removed))
+            }
+            "ZRANGE" => {
+                arity(args.len() == 3 || args.len() == 4)?;
+                self.zrange(args, now_ms)
+            }
+            "XADD" => {
+                arity(args.len() >= 4 && args.len() % 2 == 0)?;
+                self.xadd(args, now_ms)
+            }
+            "XRANGE" => {
+                arity(args.len() == 3 || args.len() == 5)?;
+                self.xrange(args, now_ms)
+            }
+            "XDEL" => {
+                arity(args.len() >= 2)?;
+                let ids = args[1..]
+                    .iter()
+                    .map(|id| parse_stream_id(id, false))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let removed = match self.live_mut(args[0], now_ms) {
+                    None => 0,
+                    Some(Data::Stream(s)) => ids
+                        .iter()
+                        .filter(|id| s.entries.remove(id).is_some())
+                        .count(),
+                    Some(_) => return Err(CommandError::wrong_type()),
+                };
+                Ok(int(removed))
+            }
+            other => Err(CommandError::err(format!(
+                "unknown command '{}' (the in-process Redis implements only what the store sends)",
+                other.to_ascii_lowercase()
+            ))),
+        }
+    }
+
+    /// Drops every expired key.
+    pub fn purge_expired(&mut self, now_ms: Millis) {
+        self.keys
+            .retain(|_, stored| stored.expires_ms.is_none_or(|at| at > now_ms));
+    }
+
+    /// The key if it exists and has not expired (an expired one is dropped).
+    fn live(&mut self, key: &[u8], now_ms: Millis) -> Option<&Stored> {
+        if self
+            .keys
+            .get(key)
+            .is_some_and(|s| s.expires_ms.is_some_and(|at| at <= now_ms))
+        {
+            self.keys.remove(key);
+        }
+        self.keys.get(key)
+    }
+
+    fn live_mut(&mut self, key: &[u8], now_ms: Millis) -> Option<&mut Data> {
+        self.live(key, now_ms)?;
+        self.keys.get_mut(key).map(|s| &mut s.data)
+    }
+
+    fn hash(
+        &mut self,
+        key: &[u8],
+        now_ms: Millis,
+    ) -> Result<Option<&HashMap<Bytes, Bytes>>, CommandError> {
+        match self.live(key, now_ms) {
+            None => Ok(None),
+            Some(Stored {
+                data: Data::Hash(h),
+                ..
+            }) => Ok(Some(h)),
+            Some(_) => Err(CommandError::wrong_type()),
+        }
+    }
+
+    fn hash_mut(
+        &mut self,
+        key: &[u8],
+        now_ms: Millis,
+    ) -> Result<&mut HashMap<Bytes, Bytes>, CommandError> {
+        let stored = self.create(key, now_ms, || Data::Hash(HashMap::new()));
+        match &mut stored.data {
+            Data::Hash(h) => Ok(h),
+            _ => Err(CommandError::wrong_type()),
+        }
+    }
+
+    fn sorted(&mut self, key: &[u8], now_ms: Millis) -> Result<Option<&SortedSet>, CommandError> {
+        match self.live(key, now_ms) {
+            None => Ok(None),
+            Some(Stored {
+                data: Data::Sorted(z),
+                ..
+            }) => Ok(Some(z)),
+            Some(_) => Err(CommandError::wrong_type()),
+        }
+    }
+
+    /// The live key, made with `empty` (and no expiry) when absent.
+    fn create(&mut self, key: &[u8], now_ms: Millis, empty: impl FnOnce() -> Data) -> &mut Stored {
+        self.live(key, now_ms);
+        self.keys.entry(key.to_vec()).or_insert_with(|| Stored {
+            data: empty(),
+            expires_ms: None,
+        })
+    }
+
+    /// Redis deletes a hash or sorted set whose last member goes (and with it its TTL).
+    fn drop_if_empty(&mut self, key: &[u8]) {
+        let empty = match self.keys.get(key).map(|s| &s.data) {
+            Some(Data::Hash(h)) => h.is_empty(),
+            Some(Data::Sorted(z)) => z.scores.is_empty(),
+            _ => false,
+        };
+        if empty {
+            self.keys.remove(key);
+        }
+    }
+
+    /// `SET key value [PX ms | KEEPTTL] [NX | XX]`.
+    fn set(&mut self, args: &[&[u8]], now_ms: Millis) -> Reply {
+        let (mut px, mut keep_ttl, mut nx, mut xx) = (None, false, false, false);
+        let mut options = args[2..].iter();
+        while let Some(option) = options.next() {
+            match text(option).to_ascii_uppercase().as_str() {
+                "PX" => {
+                    let ms = integer(options.next().ok_or_else(CommandError::syntax)?)?;
+                    if ms <= 0 {
+                        return Err(CommandError::err("invalid expire time in 'set' command"));
+                    }
+                    px = Some(ms);
+                }
+                "KEEPTTL" => keep_ttl = true,
+                "NX" => nx = true,
+                "XX" => xx = true,
+                _ => return Err(CommandError::syntax()),
+            }
+        }
+        if (px.is_some() && keep_ttl) || (nx && xx) {
+            return Err(CommandError::syntax());
+        }
+        let existing = self.live(args[0], now_ms).map(|s| s.expires_ms);
+        if (nx && existing.is_some()) || (xx && existing.is_none()) {
+            return Ok(Value::Nil);
+        }
+        let expires_ms = match px {
+            Some(ms) => Some(now_ms.saturating_add(ms)),
+            None if keep_ttl => existing.flatten(),
+            None => None,
+        };
+        self.keys.insert(
+            args[0].to_vec(),
+            Stored {
+                data: Data::Text(args[1].to_vec()),
+                expires_ms,
+            },
+        );
+        Ok(Value::Okay)
+    }
+
+    /// `ZADD key [GT] score member [score member ...]`.
+    fn zadd(&mut self, args: &[&[u8]], now_ms: Millis) -> Reply {
+        let gt = args[1].eq_ignore_ascii_case(b"GT");
+        let pairs = &args[1 + usize::from(gt)..];
+        if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
+            return Err(CommandError::syntax());
+        }
+        let parsed = pairs
+            .chunks(2)
+            .map(|pair| Ok((score(pair[0])?, pair[1].to_vec())))
+            .collect::<Result<Vec<_>, CommandError>>()?;
+        let stored = self.create(args[0], now_ms, || Data::Sorted(SortedSet::default()));
+        let Data::Sorted(z) = &mut stored.data else {
+            return Err(CommandError::wrong_type());
+        };
+        let mut added = 0;
+        for (score, member) in parsed {
+            match z.scores.get(&member) {
+                Some(old) if gt && old.0 >= score => {}
+                _ => added += usize::from(z.insert(member, Score(score))),
+            }
+        }
+        Ok(int(added))
+    }
+
+    /// `ZRANGE key start stop [WITHSCORES]`, by rank.
+    fn zrange(&mut self, args: &[&[u8]], now_ms: Millis) -> Reply {
+        let with_scores = match args.get(3) {
+            Some(option) if option.eq_ignore_ascii_case(b"WITHSCORES") => true,
+            Some(_) => return Err(CommandError::syntax()),
+            None => false,
+        };
+        let (start, stop) = (integer(args[1])?, integer(args[2])?);
+        let Some(z) = self.sorted(args[0], now_ms)? else {
+            return Ok(Value::Array(Vec::new()));
+        };
+        let len = z.ordered.len() as i64;
+        let index = |i: i64| if i < 0 { (len + i).max(0) } else { i };
+        let (start, stop) = (index(start), index(stop).min(len - 1));
+        if start > stop {
+            return Ok(Value::Array(Vec::new()));
+        }
+        let mut out = Vec::new();
+        for (score, member) in z
+            .ordered
+            .iter()
+            .skip(start as usize)
+            .take((stop - start + 1) as usize)
+        {
+            out.push(bulk(member.clone()));
+            if with_scores {
+                out.push(bulk(format_score(score.0)));
+            }
+        }
+        Ok(Value::Array(out))
+    }
+
+    /// `XADD key * field value [field value ...]`: ids from `now_ms`, never going back.
+    fn xadd(&mut self, args: &[&[u8]], now_ms: Millis) -> Reply {
+        if args[1] != b"*" {
+            return Err(CommandError::err(
+                "the in-process Redis takes only '*' as an XADD id",
+            ));
+        }
+        let stored = self.create(args[0], now_ms, || Data::Stream(Stream::default()));
+        let Data::Stream(stream) = &mut stored.data else {
+            return Err(CommandError::wrong_type());
+        };
+        let ms = u64::try_from(now_ms).unwrap_or(0);
+        let id = if ms > stream.last.0 {
+            (ms, 0)
+        } else {
+            (stream.last.0, stream.last.1 + 1)
+        };
+        stream.last = id;
+        let fields = args[2..]
+            .chunks(2)
+            .map(|pair| (pair[0].to_vec(), pair[1].to_vec()))
+            .collect();
+        stream.entries.insert(id, fields);
+        Ok(bulk(stream_id(id)))
+    }
+
+    /// `XRANGE key start end [COUNT n]`.
+    fn xrange(&mut self, args: &[&[u8]], now_ms: Millis) -> Reply {
+        let (start, end) = (
+            parse_stream_id(args[1], false)?,
+            parse_stream_id(args[2], true)?,
+        );
+        let count = match args.get(3..) {
+            Some([option, n]) if option.eq_ignore_ascii_case(b"COUNT") => {
+                usize::try_from(integer(n)?).unwrap_or(0)
+            }
+            Some([]) | None => usize::MAX,
+            Some(_) => return Err(CommandError::syntax()),
+        };
+        let entries = match self.live(args[0], now_ms) {
+            None => return Ok(Value::Array(Vec::new())),
+            Some(Stored {
+                data: Data::Stream(s),
+                ..
+            }) => s,
+            Some(_) => return Err(CommandError::wrong_type()),
+        };
+        if start > end {
+            return Ok(Value::Array(Vec::new()));
+        }
+        Ok(Value::Array(
+            entries
+                .entries
+                .range(start..=end)
+                .take(count)
+                .map(|(id, fields)| {
+                    Value::Array(vec![
+                        bulk(stream_id(*id)),
+                        Value::Array(
+                            fields
+                                .iter()
+                                .flat_map(|(f, v)| [bulk(f.clone()), bulk(v.clone())])
+                                .collect(),
+                        ),
+                    ])
+                })
+                .collect(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(ks: &mut Keyspace, now: Millis, args: &[&str]) -> Reply {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        ks.execute(&args, now)
+    }
+
+    #[test]
+    fn expiry_follows_redis_per_command() {
+        let mut ks = Keyspace::default();
+        run(&mut ks, 0, &["SET", "k", "v", "PX", "100"]).unwrap();
+        assert_eq!(run(&mut ks, 40, &["PTTL", "k"]), Ok(Value::Int(60)));
+        run(&mut ks, 50, &["SET", "k", "w", "KEEPTTL"]).unwrap();
+        assert_eq!(run(&mut ks, 50, &["PTTL", "k"]), Ok(Value::Int(50)));
+        assert_eq!(run(&mut ks, 100, &["GET", "k"]), Ok(Value::Nil), "expired");
+        assert_eq!(run(&mut ks, 100, &["PTTL", "k"]), Ok(Value::Int(-2)));
+        run(&mut ks, 0, &["SET", "k", "v", "PX", "100"]).unwrap();
+        run(&mut ks, 0, &["SET", "k", "v"]).unwrap();
+        assert_eq!(
+            run(&mut ks, 0, &["PTTL", "k"]),
+            Ok(Value::Int(-1)),
+            "plain SET clears"
+        );
+
+        run(&mut ks, 0, &["HSET", "h", "a", "1", "b", "2"]).unwrap();
+        run(&mut ks, 0, &["PEXPIRE", "h", "1000"]).unwrap();
+        run(&mut ks, 10, &["HSET", "h", "c", "3"]).unwrap();
+        assert_eq!(
+            run(&mut ks, 10, &["PTTL", "h"]),
+            Ok(Value::Int(990)),
+            "HSET keeps it"
+        );
+        run(&mut ks, 10, &["HDEL", "h", "a", "b", "c"]).unwrap();
+        assert_eq!(
+            run(&mut ks, 10, &["PTTL", "h"]),
+            Ok(Value::Int(-2)),
+            "an emptied hash is gone"
+        );
+        assert_eq!(run(&mut ks, 10, &["PEXPIRE", "h", "10"]), Ok(Value::Int(0)));
+    }
+
+    #[test]
+    fn sorted_sets_take_gt_and_exclusive_bounds() {
+        let mut ks = Keyspace::default();
+        assert_eq!(
+            run(&mut ks, 0, &["ZADD", "z", "GT", "10", "a", "20", "b"]),
+            Ok(Value::Int(2))
+        );
+        run(&mut ks, 0, &["ZADD", "z", "GT", "5", "a"]).unwrap();
+        assert_eq!(
+            run(&mut ks, 0, &["ZSCORE", "z", "a"]),
+            Ok(bulk("10")),
+            "GT: not lowered"
+        );
+        run(&mut ks, 0, &["ZADD", "z", "GT", "15", "a"]).unwrap();
+        assert_eq!(
+            run(&mut ks, 0, &["ZCOUNT", "z", "(15", "20"]),
+            Ok(Value::Int(1))
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["ZCOUNT", "z", "-inf", "+inf"]),
+            Ok(Value::Int(2))
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["ZRANGE", "z", "0", "-1", "WITHSCORES"]),
+            Ok(Value::Array(vec![
+                bulk("a"),
+                bulk("15"),
+                bulk("b"),
+                bulk("20")
+            ]))
+        );
+        assert_eq!(
+            run(&mut ks, 0, &["ZREMRANGEBYSCORE", "z", "-inf", "(20"]),
+            Ok(Value::Int(1))
+        );
+        assert_eq!(run(&mut ks, 0, &["ZREM", "z", "b"]), Ok(Value::Int(1)));
+        assert_eq!(run(&mut ks, 0, &["EXISTS", "z"]), Ok(Value::Int(0)));
+    }
+
+    #[test]
+    fn stream_ids_never_go_back_and_ranges_page() {
+        let mut ks = Keyspace::default();
+        let id = |r: Reply| match r.unwrap() {
+            Value::BulkString(b) => String::from_utf8(b).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(id(run(&mut ks, 7, &["XADD", "s", "*", "f", "1"])), "7-0");
+        assert_eq!(id(run(&mut ks, 7, &["XADD", "s", "*", "f", "2"])), "7-1");
+        assert_eq!(id(run(&mut ks, 5, &["XADD", "s", "*", "f", "3"])), "7-2");
+        let page = run(&mut ks, 7, &["XRANGE", "s", "-", "+", "COUNT", "2"]).unwrap();
+        let Value::Array(entries) = page else {
+            panic!()
+        };
+        assert_eq!(entries.len(), 2);
+        assert_eq!(
+            run(&mut ks, 7, &["XDEL", "s", "7-0", "7-9"]),
+            Ok(Value::Int(1))
+        );
+        let Value::Array(rest) = run(&mut ks, 7, &["XRANGE", "s", "7", "7"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(rest.len(), 2);
+    }
+
+    #[test]
+    fn wrong_types_and_unknown_commands_are_refused() {
+        let mut ks = Keyspace::default();
+        run(&mut ks, 0, &["SET", "k", "v"]).unwrap();
+        assert_eq!(
+            run(&mut ks, 0, &["HSET", "k", "f", "v"]).unwrap_err().code,
+            "WRONGTYPE"
+        );
+        run(&mut ks, 0, &["HSET", "h", "n", "x"]).unwrap();
+        assert!(run(&mut ks, 0, &["HINCRBY", "h", "n", "1"]).is_err());
+        assert_eq!(
+            run(&mut ks, 0, &["HINCRBY", "h", "m", "-3"]),
+            Ok(Value::Int(-3))
+        );
+        assert!(run(&mut ks, 0, &["FLUSHALL"])
+            .unwrap_err()
+            .message
+            .contains("unknown command 'flushall'"));
+    }
+}
