@@ -116,7 +116,8 @@ async fn serve(settings: Settings) -> Result<(), String> {
 
 async fn reconcile(settings: Settings, repair: bool) -> Result<(), String> {
     let metrics = Arc::new(statusads::metrics::Metrics::default());
-    let store = statusads::startup::open_store(&settings, metrics)
+    let clock = Arc::new(statusads::clock::SystemClock);
+    let store = statusads::startup::open_store(&settings, metrics, clock)
         .await
         .map_err(|e| e.to_string())?;
     let record = statusads::record::Record::open(

@@ -128,7 +128,7 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let data_dir = settings.store.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(on(&data_dir))?;
-        let store = Arc::new(open_store(&settings, metrics.clone()).await?);
+        let store = Arc::new(open_store(&settings, metrics.clone(), clock.clone()).await?);
         let mut secrets = GeneratedSecrets {
             demo_api_key: secrets::read(&data_dir, DEMO_KEY_FILE),
             ..GeneratedSecrets::default()
@@ -499,7 +499,13 @@ fn on(path: &Path) -> impl FnOnce(std::io::Error) -> StartupError + '_ {
 }
 
 /// The configured backend: Redis when a URL is set, otherwise embedded under `data_dir`.
-pub async fn open_store(settings: &Settings, metrics: Arc<Metrics>) -> Result<Store, StartupError> {
+/// `clock` is the in-process Redis's (see `store::redis::in_process`); a real Redis keeps its
+/// own.
+pub async fn open_store(
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+    clock: SharedClock,
+) -> Result<Store, StartupError> {
     Ok(if settings.uses_redis() {
         Store::Redis(
             RedisStore::connect(
@@ -509,6 +515,7 @@ pub async fn open_store(settings: &Settings, metrics: Arc<Metrics>) -> Result<St
                 settings.store.timeout_ms,
                 settings.store.breaker_policy(),
                 metrics,
+                clock,
             )
             .await?,
         )

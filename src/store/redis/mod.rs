@@ -161,13 +161,14 @@ impl RedisStore {
         timeout_ms: u64,
         breaker: BreakerPolicy,
         metrics: Arc<Metrics>,
+        in_process_clock: crate::clock::SharedClock,
     ) -> Result<Self, StoreError> {
         let timeout = Duration::from_millis(timeout_ms);
         let bad_address = |e: redis::RedisError| StoreError::corrupt_from("Redis address", e);
         let clients = if url == in_process::URL && cluster_nodes.is_empty() {
             tracing::warn!("the in-process Redis keeps everything in memory: nothing survives a stop (for tests and development, never for billing)");
             Clients::InProcess(
-                in_process::InProcessRedis::new(Arc::new(SystemClock))
+                in_process::InProcessRedis::new(in_process_clock)
                     .map_err(|e| StoreError::corrupt_from("the in-process Redis's Lua", e))?,
             )
         } else if cluster_nodes.is_empty() {
@@ -1443,7 +1444,6 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// Shards in all (the exporter reads their outboxes a group at a time).
     /// Drops the in-process Redis's expired keys (a real Redis expires its own).
     pub fn purge_expired(&self) {
         if let Clients::InProcess(redis) = &self.clients {
@@ -1451,6 +1451,7 @@ impl RedisStore {
         }
     }
 
+    /// Shards in all (the exporter reads their outboxes a group at a time).
     pub fn shards(&self) -> u32 {
         self.shards
     }

@@ -110,8 +110,9 @@ pub async fn spawn_app_full(
     let database_url = match settings.store.database_url.expose_secret() {
         "" => format!(
             "sqlite://{}",
-            data_dir
-                .path()
+            settings
+                .store
+                .data_dir
                 .join(statusads::record::SQLITE_FILE)
                 .display()
         ),

@@ -1,15 +1,19 @@
 //! The keyspace of the in-process Redis: strings, hashes, sorted sets and streams with
-//! millisecond expiry, and exactly the commands the store sends (directly or from its scripts),
-//! with Redis's replies in RESP2 form. A command outside that list is refused by name, so a
-//! store change that needs one more fails its contract test here at once, not quietly.
+//! millisecond expiry, and the commands the store sends (directly or from its scripts), with
+//! Redis's replies in RESP2 form. A command outside that list is refused by name, so a store
+//! change that needs one more fails on this backend instead of behaving differently.
 //!
-//! Expiry is lazy, as Redis's is for a key that is read: an expired key reads as absent and is
-//! dropped when touched; [`Keyspace::purge_expired`] drops the rest.
+//! Expiry is lazy, as Redis's is for a key that is read: an expired key (its time passed, as
+//! Redis counts it) reads as absent and is dropped when touched; [`Keyspace::purge_expired`]
+//! drops the rest.
+//!
+//! `INFO` reports no AOF: nothing here survives a stop. So the store never takes its paths for
+//! Redis's files (`BGREWRITEAOF`, which is not implemented).
 //!
 //! Hand-written rather than a crate: the embeddable Redis imitations on crates.io run no Lua and
 //! differ in exactly the details (TTL kept or cleared per command, `GT`, exclusive score bounds,
-//! an emptied hash deleted) the scripts' rules rest on; the few commands here are checked
-//! against a real `redis-server` by the contract suite.
+//! an emptied hash deleted) the scripts' rules rest on. The unit tests below pin those details;
+//! the contract suite runs the same behaviour on this and on a real `redis-server`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -172,10 +176,18 @@ fn text(raw: &[u8]) -> String {
     String::from_utf8_lossy(raw).into_owned()
 }
 
+/// An integer as Redis reads one (`string2ll`): no sign but a leading `-`, no leading zeros,
+/// no `-0`.
 fn integer(raw: &[u8]) -> Result<i64, CommandError> {
-    std::str::from_utf8(raw)
-        .ok()
-        .and_then(|s| s.parse().ok())
+    let digits = raw.strip_prefix(b"-").unwrap_or(raw);
+    let canonical = match digits {
+        [] => false,
+        [b'0'] => digits.len() == raw.len(),
+        [first, ..] => *first != b'0' && digits.iter().all(u8::is_ascii_digit),
+    };
+    canonical
+        .then(|| std::str::from_utf8(raw).ok()?.parse().ok())
+        .flatten()
         .ok_or_else(CommandError::not_integer)
 }
 
@@ -234,6 +246,10 @@ fn parse_stream_id(raw: &[u8], end: bool) -> Result<StreamId, CommandError> {
     }
 }
 
+/// What `INFO` answers: no AOF, never evicting.
+const INFO: &str = "# Persistence\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\n\
+                    # Memory\r\nmaxmemory_policy:noeviction\r\n";
+
 #[derive(Default)]
 pub struct Keyspace {
     keys: HashMap<Bytes, Stored>,
@@ -258,6 +274,12 @@ impl Keyspace {
         };
         match name.as_str() {
             "PING" => Ok(Value::SimpleString("PONG".into())),
+            "INFO" => Ok(bulk(INFO)),
+            // Seconds and microseconds, as bulk strings.
+            "TIME" => Ok(Value::Array(vec![
+                bulk(now_ms.div_euclid(1000).to_string()),
+                bulk((now_ms.rem_euclid(1000) * 1000).to_string()),
+            ])),
             "GET" => {
                 arity(args.len() == 1)?;
                 match self.live(args[0], now_ms) {
@@ -283,13 +305,6 @@ impl Keyspace {
                     }
                 }
                 Ok(int(removed))
-            }
-            "EXISTS" => {
-                arity(!args.is_empty())?;
-                Ok(int(args
-                    .iter()
-                    .filter(|k| self.live(k, now_ms).is_some())
-                    .count()))
             }
             "PEXPIRE" => {
                 arity(args.len() == 2)?;
@@ -353,14 +368,19 @@ impl Keyspace {
                     .hash(args[0], now_ms)?
                     .is_some_and(|h| h.contains_key(args[1]))))
             }
-            "HSET" => {
+            // `HMSET` is what the client sends for `hset_multiple`.
+            "HSET" | "HMSET" => {
                 arity(args.len() >= 3 && args.len() % 2 == 1)?;
                 let hash = self.hash_mut(args[0], now_ms)?;
                 let added = args[1..]
                     .chunks(2)
                     .filter(|pair| hash.insert(pair[0].to_vec(), pair[1].to_vec()).is_none())
                     .count();
-                Ok(int(added))
+                Ok(if name == "HSET" {
+                    int(added)
+                } else {
+                    Value::Okay
+                })
             }
             "HDEL" => {
                 arity(args.len() >= 2)?;
@@ -480,7 +500,7 @@ impl Keyspace {
     /// Drops every expired key.
     pub fn purge_expired(&mut self, now_ms: Millis) {
         self.keys
-            .retain(|_, stored| stored.expires_ms.is_none_or(|at| at > now_ms));
+            .retain(|_, stored| stored.expires_ms.is_none_or(|at| at >= now_ms));
     }
 
     /// The key if it exists and has not expired (an expired one is dropped).
@@ -488,7 +508,7 @@ impl Keyspace {
         if self
             .keys
             .get(key)
-            .is_some_and(|s| s.expires_ms.is_some_and(|at| at <= now_ms))
+            .is_some_and(|s| s.expires_ms.is_some_and(|at| at < now_ms))
         {
             self.keys.remove(key);
         }
@@ -559,9 +579,9 @@ impl Keyspace {
         }
     }
 
-    /// `SET key value [PX ms | KEEPTTL] [NX | XX]`.
+    /// `SET key value [PX ms | KEEPTTL]`.
     fn set(&mut self, args: &[&[u8]], now_ms: Millis) -> Reply {
-        let (mut px, mut keep_ttl, mut nx, mut xx) = (None, false, false, false);
+        let (mut px, mut keep_ttl) = (None, false);
         let mut options = args[2..].iter();
         while let Some(option) = options.next() {
             match text(option).to_ascii_uppercase().as_str() {
@@ -573,18 +593,13 @@ impl Keyspace {
                     px = Some(ms);
                 }
                 "KEEPTTL" => keep_ttl = true,
-                "NX" => nx = true,
-                "XX" => xx = true,
                 _ => return Err(CommandError::syntax()),
             }
         }
-        if (px.is_some() && keep_ttl) || (nx && xx) {
+        if px.is_some() && keep_ttl {
             return Err(CommandError::syntax());
         }
         let existing = self.live(args[0], now_ms).map(|s| s.expires_ms);
-        if (nx && existing.is_some()) || (xx && existing.is_none()) {
-            return Ok(Value::Nil);
-        }
         let expires_ms = match px {
             Some(ms) => Some(now_ms.saturating_add(ms)),
             None if keep_ttl => existing.flatten(),
@@ -637,9 +652,17 @@ impl Keyspace {
             return Ok(Value::Array(Vec::new()));
         };
         let len = z.ordered.len() as i64;
-        let index = |i: i64| if i < 0 { (len + i).max(0) } else { i };
-        let (start, stop) = (index(start), index(stop).min(len - 1));
-        if start > stop {
+        let start = if start < 0 {
+            (len + start).max(0)
+        } else {
+            start
+        };
+        let stop = if stop < 0 {
+            len + stop
+        } else {
+            stop.min(len - 1)
+        };
+        if start > stop || start >= len {
             return Ok(Value::Array(Vec::new()));
         }
         let mut out = Vec::new();
@@ -744,8 +767,17 @@ mod tests {
         assert_eq!(run(&mut ks, 40, &["PTTL", "k"]), Ok(Value::Int(60)));
         run(&mut ks, 50, &["SET", "k", "w", "KEEPTTL"]).unwrap();
         assert_eq!(run(&mut ks, 50, &["PTTL", "k"]), Ok(Value::Int(50)));
-        assert_eq!(run(&mut ks, 100, &["GET", "k"]), Ok(Value::Nil), "expired");
-        assert_eq!(run(&mut ks, 100, &["PTTL", "k"]), Ok(Value::Int(-2)));
+        assert_eq!(
+            run(&mut ks, 100, &["PTTL", "k"]),
+            Ok(Value::Int(0)),
+            "at its time"
+        );
+        assert_eq!(
+            run(&mut ks, 101, &["GET", "k"]),
+            Ok(Value::Nil),
+            "expired after it"
+        );
+        assert_eq!(run(&mut ks, 101, &["PTTL", "k"]), Ok(Value::Int(-2)));
         run(&mut ks, 0, &["SET", "k", "v", "PX", "100"]).unwrap();
         run(&mut ks, 0, &["SET", "k", "v"]).unwrap();
         assert_eq!(
@@ -806,8 +838,17 @@ mod tests {
             run(&mut ks, 0, &["ZREMRANGEBYSCORE", "z", "-inf", "(20"]),
             Ok(Value::Int(1))
         );
+        assert_eq!(
+            run(&mut ks, 0, &["ZRANGE", "z", "0", "-10"]),
+            Ok(Value::Array(Vec::new())),
+            "a stop before the first member"
+        );
         assert_eq!(run(&mut ks, 0, &["ZREM", "z", "b"]), Ok(Value::Int(1)));
-        assert_eq!(run(&mut ks, 0, &["EXISTS", "z"]), Ok(Value::Int(0)));
+        assert_eq!(
+            run(&mut ks, 0, &["PTTL", "z"]),
+            Ok(Value::Int(-2)),
+            "emptied: gone"
+        );
     }
 
     #[test]
@@ -847,6 +888,17 @@ mod tests {
         assert!(run(&mut ks, 0, &["HINCRBY", "h", "n", "1"]).is_err());
         assert_eq!(
             run(&mut ks, 0, &["HINCRBY", "h", "m", "-3"]),
+            Ok(Value::Int(-3))
+        );
+        for odd in ["+5", "05", "-0", "", "1.0"] {
+            assert_eq!(
+                run(&mut ks, 0, &["PEXPIRE", "h", odd]),
+                Err(CommandError::not_integer()),
+                "{odd:?}"
+            );
+        }
+        assert_eq!(
+            run(&mut ks, 0, &["HINCRBY", "h", "m", "0"]),
             Ok(Value::Int(-3))
         );
         assert!(run(&mut ks, 0, &["FLUSHALL"])

@@ -5,8 +5,8 @@
 //! it as a third backend.
 //!
 //! It keeps nothing across a stop and has no AOF (its `INFO` says so, which the service warns
-//! about at start): it is for tests and development, the step before the embedded backend's
-//! journal is written from these commands (issue 18).
+//! about at start): it is for tests and development. Its TTLs run on the service's clock, as
+//! the scripts' `now` does, so a test's clock moves both.
 //!
 //! ## Layout
 //!
@@ -31,10 +31,6 @@ use crate::clock::{Millis, SharedClock};
 /// The `redis_url` that selects it (see `RedisStore::connect`).
 pub const URL: &str = "in-process://";
 
-/// What `INFO` answers: no AOF, never evicting.
-const INFO: &str = "# Persistence\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\n\
-                    # Memory\r\nmaxmemory_policy:noeviction\r\n";
-
 struct Engine {
     keyspace: Keyspace,
     scripting: Scripting,
@@ -48,8 +44,7 @@ pub struct InProcessRedis {
 }
 
 impl InProcessRedis {
-    /// An empty keyspace whose TTLs run on `clock` (Redis's own clock: the system's, in the
-    /// service; scripts are given the service's `now` as they are on Redis).
+    /// An empty keyspace whose TTLs run on `clock`.
     pub fn new(clock: SharedClock) -> Result<Self, mlua::Error> {
         Ok(Self {
             engine: Arc::new(Mutex::new(Engine {
@@ -58,12 +53,6 @@ impl InProcessRedis {
             })),
             clock,
         })
-    }
-
-    /// Runs one command as Redis would answer it.
-    pub fn execute(&self, args: &[&[u8]]) -> RedisResult<Value> {
-        let now_ms = self.clock.now_ms();
-        self.engine.lock().execute(args, now_ms)
     }
 
     /// Drops every expired key (lazy expiry drops the ones read).
@@ -83,8 +72,6 @@ impl Engine {
             b"EVAL" | b"EVALSHA" | b"SCRIPT" => {
                 self.scripting.execute(&mut self.keyspace, args, now_ms)
             }
-            b"INFO" => Ok(Value::BulkString(INFO.as_bytes().to_vec())),
-            b"TIME" => Ok(time(now_ms)),
             _ => self.keyspace.execute(args, now_ms),
         };
         reply.map_err(refusal)
@@ -102,16 +89,10 @@ impl Engine {
     }
 }
 
-/// `TIME`: seconds and microseconds, as bulk strings.
-fn time(now_ms: Millis) -> Value {
-    Value::Array(vec![
-        Value::BulkString(now_ms.div_euclid(1000).to_string().into_bytes()),
-        Value::BulkString((now_ms.rem_euclid(1000) * 1000).to_string().into_bytes()),
-    ])
-}
-
 /// A refused command as the client reports Redis's error reply (`NOSCRIPT` is what
-/// `LuaScript::run` answers by loading the script).
+/// `LuaScript::run` answers by loading the script). The client keeps the code of a server's
+/// other errors (`WRONGTYPE`) in a form only it can make: here they are `ERR`, which the store
+/// classifies alike (as broken, not away; this Redis is never away and never out of memory).
 fn refusal(error: CommandError) -> RedisError {
     let kind = match error.code {
         "NOSCRIPT" => ErrorKind::NoScriptError,
@@ -127,41 +108,38 @@ impl redis::aio::ConnectionLike for InProcessRedis {
         Box::pin(std::future::ready(reply))
     }
 
-    /// Every command of the pipeline in order, under one lock (so atomic, as `MULTI` is),
-    /// answering `count` replies from `offset` as a connection does; the first refusal fails
-    /// the whole call, after the commands before it ran (as Redis runs them).
+    /// Every command of the pipeline in order under one lock, as Redis runs them; the first
+    /// refusal fails the call, as the client reports it, after the rest have run. The store
+    /// sends no `MULTI` (the client asks for replies past the first, `offset`, only then).
     fn req_packed_commands<'a>(
         &'a mut self,
         pipeline: &'a redis::Pipeline,
         offset: usize,
         count: usize,
     ) -> redis::RedisFuture<'a, Vec<Value>> {
+        if offset != 0 {
+            let refused =
+                RedisError::from((ErrorKind::ClientError, "the in-process Redis runs no MULTI"));
+            return Box::pin(std::future::ready(Err(refused)));
+        }
         let now_ms = self.clock.now_ms();
         let mut engine = self.engine.lock();
-        // `Pipeline` keeps whether it is atomic to itself; its encoding begins with MULTI then.
-        let atomic = pipeline
-            .get_packed_pipeline()
-            .starts_with(b"*1\r\n$5\r\nMULTI\r\n");
         let mut replies = Vec::new();
-        if atomic {
-            replies.push(Value::Okay);
-        }
-        let mut results = Vec::new();
+        let mut refused = None;
         for cmd in pipeline.cmd_iter() {
             match engine.execute_cmd(cmd, now_ms) {
-                Ok(value) if atomic => {
-                    replies.push(Value::SimpleString("QUEUED".into()));
-                    results.push(value);
-                }
                 Ok(value) => replies.push(value),
-                Err(err) => return Box::pin(std::future::ready(Err(err))),
+                Err(err) => {
+                    refused.get_or_insert(err);
+                    replies.push(Value::Nil);
+                }
             }
         }
-        if atomic {
-            replies.push(Value::Array(results));
-        }
-        let answered = replies.into_iter().skip(offset).take(count).collect();
-        Box::pin(std::future::ready(Ok(answered)))
+        let answered = match refused {
+            Some(err) => Err(err),
+            None => Ok(replies.into_iter().take(count).collect()),
+        };
+        Box::pin(std::future::ready(answered))
     }
 
     fn get_db(&self) -> i64 {

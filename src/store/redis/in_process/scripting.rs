@@ -8,11 +8,15 @@
 //! (`redis.pcall`); back, a number is truncated to an integer, a table is an array up to its
 //! first nil unless it holds `ok` or `err`, `true` is 1 and `false` nil. A write made before a
 //! script fails stays, as on Redis (the scripts order their writes for it).
+//!
+//! The environment is Redis's as far as the store's scripts can tell: the base, `string`,
+//! `table` and `math` libraries only, and globals that can be neither set nor read unset (a
+//! script that forgets a `local` fails here as it would on Redis).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use mlua::{Function, Lua, MultiValue, Table, Value as LuaValue};
+use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Table, Value as LuaValue};
 use redis::Value;
 
 use super::keyspace::{CommandError, Keyspace, Reply};
@@ -26,8 +30,23 @@ pub struct Scripting {
 
 impl Scripting {
     pub fn new() -> mlua::Result<Self> {
-        let lua = Lua::new();
+        let lua = Lua::new_with(
+            StdLib::STRING | StdLib::TABLE | StdLib::MATH,
+            LuaOptions::new(),
+        )?;
         lua.globals().set("redis", lua.create_table()?)?;
+        lua.load(
+            "setmetatable(_G, {
+               __newindex = function(_, name)
+                 error('Attempt to modify a readonly table: ' .. tostring(name), 2)
+               end,
+               __index = function(_, name)
+                 error(\"Script attempted to access nonexistent global variable '\" .. tostring(name) .. \"'\", 2)
+               end,
+             })",
+        )
+        .set_name("globals protection")
+        .exec()?;
         Ok(Self {
             lua,
             scripts: HashMap::new(),
@@ -77,10 +96,23 @@ impl Scripting {
                 message: "No matching script. Please use EVAL.".into(),
             })?;
         let (keys, argv) = rest.split_at(numkeys);
-        self.run(&function, keyspace, keys, argv, now_ms)
-            .map_err(|e| CommandError {
-                code: "ERR",
-                message: format!("Error running script (call to f_{sha}): {e}"),
+        let raised = RefCell::new(None);
+        self.run(&function, keyspace, keys, argv, now_ms, &raised)
+            .map_err(|e| match raised.take() {
+                // A command the script called failed: its error, as Redis 7 reports it.
+                Some(CommandError { code, message }) => CommandError {
+                    code,
+                    message: format!("{message} script: f_{sha}"),
+                },
+                // The script's own error (an assertion): its first line, without mlua's
+                // traceback.
+                None => CommandError {
+                    code: "ERR",
+                    message: format!(
+                        "Error running script (call to f_{sha}): {}",
+                        e.to_string().lines().next().unwrap_or_default()
+                    ),
+                },
             })?
     }
 
@@ -111,36 +143,43 @@ impl Scripting {
         keys: &[&[u8]],
         argv: &[&[u8]],
         now_ms: Millis,
+        raised: &RefCell<Option<CommandError>>,
     ) -> mlua::Result<Reply> {
         let lua = &self.lua;
         let globals = lua.globals();
-        globals.set("KEYS", strings(lua, keys)?)?;
-        globals.set("ARGV", strings(lua, argv)?)?;
+        globals.raw_set("KEYS", strings(lua, keys)?)?;
+        globals.raw_set("ARGV", strings(lua, argv)?)?;
         let keyspace = RefCell::new(keyspace);
-        let redis: Table = globals.get("redis")?;
-        let command = |lua: &Lua, args: MultiValue| -> mlua::Result<Result<LuaValue, String>> {
-            let args = command_args(args)?;
-            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-            let reply = keyspace.borrow_mut().execute(&args, now_ms);
-            Ok(match reply {
-                Ok(value) => Ok(to_lua(lua, value)?),
-                Err(e) => Err(format!("{} {}", e.code, e.message)),
-            })
-        };
+        let redis: Table = globals.raw_get("redis")?;
+        let command =
+            |lua: &Lua, args: MultiValue| -> mlua::Result<Result<LuaValue, CommandError>> {
+                let args = command_args(args)?;
+                let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                let reply = keyspace.borrow_mut().execute(&args, now_ms);
+                Ok(match reply {
+                    Ok(value) => Ok(to_lua(lua, value)?),
+                    Err(e) => Err(e),
+                })
+            };
         lua.scope(|scope| {
             redis.set(
                 "call",
-                scope.create_function(|lua, args: MultiValue| {
-                    command(lua, args)?.map_err(mlua::Error::RuntimeError)
+                scope.create_function(|lua, args: MultiValue| match command(lua, args)? {
+                    Ok(value) => Ok(value),
+                    Err(e) => {
+                        let message = format!("{} {}", e.code, e.message);
+                        *raised.borrow_mut() = Some(e);
+                        Err(mlua::Error::RuntimeError(message))
+                    }
                 })?,
             )?;
             redis.set(
                 "pcall",
                 scope.create_function(|lua, args: MultiValue| match command(lua, args)? {
                     Ok(value) => Ok(value),
-                    Err(message) => {
+                    Err(e) => {
                         let error = lua.create_table()?;
-                        error.set("err", message)?;
+                        error.set("err", format!("{} {}", e.code, e.message))?;
                         Ok(LuaValue::Table(error))
                     }
                 })?,
@@ -290,7 +329,7 @@ mod tests {
         );
         run(&mut s, &mut ks, &["SCRIPT", "LOAD", script]).unwrap();
         let failed = run(&mut s, &mut ks, &["EVALSHA", &sha, "1", "k"]).unwrap_err();
-        assert!(failed.message.contains("WRONGTYPE"), "{failed:?}");
+        assert_eq!(failed.code, "WRONGTYPE", "{failed:?}");
         assert_eq!(
             ks.execute(&[b"GET", b"k"], 1_000),
             Ok(Value::BulkString(b"v".to_vec())),
@@ -304,5 +343,28 @@ mod tests {
         let assertion = "assert(#ARGV == 2, 'wrong arity') return 1";
         let refused = run(&mut s, &mut ks, &["EVAL", assertion, "0", "a"]).unwrap_err();
         assert!(refused.message.contains("wrong arity"), "{refused:?}");
+        assert!(!refused.message.contains('\n'), "one line: {refused:?}");
+    }
+
+    #[test]
+    fn globals_are_protected_and_time_is_the_clock() {
+        let (mut s, mut ks) = (Scripting::new().unwrap(), Keyspace::default());
+        for script in [
+            "leaked = 1 return 1",
+            "return undefined_name",
+            "return os.time()",
+        ] {
+            assert!(
+                run(&mut s, &mut ks, &["EVAL", script, "0"]).is_err(),
+                "{script}"
+            );
+        }
+        assert_eq!(
+            run(&mut s, &mut ks, &["EVAL", "return redis.call('TIME')", "0"]),
+            Ok(Value::Array(vec![
+                Value::BulkString(b"1".to_vec()),
+                Value::BulkString(b"0".to_vec()),
+            ]))
+        );
     }
 }
