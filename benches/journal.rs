@@ -13,7 +13,8 @@ use statusads::store::{EmbeddedStore, EventWrite};
 
 fn event(i: usize) -> EventWrite {
     EventWrite {
-        kind: EventType::View,
+        // A render: every one writes (a view of an unrendered slot would be refused unwritten).
+        kind: EventType::Render,
         decision_id: format!("{i:032x}"),
         user: format!("bench-user-{i}"),
         campaign: "cmp_00000000000000aa".into(),
@@ -50,6 +51,7 @@ async fn run(store: Arc<EmbeddedStore>, writers: usize, writes: usize) -> Vec<Du
                 for i in 0..writes {
                     let started = Instant::now();
                     store
+                        .redis()
                         .apply_events(0, 0, 20261126, &[event(w * writes + i)])
                         .await
                         .unwrap();
@@ -83,7 +85,8 @@ fn main() {
             std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let store = Arc::new(EmbeddedStore::open(&dir).unwrap());
+        // Opened on the runtime: the store's connections live on it.
+        let store = Arc::new(runtime.block_on(async { EmbeddedStore::open(&dir).unwrap() }));
         let started = Instant::now();
         let latencies = runtime.block_on(run(store, writers, writes / writers.min(4)));
         let elapsed = started.elapsed();

@@ -387,6 +387,16 @@ impl Settings {
         self.demo.seed.unwrap_or(!self.uses_redis())
     }
 
+    /// The hot state's shards: `store.shards` on Redis; one on the embedded backend, which is
+    /// one node (and whose earlier journals name no shard).
+    pub fn hot_shards(&self) -> u32 {
+        if self.uses_redis() {
+            self.store.shards
+        } else {
+            1
+        }
+    }
+
     /// True when a Redis URL or cluster nodes are configured.
     pub fn uses_redis(&self) -> bool {
         !self.store.redis_url.expose_secret().is_empty() || !self.store.cluster_nodes.is_empty()

@@ -236,7 +236,7 @@ impl Application {
             reserve_cpm_micros: settings.auction.reserve_cpm_micros,
             token_ttl_ms: settings.tokens.ttl_seconds as i64 * 1000,
             grace_ms,
-            shards: settings.store.shards,
+            shards: settings.hot_shards(),
             chat: settings.chat.clone(),
             default_personalized: settings.privacy.default_personalized,
             insight: insight.clone(),
@@ -248,7 +248,7 @@ impl Application {
             keys,
             clock: clock.clone(),
             metrics: metrics.clone(),
-            shards: settings.store.shards,
+            shards: settings.hot_shards(),
             grace_ms,
             daily_max: settings.ad_load.max_per_user_per_day,
             spend: spend.clone(),
@@ -287,7 +287,7 @@ impl Application {
             ledger.spool.clone(),
             clock.clone(),
             metrics.clone(),
-            settings.store.shards,
+            settings.hot_shards(),
         ));
         let subjects = Arc::new(crate::privacy::subject::Subjects {
             store: store.clone(),
@@ -297,7 +297,7 @@ impl Application {
             catalog: catalog.clone(),
             reach,
             clock: clock.clone(),
-            shards: settings.store.shards,
+            shards: settings.hot_shards(),
             spool: ledger.spool.clone(),
             insight: insight.clone(),
             node: spend.node_id().to_owned(),
@@ -323,7 +323,7 @@ impl Application {
                     .rule_book()
                     .map_err(StartupError::Rules)?,
             ),
-            shards: settings.store.shards,
+            shards: settings.hot_shards(),
             rate_limits: crate::http::rate_limit::RateLimits::new(
                 &settings.rate_limits,
                 clock.clone(),
@@ -511,7 +511,7 @@ pub async fn open_store(
             RedisStore::connect(
                 settings.store.redis_url.expose_secret(),
                 &settings.store.cluster_nodes,
-                settings.store.shards,
+                settings.hot_shards(),
                 settings.store.timeout_ms,
                 settings.store.breaker_policy(),
                 metrics,
@@ -523,6 +523,8 @@ pub async fn open_store(
         Store::Embedded(EmbeddedStore::open_with(
             &settings.store.data_dir,
             settings.store.journal_compact_bytes,
+            clock,
+            metrics,
         )?)
     })
 }

@@ -583,12 +583,24 @@ macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             Store::Redis($store) => $call,
-            Store::Embedded($store) => $call,
+            Store::Embedded(embedded) => {
+                let $store = embedded.redis();
+                $call
+            }
         }
     };
 }
 
 impl Store {
+    /// The redis backend's store: on a Redis server, or on the embedded backend's in-process
+    /// Redis.
+    fn redis(&self) -> &RedisStore {
+        match self {
+            Store::Redis(s) => s,
+            Store::Embedded(s) => s.redis(),
+        }
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self {
             Store::Redis(_) => "redis",
@@ -653,29 +665,13 @@ impl Store {
         day: u32,
         shards: &[(u32, Vec<EventWrite>)],
     ) -> Vec<Result<Vec<EventOutcome>, StoreError>> {
-        match self {
-            Store::Redis(s) => {
-                futures_util::future::join_all(
-                    shards
-                        .iter()
-                        .map(|(shard, events)| s.apply_events(*shard, now_ms, day, events)),
-                )
-                .await
-            }
-            Store::Embedded(s) => {
-                let all = shards.iter().flat_map(|(_, events)| events);
-                match s.apply_events(0, now_ms, day, all).await {
-                    Ok(outcomes) => {
-                        let mut outcomes = outcomes.into_iter();
-                        shards
-                            .iter()
-                            .map(|(_, events)| Ok(outcomes.by_ref().take(events.len()).collect()))
-                            .collect()
-                    }
-                    Err(err) => shards.iter().map(|_| Err(err.clone())).collect(),
-                }
-            }
-        }
+        let s = self.redis();
+        futures_util::future::join_all(
+            shards
+                .iter()
+                .map(|(shard, events)| s.apply_events(*shard, now_ms, day, events)),
+        )
+        .await
     }
 
     /// Applies the events of one shard atomically; one outcome per event, in order.
@@ -786,47 +782,28 @@ impl Store {
     /// How many parts [`Store::outbox`] reads the outboxes in: groups of [`OUTBOX_GROUP`]
     /// shards on Redis, so that one read's reply stays bounded however long the backlog.
     pub fn outbox_parts(&self) -> u32 {
-        match self {
-            Store::Redis(s) => s.shards().div_ceil(OUTBOX_GROUP),
-            Store::Embedded(_) => 1,
-        }
+        self.redis().shards().div_ceil(OUTBOX_GROUP)
     }
 
     /// The oldest ledger records waiting for export in outbox part `part` (of
     /// [`Store::outbox_parts`]): up to `limit` per shard (embedded: from its one outbox, as
     /// shard 0), only records whose event was acknowledged or may yet be.
     pub async fn outbox(&self, part: u32, limit: usize) -> Result<Vec<OutboxBatch>, StoreError> {
-        match self {
-            Store::Redis(s) => {
-                let first = part * OUTBOX_GROUP;
-                let shards: Vec<u32> = (first..(first + OUTBOX_GROUP).min(s.shards())).collect();
-                Ok(s.outbox(&shards, limit)
-                    .await?
-                    .into_iter()
-                    .map(|(shard, entries)| {
-                        let (ids, records) = entries.into_iter().unzip();
-                        OutboxBatch {
-                            shard,
-                            ids,
-                            records,
-                        }
-                    })
-                    .collect())
-            }
-            Store::Embedded(s) => {
-                // One outbox holds what Redis spreads over the shards: read more of it per step.
-                let records = s.outbox(limit * 10)?;
-                Ok(if records.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![OutboxBatch {
-                        shard: 0,
-                        ids: Vec::new(),
-                        records,
-                    }]
-                })
-            }
-        }
+        let s = self.redis();
+        let first = part * OUTBOX_GROUP;
+        let shards: Vec<u32> = (first..(first + OUTBOX_GROUP).min(s.shards())).collect();
+        Ok(s.outbox(&shards, limit)
+            .await?
+            .into_iter()
+            .map(|(shard, entries)| {
+                let (ids, records) = entries.into_iter().unzip();
+                OutboxBatch {
+                    shard,
+                    ids,
+                    records,
+                }
+            })
+            .collect())
     }
 
     /// Housekeeping of Redis's files (see `RedisStore::rewrite_aof_if_due`): its append-only
@@ -853,19 +830,9 @@ impl Store {
 
     /// The batches' records are in the system of record: drop them from the outbox.
     pub async fn exported(&self, batches: &[OutboxBatch]) -> Result<(), StoreError> {
-        match self {
-            Store::Redis(s) => {
-                let done: Vec<(u32, Vec<String>)> =
-                    batches.iter().map(|b| (b.shard, b.ids.clone())).collect();
-                s.exported(&done).await
-            }
-            Store::Embedded(s) => {
-                for batch in batches {
-                    s.exported(&batch.records);
-                }
-                Ok(())
-            }
-        }
+        let done: Vec<(u32, Vec<String>)> =
+            batches.iter().map(|b| (b.shard, b.ids.clone())).collect();
+        self.redis().exported(&done).await
     }
 
     /// Everything stored about one user (the right of access).
@@ -875,7 +842,11 @@ impl Store {
 
     /// Removes every record of one user (the right of erasure); idempotent.
     pub async fn erase_user(&self, who: &UserLocator<'_>) -> Result<(), StoreError> {
-        dispatch!(self, s => s.erase_user(who).await)
+        match self {
+            Store::Redis(s) => s.erase_user(who).await,
+            // Compacted after, so that no journal line still names the user.
+            Store::Embedded(s) => s.erase_user(who).await,
+        }
     }
 
     /// Tells the other nodes that the user with this keyed hash was erased (one node on the

@@ -101,7 +101,8 @@ async fn a_damaged_journal_line_stops_the_start_and_quarantine_keeps_every_later
     );
 
     let journal = service.data_dir().join("journal.log");
-    let offset = damage_a_middle_line(&journal, r#""op":"events""#);
+    // A line of a render: the events script's writes, its ledger record among them.
+    let offset = damage_a_middle_line(&journal, r#""XADD""#);
     let damaged = std::fs::read(&journal).unwrap();
     let stderr = service.restart_expecting_failure();
     assert!(stderr.contains("journal.log"), "{stderr}");

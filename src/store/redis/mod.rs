@@ -210,6 +210,33 @@ impl RedisStore {
         Ok(store)
     }
 
+    /// The store on `redis`, an in-process Redis with a journal: the embedded backend (see
+    /// `store::embedded`). One shard (its earlier journals name none), no deadline a disk's
+    /// fsync could miss, and no breaker: a write the journal cannot take fails alone.
+    pub fn in_process(redis: in_process::InProcessRedis, metrics: Arc<Metrics>) -> Self {
+        let never_opens = BreakerPolicy {
+            failures_to_open: u32::MAX,
+            probe_every_ms: 60_000,
+        };
+        let conns = Conns {
+            hot: Conn::InProcess(redis.clone()),
+            bulk: Conn::InProcess(redis.clone()),
+        };
+        Self {
+            cluster: false,
+            clients: Clients::InProcess(redis),
+            conns: arc_swap::ArcSwapOption::from_pointee(conns),
+            shards: 1,
+            timeout: BULK_TIMEOUT,
+            scripts: Scripts::default(),
+            breaker: Breaker::new(never_opens, Arc::new(SystemClock), metrics.clone(), false),
+            metrics,
+            home: tokio::runtime::Handle::current(),
+            id: worker::new_store_id(),
+            unavailable: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
     /// Opens both connections, each attempt bounded.
     async fn establish(&self) -> Result<Conns, StoreError> {
         let timeout = self.timeout;

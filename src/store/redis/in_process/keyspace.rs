@@ -121,6 +121,7 @@ struct Stream {
 #[derive(Debug, Clone)]
 enum Data {
     Text(Bytes),
+    List(Vec<Bytes>),
     Hash(HashMap<Bytes, Bytes>),
     Sorted(SortedSet),
     Stream(Stream),
@@ -250,14 +251,212 @@ fn parse_stream_id(raw: &[u8], end: bool) -> Result<StreamId, CommandError> {
 const INFO: &str = "# Persistence\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\n\
                     # Memory\r\nmaxmemory_policy:noeviction\r\n";
 
+/// The commands that change the keyspace: what a journal keeps of a command (see
+/// [`Keyspace::begin`]).
+const WRITES: [&str; 13] = [
+    "SET",
+    "DEL",
+    "PEXPIRE",
+    "HSET",
+    "HMSET",
+    "HDEL",
+    "HINCRBY",
+    "ZADD",
+    "ZREM",
+    "ZREMRANGEBYSCORE",
+    "XADD",
+    "XDEL",
+    "RPUSH",
+];
+
+/// What a command changed, kept while recording: its writes, to journal, and how to take
+/// them back if the journal cannot take them.
+#[derive(Default)]
+pub struct Recording {
+    /// Every write that succeeded, in order: run again at the same instants on the same
+    /// keyspace, they change it the same way (`now` is each line's; stream ids follow from it).
+    pub writes: Vec<Vec<Bytes>>,
+    undo: Vec<Undo>,
+}
+
+/// How to restore what one write changed. A stream is restored by its entries, not copied:
+/// an outbox can be long while the system of record is away.
+enum Undo {
+    Key(Bytes, Option<Stored>),
+    Appended {
+        key: Bytes,
+        /// The stream's last id before, `None` if the write made the stream.
+        before: Option<StreamId>,
+    },
+    Deleted {
+        key: Bytes,
+        entries: Vec<(StreamId, Vec<(Bytes, Bytes)>)>,
+    },
+}
+
 #[derive(Default)]
 pub struct Keyspace {
     keys: HashMap<Bytes, Stored>,
+    recording: Option<Recording>,
 }
 
 impl Keyspace {
-    /// Runs one command (`args[0]` its name) at `now_ms`, Redis's clock.
+    /// Records the writes of the commands from now until [`finish`](Self::finish).
+    pub fn begin(&mut self) {
+        self.recording = Some(Recording::default());
+    }
+
+    pub fn finish(&mut self) -> Recording {
+        self.recording.take().unwrap_or_default()
+    }
+
+    /// Takes back every write of `recording`, last first.
+    pub fn rollback(&mut self, recording: Recording) {
+        for undo in recording.undo.into_iter().rev() {
+            match undo {
+                Undo::Key(key, Some(stored)) => {
+                    self.keys.insert(key, stored);
+                }
+                Undo::Key(key, None) | Undo::Appended { key, before: None } => {
+                    self.keys.remove(&key);
+                }
+                Undo::Appended {
+                    key,
+                    before: Some(before),
+                } => {
+                    if let Some(Data::Stream(stream)) = self.keys.get_mut(&key).map(|s| &mut s.data)
+                    {
+                        stream.entries.retain(|id, _| *id <= before);
+                        stream.last = before;
+                    }
+                }
+                Undo::Deleted { key, entries } => {
+                    if let Some(Data::Stream(stream)) = self.keys.get_mut(&key).map(|s| &mut s.data)
+                    {
+                        stream.entries.extend(entries);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The commands that make this keyspace again at `now_ms` (a snapshot): each live key's
+    /// value, then its expiry. In key order, so a snapshot of one keyspace is one text.
+    pub fn dump(&mut self, now_ms: Millis) -> Vec<Vec<Bytes>> {
+        self.purge_expired(now_ms);
+        let mut keys: Vec<&Bytes> = self.keys.keys().collect();
+        keys.sort();
+        let mut out = Vec::new();
+        for key in keys {
+            let stored = &self.keys[key];
+            let command = |name: &str, rest: Vec<Bytes>| {
+                let mut args = vec![name.as_bytes().to_vec(), key.clone()];
+                args.extend(rest);
+                args
+            };
+            match &stored.data {
+                Data::Text(value) => out.push(command("SET", vec![value.clone()])),
+                Data::List(items) => out.push(command("RPUSH", items.clone())),
+                Data::Hash(hash) => {
+                    let mut fields: Vec<_> = hash.iter().collect();
+                    fields.sort();
+                    out.push(command(
+                        "HSET",
+                        fields
+                            .into_iter()
+                            .flat_map(|(f, v)| [f.clone(), v.clone()])
+                            .collect(),
+                    ));
+                }
+                Data::Sorted(z) => out.push(command(
+                    "ZADD",
+                    z.ordered
+                        .iter()
+                        .flat_map(|(score, member)| [format_score(score.0), member.clone()])
+                        .collect(),
+                )),
+                Data::Stream(stream) => {
+                    // An emptied stream is left out: ids go on from the clock.
+                    for (id, fields) in &stream.entries {
+                        let mut rest = vec![stream_id(*id)];
+                        rest.extend(fields.iter().flat_map(|(f, v)| [f.clone(), v.clone()]));
+                        out.push(command("XADD", rest));
+                    }
+                }
+            }
+            if let Some(at) = stored.expires_ms {
+                out.push(command(
+                    "PEXPIRE",
+                    vec![(at - now_ms).max(1).to_string().into_bytes()],
+                ));
+            }
+        }
+        out
+    }
+
+    /// Runs one command (`args[0]` its name) at `now_ms`, Redis's clock; recorded if it
+    /// writes and a recording is on.
     pub fn execute(&mut self, args: &[&[u8]], now_ms: Millis) -> Reply {
+        let writes = args.first().is_some_and(|name| {
+            WRITES
+                .iter()
+                .any(|w| name.eq_ignore_ascii_case(w.as_bytes()))
+        });
+        if !writes || self.recording.is_none() {
+            return self.run(args, now_ms);
+        }
+        let undo = self.undo_of(args, now_ms);
+        let reply = self.run(args, now_ms);
+        if let Some(recording) = &mut self.recording {
+            recording.undo.extend(undo);
+            if reply.is_ok() {
+                recording
+                    .writes
+                    .push(args.iter().map(|a| a.to_vec()).collect());
+            }
+        }
+        reply
+    }
+
+    /// How to take back the write `args` is about to make.
+    fn undo_of(&mut self, args: &[&[u8]], now_ms: Millis) -> Vec<Undo> {
+        let name = args[0].to_ascii_uppercase();
+        let keys: &[&[u8]] = match name.as_slice() {
+            b"DEL" => &args[1..],
+            _ => args.get(1..2).unwrap_or_default(),
+        };
+        keys.iter()
+            .map(|key| {
+                // An expired key is as good as absent: dropped first, so it is not restored.
+                self.live(key, now_ms);
+                let stream = match self.keys.get(*key).map(|s| &s.data) {
+                    Some(Data::Stream(stream)) => Some(stream),
+                    _ => None,
+                };
+                match (name.as_slice(), stream) {
+                    (b"XADD", Some(stream)) => Undo::Appended {
+                        key: key.to_vec(),
+                        before: Some(stream.last),
+                    },
+                    (b"XADD", None) if !self.keys.contains_key(*key) => Undo::Appended {
+                        key: key.to_vec(),
+                        before: None,
+                    },
+                    (b"XDEL", Some(stream)) => Undo::Deleted {
+                        key: key.to_vec(),
+                        entries: args[2..]
+                            .iter()
+                            .filter_map(|id| parse_stream_id(id, false).ok())
+                            .filter_map(|id| stream.entries.get(&id).map(|e| (id, e.clone())))
+                            .collect(),
+                    },
+                    _ => Undo::Key(key.to_vec(), self.keys.get(*key).cloned()),
+                }
+            })
+            .collect()
+    }
+
+    fn run(&mut self, args: &[&[u8]], now_ms: Millis) -> Reply {
         let (name, args) = args
             .split_first()
             .ok_or_else(|| CommandError::err("empty command"))?;
@@ -465,6 +664,48 @@ impl Keyspace {
             "ZRANGE" => {
                 arity(args.len() == 3 || args.len() == 4)?;
                 self.zrange(args, now_ms)
+            }
+            // Lists are an earlier build's conversion logs (see `keys::conversion_log`).
+            "RPUSH" => {
+                arity(args.len() >= 2)?;
+                let stored = self.create(args[0], now_ms, || Data::List(Vec::new()));
+                let Data::List(items) = &mut stored.data else {
+                    return Err(CommandError::wrong_type());
+                };
+                items.extend(args[1..].iter().map(|a| a.to_vec()));
+                Ok(int(items.len()))
+            }
+            "LRANGE" => {
+                arity(args.len() == 3)?;
+                let (start, stop) = (integer(args[1])?, integer(args[2])?);
+                let items = match self.live(args[0], now_ms) {
+                    None => return Ok(Value::Array(Vec::new())),
+                    Some(Stored {
+                        data: Data::List(items),
+                        ..
+                    }) => items,
+                    Some(_) => return Err(CommandError::wrong_type()),
+                };
+                let len = items.len() as i64;
+                let start = if start < 0 {
+                    (len + start).max(0)
+                } else {
+                    start
+                };
+                let stop = if stop < 0 {
+                    len + stop
+                } else {
+                    stop.min(len - 1)
+                };
+                if start > stop || start >= len {
+                    return Ok(Value::Array(Vec::new()));
+                }
+                Ok(Value::Array(
+                    items[start as usize..=stop as usize]
+                        .iter()
+                        .map(|i| bulk(i.clone()))
+                        .collect(),
+                ))
             }
             "XADD" => {
                 arity(args.len() >= 4 && args.len() % 2 == 0)?;
@@ -680,23 +921,27 @@ impl Keyspace {
         Ok(Value::Array(out))
     }
 
-    /// `XADD key * field value [field value ...]`: ids from `now_ms`, never going back.
+    /// `XADD key <* | id> field value [field value ...]`: ids from `now_ms`, never going back
+    /// (an explicit id is a snapshot's).
     fn xadd(&mut self, args: &[&[u8]], now_ms: Millis) -> Reply {
-        if args[1] != b"*" {
-            return Err(CommandError::err(
-                "the in-process Redis takes only '*' as an XADD id",
-            ));
-        }
+        let explicit = match args[1] {
+            b"*" => None,
+            id => Some(parse_stream_id(id, false)?),
+        };
         let stored = self.create(args[0], now_ms, || Data::Stream(Stream::default()));
         let Data::Stream(stream) = &mut stored.data else {
             return Err(CommandError::wrong_type());
         };
         let ms = u64::try_from(now_ms).unwrap_or(0);
-        let id = if ms > stream.last.0 {
-            (ms, 0)
-        } else {
-            (stream.last.0, stream.last.1 + 1)
-        };
+        let id =
+            match explicit {
+                Some(id) if id <= stream.last => return Err(CommandError::err(
+                    "The ID specified in XADD is equal or smaller than the target stream top item",
+                )),
+                Some(id) => id,
+                None if ms > stream.last.0 => (ms, 0),
+                None => (stream.last.0, stream.last.1 + 1),
+            };
         stream.last = id;
         let fields = args[2..]
             .chunks(2)

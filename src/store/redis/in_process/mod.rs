@@ -16,7 +16,7 @@
 //! - this module: one engine behind one lock (a script runs alone, as on Redis), serving
 //!   `redis::aio::ConnectionLike` for single commands and pipelines.
 
-mod keyspace;
+pub mod keyspace;
 mod scripting;
 
 use std::sync::Arc;
@@ -31,6 +31,21 @@ use crate::clock::{Millis, SharedClock};
 /// The `redis_url` that selects it (see `RedisStore::connect`).
 pub const URL: &str = "in-process://";
 
+/// Where a durable in-process Redis keeps what changed: the embedded backend's journal
+/// (`store::embedded`). Without one, nothing survives a stop.
+pub trait Journal: Send + Sync + 'static {
+    /// Appends one command's writes (in the order they ran; called under the engine lock, so
+    /// lines follow the order commands ran). Answers the line's number; on an error nothing
+    /// was appended and the writes are taken back.
+    fn append(&self, now_ms: Millis, writes: &[Vec<Vec<u8>>]) -> std::io::Result<u64>;
+    /// The number of the last line appended.
+    fn appended(&self) -> u64;
+    /// Waits until every line up to `line` is on disk.
+    fn durable(&self, line: u64) -> futures_util::future::BoxFuture<'static, std::io::Result<()>>;
+    /// Why nothing may be answered any more (memory ahead of a disk that failed), if so.
+    fn refusal(&self) -> Option<&'static str>;
+}
+
 struct Engine {
     keyspace: Keyspace,
     scripting: Scripting,
@@ -41,17 +56,37 @@ struct Engine {
 pub struct InProcessRedis {
     engine: Arc<Mutex<Engine>>,
     clock: SharedClock,
+    journal: Option<Arc<dyn Journal>>,
 }
 
 impl InProcessRedis {
-    /// An empty keyspace whose TTLs run on `clock`.
+    /// An empty keyspace whose TTLs run on `clock`, kept in memory only.
     pub fn new(clock: SharedClock) -> Result<Self, mlua::Error> {
+        Self::with(Keyspace::default(), clock, None)
+    }
+
+    /// `keyspace` (read back from a journal), every later write appended to `journal` and
+    /// each reply given once the lines before it are on disk.
+    pub fn durable(
+        keyspace: Keyspace,
+        clock: SharedClock,
+        journal: Arc<dyn Journal>,
+    ) -> Result<Self, mlua::Error> {
+        Self::with(keyspace, clock, Some(journal))
+    }
+
+    fn with(
+        keyspace: Keyspace,
+        clock: SharedClock,
+        journal: Option<Arc<dyn Journal>>,
+    ) -> Result<Self, mlua::Error> {
         Ok(Self {
             engine: Arc::new(Mutex::new(Engine {
-                keyspace: Keyspace::default(),
+                keyspace,
                 scripting: Scripting::new()?,
             })),
             clock,
+            journal,
         })
     }
 
@@ -59,6 +94,48 @@ impl InProcessRedis {
     pub fn purge_expired(&self) {
         let now_ms = self.clock.now_ms();
         self.engine.lock().keyspace.purge_expired(now_ms);
+    }
+
+    /// Runs `f` on the keyspace with no command running meanwhile (a snapshot).
+    pub fn locked<R>(&self, f: impl FnOnce(&mut Keyspace, Millis) -> R) -> R {
+        let now_ms = self.clock.now_ms();
+        f(&mut self.engine.lock().keyspace, now_ms)
+    }
+
+    /// Runs `cmds` in order under one lock, as Redis runs a pipeline, then waits (without the
+    /// lock) until every line they depend on is on disk: a reply never shows what a restart
+    /// would not bring back.
+    fn call<'a>(
+        &self,
+        cmds: impl Iterator<Item = &'a redis::Cmd>,
+    ) -> futures_util::future::BoxFuture<'static, Vec<RedisResult<Value>>> {
+        let now_ms = self.clock.now_ms();
+        let (replies, line) = {
+            let mut engine = self.engine.lock();
+            let replies: Vec<_> = cmds
+                .map(|cmd| engine.execute_cmd(cmd, now_ms, self.journal.as_deref()))
+                .collect();
+            (replies, self.journal.as_ref().map(|j| j.appended()))
+        };
+        let waited = self
+            .journal
+            .as_ref()
+            .zip(line)
+            .map(|(j, line)| j.durable(line));
+        Box::pin(async move {
+            match waited {
+                Some(durable) => match durable.await {
+                    Ok(()) => replies,
+                    // Never acknowledged: the lines were cut back (see `Journal::refusal`).
+                    Err(err) => {
+                        let (kind, text) = (err.kind(), err.to_string());
+                        let failed = || RedisError::from(std::io::Error::new(kind, text.clone()));
+                        replies.iter().map(|_| Err(failed())).collect()
+                    }
+                },
+                None => replies,
+            }
+        })
     }
 }
 
@@ -77,7 +154,13 @@ impl Engine {
         reply.map_err(refusal)
     }
 
-    fn execute_cmd(&mut self, cmd: &redis::Cmd, now_ms: Millis) -> RedisResult<Value> {
+    /// One command, its writes appended to `journal` (taken back if they cannot be).
+    fn execute_cmd(
+        &mut self,
+        cmd: &redis::Cmd,
+        now_ms: Millis,
+        journal: Option<&dyn Journal>,
+    ) -> RedisResult<Value> {
         let args: Vec<&[u8]> = cmd
             .args_iter()
             .map(|arg| match arg {
@@ -85,7 +168,25 @@ impl Engine {
                 redis::Arg::Cursor => b"0".as_slice(),
             })
             .collect();
-        self.execute(&args, now_ms)
+        let Some(journal) = journal else {
+            return self.execute(&args, now_ms);
+        };
+        if let Some(why) = journal.refusal() {
+            return Err(RedisError::from(std::io::Error::other(why)));
+        }
+        self.keyspace.begin();
+        let reply = self.execute(&args, now_ms);
+        let recording = self.keyspace.finish();
+        if recording.writes.is_empty() {
+            return reply;
+        }
+        match journal.append(now_ms, &recording.writes) {
+            Ok(_) => reply,
+            Err(err) => {
+                self.keyspace.rollback(recording);
+                Err(RedisError::from(err))
+            }
+        }
     }
 }
 
@@ -103,14 +204,13 @@ fn refusal(error: CommandError) -> RedisError {
 
 impl redis::aio::ConnectionLike for InProcessRedis {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
-        let now_ms = self.clock.now_ms();
-        let reply = self.engine.lock().execute_cmd(cmd, now_ms);
-        Box::pin(std::future::ready(reply))
+        let replies = self.call(std::iter::once(cmd));
+        Box::pin(async move { replies.await.pop().unwrap_or(Ok(Value::Nil)) })
     }
 
-    /// Every command of the pipeline in order under one lock, as Redis runs them; the first
-    /// refusal fails the call, as the client reports it, after the rest have run. The store
-    /// sends no `MULTI` (the client asks for replies past the first, `offset`, only then).
+    /// Every command of the pipeline, as [`InProcessRedis::call`] runs them; the first refusal
+    /// fails the call, as the client reports it, after the rest have run. The store sends no
+    /// `MULTI` (the client asks for replies past the first, `offset`, only then).
     fn req_packed_commands<'a>(
         &'a mut self,
         pipeline: &'a redis::Pipeline,
@@ -122,24 +222,11 @@ impl redis::aio::ConnectionLike for InProcessRedis {
                 RedisError::from((ErrorKind::ClientError, "the in-process Redis runs no MULTI"));
             return Box::pin(std::future::ready(Err(refused)));
         }
-        let now_ms = self.clock.now_ms();
-        let mut engine = self.engine.lock();
-        let mut replies = Vec::new();
-        let mut refused = None;
-        for cmd in pipeline.cmd_iter() {
-            match engine.execute_cmd(cmd, now_ms) {
-                Ok(value) => replies.push(value),
-                Err(err) => {
-                    refused.get_or_insert(err);
-                    replies.push(Value::Nil);
-                }
-            }
-        }
-        let answered = match refused {
-            Some(err) => Err(err),
-            None => Ok(replies.into_iter().take(count).collect()),
-        };
-        Box::pin(std::future::ready(answered))
+        let replies = self.call(pipeline.cmd_iter());
+        Box::pin(async move {
+            let replies: RedisResult<Vec<Value>> = replies.await.into_iter().collect();
+            replies.map(|all| all.into_iter().take(count).collect())
+        })
     }
 
     fn get_db(&self) -> i64 {
