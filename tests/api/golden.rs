@@ -1,5 +1,7 @@
-//! A data dir of the embedded backend as the 2026-12-03 build wrote it, kept in
-//! `tests/golden/embedded/`: the snapshot, the journal after it (a decision, events, a
+//! Data dirs of the embedded backend, each as one build wrote it, kept in `tests/golden/`:
+//! `embedded/` by the builds to 2026-12-03 (an entry per operation, applied by their own copy
+//! of the rules; this build translates it once), `embedded-commands/` by the builds since (the
+//! writes of the Redis scripts, run on the in-process Redis). Each holds the snapshot, the journal after it (a decision, events, a
 //! conversion, messages and a delivery status; one charged message whose ledger record the
 //! SQLite copy does not hold yet, so the outbox must replay), the SQLite record, and
 //! `inputs.json` (what the scenario created: advertiser keys, campaigns, a rendered token).
@@ -14,8 +16,9 @@
 //! golden::write -- --ignored` with `STATUSADS_WRITE_GOLDEN` set):
 //! - `answers`: an intended change of an answer. `answers.json` is written again from the kept
 //!   data files, read by this build.
-//! - `all`: the data files too, from this build's scenario. That retires the earlier build's
-//!   files from the test: only once no deployment can hold them.
+//! - `all`: the data files of this build's form (`embedded-commands/`) too, from this build's
+//!   scenario. The earlier form's files are never written again; they leave the test only once
+//!   no deployment can hold them.
 
 use std::path::{Path, PathBuf};
 
@@ -32,8 +35,13 @@ use crate::support::{Backend, TestApp};
 /// Where the harness's manual clock starts: every time in the golden files is read against it.
 const GOLDEN_NOW: time::OffsetDateTime = datetime!(2026-11-26 10:00:00 UTC);
 
-fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/embedded")
+/// The kept data dirs, oldest form first; this build writes the last.
+const FORMS: [&str; 2] = ["embedded", "embedded-commands"];
+
+fn golden_dir(form: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(form)
 }
 
 /// The files of a data dir that make its state (the rest is recreated at start).
@@ -330,6 +338,17 @@ async fn write() {
         ["answers", "all"].contains(&mode.as_str()),
         "set STATUSADS_WRITE_GOLDEN=answers or =all (see tests/api/golden.rs)"
     );
+    // `all` writes this build's form; `answers` rewrites each form's answers.
+    for form in if mode == "all" {
+        &FORMS[1..]
+    } else {
+        &FORMS[..]
+    } {
+        write_form(form, &mode).await;
+    }
+}
+
+async fn write_form(form: &str, mode: &str) {
     // Everything is written to a staging dir first, and moved in once checked.
     let staging = ScratchDir::new("golden-staging");
     let live = if mode == "all" {
@@ -354,21 +373,15 @@ async fn write() {
             .collect();
         ops.sort();
         ops.dedup();
-        assert_eq!(
-            ops,
-            [
-                "conversion",
-                "decision",
-                "events",
-                "generation",
-                "message",
-                "message_status"
-            ]
+        assert_eq!(ops, ["commands", "generation"]);
+        assert!(
+            journal.contains("\"XADD\""),
+            "ledger records written after the snapshot are in the journal"
         );
         Some(answers(&app, &inputs).await)
     } else {
         for file in FILES.iter().chain(&["inputs.json"]) {
-            std::fs::copy(golden_dir().join(file), staging.path().join(file)).unwrap();
+            std::fs::copy(golden_dir(form).join(file), staging.path().join(file)).unwrap();
         }
         None
     };
@@ -387,9 +400,9 @@ async fn write() {
         serde_json::to_string_pretty(&expected).unwrap() + "\n",
     )
     .unwrap();
-    std::fs::create_dir_all(golden_dir()).unwrap();
+    std::fs::create_dir_all(golden_dir(form)).unwrap();
     for file in FILES.iter().chain(&["inputs.json", "answers.json"]) {
-        std::fs::copy(staging.path().join(file), golden_dir().join(file)).unwrap();
+        std::fs::copy(staging.path().join(file), golden_dir(form).join(file)).unwrap();
     }
 }
 
@@ -427,9 +440,8 @@ async fn check(expected: &Value, dir: &Path) {
     assert_eq!(records_of_message(&sqlite, "tpl-1").await, 1);
 }
 
-fn inputs() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(golden_dir().join("inputs.json")).unwrap())
-        .unwrap()
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 async fn vacuum_into(from: &Path, to: &Path) {
@@ -455,13 +467,54 @@ async fn open_copy_of(dir: &Path) -> (TestApp, ScratchDir) {
     (app, copy)
 }
 
-/// This build opens the data dir an earlier one wrote and answers what it answered.
+/// Whether every file of the data dir in `dir` is in this build's form.
+fn in_this_form(dir: &Path) -> bool {
+    let journal = std::fs::read_to_string(dir.join("journal.log")).unwrap();
+    let snapshot = std::fs::read_to_string(dir.join("snapshot.json")).unwrap_or_default();
+    journal.lines().all(|line| {
+        let json: Value = serde_json::from_str(line.split_once(' ').unwrap().1).unwrap();
+        ["commands", "generation"].contains(&json["op"].as_str().unwrap())
+    }) && (snapshot.is_empty() || !snapshot.contains("\"state\""))
+}
+
+/// This build opens the data dir each form was written in and answers what the build that
+/// wrote it answered; an earlier form is then in this build's form, and the snapshot it was
+/// translated into answers the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_data_dir_of_an_earlier_build_answers_as_it_did() {
-    let expected: Value =
-        serde_json::from_str(&std::fs::read_to_string(golden_dir().join("answers.json")).unwrap())
+    for form in FORMS {
+        let dir = golden_dir(form);
+        let (expected, inputs) = (
+            read_json(&dir.join("answers.json")),
+            read_json(&dir.join("inputs.json")),
+        );
+        check(&expected, &dir).await;
+        let (app, copy) = open_copy_of(&dir).await;
+        // Translated at open, before anything ran: the snapshot then holds everything.
+        let translated = ScratchDir::new("golden-translated");
+        if form != FORMS[FORMS.len() - 1] {
+            std::fs::copy(
+                copy.path().join("snapshot.json"),
+                translated.path().join("snapshot.json"),
+            )
             .unwrap();
-    check(&expected, &golden_dir()).await;
-    let (app, _copy) = open_copy_of(&golden_dir()).await;
-    assert_eq!(answers(&app, &inputs()).await, expected);
+        }
+        assert_eq!(answers(&app, &inputs).await, expected, "{form}");
+        assert!(
+            in_this_form(copy.path()),
+            "{form}: the files are in this build's form"
+        );
+        if form != FORMS[FORMS.len() - 1] {
+            // That snapshot alone, with the record as it was, answers the same (a restart
+            // after the translation reads only this build's form).
+            let record = statusads::record::SQLITE_FILE;
+            std::fs::copy(dir.join(record), translated.path().join(record)).unwrap();
+            let again = embedded(Some(translated.path().to_path_buf())).await;
+            assert_eq!(
+                answers(&again, &inputs).await,
+                expected,
+                "{form}, translated"
+            );
+        }
+    }
 }
