@@ -979,3 +979,128 @@ pub(super) fn translate(mut state: State, now: Millis) -> Vec<Vec<String>> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::redis::in_process::keyspace::Keyspace;
+    use redis::Value;
+
+    const T: Millis = 1_795_000_000_000;
+
+    fn entry(json: &str) -> Entry {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn decision(reservations: &str) -> Entry {
+        entry(&format!(
+            r#"{{"op":"decision","user":"u1","session":null,"now_ms":{T},"day":20261123,"reservations":{reservations},"session_after":"1,0,0"}}"#
+        ))
+    }
+
+    /// The keyspace `state` translates into at `now`.
+    fn translated(state: State, now: Millis) -> Keyspace {
+        let mut keyspace = Keyspace::default();
+        for command in translate(state, now) {
+            let args: Vec<&[u8]> = command.iter().map(|a| a.as_bytes()).collect();
+            keyspace.execute(&args, now).unwrap();
+        }
+        keyspace
+    }
+
+    fn run(keyspace: &mut Keyspace, now: Millis, args: &[&str]) -> Value {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        keyspace.execute(&args, now).unwrap()
+    }
+
+    #[test]
+    fn messages_and_conversion_days_are_forgotten_after_their_windows() {
+        use crate::store::{CONVERSION_LOG_MS, MESSAGE_DEDUPE_MS};
+        let at = month_start_ms(202612) + 5 * DAY_MS;
+        let mut state = State::default();
+        let key = |id: &str| ("adv".to_owned(), id.to_owned());
+        // Dated long before: the window runs from the write, never from the message's `at`.
+        let old = StoredMessage {
+            at_ms: at - 400 * DAY_MS,
+            ..StoredMessage::default()
+        };
+        for id in ["written", "later"] {
+            state.messages.insert(key(id), old.encode());
+        }
+        state.message_written.insert(key("written"), at);
+        state.message_written.insert(key("later"), at + DAY_MS);
+        state.messages.insert(key("legacy"), "accepted".into());
+        state.conversion_log.push((20261206, "old".into()));
+        state.conversion_log.push((20261207, "new".into()));
+        assert_eq!(day_start_ms(20261206), at);
+
+        state.sweep(at);
+        assert_eq!(state.messages.len(), 3, "inside every window");
+        state.sweep(at + MESSAGE_DEDUPE_MS);
+        assert_eq!(
+            state.messages.keys().collect::<Vec<_>>(),
+            [&key("later")],
+            "an earlier build's message had its window from the first sweep"
+        );
+        state.sweep(at + MESSAGE_DEDUPE_MS + DAY_MS);
+        assert!(state.messages.is_empty() && state.message_written.is_empty());
+
+        state.sweep(at + DAY_MS + CONVERSION_LOG_MS - 1);
+        assert_eq!(
+            state.conversion_log.len(),
+            2,
+            "the day's last instant is inside"
+        );
+        state.sweep(at + DAY_MS + CONVERSION_LOG_MS);
+        assert_eq!(state.conversion_log, [(20261207, "new".to_owned())]);
+    }
+
+    /// Before the compact user hash, a reservation was journaled as one encoded string: it
+    /// lands in the user's hash as the scripts write one.
+    #[test]
+    fn an_earlier_reservation_encoding_translates_into_the_user_hash() {
+        let mut state = State::default();
+        state.apply(&decision(
+            r#"[["d1|cmp_00000000000000aa|adv_00000000000000bb|1795000900000","cmp_00000000000000aa"]]"#,
+        ));
+        let mut keyspace = translated(state, T);
+        assert_eq!(
+            run(&mut keyspace, T, &["HGET", "u:{s0}:u1", "rd1"]),
+            Value::BulkString(b"00000000000000aa|00000000000000bb|1795000900000".to_vec())
+        );
+    }
+
+    /// Entries of builds before expiry was tracked carry no user TTL: a hide lives its 90 days
+    /// (as that build's Redis TTL did), and a hash written without one is kept for the
+    /// longest rule rather than dropped.
+    #[test]
+    fn earlier_hides_and_hashes_without_expiry_keep_their_lifetime() {
+        let mut state = State::default();
+        state.apply(&decision(
+            r#"[["rd9","00000000000000aa|00000000000000bb|1795000900000","cmp_00000000000000aa"]]"#,
+        ));
+        state.apply(&entry(&format!(
+            r#"{{"op":"events","now_ms":{T},"day":20261123,"events":[{{"kind":"hide","decision_id":"d1","user":"u2","campaign":"cmp_00000000000000aa","advertiser":"adv_00000000000000bb","price_micros":0,"token_ttl_ms":3600000,"campaign_caps":"","advertiser_caps":"","campaign_keep":[0,0],"advertiser_keep":[0,0],"daily_max":10}}]}}"#
+        )));
+        let now = T + 5 * DAY_MS;
+        let mut keyspace = translated(state, now);
+        let ttl = |keyspace: &mut Keyspace, key: &str| match run(keyspace, now, &["PTTL", key]) {
+            Value::Int(ms) => ms,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            ttl(&mut keyspace, "u:{s0}:u2"),
+            T + capping::user_ttl_ms(0, true) - now,
+            "a hide's hash lives by the hide's rule from its event"
+        );
+        let field = hide_field("adv_00000000000000bb");
+        assert_eq!(
+            run(&mut keyspace, now, &["HGET", "u:{s0}:u2", &field]),
+            Value::BulkString((T + HIDE_MS).to_string().into_bytes())
+        );
+        assert!(
+            ttl(&mut keyspace, "u:{s0}:u1") >= LEGACY_USER_TTL_MS - DAY_MS,
+            "a hash without an expiry is kept for the longest rule"
+        );
+    }
+}

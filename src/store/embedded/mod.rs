@@ -550,3 +550,201 @@ fn begin_generation(file: &mut File, generation: u64) -> std::io::Result<()> {
     super::lines::append_durably(file, super::lines::encode(&json).as_bytes())
         .map_err(|failed| failed.error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::audience::Audience;
+    use crate::domain::event::EventType;
+    use crate::store::EventWrite;
+
+    const T0: Millis = 1_795_000_000_000;
+    const DAY: u32 = 20261118;
+
+    fn scratch_with(lines: &[&str]) -> (PathBuf, u64) {
+        let dir = std::env::temp_dir().join(format!(
+            "statusads-journal-{}-{}",
+            std::process::id(),
+            crate::domain::ids::new_decision_id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text: String = lines.concat();
+        std::fs::write(dir.join(JOURNAL), &text).unwrap();
+        (dir, text.len() as u64)
+    }
+
+    /// On a clock that stands still: what a start reads back can be compared to the ms.
+    fn open(dir: &Path, compact_bytes: u64) -> EmbeddedStore {
+        let metrics = Arc::new(Metrics::default());
+        let clock = crate::clock::ManualClock::new(crate::clock::datetime_from_ms(T0));
+        EmbeddedStore::open_with(dir, compact_bytes, clock, metrics).unwrap()
+    }
+
+    async fn render(store: &EmbeddedStore, decision: &str) {
+        let event = EventWrite {
+            kind: EventType::Render,
+            decision_id: decision.into(),
+            user: "u1".into(),
+            campaign: "cmp_00000000000000aa".into(),
+            advertiser: "adv_00000000000000bb".into(),
+            price_micros: 2_000,
+            token_ttl_ms: 3_600_000,
+            user_ttl_ms: 86_400_000,
+            campaign_caps: Vec::new(),
+            advertiser_caps: Vec::new(),
+            campaign_keep: crate::capping::Retention {
+                count: 0,
+                window_ms: 0,
+            },
+            advertiser_keep: crate::capping::Retention {
+                count: 0,
+                window_ms: 0,
+            },
+            daily_max: 10,
+            client_at: String::new(),
+            audience: Audience::default(),
+        };
+        let outcomes = store
+            .redis()
+            .apply_events(0, T0, DAY, &[event])
+            .await
+            .unwrap();
+        assert_eq!(outcomes, [crate::store::EventOutcome::Accepted]);
+    }
+
+    async fn spent(store: &EmbeddedStore) -> i64 {
+        let spend = store.redis().spend(DAY).await.unwrap();
+        spend.values().map(|s| s.total_micros).sum()
+    }
+
+    async fn outbox_len(store: &EmbeddedStore) -> usize {
+        let outbox = store.redis().outbox(&[0], 100).await.unwrap();
+        outbox.iter().map(|(_, records)| records.len()).sum()
+    }
+
+    fn dump(store: &EmbeddedStore) -> Vec<Vec<Vec<u8>>> {
+        store
+            .engine
+            .locked(|keyspace, now_ms| keyspace.dump(now_ms))
+    }
+
+    /// What a start reads back is the keyspace that was written: every write, at its instant.
+    #[tokio::test]
+    async fn a_journal_runs_again_into_the_same_keyspace() {
+        let (dir, _) = scratch_with(&[]);
+        let store = open(&dir, u64::MAX);
+        for decision in ["d1", "d2", "d3"] {
+            render(&store, decision).await;
+        }
+        let written = dump(&store);
+        assert!(written.len() > 5, "{written:?}");
+        drop(store);
+        let reopened = open(&dir, u64::MAX);
+        assert_eq!(dump(&reopened), written);
+        assert_eq!(spent(&reopened).await, 6_000);
+        drop(reopened);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The journal is compacted at least daily, the day counted from the last compaction as
+    /// the snapshot keeps it: a restart neither postpones it nor compacts again.
+    #[tokio::test]
+    async fn the_daily_compaction_counts_across_restarts() {
+        let (dir, _) = scratch_with(&[]);
+        let journal_len = || std::fs::metadata(dir.join(JOURNAL)).unwrap().len();
+        let store = open(&dir, u64::MAX);
+        store.maintain(T0).unwrap();
+        let compacted = journal_len();
+        render(&store, "d1").await;
+        drop(store);
+
+        let store = open(&dir, u64::MAX);
+        store.maintain(T0 + 3_600_000).unwrap();
+        assert!(
+            journal_len() > compacted,
+            "an hour on, after a restart: not due"
+        );
+        store.maintain(T0 + DAY_MS).unwrap();
+        assert_eq!(journal_len(), compacted, "a day on: compacted");
+        assert_eq!(spent(&store).await, 2_000);
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A crash after the snapshot is in place but before the journal is begun again leaves the
+    /// old journal beside a snapshot that holds it: the start skips it (nothing counted twice),
+    /// and a journal begun after the snapshot is run on top of it.
+    #[tokio::test]
+    async fn a_snapshot_and_the_journal_it_covers_count_once() {
+        let (dir, _) = scratch_with(&[]);
+        let store = open(&dir, 1);
+        for decision in ["d1", "d2"] {
+            render(&store, decision).await;
+        }
+        let covered = std::fs::read(dir.join(JOURNAL)).unwrap();
+        assert!(store.compact_over(1, Millis::MIN).unwrap());
+        render(&store, "d3").await;
+        assert_eq!(spent(&store).await, 6_000);
+        assert_eq!(
+            outbox_len(&store).await,
+            3,
+            "the outbox survives compaction"
+        );
+        drop(store);
+
+        let reopened = open(&dir, u64::MAX);
+        assert_eq!(
+            spent(&reopened).await,
+            6_000,
+            "snapshot and the journal after it"
+        );
+        assert_eq!(outbox_len(&reopened).await, 3);
+        drop(reopened);
+
+        // The crash window: the snapshot renamed into place, the journal not yet begun again.
+        std::fs::write(dir.join(JOURNAL), &covered).unwrap();
+        let reopened = open(&dir, u64::MAX);
+        assert_eq!(
+            spent(&reopened).await,
+            4_000,
+            "the covered journal is skipped"
+        );
+        drop(reopened);
+        // ...and it was begun again after the snapshot, so the next start agrees.
+        let again = open(&dir, u64::MAX);
+        assert_eq!(spent(&again).await, 4_000);
+        drop(again);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_torn_tail_is_cut_but_an_unreadable_whole_entry_stops_the_start() {
+        let good = super::super::lines::encode(
+            r#"{"op":"commands","now_ms":1795000000000,"commands":[["SET","k","v"]]}"#,
+        );
+        let (dir, whole) = scratch_with(&[&good, "0badc0de {\"op\":\"comm"]);
+        drop(open(&dir, u64::MAX));
+        assert_eq!(
+            std::fs::metadata(dir.join(JOURNAL)).unwrap().len(),
+            good.len() as u64,
+            "the torn tail was cut (it was {whole} bytes)"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // A checksummed entry this build cannot read, with acknowledged entries after it.
+        let unknown = super::super::lines::encode(r#"{"op":"from_the_future"}"#);
+        let (dir, len) = scratch_with(&[&good, &unknown, &good]);
+        let metrics = Arc::new(Metrics::default());
+        let clock = Arc::new(crate::clock::SystemClock);
+        assert!(matches!(
+            EmbeddedStore::open_with(&dir, u64::MAX, clock, metrics),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(
+            std::fs::metadata(dir.join(JOURNAL)).unwrap().len(),
+            len,
+            "nothing was cut"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1151,4 +1151,50 @@ mod tests {
             .message
             .contains("unknown command 'flushall'"));
     }
+
+    #[test]
+    fn a_recorded_command_is_taken_back_whole() {
+        let mut ks = Keyspace::default();
+        run(&mut ks, 0, &["HSET", "h", "a", "1"]).unwrap();
+        run(&mut ks, 0, &["XADD", "s", "*", "f", "1"]).unwrap();
+        let before = ks.dump(0);
+        ks.begin();
+        run(&mut ks, 5, &["HSET", "h", "a", "2", "b", "3"]).unwrap();
+        run(&mut ks, 5, &["PEXPIRE", "h", "100"]).unwrap();
+        run(&mut ks, 5, &["SET", "new", "v"]).unwrap();
+        run(&mut ks, 5, &["XADD", "s", "*", "f", "2"]).unwrap();
+        run(&mut ks, 5, &["XDEL", "s", "0-0"]).unwrap();
+        run(&mut ks, 5, &["XADD", "fresh", "*", "f", "3"]).unwrap();
+        assert!(run(&mut ks, 5, &["HINCRBY", "h", "a", "x"]).is_err());
+        let recording = ks.finish();
+        assert_eq!(recording.writes.len(), 6, "the failed write is not one");
+        ks.rollback(recording);
+        assert_eq!(ks.dump(0), before);
+    }
+
+    #[test]
+    fn a_dump_makes_the_same_keyspace_again() {
+        let mut ks = Keyspace::default();
+        run(&mut ks, 0, &["HSET", "h", "a", "1", "b", "2"]).unwrap();
+        run(&mut ks, 0, &["PEXPIRE", "h", "1000"]).unwrap();
+        run(&mut ks, 0, &["SET", "k", "v", "PX", "50"]).unwrap();
+        run(&mut ks, 0, &["ZADD", "z", "1.5", "m", "2", "n"]).unwrap();
+        run(&mut ks, 0, &["RPUSH", "l", "x", "y"]).unwrap();
+        for _ in 0..3 {
+            run(&mut ks, 7, &["XADD", "s", "*", "f", "v"]).unwrap();
+        }
+        run(&mut ks, 7, &["XDEL", "s", "7-0"]).unwrap();
+        let dump = ks.dump(10);
+        let mut again = Keyspace::default();
+        for command in &dump {
+            let args: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
+            again.execute(&args, 10).unwrap();
+        }
+        assert_eq!(again.dump(10), dump);
+        assert_eq!(run(&mut again, 10, &["PTTL", "h"]), Ok(Value::Int(990)));
+        assert_eq!(
+            run(&mut again, 10, &["XADD", "s", "*", "f", "v"]).map(|id| format!("{id:?}")),
+            Ok(format!("{:?}", bulk("10-0")))
+        );
+    }
 }
