@@ -77,9 +77,12 @@ struct Snapshot {
 /// The journal file and its group commit, shared with the in-process Redis (see [`Journal`]).
 struct JournalFile {
     file: Mutex<File>,
-    /// Lines written so far (under `file`), and the count known to be on disk.
+    /// Lines written so far (under `file`), and the count known to be on disk (`u64::MAX`
+    /// once an fsync failed: see `on_disk`).
     written: AtomicU64,
     synced: tokio::sync::watch::Receiver<u64>,
+    /// The lines the last fsync that succeeded covered.
+    on_disk: AtomicU64,
     /// The journal length the last fsync covered (a failed fsync cuts back to it).
     synced_len: AtomicU64,
     /// Set when a write could not be cut back or an fsync failed: nothing more is answered.
@@ -115,7 +118,10 @@ impl Journal for JournalFile {
         self.written.load(Ordering::SeqCst)
     }
 
-    fn durable(&self, line: u64) -> futures_util::future::BoxFuture<'static, std::io::Result<()>> {
+    fn durable(
+        self: Arc<Self>,
+        line: u64,
+    ) -> futures_util::future::BoxFuture<'static, std::io::Result<()>> {
         let mut synced = self.synced.clone();
         let behind = *synced.borrow() < line;
         if behind {
@@ -124,7 +130,6 @@ impl Journal for JournalFile {
             let _checking = self.wake.0.lock();
             self.wake.1.notify_one();
         }
-        let damaged = self.damaged.load(Ordering::SeqCst);
         Box::pin(async move {
             if behind {
                 synced
@@ -132,8 +137,9 @@ impl Journal for JournalFile {
                     .await
                     .map_err(|_| std::io::Error::other("journal sync stopped"))?;
             }
-            // Read again once on disk: the fsync that covered the line may have failed.
-            if damaged || *synced.borrow() == u64::MAX {
+            // Past the last fsync that succeeded: the one meant to cover the line failed, and
+            // the line was cut back. (A later write that failed leaves it whole: answered.)
+            if line > self.on_disk.load(Ordering::SeqCst) {
                 return Err(std::io::Error::other("journal fsync failed; restart"));
             }
             Ok(())
@@ -173,6 +179,7 @@ impl JournalFile {
             match target_len.and_then(|len| file.sync_data().map(|()| len)) {
                 Ok(len) => {
                     self.synced_len.store(len, Ordering::SeqCst);
+                    self.on_disk.store(target, Ordering::SeqCst);
                     synced.send_replace(target);
                 }
                 Err(err) => {
@@ -364,6 +371,7 @@ impl EmbeddedStore {
             file: Mutex::new(file),
             written: AtomicU64::new(0),
             synced,
+            on_disk: AtomicU64::new(0),
             damaged: AtomicBool::new(false),
             wake: (Mutex::new(false), Condvar::new()),
         });

@@ -41,7 +41,10 @@ pub trait Journal: Send + Sync + 'static {
     /// The number of the last line appended.
     fn appended(&self) -> u64;
     /// Waits until every line up to `line` is on disk.
-    fn durable(&self, line: u64) -> futures_util::future::BoxFuture<'static, std::io::Result<()>>;
+    fn durable(
+        self: Arc<Self>,
+        line: u64,
+    ) -> futures_util::future::BoxFuture<'static, std::io::Result<()>>;
     /// Why nothing may be answered any more (memory ahead of a disk that failed), if so.
     fn refusal(&self) -> Option<&'static str>;
 }
@@ -119,7 +122,7 @@ impl InProcessRedis {
         };
         let waited = self
             .journal
-            .as_ref()
+            .clone()
             .zip(line)
             .map(|(j, line)| j.durable(line));
         Box::pin(async move {
