@@ -4,7 +4,7 @@
 //! (`redis/scripts/user_state.lua`). Above the store, state is typed: `capping::UserState`,
 //! `SessionState`, `FrequencyCap`, `Retention`.
 //!
-//! One Redis hash per user, mirrored by the embedded backend. There is one field per (user,
+//! One Redis hash per user (the embedded backend's in-process Redis keeps the same). There is one field per (user,
 //! campaign) seen, so every field and value is kept under 64 bytes: Redis then keeps the hash as
 //! a listpack (no per-entry pointers), which is what makes an entry cost ~30 bytes. (A cap above
 //! 10 per window, or a daily load above 10, makes that user's lists longer than 64 bytes: their

@@ -1,12 +1,15 @@
-//! The backends behind the catalog, user state and ledger. Both implement the same operations
-//! with the same semantics (one contract test suite runs against both):
+//! The backends behind user state and the ledger's outbox. One code path, [`RedisStore`] and
+//! its Lua scripts, serves both (one contract test suite runs against each):
 //!
 //! - [`redis`](RedisStore): production, many stateless nodes over one Redis.
-//! - embedded: one node, process memory plus files under `data_dir` (see `embedded`).
+//! - embedded: one node, the same store on the in-process Redis, its writes journaled under
+//!   `data_dir` (see `embedded`).
 //! - [`breaker`]: the circuit breaker in front of Redis, so an outage costs requests nothing.
 //! - [`codec`]: how both backends encode per-user state; nothing above the store sees it.
 //!
-//! Dispatch is a plain enum rather than a trait object: two variants, no boxing of futures.
+//! Dispatch is a plain enum rather than a trait object: two variants, no boxing of futures; they
+//! differ only where one node has nothing to share (heartbeats, erasure announcements) and in
+//! their files.
 
 pub mod breaker;
 pub mod codec;
@@ -525,13 +528,12 @@ pub fn parse_conversion_entry(entry: &str) -> Option<(String, ConversionRecord)>
 pub struct UserLocator<'a> {
     pub shard: u32,
     pub user: &'a str,
-    /// What has expired by now is gone (the embedded backend keeps expiry itself).
+    /// The service's clock, now.
     pub now_ms: Millis,
     /// Every advertiser, with its shard: where conversation windows and business-initiated
     /// lists name the user.
     pub advertisers: Vec<(u32, String)>,
-    /// Decision ids of the user's clicks (from the record): Redis finds click keys by them,
-    /// the embedded backend by a scan of its own.
+    /// Decision ids of the user's clicks (from the record): the store finds click keys by them.
     pub clicks: Vec<String>,
 }
 
