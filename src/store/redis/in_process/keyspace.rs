@@ -214,6 +214,23 @@ fn format_score(score: f64) -> Bytes {
     }
 }
 
+/// The indices `start..=stop` of `ZRANGE` and `LRANGE` over `len` items, counted from the end
+/// when negative; `None` when the range holds none.
+fn by_rank(start: i64, stop: i64, len: usize) -> Option<std::ops::RangeInclusive<usize>> {
+    let len = len as i64;
+    let start = if start < 0 {
+        (len + start).max(0)
+    } else {
+        start
+    };
+    let stop = if stop < 0 {
+        len + stop
+    } else {
+        stop.min(len - 1)
+    };
+    (start <= stop && start < len).then(|| start as usize..=stop as usize)
+}
+
 fn bulk(raw: impl Into<Bytes>) -> Value {
     Value::BulkString(raw.into())
 }
@@ -686,25 +703,11 @@ impl Keyspace {
                     }) => items,
                     Some(_) => return Err(CommandError::wrong_type()),
                 };
-                let len = items.len() as i64;
-                let start = if start < 0 {
-                    (len + start).max(0)
-                } else {
-                    start
-                };
-                let stop = if stop < 0 {
-                    len + stop
-                } else {
-                    stop.min(len - 1)
-                };
-                if start > stop || start >= len {
+                let Some(range) = by_rank(start, stop, items.len()) else {
                     return Ok(Value::Array(Vec::new()));
-                }
+                };
                 Ok(Value::Array(
-                    items[start as usize..=stop as usize]
-                        .iter()
-                        .map(|i| bulk(i.clone()))
-                        .collect(),
+                    items[range].iter().map(|i| bulk(i.clone())).collect(),
                 ))
             }
             "XADD" => {
@@ -892,27 +895,11 @@ impl Keyspace {
         let Some(z) = self.sorted(args[0], now_ms)? else {
             return Ok(Value::Array(Vec::new()));
         };
-        let len = z.ordered.len() as i64;
-        let start = if start < 0 {
-            (len + start).max(0)
-        } else {
-            start
-        };
-        let stop = if stop < 0 {
-            len + stop
-        } else {
-            stop.min(len - 1)
-        };
-        if start > stop || start >= len {
+        let Some(range) = by_rank(start, stop, z.ordered.len()) else {
             return Ok(Value::Array(Vec::new()));
-        }
+        };
         let mut out = Vec::new();
-        for (score, member) in z
-            .ordered
-            .iter()
-            .skip(start as usize)
-            .take((stop - start + 1) as usize)
-        {
+        for (score, member) in z.ordered.iter().skip(*range.start()).take(range.count()) {
             out.push(bulk(member.clone()));
             if with_scores {
                 out.push(bulk(format_score(score.0)));
