@@ -228,7 +228,7 @@ fn by_rank(start: i64, stop: i64, len: usize) -> Option<std::ops::RangeInclusive
     } else {
         stop.min(len - 1)
     };
-    (start <= stop && start < len).then(|| start as usize..=stop as usize)
+    (start <= stop && start < len).then_some(start as usize..=stop as usize)
 }
 
 fn bulk(raw: impl Into<Bytes>) -> Value {
