@@ -296,10 +296,16 @@ pub struct Recording {
     undo: Vec<Undo>,
 }
 
-/// How to restore what one write changed. A stream is restored by its entries, not copied:
-/// an outbox can be long while the system of record is away.
+/// How to restore what one write changed. A hash is restored by the fields the write named and
+/// a stream by its entries, not copied: the embedded backend's one shard keeps every
+/// campaign's spend in one hash, and an outbox can be long while the system of record is away.
 enum Undo {
     Key(Bytes, Option<Stored>),
+    Fields {
+        key: Bytes,
+        expires_ms: Option<Millis>,
+        fields: Vec<(Bytes, Option<Bytes>)>,
+    },
     Appended {
         key: Bytes,
         /// The stream's last id before, `None` if the write made the stream.
@@ -336,6 +342,26 @@ impl Keyspace {
                 }
                 Undo::Key(key, None) | Undo::Appended { key, before: None } => {
                     self.keys.remove(&key);
+                }
+                Undo::Fields {
+                    key,
+                    expires_ms,
+                    fields,
+                } => {
+                    // The write may have emptied (so deleted) the hash: made again as it was.
+                    let stored = self.keys.entry(key).or_insert_with(|| Stored {
+                        data: Data::Hash(HashMap::new()),
+                        expires_ms,
+                    });
+                    stored.expires_ms = expires_ms;
+                    if let Data::Hash(hash) = &mut stored.data {
+                        for (field, value) in fields {
+                            match value {
+                                Some(value) => hash.insert(field, value),
+                                None => hash.remove(&field),
+                            };
+                        }
+                    }
                 }
                 Undo::Appended {
                     key,
@@ -446,10 +472,32 @@ impl Keyspace {
             .map(|key| {
                 // An expired key is as good as absent: dropped first, so it is not restored.
                 self.live(key, now_ms);
-                let stream = match self.keys.get(*key).map(|s| &s.data) {
+                let stored = self.keys.get(*key);
+                let stream = match stored.map(|s| &s.data) {
                     Some(Data::Stream(stream)) => Some(stream),
                     _ => None,
                 };
+                if let (b"HSET" | b"HMSET" | b"HINCRBY" | b"HDEL", Some(stored)) =
+                    (name.as_slice(), stored)
+                {
+                    if let Data::Hash(hash) = &stored.data {
+                        // The fields the write names (`args` holds the name and the key first).
+                        let rest = args.get(2..).unwrap_or_default();
+                        let named: Vec<&[u8]> = match name.as_slice() {
+                            b"HINCRBY" => rest.iter().take(1).copied().collect(),
+                            b"HDEL" => rest.to_vec(),
+                            _ => rest.iter().step_by(2).copied().collect(),
+                        };
+                        return Undo::Fields {
+                            key: key.to_vec(),
+                            expires_ms: stored.expires_ms,
+                            fields: named
+                                .into_iter()
+                                .map(|f| (f.to_vec(), hash.get(f).cloned()))
+                                .collect(),
+                        };
+                    }
+                }
                 match (name.as_slice(), stream) {
                     (b"XADD", Some(stream)) => Undo::Appended {
                         key: key.to_vec(),
@@ -1152,9 +1200,11 @@ mod tests {
         run(&mut ks, 5, &["XADD", "s", "*", "f", "2"]).unwrap();
         run(&mut ks, 5, &["XDEL", "s", "0-0"]).unwrap();
         run(&mut ks, 5, &["XADD", "fresh", "*", "f", "3"]).unwrap();
+        run(&mut ks, 5, &["HDEL", "h", "a", "b"]).unwrap();
+        run(&mut ks, 5, &["HINCRBY", "h", "n", "2"]).unwrap();
         assert!(run(&mut ks, 5, &["HINCRBY", "h", "a", "x"]).is_err());
         let recording = ks.finish();
-        assert_eq!(recording.writes.len(), 6, "the failed write is not one");
+        assert_eq!(recording.writes.len(), 8, "the failed write is not one");
         ks.rollback(recording);
         assert_eq!(ks.dump(0), before);
     }
