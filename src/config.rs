@@ -17,6 +17,8 @@ use serde::Deserialize;
 const DEFAULTS: &str = include_str!("../config/default.toml");
 const DEFAULTS_LAYER: &str = "config/default.toml (built in)";
 const ENV_PREFIX: &str = "STATUSADS__";
+/// The most `store.shards` may be (click ids name a shard below it).
+pub const MAX_SHARDS: u32 = 16384;
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: [&str; 3] = [
     "store.cluster_nodes",
@@ -326,7 +328,7 @@ impl Settings {
                 "must start with postgres:// (leave it empty for SQLite in data_dir on the embedded backend)",
             );
         }
-        if !(1..=16384).contains(&self.store.shards) {
+        if !(1..=MAX_SHARDS).contains(&self.store.shards) {
             return invalid("store.shards", "must be between 1 and 16384");
         }
         if self.store.timeout_ms == 0 {

@@ -22,13 +22,17 @@ pub fn click_id(shard: u32, decision_id: &str) -> String {
     format!("c{shard}.{decision_id}")
 }
 
-/// The (shard, decision id) a click id names; `None` for anything we did not issue.
+/// The shard of `shards` that keeps the click a click id names, and its decision id; `None`
+/// for anything we did not issue. An id issued under another shard count (the embedded
+/// backend's earlier builds used `store.shards`; it keeps one now) names the shard this build
+/// keeps that click in.
 pub fn parse_click_id(raw: &str, shards: u32) -> Option<(u32, &str)> {
     let (shard, decision) = raw.strip_prefix('c')?.split_once('.')?;
     let shard: u32 = shard.parse().ok()?;
-    let valid =
-        shard < shards && decision.len() == 32 && decision.bytes().all(|b| b.is_ascii_hexdigit());
-    valid.then_some((shard, decision))
+    let valid = shard < crate::config::MAX_SHARDS
+        && decision.len() == 32
+        && decision.bytes().all(|b| b.is_ascii_hexdigit());
+    valid.then_some((shard % shards, decision))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
@@ -212,7 +216,12 @@ mod tests {
         let decision = "0123456789abcdef0123456789abcdef";
         let id = click_id(417, decision);
         assert_eq!(parse_click_id(&id, 1024), Some((417, decision)));
-        assert_eq!(parse_click_id(&id, 100), None, "shard out of range");
+        assert_eq!(
+            parse_click_id(&id, 1),
+            Some((0, decision)),
+            "issued by an earlier embedded build: kept in its one shard now"
+        );
+        assert_eq!(parse_click_id(&click_id(16384, decision), 1024), None);
         for bad in [
             "",
             "c",

@@ -912,18 +912,12 @@ impl Store {
     }
 
     /// Sets hot spend per campaign `(id, total, on day)`: `statusads reconcile --repair`.
-    /// The embedded backend's spend is rebuilt from its journal and is not set by hand.
     pub async fn set_spend(
         &self,
         day: u32,
         spend: &[(String, Micros, Micros)],
     ) -> Result<(), StoreError> {
-        match self {
-            Store::Redis(s) => s.set_spend(day, spend).await,
-            Store::Embedded(_) => Err(StoreError::corrupt(
-                "the embedded backend rebuilds spend from its journal: restart instead",
-            )),
-        }
+        dispatch!(self, s => s.set_spend(day, spend).await)
     }
 }
 

@@ -518,3 +518,36 @@ async fn the_embedded_data_dir_of_an_earlier_build_answers_as_it_did() {
         }
     }
 }
+
+/// A click id an earlier embedded build gave an advertiser names the shard it used then
+/// (`store.shards`); this build keeps the click in its one shard and still knows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_id_from_an_earlier_build_still_converts() {
+    let dir = golden_dir(FORMS[0]);
+    let journal = std::fs::read_to_string(dir.join("journal.log")).unwrap();
+    let click_id = journal
+        .split("\"click_id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the earlier journal holds a conversion");
+    assert!(
+        !click_id.starts_with("c0."),
+        "issued on another shard: {click_id}"
+    );
+    let chat_adv = read_json(&dir.join("inputs.json"))["chat_adv"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (app, _copy) = open_copy_of(&dir).await;
+    let at = "2026-11-26T10:00:30Z";
+    assert_eq!(
+        app.convert(&chat_adv, click_id, "conversation_started", at)
+            .await,
+        "duplicate",
+        "its conversation was reported before the upgrade"
+    );
+    assert_eq!(
+        app.convert(&chat_adv, click_id, "message", at).await,
+        "accepted"
+    );
+}

@@ -270,10 +270,11 @@ const INFO: &str = "# Persistence\r\naof_enabled:0\r\naof_rewrite_in_progress:0\
 
 /// The commands that change the keyspace: what a journal keeps of a command (see
 /// [`Keyspace::begin`]).
-const WRITES: [&str; 13] = [
+const WRITES: [&str; 14] = [
     "SET",
     "DEL",
     "PEXPIRE",
+    "PEXPIREAT",
     "HSET",
     "HMSET",
     "HDEL",
@@ -419,19 +420,24 @@ impl Keyspace {
                         .collect(),
                 )),
                 Data::Stream(stream) => {
-                    // An emptied stream is left out: ids go on from the clock.
                     for (id, fields) in &stream.entries {
                         let mut rest = vec![stream_id(*id)];
                         rest.extend(fields.iter().flat_map(|(f, v)| [f.clone(), v.clone()]));
                         out.push(command("XADD", rest));
                     }
+                    // The last id given, past any entry left (an outbox is often empty): the
+                    // ids of later `XADD *` follow from it, and `XDEL`s name those ids.
+                    let top = stream.entries.keys().next_back().copied();
+                    if stream.last > top.unwrap_or((0, 0)) {
+                        let last = stream_id(stream.last);
+                        let placeholder = vec![last.clone(), b"-".to_vec(), b"-".to_vec()];
+                        out.push(command("XADD", placeholder));
+                        out.push(command("XDEL", vec![last]));
+                    }
                 }
             }
             if let Some(at) = stored.expires_ms {
-                out.push(command(
-                    "PEXPIRE",
-                    vec![(at - now_ms).max(1).to_string().into_bytes()],
-                ));
+                out.push(command("PEXPIREAT", vec![at.to_string().into_bytes()]));
             }
         }
         out
@@ -580,6 +586,20 @@ impl Keyspace {
                     self.keys.remove(args[0]);
                 } else if let Some(stored) = self.keys.get_mut(args[0]) {
                     stored.expires_ms = Some(now_ms.saturating_add(ms));
+                }
+                Ok(int(1))
+            }
+            // Past instants delete the key, as on Redis.
+            "PEXPIREAT" => {
+                arity(args.len() == 2)?;
+                let at = integer(args[1])?;
+                if self.live(args[0], now_ms).is_none() {
+                    return Ok(int(0));
+                }
+                if at < now_ms {
+                    self.keys.remove(args[0]);
+                } else if let Some(stored) = self.keys.get_mut(args[0]) {
+                    stored.expires_ms = Some(at);
                 }
                 Ok(int(1))
             }
@@ -1230,8 +1250,28 @@ mod tests {
         assert_eq!(again.dump(10), dump);
         assert_eq!(run(&mut again, 10, &["PTTL", "h"]), Ok(Value::Int(990)));
         assert_eq!(
-            run(&mut again, 10, &["XADD", "s", "*", "f", "v"]).map(|id| format!("{id:?}")),
-            Ok(format!("{:?}", bulk("10-0")))
+            run(&mut again, 10, &["XADD", "s", "*", "f", "v"]),
+            Ok(bulk("10-0"))
         );
+        assert_eq!(run(&mut again, 10, &["PTTL", "k"]), Ok(Value::Int(40)));
+
+        // An emptied stream keeps its last id: later ids follow it, not the clock alone.
+        for _ in 0..3 {
+            run(&mut ks, 12, &["XADD", "out", "*", "f", "v"]).unwrap();
+        }
+        run(&mut ks, 12, &["XDEL", "out", "12-0", "12-1", "12-2"]).unwrap();
+        let mut again = Keyspace::default();
+        for command in &ks.dump(12) {
+            let args: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
+            again.execute(&args, 12).unwrap();
+        }
+        assert_eq!(
+            run(&mut again, 12, &["XADD", "out", "*", "f", "v"]),
+            Ok(bulk("12-3"))
+        );
+        let Ok(Value::Array(left)) = run(&mut again, 12, &["XRANGE", "out", "-", "+"]) else {
+            panic!("a stream")
+        };
+        assert_eq!(left.len(), 1, "the placeholder that kept the id is gone");
     }
 }

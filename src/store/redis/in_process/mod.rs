@@ -52,6 +52,10 @@ pub trait Journal: Send + Sync + 'static {
 struct Engine {
     keyspace: Keyspace,
     scripting: Scripting,
+    /// The latest instant a command ran at: the keyspace's clock never goes back, so that
+    /// what expired at one instant is expired at every later command (as a journal runs them
+    /// again).
+    now_ms: Millis,
 }
 
 /// The shared engine; cloned into each connection the store holds.
@@ -65,21 +69,23 @@ pub struct InProcessRedis {
 impl InProcessRedis {
     /// An empty keyspace whose TTLs run on `clock`, kept in memory only.
     pub fn new(clock: SharedClock) -> Result<Self, mlua::Error> {
-        Self::with(Keyspace::default(), clock, None)
+        Self::with(Keyspace::default(), Millis::MIN, clock, None)
     }
 
-    /// `keyspace` (read back from a journal), every later write appended to `journal` and
-    /// each reply given once the lines before it are on disk.
+    /// `keyspace` (read back from a journal whose latest line ran at `now_ms`), every later
+    /// write appended to `journal` and each reply given once the lines before it are on disk.
     pub fn durable(
         keyspace: Keyspace,
+        now_ms: Millis,
         clock: SharedClock,
         journal: Arc<dyn Journal>,
     ) -> Result<Self, mlua::Error> {
-        Self::with(keyspace, clock, Some(journal))
+        Self::with(keyspace, now_ms, clock, Some(journal))
     }
 
     fn with(
         keyspace: Keyspace,
+        now_ms: Millis,
         clock: SharedClock,
         journal: Option<Arc<dyn Journal>>,
     ) -> Result<Self, mlua::Error> {
@@ -87,6 +93,7 @@ impl InProcessRedis {
             engine: Arc::new(Mutex::new(Engine {
                 keyspace,
                 scripting: Scripting::new()?,
+                now_ms,
             })),
             clock,
             journal,
@@ -95,30 +102,39 @@ impl InProcessRedis {
 
     /// Drops every expired key (lazy expiry drops the ones read).
     pub fn purge_expired(&self) {
-        let now_ms = self.clock.now_ms();
-        self.engine.lock().keyspace.purge_expired(now_ms);
+        self.locked(|keyspace, now_ms| keyspace.purge_expired(now_ms));
     }
 
-    /// Runs `f` on the keyspace with no command running meanwhile (a snapshot).
+    /// Runs `f` on the keyspace, at the keyspace's now, with no command running meanwhile (a
+    /// snapshot).
     pub fn locked<R>(&self, f: impl FnOnce(&mut Keyspace, Millis) -> R) -> R {
-        let now_ms = self.clock.now_ms();
-        f(&mut self.engine.lock().keyspace, now_ms)
+        let mut engine = self.engine.lock();
+        let now_ms = engine.advance(self.clock.now_ms());
+        f(&mut engine.keyspace, now_ms)
     }
 
-    /// Runs `cmds` in order under one lock, as Redis runs a pipeline, then waits (without the
-    /// lock) until every line they depend on is on disk: a reply never shows what a restart
-    /// would not bring back.
+    /// Runs `cmds` in order under one lock, as Redis runs a pipeline, their writes appended
+    /// as one journal line (all taken back if it cannot be), then waits (without the lock)
+    /// until every line they depend on is on disk: a reply never shows what a restart would
+    /// not bring back.
     fn call<'a>(
         &self,
         cmds: impl Iterator<Item = &'a redis::Cmd>,
     ) -> futures_util::future::BoxFuture<'static, Vec<RedisResult<Value>>> {
-        let now_ms = self.clock.now_ms();
+        let cmds: Vec<Vec<&[u8]>> = cmds.map(arguments).collect();
         let (replies, line) = {
             let mut engine = self.engine.lock();
-            let replies: Vec<_> = cmds
-                .map(|cmd| engine.execute_cmd(cmd, now_ms, self.journal.as_deref()))
-                .collect();
-            (replies, self.journal.as_ref().map(|j| j.appended()))
+            let now_ms = engine.advance(self.clock.now_ms());
+            match &self.journal {
+                None => {
+                    let replies = cmds.iter().map(|args| engine.execute(args, now_ms));
+                    (replies.collect(), None)
+                }
+                Some(journal) => match engine.journaled(journal.as_ref(), &cmds, now_ms) {
+                    Ok(replies) => (replies, Some(journal.appended())),
+                    Err(err) => return failed(cmds.len(), err),
+                },
+            }
         };
         let waited = self
             .journal
@@ -130,11 +146,7 @@ impl InProcessRedis {
                 Some(durable) => match durable.await {
                     Ok(()) => replies,
                     // Never acknowledged: the lines were cut back (see `Journal::refusal`).
-                    Err(err) => {
-                        let (kind, text) = (err.kind(), err.to_string());
-                        let failed = || RedisError::from(std::io::Error::new(kind, text.clone()));
-                        replies.iter().map(|_| Err(failed())).collect()
-                    }
+                    Err(err) => failed(replies.len(), err).await,
                 },
                 None => replies,
             }
@@ -142,7 +154,34 @@ impl InProcessRedis {
     }
 }
 
+/// `count` replies of the same failure.
+fn failed(
+    count: usize,
+    err: std::io::Error,
+) -> futures_util::future::BoxFuture<'static, Vec<RedisResult<Value>>> {
+    let (kind, text) = (err.kind(), err.to_string());
+    let replies = (0..count)
+        .map(|_| Err(RedisError::from(std::io::Error::new(kind, text.clone()))))
+        .collect();
+    Box::pin(std::future::ready(replies))
+}
+
+fn arguments(cmd: &redis::Cmd) -> Vec<&[u8]> {
+    cmd.args_iter()
+        .map(|arg| match arg {
+            redis::Arg::Simple(raw) => raw,
+            redis::Arg::Cursor => b"0".as_slice(),
+        })
+        .collect()
+}
+
 impl Engine {
+    /// The keyspace's now at a command that reads `clock_ms` (see `now_ms`).
+    fn advance(&mut self, clock_ms: Millis) -> Millis {
+        self.now_ms = self.now_ms.max(clock_ms);
+        self.now_ms
+    }
+
     fn execute(&mut self, args: &[&[u8]], now_ms: Millis) -> RedisResult<Value> {
         let name = args
             .first()
@@ -157,39 +196,33 @@ impl Engine {
         reply.map_err(refusal)
     }
 
-    /// One command, its writes appended to `journal` (taken back if they cannot be).
-    fn execute_cmd(
+    /// Runs `cmds` with their writes recorded, then appends those as one line to `journal`;
+    /// if it cannot take them, they are taken back and the call fails whole. A journal that
+    /// refuses everything (see `Journal::refusal`) still answers `PING`: readiness then names
+    /// the journal, not an unreachable store.
+    fn journaled(
         &mut self,
-        cmd: &redis::Cmd,
+        journal: &dyn Journal,
+        cmds: &[Vec<&[u8]>],
         now_ms: Millis,
-        journal: Option<&dyn Journal>,
-    ) -> RedisResult<Value> {
-        let args: Vec<&[u8]> = cmd
-            .args_iter()
-            .map(|arg| match arg {
-                redis::Arg::Simple(raw) => raw,
-                redis::Arg::Cursor => b"0".as_slice(),
-            })
-            .collect();
-        let Some(journal) = journal else {
-            return self.execute(&args, now_ms);
-        };
-        if let Some(why) = journal.refusal() {
-            return Err(RedisError::from(std::io::Error::other(why)));
+    ) -> std::io::Result<Vec<RedisResult<Value>>> {
+        let pings = cmds.iter().all(|args| {
+            args.first()
+                .is_some_and(|n| n.eq_ignore_ascii_case(b"PING"))
+        });
+        if let Some(why) = journal.refusal().filter(|_| !pings) {
+            return Err(std::io::Error::other(why));
         }
         self.keyspace.begin();
-        let reply = self.execute(&args, now_ms);
+        let replies = cmds.iter().map(|args| self.execute(args, now_ms)).collect();
         let recording = self.keyspace.finish();
-        if recording.writes.is_empty() {
-            return reply;
-        }
-        match journal.append(now_ms, &recording.writes) {
-            Ok(_) => reply,
-            Err(err) => {
+        if !recording.writes.is_empty() {
+            if let Err(err) = journal.append(now_ms, &recording.writes) {
                 self.keyspace.rollback(recording);
-                Err(RedisError::from(err))
+                return Err(err);
             }
         }
+        Ok(replies)
     }
 }
 
