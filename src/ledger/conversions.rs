@@ -22,14 +22,15 @@ pub fn click_id(shard: u32, decision_id: &str) -> String {
     format!("c{shard}.{decision_id}")
 }
 
-/// The shard of `shards` that keeps the click a click id names, and its decision id; `None`
-/// for anything we did not issue. An id issued under another shard count (the embedded
-/// backend's earlier builds used `store.shards`; it keeps one now) names the shard this build
-/// keeps that click in.
+/// The shard of `shards` to look for the click a click id names in, and its decision id;
+/// `None` for anything we did not issue. The embedded backend's earlier builds issued ids
+/// under `store.shards`; it keeps one shard now, where those clicks are. (On Redis an id of a
+/// shard past `store.shards` finds no click there.)
 pub fn parse_click_id(raw: &str, shards: u32) -> Option<(u32, &str)> {
-    let (shard, decision) = raw.strip_prefix('c')?.split_once('.')?;
-    let shard: u32 = shard.parse().ok()?;
-    let valid = shard < crate::config::MAX_SHARDS
+    let (digits, decision) = raw.strip_prefix('c')?.split_once('.')?;
+    let shard: u32 = digits.parse().ok()?;
+    let valid = shard.to_string() == digits
+        && shard < crate::config::MAX_SHARDS
         && decision.len() == 32
         && decision.bytes().all(|b| b.is_ascii_hexdigit());
     valid.then_some((shard % shards, decision))
@@ -222,6 +223,11 @@ mod tests {
             "issued by an earlier embedded build: kept in its one shard now"
         );
         assert_eq!(parse_click_id(&click_id(16384, decision), 1024), None);
+        assert_eq!(
+            parse_click_id(&format!("c0{}", &id[1..]), 1024),
+            None,
+            "c0417."
+        );
         for bad in [
             "",
             "c",

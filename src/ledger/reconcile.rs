@@ -94,7 +94,7 @@ pub struct ReconcileReport {
 /// Compares the hot store's spend (what budgets read) with the ledger in the record, for every
 /// campaign, in all and for the UTC day of `now_ms`. Whatever waits in the outbox is exported
 /// first, so a quiet deployment compares like with like. With `repair`, the hot spend of each
-/// differing campaign is set to the record's (Redis; run it with traffic stopped). No per-shard
+/// differing campaign is set to the record's (run it with traffic stopped). No per-shard
 /// pattern SCAN: one pipelined read of the spend hashes and one grouped query.
 pub async fn reconcile(
     store: &Store,

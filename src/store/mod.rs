@@ -873,12 +873,10 @@ impl Store {
         }
     }
 
-    /// The hot store's clock, in ms (`None` on the embedded backend, which is one node).
+    /// The hot store's clock, in ms (the embedded backend's never goes back: a journal written
+    /// ahead of this node's clock holds it there).
     pub async fn time_ms(&self) -> Result<Option<Millis>, StoreError> {
-        match self {
-            Store::Redis(s) => s.time_ms().await.map(Some),
-            Store::Embedded(_) => Ok(None),
-        }
+        dispatch!(self, s => s.time_ms().await.map(Some))
     }
 
     /// Tells the other nodes this one has stopped (a graceful stop); nothing on the embedded

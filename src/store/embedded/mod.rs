@@ -48,7 +48,7 @@ const PURGE_EVERY_MS: Millis = 60_000;
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Line {
-    /// One command's writes, run again at `now_ms`.
+    /// One call's writes (a command or a pipeline), run again at `now_ms`.
     Commands {
         now_ms: Millis,
         commands: Vec<Vec<String>>,
@@ -392,6 +392,13 @@ impl EmbeddedStore {
             .name("journal-sync".into())
             .spawn(move || syncing.sync_forever(sync_file, synced_tx))
             .map_err(io)?;
+        if latest > clock.now_ms() + 1_000 {
+            // Expiry waits for the clock to pass it: `statusads_clock_offset_seconds` shows it.
+            tracing::warn!(
+                ahead_ms = latest - clock.now_ms(),
+                "the journal was written at a time ahead of this clock: keys expire as of that time until the clock passes it"
+            );
+        }
         let engine = InProcessRedis::durable(keyspace, latest, clock, journal.clone())
             .map_err(|e| StoreError::corrupt_from("the in-process Redis's Lua", e))?;
         let store = Self {

@@ -1515,11 +1515,10 @@ impl RedisStore {
             .per_shard(RedisOp::Spend, |shard, pipe| {
                 for (campaign, total, today) in spend {
                     if shard == 0 {
-                        pipe.hset(keys::spend_total(shard), campaign, total).hset(
-                            keys::spend_day(shard, day),
-                            campaign,
-                            today,
-                        );
+                        pipe.hset(keys::spend_total(shard), campaign, total)
+                            .hset(keys::spend_day(shard, day), campaign, today)
+                            // As events.lua keeps a day's spend (this may make the hash).
+                            .pexpire(keys::spend_day(shard, day), 3 * 86_400_000);
                     } else {
                         pipe.hdel(keys::spend_total(shard), campaign)
                             .hdel(keys::spend_day(shard, day), campaign);

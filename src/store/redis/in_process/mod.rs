@@ -34,9 +34,9 @@ pub const URL: &str = "in-process://";
 /// Where a durable in-process Redis keeps what changed: the embedded backend's journal
 /// (`store::embedded`). Without one, nothing survives a stop.
 pub trait Journal: Send + Sync + 'static {
-    /// Appends one command's writes (in the order they ran; called under the engine lock, so
-    /// lines follow the order commands ran). Answers the line's number; on an error nothing
-    /// was appended and the writes are taken back.
+    /// Appends one call's writes (a command or a pipeline, in the order they ran; called under
+    /// the engine lock, so lines follow the order calls ran). Answers the line's number; on
+    /// an error nothing was appended and the writes are taken back.
     fn append(&self, now_ms: Millis, writes: &[Vec<Vec<u8>>]) -> std::io::Result<u64>;
     /// The number of the last line appended.
     fn appended(&self) -> u64;
@@ -122,6 +122,11 @@ impl InProcessRedis {
         cmds: impl Iterator<Item = &'a redis::Cmd>,
     ) -> futures_util::future::BoxFuture<'static, Vec<RedisResult<Value>>> {
         let cmds: Vec<Vec<&[u8]>> = cmds.map(arguments).collect();
+        // Readiness asks with PING: answered at once, whatever the journal is waiting for.
+        let pings = cmds.iter().all(|args| {
+            args.first()
+                .is_some_and(|n| n.eq_ignore_ascii_case(b"PING"))
+        });
         let (replies, line) = {
             let mut engine = self.engine.lock();
             let now_ms = engine.advance(self.clock.now_ms());
@@ -130,8 +135,8 @@ impl InProcessRedis {
                     let replies = cmds.iter().map(|args| engine.execute(args, now_ms));
                     (replies.collect(), None)
                 }
-                Some(journal) => match engine.journaled(journal.as_ref(), &cmds, now_ms) {
-                    Ok(replies) => (replies, Some(journal.appended())),
+                Some(journal) => match engine.journaled(journal.as_ref(), &cmds, now_ms, pings) {
+                    Ok(replies) => (replies, (!pings).then(|| journal.appended())),
                     Err(err) => return failed(cmds.len(), err),
                 },
             }
@@ -198,18 +203,15 @@ impl Engine {
 
     /// Runs `cmds` with their writes recorded, then appends those as one line to `journal`;
     /// if it cannot take them, they are taken back and the call fails whole. A journal that
-    /// refuses everything (see `Journal::refusal`) still answers `PING`: readiness then names
+    /// refuses everything (see `Journal::refusal`) still answers `pings`: readiness then names
     /// the journal, not an unreachable store.
     fn journaled(
         &mut self,
         journal: &dyn Journal,
         cmds: &[Vec<&[u8]>],
         now_ms: Millis,
+        pings: bool,
     ) -> std::io::Result<Vec<RedisResult<Value>>> {
-        let pings = cmds.iter().all(|args| {
-            args.first()
-                .is_some_and(|n| n.eq_ignore_ascii_case(b"PING"))
-        });
         if let Some(why) = journal.refusal().filter(|_| !pings) {
             return Err(std::io::Error::other(why));
         }
