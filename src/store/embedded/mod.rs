@@ -1,11 +1,11 @@
 //! The embedded backend: one node, no Redis server. It is the redis backend's own code and Lua
 //! scripts on the in-process Redis (`store::redis::in_process`), so every rule exists once,
-//! with every change made durable here: each command's writes are appended to a journal under
-//! `data_dir` (`journal.log`) and a reply is given only once an fsync covers the lines it
-//! depends on. At start the snapshot and the journal are run again, each line at the instant
+//! with every change made durable here: each call's writes (a command, a script, a pipeline)
+//! are appended to a journal under `data_dir` (`journal.log`) as one line, and a reply is given
+//! only once an fsync covers the lines it depends on. At start the snapshot and the journal are run again, each line at the instant
 //! it was written, which gives the same keyspace.
 //!
-//! Group commit: a command appends its line under the engine's lock, then its reply waits
+//! Group commit: a call appends its line under the engine's lock, then its reply waits
 //! (without the lock) until a dedicated thread's next fsync covers it; one fsync serves every
 //! write in between. Replies that only read wait for the lines before them too, so nothing is
 //! answered from a change that a restart would not bring back.
