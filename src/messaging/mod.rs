@@ -4,7 +4,7 @@
 //! the message time and persists [`Rating::conversation_after`] (see [`Conversation::encode`]).
 //! What a charged message costs comes from the dated rule set in force at its time
 //! ([`rules::RuleBook`]); which tier it falls in is decided where the monthly count is kept,
-//! atomically, by [`rules::price_at`] (mirrored by the store scripts).
+//! atomically, by the store's scripts (the rule of [`rules::price_at`]).
 //!
 //! Rules (every interval is half-open: inside means `start <= at < end`):
 //! - **Inbound** (user → business), a message or a call, is always free (reason `inbound`) and

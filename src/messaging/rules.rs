@@ -6,8 +6,9 @@
 //!
 //! A charge is a [`Schedule`]: the rate of each monthly volume tier. Which tier a message falls
 //! in depends on how many messages of its counter (advertiser, month, category, country) were
-//! charged before it, which only the store knows atomically; it calls [`price_at`] (the Lua
-//! scripts mirror it line for line).
+//! charged before it, which only the store knows atomically: `messaging_shared.lua` picks the
+//! tier as [`price_at`] does (which prices a message's first tier here, and the earlier
+//! embedded builds' journals in `store::embedded`).
 
 use std::collections::HashMap;
 
@@ -71,12 +72,6 @@ pub fn price_at(schedule: &Schedule, n: u64) -> (Micros, u32) {
         }
     }
     found
-}
-
-/// The business-initiated limit: a user already reached in the last 24 h may be reached again;
-/// a new one only while fewer than `limit` others were (the store scripts mirror this).
-pub fn within_limit(limit: u32, already_reached: bool, others: u64) -> bool {
-    already_reached || others < u64::from(limit)
 }
 
 /// What a rated message is charged by, once delivered.

@@ -25,8 +25,8 @@ local deliver, limit, user, window = ARGV[9] == '1', tonumber(ARGV[10]), ARGV[11
 local t = fields(ARGV[4])
 local at = tonumber(t[15])
 if limit >= 0 then
-  -- Mirrors messaging::rules::within_limit: a user already reached in the last 24 h is free
-  -- to reach again; a new one only while fewer than `limit` others were.
+  -- The business-initiated limit: a user already reached in the last 24 h is free to reach
+  -- again; a new one only while fewer than `limit` others were.
   local since = at - window
   local mine = redis.call('ZSCORE', initiated, user)
   if not (mine and tonumber(mine) > since) then
