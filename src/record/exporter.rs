@@ -4,9 +4,9 @@
 //!
 //! Every node runs one. A round reads the oldest records of every shard's outbox (one `XRANGE`
 //! per shard stream, pipelined; the embedded backend's in-process Redis keeps the same
-//! streams, refilled by its journal at start), writes them and this node's served counts in one transaction (`Record::export`:
-//! unique by record id, counters moved only for rows inserted), and only then drops them from
-//! the outbox (`XDEL`). A crash between the two re-exports the records next round as no-ops;
+//! streams, refilled by its journal at start), writes them and this node's served counts in
+//! one transaction (`Record::export`: unique by record id, counters moved only for rows
+//! inserted), and only then drops them from the outbox (`XDEL`). A crash between the two re-exports the records next round as no-ops;
 //! two nodes exporting the same records insert them once. Nothing is ever removed from an
 //! outbox before it is committed.
 //!

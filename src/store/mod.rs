@@ -658,9 +658,9 @@ impl Store {
     }
 
     /// Applies a batch's events, grouped by shard; per shard, one outcome per event in order.
-    /// The embedded store journals the whole batch as one entry, so all of it happens or none
-    /// does. Redis runs one atomic script per shard (shards live in different cluster slots),
-    /// so each shard's result stands alone and the ledger spools the shards that failed.
+    /// One script per shard (shards live in different cluster slots; the embedded backend has
+    /// one, journaled as one line), so each shard's result stands alone; on Redis the ledger
+    /// spools the shards that failed.
     pub async fn apply_batch(
         &self,
         now_ms: Millis,

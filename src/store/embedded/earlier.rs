@@ -875,7 +875,9 @@ pub(super) fn translate(mut state: State, now: Millis) -> Vec<Vec<String>> {
             .push((campaign.clone(), micros.to_string()));
     }
     for (day, spend) in days {
-        // As events.lua keeps a day's spend: three days from its first write.
+        // As events.lua keeps a day's spend, which it expires three days after the day's first
+        // billed write: here from the day's start (that write's time is not kept), at most a
+        // day sooner; a day's spend is read only that day.
         let until = day_start_ms(day) + 3 * DAY_MS;
         if until > now {
             let key = keys::spend_day(SHARD, day);

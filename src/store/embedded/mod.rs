@@ -2,8 +2,8 @@
 //! scripts on the in-process Redis (`store::redis::in_process`), so every rule exists once,
 //! with every change made durable here: each call's writes (a command, a script, a pipeline)
 //! are appended to a journal under `data_dir` (`journal.log`) as one line, and a reply is given
-//! only once an fsync covers the lines it depends on. At start the snapshot and the journal are run again, each line at the instant
-//! it was written, which gives the same keyspace.
+//! only once an fsync covers the lines it depends on. At start the snapshot and the journal
+//! are run again, each line at the instant it was written, which gives the same keyspace.
 //!
 //! Group commit: a call appends its line under the engine's lock, then its reply waits
 //! (without the lock) until a dedicated thread's next fsync covers it; one fsync serves every
@@ -173,7 +173,9 @@ impl JournalFile {
                 while !*closed && self.written.load(Ordering::SeqCst) == *synced.borrow() {
                     signal.wait_for(&mut closed, std::time::Duration::from_millis(50));
                 }
-                if *closed {
+                // Closing syncs what was written first: a line left in the file unsynced
+                // would come back at the next start, though its caller was answered 503.
+                if *closed && self.written.load(Ordering::SeqCst) == *synced.borrow() {
                     return;
                 }
             }

@@ -269,7 +269,8 @@ const INFO: &str = "# Persistence\r\naof_enabled:0\r\naof_rewrite_in_progress:0\
                     # Memory\r\nmaxmemory_policy:noeviction\r\n";
 
 /// The commands that change the keyspace: what a journal keeps of a command (see
-/// [`Keyspace::begin`]).
+/// [`Keyspace::begin`]). A command of `run` missing here would be answered and never
+/// journaled: `every_command_that_changes_the_keyspace_is_recorded` runs each one.
 const WRITES: [&str; 14] = [
     "SET",
     "DEL",
@@ -983,20 +984,33 @@ impl Keyspace {
             b"*" => None,
             id => Some(parse_stream_id(id, false)?),
         };
+        let last = match self.live(args[0], now_ms).map(|s| &s.data) {
+            None => (0, 0),
+            Some(Data::Stream(stream)) => stream.last,
+            Some(_) => return Err(CommandError::wrong_type()),
+        };
+        let ms = u64::try_from(now_ms).unwrap_or(0);
+        // Checked before the stream is made: a refused XADD leaves no key behind.
+        let id =
+            match explicit {
+                Some(id) if id > last => id,
+                None if ms > last.0 => (ms, 0),
+                None => match last.1.checked_add(1) {
+                    Some(seq) => (last.0, seq),
+                    None => {
+                        return Err(CommandError::err(
+                            "The stream has exhausted the last possible ID",
+                        ))
+                    }
+                },
+                Some(_) => return Err(CommandError::err(
+                    "The ID specified in XADD is equal or smaller than the target stream top item",
+                )),
+            };
         let stored = self.create(args[0], now_ms, || Data::Stream(Stream::default()));
         let Data::Stream(stream) = &mut stored.data else {
             return Err(CommandError::wrong_type());
         };
-        let ms = u64::try_from(now_ms).unwrap_or(0);
-        let id =
-            match explicit {
-                Some(id) if id <= stream.last => return Err(CommandError::err(
-                    "The ID specified in XADD is equal or smaller than the target stream top item",
-                )),
-                Some(id) => id,
-                None if ms > stream.last.0 => (ms, 0),
-                None => (stream.last.0, stream.last.1 + 1),
-            };
         stream.last = id;
         let fields = args[2..]
             .chunks(2)
@@ -1273,5 +1287,76 @@ mod tests {
             panic!("a stream")
         };
         assert_eq!(left.len(), 1, "the placeholder that kept the id is gone");
+    }
+
+    /// Every command `run` answers (read from its match arms, so a new one cannot be left
+    /// out), on a keyspace holding every type: one that changes the keyspace is recorded.
+    #[test]
+    fn every_command_that_changes_the_keyspace_is_recorded() {
+        let source = include_str!("keyspace.rs");
+        let body = &source[source.find("    fn run(").unwrap()..];
+        let body = &body[..body.find("\n    }\n").unwrap()];
+        let mut arms: Vec<&str> = body
+            .lines()
+            .filter(|line| line.starts_with("            \"") && line.contains("=>"))
+            .flat_map(|line| line.split("=>").next().unwrap().split('|'))
+            .map(|name| name.trim().trim_matches('"'))
+            .collect();
+        arms.sort();
+        let calls: &[&[&str]] = &[
+            &["PING"],
+            &["INFO"],
+            &["TIME"],
+            &["GET", "s"],
+            &["SET", "s", "w"],
+            &["DEL", "s"],
+            &["PEXPIRE", "h", "500"],
+            &["PEXPIREAT", "h", "900"],
+            &["PTTL", "h"],
+            &["HGET", "h", "a"],
+            &["HMGET", "h", "a", "b"],
+            &["HGETALL", "h"],
+            &["HEXISTS", "h", "a"],
+            &["HSET", "h", "b", "2"],
+            &["HMSET", "h", "c", "3"],
+            &["HDEL", "h", "a"],
+            &["HINCRBY", "h", "n", "1"],
+            &["ZADD", "z", "2", "n"],
+            &["ZSCORE", "z", "m"],
+            &["ZCOUNT", "z", "-inf", "+inf"],
+            &["ZREMRANGEBYSCORE", "z", "-inf", "(2"],
+            &["ZREM", "z", "m"],
+            &["ZRANGE", "z", "0", "-1"],
+            &["RPUSH", "l", "y"],
+            &["LRANGE", "l", "0", "-1"],
+            &["XADD", "x", "*", "f", "v"],
+            &["XRANGE", "x", "-", "+"],
+            &["XDEL", "x", "1-0"],
+        ];
+        let mut named: Vec<&str> = calls.iter().map(|call| call[0]).collect();
+        named.sort();
+        assert_eq!(named, arms, "every command of `run` is called here");
+        for call in calls {
+            let mut ks = Keyspace::default();
+            for setup in [
+                &["SET", "s", "v"][..],
+                &["HSET", "h", "a", "1"],
+                &["ZADD", "z", "1", "m"],
+                &["RPUSH", "l", "x"],
+                &["XADD", "x", "1-0", "f", "v"],
+            ] {
+                run(&mut ks, 1, setup).unwrap();
+            }
+            let before = ks.dump(1);
+            ks.begin();
+            run(&mut ks, 1, call).unwrap();
+            let recording = ks.finish();
+            let changed = ks.dump(1) != before;
+            assert_eq!(
+                !recording.writes.is_empty(),
+                changed,
+                "{call:?}: recorded as a write exactly when it changed the keyspace"
+            );
+        }
     }
 }
