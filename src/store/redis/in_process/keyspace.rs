@@ -127,6 +127,72 @@ enum Data {
     Stream(Stream),
 }
 
+/// The value of one type, for [`Keyspace::value`] and [`Keyspace::value_or_new`].
+impl Data {
+    fn text(&self) -> Option<&Bytes> {
+        match self {
+            Data::Text(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    fn list(&self) -> Option<&Vec<Bytes>> {
+        match self {
+            Data::List(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    fn list_mut(&mut self) -> Option<&mut Vec<Bytes>> {
+        match self {
+            Data::List(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    fn hash(&self) -> Option<&HashMap<Bytes, Bytes>> {
+        match self {
+            Data::Hash(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    fn hash_mut(&mut self) -> Option<&mut HashMap<Bytes, Bytes>> {
+        match self {
+            Data::Hash(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    fn sorted(&self) -> Option<&SortedSet> {
+        match self {
+            Data::Sorted(z) => Some(z),
+            _ => None,
+        }
+    }
+
+    fn sorted_mut(&mut self) -> Option<&mut SortedSet> {
+        match self {
+            Data::Sorted(z) => Some(z),
+            _ => None,
+        }
+    }
+
+    fn stream(&self) -> Option<&Stream> {
+        match self {
+            Data::Stream(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn stream_mut(&mut self) -> Option<&mut Stream> {
+        match self {
+            Data::Stream(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Stored {
     data: Data,
@@ -553,14 +619,9 @@ impl Keyspace {
             ])),
             "GET" => {
                 arity(args.len() == 1)?;
-                match self.live(args[0], now_ms) {
-                    None => Ok(Value::Nil),
-                    Some(Stored {
-                        data: Data::Text(v),
-                        ..
-                    }) => Ok(bulk(v.clone())),
-                    Some(_) => Err(CommandError::wrong_type()),
-                }
+                Ok(self
+                    .value(args[0], now_ms, Data::text)?
+                    .map_or(Value::Nil, |v| bulk(v.clone())))
             }
             "SET" => {
                 arity(args.len() >= 2)?;
@@ -754,23 +815,16 @@ impl Keyspace {
             // Lists are an earlier build's conversion logs (see `keys::conversion_log`).
             "RPUSH" => {
                 arity(args.len() >= 2)?;
-                let stored = self.create(args[0], now_ms, || Data::List(Vec::new()));
-                let Data::List(items) = &mut stored.data else {
-                    return Err(CommandError::wrong_type());
-                };
+                let items =
+                    self.value_or_new(args[0], now_ms, || Data::List(Vec::new()), Data::list_mut)?;
                 items.extend(args[1..].iter().map(|a| a.to_vec()));
                 Ok(int(items.len()))
             }
             "LRANGE" => {
                 arity(args.len() == 3)?;
                 let (start, stop) = (integer(args[1])?, integer(args[2])?);
-                let items = match self.live(args[0], now_ms) {
-                    None => return Ok(Value::Array(Vec::new())),
-                    Some(Stored {
-                        data: Data::List(items),
-                        ..
-                    }) => items,
-                    Some(_) => return Err(CommandError::wrong_type()),
+                let Some(items) = self.value(args[0], now_ms, Data::list)? else {
+                    return Ok(Value::Array(Vec::new()));
                 };
                 let Some(range) = by_rank(start, stop, items.len()) else {
                     return Ok(Value::Array(Vec::new()));
@@ -838,14 +892,7 @@ impl Keyspace {
         key: &[u8],
         now_ms: Millis,
     ) -> Result<Option<&HashMap<Bytes, Bytes>>, CommandError> {
-        match self.live(key, now_ms) {
-            None => Ok(None),
-            Some(Stored {
-                data: Data::Hash(h),
-                ..
-            }) => Ok(Some(h)),
-            Some(_) => Err(CommandError::wrong_type()),
-        }
+        self.value(key, now_ms, Data::hash)
     }
 
     fn hash_mut(
@@ -853,22 +900,38 @@ impl Keyspace {
         key: &[u8],
         now_ms: Millis,
     ) -> Result<&mut HashMap<Bytes, Bytes>, CommandError> {
-        let stored = self.create(key, now_ms, || Data::Hash(HashMap::new()));
-        match &mut stored.data {
-            Data::Hash(h) => Ok(h),
-            _ => Err(CommandError::wrong_type()),
-        }
+        self.value_or_new(key, now_ms, || Data::Hash(HashMap::new()), Data::hash_mut)
     }
 
     fn sorted(&mut self, key: &[u8], now_ms: Millis) -> Result<Option<&SortedSet>, CommandError> {
+        self.value(key, now_ms, Data::sorted)
+    }
+
+    /// The live key's value of the type `pick` takes: `None` when absent, `WRONGTYPE` when of
+    /// another type.
+    fn value<T>(
+        &mut self,
+        key: &[u8],
+        now_ms: Millis,
+        pick: fn(&Data) -> Option<&T>,
+    ) -> Result<Option<&T>, CommandError> {
         match self.live(key, now_ms) {
             None => Ok(None),
-            Some(Stored {
-                data: Data::Sorted(z),
-                ..
-            }) => Ok(Some(z)),
-            Some(_) => Err(CommandError::wrong_type()),
+            Some(stored) => pick(&stored.data)
+                .map(Some)
+                .ok_or_else(CommandError::wrong_type),
         }
+    }
+
+    /// The live key's value of the type `pick` takes, made (`empty`, no expiry) when absent.
+    fn value_or_new<T>(
+        &mut self,
+        key: &[u8],
+        now_ms: Millis,
+        empty: fn() -> Data,
+        pick: fn(&mut Data) -> Option<&mut T>,
+    ) -> Result<&mut T, CommandError> {
+        pick(&mut self.create(key, now_ms, empty).data).ok_or_else(CommandError::wrong_type)
     }
 
     /// The live key, made with `empty` (and no expiry) when absent.
@@ -939,10 +1002,12 @@ impl Keyspace {
             .chunks(2)
             .map(|pair| Ok((score(pair[0])?, pair[1].to_vec())))
             .collect::<Result<Vec<_>, CommandError>>()?;
-        let stored = self.create(args[0], now_ms, || Data::Sorted(SortedSet::default()));
-        let Data::Sorted(z) = &mut stored.data else {
-            return Err(CommandError::wrong_type());
-        };
+        let z = self.value_or_new(
+            args[0],
+            now_ms,
+            || Data::Sorted(SortedSet::default()),
+            Data::sorted_mut,
+        )?;
         let mut added = 0;
         for (score, member) in parsed {
             match z.scores.get(&member) {
@@ -984,11 +1049,9 @@ impl Keyspace {
             b"*" => None,
             id => Some(parse_stream_id(id, false)?),
         };
-        let last = match self.live(args[0], now_ms).map(|s| &s.data) {
-            None => (0, 0),
-            Some(Data::Stream(stream)) => stream.last,
-            Some(_) => return Err(CommandError::wrong_type()),
-        };
+        let last = self
+            .value(args[0], now_ms, Data::stream)?
+            .map_or((0, 0), |stream| stream.last);
         let ms = u64::try_from(now_ms).unwrap_or(0);
         // Checked before the stream is made: a refused XADD leaves no key behind.
         let id =
@@ -1007,10 +1070,12 @@ impl Keyspace {
                     "The ID specified in XADD is equal or smaller than the target stream top item",
                 )),
             };
-        let stored = self.create(args[0], now_ms, || Data::Stream(Stream::default()));
-        let Data::Stream(stream) = &mut stored.data else {
-            return Err(CommandError::wrong_type());
-        };
+        let stream = self.value_or_new(
+            args[0],
+            now_ms,
+            || Data::Stream(Stream::default()),
+            Data::stream_mut,
+        )?;
         stream.last = id;
         let fields = args[2..]
             .chunks(2)
@@ -1033,13 +1098,8 @@ impl Keyspace {
             Some([]) | None => usize::MAX,
             Some(_) => return Err(CommandError::syntax()),
         };
-        let entries = match self.live(args[0], now_ms) {
-            None => return Ok(Value::Array(Vec::new())),
-            Some(Stored {
-                data: Data::Stream(s),
-                ..
-            }) => s,
-            Some(_) => return Err(CommandError::wrong_type()),
+        let Some(entries) = self.value(args[0], now_ms, Data::stream)? else {
+            return Ok(Value::Array(Vec::new()));
         };
         if start > end {
             return Ok(Value::Array(Vec::new()));
