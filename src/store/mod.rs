@@ -581,18 +581,6 @@ pub enum Store {
     Embedded(EmbeddedStore),
 }
 
-macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            Store::Redis($store) => $call,
-            Store::Embedded(embedded) => {
-                let $store = embedded.redis();
-                $call
-            }
-        }
-    };
-}
-
 impl Store {
     /// The redis backend's store: on a Redis server, or on the embedded backend's in-process
     /// Redis.
@@ -611,7 +599,7 @@ impl Store {
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self, s => s.ping().await)
+        self.redis().ping().await
     }
 
     /// Why the store cannot make writes durable, if it cannot (the embedded journal after a
@@ -645,7 +633,7 @@ impl Store {
     /// The catalog earlier builds kept here (Redis keys, or an embedded journal's catalog
     /// entries); read once, to move it into the system of record (`record::migration`).
     pub async fn load_catalog(&self) -> Result<CatalogData, StoreError> {
-        dispatch!(self, s => s.load_catalog().await)
+        self.redis().load_catalog().await
     }
 
     /// Commits the decision if the live user state still allows it (all or nothing), else
@@ -654,7 +642,7 @@ impl Store {
         &self,
         commit: &DecisionCommit<'_>,
     ) -> Result<CommitOutcome, StoreError> {
-        dispatch!(self, s => s.commit_decision(commit).await)
+        self.redis().commit_decision(commit).await
     }
 
     /// Applies a batch's events, grouped by shard; per shard, one outcome per event in order.
@@ -684,7 +672,7 @@ impl Store {
         day: u32,
         events: &[EventWrite],
     ) -> Result<Vec<EventOutcome>, StoreError> {
-        dispatch!(self, s => s.apply_events(shard, now_ms, day, events).await)
+        self.redis().apply_events(shard, now_ms, day, events).await
     }
 
     /// Spend of every campaign: total and on `day`.
@@ -693,7 +681,7 @@ impl Store {
         &self,
         day: u32,
     ) -> Result<hashbrown::HashMap<CampaignId, Spend>, StoreError> {
-        dispatch!(self, s => s.spend(day).await)
+        self.redis().spend(day).await
     }
 
     /// The (advertiser, campaign) a click (by decision id) belongs to, if it was recorded.
@@ -704,14 +692,14 @@ impl Store {
         decision_id: &str,
         at_ms: Millis,
     ) -> Result<Option<ClickOwner>, StoreError> {
-        dispatch!(self, s => s.click_owner(shard, decision_id, at_ms).await)
+        self.redis().click_owner(shard, decision_id, at_ms).await
     }
 
     pub async fn apply_conversion(
         &self,
         write: &ConversionWrite<'_>,
     ) -> Result<ConversionOutcome, StoreError> {
-        dispatch!(self, s => s.apply_conversion(write).await)
+        self.redis().apply_conversion(write).await
     }
 
     /// An earlier build's conversion logs of these UTC days (`YYYYMMDD`), every advertiser's:
@@ -720,7 +708,7 @@ impl Store {
         &self,
         days: &[u32],
     ) -> Result<Vec<(String, ConversionRecord)>, StoreError> {
-        dispatch!(self, s => s.earlier_conversion_log(days).await)
+        self.redis().earlier_conversion_log(days).await
     }
 
     /// The stored conversation state ("" = none) and, if this message id was seen, its result.
@@ -731,14 +719,16 @@ impl Store {
         user: &str,
         message_id: &str,
     ) -> Result<(String, Option<String>), StoreError> {
-        dispatch!(self, s => s.load_conversation(shard, advertiser, user, message_id).await)
+        self.redis()
+            .load_conversation(shard, advertiser, user, message_id)
+            .await
     }
 
     pub async fn commit_message(
         &self,
         commit: &MessageCommit<'_>,
     ) -> Result<MessageOutcome, StoreError> {
-        dispatch!(self, s => s.commit_message(commit).await)
+        self.redis().commit_message(commit).await
     }
 
     /// The stored message of this id, if it was recorded.
@@ -748,7 +738,9 @@ impl Store {
         advertiser: &str,
         message_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        dispatch!(self, s => s.message_state(shard, advertiser, message_id).await)
+        self.redis()
+            .message_state(shard, advertiser, message_id)
+            .await
     }
 
     /// Makes a pending charge final or void, once.
@@ -756,7 +748,7 @@ impl Store {
         &self,
         write: &SettleWrite<'_>,
     ) -> Result<SettleOutcome, StoreError> {
-        dispatch!(self, s => s.settle_message(write).await)
+        self.redis().settle_message(write).await
     }
 
     /// How many other nodes price with other money settings (see
@@ -839,7 +831,7 @@ impl Store {
 
     /// Everything stored about one user (the right of access).
     pub async fn user_records(&self, who: &UserLocator<'_>) -> Result<UserRecords, StoreError> {
-        dispatch!(self, s => s.user_records(who).await)
+        self.redis().user_records(who).await
     }
 
     /// Removes every record of one user (the right of erasure); idempotent.
@@ -876,7 +868,7 @@ impl Store {
     /// The hot store's clock, in ms (the embedded backend's never goes back: a journal written
     /// ahead of this node's clock holds it there).
     pub async fn time_ms(&self) -> Result<Option<Millis>, StoreError> {
-        dispatch!(self, s => s.time_ms().await.map(Some))
+        self.redis().time_ms().await.map(Some)
     }
 
     /// Tells the other nodes this one has stopped (a graceful stop); nothing on the embedded
@@ -915,7 +907,7 @@ impl Store {
         day: u32,
         spend: &[(String, Micros, Micros)],
     ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.set_spend(day, spend).await)
+        self.redis().set_spend(day, spend).await
     }
 }
 
