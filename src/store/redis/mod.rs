@@ -186,19 +186,7 @@ impl RedisStore {
                 cluster(BULK_TIMEOUT).map_err(bad_address)?,
             ]))
         };
-        let mut store = Self {
-            cluster: matches!(clients, Clients::Cluster(_)),
-            clients,
-            conns: arc_swap::ArcSwapOption::empty(),
-            shards,
-            timeout,
-            scripts: Scripts::default(),
-            breaker: Breaker::new(breaker, Arc::new(SystemClock), metrics.clone(), false),
-            metrics,
-            home: tokio::runtime::Handle::current(),
-            id: worker::new_store_id(),
-            unavailable: std::sync::atomic::AtomicU64::new(0),
-        };
+        let mut store = Self::unconnected(clients, shards, timeout, breaker, metrics);
         match store.establish().await {
             Ok(conns) => store.conns.store(Some(Arc::new(conns))),
             Err(err) => {
@@ -218,18 +206,34 @@ impl RedisStore {
             failures_to_open: u32::MAX,
             probe_every_ms: 60_000,
         };
-        let conns = Conns {
-            hot: Conn::InProcess(redis.clone()),
-            bulk: Conn::InProcess(redis.clone()),
-        };
+        let conns = in_process_conns(&redis);
+        let store = Self::unconnected(
+            Clients::InProcess(redis),
+            1,
+            BULK_TIMEOUT,
+            never_opens,
+            metrics,
+        );
+        store.conns.store(Some(Arc::new(conns)));
+        store
+    }
+
+    /// The store on `clients`, its connections not made yet, its breaker closed.
+    fn unconnected(
+        clients: Clients,
+        shards: u32,
+        timeout: Duration,
+        breaker: BreakerPolicy,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
-            cluster: false,
-            clients: Clients::InProcess(redis),
-            conns: arc_swap::ArcSwapOption::from_pointee(conns),
-            shards: 1,
-            timeout: BULK_TIMEOUT,
+            cluster: matches!(clients, Clients::Cluster(_)),
+            clients,
+            conns: arc_swap::ArcSwapOption::empty(),
+            shards,
+            timeout,
             scripts: Scripts::default(),
-            breaker: Breaker::new(never_opens, Arc::new(SystemClock), metrics.clone(), false),
+            breaker: Breaker::new(breaker, Arc::new(SystemClock), metrics.clone(), false),
             metrics,
             home: tokio::runtime::Handle::current(),
             id: worker::new_store_id(),
@@ -272,10 +276,7 @@ impl RedisStore {
                     .map_err(unavailable)?;
                 (Conn::Cluster(hot), Conn::Cluster(bulk))
             }
-            Clients::InProcess(redis) => (
-                Conn::InProcess(redis.clone()),
-                Conn::InProcess(redis.clone()),
-            ),
+            Clients::InProcess(redis) => return Ok(in_process_conns(redis)),
         };
         Ok(Conns { hot, bulk })
     }
@@ -1630,6 +1631,14 @@ impl<F: Future> Future for OnHome<'_, F> {
         let this = self.project();
         let _entered = this.home.enter();
         this.future.poll(cx)
+    }
+}
+
+/// Both connections to the in-process Redis: one engine, nothing to open.
+fn in_process_conns(redis: &in_process::InProcessRedis) -> Conns {
+    Conns {
+        hot: Conn::InProcess(redis.clone()),
+        bulk: Conn::InProcess(redis.clone()),
     }
 }
 
