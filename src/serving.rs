@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 use crate::capping::recent::RecentUsers;
 use crate::capping::{self, Reservation, SessionState, UserState};
@@ -98,8 +98,7 @@ impl Server {
         // The placements borrow what they were decided on; the state then gains them.
         let history = carried.user.clone();
         let input = self.input(&snapshot, &history, session_state, &request, now_ms);
-        let (decision, explained) =
-            self.decide(&input, self.insight.sample(), &mut SmallRng::from_entropy());
+        let (decision, explained) = self.decide(&input, self.insight.sample(), &mut decision_rng());
         let expires_ms = now_ms + self.token_ttl_ms;
         let planned = self.hold_budgets(&decision.placements, expires_ms + self.grace_ms);
         self.note(&input, false, &decision, explained, &planned);
@@ -137,7 +136,7 @@ impl Server {
         let user = request.user.as_str();
         let shard = capping::shard_of(user, self.shards);
         let session = request.session.as_deref();
-        let mut rng = SmallRng::from_entropy();
+        let mut rng = decision_rng();
         let sampled = self.insight.sample();
         let mut assumed = self.recent.assume(user, session, self.clock.now_ms());
         self.metrics.decision_view(match assumed.read_at_ms {
@@ -284,8 +283,7 @@ impl Server {
             };
         let snapshot = self.catalog.snapshot();
         let input = self.input(&snapshot, &user_state, session_state, &request, now_ms);
-        let (decision, explained) =
-            selection::decide_explained(&input, &mut SmallRng::from_entropy());
+        let (decision, explained) = selection::decide_explained(&input, &mut decision_rng());
         let candidates = selection::explain::every_campaign(&input, explained)
             .into_iter()
             .map(|e| {
@@ -598,6 +596,12 @@ pub struct ExplainedCandidate {
     /// The bid in `money.currency`, as the auction ranks it (rounded down); null when the
     /// currency has no exchange rate.
     pub bid_service_cpm_micros: Option<i64>,
+}
+
+/// A decision's randomness (ties between equal bids), seeded from the thread's generator:
+/// `SmallRng::from_entropy` asks the kernel (a `getrandom` system call) on every decision.
+fn decision_rng() -> SmallRng {
+    SmallRng::seed_from_u64(rand::thread_rng().gen())
 }
 
 /// Fills the configured chat URL template: `{number}` without its '+', `{text}` and
