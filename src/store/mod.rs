@@ -261,6 +261,9 @@ pub const OUTBOX_GROUP: u32 = 64;
 
 /// How long a click stays attributable to conversions.
 pub const CLICK_TTL_MS: Millis = 30 * 86_400_000;
+/// How long a day's hot spend lives from the day's first billed write: it is read only that
+/// day (daily budgets, reconcile), so it goes about two days after the day has ended.
+pub const SPEND_DAY_TTL_MS: Millis = 3 * 86_400_000;
 /// How long a business message's rating is kept to answer duplicates of it.
 pub const MESSAGE_DEDUPE_MS: Millis = 35 * 86_400_000;
 

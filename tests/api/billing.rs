@@ -550,6 +550,34 @@ contract!(
     even_pacing_throttles_a_campaign_ahead_of_its_line,
 );
 
+/// A day's hot spend is read only that day: the hash a billed render makes lives
+/// `SPEND_DAY_TTL_MS` from it, never without an expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_days_spend_expires_after_its_rule() {
+    let app = spawn_app(Backend::Redis).await;
+    let (_, key) = app.advertiser("Daily").await;
+    app.live_campaign(
+        &key,
+        json!({"priority": "sponsorship", "bid_cpm_micros": 2_000_000}),
+    )
+    .await;
+    let slots = app.slots("u-daily", None, 12).await;
+    app.events(&[(&token_of(&slots[0]), "render")]).await;
+    let mut conn = app.redis.as_ref().unwrap().connection();
+    let days: Vec<String> = redis::cmd("KEYS")
+        .arg("spend:{s*}:*")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(days.len(), 1, "one shard's spend of today: {days:?}");
+    let ttl_ms: i64 = redis::cmd("PTTL").arg(&days[0]).query(&mut conn).unwrap();
+    let rule = statusads::store::SPEND_DAY_TTL_MS;
+    assert!(
+        ttl_ms > rule - 60_000 && ttl_ms <= rule,
+        "{} lives {ttl_ms} ms, the rule {rule} ms",
+        days[0]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_finds_and_repairs_drift() {
     let app = spawn_app(Backend::Redis).await;

@@ -878,7 +878,7 @@ pub(super) fn translate(mut state: State, now: Millis) -> Vec<Vec<String>> {
         // As events.lua keeps a day's spend, which it expires three days after the day's first
         // billed write: here from the day's start (that write's time is not kept), at most a
         // day sooner; a day's spend is read only that day.
-        let until = day_start_ms(day) + 3 * DAY_MS;
+        let until = day_start_ms(day) + crate::store::SPEND_DAY_TTL_MS;
         if until > now {
             let key = keys::spend_day(SHARD, day);
             push(hash(&key, spend));

@@ -38,7 +38,7 @@ use super::{
     CatalogData, ClickOwner, CommitOutcome, ConversionOutcome, ConversionRecord, ConversionWrite,
     DecisionCommit, EventOutcome, EventWrite, Keeping, MessageCommit, MessageOutcome,
     SettleOutcome, SettleWrite, StoreError, StoredMessage, StoredSession, UserClick, UserLocator,
-    UserRecords, UserView, CLICK_TTL_MS, MESSAGE_DEDUPE_MS,
+    UserRecords, UserView, CLICK_TTL_MS, MESSAGE_DEDUPE_MS, SPEND_DAY_TTL_MS,
 };
 use crate::capping::{UserState, HIDE_MS, UNEXPIRING_USER_TTL_MS};
 use crate::clock::{Millis, SystemClock};
@@ -670,7 +670,8 @@ impl RedisStore {
         call.arg(now_ms)
             .arg(day)
             .arg(events.len())
-            .arg(UNEXPIRING_USER_TTL_MS);
+            .arg(UNEXPIRING_USER_TTL_MS)
+            .arg(SPEND_DAY_TTL_MS);
         for event in events {
             // The argument order is the FIELDS list at the top of events.lua.
             call.arg(event.kind.as_str())
@@ -1519,7 +1520,7 @@ impl RedisStore {
                         pipe.hset(keys::spend_total(shard), campaign, total)
                             .hset(keys::spend_day(shard, day), campaign, today)
                             // As events.lua keeps a day's spend (this may make the hash).
-                            .pexpire(keys::spend_day(shard, day), 3 * 86_400_000);
+                            .pexpire(keys::spend_day(shard, day), SPEND_DAY_TTL_MS);
                     } else {
                         pipe.hdel(keys::spend_total(shard), campaign)
                             .hdel(keys::spend_day(shard, day), campaign);

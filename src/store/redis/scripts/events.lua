@@ -6,7 +6,8 @@
 -- KEYS[1] ledger stream (the outbox), KEYS[2] spend totals hash, KEYS[3] today's spend hash,
 -- then per event: user hash, token state key, click key.
 -- ARGV[1] now_ms, ARGV[2] day (YYYYMMDD), ARGV[3] event count, ARGV[4] the TTL for a user hash
--- found without one (capping::UNEXPIRING_USER_TTL_MS), then FIELDS values per event:
+-- found without one (capping::UNEXPIRING_USER_TTL_MS), ARGV[5] the TTL of a day's spend hash
+-- (store::SPEND_DAY_TTL_MS), then FIELDS values per event:
 --   type, decision_id, campaign, advertiser, price_micros, token_ttl_ms, user_ttl_ms,
 --   campaign_caps ("max:per_seconds,..."), advertiser_caps (same, "" when off),
 --   campaign_keep ("count:window_seconds"), advertiser_keep (same, count 0 = off),
@@ -21,7 +22,7 @@ local FIELDS = 24
 local BITS = {render = 1, view = 2, click = 4, hide = 8, report = 16}
 local REFUSED = 32
 local count = tonumber(ARGV[3])
-assert(#ARGV == 4 + count * FIELDS and #KEYS == 3 + 3 * count, 'events.lua: wrong arity')
+assert(#ARGV == 5 + count * FIELDS and #KEYS == 3 + 3 * count, 'events.lua: wrong arity')
 local stamp = math.ceil(now / 1000)
 local stamp_digits = encode_stamp(stamp)
 
@@ -55,7 +56,7 @@ local function before_write(user)
   end
 end
 for i = 1, count do
-  local a = 4 + (i - 1) * FIELDS
+  local a = 5 + (i - 1) * FIELDS
   local kind, decision, campaign, advertiser = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local price = tonumber(ARGV[a + 5])
   local token_ttl, user_ttl = ARGV[a + 6], tonumber(ARGV[a + 7])
@@ -151,7 +152,7 @@ for i = 1, count do
 end
 -- A day's spend is read that day (daily budgets, reconcile): it expires two days after.
 if billed_any and redis.call('PTTL', KEYS[3]) < 0 then
-  redis.call('PEXPIRE', KEYS[3], 3 * 86400000)
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
 end
 for user, ttl in pairs(extend) do
   keep_user(user, before[user] or redis.call('PTTL', user), ttl, tonumber(ARGV[4]))
