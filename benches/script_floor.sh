@@ -106,12 +106,13 @@ if [ -n "$errors" ]; then
   redis-cli -p "$port" INFO commandstats >&2
   exit 1
 fi
-# Each measured script took the path it stands for: every render was recorded (one XADD per
-# call of events.lua and of its commands) and every commit written (one HSET per call of each
-# of the four).
+# Each measured script took the path it stands for: a render recorded (one XADD per call of
+# events.lua and of its commands), a commit written (one HSET per call of each of the four).
+# Random ids repeat now and then (`__rand_int__` draws from 10^8), and a repeated token is a
+# duplicate: one call in a thousand may take the other path.
 stat() { redis-cli -p "$port" INFO commandstats | tr -d '\r' | sed -n "s/^cmdstat_$1:calls=\([0-9]*\),.*/\1/p"; }
-expected=$((calls * rounds))
-if [ "$(stat xadd)" != $((2 * expected)) ] || [ "$(stat hset)" != $((4 * expected)) ]; then
+expected=$((calls * rounds * 999 / 1000))
+if [ "$(stat xadd)" -lt $((2 * expected)) ] || [ "$(stat hset)" -lt $((4 * expected)) ]; then
   echo "a measured script did not take its path: XADD $(stat xadd), HSET $(stat hset) calls" >&2
   exit 1
 fi
