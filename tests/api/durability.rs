@@ -9,8 +9,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::support::app::{spawn_app_on, token_of, Api, TestApp, CLIENT};
+use crate::support::failing_fsync::FailingFsync;
 use crate::support::redis_server::RedisServer;
-use crate::support::service::ServiceProcess;
+use crate::support::service::{ServiceProcess, Until};
 use crate::support::small_disk::SmallDisk;
 use crate::support::{spawn_app_with, Backend};
 
@@ -258,6 +259,82 @@ async fn on_a_full_disk_a_batch_answered_503_recorded_nothing() {
     assert_eq!(ready(&app).await, StatusCode::OK);
     assert_503_recorded_nothing(&app, &sent).await;
     assert_eq!(rendered(&app.report_totals(&key, &campaign).await), 400);
+}
+
+/// The embedded journal's fsync fails (the real binary, on a disk that fails syncs on demand):
+/// the batch whose line that sync was to cover is answered 503, everything is refused from then
+/// on, even once the disk is well again, and `/readyz` names the journal. After a restart the
+/// batch has left nothing: what was acknowledged before is all there and counted once, and the
+/// batch sent again counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_journal_fsync_answers_503_and_the_restart_keeps_only_what_was_acknowledged() {
+    let disk = FailingFsync::build();
+    let env = disk.env("/journal.log");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut service = ServiceProcess::start_configured("", Until::Ready, &env).await;
+    let (key, campaign) = live(&service.api).await;
+    let tokens = tokens(&service.api, "f", 10).await;
+    let (before, during) = tokens.split_at(5);
+    for token in before {
+        assert_eq!(service.api.render(token).await, "accepted");
+    }
+    // The report waits for the exporter: the five are in the record before the failure.
+    assert_eq!(
+        rendered(&service.api.report_totals(&key, &campaign).await),
+        5
+    );
+
+    disk.fail();
+    let batch = json!({"events": during
+        .iter()
+        .map(|token| json!({"token": token, "type": "render"}))
+        .collect::<Vec<_>>()});
+    let res = service.api.post("/v1/events", CLIENT, batch.clone()).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let ready = service
+        .api
+        .http
+        .get(service.api.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let reason = ready.text().await.unwrap();
+    assert!(reason.contains("journal"), "{reason}");
+    disk.heal();
+    let again = service.api.post("/v1/events", CLIENT, batch.clone()).await;
+    assert_eq!(
+        again.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "refused until a restart"
+    );
+    assert!(
+        service.log().contains("journal fsync failed"),
+        "{}",
+        service.log()
+    );
+
+    service.restart().await;
+    let api = &service.api;
+    assert_eq!(
+        rendered(&api.report_totals(&key, &campaign).await),
+        5,
+        "the batch answered 503 recorded nothing"
+    );
+    let statuses: Vec<String> = results(api, batch)
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(statuses, vec!["accepted"; 5], "sent again, counted now");
+    for token in before {
+        assert_eq!(api.render(token).await, "duplicate");
+    }
+    assert_eq!(rendered(&api.report_totals(&key, &campaign).await), 10);
 }
 
 /// The bytes one spooled render takes (a batch of one event), measured on a throwaway app.

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod browser;
+pub mod failing_fsync;
 pub mod logs;
 pub mod operations;
 pub mod ports;
