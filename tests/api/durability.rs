@@ -337,6 +337,65 @@ async fn a_failed_journal_fsync_answers_503_and_the_restart_keeps_only_what_was_
     assert_eq!(rendered(&api.report_totals(&key, &campaign).await), 10);
 }
 
+/// The outage spool's fsync fails while Redis is away (the real binary, on a disk that fails
+/// syncs on demand): the batch is answered 503 and the spool, whose cut-back could not be synced
+/// either, takes no more until a restart, even once the disk is well. After the restart, with
+/// Redis back, neither batch answered 503 had been recorded: each counts once when sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_spool_fsync_answers_503_and_records_nothing() {
+    let disk = FailingFsync::build();
+    let env = disk.env("/spool.log");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut redis = RedisServer::start_durable();
+    let mut service = ServiceProcess::start_configured(&redis.url(), Until::Ready, &env).await;
+    let (key, campaign) = live(&service.api).await;
+    let tokens = tokens(&service.api, "s", 4).await;
+    let batch = |tokens: &[String]| {
+        json!({"events": tokens
+            .iter()
+            .map(|token| json!({"token": token, "type": "render"}))
+            .collect::<Vec<_>>()})
+    };
+    assert_eq!(service.api.render(&tokens[0]).await, "accepted");
+
+    redis.kill();
+    disk.fail();
+    let res = service
+        .api
+        .post("/v1/events", CLIENT, batch(&tokens[1..3]))
+        .await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    disk.heal();
+    let res = service
+        .api
+        .post("/v1/events", CLIENT, batch(&tokens[3..]))
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a spool whose cut-back was not synced takes nothing more"
+    );
+
+    redis.restart();
+    service.restart().await;
+    let api = &service.api;
+    let statuses: Vec<String> = results(api, batch(&tokens))
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["duplicate", "accepted", "accepted", "accepted"],
+        "only the render acknowledged before was recorded"
+    );
+    assert_eq!(rendered(&api.report_totals(&key, &campaign).await), 4);
+}
+
 /// The bytes one spooled render takes (a batch of one event), measured on a throwaway app.
 async fn spooled_render_bytes() -> u64 {
     let mut app = spawn_app_on(Some(RedisServer::start()), |_| {}).await;
