@@ -97,8 +97,8 @@ impl Ledger {
                 .map(|_| Applied::Spooled(generation))
                 .collect());
         }
-        if !spool.admits() {
-            return Err(unavailable(spool::SpoolError::Full));
+        if let Some(refusal) = spool.refusal() {
+            return Err(unavailable(refusal));
         }
         let results = self.store.apply_batch(now_ms, day, shards).await;
         // An error reply is no outage: replaying it would most likely fail the same way, and a

@@ -47,6 +47,9 @@ struct Batch {
 pub enum SpoolError {
     #[error("the outage spool is full")]
     Full,
+    /// Not full but unusable (see [`Spool::trouble`]).
+    #[error("the outage spool takes no events: {0}")]
+    Refusing(&'static str),
     #[error("cannot write the outage spool: {0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -125,7 +128,18 @@ impl Spool {
     /// Whether a batch arriving now may go to Redis: a batch must not start unless the shards
     /// Redis could fail on may follow into the spool (see [`Limit::Admitted`]).
     pub fn admits(&self) -> bool {
-        self.bytes.load(Ordering::SeqCst) < self.max_bytes && self.trouble().is_none()
+        self.refusal().is_none()
+    }
+
+    /// Why the spool takes no batch now, if it takes none: damage first (an operator must act),
+    /// else no room.
+    pub fn refusal(&self) -> Option<SpoolError> {
+        match self.trouble() {
+            Some(reason) => Some(SpoolError::Refusing(reason)),
+            None => {
+                (self.bytes.load(Ordering::SeqCst) >= self.max_bytes).then_some(SpoolError::Full)
+            }
+        }
     }
 
     /// Why the spool cannot keep what it is given, if it cannot: an append that could not be

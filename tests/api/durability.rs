@@ -272,7 +272,8 @@ async fn on_a_full_disk_a_batch_answered_503_recorded_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_journal_fsync_answers_503_and_the_restart_keeps_only_what_was_acknowledged() {
     let disk = FailingFsync::build();
-    let env = disk.env("/journal.log");
+    // The group commit's `fdatasync` fails; the cut back to the synced length (`fsync`) works.
+    let env = disk.env("/journal.log", "fdatasync");
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut service = ServiceProcess::start_configured("", Until::Ready, &env).await;
     let (key, campaign) = live(&service.api).await;
@@ -314,7 +315,9 @@ async fn a_failed_journal_fsync_answers_503_and_the_restart_keeps_only_what_was_
         "refused until a restart"
     );
     assert!(
-        service.log().contains("journal fsync failed"),
+        service
+            .log()
+            .contains("journal fsync failed; unsynced lines cut off"),
         "{}",
         service.log()
     );
@@ -347,7 +350,8 @@ async fn a_failed_journal_fsync_answers_503_and_the_restart_keeps_only_what_was_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_spool_fsync_answers_503_and_records_nothing() {
     let disk = FailingFsync::build();
-    let env = disk.env("/spool.log");
+    // The append's `fdatasync` fails, and so does the `fsync` of its cut-back.
+    let env = disk.env("/spool.log", "fsync,fdatasync");
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut redis = RedisServer::start_durable();
     let mut service = ServiceProcess::start_configured(&redis.url(), Until::Ready, &env).await;
@@ -379,6 +383,15 @@ async fn a_failed_spool_fsync_answers_503_and_records_nothing() {
         res.status(),
         StatusCode::SERVICE_UNAVAILABLE,
         "a spool whose cut-back was not synced takes nothing more"
+    );
+    let log = service.log();
+    assert!(
+        log.contains("cannot write the outage spool: Input/output error"),
+        "the first refusal is the failed sync: {log}"
+    );
+    assert!(
+        log.contains("the outage spool takes no events: outage spool damaged by a failed write"),
+        "the second names the damage: {log}"
     );
 
     redis.restart();

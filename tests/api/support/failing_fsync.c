@@ -1,6 +1,7 @@
-/* Loaded with LD_PRELOAD into the real binary: fsync and fdatasync of a file whose path contains
- * $FAILING_FSYNC_PATH fail with EIO while the file $FAILING_FSYNC_FLAG exists, as a disk that
- * loses a write reports it. Every other call goes to libc. */
+/* Loaded with LD_PRELOAD into the real binary: while the file $FAILING_FSYNC_FLAG exists, the
+ * calls named in $FAILING_FSYNC_CALLS ("fsync", "fdatasync" or both, comma-separated) fail with
+ * EIO for files whose path contains $FAILING_FSYNC_PATH, as a disk that loses a write reports
+ * it. Every other call goes to libc. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -9,10 +10,34 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failing(int fd) {
+static int (*real_fsync)(int);
+static int (*real_fdatasync)(int);
+
+/* Resolved once, before any thread of the program runs. */
+__attribute__((constructor)) static void resolve(void) {
+    real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+}
+
+static int failing(const char *call, int fd) {
     const char *flag = getenv("FAILING_FSYNC_FLAG");
     const char *needle = getenv("FAILING_FSYNC_PATH");
-    if (!flag || !needle || access(flag, F_OK) != 0) {
+    const char *calls = getenv("FAILING_FSYNC_CALLS");
+    if (!flag || !needle || !calls || access(flag, F_OK) != 0) {
+        return 0;
+    }
+    /* Whole names only: "fsync" is not a part of "fdatasync". */
+    size_t len = strlen(call);
+    const char *at = calls;
+    int named = 0;
+    while ((at = strstr(at, call)) != NULL) {
+        if ((at == calls || at[-1] == ',') && (at[len] == '\0' || at[len] == ',')) {
+            named = 1;
+            break;
+        }
+        at += len;
+    }
+    if (!named) {
         return 0;
     }
     char link[64], path[4096];
@@ -26,25 +51,17 @@ static int failing(int fd) {
 }
 
 int fsync(int fd) {
-    static int (*real)(int);
-    if (failing(fd)) {
+    if (failing("fsync", fd)) {
         errno = EIO;
         return -1;
     }
-    if (!real) {
-        real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-    }
-    return real(fd);
+    return real_fsync(fd);
 }
 
 int fdatasync(int fd) {
-    static int (*real)(int);
-    if (failing(fd)) {
+    if (failing("fdatasync", fd)) {
         errno = EIO;
         return -1;
     }
-    if (!real) {
-        real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-    }
-    return real(fd);
+    return real_fdatasync(fd);
 }

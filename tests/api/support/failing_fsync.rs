@@ -1,7 +1,9 @@
-//! A disk whose `fsync` fails on demand, for the real binary: `failing_fsync.c`, built here with
-//! the machine's C compiler and loaded with `LD_PRELOAD`, makes `fsync` and `fdatasync` of the
-//! files a test names fail with `EIO` while a flag file exists. Nothing else on a test machine
-//! makes a real filesystem fail a sync (a full tmpfs fails writes, not syncs).
+//! A disk whose syncs fail on demand, for the real binary: `failing_fsync.c`, built here with
+//! the machine's C compiler and loaded with `LD_PRELOAD`, makes `fsync` or `fdatasync` (or both)
+//! of the files a test names fail with `EIO` while a flag file exists. Nothing else on a test
+//! machine makes a real filesystem fail a sync (a full tmpfs fails writes, not syncs). The
+//! service appends with `fdatasync` (`File::sync_data`) and cuts a file back with `fsync`
+//! (`File::sync_all`), so failing one or both reaches each branch of a failed append.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,13 +36,14 @@ impl FailingFsync {
         Self { dir }
     }
 
-    /// The environment that makes syncs of files whose path contains `path` fail while
-    /// [`fail`](Self::fail) is on.
-    pub fn env(&self, path: &str) -> Vec<(&'static str, String)> {
+    /// The environment that makes `calls` ("fsync", "fdatasync" or "fsync,fdatasync") of files
+    /// whose path contains `path` fail while [`fail`](Self::fail) is on.
+    pub fn env(&self, path: &str, calls: &str) -> Vec<(&'static str, String)> {
         vec![
             ("LD_PRELOAD", self.library().display().to_string()),
             ("FAILING_FSYNC_FLAG", self.flag().display().to_string()),
             ("FAILING_FSYNC_PATH", path.to_owned()),
+            ("FAILING_FSYNC_CALLS", calls.to_owned()),
         ]
     }
 
