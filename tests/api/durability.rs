@@ -83,6 +83,41 @@ fn rendered(totals: &Value) -> u64 {
     totals["rendered"].as_u64().unwrap()
 }
 
+/// A batch rendering each of `tokens`.
+fn renders(tokens: &[String]) -> Value {
+    json!({"events": tokens
+        .iter()
+        .map(|token| json!({"token": token, "type": "render"}))
+        .collect::<Vec<_>>()})
+}
+
+/// The status of each event of `batch`, posted.
+async fn statuses(api: &Api, batch: Value) -> Vec<String> {
+    results(api, batch)
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The real binary on `redis_url` (empty: the embedded backend) over a disk whose `calls` of
+/// the file at `path` fail while `disk` says so, with a live campaign: the service and the
+/// campaign's advertiser key and id.
+async fn on_failing_disk(
+    disk: &FailingFsync,
+    redis_url: &str,
+    path: &str,
+    calls: &str,
+) -> (ServiceProcess, String, String) {
+    let env = disk.env(path, calls);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let service = ServiceProcess::start_configured(redis_url, Until::Ready, &env).await;
+    let (key, campaign) = live(&service.api).await;
+    (service, key, campaign)
+}
+
 /// One changed digit in the middle of `journal.log` with the real binary: the start is refused,
 /// naming the file and offset, and the file is left as it was; `statusads quarantine` moves that
 /// line aside and keeps every later record (renders, an advertiser created afterwards).
@@ -273,10 +308,8 @@ async fn on_a_full_disk_a_batch_answered_503_recorded_nothing() {
 async fn a_failed_journal_fsync_answers_503_and_the_restart_keeps_only_what_was_acknowledged() {
     let disk = FailingFsync::build();
     // The group commit's `fdatasync` fails; the cut back to the synced length (`fsync`) works.
-    let env = disk.env("/journal.log", "fdatasync");
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut service = ServiceProcess::start_configured("", Until::Ready, &env).await;
-    let (key, campaign) = live(&service.api).await;
+    let (mut service, key, campaign) =
+        on_failing_disk(&disk, "", "/journal.log", "fdatasync").await;
     let tokens = tokens(&service.api, "f", 10).await;
     let (before, during) = tokens.split_at(5);
     for token in before {
@@ -289,10 +322,7 @@ async fn a_failed_journal_fsync_answers_503_and_the_restart_keeps_only_what_was_
     );
 
     disk.fail();
-    let batch = json!({"events": during
-        .iter()
-        .map(|token| json!({"token": token, "type": "render"}))
-        .collect::<Vec<_>>()});
+    let batch = renders(during);
     let res = service.api.post("/v1/events", CLIENT, batch.clone()).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = res.json().await.unwrap();
@@ -329,14 +359,11 @@ async fn a_failed_journal_fsync_answers_503_and_the_restart_keeps_only_what_was_
         5,
         "the batch answered 503 recorded nothing"
     );
-    let statuses: Vec<String> = results(api, batch)
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["status"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(statuses, vec!["accepted"; 5], "sent again, counted now");
+    assert_eq!(
+        statuses(api, batch).await,
+        vec!["accepted"; 5],
+        "sent again, counted now"
+    );
     for token in before {
         assert_eq!(api.render(token).await, "duplicate");
     }
@@ -350,26 +377,18 @@ async fn a_failed_journal_fsync_answers_503_and_the_restart_keeps_only_what_was_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_spool_fsync_answers_503_and_records_nothing() {
     let disk = FailingFsync::build();
-    // The append's `fdatasync` fails, and so does the `fsync` of its cut-back.
-    let env = disk.env("/spool.log", "fsync,fdatasync");
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut redis = RedisServer::start_durable();
-    let mut service = ServiceProcess::start_configured(&redis.url(), Until::Ready, &env).await;
-    let (key, campaign) = live(&service.api).await;
+    // The append's `fdatasync` fails, and so does the `fsync` of its cut-back.
+    let (mut service, key, campaign) =
+        on_failing_disk(&disk, &redis.url(), "/spool.log", "fsync,fdatasync").await;
     let tokens = tokens(&service.api, "s", 4).await;
-    let batch = |tokens: &[String]| {
-        json!({"events": tokens
-            .iter()
-            .map(|token| json!({"token": token, "type": "render"}))
-            .collect::<Vec<_>>()})
-    };
     assert_eq!(service.api.render(&tokens[0]).await, "accepted");
 
     redis.kill();
     disk.fail();
     let res = service
         .api
-        .post("/v1/events", CLIENT, batch(&tokens[1..3]))
+        .post("/v1/events", CLIENT, renders(&tokens[1..3]))
         .await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = res.json().await.unwrap();
@@ -377,7 +396,7 @@ async fn a_failed_spool_fsync_answers_503_and_records_nothing() {
     disk.heal();
     let res = service
         .api
-        .post("/v1/events", CLIENT, batch(&tokens[3..]))
+        .post("/v1/events", CLIENT, renders(&tokens[3..]))
         .await;
     assert_eq!(
         res.status(),
@@ -397,15 +416,8 @@ async fn a_failed_spool_fsync_answers_503_and_records_nothing() {
     redis.restart();
     service.restart().await;
     let api = &service.api;
-    let statuses: Vec<String> = results(api, batch(&tokens))
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["status"].as_str().unwrap().to_owned())
-        .collect();
     assert_eq!(
-        statuses,
+        statuses(api, renders(&tokens)).await,
         ["duplicate", "accepted", "accepted", "accepted"],
         "only the render acknowledged before was recorded"
     );
