@@ -125,14 +125,9 @@ impl Spool {
         })
     }
 
-    /// Whether a batch arriving now may go to Redis: a batch must not start unless the shards
-    /// Redis could fail on may follow into the spool (see [`Limit::Admitted`]).
-    pub fn admits(&self) -> bool {
-        self.refusal().is_none()
-    }
-
-    /// Why the spool takes no batch now, if it takes none: damage first (an operator must act),
-    /// else no room.
+    /// Why a batch arriving now may not go to Redis, if it may not: a batch must not start unless
+    /// the shards Redis could fail on may follow into the spool (see [`Limit::Admitted`]). Damage
+    /// first (an operator must act), else no room.
     pub fn refusal(&self) -> Option<SpoolError> {
         match self.trouble() {
             Some(reason) => Some(SpoolError::Refusing(reason)),
@@ -531,13 +526,16 @@ mod tests {
         let dir = scratch.path();
         let event = [event()];
         let spool = Spool::open(dir, 10, None).unwrap();
-        assert!(spool.admits());
+        assert!(spool.refusal().is_none());
         spool
             .push(0, 0, &[(1, &event), (2, &event)], Limit::Admitted)
             .await
             .unwrap();
         assert_eq!(spool.pending(), 2);
-        assert!(!spool.admits(), "past the limit, new batches are refused");
+        assert!(
+            matches!(spool.refusal(), Some(SpoolError::Full)),
+            "past the limit, new batches are refused"
+        );
         let refused = spool.push(0, 0, &[(3, &event)], Limit::Strict).await;
         assert!(matches!(refused, Err(SpoolError::Full)), "{refused:?}");
     }

@@ -91,15 +91,9 @@ fn renders(tokens: &[String]) -> Value {
         .collect::<Vec<_>>()})
 }
 
-/// The status of each event of `batch`, posted.
-async fn statuses(api: &Api, batch: Value) -> Vec<String> {
-    results(api, batch)
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["status"].as_str().unwrap().to_owned())
-        .collect()
+/// `tokens` as the renders [`Api::events`] takes.
+fn as_renders(tokens: &[String]) -> Vec<(&str, &str)> {
+    tokens.iter().map(|t| (t.as_str(), "render")).collect()
 }
 
 /// The real binary on `redis_url` (empty: the embedded backend) over a disk whose `calls` of
@@ -234,13 +228,7 @@ async fn a_damaged_spool_line_stops_the_start_and_quarantine_replays_every_later
 async fn send_batches(api: &Api, tokens: &[String], size: usize) -> Vec<(Vec<String>, StatusCode)> {
     let mut out = Vec::new();
     for batch in tokens.chunks(size) {
-        let events: Vec<Value> = batch
-            .iter()
-            .map(|t| json!({"token": t, "type": "render"}))
-            .collect();
-        let res = api
-            .post("/v1/events", CLIENT, json!({ "events": events }))
-            .await;
+        let res = api.post("/v1/events", CLIENT, renders(batch)).await;
         out.push((batch.to_vec(), res.status()));
     }
     out
@@ -250,8 +238,7 @@ async fn send_batches(api: &Api, tokens: &[String], size: usize) -> Vec<(Vec<Str
 /// all `accepted` (nothing of them had been recorded).
 async fn assert_503_recorded_nothing(api: &Api, sent: &[(Vec<String>, StatusCode)]) {
     for (batch, status) in sent {
-        let refs: Vec<(&str, &str)> = batch.iter().map(|t| (t.as_str(), "render")).collect();
-        let again = api.events(&refs).await;
+        let again = api.events(&as_renders(batch)).await;
         let expected = match *status {
             StatusCode::OK => "duplicate",
             StatusCode::SERVICE_UNAVAILABLE => "accepted",
@@ -338,7 +325,7 @@ async fn a_failed_journal_fsync_answers_503_and_the_restart_keeps_only_what_was_
     let reason = ready.text().await.unwrap();
     assert!(reason.contains("journal"), "{reason}");
     disk.heal();
-    let again = service.api.post("/v1/events", CLIENT, batch.clone()).await;
+    let again = service.api.post("/v1/events", CLIENT, batch).await;
     assert_eq!(
         again.status(),
         StatusCode::SERVICE_UNAVAILABLE,
@@ -360,7 +347,7 @@ async fn a_failed_journal_fsync_answers_503_and_the_restart_keeps_only_what_was_
         "the batch answered 503 recorded nothing"
     );
     assert_eq!(
-        statuses(api, batch).await,
+        api.events(&as_renders(during)).await,
         vec!["accepted"; 5],
         "sent again, counted now"
     );
@@ -417,7 +404,7 @@ async fn a_failed_spool_fsync_answers_503_and_records_nothing() {
     service.restart().await;
     let api = &service.api;
     assert_eq!(
-        statuses(api, renders(&tokens)).await,
+        api.events(&as_renders(&tokens)).await,
         ["duplicate", "accepted", "accepted", "accepted"],
         "only the render acknowledged before was recorded"
     );
